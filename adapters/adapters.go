@@ -1,0 +1,63 @@
+// Package adapters defines cedana's request chain (Handler, Adapter, Middleware) and the adapters
+// every dump and restore goes through, whatever the runtime. It imports no runtime.
+package adapters
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/criu"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Opts is what a chain's adapters share besides the request and response. It is passed by value,
+// so an adapter changes what the adapters after it see without affecting those before it.
+type Opts struct {
+	// CRIU runs CRIU requests.
+	CRIU *criu.Client
+	// CRIUVersion is the CRIU version as CRIU reports it (e.g. 40101), recorded in checkpoints.
+	CRIUVersion int32
+	// CheckpointDir is the default parent directory of new checkpoints.
+	CheckpointDir string
+	// PIDWaitTimeout bounds how long a restore waits for the checkpoint's PIDs to be free.
+	PIDWaitTimeout time.Duration
+	// ImageDir is the checkpoint directory CRIU reads or writes; set by the chain.
+	ImageDir string
+	// DaemonPID is the PID of the process running the chain, which must never be dumped.
+	DaemonPID int
+	// Log is the request's logger.
+	Log *slog.Logger
+}
+
+// Handler handles one request of type Req, filling Resp.
+type Handler[Req, Resp any] func(ctx context.Context, opts Opts, req *Req, resp *Resp) error
+
+// Adapter wraps a handler into another.
+type Adapter[H any] func(H) H
+
+// Middleware is an ordered list of adapters; the first is outermost.
+type Middleware[H any] []Adapter[H]
+
+// With wraps h in adapters, m[0] outermost: it runs first and sees the result last.
+func (h Handler[Req, Resp]) With(m ...Adapter[Handler[Req, Resp]]) Handler[Req, Resp] {
+	for i := len(m) - 1; i >= 0; i-- {
+		h = m[i](h)
+	}
+	return h
+}
+
+// DumpHandler handles a dump.
+type DumpHandler = Handler[daemonv1.DumpRequest, daemonv1.DumpResponse]
+
+// RestoreHandler handles a restore.
+type RestoreHandler = Handler[daemonv1.RestoreRequest, daemonv1.RestoreResponse]
+
+// observe records the duration since start as the phase of stats.
+func observe(stats *daemonv1.Stats, phase string, start time.Time) {
+	if stats.Phases == nil {
+		stats.Phases = map[string]*durationpb.Duration{}
+	}
+	stats.Phases[phase] = durationpb.New(time.Since(start))
+}

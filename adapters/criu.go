@@ -1,0 +1,126 @@
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/criu"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// criuLogLevel is CRIU's most verbose level short of debug; its logs explain failures.
+const criuLogLevel = 4
+
+// DumpWithCRIU is the handler that dumps resp.Checkpoint.Pid's tree into opts.ImageDir with CRIU.
+// On failure CRIU has resumed the tree; the error quotes the log lines that explain it and keeps
+// the whole log in the system's temporary directory, since the partial checkpoint is removed.
+func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	pid := resp.GetCheckpoint().GetPid()
+	if pid <= 0 {
+		return fmt.Errorf("runtime %s named no process to dump", req.Type)
+	}
+	dir, err := os.Open(opts.ImageDir)
+	if err != nil {
+		return fmt.Errorf("open checkpoint directory: %w", err)
+	}
+	defer dir.Close()
+	c := req.Criu
+	criuOpts := &rpc.CriuOpts{
+		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
+		LogFile:        proto.String(checkpoint.DumpLog),
+		LogLevel:       proto.Int32(criuLogLevel),
+		Pid:            proto.Int32(pid),
+		LeaveRunning:   proto.Bool(c.LeaveRunning),
+		TcpEstablished: proto.Bool(c.TcpEstablished),
+		FileLocks:      proto.Bool(c.FileLocks),
+		ShellJob:       proto.Bool(c.ShellJob),
+		LinkRemap:      proto.Bool(c.LinkRemap),
+		External:       c.External,
+	}
+	start := time.Now()
+	_, err = opts.CRIU.Dump(ctx, criuOpts, criu.Call{})
+	observe(resp.Stats, "criu_dump", start)
+	if err != nil {
+		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+	}
+	resp.Checkpoint.CriuVersion = opts.CRIUVersion
+	return nil
+}
+
+// RestoreWithCRIU is the handler that restores the checkpoint in opts.ImageDir as a child of the
+// calling process (CRIU's restore-sibling mode), which must reap it.
+func RestoreWithCRIU(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	dir, err := os.Open(opts.ImageDir)
+	if err != nil {
+		return fmt.Errorf("open checkpoint directory: %w", err)
+	}
+	defer dir.Close()
+	c := req.Criu
+	criuOpts := &rpc.CriuOpts{
+		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
+		LogFile:        proto.String(checkpoint.RestoreLog),
+		LogLevel:       proto.Int32(criuLogLevel),
+		RstSibling:     proto.Bool(true),
+		TcpEstablished: proto.Bool(c.TcpEstablished),
+		FileLocks:      proto.Bool(c.FileLocks),
+		ShellJob:       proto.Bool(c.ShellJob),
+		External:       c.External,
+	}
+	start := time.Now()
+	out, err := opts.CRIU.Restore(ctx, criuOpts, criu.Call{})
+	observe(resp.Stats, "criu_restore", start)
+	if err != nil {
+		return criuFailure(err, opts.ImageDir, checkpoint.RestoreLog, "")
+	}
+	resp.Pid = out.GetRestore().GetPid()
+	return nil
+}
+
+// criuFailure builds a one-line error from CRIU's error and its log's error lines. When keepAs is
+// set the log is copied to the temporary directory under that name, since its directory will go.
+func criuFailure(err error, dir, logName, keepAs string) error {
+	logPath := filepath.Join(dir, logName)
+	lines := criu.LogErrors(logPath, 3)
+	msg := ""
+	if len(lines) > 0 {
+		msg += "; CRIU log: " + strings.Join(lines, " | ")
+	}
+	if keepAs != "" {
+		kept := filepath.Join(os.TempDir(), keepAs)
+		if copyFile(logPath, kept) == nil {
+			logPath = kept
+		} else {
+			logPath = ""
+		}
+	}
+	if logPath != "" {
+		msg += "; full log: " + logPath
+	}
+	return Precondition("%w%s", err, msg)
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
+}

@@ -1,0 +1,152 @@
+package adapters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cedana/cedana/checkpoint"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/sysinfo"
+	"github.com/cedana/cedana/version"
+)
+
+// TimeDump measures the whole dump into resp.Stats.Total.
+func TimeDump(next DumpHandler) DumpHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		start := time.Now()
+		if resp.Stats == nil {
+			resp.Stats = &daemonv1.Stats{}
+		}
+		err := next(ctx, opts, req, resp)
+		resp.Stats.Total = durationpb.New(time.Since(start))
+		return err
+	}
+}
+
+// FillDumpDefaults fills the parent directory (opts.CheckpointDir), the name
+// (dump-<type>-<unix nanoseconds>) and empty option and detail messages.
+func FillDumpDefaults(next DumpHandler) DumpHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		if req.Dir == "" {
+			req.Dir = opts.CheckpointDir
+		}
+		if req.Name == "" {
+			req.Name = fmt.Sprintf("dump-%s-%d", req.Type, time.Now().UnixNano())
+		}
+		if req.Criu == nil {
+			req.Criu = &daemonv1.CriuOptions{}
+		}
+		if req.Details == nil {
+			req.Details = &daemonv1.Details{}
+		}
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// ValidateDumpRequest refuses a request without a type, a parent directory that is not absolute,
+// or a name that is not a single path element.
+func ValidateDumpRequest(next DumpHandler) DumpHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		if req.Type == "" {
+			return Invalid("the request names no runtime: set type (e.g. \"process\")")
+		}
+		if req.Dir == "" {
+			return Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")
+		}
+		if !filepath.IsAbs(req.Dir) {
+			return Invalid("checkpoint directory %q is not an absolute path", req.Dir)
+		}
+		if err := validateName(req.Name); err != nil {
+			return err
+		}
+		return next(ctx, opts, req, resp)
+	}
+}
+
+func validateName(name string) error {
+	if name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+		return Invalid("checkpoint name %q must be a plain file name (no '/', not starting with '.')", name)
+	}
+	return nil
+}
+
+// PrepareDumpDir creates <dir>/<name> (and dir if needed), refusing a name that is taken, and
+// points opts.ImageDir at it. If anything after it fails, the directory is removed again.
+func PrepareDumpDir(next DumpHandler) DumpHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (err error) {
+		if err := os.MkdirAll(req.Dir, 0o755); err != nil {
+			return dirError(req.Dir, err)
+		}
+		path := filepath.Join(req.Dir, req.Name)
+		if err := os.Mkdir(path, 0o700); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return Exists("checkpoint %s already exists: choose another --name or delete it first", path)
+			}
+			return dirError(req.Dir, err)
+		}
+		defer func() {
+			if err != nil {
+				if rmErr := os.RemoveAll(path); rmErr != nil {
+					opts.Log.Error("remove partial checkpoint", "path", path, "error", rmErr)
+				}
+			}
+		}()
+		opts.ImageDir = path
+		resp.Path = path
+		resp.Checkpoint = &daemonv1.Checkpoint{
+			Name:          req.Name,
+			Path:          path,
+			Type:          req.Type,
+			Hostname:      sysinfo.Hostname(),
+			Kernel:        sysinfo.Kernel(),
+			CedanaVersion: version.Version,
+			Details:       req.Details,
+		}
+		return next(ctx, opts, req, resp)
+	}
+}
+
+func dirError(dir string, err error) error {
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist) {
+		return Precondition("cannot create the checkpoint in %s: %w; pass a writable --dir", dir, unwrapPath(err))
+	}
+	return fmt.Errorf("cannot create the checkpoint in %s: %w", dir, err)
+}
+
+// unwrapPath drops the *PathError's own path, which the callers' messages already name.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// WriteDumpMetadata writes checkpoint.json once everything after it succeeded, which marks the
+// checkpoint complete. The CRIU options recorded are the final ones, after runtime adapters.
+func WriteDumpMetadata(next DumpHandler) DumpHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		if err := next(ctx, opts, req, resp); err != nil {
+			return err
+		}
+		ck := resp.Checkpoint
+		ck.Options = proto.Clone(req.Criu).(*daemonv1.CriuOptions)
+		ck.CreatedAt = timestamppb.Now()
+		size, err := checkpoint.Size(opts.ImageDir)
+		if err != nil {
+			return fmt.Errorf("measure checkpoint: %w", err)
+		}
+		ck.SizeBytes = size
+		return checkpoint.Write(opts.ImageDir, ck)
+	}
+}

@@ -1,0 +1,63 @@
+package adapters
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"time"
+
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/sysinfo"
+)
+
+// liveHolderGrace is how long a restore waits for a PID held by a live (not zombie) process; such
+// a holder is most likely a workload dumped with --leave-running and will not go away by itself.
+const liveHolderGrace = 2 * time.Second
+
+// WaitForFreePIDs waits, up to opts.PIDWaitTimeout, until no process holds a PID of the checkpoint's
+// tree. A killed workload can linger as a zombie until its parent reaps it, and CRIU cannot restore
+// a PID that is still taken ("File exists").
+func WaitForFreePIDs(next RestoreHandler) RestoreHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		ck := resp.GetCheckpoint()
+		pids := ck.GetPids()
+		if len(pids) == 0 && ck.GetPid() > 0 {
+			pids = []int32{ck.GetPid()}
+		}
+		start := time.Now()
+		for _, pid := range pids {
+			if err := waitForPID(ctx, int(pid), start, opts.PIDWaitTimeout); err != nil {
+				return err
+			}
+		}
+		observe(resp.Stats, "wait_pids", start)
+		return next(ctx, opts, req, resp)
+	}
+}
+
+func waitForPID(ctx context.Context, pid int, start time.Time, timeout time.Duration) error {
+	for {
+		st, err := sysinfo.ReadStat(pid)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		waited := time.Since(start)
+		limit := timeout
+		if err == nil && st.State != 'Z' && st.State != 'X' {
+			limit = min(timeout, liveHolderGrace)
+		}
+		if waited >= limit {
+			if err == nil && st.State == 'Z' {
+				return Timeout("PID %d of the checkpoint is still held by an unreaped zombie (%s, parent %d) after %s: "+
+					"its parent must reap it before the restore can use the PID", pid, st.Comm, st.PPID, waited.Round(time.Millisecond))
+			}
+			return Precondition("PID %d of the checkpoint is in use by a running process (%s): "+
+				"stop it first (was the workload dumped with --leave-running?)", pid, st.Comm)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

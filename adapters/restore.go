@@ -1,0 +1,99 @@
+package adapters
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cedana/cedana/checkpoint"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// TimeRestore measures the whole restore into resp.Stats.Total.
+func TimeRestore(next RestoreHandler) RestoreHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		start := time.Now()
+		if resp.Stats == nil {
+			resp.Stats = &daemonv1.Stats{}
+		}
+		err := next(ctx, opts, req, resp)
+		resp.Stats.Total = durationpb.New(time.Since(start))
+		return err
+	}
+}
+
+// ValidateRestoreRequest requires a path to an existing directory and makes it absolute.
+func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		if req.Path == "" {
+			return Invalid("no checkpoint to restore: pass --path <checkpoint directory>")
+		}
+		path, err := filepath.Abs(req.Path)
+		if err != nil {
+			return Invalid("checkpoint path %q: %w", req.Path, err)
+		}
+		info, err := os.Stat(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return NotFound("checkpoint %s does not exist", path)
+		case err != nil:
+			return Precondition("cannot read checkpoint %s: %w", path, unwrapPath(err))
+		case !info.IsDir():
+			return Invalid("%s is not a checkpoint directory", path)
+		}
+		req.Path = path
+		if req.Criu == nil {
+			req.Criu = &daemonv1.CriuOptions{}
+		}
+		if req.Details == nil {
+			req.Details = &daemonv1.Details{}
+		}
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// ReadCheckpointMetadata loads checkpoint.json into resp.Checkpoint, takes the runtime type from it
+// when the request has none (and refuses a different one), adds the options the dump used to those
+// of the request, and points opts.ImageDir at the checkpoint.
+func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		ck, err := checkpoint.Read(req.Path)
+		if err != nil {
+			if errors.Is(err, checkpoint.ErrNotCheckpoint) {
+				return Invalid("%w", err)
+			}
+			return err
+		}
+		switch {
+		case req.Type == "":
+			req.Type = ck.Type
+		case req.Type != ck.Type:
+			return Invalid("checkpoint %s was made by the %s runtime, not %s: restore it with `cedana restore %s`", req.Path, ck.Type, req.Type, ck.Type)
+		}
+		mergeRestoreOptions(req.Criu, ck.Options)
+		opts.ImageDir = req.Path
+		resp.Checkpoint = ck
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// mergeRestoreOptions turns on in into the options the dump recorded, which the restore needs too.
+func mergeRestoreOptions(into, dumped *daemonv1.CriuOptions) {
+	if dumped == nil {
+		return
+	}
+	into.TcpEstablished = into.TcpEstablished || dumped.TcpEstablished
+	into.FileLocks = into.FileLocks || dumped.FileLocks
+	into.ShellJob = into.ShellJob || dumped.ShellJob
+	for _, ext := range dumped.External {
+		if !slices.Contains(into.External, ext) {
+			into.External = append(into.External, ext)
+		}
+	}
+}

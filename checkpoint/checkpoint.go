@@ -1,0 +1,93 @@
+// Package checkpoint reads and writes a checkpoint directory's metadata file, checkpoint.json,
+// whose presence marks the checkpoint as complete.
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// MetadataFile is the name of the metadata file inside a checkpoint directory.
+const MetadataFile = "checkpoint.json"
+
+// DumpLog and RestoreLog are the names of CRIU's logs inside a checkpoint directory.
+const (
+	DumpLog    = "dump.log"
+	RestoreLog = "restore.log"
+)
+
+// ErrNotCheckpoint is wrapped when a directory has no metadata file.
+var ErrNotCheckpoint = errors.New("not a cedana checkpoint")
+
+// Write stores ck as dir's metadata, atomically: a reader sees no file or the whole file.
+func Write(dir string, ck *daemonv1.Checkpoint) error {
+	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(ck)
+	if err != nil {
+		return fmt.Errorf("encode checkpoint metadata: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+MetadataFile+"-*")
+	if err != nil {
+		return fmt.Errorf("write checkpoint metadata: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write checkpoint metadata: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write checkpoint metadata: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write checkpoint metadata: %w", err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write checkpoint metadata: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, MetadataFile)); err != nil {
+		return fmt.Errorf("write checkpoint metadata: %w", err)
+	}
+	return nil
+}
+
+// Read loads dir's metadata. A directory without it yields an error wrapping ErrNotCheckpoint.
+func Read(dir string) (*daemonv1.Checkpoint, error) {
+	data, err := os.ReadFile(filepath.Join(dir, MetadataFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s is %w: it has no %s (an incomplete or foreign dump?)", dir, ErrNotCheckpoint, MetadataFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint metadata: %w", err)
+	}
+	ck := &daemonv1.Checkpoint{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, ck); err != nil {
+		return nil, fmt.Errorf("%s is %w: %s is unreadable: %w", dir, ErrNotCheckpoint, MetadataFile, err)
+	}
+	return ck, nil
+}
+
+// Size is the number of bytes in the regular files under dir.
+func Size(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
+}

@@ -1,0 +1,155 @@
+// Package cli is cedana's command line, built with kong. Runtime subcommands (`dump process`, ...)
+// come from the features table; every command except `daemon start`, `check` and `features` is a
+// Connect client of the daemon.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/alecthomas/kong"
+
+	"github.com/cedana/cedana/config"
+	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/version"
+)
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Address   string `help:"Daemon address: a unix socket path, or host:port with --protocol tcp (default /run/cedana.sock; env CEDANA_ADDRESS)." placeholder:"ADDR"`
+	Protocol  string `help:"Daemon protocol: unix or tcp (env CEDANA_PROTOCOL)." enum:"unix,tcp," default:""`
+	ConfigDir string `help:"Directory holding config.json (default /etc/cedana; env CEDANA_CONFIG_DIR)." type:"path" placeholder:"DIR"`
+	Output    string `help:"Output format: text or json." enum:"text,json" default:"text" short:"o"`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+// CLI is the whole grammar.
+type CLI struct {
+	Globals
+
+	Daemon   DaemonCmd   `cmd:"" help:"Run or query the cedana daemon."`
+	Dump     DumpCmd     `cmd:"" help:"Checkpoint a workload."`
+	Restore  RestoreCmd  `cmd:"" help:"Restore a workload from a checkpoint."`
+	Check    CheckCmd    `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
+	Features FeaturesCmd `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
+}
+
+// Env is what commands get besides their flags.
+type Env struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+}
+
+// Main runs the command line args and returns the process exit code.
+func Main(ctx context.Context, args []string, env Env) (code int) {
+	cli := &CLI{}
+	// kong exits after --help and --version; turn that into a return instead.
+	defer func() {
+		if r := recover(); r != nil {
+			exit, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code = int(exit)
+		}
+	}()
+	parser, err := newParser(cli, env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "cedana: %v\n", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		var parseErr *kong.ParseError
+		if errors.As(err, &parseErr) {
+			fmt.Fprintf(env.Stderr, "cedana: error: %v\n", err)
+			return parseErr.ExitCode()
+		}
+		fmt.Fprintf(env.Stderr, "cedana: error: %v\n", err)
+		return 2
+	}
+	cfg, err := loadConfig(&cli.Globals, env.Getenv)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "cedana: error: %v\n", err)
+		return 2
+	}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	kctx.Bind(cfg, env, &cli.Globals)
+	kctx.BindToProvider(func() (daemonv1connect.DaemonServiceClient, error) {
+		return NewClient(cfg), nil
+	})
+	if err := kctx.Run(); err != nil {
+		var exit exitCode
+		if errors.As(err, &exit) {
+			return int(exit)
+		}
+		fmt.Fprintf(env.Stderr, "cedana: error: %s\n", describe(err, cfg))
+		return 1
+	}
+	return 0
+}
+
+// newParser builds the grammar, with every runtime's subcommands and placeholders for the runtimes
+// this binary lacks.
+func newParser(cli *CLI, env Env) (*kong.Kong, error) {
+	cli.Dump.Plugins = runtimeCommands(dumpCommands())
+	cli.Restore.Plugins = runtimeCommands(restoreCommands())
+	return kong.New(cli,
+		kong.Name("cedana"),
+		kong.Description("Checkpoint and restore processes and containers with CRIU."),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": version.Version},
+		kong.Writers(env.Stdout, env.Stderr),
+		kong.Exit(func(code int) { panic(exitCode(code)) }),
+	)
+}
+
+// loadConfig reads the configuration and applies the global flags on top.
+func loadConfig(g *Globals, getenv func(string) string) (config.Config, error) {
+	cfg, err := config.Load(g.ConfigDir, getenv)
+	if err != nil {
+		return cfg, err
+	}
+	if g.Address != "" {
+		cfg.Address = g.Address
+	}
+	if g.Protocol != "" {
+		cfg.Protocol = g.Protocol
+	}
+	return cfg, cfg.Validate()
+}
+
+// exitCode is returned by a command that has printed its own failure and only needs an exit code.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit code %d", int(e)) }
+
+// describe turns an error into the one line the user sees.
+func describe(err error, cfg config.Config) string {
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		return err.Error()
+	}
+	if cerr.Code() == connect.CodeUnavailable && isDialError(cerr) {
+		return fmt.Sprintf("cannot reach the cedana daemon at %s (%s): is it running? Start it with `cedana daemon start`, or point --address/CEDANA_ADDRESS at it", cfg.Address, cfg.Protocol)
+	}
+	return cerr.Message()
+}
+
+func isDialError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "dial") || strings.Contains(msg, "connect: ") || strings.Contains(msg, "no such file")
+}
+
+// Run is a convenience for main: Main with the process's own stdio and environment.
+func Run(ctx context.Context) int {
+	return Main(ctx, os.Args[1:], Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
+}

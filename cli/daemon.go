@@ -1,0 +1,37 @@
+package cli
+
+import (
+	"context"
+
+
+	"github.com/cedana/cedana/config"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/server"
+)
+
+// DaemonCmd is `cedana daemon ...`.
+type DaemonCmd struct {
+	Start DaemonStartCmd `cmd:"" help:"Start the daemon in the foreground (Connect on a unix socket or TCP)."`
+	Check DaemonCheckCmd `cmd:"" help:"Ask the running daemon for its health report."`
+}
+
+// DaemonStartCmd is `cedana daemon start`.
+type DaemonStartCmd struct{}
+
+// Run serves until ctx ends (SIGINT or SIGTERM).
+func (c *DaemonStartCmd) Run(ctx context.Context, cfg config.Config, env Env) error {
+	return server.Run(ctx, cfg, server.NewLogger(env.Stderr, cfg.Log))
+}
+
+// DaemonCheckCmd is `cedana daemon check`.
+type DaemonCheckCmd struct{}
+
+// Run prints the daemon's health report; the exit code is 1 when it lists problems.
+func (c *DaemonCheckCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	resp, err := client.HealthCheck(ctx, &daemonv1.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	return printHealth(env, g.Output, resp)
+}

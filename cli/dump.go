@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+)
+
+// DumpCmd is `cedana dump <runtime> ...`: the flags every runtime shares, and the runtimes'
+// subcommands.
+type DumpCmd struct {
+	Dir            string   `help:"Parent directory of the checkpoint (default: the daemon's checkpoint.dir)." type:"path" placeholder:"DIR"`
+	Name           string   `help:"Name of the checkpoint directory (default dump-<runtime>-<unix ns>)." placeholder:"NAME"`
+	LeaveRunning   bool     `help:"Leave the workload running after the dump."`
+	TCPEstablished bool     `name:"tcp-established" help:"Checkpoint established TCP connections."`
+	FileLocks      bool     `help:"Checkpoint file locks."`
+	ShellJob       bool     `help:"Allow a workload whose session or group leader is outside it (detected for a process tree)."`
+	External       []string `help:"External resource, in CRIU's --external syntax (repeatable)." placeholder:"RES" sep:"none"`
+	LinkRemap      bool     `help:"Checkpoint open files that were deleted, by link-remapping them."`
+
+	kong.Plugins
+}
+
+// Run sends the dump built from the common flags and the selected runtime's subcommand.
+func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	leaf, ok := selected[features.DumpCommand](kctx)
+	if !ok {
+		return fmt.Errorf("%q is not a dump subcommand", kctx.Command())
+	}
+	req := &daemonv1.DumpRequest{
+		Type: kctx.Selected().Name,
+		Dir:  c.Dir,
+		Name: c.Name,
+		Criu: &daemonv1.CriuOptions{
+			LeaveRunning:   c.LeaveRunning,
+			TcpEstablished: c.TCPEstablished,
+			FileLocks:      c.FileLocks,
+			ShellJob:       c.ShellJob,
+			External:       c.External,
+			LinkRemap:      c.LinkRemap,
+		},
+	}
+	if err := leaf.FillDump(req); err != nil {
+		return err
+	}
+	resp, err := client.Dump(ctx, req)
+	if err != nil {
+		return err
+	}
+	if g.Output == "json" {
+		return printJSON(env.Stdout, resp)
+	}
+	_, err = fmt.Fprintf(env.Stdout, "Dumped to %s\n", resp.Path)
+	return err
+}
+
+// selected returns the selected command's value as a T.
+func selected[T any](kctx *kong.Context) (T, bool) {
+	node := kctx.Selected()
+	if node == nil {
+		var zero T
+		return zero, false
+	}
+	v, ok := node.Target.Addr().Interface().(T)
+	return v, ok
+}

@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"reflect"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// verbCommands are the subcommands of one verb: the registered ones by runtime name.
+type verbCommands struct {
+	feature *features.Feature[features.Command]
+}
+
+func dumpCommands() verbCommands    { return verbCommands{features.DumpCmd} }
+func restoreCommands() verbCommands { return verbCommands{features.RestoreCmd} }
+
+// runtimeCommands lists, for kong.Plugins, each runtime's subcommand of a verb, and a placeholder
+// for each known runtime this binary lacks, so that `cedana dump runc` says how to get it.
+func runtimeCommands(v verbCommands) kong.Plugins {
+	var plugins kong.Plugins
+	for _, name := range features.KnownRuntimes {
+		if !v.feature.IsAvailable(name) {
+			plugins = append(plugins, placeholder(name))
+			continue
+		}
+		_ = v.feature.IfAvailable(func(_ string, cmd features.Command) error {
+			plugins = append(plugins, cmd)
+			return nil
+		}, name)
+	}
+	return plugins
+}
+
+// missingRuntimeCmd stands for a runtime that is not compiled in: it takes any arguments and
+// answers with the error that says how to build a binary that has the runtime.
+type missingRuntimeCmd struct {
+	Args []string `arg:"" optional:"" passthrough:"" help:"Ignored."`
+
+	runtime string
+}
+
+func (c *missingRuntimeCmd) err() error {
+	return &features.NotCompiledInError{Runtime: c.runtime, Feature: "cli"}
+}
+
+// FillDump implements features.DumpCommand by failing.
+func (c *missingRuntimeCmd) FillDump(*daemonv1.DumpRequest) error { return c.err() }
+
+// FillRestore implements features.RestoreCommand by failing.
+func (c *missingRuntimeCmd) FillRestore(*daemonv1.RestoreRequest) error { return c.err() }
+
+// placeholder builds &struct{ <Name> missingRuntimeCmd `cmd:"" name:"<name>"` }.
+func placeholder(runtime string) any {
+	field := reflect.StructField{
+		Name: "Missing" + strings.ToUpper(runtime[:1]) + runtime[1:],
+		Type: reflect.TypeOf(missingRuntimeCmd{}),
+		Tag: reflect.StructTag(`cmd:"" name:"` + runtime + `" help:"(not in this build: add build tag ` +
+			features.BuildTag(runtime) + `)"`),
+	}
+	v := reflect.New(reflect.StructOf([]reflect.StructField{field}))
+	v.Elem().Field(0).Addr().Interface().(*missingRuntimeCmd).runtime = runtime
+	return v.Interface()
+}

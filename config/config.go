@@ -1,0 +1,239 @@
+// Package config loads cedana's configuration: built-in defaults, then the JSON file
+// <dir>/config.json (dir is /etc/cedana unless --config-dir or CEDANA_CONFIG_DIR says otherwise), then
+// CEDANA_<SECTION>_<KEY> environment variables, one for every key (CEDANA_CHECKPOINT_DIR sets
+// checkpoint.dir). Command-line flags, applied by the CLI, come last.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultDir holds config.json unless told otherwise.
+const DefaultDir = "/etc/cedana"
+
+// FileName is the config file's name inside the config directory.
+const FileName = "config.json"
+
+// EnvPrefix starts every environment variable cedana reads.
+const EnvPrefix = "CEDANA_"
+
+// Protocols the daemon can listen on.
+const (
+	ProtocolUnix = "unix"
+	ProtocolTCP  = "tcp"
+)
+
+// Config is the whole configuration. JSON keys are the snake_case names in the tags.
+type Config struct {
+	// Address is the daemon's unix socket path or TCP host:port.
+	Address string `json:"address"`
+	// Protocol is "unix" or "tcp".
+	Protocol string `json:"protocol"`
+	// Token, when set, is required as a bearer token by the daemon and sent by the client.
+	Token string `json:"token"`
+
+	Checkpoint Checkpoint `json:"checkpoint"`
+	CRIU       CRIU       `json:"criu"`
+	Restore    Restore    `json:"restore"`
+	Log        Log        `json:"log"`
+	DB         DB         `json:"db"`
+}
+
+// Checkpoint configures where checkpoints go.
+type Checkpoint struct {
+	// Dir is the default parent directory of new checkpoints.
+	Dir string `json:"dir"`
+}
+
+// CRIU configures the CRIU binary.
+type CRIU struct {
+	// BinaryPath is the CRIU binary; empty means search PATH and cedana's own install prefix.
+	BinaryPath string `json:"binary_path"`
+}
+
+// Restore configures restores.
+type Restore struct {
+	// PIDWaitTimeout bounds the wait for a checkpoint's PIDs to be free (a Go duration, e.g. "10s").
+	PIDWaitTimeout Duration `json:"pid_wait_timeout"`
+}
+
+// Log configures the daemon's logs.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `json:"level"`
+	// Format is text or json.
+	Format string `json:"format"`
+}
+
+// DB configures the daemon's state database.
+type DB struct {
+	// Path of the database file.
+	Path string `json:"path"`
+}
+
+// Duration is a time.Duration written as a Go duration string in JSON and the environment.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default is the configuration when nothing else is said.
+func Default() Config {
+	return Config{
+		Address:    "/run/cedana.sock",
+		Protocol:   ProtocolUnix,
+		Checkpoint: Checkpoint{Dir: "/var/lib/cedana/checkpoints"},
+		Restore:    Restore{PIDWaitTimeout: Duration(10 * time.Second)},
+		Log:        Log{Level: "info", Format: "text"},
+		DB:         DB{Path: "/var/lib/cedana/cedana.db"},
+	}
+}
+
+// Load builds the configuration from the defaults, dir's config.json if it exists, and the
+// environment as read by getenv. An empty dir means CEDANA_CONFIG_DIR or DefaultDir.
+func Load(dir string, getenv func(string) string) (Config, error) {
+	cfg := Default()
+	if dir == "" {
+		dir = getenv(EnvPrefix + "CONFIG_DIR")
+	}
+	if dir == "" {
+		dir = DefaultDir
+	}
+	path := filepath.Join(dir, FileName)
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return cfg, fmt.Errorf("read config %s: %w", path, err)
+	default:
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), EnvPrefix, getenv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks values that have a fixed set of choices.
+func (c Config) Validate() error {
+	switch c.Protocol {
+	case ProtocolUnix, ProtocolTCP:
+	default:
+		return fmt.Errorf("protocol %q is not one of unix, tcp", c.Protocol)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format %q is not one of text, json", c.Log.Format)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	return nil
+}
+
+// EnvNames lists every environment variable Load reads, in struct order.
+func EnvNames() []string {
+	var names []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := prefix + strings.ToUpper(jsonName(f))
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, name+"_")
+				continue
+			}
+			names = append(names, name)
+		}
+	}
+	walk(reflect.TypeOf(Config{}), EnvPrefix)
+	return names
+}
+
+func jsonName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return name
+}
+
+// applyEnv sets each field of v whose CEDANA_<SECTION>_<KEY> variable is set.
+func applyEnv(v reflect.Value, prefix string, getenv func(string) string) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		name := prefix + strings.ToUpper(jsonName(f))
+		if f.Type.Kind() == reflect.Struct {
+			if err := applyEnv(fv, name+"_", getenv); err != nil {
+				return err
+			}
+			continue
+		}
+		raw := getenv(name)
+		if raw == "" {
+			continue
+		}
+		if err := setValue(fv, raw); err != nil {
+			return fmt.Errorf("environment variable %s=%q: %w", name, raw, err)
+		}
+	}
+	return nil
+}
+
+func setValue(v reflect.Value, raw string) error {
+	if v.Type() == reflect.TypeOf(Duration(0)) {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported config type %s", v.Type())
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package features
+
+import (
+	"context"
+	"slices"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// Runtime names known to cedana, whether or not this binary has them.
+const (
+	Process    = "process"
+	Runc       = "runc"
+	Containerd = "containerd"
+)
+
+// KnownRuntimes lists every runtime cedana has, in the order help text shows them.
+var KnownRuntimes = []string{Process, Runc, Containerd}
+
+// Command is a pointer to a struct that holds one kong subcommand as a field, e.g.
+//
+//	&struct{ Process ProcessDump `cmd:"" help:"..."` }{}
+//
+// The CLI embeds it into its verb's command with kong.Plugins.
+type Command = any
+
+// Checker reports whether a runtime can be used on this machine now; the string says what it found.
+type Checker func(ctx context.Context) (detail string, err error)
+
+// The table of features. Runtimes register into these from init().
+var (
+	// DumpCmd is each runtime's `cedana dump <runtime>` subcommand; it its command implements DumpCommand.
+	DumpCmd = New[Command]("dump-cmd", "`cedana dump <runtime>` subcommand")
+	// RestoreCmd is each runtime's `cedana restore <runtime>` subcommand; its command implements RestoreCommand.
+	RestoreCmd = New[Command]("restore-cmd", "`cedana restore <runtime>` subcommand")
+
+	// DumpMiddleware runs inside the daemon's dump chain, after the common adapters and before CRIU.
+	DumpMiddleware = New[adapters.Middleware[adapters.DumpHandler]]("dump-middleware", "runtime adapters of a dump (inspect the workload, set CRIU options)")
+	// DumpHandler performs the dump at the end of the chain.
+	DumpHandler = New[adapters.DumpHandler]("dump-handler", "the dump itself (usually CRIU)")
+	// RestoreMiddleware runs inside the daemon's restore chain, before CRIU.
+	RestoreMiddleware = New[adapters.Middleware[adapters.RestoreHandler]]("restore-middleware", "runtime adapters of a restore (prepare the workload's environment)")
+	// RestoreHandler performs the restore at the end of the chain.
+	RestoreHandler = New[adapters.RestoreHandler]("restore-handler", "the restore itself (usually CRIU)")
+
+	// HealthCheck says whether the runtime is usable now.
+	HealthCheck = New[Checker]("health-check", "whether the runtime can be used on this machine now")
+)
+
+// Described is what the features table shows of any feature.
+type Described interface {
+	Name() string
+	Description() string
+	Names() []string
+	IsAvailable(runtime string) bool
+}
+
+// Table lists every feature, in the order `cedana features` prints them.
+func Table() []Described {
+	return []Described{DumpCmd, RestoreCmd, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck}
+}
+
+// DumpCommand is implemented by the kong command a runtime registers in DumpCmd: it puts the
+// runtime's arguments into the request the CLI sends.
+type DumpCommand interface {
+	FillDump(req *daemonv1.DumpRequest) error
+}
+
+// RestoreCommand is implemented by the kong command a runtime registers in RestoreCmd.
+type RestoreCommand interface {
+	FillRestore(req *daemonv1.RestoreRequest) error
+}
+
+// List describes the table for `cedana features` and the daemon's ListFeatures.
+func List() *daemonv1.ListFeaturesResponse {
+	resp := &daemonv1.ListFeaturesResponse{KnownRuntimes: slices.Clone(KnownRuntimes)}
+	for _, f := range Table() {
+		resp.Features = append(resp.Features, &daemonv1.FeatureProviders{
+			Name: f.Name(), Description: f.Description(), Runtimes: f.Names(),
+		})
+	}
+	return resp
+}

@@ -1,0 +1,134 @@
+// Package process is cedana's runtime for plain Linux process trees: `cedana dump process <PID>`
+// and `cedana restore process --path <checkpoint>`.
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/sysinfo"
+)
+
+// Name is the runtime's name, the request type it serves.
+const Name = features.Process
+
+// DumpCmd is `cedana dump process`.
+type DumpCmd struct {
+	PID int32 `arg:"" help:"PID of the root of the process tree to checkpoint."`
+}
+
+// FillDump implements features.DumpCommand.
+func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
+	req.Details = &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: c.PID}}
+	return nil
+}
+
+// RestoreCmd is `cedana restore process`.
+type RestoreCmd struct{}
+
+// FillRestore implements features.RestoreCommand.
+func (c *RestoreCmd) FillRestore(*daemonv1.RestoreRequest) error { return nil }
+
+var (
+	_ features.DumpCommand    = (*DumpCmd)(nil)
+	_ features.RestoreCommand = (*RestoreCmd)(nil)
+)
+
+// DumpMiddleware is the process runtime's part of a dump: check the PID, describe the tree, and
+// detect a shell job.
+var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{CheckDumpPID, DescribeTree}
+
+// RestoreMiddleware is the process runtime's part of a restore.
+var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{adapters.WaitForFreePIDs}
+
+// CheckDumpPID refuses a PID that does not exist, is a zombie, is PID 1 or is the daemon itself,
+// before anything touches the process.
+func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		pid := int(req.GetDetails().GetProcess().GetPid())
+		switch {
+		case pid <= 0:
+			return adapters.Invalid("no PID to dump: give the PID of a running process")
+		case pid == 1:
+			return adapters.Invalid("refusing to dump PID 1, the init process of this PID namespace")
+		case pid == opts.DaemonPID:
+			return adapters.Invalid("refusing to dump PID %d: it is the cedana daemon itself", pid)
+		}
+		st, err := sysinfo.ReadStat(pid)
+		if errors.Is(err, fs.ErrNotExist) {
+			return adapters.NotFound("no process with PID %d", pid)
+		}
+		if err != nil {
+			return fmt.Errorf("read process %d: %w", pid, err)
+		}
+		if st.State == 'Z' || st.State == 'X' {
+			return adapters.Precondition("process %d (%s) has exited and is waiting to be reaped; there is nothing to dump", pid, st.Comm)
+		}
+		tree := sysinfo.Tree(pid)
+		if slices.Contains(tree, opts.DaemonPID) {
+			return adapters.Invalid("refusing to dump PID %d: the cedana daemon is part of its tree", pid)
+		}
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// DescribeTree records the tree's PIDs and command line in the checkpoint and turns on CRIU's
+// shell-job mode when the tree has a controlling terminal or its session or process group leader
+// lies outside the tree (a process started from a shell without setsid): CRIU refuses such a tree
+// otherwise.
+func DescribeTree(next adapters.DumpHandler) adapters.DumpHandler {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		pid := int(req.GetDetails().GetProcess().GetPid())
+		tree := sysinfo.Tree(pid)
+		ck := resp.Checkpoint
+		ck.Pid = int32(pid)
+		ck.Pids = make([]int32, len(tree))
+		for i, p := range tree {
+			ck.Pids[i] = int32(p)
+		}
+		ck.Cmdline, _ = sysinfo.Cmdline(pid)
+		if !req.Criu.ShellJob && needsShellJob(tree) {
+			opts.Log.Info("dumping as a shell job: the tree has a terminal or a session/group leader outside it", "pid", pid)
+			req.Criu.ShellJob = true
+		}
+		return next(ctx, opts, req, resp)
+	}
+}
+
+func needsShellJob(tree []int) bool {
+	for _, pid := range tree {
+		st, err := sysinfo.ReadStat(pid)
+		if err != nil {
+			continue
+		}
+		if st.TTY != 0 || !slices.Contains(tree, st.SID) || !slices.Contains(tree, st.PGID) {
+			return true
+		}
+	}
+	return false
+}
+
+// Check reports the process runtime usable: it needs nothing beyond CRIU.
+func Check(context.Context) (string, error) {
+	return "needs only CRIU", nil
+}
+
+func init() {
+	features.DumpCmd.Register(Name, &struct {
+		Process DumpCmd `cmd:"" help:"Checkpoint a process tree by the PID of its root."`
+	}{})
+	features.RestoreCmd.Register(Name, &struct {
+		Process RestoreCmd `cmd:"" help:"Restore a process tree from a checkpoint (--path)."`
+	}{})
+	features.DumpMiddleware.Register(Name, DumpMiddleware)
+	features.DumpHandler.Register(Name, adapters.DumpWithCRIU)
+	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
+	features.RestoreHandler.Register(Name, adapters.RestoreWithCRIU)
+	features.HealthCheck.Register(Name, Check)
+}

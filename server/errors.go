@@ -1,0 +1,45 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// codes maps the kinds of failure to Connect codes; the first match wins.
+var codes = []struct {
+	kind error
+	code connect.Code
+}{
+	{features.ErrUnavailable, connect.CodeUnimplemented},
+	{adapters.ErrInvalidArgument, connect.CodeInvalidArgument},
+	{adapters.ErrNotFound, connect.CodeNotFound},
+	{adapters.ErrAlreadyExists, connect.CodeAlreadyExists},
+	{adapters.ErrFailedPrecondition, connect.CodeFailedPrecondition},
+	{adapters.ErrPermissionDenied, connect.CodePermissionDenied},
+	{adapters.ErrDeadlineExceeded, connect.CodeDeadlineExceeded},
+	{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
+	{context.Canceled, connect.CodeCanceled},
+}
+
+// toConnect is the one place where errors become Connect errors.
+func toConnect(err error) *connect.Error {
+	var cerr *connect.Error
+	if errors.As(err, &cerr) {
+		return cerr
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.kind) {
+			return connect.NewError(c.code, err)
+		}
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+func readCheckpoint(path string) (*daemonv1.Checkpoint, error) { return checkpoint.Read(path) }

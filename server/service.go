@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/config"
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/health"
+)
+
+// service implements DaemonService.
+type service struct {
+	cfg  config.Config
+	opts adapters.Opts
+	log  *slog.Logger
+}
+
+var _ daemonv1connect.DaemonServiceHandler = (*service)(nil)
+
+func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*service, error) {
+	client, v := resolveCRIU(ctx, cfg, log)
+	return &service{
+		cfg: cfg,
+		log: log,
+		opts: adapters.Opts{
+			CRIU:           client,
+			CRIUVersion:    v,
+			CheckpointDir:  cfg.Checkpoint.Dir,
+			PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),
+			DaemonPID:      os.Getpid(),
+			Log:            log,
+		},
+	}, nil
+}
+
+// Dump runs the dump chain for the request's runtime.
+func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
+	chain, err := dumpChain(req.Type)
+	if err != nil {
+		return nil, err
+	}
+	resp := &daemonv1.DumpResponse{}
+	opts := s.opts
+	opts.Log = s.log.With("op", "dump", "type", req.Type)
+	if err := chain(ctx, opts, req, resp); err != nil {
+		return nil, err
+	}
+	opts.Log.Info("dumped", "path", resp.Path, "pid", resp.Checkpoint.GetPid(), "took", resp.Stats.GetTotal().AsDuration())
+	return resp, nil
+}
+
+// Restore runs the restore chain and reaps the restored tree when it exits: it is the daemon's child.
+func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
+	chain, err := restoreChain(req.Type, req.Path)
+	if err != nil {
+		return nil, err
+	}
+	resp := &daemonv1.RestoreResponse{}
+	opts := s.opts
+	opts.Log = s.log.With("op", "restore", "path", req.Path)
+	if err := chain(ctx, opts, req, resp); err != nil {
+		return nil, err
+	}
+	go s.reap(int(resp.Pid))
+	opts.Log.Info("restored", "pid", resp.Pid, "took", resp.Stats.GetTotal().AsDuration())
+	return resp, nil
+}
+
+// reap waits for a restored process so that it does not linger as a zombie once it exits.
+func (s *service) reap(pid int) {
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		s.log.Warn("cannot wait for restored process", "pid", pid, "error", err)
+		return
+	}
+	state, err := proc.Wait()
+	if err != nil {
+		s.log.Warn("cannot wait for restored process", "pid", pid, "error", err)
+		return
+	}
+	s.log.Info("restored process exited", "pid", pid, "status", state.String())
+}
+
+// HealthCheck reports the daemon's own view of CRIU and the runtimes.
+func (s *service) HealthCheck(ctx context.Context, _ *daemonv1.HealthCheckRequest) (*daemonv1.HealthCheckResponse, error) {
+	return health.Report(ctx, s.opts.CRIU.Binary), nil
+}
+
+// ListFeatures lists the daemon's features.
+func (s *service) ListFeatures(context.Context, *daemonv1.ListFeaturesRequest) (*daemonv1.ListFeaturesResponse, error) {
+	return features.List(), nil
+}
+
+// The adapters every dump and restore goes through before the runtime's own, outermost first.
+var (
+	commonDump = adapters.Middleware[adapters.DumpHandler]{
+		adapters.TimeDump,
+		adapters.FillDumpDefaults,
+		adapters.ValidateDumpRequest,
+		adapters.PrepareDumpDir,
+		adapters.WriteDumpMetadata,
+	}
+	commonRestore = adapters.Middleware[adapters.RestoreHandler]{
+		adapters.TimeRestore,
+		adapters.ValidateRestoreRequest,
+		adapters.ReadCheckpointMetadata,
+	}
+)
+
+// dumpChain resolves, now, the runtime's dump middleware and handler and wraps them in the common
+// adapters.
+func dumpChain(runtime string) (adapters.DumpHandler, error) {
+	if runtime == "" {
+		return nil, adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
+	}
+	return buildChain(runtime, commonDump, features.DumpMiddleware, features.DumpHandler)
+}
+
+// restoreChain is dumpChain for restores. Without a type, the checkpoint's own is used.
+func restoreChain(runtime, path string) (adapters.RestoreHandler, error) {
+	if runtime == "" {
+		runtime = checkpointType(path)
+	}
+	if runtime == "" {
+		// Let the common adapters explain what is wrong with the path.
+		return adapters.RestoreHandler(func(context.Context, adapters.Opts, *daemonv1.RestoreRequest, *daemonv1.RestoreResponse) error {
+			return adapters.Invalid("cannot tell the checkpoint's runtime: set type")
+		}).With(commonRestore...), nil
+	}
+	return buildChain(runtime, commonRestore, features.RestoreMiddleware, features.RestoreHandler)
+}
+
+func buildChain[Req, Resp any](runtime string, common adapters.Middleware[adapters.Handler[Req, Resp]],
+	middleware *features.Feature[adapters.Middleware[adapters.Handler[Req, Resp]]],
+	handler *features.Feature[adapters.Handler[Req, Resp]],
+) (adapters.Handler[Req, Resp], error) {
+	var h adapters.Handler[Req, Resp]
+	if err := handler.IfAvailable(func(_ string, impl adapters.Handler[Req, Resp]) error {
+		h = impl
+		return nil
+	}, runtime); err != nil {
+		return nil, err
+	}
+	chain := append(adapters.Middleware[adapters.Handler[Req, Resp]]{}, common...)
+	if middleware.IsAvailable(runtime) {
+		_ = middleware.IfAvailable(func(_ string, m adapters.Middleware[adapters.Handler[Req, Resp]]) error {
+			chain = append(chain, m...)
+			return nil
+		}, runtime)
+	}
+	return h.With(chain...), nil
+}
+
+// checkpointType reads the runtime from a checkpoint's metadata, or "" when it cannot.
+func checkpointType(path string) string {
+	ck, err := readCheckpoint(path)
+	if err != nil {
+		return ""
+	}
+	return ck.Type
+}
+
+// errorInterceptor turns chain errors into Connect errors in one place and logs failures.
+func errorInterceptor(log *slog.Logger) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			resp, err := next(ctx, req)
+			if err != nil {
+				cerr := toConnect(err)
+				log.Warn("request failed", "procedure", req.Spec().Procedure, "code", cerr.Code().String(), "error", cerr.Message())
+				return nil, cerr
+			}
+			return resp, nil
+		}
+	}
+}

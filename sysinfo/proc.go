@@ -1,0 +1,89 @@
+package sysinfo
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ProcStat is the part of /proc/<pid>/stat that cedana uses.
+type ProcStat struct {
+	PID   int
+	Comm  string
+	State byte // R, S, D, Z, T, ...
+	PPID  int
+	PGID  int
+	SID   int
+	TTY   int // controlling terminal's device number, 0 for none
+}
+
+// ReadStat parses /proc/<pid>/stat. A missing process yields an error wrapping fs.ErrNotExist.
+func ReadStat(pid int) (ProcStat, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ProcStat{}, err
+	}
+	return parseStat(string(data))
+}
+
+func parseStat(s string) (ProcStat, error) {
+	// The command name is in parentheses and may itself hold spaces and parentheses.
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return ProcStat{}, fmt.Errorf("malformed stat line %q", s)
+	}
+	fields := strings.Fields(s[closing+1:])
+	if len(fields) < 5 {
+		return ProcStat{}, fmt.Errorf("malformed stat line %q", s)
+	}
+	st := ProcStat{Comm: s[open+1 : closing], State: fields[0][0]}
+	var err error
+	ints := []*int{&st.PPID, &st.PGID, &st.SID, &st.TTY}
+	for i, dst := range ints {
+		if *dst, err = strconv.Atoi(fields[i+1]); err != nil {
+			return ProcStat{}, fmt.Errorf("malformed stat line %q: %w", s, err)
+		}
+	}
+	if st.PID, err = strconv.Atoi(strings.TrimSpace(s[:open])); err != nil {
+		return ProcStat{}, fmt.Errorf("malformed stat line %q: %w", s, err)
+	}
+	return st, nil
+}
+
+// Cmdline is the process's argument vector.
+func Cmdline(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00"), nil
+}
+
+// Children lists the direct children of every thread of pid.
+func Children(pid int) []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var kids []int
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, field := range strings.Fields(string(data)) {
+			if kid, err := strconv.Atoi(field); err == nil {
+				kids = append(kids, kid)
+			}
+		}
+	}
+	return kids
+}
+
+// Tree lists pid and all its descendants, root first, breadth first.
+func Tree(pid int) []int {
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, Children(tree[i])...)
+	}
+	return tree
+}
