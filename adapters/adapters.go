@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/criu"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 

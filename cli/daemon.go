@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 
-
 	"github.com/cedana/cedana/config"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
