@@ -1,8 +1,58 @@
-# cedana's tasks. `just --list` shows them.
+# cedana's tasks. `just --list` shows them; `just demo` and `just test` are the README's quick start.
 
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
+ldflags := "-s -w -X github.com/cedana/cedana/version.Version=" + version
 buf := "go run github.com/bufbuild/buf/cmd/buf@v1.75.0"
+# Build tag sets CI builds and vets: every runtime, none, and each runtime alone.
+tag_sets := "default custom custom,runtimes.process"
 
-# Regenerate gen/ from proto/ with pinned tools.
+# List the tasks.
+default:
+    @just --list
+
+# Install what cedana needs at run time and in tests (CRIU >= 4.1, iptables, iproute2, ...). Idempotent.
+deps:
+    hack/install-deps.sh
+
+# Build bin/cedana: static (CGO_ENABLED=0), version-stamped. TAGS picks runtimes, e.g. TAGS=custom,runtimes.process.
+build TAGS="":
+    CGO_ENABLED=0 go build -trimpath -tags '{{TAGS}}' -ldflags '{{ldflags}}' -o bin/cedana .
+    @file bin/cedana | grep -q 'statically linked' || { echo "bin/cedana is not statically linked" >&2; exit 1; }
+
+# Start a daemon, checkpoint a live counting process, restore it, and show it counting on.
+demo: deps build
+    hack/demo.sh bin/cedana
+
+# Run every test: unit tests and end-to-end tests with the real CRIU and daemon (as root).
+test: deps build
+    go test -count=1 -timeout 20m ./...
+
+# Regenerate gen/ from proto/ (buf and the protoc plugins pinned, run through go run).
 gen:
     {{buf}} lint
     {{buf}} generate
+
+# Fail when gen/ is not what `just gen` produces from proto/.
+check-gen: gen
+    @git diff --exit-code -- gen || { echo "gen/ is stale: run 'just gen' and commit it" >&2; exit 1; }
+    @test -z "$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has uncommitted files: run 'just gen' and commit them" >&2; exit 1; }
+
+# Build and vet every build-tag set CI checks.
+matrix:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for tags in {{tag_sets}}; do
+      [ "$tags" = default ] && tags=""
+      echo "== build and vet with tags '${tags}'"
+      CGO_ENABLED=0 go build -tags "$tags" -o /dev/null .
+      go vet -tags "$tags" ./...
+    done
+
+# Benchmark cedana's dump and restore against the raw criu CLI (256 MiB and 1 GiB processes).
+bench: deps build
+    go test ./bench -run '^$' -bench . -benchtime 1x -timeout 30m -v
+
+# Everything CI runs.
+ci: check-gen matrix test

@@ -53,6 +53,9 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
 	resp.Checkpoint.CriuVersion = opts.CRIUVersion
+	if pids := checkpoint.DumpedPIDs(opts.ImageDir, pid); len(pids) > 0 {
+		resp.Checkpoint.Pids = pids
+	}
 	return nil
 }
 

@@ -8,6 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -28,7 +31,7 @@ var ErrNotCheckpoint = errors.New("not a cedana checkpoint")
 
 // Write stores ck as dir's metadata, atomically: a reader sees no file or the whole file.
 func Write(dir string, ck *daemonv1.Checkpoint) error {
-	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(ck)
+	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(ck)
 	if err != nil {
 		return fmt.Errorf("encode checkpoint metadata: %w", err)
 	}
@@ -90,4 +93,23 @@ func Size(dir string) (int64, error) {
 		return nil
 	})
 	return total, err
+}
+
+// DumpedPIDs lists the PIDs CRIU wrote a core image for in dir (core-<pid>.img), root first: the
+// tree as it was when CRIU froze it, which may differ from what /proc showed a moment before.
+func DumpedPIDs(dir string, root int32) []int32 {
+	names, _ := filepath.Glob(filepath.Join(dir, "core-*.img"))
+	pids := []int32{}
+	for _, name := range names {
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "core-"), ".img"), 10, 32)
+		if err != nil || int32(n) == root {
+			continue
+		}
+		pids = append(pids, int32(n))
+	}
+	if len(pids) == 0 && len(names) == 0 {
+		return nil
+	}
+	slices.Sort(pids)
+	return append([]int32{root}, pids...)
 }
