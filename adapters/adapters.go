@@ -56,6 +56,9 @@ type RestoreHandler = Handler[daemonv1.RestoreRequest, daemonv1.RestoreResponse]
 
 // observe records the duration since start as the phase of stats.
 func observe(stats *daemonv1.Stats, phase string, start time.Time) {
+	if stats == nil {
+		return
+	}
 	if stats.Phases == nil {
 		stats.Phases = map[string]*durationpb.Duration{}
 	}

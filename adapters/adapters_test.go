@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cedana/cedana/adapters"
-	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
 // testOpts are chain options with a logger that discards everything.
@@ -177,6 +176,3 @@ func TestKindConstructors(t *testing.T) {
 		})
 	}
 }
-
-// stats returns a response-like Stats for adapters that record phases.
-func newStats() *daemonv1.Stats { return &daemonv1.Stats{} }

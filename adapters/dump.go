@@ -74,7 +74,7 @@ func ValidateDumpRequest(next DumpHandler) DumpHandler {
 }
 
 func validateName(name string) error {
-	if name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
 		return Invalid("checkpoint name %q must be a plain file name (no '/', not starting with '.')", name)
 	}
 	return nil
@@ -116,11 +116,10 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 	}
 }
 
+// dirError explains a directory the checkpoint cannot be created in (missing permission, a file
+// in the way, a read-only file system, ...).
 func dirError(dir string, err error) error {
-	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist) {
-		return Precondition("cannot create the checkpoint in %s: %w; pass a writable --dir", dir, unwrapPath(err))
-	}
-	return fmt.Errorf("cannot create the checkpoint in %s: %w", dir, err)
+	return Precondition("cannot create the checkpoint in %s: %w; pass a writable --dir", dir, err)
 }
 
 // unwrapPath drops the *PathError's own path, which the callers' messages already name.

@@ -162,9 +162,6 @@ func TestValidateDumpRequestEmptyName(t *testing.T) {
 	next := &dumpCapture{}
 	err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(),
 		&daemonv1.DumpRequest{Type: "process", Dir: "/tmp"}, &daemonv1.DumpResponse{})
-	if err == nil {
-		t.Skip("KNOWN GAP: ValidateDumpRequest accepts an empty name; remove this skip once it refuses one")
-	}
 	assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
 	assert.Zero(t, next.calls)
 }
@@ -260,10 +257,6 @@ func TestPrepareDumpDirUnwritableParent(t *testing.T) {
 			assert.Zero(t, next.calls)
 			assert.NotErrorIs(t, err, adapters.ErrAlreadyExists)
 			assert.NoDirExists(t, filepath.Join(tt.dir(base), "ck"))
-			if !errors.Is(err, adapters.ErrFailedPrecondition) {
-				t.Skipf("KNOWN BUG: dirError does not classify ENOTDIR as a failed precondition (got %q); "+
-					"remove this skip once fixed", err)
-			}
 			assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
 			assert.Contains(t, err.Error(), "--dir", "the message says how to fix it")
 		})

@@ -76,6 +76,9 @@ func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
 		case req.Type != ck.Type:
 			return Invalid("checkpoint %s was made by the %s runtime, not %s: restore it with `cedana restore %s`", req.Path, ck.Type, req.Type, ck.Type)
 		}
+		if req.Criu == nil {
+			req.Criu = &daemonv1.CriuOptions{}
+		}
 		mergeRestoreOptions(req.Criu, ck.Options)
 		opts.ImageDir = req.Path
 		resp.Checkpoint = ck

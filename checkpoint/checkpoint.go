@@ -96,20 +96,32 @@ func Size(dir string) (int64, error) {
 }
 
 // DumpedPIDs lists the PIDs CRIU wrote a core image for in dir (core-<pid>.img), root first: the
-// tree as it was when CRIU froze it, which may differ from what /proc showed a moment before.
+// tree as it was when CRIU froze it, which may differ from what /proc showed a moment before. It is
+// nil when dir holds no core image.
 func DumpedPIDs(dir string, root int32) []int32 {
-	names, _ := filepath.Glob(filepath.Join(dir, "core-*.img"))
-	pids := []int32{}
-	for _, name := range names {
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "core-"), ".img"), 10, 32)
-		if err != nil || int32(n) == root {
-			continue
-		}
-		pids = append(pids, int32(n))
-	}
-	if len(pids) == 0 && len(names) == 0 {
+	list, err := os.ReadDir(dir)
+	if err != nil {
 		return nil
 	}
-	slices.Sort(pids)
-	return append([]int32{root}, pids...)
+	var others []int32
+	sawRoot := false
+	for _, e := range list {
+		num, ok := strings.CutPrefix(e.Name(), "core-")
+		if num, ok = strings.CutSuffix(num, ".img"); !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(num, 10, 32)
+		switch {
+		case err != nil:
+		case int32(n) == root:
+			sawRoot = true
+		default:
+			others = append(others, int32(n))
+		}
+	}
+	if !sawRoot && len(others) == 0 {
+		return nil
+	}
+	slices.Sort(others)
+	return append([]int32{root}, others...)
 }

@@ -365,3 +365,19 @@ func entries(dir string) []string {
 	}
 	return names
 }
+
+// newSetsidCmd is exec.Command in a new session with stdio on /dev/null.
+func newSetsidCmd(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd
+}
+
+// curlJSON posts body to a DaemonService method with the real curl and returns the response body.
+func curlJSON(t *testing.T, d *daemon, method, body string) string {
+	t.Helper()
+	out, err := exec.Command("curl", "-sS", "--unix-socket", d.socket, "-H", "Content-Type: application/json",
+		"-d", body, "http://localhost/cedana.daemon.v1.DaemonService/"+method).Output()
+	require.NoError(t, err)
+	return string(out)
+}
