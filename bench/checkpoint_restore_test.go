@@ -177,6 +177,9 @@ type env struct {
 	criuEnv   []string // raw criu: our environment plus CRIU_FAULT
 	cedanaEnv []string // the daemon and the CLI: our environment with only our CEDANA_ variables
 
+	// settle is slept before each timed command (see settleDelay).
+	settle time.Duration
+
 	seq int
 }
 
@@ -252,6 +255,13 @@ func setup(b *testing.B, criuBin string) *env {
 	e.daemonLog = os.Getenv("CEDANA_BENCH_DAEMON_LOG")
 	if e.daemonLog == "" {
 		e.daemonLog = filepath.Join(tmp, "daemon.log")
+	}
+	if v := os.Getenv("CEDANA_BENCH_SETTLE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("CEDANA_BENCH_SETTLE=%q: %v", v, err)
+		}
+		e.settle = d
 	}
 	e.startDaemon(b)
 	return e
@@ -388,6 +398,7 @@ func (e *env) round(t tool, mib int, label string) (s sample, err error) {
 	defer os.RemoveAll(dir)
 
 	// Dump: CRIU kills the workload once its images are written.
+	time.Sleep(e.settle)
 	switch t {
 	case raw:
 		if err := os.Mkdir(dir, 0o700); err != nil {
@@ -431,6 +442,7 @@ func (e *env) round(t tool, mib int, label string) (s sample, err error) {
 		return s, err
 	}
 
+	time.Sleep(e.settle)
 	restored := 0
 	defer func() {
 		if restored > 0 {

@@ -27,7 +27,8 @@ var ErrBinaryNotFound = errors.New("criu binary not found")
 func FindBinary(configured string) (string, error) {
 	if configured != "" {
 		if err := checkExecutable(configured); err != nil {
-			return "", fmt.Errorf("configured criu binary: %w", err)
+			return "", fmt.Errorf("configured criu binary (criu.binary_path or CEDANA_CRIU_BINARY_PATH) is unusable: %w; "+
+				"point it at CRIU 4.1 or newer, or unset it to use the one `just deps` installs", err)
 		}
 		return configured, nil
 	}

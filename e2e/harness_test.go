@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ type daemon struct {
 	ckDir   string
 	env     []string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	log     *logBuffer
 	exited  chan struct{}
 	exitErr error
 }
@@ -114,11 +115,16 @@ type daemon struct {
 func startDaemon(t *testing.T, bin string, extraEnv ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, bin: bin, dir: dir, socket: filepath.Join(dir, "cedana.sock"), ckDir: filepath.Join(dir, "checkpoints"), log: &bytes.Buffer{}}
+	d := &daemon{t: t, bin: bin, dir: dir, socket: filepath.Join(dir, "cedana.sock"), ckDir: filepath.Join(dir, "checkpoints"), log: &logBuffer{}}
 	d.env = append(os.Environ(),
 		"CEDANA_CONFIG_DIR="+dir, "CEDANA_PROTOCOL=unix", "CEDANA_ADDRESS="+d.socket,
 		"CEDANA_CHECKPOINT_DIR="+d.ckDir, "CEDANA_LOG_LEVEL=debug")
 	d.env = append(d.env, extraEnv...)
+	for _, kv := range extraEnv {
+		if addr, ok := strings.CutPrefix(kv, "CEDANA_ADDRESS="); ok {
+			d.socket = addr
+		}
+	}
 	d.cmd = exec.Command(bin, "daemon", "start")
 	d.cmd.Env = d.env
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -380,4 +386,22 @@ func curlJSON(t *testing.T, d *daemon, method, body string) string {
 		"-d", body, "http://localhost/cedana.daemon.v1.DaemonService/"+method).Output()
 	require.NoError(t, err)
 	return string(out)
+}
+
+// logBuffer collects a daemon's output; safe to read while the daemon writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
