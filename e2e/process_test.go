@@ -217,3 +217,26 @@ func TestCurl(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(out), "SERVING")
 }
+
+// TestShellJobDetected: a process started without its own session (as from a shell) is dumped as a
+// shell job without the user saying so, and restores.
+func TestShellJobDetected(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	dir := t.TempDir()
+	w := &workload{counter: filepath.Join(dir, "counter"), tick: filepath.Join(dir, "tick"), exited: make(chan struct{})}
+	require.NoError(t, exec.Command("mkfifo", w.tick).Run())
+	w.cmd = exec.Command("bash", "-c", counterScript, w.counter, w.tick, "")
+	require.NoError(t, w.cmd.Start())
+	w.pid = w.cmd.Process.Pid
+	go func() { _ = w.cmd.Wait(); close(w.exited) }()
+	t.Cleanup(func() { killTree(w.pid); killTree(w.restored) })
+	require.Eventually(t, func() bool { return readCounter(w.counter) >= 2 }, 10*time.Second, 20*time.Millisecond)
+
+	path := dump(t, d, w)
+	w.waitExited(t)
+	dumped := requireStopped(t, w.counter)
+	assert.True(t, readCheckpoint(t, path).Options.ShellJob, "detected: its session leader is outside the tree")
+	restore(t, d, w, path)
+	requireCounting(t, w.counter, dumped)
+}
