@@ -64,3 +64,17 @@ func observe(stats *daemonv1.Stats, phase string, start time.Time) {
 	}
 	stats.Phases[phase] = durationpb.New(time.Since(start))
 }
+
+// timed measures next into the response's Stats.Total, creating Stats for the adapters inside.
+func timed[Req, Resp any](next Handler[Req, Resp], stats func(*Resp) **daemonv1.Stats) Handler[Req, Resp] {
+	return func(ctx context.Context, opts Opts, req *Req, resp *Resp) error {
+		start := time.Now()
+		s := stats(resp)
+		if *s == nil {
+			*s = &daemonv1.Stats{}
+		}
+		err := next(ctx, opts, req, resp)
+		(*s).Total = durationpb.New(time.Since(start))
+		return err
+	}
+}

@@ -28,24 +28,14 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	if pid <= 0 {
 		return fmt.Errorf("runtime %s named no process to dump", req.Type)
 	}
-	dir, err := os.Open(opts.ImageDir)
+	dir, criuOpts, err := openImages(opts.ImageDir, checkpoint.DumpLog, req.Criu)
 	if err != nil {
-		return fmt.Errorf("open checkpoint directory: %w", err)
+		return err
 	}
 	defer dir.Close()
-	c := req.Criu
-	criuOpts := &rpc.CriuOpts{
-		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
-		LogFile:        proto.String(checkpoint.DumpLog),
-		LogLevel:       proto.Int32(criuLogLevel),
-		Pid:            proto.Int32(pid),
-		LeaveRunning:   proto.Bool(c.LeaveRunning),
-		TcpEstablished: proto.Bool(c.TcpEstablished),
-		FileLocks:      proto.Bool(c.FileLocks),
-		ShellJob:       proto.Bool(c.ShellJob),
-		LinkRemap:      proto.Bool(c.LinkRemap),
-		External:       c.External,
-	}
+	criuOpts.Pid = proto.Int32(pid)
+	criuOpts.LeaveRunning = proto.Bool(req.Criu.LeaveRunning)
+	criuOpts.LinkRemap = proto.Bool(req.Criu.LinkRemap)
 	start := time.Now()
 	_, err = opts.CRIU.Dump(ctx, criuOpts, criu.Call{})
 	observe(resp.Stats, "criu_dump", start)
@@ -62,22 +52,12 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 // RestoreWithCRIU is the handler that restores the checkpoint in opts.ImageDir as a child of the
 // calling process (CRIU's restore-sibling mode), which must reap it.
 func RestoreWithCRIU(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-	dir, err := os.Open(opts.ImageDir)
+	dir, criuOpts, err := openImages(opts.ImageDir, checkpoint.RestoreLog, req.Criu)
 	if err != nil {
-		return fmt.Errorf("open checkpoint directory: %w", err)
+		return err
 	}
 	defer dir.Close()
-	c := req.Criu
-	criuOpts := &rpc.CriuOpts{
-		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
-		LogFile:        proto.String(checkpoint.RestoreLog),
-		LogLevel:       proto.Int32(criuLogLevel),
-		RstSibling:     proto.Bool(true),
-		TcpEstablished: proto.Bool(c.TcpEstablished),
-		FileLocks:      proto.Bool(c.FileLocks),
-		ShellJob:       proto.Bool(c.ShellJob),
-		External:       c.External,
-	}
+	criuOpts.RstSibling = proto.Bool(true)
 	start := time.Now()
 	out, err := opts.CRIU.Restore(ctx, criuOpts, criu.Call{})
 	observe(resp.Stats, "criu_restore", start)
@@ -86,6 +66,24 @@ func RestoreWithCRIU(ctx context.Context, opts Opts, req *daemonv1.RestoreReques
 	}
 	resp.Pid = out.GetRestore().GetPid()
 	return nil
+}
+
+// openImages opens the image directory and builds the CRIU options dump and restore share. The
+// directory must stay open until CRIU is done: CRIU reads it through our file descriptor.
+func openImages(imageDir, logName string, c *daemonv1.CriuOptions) (*os.File, *rpc.CriuOpts, error) {
+	dir, err := os.Open(imageDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open checkpoint directory: %w", err)
+	}
+	return dir, &rpc.CriuOpts{
+		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
+		LogFile:        proto.String(logName),
+		LogLevel:       proto.Int32(criuLogLevel),
+		TcpEstablished: proto.Bool(c.TcpEstablished),
+		FileLocks:      proto.Bool(c.FileLocks),
+		ShellJob:       proto.Bool(c.ShellJob),
+		External:       c.External,
+	}, nil
 }
 
 // criuFailure builds a one-line error from CRIU's error and its log's error lines. When keepAs is

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cedana/cedana/checkpoint"
@@ -22,15 +21,7 @@ import (
 
 // TimeDump measures the whole dump into resp.Stats.Total.
 func TimeDump(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
-		start := time.Now()
-		if resp.Stats == nil {
-			resp.Stats = &daemonv1.Stats{}
-		}
-		err := next(ctx, opts, req, resp)
-		resp.Stats.Total = durationpb.New(time.Since(start))
-		return err
-	}
+	return timed(next, func(resp *daemonv1.DumpResponse) **daemonv1.Stats { return &resp.Stats })
 }
 
 // FillDumpDefaults fills the parent directory (opts.CheckpointDir), the name

@@ -7,9 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
-
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cedana/cedana/checkpoint"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -17,15 +14,7 @@ import (
 
 // TimeRestore measures the whole restore into resp.Stats.Total.
 func TimeRestore(next RestoreHandler) RestoreHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-		start := time.Now()
-		if resp.Stats == nil {
-			resp.Stats = &daemonv1.Stats{}
-		}
-		err := next(ctx, opts, req, resp)
-		resp.Stats.Total = durationpb.New(time.Since(start))
-		return err
-	}
+	return timed(next, func(resp *daemonv1.RestoreResponse) **daemonv1.Stats { return &resp.Stats })
 }
 
 // ValidateRestoreRequest requires a path to an existing directory and makes it absolute.

@@ -52,11 +52,7 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 	if err != nil {
 		return err
 	}
-	if g.Output == "json" {
-		return printJSON(env.Stdout, resp)
-	}
-	_, err = fmt.Fprintf(env.Stdout, "Dumped to %s\n", resp.Path)
-	return err
+	return printResult(env, g, resp, "Dumped to %s\n", resp.Path)
 }
 
 // selected returns the selected command's value as a T.

@@ -17,3 +17,12 @@ func printJSON(w io.Writer, m proto.Message) error {
 	_, err = fmt.Fprintln(w, string(data))
 	return err
 }
+
+// printResult prints m as JSON with --output json, else the formatted line.
+func printResult(env Env, g *Globals, m proto.Message, format string, args ...any) error {
+	if g.Output == "json" {
+		return printJSON(env.Stdout, m)
+	}
+	_, err := fmt.Fprintf(env.Stdout, format, args...)
+	return err
+}

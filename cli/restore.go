@@ -45,9 +45,5 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, en
 	if err != nil {
 		return err
 	}
-	if g.Output == "json" {
-		return printJSON(env.Stdout, resp)
-	}
-	_, err = fmt.Fprintf(env.Stdout, "Restored, PID: %d\n", resp.Pid)
-	return err
+	return printResult(env, g, resp, "Restored, PID: %d\n", resp.Pid)
 }

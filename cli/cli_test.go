@@ -1,0 +1,67 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/cedana/cedana/cli"
+	_ "github.com/cedana/cedana/runtimes/all"
+)
+
+func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := cli.Main(context.Background(), args, cli.Env{
+		Stdout: &stdout, Stderr: &stderr,
+		Getenv: func(k string) string { return env[k] },
+	})
+	return code, stdout.String(), stderr.String()
+}
+
+// TestGrammar builds the whole grammar with every runtime compiled in: a clash between a runtime's
+// flags and the common ones would fail here.
+func TestGrammar(t *testing.T) {
+	env := map[string]string{"CEDANA_CONFIG_DIR": t.TempDir()}
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{name: "help", args: []string{"--help"}, stdout: []string{"dump process", "restore process", "daemon start", "features", "check"}},
+		{name: "dump help", args: []string{"dump", "process", "--help"}, stdout: []string{"--leave-running", "--tcp-established", "--external", "<pid>"}},
+		{name: "restore help", args: []string{"restore", "process", "--help"}, stdout: []string{"--path"}},
+		{name: "version", args: []string{"--version"}, stdout: []string{"dev"}},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 80, stderr: []string{"unexpected argument frobnicate"}},
+		{name: "missing pid", args: []string{"dump", "process"}, code: 80, stderr: []string{"expected \"<pid>\""}},
+		{name: "restore needs path", args: []string{"restore", "process"}, code: 80, stderr: []string{"--path"}},
+		{name: "bad output", args: []string{"features", "-o", "yaml"}, code: 80, stderr: []string{"--output"}},
+		{name: "features", args: []string{"features"}, stdout: []string{"dump-cmd", "PROCESS"}},
+		{name: "no daemon", args: []string{"--address", "/nonexistent/cedana.sock", "dump", "process", "42"}, code: 1,
+			stderr: []string{"cannot reach the cedana daemon at /nonexistent/cedana.sock", "cedana daemon start"}},
+		{name: "missing runtime placeholder", args: []string{"dump", "runc", "x"}, code: 1,
+			stderr: []string{"the runc runtime is not compiled into this cedana binary", "runtimes.runc"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, env, tt.args...)
+			assert.Equal(t, tt.code, code, "stdout: %s\nstderr: %s", stdout, stderr)
+			for _, want := range tt.stdout {
+				assert.Contains(t, stdout, want)
+			}
+			for _, want := range tt.stderr {
+				assert.Contains(t, stderr, want)
+			}
+		})
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	code, _, stderr := run(t, map[string]string{"CEDANA_CONFIG_DIR": t.TempDir(), "CEDANA_PROTOCOL": "udp"}, "features")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `protocol "udp"`)
+}
