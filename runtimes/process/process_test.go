@@ -1,0 +1,116 @@
+package process
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+func opts() adapters.Opts {
+	return adapters.Opts{DaemonPID: os.Getpid(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// sleeper starts `sleep 30`, in its own session or not, and kills it when the test ends.
+func sleeper(t *testing.T, setsid bool) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+// zombie returns the PID of an exited, unreaped child.
+func zombie(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	require.Eventually(t, func() bool {
+		data, _ := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		return len(data) > 0 && containsState(string(data), 'Z')
+	}, 5*time.Second, 10*time.Millisecond)
+	return pid
+}
+
+func TestCheckDumpPID(t *testing.T) {
+	tests := []struct {
+		name string
+		pid  func(t *testing.T) int
+		kind error
+		msg  string
+	}{
+		{"zero", func(*testing.T) int { return 0 }, adapters.ErrInvalidArgument, "no PID"},
+		{"init", func(*testing.T) int { return 1 }, adapters.ErrInvalidArgument, "PID 1"},
+		{"daemon", func(*testing.T) int { return os.Getpid() }, adapters.ErrInvalidArgument, "daemon itself"},
+		{"daemon's ancestor", func(*testing.T) int { return os.Getppid() }, adapters.ErrInvalidArgument, "part of its tree"},
+		{"missing", func(*testing.T) int { return 1 << 22 }, adapters.ErrNotFound, "no process"},
+		{"zombie", zombie, adapters.ErrFailedPrecondition, "has exited"},
+		{"live", func(t *testing.T) int { return sleeper(t, true) }, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			called := false
+			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error {
+				called = true
+				return nil
+			}
+			req := &daemonv1.DumpRequest{Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(tt.pid(t))}}}
+			err := CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
+			if tt.kind == nil {
+				require.NoError(t, err)
+				assert.True(t, called)
+				return
+			}
+			assert.ErrorIs(t, err, tt.kind)
+			assert.ErrorContains(t, err, tt.msg)
+			assert.False(t, called, "refused before the dump")
+		})
+	}
+}
+
+func TestDescribeTree(t *testing.T) {
+	tests := []struct {
+		name     string
+		setsid   bool
+		shellJob bool
+	}{
+		{"own session", true, false},
+		{"in our session: a shell job", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pid := sleeper(t, tt.setsid)
+			req := &daemonv1.DumpRequest{Criu: &daemonv1.CriuOptions{}, Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(pid)}}}
+			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{}}
+			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error { return nil }
+			require.NoError(t, DescribeTree(next)(context.Background(), opts(), req, resp))
+			assert.Equal(t, int32(pid), resp.Checkpoint.Pid)
+			assert.Equal(t, []int32{int32(pid)}, resp.Checkpoint.Pids)
+			assert.Equal(t, []string{"sleep", "30"}, resp.Checkpoint.Cmdline)
+			assert.Equal(t, tt.shellJob, req.Criu.ShellJob)
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// containsState reports whether a /proc/<pid>/stat line has state st.
+func containsState(stat string, st byte) bool {
+	i := strings.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] == st
+}
