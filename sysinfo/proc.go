@@ -58,6 +58,9 @@ func Cmdline(pid int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(data) == 0 {
+		return nil, nil // a kernel thread, a zombie, or a process in the middle of exec
+	}
 	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00"), nil
 }
 

@@ -30,7 +30,12 @@ func sleeper(t *testing.T, setsid bool) int {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd.Process.Pid
+	pid := cmd.Process.Pid
+	require.Eventually(t, func() bool {
+		data, _ := os.ReadFile("/proc/" + itoa(pid) + "/cmdline")
+		return strings.HasPrefix(string(data), "sleep\x00")
+	}, 5*time.Second, time.Millisecond, "sleep did not start")
+	return pid
 }
 
 // zombie returns the PID of an exited, unreaped child.
