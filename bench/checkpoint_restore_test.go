@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,10 +121,10 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 			b.ReportMetric(m.dumpRatio, "dump-ratio")
 			b.ReportMetric(m.restoreRatio, "restore-ratio")
 			b.ReportMetric(m.restoreExclRatio, "restore-excl-wait-ratio")
-			b.ReportMetric(float64(m.rawDump)/1e6, "raw-dump-ms")
-			b.ReportMetric(float64(m.cedDump)/1e6, "cedana-dump-ms")
-			b.ReportMetric(float64(m.rawRestore)/1e6, "raw-restore-ms")
-			b.ReportMetric(float64(m.cedRestore)/1e6, "cedana-restore-ms")
+			b.ReportMetric(float64(m.rawDump.med)/1e6, "raw-dump-ms")
+			b.ReportMetric(float64(m.cedDump.med)/1e6, "cedana-dump-ms")
+			b.ReportMetric(float64(m.rawRestore.med)/1e6, "raw-restore-ms")
+			b.ReportMetric(float64(m.cedRestore.med)/1e6, "cedana-restore-ms")
 			results = append(results, r)
 		})
 	}
@@ -176,9 +177,6 @@ type env struct {
 
 	criuEnv   []string // raw criu: our environment plus CRIU_FAULT
 	cedanaEnv []string // the daemon and the CLI: our environment with only our CEDANA_ variables
-
-	// settle is slept before each timed command (see settleDelay).
-	settle time.Duration
 
 	seq int
 }
@@ -255,13 +253,6 @@ func setup(b *testing.B, criuBin string) *env {
 	e.daemonLog = os.Getenv("CEDANA_BENCH_DAEMON_LOG")
 	if e.daemonLog == "" {
 		e.daemonLog = filepath.Join(tmp, "daemon.log")
-	}
-	if v := os.Getenv("CEDANA_BENCH_SETTLE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatalf("CEDANA_BENCH_SETTLE=%q: %v", v, err)
-		}
-		e.settle = d
 	}
 	e.startDaemon(b)
 	return e
@@ -398,7 +389,6 @@ func (e *env) round(t tool, mib int, label string) (s sample, err error) {
 	defer os.RemoveAll(dir)
 
 	// Dump: CRIU kills the workload once its images are written.
-	time.Sleep(e.settle)
 	switch t {
 	case raw:
 		if err := os.Mkdir(dir, 0o700); err != nil {
@@ -442,7 +432,6 @@ func (e *env) round(t tool, mib int, label string) (s sample, err error) {
 		return s, err
 	}
 
-	time.Sleep(e.settle)
 	restored := 0
 	defer func() {
 		if restored > 0 {
@@ -721,30 +710,50 @@ func envSizes(b *testing.B) []int {
 	return sizes
 }
 
-// summary is the medians of one size.
-type summary struct {
-	rawDump, cedDump, rawRestore, cedRestore, cedRestoreExcl time.Duration
-	dumpRatio, restoreRatio, restoreExclRatio                float64
+// series summarizes one measurement over the iterations.
+type series struct{ med, lo, hi time.Duration }
 
+func newSeries(ss []sample, f func(sample) time.Duration) series {
+	ds := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		ds[i] = f(s)
+	}
+	if len(ds) == 0 {
+		return series{}
+	}
+	return series{med: median(ds), lo: slices.Min(ds), hi: slices.Max(ds)}
+}
+
+// spread is the range relative to the median.
+func (s series) spread() float64 { return ratio(s.hi-s.lo, s.med) }
+
+func (s series) String() string { return fmt.Sprintf("%s-%s", ms(s.lo), ms(s.hi)) }
+
+// summary is what the report says about one size.
+type summary struct {
+	rawDump, cedDump, rawRestore, cedRestore, cedRestoreExcl series
+
+	// Ratios of the medians, and medians of the per-iteration ratios (cedana's and raw's round
+	// of one iteration run back to back, so slow drifts of the machine cancel out).
+	dumpRatio, restoreRatio, restoreExclRatio    float64
+	pairedDump, pairedRestore, pairedRestoreExcl float64
+
+	// cedana's accounting and CRIU's own logs, medians.
 	cedDumpTotal, cedCriuDump, cedRestoreTotal, cedCriuRestore, cedWaitPIDs time.Duration
 	rawDumpLog, cedDumpLog, rawRestoreLog, cedRestoreLog                    time.Duration
-	rawImages, cedImages                                                    int64
+	images                                                                  int64
 }
 
 func summarize(r sizeResult) summary {
-	med := func(ss []sample, f func(sample) time.Duration) time.Duration {
-		ds := make([]time.Duration, len(ss))
-		for i, s := range ss {
-			ds[i] = f(s)
-		}
-		return median(ds)
-	}
+	med := func(ss []sample, f func(sample) time.Duration) time.Duration { return newSeries(ss, f).med }
+	dump := func(s sample) time.Duration { return s.dump }
+	restore := func(s sample) time.Duration { return s.restore }
 	m := summary{
-		rawDump:         med(r.raw, func(s sample) time.Duration { return s.dump }),
-		cedDump:         med(r.ced, func(s sample) time.Duration { return s.dump }),
-		rawRestore:      med(r.raw, func(s sample) time.Duration { return s.restore }),
-		cedRestore:      med(r.ced, func(s sample) time.Duration { return s.restore }),
-		cedRestoreExcl:  med(r.ced, sample.restoreExclWait),
+		rawDump:         newSeries(r.raw, dump),
+		cedDump:         newSeries(r.ced, dump),
+		rawRestore:      newSeries(r.raw, restore),
+		cedRestore:      newSeries(r.ced, restore),
+		cedRestoreExcl:  newSeries(r.ced, sample.restoreExclWait),
 		cedDumpTotal:    med(r.ced, func(s sample) time.Duration { return s.dumpTotal }),
 		cedCriuDump:     med(r.ced, func(s sample) time.Duration { return s.criuDump }),
 		cedRestoreTotal: med(r.ced, func(s sample) time.Duration { return s.restoreTotal }),
@@ -755,15 +764,29 @@ func summarize(r sizeResult) summary {
 		rawRestoreLog:   med(r.raw, func(s sample) time.Duration { return s.restoreLog }),
 		cedRestoreLog:   med(r.ced, func(s sample) time.Duration { return s.restoreLog }),
 	}
-	if len(r.raw) > 0 {
-		m.rawImages = r.raw[0].imageBytes
-	}
 	if len(r.ced) > 0 {
-		m.cedImages = r.ced[0].imageBytes
+		m.images = r.ced[0].imageBytes
 	}
-	m.dumpRatio = ratio(m.cedDump, m.rawDump)
-	m.restoreRatio = ratio(m.cedRestore, m.rawRestore)
-	m.restoreExclRatio = ratio(m.cedRestoreExcl, m.rawRestore)
+	m.dumpRatio = ratio(m.cedDump.med, m.rawDump.med)
+	m.restoreRatio = ratio(m.cedRestore.med, m.rawRestore.med)
+	m.restoreExclRatio = ratio(m.cedRestoreExcl.med, m.rawRestore.med)
+	paired := func(ced, raw func(sample) time.Duration) float64 {
+		var rs []float64
+		for i := range min(len(r.raw), len(r.ced)) {
+			rs = append(rs, ratio(ced(r.ced[i]), raw(r.raw[i])))
+		}
+		if len(rs) == 0 {
+			return 0
+		}
+		slices.Sort(rs)
+		if n := len(rs); n%2 == 0 {
+			return (rs[n/2-1] + rs[n/2]) / 2
+		}
+		return rs[len(rs)/2]
+	}
+	m.pairedDump = paired(dump, dump)
+	m.pairedRestore = paired(restore, restore)
+	m.pairedRestoreExcl = paired(sample.restoreExclWait, restore)
 	return m
 }
 
@@ -804,37 +827,44 @@ func (e *env) printReport(w io.Writer, results []sizeResult, iters, warmup int) 
 	_ = unix.Uname(&uts)
 
 	fmt.Fprintf(w, "\n=== cedana vs raw CRIU: dump + restore of a process with touched memory ===\n")
-	fmt.Fprintf(w, "criu %s (%s), kernel %s; images in %s (%s)\n", criuVersion, e.criu, unix.ByteSliceToString(uts.Release[:]), e.images, e.imagesFS)
-	fmt.Fprintf(w, "median of %d iteration(s) per size after %d warm-up, raw and cedana alternating; wall time of the CLI command\n\n", iters, warmup)
+	fmt.Fprintf(w, "criu %s (%s), kernel %s, %d CPUs; images in %s (%s)\n",
+		criuVersion, e.criu, unix.ByteSliceToString(uts.Release[:]), runtime.NumCPU(), e.images, e.imagesFS)
+	fmt.Fprintf(w, "wall time of the CLI command (`criu dump|restore` vs `cedana dump|restore process`),\n")
+	fmt.Fprintf(w, "median of %d iteration(s) per size after %d warm-up, raw and cedana back to back, alternating who goes first;\n", iters, warmup)
+	fmt.Fprintf(w, "paired = median of the per-iteration ratios\n\n")
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\top\traw criu\tcedana\tcedana/raw\ttarget <= 1.05x\t")
+	fmt.Fprintln(tw, "size\top\traw criu\tcedana\tcedana/raw\tpaired\ttarget <= 1.05x\traw min-max\tcedana min-max\t")
 	for _, r := range results {
 		m := summarize(r)
-		fmt.Fprintf(tw, "%s\tdump\t%s\t%s\t%.3fx\t%s\t\n", sizeName(r.mib), ms(m.rawDump), ms(m.cedDump), m.dumpRatio, verdict(m.dumpRatio))
-		fmt.Fprintf(tw, "%s\trestore\t%s\t%s\t%.3fx\t%s\t\n", sizeName(r.mib), ms(m.rawRestore), ms(m.cedRestore), m.restoreRatio, verdict(m.restoreRatio))
-		fmt.Fprintf(tw, "%s\trestore - wait_pids\t%s\t%s\t%.3fx\t%s\t\n", sizeName(r.mib), ms(m.rawRestore), ms(m.cedRestoreExcl), m.restoreExclRatio, verdict(m.restoreExclRatio))
+		row := func(op string, raw, ced series, rt, paired float64) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3fx\t%.3fx\t%s\t%s\t%s\t\n", sizeName(r.mib), op,
+				ms(raw.med), ms(ced.med), rt, paired, verdict(rt), raw, ced)
+		}
+		row("dump", m.rawDump, m.cedDump, m.dumpRatio, m.pairedDump)
+		row("restore", m.rawRestore, m.cedRestore, m.restoreRatio, m.pairedRestore)
+		row("restore - wait_pids", m.rawRestore, m.cedRestoreExcl, m.restoreExclRatio, m.pairedRestoreExcl)
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\ncedana breakdown (medians): wall = CLI command; daemon = stats.total; criu = stats.phases.criu_*\n")
-	fmt.Fprintf(w, "(the criu phase includes exec'ing `criu swrk` and the RPC); criu log = last timestamp of CRIU's own log\n\n")
+	fmt.Fprintf(w, "\ncedana breakdown (medians): wall = CLI command, daemon = stats.total, criu = stats.phases.criu_* (exec of\n")
+	fmt.Fprintf(w, "`criu swrk` + RPC + criu's exit); criu log = last timestamp in CRIU's own log, for cedana's and the raw run\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "size\top\twall\tdaemon\tcriu phase\twait_pids\tCLI+RPC\tdaemon-criu-wait\tcriu log cedana\tcriu log raw\timages\t")
 	for _, r := range results {
 		m := summarize(r)
 		fmt.Fprintf(tw, "%s\tdump\t%s\t%s\t%s\t-\t%s\t%s\t%s\t%s\t%s\t\n", sizeName(r.mib),
-			ms(m.cedDump), ms(m.cedDumpTotal), ms(m.cedCriuDump),
-			ms(m.cedDump-m.cedDumpTotal), ms(m.cedDumpTotal-m.cedCriuDump),
-			ms(m.cedDumpLog), ms(m.rawDumpLog), mibs(m.cedImages))
-		fmt.Fprintf(tw, "%s\trestore\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", sizeName(r.mib),
-			ms(m.cedRestore), ms(m.cedRestoreTotal), ms(m.cedCriuRestore), ms(m.cedWaitPIDs),
-			ms(m.cedRestore-m.cedRestoreTotal), ms(m.cedRestoreTotal-m.cedCriuRestore-m.cedWaitPIDs),
-			ms(m.cedRestoreLog), ms(m.rawRestoreLog), mibs(m.rawImages))
+			ms(m.cedDump.med), ms(m.cedDumpTotal), ms(m.cedCriuDump),
+			ms(m.cedDump.med-m.cedDumpTotal), ms(m.cedDumpTotal-m.cedCriuDump),
+			ms(m.cedDumpLog), ms(m.rawDumpLog), mibs(m.images))
+		fmt.Fprintf(tw, "%s\trestore\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\n", sizeName(r.mib),
+			ms(m.cedRestore.med), ms(m.cedRestoreTotal), ms(m.cedCriuRestore), ms(m.cedWaitPIDs),
+			ms(m.cedRestore.med-m.cedRestoreTotal), ms(m.cedRestoreTotal-m.cedCriuRestore-m.cedWaitPIDs),
+			ms(m.cedRestoreLog), ms(m.rawRestoreLog))
 	}
 	tw.Flush()
 
-	var missed []string
+	var missed, noisy []string
 	for _, r := range results {
 		m := summarize(r)
 		if m.dumpRatio > target {
@@ -843,15 +873,28 @@ func (e *env) printReport(w io.Writer, results []sizeResult, iters, warmup int) 
 		if m.restoreRatio > target {
 			missed = append(missed, fmt.Sprintf("%s restore %.3fx", sizeName(r.mib), m.restoreRatio))
 		}
+		for _, s := range []struct {
+			name string
+			s    series
+		}{{"raw dump", m.rawDump}, {"cedana dump", m.cedDump}, {"raw restore", m.rawRestore}, {"cedana restore", m.cedRestore}} {
+			if s.s.spread() > 2*(target-1) {
+				noisy = append(noisy, fmt.Sprintf("%s %s ±%.0f%%", sizeName(r.mib), s.name, 50*s.s.spread()))
+			}
+		}
 	}
 	if len(missed) == 0 {
-		fmt.Fprintf(w, "\ntarget cedana <= %.2fx raw criu: MET for every size\n\n", target)
+		fmt.Fprintf(w, "\ntarget cedana <= %.2fx raw criu: MET for every size\n", target)
 	} else {
-		fmt.Fprintf(w, "\ntarget cedana <= %.2fx raw criu: MISSED (%s)\n\n", target, strings.Join(missed, ", "))
+		fmt.Fprintf(w, "\ntarget cedana <= %.2fx raw criu: MISSED (%s)\n", target, strings.Join(missed, ", "))
+	}
+	if len(noisy) > 0 {
+		fmt.Fprintf(w, "noise: these runs spread wider than the %.0f%% margin, so their ratios are not conclusive\n", 100*(target-1))
+		fmt.Fprintf(w, "(raise CEDANA_BENCH_ITER): %s\n", strings.Join(noisy, ", "))
 	}
 	if os.Getenv("CEDANA_BENCH_DAEMON_LOG") != "" {
-		fmt.Fprintf(w, "daemon log: %s\n\n", e.daemonLog)
+		fmt.Fprintf(w, "daemon log: %s\n", e.daemonLog)
 	}
+	fmt.Fprintln(w)
 }
 
 func sizeName(mib int) string {
