@@ -69,7 +69,9 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	if err := chain(ctx, opts, req, resp); err != nil {
 		return nil, err
 	}
-	go s.reap(int(resp.Pid))
+	if resp.Pid > 0 {
+		go s.reap(int(resp.Pid))
+	}
 	opts.Log.Info("restored", "pid", resp.Pid, "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil
 }
