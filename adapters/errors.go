@@ -47,3 +47,9 @@ func Denied(format string, args ...any) error { return newKind(ErrPermissionDeni
 
 // Timeout is a bounded wait that ran out, wrapping ErrDeadlineExceeded.
 func Timeout(format string, args ...any) error { return newKind(ErrDeadlineExceeded, format, args...) }
+
+// ErrBusy is wrapped by Busy.
+var ErrBusy = errors.New("busy")
+
+// Busy is a request that conflicts with one under way on the same workload, wrapping ErrBusy.
+func Busy(format string, args ...any) error { return newKind(ErrBusy, format, args...) }

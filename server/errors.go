@@ -24,6 +24,7 @@ var codes = []struct {
 	{adapters.ErrFailedPrecondition, connect.CodeFailedPrecondition},
 	{adapters.ErrPermissionDenied, connect.CodePermissionDenied},
 	{adapters.ErrDeadlineExceeded, connect.CodeDeadlineExceeded},
+	{adapters.ErrBusy, connect.CodeAborted},
 	{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
 	{context.Canceled, connect.CodeCanceled},
 }

@@ -17,6 +17,9 @@ type ProcStat struct {
 	PGID  int
 	SID   int
 	TTY   int // controlling terminal's device number, 0 for none
+	// StartTime is when the process started, in clock ticks since boot: with the PID, it tells a
+	// process from a later one that reuses its PID.
+	StartTime uint64
 }
 
 // ReadStat parses /proc/<pid>/stat. A missing process yields an error wrapping fs.ErrNotExist.
@@ -43,6 +46,12 @@ func parseStat(s string) (ProcStat, error) {
 	ints := []*int{&st.PPID, &st.PGID, &st.SID, &st.TTY}
 	for i, dst := range ints {
 		if *dst, err = strconv.Atoi(fields[i+1]); err != nil {
+			return ProcStat{}, fmt.Errorf("malformed stat line %q: %w", s, err)
+		}
+	}
+	// Field 22 of the line is the start time; fields here start at field 3 (the state).
+	if len(fields) > 19 {
+		if st.StartTime, err = strconv.ParseUint(fields[19], 10, 64); err != nil {
 			return ProcStat{}, fmt.Errorf("malformed stat line %q: %w", s, err)
 		}
 	}

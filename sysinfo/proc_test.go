@@ -39,6 +39,7 @@ func TestSelf(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.Getpid(), st.PID)
 	assert.Equal(t, os.Getppid(), st.PPID)
+	assert.NotZero(t, st.StartTime)
 	args, err := Cmdline(os.Getpid())
 	require.NoError(t, err)
 	assert.Equal(t, os.Args, args)

@@ -1,0 +1,315 @@
+// Package jobs manages the daemon's jobs: workloads it started or adopted, watched until they exit,
+// recorded in the store so that a restarted daemon still knows them.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/store"
+	"github.com/cedana/cedana/sysinfo"
+)
+
+// Manager starts, adopts, watches and signals jobs.
+type Manager struct {
+	store  *store.Store
+	logDir string
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	busy  map[string]bool // keys of the operations under way (a job or a PID being dumped, ...)
+	wg    sync.WaitGroup
+	ctx   context.Context // the daemon's lifetime: watchers stop with it
+	close context.CancelFunc
+}
+
+// New returns a Manager that records jobs in st and puts their logs in logDir.
+func New(st *store.Store, logDir string, log *slog.Logger) *Manager {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{store: st, logDir: logDir, log: log, busy: map[string]bool{}, ctx: ctx, close: cancel}
+}
+
+// Close stops watching jobs; the jobs themselves keep running.
+func (m *Manager) Close() {
+	m.close()
+	m.wg.Wait()
+}
+
+// Store is the manager's store.
+func (m *Manager) Store() *store.Store { return m.store }
+
+// Lock marks key (e.g. "job:<jid>" or "pid:<pid>") busy for one operation, or fails with a busy
+// error when another operation holds it. Call the returned function when done.
+func (m *Manager) Lock(key, what string) (func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.busy[key] {
+		return nil, adapters.Busy("%s is busy with another operation: try again when it is done", what)
+	}
+	m.busy[key] = true
+	return func() {
+		m.mu.Lock()
+		delete(m.busy, key)
+		m.mu.Unlock()
+	}, nil
+}
+
+// StartProcess starts path with args as job jid (a new JID when empty), with stdout and stderr
+// appended to logPath (<logDir>/<jid>.log when empty), in its own session, and records it.
+func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, args, env []string, dir string, details []byte) (store.Job, error) {
+	if jid == "" {
+		jid = store.NewJID()
+	} else if err := validateJID(jid); err != nil {
+		return store.Job{}, err
+	}
+	if _, err := m.store.GetJob(ctx, jid); err == nil {
+		return store.Job{}, adapters.Exists("job %s already exists: choose another --jid or delete it", jid)
+	}
+	bin, err := exec.LookPath(path)
+	if err != nil {
+		return store.Job{}, adapters.NotFound("cannot run %s: %w", path, errors.Unwrap(err))
+	}
+	if logPath == "" {
+		logPath = filepath.Join(m.logDir, jid+".log")
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return store.Job{}, adapters.Precondition("cannot create the log directory: %w", err)
+	}
+	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return store.Job{}, adapters.Precondition("cannot open the job's log: %w", err)
+	}
+	defer out.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Args[0] = path
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
+	// Its own session: the job is not tied to the daemon's, and survives the daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return store.Job{}, adapters.Precondition("cannot start %s: %w", path, err)
+	}
+	job := store.Job{JID: jid, Type: "process", PID: cmd.Process.Pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: startTime(cmd.Process.Pid)}
+	if err := m.store.CreateJob(ctx, job); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return store.Job{}, fmt.Errorf("record job %s: %w", jid, err)
+	}
+	m.watchChild(jid, cmd.Process)
+	return m.store.GetJob(ctx, jid)
+}
+
+// Adopt records an already running process as job jid (a new JID when empty).
+func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details []byte) (store.Job, error) {
+	if jid == "" {
+		jid = store.NewJID()
+	} else if err := validateJID(jid); err != nil {
+		return store.Job{}, err
+	}
+	st, err := sysinfo.ReadStat(pid)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && st.State == 'Z') {
+		return store.Job{}, adapters.NotFound("no running process with PID %d", pid)
+	}
+	if err != nil {
+		return store.Job{}, fmt.Errorf("read process %d: %w", pid, err)
+	}
+	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Details: details, StartTime: st.StartTime}
+	if err := m.store.CreateJob(ctx, job); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return store.Job{}, adapters.Exists("job %s already exists: choose another --jid or delete it", jid)
+		}
+		return store.Job{}, fmt.Errorf("record job %s: %w", jid, err)
+	}
+	m.watchForeign(jid, pid, st.StartTime)
+	return m.store.GetJob(ctx, jid)
+}
+
+// Restored records that job jid runs again as pid, a child of the daemon, and watches it.
+func (m *Manager) Restored(ctx context.Context, jid string, pid int) (store.Job, error) {
+	job, err := m.store.UpdateJob(ctx, jid, func(j *store.Job) error {
+		j.PID = pid
+		j.Status = store.JobRunning
+		j.ExitCode = nil
+		j.StartTime = startTime(pid)
+		return nil
+	})
+	if err != nil {
+		return job, err
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return job, err
+	}
+	m.watchChild(jid, proc)
+	return job, nil
+}
+
+// Reconcile runs when the daemon starts: jobs recorded as running are watched again if their
+// process is still the same one, and marked halted otherwise (exit code unknown: the process was
+// not the new daemon's child).
+func (m *Manager) Reconcile(ctx context.Context) error {
+	list, err := m.store.ListJobs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, job := range list {
+		if job.Status != store.JobRunning {
+			continue
+		}
+		if alive(job.PID, job.StartTime) {
+			m.log.Info("job still running", "jid", job.JID, "pid", job.PID)
+			m.watchForeign(job.JID, job.PID, job.StartTime)
+			continue
+		}
+		m.log.Info("job ended while the daemon was away", "jid", job.JID, "pid", job.PID)
+		m.halt(job.JID, job.PID, nil)
+	}
+	return nil
+}
+
+// Signal sends sig to job jid's process.
+func (m *Manager) Signal(ctx context.Context, jid string, sig syscall.Signal) (store.Job, error) {
+	job, err := m.Get(ctx, jid)
+	if err != nil {
+		return job, err
+	}
+	if job.Status != store.JobRunning || !alive(job.PID, job.StartTime) {
+		return job, adapters.Precondition("job %s is not running (%s): nothing to signal", jid, job.Status)
+	}
+	if err := unix.Kill(job.PID, sig); err != nil {
+		return job, fmt.Errorf("signal job %s (PID %d): %w", jid, job.PID, err)
+	}
+	return job, nil
+}
+
+// Get returns job jid, or a not-found error that says how to list jobs.
+func (m *Manager) Get(ctx context.Context, jid string) (store.Job, error) {
+	job, err := m.store.GetJob(ctx, jid)
+	if errors.Is(err, store.ErrNotFound) {
+		return job, adapters.NotFound("no job %s (see `cedana ps`)", jid)
+	}
+	return job, err
+}
+
+// Running reports whether job's process is alive and is still the job's.
+func Running(job store.Job) bool {
+	return job.Status == store.JobRunning && alive(job.PID, job.StartTime)
+}
+
+// watchChild waits for a child of the daemon and records its exit code.
+func (m *Manager) watchChild(jid string, proc *os.Process) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		state, err := proc.Wait()
+		if err != nil {
+			m.log.Warn("cannot wait for job", "jid", jid, "pid", proc.Pid, "error", err)
+			m.halt(jid, proc.Pid, nil)
+			return
+		}
+		code := exitCode(state)
+		m.log.Info("job exited", "jid", jid, "pid", proc.Pid, "exit_code", code)
+		m.halt(jid, proc.Pid, &code)
+	}()
+}
+
+// watchForeign waits for a process that is not the daemon's child; its exit code cannot be known.
+func (m *Manager) watchForeign(jid string, pid int, start uint64) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		m.halt(jid, pid, nil)
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer unix.Close(fd)
+		for {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, 500)
+			if m.ctx.Err() != nil {
+				return
+			}
+			if err == nil && n > 0 {
+				break
+			}
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				return
+			}
+		}
+		if !alive(pid, start) {
+			m.log.Info("job exited", "jid", jid, "pid", pid)
+			m.halt(jid, pid, nil)
+		}
+	}()
+}
+
+// halt records that job jid's process pid ended, unless the job has moved on to another PID.
+func (m *Manager) halt(jid string, pid int, code *int) {
+	_, err := m.store.UpdateJob(context.WithoutCancel(m.ctx), jid, func(j *store.Job) error {
+		if j.PID != pid {
+			return errSkip
+		}
+		j.Status = store.JobHalted
+		j.ExitCode = code
+		return nil
+	})
+	if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, store.ErrNotFound) {
+		m.log.Warn("cannot record the end of a job", "jid", jid, "error", err)
+	}
+}
+
+var errSkip = errors.New("skip")
+
+// exitCode is the shell's view: the exit status, or 128+signal.
+func exitCode(state *os.ProcessState) int {
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return state.ExitCode()
+}
+
+// alive reports whether pid runs and, when start is known, is the process that started then.
+func alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := sysinfo.ReadStat(pid)
+	if err != nil || st.State == 'Z' || st.State == 'X' {
+		return false
+	}
+	return start == 0 || st.StartTime == start
+}
+
+func startTime(pid int) uint64 {
+	st, err := sysinfo.ReadStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.StartTime
+}
+
+// validateJID allows letters, digits, '-', '_' and '.', not starting with '.'.
+func validateJID(jid string) error {
+	if len(jid) > 64 || jid[0] == '.' {
+		return adapters.Invalid("job ID %q must be 1-64 letters, digits, '-', '_' or '.', not starting with '.'", jid)
+	}
+	for _, r := range jid {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return adapters.Invalid("job ID %q must be 1-64 letters, digits, '-', '_' or '.', not starting with '.'", jid)
+		}
+	}
+	return nil
+}
