@@ -15,6 +15,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/cedana/cedana/config"
+	"github.com/cedana/cedana/features"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
 	"github.com/cedana/cedana/version"
 )
@@ -33,9 +34,14 @@ type Globals struct {
 type CLI struct {
 	Globals
 
-	Daemon   DaemonCmd   `cmd:"" help:"Run or query the cedana daemon."`
-	Dump     DumpCmd     `cmd:"" help:"Checkpoint a workload."`
-	Restore  RestoreCmd  `cmd:"" help:"Restore a workload from a checkpoint."`
+	Daemon     DaemonCmd     `cmd:"" help:"Run or query the cedana daemon."`
+	Run        RunCmd        `cmd:"" aliases:"exec" help:"Start a workload as a managed job."`
+	Manage     ManageCmd     `cmd:"" help:"Adopt a running workload as a managed job."`
+	Ps         PsCmd         `cmd:"" help:"List managed jobs (same as job list)."`
+	Job        JobCmd        `cmd:"" help:"Inspect and control managed jobs."`
+	Dump       DumpCmd       `cmd:"" help:"Checkpoint a workload."`
+	Restore    RestoreCmd    `cmd:"" help:"Restore a workload from a checkpoint."`
+	Checkpoint CheckpointCmd `cmd:"" help:"List, inspect and delete recorded checkpoints."`
 	Check    CheckCmd    `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
 	Features FeaturesCmd `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
 }
@@ -101,6 +107,8 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 	cli.Dump.Plugins = runtimeCommands(dumpCommands())
 	cli.Restore.Plugins = runtimeCommands(restoreCommands())
+	cli.Run.Plugins = runtimeCommands(verbCommands{features.RunCmd})
+	cli.Manage.Plugins = runtimeCommands(verbCommands{features.ManageCmd})
 	return kong.New(cli,
 		kong.Name("cedana"),
 		kong.Description("Checkpoint and restore processes and containers with CRIU."),

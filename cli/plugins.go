@@ -65,3 +65,9 @@ func placeholder(runtime string) any {
 	v.Elem().Field(0).Addr().Interface().(*missingRuntimeCmd).runtime = runtime
 	return v.Interface()
 }
+
+// FillRun implements features.RunCommand by failing.
+func (c *missingRuntimeCmd) FillRun(*daemonv1.RunRequest) error { return c.err() }
+
+// FillManage implements features.ManageCommand by failing.
+func (c *missingRuntimeCmd) FillManage(*daemonv1.ManageRequest) error { return c.err() }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
 )
 
 // Runtime names known to cedana, whether or not this binary has them.
@@ -35,6 +37,16 @@ var (
 	// RestoreCmd is each runtime's `cedana restore <runtime>` subcommand; its command implements RestoreCommand.
 	RestoreCmd = New[Command]("restore-cmd", "`cedana restore <runtime>` subcommand")
 
+	// RunCmd is each runtime's `cedana run <runtime>` subcommand; its command implements RunCommand.
+	RunCmd = New[Command]("run-cmd", "`cedana run <runtime>` subcommand")
+	// ManageCmd is each runtime's `cedana manage <runtime>` subcommand; its command implements ManageCommand.
+	ManageCmd = New[Command]("manage-cmd", "`cedana manage <runtime>` subcommand")
+
+	// RunHandler starts a workload of the runtime as a managed job.
+	RunHandler = New[JobStarter]("run-handler", "start a workload as a managed job")
+	// ManageHandler adopts a running workload of the runtime as a managed job.
+	ManageHandler = New[JobAdopter]("manage-handler", "adopt a running workload as a managed job")
+
 	// DumpMiddleware runs inside the daemon's dump chain, after the common adapters and before CRIU.
 	DumpMiddleware = New[adapters.Middleware[adapters.DumpHandler]]("dump-middleware", "runtime adapters of a dump (inspect the workload, set CRIU options)")
 	// DumpHandler performs the dump at the end of the chain.
@@ -58,7 +70,7 @@ type Described interface {
 
 // Table lists every feature, in the order `cedana features` prints them.
 func Table() []Described {
-	return []Described{DumpCmd, RestoreCmd, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck}
+	return []Described{DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck}
 }
 
 // DumpCommand is implemented by the kong command a runtime registers in DumpCmd: it puts the
@@ -82,3 +94,19 @@ func List() *daemonv1.ListFeaturesResponse {
 	}
 	return resp
 }
+
+// RunCommand is implemented by the kong command a runtime registers in RunCmd.
+type RunCommand interface {
+	FillRun(req *daemonv1.RunRequest) error
+}
+
+// ManageCommand is implemented by the kong command a runtime registers in ManageCmd.
+type ManageCommand interface {
+	FillManage(req *daemonv1.ManageRequest) error
+}
+
+// JobStarter starts the workload a RunRequest describes through the job manager.
+type JobStarter func(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.Job, error)
+
+// JobAdopter adopts the workload a ManageRequest names through the job manager.
+type JobAdopter func(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error)

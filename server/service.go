@@ -18,6 +18,7 @@ import (
 
 // service implements DaemonService.
 type service struct {
+	daemonv1connect.UnimplementedDaemonServiceHandler
 	cfg  config.Config
 	opts adapters.Opts
 	log  *slog.Logger

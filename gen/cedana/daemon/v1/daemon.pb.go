@@ -438,7 +438,10 @@ type DumpRequest struct {
 	// CRIU options.
 	Criu *CriuOptions `protobuf:"bytes,4,opt,name=criu,proto3" json:"criu,omitempty"`
 	// The workload, in the runtime's own terms.
-	Details       *Details `protobuf:"bytes,5,opt,name=details,proto3" json:"details,omitempty"`
+	Details *Details `protobuf:"bytes,5,opt,name=details,proto3" json:"details,omitempty"`
+	// Dump this managed job instead: its type and details come from the job, and the checkpoint is
+	// recorded against it.
+	Jid           string `protobuf:"bytes,6,opt,name=jid,proto3" json:"jid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -508,6 +511,13 @@ func (x *DumpRequest) GetDetails() *Details {
 	return nil
 }
 
+func (x *DumpRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
 // DumpResponse describes the checkpoint that was written.
 type DumpResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -516,7 +526,9 @@ type DumpResponse struct {
 	// The checkpoint's metadata, as written to checkpoint.json.
 	Checkpoint *Checkpoint `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	// Durations of the dump's phases.
-	Stats         *Stats `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *Stats `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"`
+	// The catalog entry recorded for the checkpoint.
+	CheckpointId  string `protobuf:"bytes,4,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -572,6 +584,13 @@ func (x *DumpResponse) GetStats() *Stats {
 	return nil
 }
 
+func (x *DumpResponse) GetCheckpointId() string {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return ""
+}
+
 // RestoreRequest asks to bring a checkpoint back.
 type RestoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -582,7 +601,10 @@ type RestoreRequest struct {
 	// CRIU options; those recorded in the checkpoint are used where these are unset.
 	Criu *CriuOptions `protobuf:"bytes,3,opt,name=criu,proto3" json:"criu,omitempty"`
 	// Runtime-specific restore details.
-	Details       *Details `protobuf:"bytes,4,opt,name=details,proto3" json:"details,omitempty"`
+	Details *Details `protobuf:"bytes,4,opt,name=details,proto3" json:"details,omitempty"`
+	// Restore this managed job: from path, or else from its latest checkpoint; the job runs again
+	// under the same JID.
+	Jid           string `protobuf:"bytes,5,opt,name=jid,proto3" json:"jid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -643,6 +665,13 @@ func (x *RestoreRequest) GetDetails() *Details {
 		return x.Details
 	}
 	return nil
+}
+
+func (x *RestoreRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
 }
 
 // RestoreResponse describes the restored workload.
@@ -1084,6 +1113,1170 @@ func (x *ListFeaturesResponse) GetKnownRuntimes() []string {
 	return nil
 }
 
+// ProcessRun says what process to start.
+type ProcessRun struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Executable, looked up in PATH if it has no slash.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Arguments after the executable's name.
+	Args []string `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	// Working directory; the daemon's if empty.
+	WorkingDir string `protobuf:"bytes,3,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	// Environment as KEY=VALUE; the daemon's if empty.
+	Env           []string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessRun) Reset() {
+	*x = ProcessRun{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessRun) ProtoMessage() {}
+
+func (x *ProcessRun) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessRun.ProtoReflect.Descriptor instead.
+func (*ProcessRun) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ProcessRun) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ProcessRun) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ProcessRun) GetWorkingDir() string {
+	if x != nil {
+		return x.WorkingDir
+	}
+	return ""
+}
+
+func (x *ProcessRun) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+// RunRequest starts a managed job.
+type RunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Runtime of the workload: "process", ...
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// Job ID; generated when empty.
+	Jid string `protobuf:"bytes,2,opt,name=jid,proto3" json:"jid,omitempty"`
+	// File that receives the workload's stdout and stderr; /var/log/cedana/<jid>.log when empty.
+	Log string `protobuf:"bytes,3,opt,name=log,proto3" json:"log,omitempty"`
+	// The process to start, for type "process".
+	Process       *ProcessRun `protobuf:"bytes,4,opt,name=process,proto3" json:"process,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunRequest) Reset() {
+	*x = RunRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunRequest) ProtoMessage() {}
+
+func (x *RunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
+func (*RunRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RunRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *RunRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *RunRequest) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
+func (x *RunRequest) GetProcess() *ProcessRun {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+// RunResponse describes the started job.
+type RunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunResponse) Reset() {
+	*x = RunResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunResponse) ProtoMessage() {}
+
+func (x *RunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
+func (*RunResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RunResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+// ManageRequest adopts a running workload.
+type ManageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Runtime of the workload: "process", ...
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// Job ID; generated when empty.
+	Jid string `protobuf:"bytes,2,opt,name=jid,proto3" json:"jid,omitempty"`
+	// The workload, in the runtime's own terms.
+	Details       *Details `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageRequest) Reset() {
+	*x = ManageRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageRequest) ProtoMessage() {}
+
+func (x *ManageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageRequest.ProtoReflect.Descriptor instead.
+func (*ManageRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ManageRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ManageRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *ManageRequest) GetDetails() *Details {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+// ManageResponse describes the adopted job.
+type ManageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageResponse) Reset() {
+	*x = ManageResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageResponse) ProtoMessage() {}
+
+func (x *ManageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageResponse.ProtoReflect.Descriptor instead.
+func (*ManageResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ManageResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+// Job is a workload cedana manages.
+type Job struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Job ID.
+	Jid string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	// Runtime.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// PID of the workload's root process (the latest, after a restore).
+	Pid int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// "running" or "halted".
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Exit code once halted, when it could be known.
+	ExitCode *int32 `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
+	// File holding the workload's stdout and stderr; empty for an adopted workload.
+	Log string `protobuf:"bytes,6,opt,name=log,proto3" json:"log,omitempty"`
+	// Runtime-specific description of the workload.
+	Details *Details `protobuf:"bytes,7,opt,name=details,proto3" json:"details,omitempty"`
+	// When the job was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When the job last changed.
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The job's latest checkpoint, if any.
+	LatestCheckpoint *CheckpointEntry `protobuf:"bytes,10,opt,name=latest_checkpoint,json=latestCheckpoint,proto3" json:"latest_checkpoint,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Job) Reset() {
+	*x = Job{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Job) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Job) ProtoMessage() {}
+
+func (x *Job) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Job.ProtoReflect.Descriptor instead.
+func (*Job) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Job) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *Job) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Job) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Job) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Job) GetExitCode() int32 {
+	if x != nil && x.ExitCode != nil {
+		return *x.ExitCode
+	}
+	return 0
+}
+
+func (x *Job) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
+func (x *Job) GetDetails() *Details {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *Job) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Job) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Job) GetLatestCheckpoint() *CheckpointEntry {
+	if x != nil {
+		return x.LatestCheckpoint
+	}
+	return nil
+}
+
+// CheckpointEntry is one checkpoint of the catalog.
+type CheckpointEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Catalog ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Job it belongs to; empty for a checkpoint of a bare workload.
+	Jid string `protobuf:"bytes,2,opt,name=jid,proto3" json:"jid,omitempty"`
+	// Path of the checkpoint.
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// Runtime.
+	Type string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	// Bytes on disk.
+	SizeBytes int64 `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// When it was recorded.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The checkpoint's metadata (checkpoint.json).
+	Checkpoint    *Checkpoint `protobuf:"bytes,7,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointEntry) Reset() {
+	*x = CheckpointEntry{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointEntry) ProtoMessage() {}
+
+func (x *CheckpointEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointEntry.ProtoReflect.Descriptor instead.
+func (*CheckpointEntry) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CheckpointEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CheckpointEntry) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *CheckpointEntry) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CheckpointEntry) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CheckpointEntry) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *CheckpointEntry) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *CheckpointEntry) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// ListJobsRequest takes no arguments.
+type ListJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsRequest) Reset() {
+	*x = ListJobsRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsRequest) ProtoMessage() {}
+
+func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobsRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+}
+
+// ListJobsResponse lists the jobs, oldest first.
+type ListJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The jobs.
+	Jobs          []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsResponse) Reset() {
+	*x = ListJobsResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsResponse) ProtoMessage() {}
+
+func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
+func (*ListJobsResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListJobsResponse) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+// GetJobRequest names a job.
+type GetJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Job ID.
+	Jid           string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobRequest) Reset() {
+	*x = GetJobRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobRequest) ProtoMessage() {}
+
+func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
+func (*GetJobRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetJobRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+// GetJobResponse describes a job.
+type GetJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobResponse) Reset() {
+	*x = GetJobResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobResponse) ProtoMessage() {}
+
+func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
+func (*GetJobResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+// KillJobRequest signals jobs.
+type KillJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Job IDs.
+	Jids []string `protobuf:"bytes,1,rep,name=jids,proto3" json:"jids,omitempty"`
+	// Signal number; SIGKILL (9) when 0.
+	Signal        int32 `protobuf:"varint,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillJobRequest) Reset() {
+	*x = KillJobRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillJobRequest) ProtoMessage() {}
+
+func (x *KillJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillJobRequest.ProtoReflect.Descriptor instead.
+func (*KillJobRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *KillJobRequest) GetJids() []string {
+	if x != nil {
+		return x.Jids
+	}
+	return nil
+}
+
+func (x *KillJobRequest) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+// KillJobResponse lists the jobs signalled.
+type KillJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The jobs, after the signal was sent.
+	Jobs          []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillJobResponse) Reset() {
+	*x = KillJobResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillJobResponse) ProtoMessage() {}
+
+func (x *KillJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillJobResponse.ProtoReflect.Descriptor instead.
+func (*KillJobResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *KillJobResponse) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+// DeleteJobRequest forgets jobs.
+type DeleteJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Job IDs.
+	Jids []string `protobuf:"bytes,1,rep,name=jids,proto3" json:"jids,omitempty"`
+	// Delete running jobs too (they are killed first).
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobRequest) Reset() {
+	*x = DeleteJobRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobRequest) ProtoMessage() {}
+
+func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
+func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeleteJobRequest) GetJids() []string {
+	if x != nil {
+		return x.Jids
+	}
+	return nil
+}
+
+func (x *DeleteJobRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+// DeleteJobResponse takes no fields.
+type DeleteJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobResponse) Reset() {
+	*x = DeleteJobResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobResponse) ProtoMessage() {}
+
+func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
+func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
+}
+
+// ListCheckpointsRequest filters the catalog.
+type ListCheckpointsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this job's checkpoints, when set.
+	Jid           string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsRequest) Reset() {
+	*x = ListCheckpointsRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsRequest) ProtoMessage() {}
+
+func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListCheckpointsRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+// ListCheckpointsResponse lists checkpoints, newest first.
+type ListCheckpointsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoints.
+	Checkpoints   []*CheckpointEntry `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsResponse) Reset() {
+	*x = ListCheckpointsResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsResponse) ProtoMessage() {}
+
+func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointEntry {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+// GetCheckpointRequest names a checkpoint.
+type GetCheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Catalog ID.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointRequest) Reset() {
+	*x = GetCheckpointRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetCheckpointRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetCheckpointResponse describes a checkpoint.
+type GetCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint.
+	Checkpoint    *CheckpointEntry `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointResponse) Reset() {
+	*x = GetCheckpointResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetCheckpointResponse) GetCheckpoint() *CheckpointEntry {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// DeleteCheckpointRequest names a checkpoint.
+type DeleteCheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Catalog ID.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCheckpointRequest) Reset() {
+	*x = DeleteCheckpointRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCheckpointRequest) ProtoMessage() {}
+
+func (x *DeleteCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteCheckpointRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteCheckpointResponse takes no fields.
+type DeleteCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCheckpointResponse) Reset() {
+	*x = DeleteCheckpointResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCheckpointResponse) ProtoMessage() {}
+
+func (x *DeleteCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
@@ -1126,24 +2319,27 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06phases\x18\x02 \x03(\v2#.cedana.daemon.v1.Stats.PhasesEntryR\x06phases\x1aT\n" +
 	"\vPhasesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\xc1\x01\n" +
 	"\vDumpRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x121\n" +
 	"\x04criu\x18\x04 \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x123\n" +
-	"\adetails\x18\x05 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\"\x8f\x01\n" +
+	"\adetails\x18\x05 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
+	"\x03jid\x18\x06 \x01(\tR\x03jid\"\xb4\x01\n" +
 	"\fDumpResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12<\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
 	"checkpoint\x12-\n" +
-	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\"\xa0\x01\n" +
+	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\x12#\n" +
+	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\xb2\x01\n" +
 	"\x0eRestoreRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x121\n" +
 	"\x04criu\x18\x03 \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x123\n" +
-	"\adetails\x18\x04 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\"\x90\x01\n" +
+	"\adetails\x18\x04 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
+	"\x03jid\x18\x05 \x01(\tR\x03jid\"\x90\x01\n" +
 	"\x0fRestoreResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12<\n" +
 	"\n" +
@@ -1174,12 +2370,99 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bruntimes\x18\x03 \x03(\tR\bruntimes\"}\n" +
 	"\x14ListFeaturesResponse\x12>\n" +
 	"\bfeatures\x18\x01 \x03(\v2\".cedana.daemon.v1.FeatureProvidersR\bfeatures\x12%\n" +
-	"\x0eknown_runtimes\x18\x02 \x03(\tR\rknownRuntimes2\xe1\x02\n" +
+	"\x0eknown_runtimes\x18\x02 \x03(\tR\rknownRuntimes\"g\n" +
+	"\n" +
+	"ProcessRun\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
+	"\vworking_dir\x18\x03 \x01(\tR\n" +
+	"workingDir\x12\x10\n" +
+	"\x03env\x18\x04 \x03(\tR\x03env\"|\n" +
+	"\n" +
+	"RunRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
+	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x10\n" +
+	"\x03log\x18\x03 \x01(\tR\x03log\x126\n" +
+	"\aprocess\x18\x04 \x01(\v2\x1c.cedana.daemon.v1.ProcessRunR\aprocess\"6\n" +
+	"\vRunResponse\x12'\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"j\n" +
+	"\rManageRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
+	"\x03jid\x18\x02 \x01(\tR\x03jid\x123\n" +
+	"\adetails\x18\x03 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\"9\n" +
+	"\x0eManageResponse\x12'\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"\x92\x03\n" +
+	"\x03Job\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12 \n" +
+	"\texit_code\x18\x05 \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x10\n" +
+	"\x03log\x18\x06 \x01(\tR\x03log\x123\n" +
+	"\adetails\x18\a \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12N\n" +
+	"\x11latest_checkpoint\x18\n" +
+	" \x01(\v2!.cedana.daemon.v1.CheckpointEntryR\x10latestCheckpointB\f\n" +
+	"\n" +
+	"_exit_code\"\xf3\x01\n" +
+	"\x0fCheckpointEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n" +
+	"\n" +
+	"checkpoint\x18\a \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
+	"checkpoint\"\x11\n" +
+	"\x0fListJobsRequest\"=\n" +
+	"\x10ListJobsResponse\x12)\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x15.cedana.daemon.v1.JobR\x04jobs\"!\n" +
+	"\rGetJobRequest\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\"9\n" +
+	"\x0eGetJobResponse\x12'\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"<\n" +
+	"\x0eKillJobRequest\x12\x12\n" +
+	"\x04jids\x18\x01 \x03(\tR\x04jids\x12\x16\n" +
+	"\x06signal\x18\x02 \x01(\x05R\x06signal\"<\n" +
+	"\x0fKillJobResponse\x12)\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x15.cedana.daemon.v1.JobR\x04jobs\"<\n" +
+	"\x10DeleteJobRequest\x12\x12\n" +
+	"\x04jids\x18\x01 \x03(\tR\x04jids\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x13\n" +
+	"\x11DeleteJobResponse\"*\n" +
+	"\x16ListCheckpointsRequest\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\"^\n" +
+	"\x17ListCheckpointsResponse\x12C\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2!.cedana.daemon.v1.CheckpointEntryR\vcheckpoints\"&\n" +
+	"\x14GetCheckpointRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"Z\n" +
+	"\x15GetCheckpointResponse\x12A\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2!.cedana.daemon.v1.CheckpointEntryR\n" +
+	"checkpoint\")\n" +
+	"\x17DeleteCheckpointRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1a\n" +
+	"\x18DeleteCheckpointResponse2\xed\b\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
 	"\aRestore\x12 .cedana.daemon.v1.RestoreRequest\x1a!.cedana.daemon.v1.RestoreResponse\x12Z\n" +
 	"\vHealthCheck\x12$.cedana.daemon.v1.HealthCheckRequest\x1a%.cedana.daemon.v1.HealthCheckResponse\x12]\n" +
-	"\fListFeatures\x12%.cedana.daemon.v1.ListFeaturesRequest\x1a&.cedana.daemon.v1.ListFeaturesResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
+	"\fListFeatures\x12%.cedana.daemon.v1.ListFeaturesRequest\x1a&.cedana.daemon.v1.ListFeaturesResponse\x12B\n" +
+	"\x03Run\x12\x1c.cedana.daemon.v1.RunRequest\x1a\x1d.cedana.daemon.v1.RunResponse\x12K\n" +
+	"\x06Manage\x12\x1f.cedana.daemon.v1.ManageRequest\x1a .cedana.daemon.v1.ManageResponse\x12Q\n" +
+	"\bListJobs\x12!.cedana.daemon.v1.ListJobsRequest\x1a\".cedana.daemon.v1.ListJobsResponse\x12K\n" +
+	"\x06GetJob\x12\x1f.cedana.daemon.v1.GetJobRequest\x1a .cedana.daemon.v1.GetJobResponse\x12N\n" +
+	"\aKillJob\x12 .cedana.daemon.v1.KillJobRequest\x1a!.cedana.daemon.v1.KillJobResponse\x12T\n" +
+	"\tDeleteJob\x12\".cedana.daemon.v1.DeleteJobRequest\x1a#.cedana.daemon.v1.DeleteJobResponse\x12f\n" +
+	"\x0fListCheckpoints\x12(.cedana.daemon.v1.ListCheckpointsRequest\x1a).cedana.daemon.v1.ListCheckpointsResponse\x12`\n" +
+	"\rGetCheckpoint\x12&.cedana.daemon.v1.GetCheckpointRequest\x1a'.cedana.daemon.v1.GetCheckpointResponse\x12i\n" +
+	"\x10DeleteCheckpoint\x12).cedana.daemon.v1.DeleteCheckpointRequest\x1a*.cedana.daemon.v1.DeleteCheckpointResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_cedana_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -1193,34 +2476,55 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
-	(*CriuOptions)(nil),           // 0: cedana.daemon.v1.CriuOptions
-	(*ProcessDetails)(nil),        // 1: cedana.daemon.v1.ProcessDetails
-	(*Details)(nil),               // 2: cedana.daemon.v1.Details
-	(*Checkpoint)(nil),            // 3: cedana.daemon.v1.Checkpoint
-	(*Stats)(nil),                 // 4: cedana.daemon.v1.Stats
-	(*DumpRequest)(nil),           // 5: cedana.daemon.v1.DumpRequest
-	(*DumpResponse)(nil),          // 6: cedana.daemon.v1.DumpResponse
-	(*RestoreRequest)(nil),        // 7: cedana.daemon.v1.RestoreRequest
-	(*RestoreResponse)(nil),       // 8: cedana.daemon.v1.RestoreResponse
-	(*HealthCheckRequest)(nil),    // 9: cedana.daemon.v1.HealthCheckRequest
-	(*RuntimeHealth)(nil),         // 10: cedana.daemon.v1.RuntimeHealth
-	(*HealthCheckResponse)(nil),   // 11: cedana.daemon.v1.HealthCheckResponse
-	(*ListFeaturesRequest)(nil),   // 12: cedana.daemon.v1.ListFeaturesRequest
-	(*FeatureProviders)(nil),      // 13: cedana.daemon.v1.FeatureProviders
-	(*ListFeaturesResponse)(nil),  // 14: cedana.daemon.v1.ListFeaturesResponse
-	nil,                           // 15: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
+	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
+	(*Details)(nil),                  // 2: cedana.daemon.v1.Details
+	(*Checkpoint)(nil),               // 3: cedana.daemon.v1.Checkpoint
+	(*Stats)(nil),                    // 4: cedana.daemon.v1.Stats
+	(*DumpRequest)(nil),              // 5: cedana.daemon.v1.DumpRequest
+	(*DumpResponse)(nil),             // 6: cedana.daemon.v1.DumpResponse
+	(*RestoreRequest)(nil),           // 7: cedana.daemon.v1.RestoreRequest
+	(*RestoreResponse)(nil),          // 8: cedana.daemon.v1.RestoreResponse
+	(*HealthCheckRequest)(nil),       // 9: cedana.daemon.v1.HealthCheckRequest
+	(*RuntimeHealth)(nil),            // 10: cedana.daemon.v1.RuntimeHealth
+	(*HealthCheckResponse)(nil),      // 11: cedana.daemon.v1.HealthCheckResponse
+	(*ListFeaturesRequest)(nil),      // 12: cedana.daemon.v1.ListFeaturesRequest
+	(*FeatureProviders)(nil),         // 13: cedana.daemon.v1.FeatureProviders
+	(*ListFeaturesResponse)(nil),     // 14: cedana.daemon.v1.ListFeaturesResponse
+	(*ProcessRun)(nil),               // 15: cedana.daemon.v1.ProcessRun
+	(*RunRequest)(nil),               // 16: cedana.daemon.v1.RunRequest
+	(*RunResponse)(nil),              // 17: cedana.daemon.v1.RunResponse
+	(*ManageRequest)(nil),            // 18: cedana.daemon.v1.ManageRequest
+	(*ManageResponse)(nil),           // 19: cedana.daemon.v1.ManageResponse
+	(*Job)(nil),                      // 20: cedana.daemon.v1.Job
+	(*CheckpointEntry)(nil),          // 21: cedana.daemon.v1.CheckpointEntry
+	(*ListJobsRequest)(nil),          // 22: cedana.daemon.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 23: cedana.daemon.v1.ListJobsResponse
+	(*GetJobRequest)(nil),            // 24: cedana.daemon.v1.GetJobRequest
+	(*GetJobResponse)(nil),           // 25: cedana.daemon.v1.GetJobResponse
+	(*KillJobRequest)(nil),           // 26: cedana.daemon.v1.KillJobRequest
+	(*KillJobResponse)(nil),          // 27: cedana.daemon.v1.KillJobResponse
+	(*DeleteJobRequest)(nil),         // 28: cedana.daemon.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),        // 29: cedana.daemon.v1.DeleteJobResponse
+	(*ListCheckpointsRequest)(nil),   // 30: cedana.daemon.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),  // 31: cedana.daemon.v1.ListCheckpointsResponse
+	(*GetCheckpointRequest)(nil),     // 32: cedana.daemon.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),    // 33: cedana.daemon.v1.GetCheckpointResponse
+	(*DeleteCheckpointRequest)(nil),  // 34: cedana.daemon.v1.DeleteCheckpointRequest
+	(*DeleteCheckpointResponse)(nil), // 35: cedana.daemon.v1.DeleteCheckpointResponse
+	nil,                              // 36: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 38: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
-	16, // 1: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	37, // 1: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	2,  // 3: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	17, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	15, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	38, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	36, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
 	0,  // 6: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	2,  // 7: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
 	3,  // 8: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
@@ -1231,20 +2535,53 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	4,  // 13: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
 	10, // 14: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
 	13, // 15: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
-	17, // 16: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	5,  // 17: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	7,  // 18: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	9,  // 19: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	12, // 20: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	6,  // 21: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	8,  // 22: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	11, // 23: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	14, // 24: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 16: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
+	20, // 17: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
+	2,  // 18: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
+	20, // 19: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
+	2,  // 20: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
+	37, // 21: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	37, // 22: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 23: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	37, // 24: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 25: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	20, // 26: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
+	20, // 27: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
+	20, // 28: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
+	21, // 29: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
+	21, // 30: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	38, // 31: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	5,  // 32: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	7,  // 33: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	9,  // 34: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	12, // 35: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	16, // 36: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	18, // 37: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	22, // 38: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	24, // 39: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	26, // 40: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	28, // 41: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	30, // 42: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	32, // 43: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	34, // 44: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	6,  // 45: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	8,  // 46: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	11, // 47: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	14, // 48: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	17, // 49: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	19, // 50: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	23, // 51: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	25, // 52: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	27, // 53: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	29, // 54: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	31, // 55: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	33, // 56: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	35, // 57: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	45, // [45:58] is the sub-list for method output_type
+	32, // [32:45] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
@@ -1252,13 +2589,14 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 	if File_cedana_daemon_v1_daemon_proto != nil {
 		return
 	}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,27 @@ const (
 	// DaemonServiceListFeaturesProcedure is the fully-qualified name of the DaemonService's
 	// ListFeatures RPC.
 	DaemonServiceListFeaturesProcedure = "/cedana.daemon.v1.DaemonService/ListFeatures"
+	// DaemonServiceRunProcedure is the fully-qualified name of the DaemonService's Run RPC.
+	DaemonServiceRunProcedure = "/cedana.daemon.v1.DaemonService/Run"
+	// DaemonServiceManageProcedure is the fully-qualified name of the DaemonService's Manage RPC.
+	DaemonServiceManageProcedure = "/cedana.daemon.v1.DaemonService/Manage"
+	// DaemonServiceListJobsProcedure is the fully-qualified name of the DaemonService's ListJobs RPC.
+	DaemonServiceListJobsProcedure = "/cedana.daemon.v1.DaemonService/ListJobs"
+	// DaemonServiceGetJobProcedure is the fully-qualified name of the DaemonService's GetJob RPC.
+	DaemonServiceGetJobProcedure = "/cedana.daemon.v1.DaemonService/GetJob"
+	// DaemonServiceKillJobProcedure is the fully-qualified name of the DaemonService's KillJob RPC.
+	DaemonServiceKillJobProcedure = "/cedana.daemon.v1.DaemonService/KillJob"
+	// DaemonServiceDeleteJobProcedure is the fully-qualified name of the DaemonService's DeleteJob RPC.
+	DaemonServiceDeleteJobProcedure = "/cedana.daemon.v1.DaemonService/DeleteJob"
+	// DaemonServiceListCheckpointsProcedure is the fully-qualified name of the DaemonService's
+	// ListCheckpoints RPC.
+	DaemonServiceListCheckpointsProcedure = "/cedana.daemon.v1.DaemonService/ListCheckpoints"
+	// DaemonServiceGetCheckpointProcedure is the fully-qualified name of the DaemonService's
+	// GetCheckpoint RPC.
+	DaemonServiceGetCheckpointProcedure = "/cedana.daemon.v1.DaemonService/GetCheckpoint"
+	// DaemonServiceDeleteCheckpointProcedure is the fully-qualified name of the DaemonService's
+	// DeleteCheckpoint RPC.
+	DaemonServiceDeleteCheckpointProcedure = "/cedana.daemon.v1.DaemonService/DeleteCheckpoint"
 )
 
 // DaemonServiceClient is a client for the cedana.daemon.v1.DaemonService service.
@@ -56,6 +77,24 @@ type DaemonServiceClient interface {
 	HealthCheck(context.Context, *v1.HealthCheckRequest) (*v1.HealthCheckResponse, error)
 	// ListFeatures lists the daemon's features and the runtimes that provide each.
 	ListFeatures(context.Context, *v1.ListFeaturesRequest) (*v1.ListFeaturesResponse, error)
+	// Run starts a workload as a managed job.
+	Run(context.Context, *v1.RunRequest) (*v1.RunResponse, error)
+	// Manage adopts a running workload as a managed job.
+	Manage(context.Context, *v1.ManageRequest) (*v1.ManageResponse, error)
+	// ListJobs lists the managed jobs.
+	ListJobs(context.Context, *v1.ListJobsRequest) (*v1.ListJobsResponse, error)
+	// GetJob describes one job.
+	GetJob(context.Context, *v1.GetJobRequest) (*v1.GetJobResponse, error)
+	// KillJob signals jobs.
+	KillJob(context.Context, *v1.KillJobRequest) (*v1.KillJobResponse, error)
+	// DeleteJob forgets jobs and deletes their checkpoints.
+	DeleteJob(context.Context, *v1.DeleteJobRequest) (*v1.DeleteJobResponse, error)
+	// ListCheckpoints lists the checkpoint catalog.
+	ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error)
+	// GetCheckpoint describes one checkpoint of the catalog.
+	GetCheckpoint(context.Context, *v1.GetCheckpointRequest) (*v1.GetCheckpointResponse, error)
+	// DeleteCheckpoint deletes a checkpoint's files and its record.
+	DeleteCheckpoint(context.Context, *v1.DeleteCheckpointRequest) (*v1.DeleteCheckpointResponse, error)
 }
 
 // NewDaemonServiceClient constructs a client for the cedana.daemon.v1.DaemonService service. By
@@ -93,15 +132,78 @@ func NewDaemonServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(daemonServiceMethods.ByName("ListFeatures")),
 			connect.WithClientOptions(opts...),
 		),
+		run: connect.NewClient[v1.RunRequest, v1.RunResponse](
+			httpClient,
+			baseURL+DaemonServiceRunProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Run")),
+			connect.WithClientOptions(opts...),
+		),
+		manage: connect.NewClient[v1.ManageRequest, v1.ManageResponse](
+			httpClient,
+			baseURL+DaemonServiceManageProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Manage")),
+			connect.WithClientOptions(opts...),
+		),
+		listJobs: connect.NewClient[v1.ListJobsRequest, v1.ListJobsResponse](
+			httpClient,
+			baseURL+DaemonServiceListJobsProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("ListJobs")),
+			connect.WithClientOptions(opts...),
+		),
+		getJob: connect.NewClient[v1.GetJobRequest, v1.GetJobResponse](
+			httpClient,
+			baseURL+DaemonServiceGetJobProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("GetJob")),
+			connect.WithClientOptions(opts...),
+		),
+		killJob: connect.NewClient[v1.KillJobRequest, v1.KillJobResponse](
+			httpClient,
+			baseURL+DaemonServiceKillJobProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("KillJob")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteJob: connect.NewClient[v1.DeleteJobRequest, v1.DeleteJobResponse](
+			httpClient,
+			baseURL+DaemonServiceDeleteJobProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("DeleteJob")),
+			connect.WithClientOptions(opts...),
+		),
+		listCheckpoints: connect.NewClient[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse](
+			httpClient,
+			baseURL+DaemonServiceListCheckpointsProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("ListCheckpoints")),
+			connect.WithClientOptions(opts...),
+		),
+		getCheckpoint: connect.NewClient[v1.GetCheckpointRequest, v1.GetCheckpointResponse](
+			httpClient,
+			baseURL+DaemonServiceGetCheckpointProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("GetCheckpoint")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteCheckpoint: connect.NewClient[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse](
+			httpClient,
+			baseURL+DaemonServiceDeleteCheckpointProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("DeleteCheckpoint")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // daemonServiceClient implements DaemonServiceClient.
 type daemonServiceClient struct {
-	dump         *connect.Client[v1.DumpRequest, v1.DumpResponse]
-	restore      *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
-	healthCheck  *connect.Client[v1.HealthCheckRequest, v1.HealthCheckResponse]
-	listFeatures *connect.Client[v1.ListFeaturesRequest, v1.ListFeaturesResponse]
+	dump             *connect.Client[v1.DumpRequest, v1.DumpResponse]
+	restore          *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
+	healthCheck      *connect.Client[v1.HealthCheckRequest, v1.HealthCheckResponse]
+	listFeatures     *connect.Client[v1.ListFeaturesRequest, v1.ListFeaturesResponse]
+	run              *connect.Client[v1.RunRequest, v1.RunResponse]
+	manage           *connect.Client[v1.ManageRequest, v1.ManageResponse]
+	listJobs         *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
+	getJob           *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
+	killJob          *connect.Client[v1.KillJobRequest, v1.KillJobResponse]
+	deleteJob        *connect.Client[v1.DeleteJobRequest, v1.DeleteJobResponse]
+	listCheckpoints  *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
+	getCheckpoint    *connect.Client[v1.GetCheckpointRequest, v1.GetCheckpointResponse]
+	deleteCheckpoint *connect.Client[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse]
 }
 
 // Dump calls cedana.daemon.v1.DaemonService.Dump.
@@ -140,6 +242,87 @@ func (c *daemonServiceClient) ListFeatures(ctx context.Context, req *v1.ListFeat
 	return nil, err
 }
 
+// Run calls cedana.daemon.v1.DaemonService.Run.
+func (c *daemonServiceClient) Run(ctx context.Context, req *v1.RunRequest) (*v1.RunResponse, error) {
+	response, err := c.run.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// Manage calls cedana.daemon.v1.DaemonService.Manage.
+func (c *daemonServiceClient) Manage(ctx context.Context, req *v1.ManageRequest) (*v1.ManageResponse, error) {
+	response, err := c.manage.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListJobs calls cedana.daemon.v1.DaemonService.ListJobs.
+func (c *daemonServiceClient) ListJobs(ctx context.Context, req *v1.ListJobsRequest) (*v1.ListJobsResponse, error) {
+	response, err := c.listJobs.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetJob calls cedana.daemon.v1.DaemonService.GetJob.
+func (c *daemonServiceClient) GetJob(ctx context.Context, req *v1.GetJobRequest) (*v1.GetJobResponse, error) {
+	response, err := c.getJob.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// KillJob calls cedana.daemon.v1.DaemonService.KillJob.
+func (c *daemonServiceClient) KillJob(ctx context.Context, req *v1.KillJobRequest) (*v1.KillJobResponse, error) {
+	response, err := c.killJob.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeleteJob calls cedana.daemon.v1.DaemonService.DeleteJob.
+func (c *daemonServiceClient) DeleteJob(ctx context.Context, req *v1.DeleteJobRequest) (*v1.DeleteJobResponse, error) {
+	response, err := c.deleteJob.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListCheckpoints calls cedana.daemon.v1.DaemonService.ListCheckpoints.
+func (c *daemonServiceClient) ListCheckpoints(ctx context.Context, req *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error) {
+	response, err := c.listCheckpoints.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetCheckpoint calls cedana.daemon.v1.DaemonService.GetCheckpoint.
+func (c *daemonServiceClient) GetCheckpoint(ctx context.Context, req *v1.GetCheckpointRequest) (*v1.GetCheckpointResponse, error) {
+	response, err := c.getCheckpoint.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeleteCheckpoint calls cedana.daemon.v1.DaemonService.DeleteCheckpoint.
+func (c *daemonServiceClient) DeleteCheckpoint(ctx context.Context, req *v1.DeleteCheckpointRequest) (*v1.DeleteCheckpointResponse, error) {
+	response, err := c.deleteCheckpoint.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // DaemonServiceHandler is an implementation of the cedana.daemon.v1.DaemonService service.
 type DaemonServiceHandler interface {
 	// Dump checkpoints a workload into a checkpoint directory.
@@ -150,6 +333,24 @@ type DaemonServiceHandler interface {
 	HealthCheck(context.Context, *v1.HealthCheckRequest) (*v1.HealthCheckResponse, error)
 	// ListFeatures lists the daemon's features and the runtimes that provide each.
 	ListFeatures(context.Context, *v1.ListFeaturesRequest) (*v1.ListFeaturesResponse, error)
+	// Run starts a workload as a managed job.
+	Run(context.Context, *v1.RunRequest) (*v1.RunResponse, error)
+	// Manage adopts a running workload as a managed job.
+	Manage(context.Context, *v1.ManageRequest) (*v1.ManageResponse, error)
+	// ListJobs lists the managed jobs.
+	ListJobs(context.Context, *v1.ListJobsRequest) (*v1.ListJobsResponse, error)
+	// GetJob describes one job.
+	GetJob(context.Context, *v1.GetJobRequest) (*v1.GetJobResponse, error)
+	// KillJob signals jobs.
+	KillJob(context.Context, *v1.KillJobRequest) (*v1.KillJobResponse, error)
+	// DeleteJob forgets jobs and deletes their checkpoints.
+	DeleteJob(context.Context, *v1.DeleteJobRequest) (*v1.DeleteJobResponse, error)
+	// ListCheckpoints lists the checkpoint catalog.
+	ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error)
+	// GetCheckpoint describes one checkpoint of the catalog.
+	GetCheckpoint(context.Context, *v1.GetCheckpointRequest) (*v1.GetCheckpointResponse, error)
+	// DeleteCheckpoint deletes a checkpoint's files and its record.
+	DeleteCheckpoint(context.Context, *v1.DeleteCheckpointRequest) (*v1.DeleteCheckpointResponse, error)
 }
 
 // NewDaemonServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -183,6 +384,60 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(daemonServiceMethods.ByName("ListFeatures")),
 		connect.WithHandlerOptions(opts...),
 	)
+	daemonServiceRunHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceRunProcedure,
+		svc.Run,
+		connect.WithSchema(daemonServiceMethods.ByName("Run")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceManageHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceManageProcedure,
+		svc.Manage,
+		connect.WithSchema(daemonServiceMethods.ByName("Manage")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceListJobsHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceListJobsProcedure,
+		svc.ListJobs,
+		connect.WithSchema(daemonServiceMethods.ByName("ListJobs")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceGetJobHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceGetJobProcedure,
+		svc.GetJob,
+		connect.WithSchema(daemonServiceMethods.ByName("GetJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceKillJobHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceKillJobProcedure,
+		svc.KillJob,
+		connect.WithSchema(daemonServiceMethods.ByName("KillJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceDeleteJobHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceDeleteJobProcedure,
+		svc.DeleteJob,
+		connect.WithSchema(daemonServiceMethods.ByName("DeleteJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceListCheckpointsHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceListCheckpointsProcedure,
+		svc.ListCheckpoints,
+		connect.WithSchema(daemonServiceMethods.ByName("ListCheckpoints")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceGetCheckpointHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceGetCheckpointProcedure,
+		svc.GetCheckpoint,
+		connect.WithSchema(daemonServiceMethods.ByName("GetCheckpoint")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceDeleteCheckpointHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceDeleteCheckpointProcedure,
+		svc.DeleteCheckpoint,
+		connect.WithSchema(daemonServiceMethods.ByName("DeleteCheckpoint")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/cedana.daemon.v1.DaemonService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DaemonServiceDumpProcedure:
@@ -193,6 +448,24 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 			daemonServiceHealthCheckHandler.ServeHTTP(w, r)
 		case DaemonServiceListFeaturesProcedure:
 			daemonServiceListFeaturesHandler.ServeHTTP(w, r)
+		case DaemonServiceRunProcedure:
+			daemonServiceRunHandler.ServeHTTP(w, r)
+		case DaemonServiceManageProcedure:
+			daemonServiceManageHandler.ServeHTTP(w, r)
+		case DaemonServiceListJobsProcedure:
+			daemonServiceListJobsHandler.ServeHTTP(w, r)
+		case DaemonServiceGetJobProcedure:
+			daemonServiceGetJobHandler.ServeHTTP(w, r)
+		case DaemonServiceKillJobProcedure:
+			daemonServiceKillJobHandler.ServeHTTP(w, r)
+		case DaemonServiceDeleteJobProcedure:
+			daemonServiceDeleteJobHandler.ServeHTTP(w, r)
+		case DaemonServiceListCheckpointsProcedure:
+			daemonServiceListCheckpointsHandler.ServeHTTP(w, r)
+		case DaemonServiceGetCheckpointProcedure:
+			daemonServiceGetCheckpointHandler.ServeHTTP(w, r)
+		case DaemonServiceDeleteCheckpointProcedure:
+			daemonServiceDeleteCheckpointHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -216,4 +489,40 @@ func (UnimplementedDaemonServiceHandler) HealthCheck(context.Context, *v1.Health
 
 func (UnimplementedDaemonServiceHandler) ListFeatures(context.Context, *v1.ListFeaturesRequest) (*v1.ListFeaturesResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.ListFeatures is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Run(context.Context, *v1.RunRequest) (*v1.RunResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Run is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Manage(context.Context, *v1.ManageRequest) (*v1.ManageResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Manage is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) ListJobs(context.Context, *v1.ListJobsRequest) (*v1.ListJobsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.ListJobs is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) GetJob(context.Context, *v1.GetJobRequest) (*v1.GetJobResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.GetJob is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) KillJob(context.Context, *v1.KillJobRequest) (*v1.KillJobResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.KillJob is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) DeleteJob(context.Context, *v1.DeleteJobRequest) (*v1.DeleteJobResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.DeleteJob is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.ListCheckpoints is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) GetCheckpoint(context.Context, *v1.GetCheckpointRequest) (*v1.GetCheckpointResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.GetCheckpoint is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) DeleteCheckpoint(context.Context, *v1.DeleteCheckpointRequest) (*v1.DeleteCheckpointResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.DeleteCheckpoint is not implemented"))
 }

@@ -1,0 +1,4 @@
+package cli
+
+// CheckpointCmd is `cedana checkpoint ...`. (Stub: being written.)
+type CheckpointCmd struct{}

@@ -1,0 +1,79 @@
+package process
+
+import (
+	"context"
+	"os"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
+)
+
+// RunCmd is `cedana run process <path> [args...]`.
+type RunCmd struct {
+	Path string   `arg:"" help:"Program to run (looked up in PATH)."`
+	Args []string `arg:"" optional:"" passthrough:"" help:"Its arguments."`
+}
+
+// FillRun implements features.RunCommand; the workload runs in the client's working directory.
+func (c *RunCmd) FillRun(req *daemonv1.RunRequest) error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	req.Process = &daemonv1.ProcessRun{Path: c.Path, Args: c.Args, WorkingDir: wd, Env: os.Environ()}
+	return nil
+}
+
+// ManageCmd is `cedana manage process <PID>`.
+type ManageCmd struct {
+	PID int32 `arg:"" help:"PID of the running process to adopt."`
+}
+
+// FillManage implements features.ManageCommand.
+func (c *ManageCmd) FillManage(req *daemonv1.ManageRequest) error {
+	req.Details = &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: c.PID}}
+	return nil
+}
+
+var (
+	_ features.RunCommand    = (*RunCmd)(nil)
+	_ features.ManageCommand = (*ManageCmd)(nil)
+)
+
+// Run starts the process a RunRequest describes as a managed job.
+func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.Job, error) {
+	p := req.GetProcess()
+	if p.GetPath() == "" {
+		return store.Job{}, adapters.Invalid("nothing to run: give the program's path")
+	}
+	return m.StartProcess(ctx, req.Jid, req.Log, p.Path, p.Args, p.Env, p.WorkingDir, nil)
+}
+
+// Manage adopts the running process a ManageRequest names.
+func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
+	pid := req.GetDetails().GetProcess().GetPid()
+	if pid <= 0 {
+		return store.Job{}, adapters.Invalid("no PID to manage: give the PID of a running process")
+	}
+	details, err := protojson.Marshal(req.Details)
+	if err != nil {
+		return store.Job{}, err
+	}
+	return m.Adopt(ctx, Name, req.Jid, int(pid), details)
+}
+
+func init() {
+	features.RunCmd.Register(Name, &struct {
+		Process RunCmd `cmd:"" help:"Start a program as a managed job."`
+	}{})
+	features.ManageCmd.Register(Name, &struct {
+		Process ManageCmd `cmd:"" help:"Adopt a running process tree as a managed job."`
+	}{})
+	features.RunHandler.Register(Name, Run)
+	features.ManageHandler.Register(Name, Manage)
+}
