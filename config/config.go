@@ -46,6 +46,13 @@ type Config struct {
 	Restore    Restore    `json:"restore"`
 	Log        Log        `json:"log"`
 	DB         DB         `json:"db"`
+	Jobs       Jobs       `json:"jobs"`
+}
+
+// Jobs configures managed jobs.
+type Jobs struct {
+	// LogDir receives <jid>.log, the output of each job started without --out.
+	LogDir string `json:"log_dir"`
 }
 
 // Checkpoint configures where checkpoints go.
@@ -109,6 +116,7 @@ func Default() Config {
 		Restore:    Restore{PIDWaitTimeout: Duration(10 * time.Second)},
 		Log:        Log{Level: "info", Format: "text"},
 		DB:         DB{Path: "/var/lib/cedana/cedana.db"},
+		Jobs:       Jobs{LogDir: "/var/log/cedana"},
 	}
 }
 

@@ -70,7 +70,7 @@ func TestDaemonTCP(t *testing.T) {
 	require.Equal(t, 0, r.code, r.String())
 	assert.Contains(t, r.stdout, "Looks good")
 
-	r = runCmd(t, cedanaBin, append(os.Environ(), "CEDANA_CONFIG_DIR="+t.TempDir()), "daemon", "start", "--protocol", "tcp", "--address", "0.0.0.0:0")
+	r = runCmd(t, cedanaBin, append(os.Environ(), "CEDANA_CONFIG_DIR="+t.TempDir(), "CEDANA_DB_PATH="+filepath.Join(t.TempDir(), "db")), "daemon", "start", "--protocol", "tcp", "--address", "0.0.0.0:0")
 	requireOneLineError(t, r, "refusing to listen on non-loopback address 0.0.0.0:0 without a token")
 
 	tokenAddr := freeLoopbackAddr(t)
@@ -85,7 +85,8 @@ func TestDaemonTCP(t *testing.T) {
 func startTCPDaemon(t *testing.T, addr string, extraEnv ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
-	env := append(os.Environ(), "CEDANA_CONFIG_DIR="+dir, "CEDANA_CHECKPOINT_DIR="+filepath.Join(dir, "ck"))
+	env := append(os.Environ(), "CEDANA_CONFIG_DIR="+dir, "CEDANA_CHECKPOINT_DIR="+filepath.Join(dir, "ck"),
+		"CEDANA_DB_PATH="+filepath.Join(dir, "cedana.db"))
 	env = append(env, extraEnv...)
 	d := &daemon{t: t, bin: cedanaBin, dir: dir, env: env, exited: make(chan struct{})}
 	d.cmd = exec.Command(cedanaBin, "daemon", "start", "--protocol", "tcp", "--address", addr)

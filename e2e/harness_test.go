@@ -118,7 +118,8 @@ func startDaemon(t *testing.T, bin string, extraEnv ...string) *daemon {
 	d := &daemon{t: t, bin: bin, dir: dir, socket: filepath.Join(dir, "cedana.sock"), ckDir: filepath.Join(dir, "checkpoints"), log: &logBuffer{}}
 	d.env = append(os.Environ(),
 		"CEDANA_CONFIG_DIR="+dir, "CEDANA_PROTOCOL=unix", "CEDANA_ADDRESS="+d.socket,
-		"CEDANA_CHECKPOINT_DIR="+d.ckDir, "CEDANA_LOG_LEVEL=debug")
+		"CEDANA_CHECKPOINT_DIR="+d.ckDir, "CEDANA_LOG_LEVEL=debug",
+		"CEDANA_DB_PATH="+filepath.Join(dir, "state", "cedana.db"), "CEDANA_JOBS_LOG_DIR="+filepath.Join(dir, "logs"))
 	d.env = append(d.env, extraEnv...)
 	for _, kv := range extraEnv {
 		if addr, ok := strings.CutPrefix(kv, "CEDANA_ADDRESS="); ok {

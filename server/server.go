@@ -40,15 +40,16 @@ func NewLogger(w io.Writer, cfg config.Log) *slog.Logger {
 
 // Run serves the daemon until ctx is done, then shuts down gracefully.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	svc, err := newService(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
 	ln, err := listen(cfg)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	svc, err := newService(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
 
 	mux := http.NewServeMux()
 	mux.Handle(daemonv1connect.NewDaemonServiceHandler(svc, connect.WithInterceptors(errorInterceptor(log))))

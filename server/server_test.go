@@ -91,6 +91,8 @@ func TestServe(t *testing.T) {
 	cfg.Address = filepath.Join(dir, "cedana.sock")
 	cfg.Checkpoint.Dir = filepath.Join(dir, "ck")
 	cfg.CRIU.BinaryPath = "/nonexistent/criu" // the API must work without CRIU
+	cfg.DB.Path = filepath.Join(dir, "cedana.db")
+	cfg.Jobs.LogDir = filepath.Join(dir, "logs")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -14,23 +15,36 @@ import (
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
 	"github.com/cedana/cedana/health"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
 )
 
 // service implements DaemonService.
 type service struct {
-	daemonv1connect.UnimplementedDaemonServiceHandler
 	cfg  config.Config
 	opts adapters.Opts
 	log  *slog.Logger
+	jobs *jobs.Manager
 }
 
 var _ daemonv1connect.DaemonServiceHandler = (*service)(nil)
 
+// newService opens the state database, takes up the jobs recorded in it, and resolves CRIU.
 func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*service, error) {
+	st, err := store.Open(ctx, cfg.DB.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%w (set db.path or CEDANA_DB_PATH to a writable location)", err)
+	}
+	manager := jobs.New(st, cfg.Jobs.LogDir, log)
+	if err := manager.Reconcile(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("take up recorded jobs: %w", err)
+	}
 	client, v := resolveCRIU(ctx, cfg, log)
 	return &service{
-		cfg: cfg,
-		log: log,
+		cfg:  cfg,
+		log:  log,
+		jobs: manager,
 		opts: adapters.Opts{
 			CRIU:           client,
 			CRIUVersion:    v,
@@ -42,8 +56,27 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 	}, nil
 }
 
-// Dump runs the dump chain for the request's runtime.
+// close stops watching jobs and closes the database; the jobs keep running.
+func (s *service) close() {
+	s.jobs.Close()
+	if err := s.jobs.Store().Close(); err != nil {
+		s.log.Warn("close the state database", "error", err)
+	}
+}
+
+// Dump runs the dump chain for the request's runtime (or the job's) and records the checkpoint in
+// the catalog. One dump at a time per job or PID.
 func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
+	unlock, err := s.lockDump(req)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if req.Jid != "" {
+		if err := s.prepareJobDump(ctx, req); err != nil {
+			return nil, err
+		}
+	}
 	chain, err := dumpChain(req.Type)
 	if err != nil {
 		return nil, err
@@ -54,12 +87,28 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 	if err := chain(ctx, opts, req, resp); err != nil {
 		return nil, err
 	}
+	if err := s.recordCheckpoint(ctx, req.Jid, resp); err != nil {
+		// The checkpoint on disk is complete; only the catalog entry is missing.
+		opts.Log.Error("checkpoint written but not recorded", "path", resp.Path, "error", err)
+		return nil, err
+	}
 	opts.Log.Info("dumped", "path", resp.Path, "pid", resp.Checkpoint.GetPid(), "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil
 }
 
-// Restore runs the restore chain and reaps the restored tree when it exits: it is the daemon's child.
+// Restore runs the restore chain and reaps the restored tree when it exits: it is the daemon's
+// child. A job's restore makes the job run again under its JID, watched for its exit code.
 func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
+	if req.Jid != "" {
+		unlock, err := s.jobs.Lock("job:"+req.Jid, "job "+req.Jid)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		if err := s.prepareJobRestore(ctx, req); err != nil {
+			return nil, err
+		}
+	}
 	chain, err := restoreChain(req.Type, req.Path)
 	if err != nil {
 		return nil, err
@@ -70,7 +119,12 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	if err := chain(ctx, opts, req, resp); err != nil {
 		return nil, err
 	}
-	if resp.Pid > 0 {
+	switch {
+	case req.Jid != "":
+		if _, err := s.jobs.Restored(ctx, req.Jid, int(resp.Pid)); err != nil {
+			return nil, fmt.Errorf("restored PID %d but could not record it on job %s: %w", resp.Pid, req.Jid, err)
+		}
+	case resp.Pid > 0:
 		go s.reap(int(resp.Pid))
 	}
 	opts.Log.Info("restored", "pid", resp.Pid, "took", resp.Stats.GetTotal().AsDuration())

@@ -1,0 +1,298 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
+)
+
+// Run starts a managed job with the runtime's run handler.
+func (s *service) Run(ctx context.Context, req *daemonv1.RunRequest) (*daemonv1.RunResponse, error) {
+	if req.Type == "" {
+		return nil, adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
+	}
+	var job store.Job
+	err := features.RunHandler.IfAvailable(func(_ string, run features.JobStarter) error {
+		var err error
+		job, err = run(ctx, s.jobs, req)
+		return err
+	}, req.Type)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("job started", "jid", job.JID, "pid", job.PID, "log", job.Log)
+	return &daemonv1.RunResponse{Job: s.jobProto(ctx, job)}, nil
+}
+
+// Manage adopts a running workload with the runtime's manage handler.
+func (s *service) Manage(ctx context.Context, req *daemonv1.ManageRequest) (*daemonv1.ManageResponse, error) {
+	if req.Type == "" {
+		return nil, adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
+	}
+	var job store.Job
+	err := features.ManageHandler.IfAvailable(func(_ string, adopt features.JobAdopter) error {
+		var err error
+		job, err = adopt(ctx, s.jobs, req)
+		return err
+	}, req.Type)
+	if err != nil {
+		return nil, err
+	}
+	return &daemonv1.ManageResponse{Job: s.jobProto(ctx, job)}, nil
+}
+
+// ListJobs lists every job, oldest first.
+func (s *service) ListJobs(ctx context.Context, _ *daemonv1.ListJobsRequest) (*daemonv1.ListJobsResponse, error) {
+	list, err := s.jobs.Store().ListJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &daemonv1.ListJobsResponse{}
+	for _, job := range list {
+		resp.Jobs = append(resp.Jobs, s.jobProto(ctx, job))
+	}
+	return resp, nil
+}
+
+// GetJob describes one job.
+func (s *service) GetJob(ctx context.Context, req *daemonv1.GetJobRequest) (*daemonv1.GetJobResponse, error) {
+	job, err := s.jobs.Get(ctx, req.Jid)
+	if err != nil {
+		return nil, err
+	}
+	return &daemonv1.GetJobResponse{Job: s.jobProto(ctx, job)}, nil
+}
+
+// KillJob signals each job; the jobs that could not be signalled are named in the error.
+func (s *service) KillJob(ctx context.Context, req *daemonv1.KillJobRequest) (*daemonv1.KillJobResponse, error) {
+	sig := syscall.SIGKILL
+	if req.Signal != 0 {
+		sig = syscall.Signal(req.Signal)
+	}
+	resp := &daemonv1.KillJobResponse{}
+	var errs []error
+	for _, jid := range req.Jids {
+		job, err := s.jobs.Signal(ctx, jid, sig)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		resp.Jobs = append(resp.Jobs, s.jobProto(ctx, job))
+	}
+	return resp, joinKinds(errs)
+}
+
+// DeleteJob forgets jobs and deletes their checkpoints' files; a running job only with force.
+func (s *service) DeleteJob(ctx context.Context, req *daemonv1.DeleteJobRequest) (*daemonv1.DeleteJobResponse, error) {
+	var errs []error
+	for _, jid := range req.Jids {
+		if err := s.deleteJob(ctx, jid, req.Force); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return &daemonv1.DeleteJobResponse{}, joinKinds(errs)
+}
+
+func (s *service) deleteJob(ctx context.Context, jid string, force bool) error {
+	unlock, err := s.jobs.Lock("job:"+jid, "job "+jid)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	job, err := s.jobs.Get(ctx, jid)
+	if err != nil {
+		return err
+	}
+	if jobs.Running(job) {
+		if !force {
+			return adapters.Precondition("job %s is running: kill it first (`cedana job kill %s`) or delete with --force", jid, jid)
+		}
+		if _, err := s.jobs.Signal(ctx, jid, syscall.SIGKILL); err != nil {
+			return err
+		}
+	}
+	list, err := s.jobs.Store().ListCheckpoints(ctx, jid)
+	if err != nil {
+		return err
+	}
+	for _, ck := range list {
+		if err := os.RemoveAll(ck.Path); err != nil {
+			return fmt.Errorf("delete checkpoint %s of job %s: %w", ck.Path, jid, err)
+		}
+	}
+	return s.jobs.Store().DeleteJob(ctx, jid)
+}
+
+// ListCheckpoints lists the catalog, newest first.
+func (s *service) ListCheckpoints(ctx context.Context, req *daemonv1.ListCheckpointsRequest) (*daemonv1.ListCheckpointsResponse, error) {
+	if req.Jid != "" {
+		if _, err := s.jobs.Get(ctx, req.Jid); err != nil {
+			return nil, err
+		}
+	}
+	list, err := s.jobs.Store().ListCheckpoints(ctx, req.Jid)
+	if err != nil {
+		return nil, err
+	}
+	resp := &daemonv1.ListCheckpointsResponse{}
+	for _, ck := range list {
+		resp.Checkpoints = append(resp.Checkpoints, checkpointProto(ck))
+	}
+	return resp, nil
+}
+
+// GetCheckpoint describes one checkpoint of the catalog.
+func (s *service) GetCheckpoint(ctx context.Context, req *daemonv1.GetCheckpointRequest) (*daemonv1.GetCheckpointResponse, error) {
+	ck, err := s.getCheckpoint(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	return &daemonv1.GetCheckpointResponse{Checkpoint: checkpointProto(ck)}, nil
+}
+
+// DeleteCheckpoint deletes a checkpoint's files, then its record.
+func (s *service) DeleteCheckpoint(ctx context.Context, req *daemonv1.DeleteCheckpointRequest) (*daemonv1.DeleteCheckpointResponse, error) {
+	ck, err := s.getCheckpoint(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(ck.Path); err != nil {
+		return nil, fmt.Errorf("delete checkpoint %s: %w", ck.Path, err)
+	}
+	if err := s.jobs.Store().DeleteCheckpoint(ctx, ck.ID); err != nil {
+		return nil, err
+	}
+	return &daemonv1.DeleteCheckpointResponse{}, nil
+}
+
+func (s *service) getCheckpoint(ctx context.Context, id string) (store.Checkpoint, error) {
+	ck, err := s.jobs.Store().GetCheckpoint(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return ck, adapters.NotFound("no checkpoint %s (see `cedana checkpoint list`)", id)
+	}
+	return ck, err
+}
+
+// lockDump makes concurrent dumps of one job or one PID fail fast instead of racing in CRIU.
+func (s *service) lockDump(req *daemonv1.DumpRequest) (func(), error) {
+	if req.Jid != "" {
+		return s.jobs.Lock("job:"+req.Jid, "job "+req.Jid)
+	}
+	if pid := req.GetDetails().GetProcess().GetPid(); pid > 0 {
+		return s.jobs.Lock("pid:"+strconv.Itoa(int(pid)), fmt.Sprintf("PID %d", pid))
+	}
+	return func() {}, nil
+}
+
+// prepareJobDump points a dump of job jid at the job's workload.
+func (s *service) prepareJobDump(ctx context.Context, req *daemonv1.DumpRequest) error {
+	job, err := s.jobs.Get(ctx, req.Jid)
+	if err != nil {
+		return err
+	}
+	if !jobs.Running(job) {
+		return adapters.Precondition("job %s is not running (%s): there is nothing to dump; restore it with `cedana restore job %s`", job.JID, job.Status, job.JID)
+	}
+	req.Type = job.Type
+	req.Details = jobDetails(job)
+	return nil
+}
+
+// prepareJobRestore points a restore of job jid at its latest checkpoint, unless a path is given.
+func (s *service) prepareJobRestore(ctx context.Context, req *daemonv1.RestoreRequest) error {
+	job, err := s.jobs.Get(ctx, req.Jid)
+	if err != nil {
+		return err
+	}
+	if jobs.Running(job) {
+		return adapters.Precondition("job %s is running (PID %d): kill it first (`cedana job kill %s`) to restore it", job.JID, job.PID, job.JID)
+	}
+	req.Type = job.Type
+	if req.Path == "" {
+		ck, err := s.jobs.Store().LatestCheckpoint(ctx, job.JID)
+		if errors.Is(err, store.ErrNotFound) {
+			return adapters.NotFound("job %s has no checkpoint to restore: dump it first (`cedana dump job %s`)", job.JID, job.JID)
+		}
+		if err != nil {
+			return err
+		}
+		req.Path = ck.Path
+	}
+	return nil
+}
+
+// recordCheckpoint adds a finished dump to the catalog.
+func (s *service) recordCheckpoint(ctx context.Context, jid string, resp *daemonv1.DumpResponse) error {
+	meta, err := os.ReadFile(filepath.Join(resp.Path, checkpoint.MetadataFile))
+	if err != nil {
+		return fmt.Errorf("record checkpoint: %w", err)
+	}
+	id := store.NewCheckpointID()
+	ck := store.Checkpoint{ID: id, JID: jid, Path: resp.Path, Type: resp.Checkpoint.GetType(), Size: resp.Checkpoint.GetSizeBytes(), Metadata: meta}
+	if err := s.jobs.Store().AddCheckpoint(ctx, ck); err != nil {
+		return fmt.Errorf("record checkpoint: %w", err)
+	}
+	resp.CheckpointId = id
+	return nil
+}
+
+// jobDetails is the job's runtime details with its current PID.
+func jobDetails(job store.Job) *daemonv1.Details {
+	details := &daemonv1.Details{}
+	if len(job.Details) > 0 {
+		_ = protojson.Unmarshal(job.Details, details)
+	}
+	if job.Type == features.Process {
+		details.Process = &daemonv1.ProcessDetails{Pid: int32(job.PID)}
+	}
+	return details
+}
+
+func (s *service) jobProto(ctx context.Context, job store.Job) *daemonv1.Job {
+	j := &daemonv1.Job{
+		Jid: job.JID, Type: job.Type, Pid: int32(job.PID), Status: string(job.Status), Log: job.Log,
+		Details:   jobDetails(job),
+		CreatedAt: timestamppb.New(job.CreatedAt), UpdatedAt: timestamppb.New(job.UpdatedAt),
+	}
+	if job.ExitCode != nil {
+		code := int32(*job.ExitCode)
+		j.ExitCode = &code
+	}
+	if ck, err := s.jobs.Store().LatestCheckpoint(ctx, job.JID); err == nil {
+		j.LatestCheckpoint = checkpointProto(ck)
+	}
+	return j
+}
+
+func checkpointProto(ck store.Checkpoint) *daemonv1.CheckpointEntry {
+	e := &daemonv1.CheckpointEntry{Id: ck.ID, Jid: ck.JID, Path: ck.Path, Type: ck.Type, SizeBytes: ck.Size, CreatedAt: timestamppb.New(ck.CreatedAt)}
+	if len(ck.Metadata) > 0 {
+		meta := &daemonv1.Checkpoint{}
+		if protojson.Unmarshal(ck.Metadata, meta) == nil {
+			e.Checkpoint = meta
+		}
+	}
+	return e
+}
+
+// joinKinds joins per-job errors; one error keeps its kind (and so its Connect code).
+func joinKinds(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
