@@ -42,8 +42,8 @@ type CLI struct {
 	Dump       DumpCmd       `cmd:"" help:"Checkpoint a workload."`
 	Restore    RestoreCmd    `cmd:"" help:"Restore a workload from a checkpoint."`
 	Checkpoint CheckpointCmd `cmd:"" help:"List, inspect and delete recorded checkpoints."`
-	Check    CheckCmd    `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
-	Features FeaturesCmd `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
+	Check      CheckCmd      `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
+	Features   FeaturesCmd   `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
 }
 
 // Env is what commands get besides their flags.

@@ -23,7 +23,21 @@ type DumpCmd struct {
 	External       []string `help:"External resource, in CRIU's --external syntax (repeatable)." placeholder:"RES" sep:"none"`
 	LinkRemap      bool     `help:"Checkpoint open files that were deleted, by link-remapping them."`
 
+	Job DumpJobCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
+
 	kong.Plugins
+}
+
+// DumpJobCmd is `cedana dump job <jid>`.
+type DumpJobCmd struct {
+	JID string `arg:"" name:"jid" help:"Job to checkpoint."`
+}
+
+// FillDump implements features.DumpCommand: the daemon takes the runtime and details from the job.
+func (c *DumpJobCmd) FillDump(req *daemonv1.DumpRequest) error {
+	req.Type = ""
+	req.Jid = c.JID
+	return nil
 }
 
 // Run sends the dump built from the common flags and the selected runtime's subcommand.

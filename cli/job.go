@@ -1,7 +1,276 @@
 package cli
 
-// PsCmd is `cedana ps`. (Stub: being written.)
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+)
+
+// PsCmd is `cedana ps`: the managed jobs, as `cedana job list` prints them.
 type PsCmd struct{}
 
-// JobCmd is `cedana job ...`. (Stub: being written.)
-type JobCmd struct{}
+// Run lists the jobs.
+func (c *PsCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	return listJobs(ctx, g, env, client)
+}
+
+// JobCmd is `cedana job ...`: inspect and control managed jobs.
+type JobCmd struct {
+	List    JobListCmd    `cmd:"" aliases:"ls" help:"List managed jobs (same as ps)."`
+	Inspect JobInspectCmd `cmd:"" help:"Show everything known about a job."`
+	Kill    JobKillCmd    `cmd:"" help:"Signal jobs (SIGKILL unless --signal)."`
+	Delete  JobDeleteCmd  `cmd:"" aliases:"rm" help:"Forget jobs and delete their checkpoints."`
+}
+
+// JobListCmd is `cedana job list`.
+type JobListCmd struct{}
+
+// Run lists the jobs.
+func (c *JobListCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	return listJobs(ctx, g, env, client)
+}
+
+// listJobs prints the job table, or the ListJobsResponse with --output json.
+func listJobs(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	resp, err := client.ListJobs(ctx, &daemonv1.ListJobsRequest{})
+	if err != nil {
+		return err
+	}
+	if g.Output == "json" {
+		return printJSON(env.Stdout, resp)
+	}
+	return printJobTable(env.Stdout, resp.GetJobs())
+}
+
+// printJobTable writes one row per job under a header, the header alone when there are none.
+func printJobTable(out io.Writer, jobs []*daemonv1.Job) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "JOB\tTYPE\tPID\tSTATUS\tCHECKPOINT\tSIZE\tLOG")
+	for _, j := range jobs {
+		path, size := "-", "-"
+		if cp := j.GetLatestCheckpoint(); cp != nil {
+			path, size = orDash(cp.GetPath()), humanSize(cp.GetSizeBytes())
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			j.GetJid(), orDash(j.GetType()), pidString(j.GetPid()), jobStatus(j), path, size, orDash(j.GetLog()))
+	}
+	return w.Flush()
+}
+
+// JobInspectCmd is `cedana job inspect <jid>`.
+type JobInspectCmd struct {
+	JID string `arg:"" name:"jid" help:"Job ID."`
+}
+
+// Run prints the job's fields, one per line, or the Job with --output json.
+func (c *JobInspectCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	resp, err := client.GetJob(ctx, &daemonv1.GetJobRequest{Jid: c.JID})
+	if err != nil {
+		return err
+	}
+	job := resp.GetJob()
+	if job == nil {
+		return fmt.Errorf("daemon returned no job for %q", c.JID)
+	}
+	if g.Output == "json" {
+		return printJSON(env.Stdout, job)
+	}
+	return printJob(env.Stdout, job)
+}
+
+// printJob writes every field of a job as key/value lines.
+func printJob(out io.Writer, j *daemonv1.Job) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "jid\t%s\n", j.GetJid())
+	fmt.Fprintf(w, "type\t%s\n", orDash(j.GetType()))
+	fmt.Fprintf(w, "pid\t%s\n", pidString(j.GetPid()))
+	fmt.Fprintf(w, "status\t%s\n", jobStatus(j))
+	exit := "-"
+	if j.ExitCode != nil {
+		exit = strconv.Itoa(int(j.GetExitCode()))
+	}
+	fmt.Fprintf(w, "exit code\t%s\n", exit)
+	fmt.Fprintf(w, "log\t%s\n", orDash(j.GetLog()))
+	fmt.Fprintf(w, "details\t%s\n", formatDetails(j.GetDetails()))
+	fmt.Fprintf(w, "created\t%s\n", formatTime(j.GetCreatedAt()))
+	fmt.Fprintf(w, "updated\t%s\n", formatTime(j.GetUpdatedAt()))
+	cp := j.GetLatestCheckpoint()
+	if cp == nil {
+		fmt.Fprintf(w, "latest checkpoint\t-\n")
+	} else {
+		fmt.Fprintf(w, "latest checkpoint\t%s\n", orDash(cp.GetId()))
+		fmt.Fprintf(w, "  path\t%s\n", orDash(cp.GetPath()))
+		fmt.Fprintf(w, "  type\t%s\n", orDash(cp.GetType()))
+		fmt.Fprintf(w, "  size\t%s\n", humanSize(cp.GetSizeBytes()))
+		fmt.Fprintf(w, "  created\t%s\n", formatTime(cp.GetCreatedAt()))
+	}
+	return w.Flush()
+}
+
+// JobKillCmd is `cedana job kill <jid>... [--signal SIG]`.
+type JobKillCmd struct {
+	JIDs   []string `arg:"" name:"jid" help:"Job IDs."`
+	Signal string   `short:"s" default:"KILL" help:"Signal to send, by name (TERM, SIGTERM) or number (default KILL)." placeholder:"SIG"`
+
+	signal unix.Signal
+}
+
+// Validate parses --signal, so that a bad one is a usage error found before the daemon is called.
+func (c *JobKillCmd) Validate() error {
+	sig, err := parseSignal(c.Signal)
+	if err != nil {
+		return fmt.Errorf("--signal: %w", err)
+	}
+	c.signal = sig
+	return nil
+}
+
+// Run signals the jobs and prints one line per job, or the KillJobResponse with --output json.
+func (c *JobKillCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	if c.signal == 0 {
+		if err := c.Validate(); err != nil {
+			return err
+		}
+	}
+	resp, err := client.KillJob(ctx, &daemonv1.KillJobRequest{Jids: c.JIDs, Signal: int32(c.signal)})
+	if err != nil {
+		return err
+	}
+	if g.Output == "json" {
+		return printJSON(env.Stdout, resp)
+	}
+	jids := c.JIDs
+	if jobs := resp.GetJobs(); len(jobs) > 0 {
+		jids = make([]string, len(jobs))
+		for i, j := range jobs {
+			jids[i] = j.GetJid()
+		}
+	}
+	for _, jid := range jids {
+		if c.signal == unix.SIGKILL {
+			fmt.Fprintf(env.Stdout, "Killed %s\n", jid)
+		} else {
+			fmt.Fprintf(env.Stdout, "Signalled %s with %s\n", jid, signalName(c.signal))
+		}
+	}
+	return nil
+}
+
+// JobDeleteCmd is `cedana job delete <jid>... [--force]`.
+type JobDeleteCmd struct {
+	JIDs  []string `arg:"" name:"jid" help:"Job IDs."`
+	Force bool     `short:"f" help:"Delete running jobs too, killing them first."`
+}
+
+// Run deletes the jobs and prints one line per job, or the DeleteJobResponse with --output json.
+func (c *JobDeleteCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	resp, err := client.DeleteJob(ctx, &daemonv1.DeleteJobRequest{Jids: c.JIDs, Force: c.Force})
+	if err != nil {
+		return err
+	}
+	if g.Output == "json" {
+		return printJSON(env.Stdout, resp)
+	}
+	for _, jid := range c.JIDs {
+		fmt.Fprintf(env.Stdout, "Deleted %s\n", jid)
+	}
+	return nil
+}
+
+// jobStatus renders a job's status: "running", "halted (exit N)" when the exit code is known,
+// "halted" otherwise.
+func jobStatus(j *daemonv1.Job) string {
+	status := j.GetStatus()
+	if status == "running" {
+		return status
+	}
+	if status == "" {
+		status = "halted"
+	}
+	if j.ExitCode != nil {
+		return fmt.Sprintf("%s (exit %d)", status, j.GetExitCode())
+	}
+	return status
+}
+
+// maxSignal is the highest Linux signal number (SIGRTMAX).
+const maxSignal = 64
+
+// parseSignal reads a signal by name, with or without the SIG prefix and in any case ("TERM",
+// "sigterm"), or by number ("15").
+func parseSignal(s string) (unix.Signal, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > maxSignal {
+			return 0, fmt.Errorf("signal number %d out of range 1-%d", n, maxSignal)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
+}
+
+// signalName is "SIGTERM" for a named signal, "signal N" for the others.
+func signalName(sig unix.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// humanSize renders a byte count in B, KiB, MiB or GiB, with one decimal above bytes.
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n) / unit
+	for _, suffix := range []string{"KiB", "MiB"} {
+		// Move up once the rounded value would print as 1024.0.
+		if v < unit-0.05 {
+			return fmt.Sprintf("%.1f %s", v, suffix)
+		}
+		v /= unit
+	}
+	return fmt.Sprintf("%.1f GiB", v)
+}
+
+// formatTime renders a timestamp in local time, "-" when unset.
+func formatTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().In(time.Local).Format("2006-01-02 15:04:05")
+}
+
+// pidString renders a PID, "-" when unknown.
+func pidString(pid int32) string {
+	if pid <= 0 {
+		return "-"
+	}
+	return strconv.Itoa(int(pid))
+}
+
+// formatDetails renders the runtime-specific description of a workload.
+func formatDetails(d *daemonv1.Details) string {
+	if p := d.GetProcess(); p != nil {
+		return fmt.Sprintf("process pid %d", p.GetPid())
+	}
+	return "-"
+}

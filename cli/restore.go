@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/alecthomas/kong"
@@ -13,13 +14,27 @@ import (
 
 // RestoreCmd is `cedana restore <runtime> --path <checkpoint>`.
 type RestoreCmd struct {
-	Path           string   `help:"Checkpoint directory to restore." type:"path" required:"" placeholder:"DIR"`
+	Path           string   `help:"Checkpoint directory to restore (for a job: its latest checkpoint by default)." type:"path" placeholder:"DIR"`
 	TCPEstablished bool     `name:"tcp-established" help:"Restore established TCP connections (on by default when the dump had them)."`
 	FileLocks      bool     `help:"Restore file locks (on by default when the dump had them)."`
 	ShellJob       bool     `help:"Restore as a shell job (on by default when the dump was one)."`
 	External       []string `help:"External resource, in CRIU's --inherit-fd/--external syntax (repeatable)." placeholder:"RES" sep:"none"`
 
+	Job RestoreJobCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID."`
+
 	kong.Plugins
+}
+
+// RestoreJobCmd is `cedana restore job <jid>`.
+type RestoreJobCmd struct {
+	JID string `arg:"" name:"jid" help:"Job to restore."`
+}
+
+// FillRestore implements features.RestoreCommand: the daemon takes the runtime from the job.
+func (c *RestoreJobCmd) FillRestore(req *daemonv1.RestoreRequest) error {
+	req.Type = ""
+	req.Jid = c.JID
+	return nil
 }
 
 // Run sends the restore built from the common flags and the selected runtime's subcommand.
@@ -40,6 +55,9 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, en
 	}
 	if err := leaf.FillRestore(req); err != nil {
 		return err
+	}
+	if req.Path == "" && req.Jid == "" {
+		return errors.New("no checkpoint to restore: pass --path <checkpoint directory>")
 	}
 	resp, err := client.Restore(ctx, req)
 	if err != nil {

@@ -126,9 +126,7 @@ func startDaemon(t *testing.T, bin string, extraEnv ...string) *daemon {
 			d.socket = addr
 		}
 	}
-	d.cmd = exec.Command(bin, "daemon", "start")
-	d.cmd.Env = d.env
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd = newDaemonCmd(d)
 	require.NoError(t, d.cmd.Start())
 	d.exited = make(chan struct{})
 	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
@@ -405,4 +403,12 @@ func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// newDaemonCmd is `<bin> daemon start` with d's environment and log.
+func newDaemonCmd(d *daemon) *exec.Cmd {
+	cmd := exec.Command(d.bin, "daemon", "start")
+	cmd.Env = d.env
+	cmd.Stdout, cmd.Stderr = d.log, d.log
+	return cmd
 }
