@@ -167,6 +167,16 @@ func TestJobSurvivesDaemonRestart(t *testing.T) {
 	require.Eventually(t, func() bool { v := readCounter(counter); return v > 0 && v < before }, 5*time.Second, 10*time.Millisecond,
 		"restored from the checkpoint taken before the counter reached %d", before)
 	assert.Equal(t, "running", inspectJob(t, d2, "survivor").Status)
+
+	// SIGTERM stops the daemon at once, and its jobs keep running.
+	require.NoError(t, d2.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-d2.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the daemon did not stop on SIGTERM while a job runs")
+	}
+	assert.NoError(t, d2.exitErr)
+	assert.False(t, pidGone(pid), "the restored job outlives the daemon")
 }
 
 // restartDaemon starts a new daemon with d's socket, database and directories.

@@ -40,7 +40,8 @@ func New(st *store.Store, logDir string, log *slog.Logger) *Manager {
 	return &Manager{store: st, logDir: logDir, log: log, busy: map[string]bool{}, ctx: ctx, close: cancel}
 }
 
-// Close stops watching jobs; the jobs themselves keep running.
+// Close stops watching jobs; the jobs themselves keep running. It does not wait for the daemon's
+// own children to exit: their watchers end with the daemon.
 func (m *Manager) Close() {
 	m.close()
 	m.wg.Wait()
@@ -210,9 +211,7 @@ func Running(job store.Job) bool {
 
 // watchChild waits for a child of the daemon and records its exit code.
 func (m *Manager) watchChild(jid string, proc *os.Process) {
-	m.wg.Add(1)
 	go func() {
-		defer m.wg.Done()
 		state, err := proc.Wait()
 		if err != nil {
 			m.log.Warn("cannot wait for job", "jid", jid, "pid", proc.Pid, "error", err)
@@ -258,6 +257,9 @@ func (m *Manager) watchForeign(jid string, pid int, start uint64) {
 
 // halt records that job jid's process pid ended, unless the job has moved on to another PID.
 func (m *Manager) halt(jid string, pid int, code *int) {
+	if m.ctx.Err() != nil {
+		return // shutting down: the next daemon finds out
+	}
 	_, err := m.store.UpdateJob(context.WithoutCancel(m.ctx), jid, func(j *store.Job) error {
 		if j.PID != pid {
 			return errSkip
