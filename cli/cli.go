@@ -39,6 +39,7 @@ type CLI struct {
 	Manage     ManageCmd     `cmd:"" help:"Adopt a running workload as a managed job."`
 	Ps         PsCmd         `cmd:"" help:"List managed jobs (same as job list)."`
 	Job        JobCmd        `cmd:"" help:"Inspect and control managed jobs."`
+	Attach     AttachCmd     `cmd:"" help:"Attach to the managed job whose process has this PID."`
 	Dump       DumpCmd       `cmd:"" help:"Checkpoint a workload."`
 	Restore    RestoreCmd    `cmd:"" help:"Restore a workload from a checkpoint."`
 	Checkpoint CheckpointCmd `cmd:"" help:"List, inspect and delete recorded checkpoints."`
@@ -48,6 +49,8 @@ type CLI struct {
 
 // Env is what commands get besides their flags.
 type Env struct {
+	// Stdin is forwarded to jobs by attach; nil forwards nothing.
+	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
 	Getenv func(string) string
@@ -159,5 +162,5 @@ func isDialError(err error) bool {
 
 // Run is a convenience for main: Main with the process's own stdio and environment.
 func Run(ctx context.Context) int {
-	return Main(ctx, os.Args[1:], Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
+	return Main(ctx, os.Args[1:], Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 }

@@ -30,6 +30,7 @@ type JobCmd struct {
 	Inspect JobInspectCmd `cmd:"" help:"Show everything known about a job."`
 	Kill    JobKillCmd    `cmd:"" help:"Signal jobs (SIGKILL unless --signal)."`
 	Delete  JobDeleteCmd  `cmd:"" aliases:"rm" help:"Forget jobs and delete their checkpoints."`
+	Attach  JobAttachCmd  `cmd:"" help:"Stream a job's output and forward stdin to it; exit with its exit code."`
 }
 
 // JobListCmd is `cedana job list`.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
@@ -19,6 +20,9 @@ type RestoreCmd struct {
 	FileLocks      bool     `help:"Restore file locks (on by default when the dump had them)."`
 	ShellJob       bool     `help:"Restore as a shell job (on by default when the dump was one)."`
 	External       []string `help:"External resource, in CRIU's --inherit-fd/--external syntax (repeatable)." placeholder:"RES" sep:"none"`
+
+	Attach   bool `help:"With restore job: stay attached to the restored job and exit with its exit code."`
+	NoServer bool `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
 
 	Job RestoreJobCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID."`
 
@@ -38,7 +42,7 @@ func (c *RestoreJobCmd) FillRestore(req *daemonv1.RestoreRequest) error {
 }
 
 // Run sends the restore built from the common flags and the selected runtime's subcommand.
-func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cfg config.Config, env Env, client daemonv1connect.DaemonServiceClient) error {
 	leaf, ok := selected[features.RestoreCommand](kctx)
 	if !ok {
 		return fmt.Errorf("%q is not a restore subcommand", kctx.Command())
@@ -59,9 +63,22 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, en
 	if req.Path == "" && req.Jid == "" {
 		return errors.New("no checkpoint to restore: pass --path <checkpoint directory>")
 	}
+	if c.Attach && req.Jid == "" {
+		return errors.New("--attach works with `cedana restore job <jid>`: only a job's output is recorded")
+	}
+	if c.NoServer {
+		if req.Jid != "" {
+			return errors.New("--no-server restores a checkpoint by --path; jobs are the daemon's")
+		}
+		return restoreInProcess(ctx, cfg, env, req)
+	}
 	resp, err := client.Restore(ctx, req)
 	if err != nil {
 		return err
+	}
+	if c.Attach {
+		fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)
+		return attach(ctx, env, client, req.Jid, false)
 	}
 	return printResult(env, g, resp, "Restored, PID: %d\n", resp.Pid)
 }

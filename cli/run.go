@@ -15,9 +15,11 @@ import (
 
 // RunCmd is `cedana run <runtime> ...`.
 type RunCmd struct {
-	JID     string `name:"jid" help:"Job ID (default: generated)." placeholder:"JID"`
-	Out     string `help:"File for the workload's stdout and stderr (default /var/log/cedana/<jid>.log)." type:"path" placeholder:"FILE"`
-	PIDFile string `name:"pid-file" help:"Write the workload's PID to this file." type:"path" placeholder:"FILE"`
+	JID      string `name:"jid" help:"Job ID (default: generated)." placeholder:"JID"`
+	Out      string `help:"File for the workload's stdout and stderr (default /var/log/cedana/<jid>.log)." type:"path" placeholder:"FILE"`
+	PIDFile  string `name:"pid-file" help:"Write the workload's PID to this file." type:"path" placeholder:"FILE"`
+	Attach   bool   `help:"Stay attached: stream the job's output, forward stdin, exit with its exit code."`
+	NoServer bool   `name:"no-server" help:"Run the workload as this command's child, without a daemon or a job; exit with its exit code."`
 
 	kong.Plugins
 }
@@ -32,6 +34,9 @@ func (c *RunCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env En
 	if err := leaf.FillRun(req); err != nil {
 		return err
 	}
+	if c.NoServer {
+		return runInProcess(ctx, env, req)
+	}
 	resp, err := client.Run(ctx, req)
 	if err != nil {
 		return err
@@ -40,6 +45,9 @@ func (c *RunCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env En
 		if err := os.WriteFile(c.PIDFile, []byte(strconv.Itoa(int(resp.Job.Pid))+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write --pid-file: %w", err)
 		}
+	}
+	if c.Attach {
+		return attach(ctx, env, client, resp.Job.Jid, true)
 	}
 	return printResult(env, g, resp.Job, "Running managed process PID %d (job %s, log %s)\n", resp.Job.Pid, resp.Job.Jid, resp.Job.Log)
 }

@@ -92,14 +92,20 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 		return store.Job{}, adapters.Precondition("cannot open the job's log: %w", err)
 	}
 	defer out.Close()
+	in, err := m.openStdin(jid)
+	if err != nil {
+		return store.Job{}, err
+	}
+	defer in.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Args[0] = path
 	cmd.Dir = dir
 	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, out
 	// Its own session: the job is not tied to the daemon's, and survives the daemon.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
+		_ = os.Remove(m.StdinPath(jid))
 		return store.Job{}, adapters.Precondition("cannot start %s: %w", path, err)
 	}
 	job := store.Job{JID: jid, Type: "process", PID: cmd.Process.Pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: startTime(cmd.Process.Pid)}
@@ -110,6 +116,50 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 	}
 	m.watchChild(jid, cmd.Process)
 	return m.store.GetJob(ctx, jid)
+}
+
+// StdinPath is the FIFO that is job jid's standard input. A FIFO rather than a pipe: it has a
+// name, so it outlives the daemon and CRIU restores it by path.
+func (m *Manager) StdinPath(jid string) string { return filepath.Join(m.logDir, jid+".stdin") }
+
+// openStdin creates job jid's stdin FIFO and opens it read-write, so that neither end blocks and
+// the job never sees end-of-file.
+func (m *Manager) openStdin(jid string) (*os.File, error) {
+	path := m.StdinPath(jid)
+	_ = os.Remove(path)
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return nil, adapters.Precondition("cannot create the job's stdin %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, adapters.Precondition("cannot open the job's stdin %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// WriteStdin writes data to job jid's standard input.
+func (m *Manager) WriteStdin(ctx context.Context, jid string, data []byte) error {
+	job, err := m.Get(ctx, jid)
+	if err != nil {
+		return err
+	}
+	if !Running(job) {
+		return adapters.Precondition("job %s is not running (%s): it reads no input", jid, job.Status)
+	}
+	f, err := os.OpenFile(m.StdinPath(jid), os.O_WRONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return adapters.Precondition("job %s takes no input (it was adopted, not started by cedana): %w", jid, err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write to job %s: %w", jid, err)
+	}
+	return nil
+}
+
+// Forget removes what the manager keeps for job jid besides its record (its stdin FIFO).
+func (m *Manager) Forget(jid string) {
+	_ = os.Remove(m.StdinPath(jid))
 }
 
 // Adopt records an already running process as job jid (a new JID when empty).

@@ -134,7 +134,11 @@ func (s *service) deleteJob(ctx context.Context, jid string, force bool) error {
 			return fmt.Errorf("delete checkpoint %s of job %s: %w", ck.Path, jid, err)
 		}
 	}
-	return s.jobs.Store().DeleteJob(ctx, jid)
+	if err := s.jobs.Store().DeleteJob(ctx, jid); err != nil {
+		return err
+	}
+	s.jobs.Forget(jid)
+	return nil
 }
 
 // ListCheckpoints lists the catalog, newest first.

@@ -52,7 +52,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer svc.close()
 
 	mux := http.NewServeMux()
-	mux.Handle(daemonv1connect.NewDaemonServiceHandler(svc, connect.WithInterceptors(errorInterceptor(log))))
+	mux.Handle(daemonv1connect.NewDaemonServiceHandler(svc, connect.WithInterceptors(errorInterceptor{log: log})))
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(daemonv1connect.DaemonServiceName)))
 	reflector := grpcreflect.NewStaticReflector(daemonv1connect.DaemonServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

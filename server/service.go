@@ -40,20 +40,21 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 		st.Close()
 		return nil, fmt.Errorf("take up recorded jobs: %w", err)
 	}
+	return &service{cfg: cfg, log: log, jobs: manager, opts: NewOpts(ctx, cfg, log)}, nil
+}
+
+// NewOpts returns the options a chain runs with in this process (the daemon, or a CLI with
+// --no-server): CRIU resolved from cfg, defaults from cfg.
+func NewOpts(ctx context.Context, cfg config.Config, log *slog.Logger) adapters.Opts {
 	client, v := resolveCRIU(ctx, cfg, log)
-	return &service{
-		cfg:  cfg,
-		log:  log,
-		jobs: manager,
-		opts: adapters.Opts{
-			CRIU:           client,
-			CRIUVersion:    v,
-			CheckpointDir:  cfg.Checkpoint.Dir,
-			PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),
-			DaemonPID:      os.Getpid(),
-			Log:            log,
-		},
-	}, nil
+	return adapters.Opts{
+		CRIU:           client,
+		CRIUVersion:    v,
+		CheckpointDir:  cfg.Checkpoint.Dir,
+		PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),
+		DaemonPID:      os.Getpid(),
+		Log:            log,
+	}
 }
 
 // close stops watching jobs and closes the database; the jobs keep running.
@@ -77,7 +78,7 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 			return nil, err
 		}
 	}
-	chain, err := dumpChain(req.Type)
+	chain, err := DumpChain(req.Type)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 			return nil, err
 		}
 	}
-	chain, err := restoreChain(req.Type, req.Path)
+	chain, err := RestoreChain(req.Type, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -172,17 +173,17 @@ var (
 	}
 )
 
-// dumpChain resolves, now, the runtime's dump middleware and handler and wraps them in the common
-// adapters.
-func dumpChain(runtime string) (adapters.DumpHandler, error) {
+// DumpChain resolves, now, the runtime's dump middleware and handler and wraps them in the common
+// adapters. The daemon and in-process (--no-server) commands use the same chain.
+func DumpChain(runtime string) (adapters.DumpHandler, error) {
 	if runtime == "" {
 		return nil, adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
 	}
 	return buildChain(runtime, commonDump, features.DumpMiddleware, features.DumpHandler)
 }
 
-// restoreChain is dumpChain for restores. Without a type, the checkpoint's own is used.
-func restoreChain(runtime, path string) (adapters.RestoreHandler, error) {
+// RestoreChain is DumpChain for restores. Without a type, the checkpoint's own is used.
+func RestoreChain(runtime, path string) (adapters.RestoreHandler, error) {
 	if runtime == "" {
 		runtime = checkpointType(path)
 	}
@@ -225,17 +226,38 @@ func checkpointType(path string) string {
 	return ck.Type
 }
 
-// errorInterceptor turns chain errors into Connect errors in one place and logs failures.
-func errorInterceptor(log *slog.Logger) connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			resp, err := next(ctx, req)
-			if err != nil {
-				cerr := toConnect(err)
-				log.Warn("request failed", "procedure", req.Spec().Procedure, "code", cerr.Code().String(), "error", cerr.Message())
-				return nil, cerr
-			}
-			return resp, nil
+// errorInterceptor turns chain errors into Connect errors in one place, for unary and streaming
+// calls, and logs failures.
+type errorInterceptor struct{ log *slog.Logger }
+
+func (e errorInterceptor) fail(procedure string, err error) error {
+	cerr := toConnect(err)
+	e.log.Warn("request failed", "procedure", procedure, "code", cerr.Code().String(), "error", cerr.Message())
+	return cerr
+}
+
+// WrapUnary implements connect.Interceptor.
+func (e errorInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		resp, err := next(ctx, req)
+		if err != nil {
+			return nil, e.fail(req.Spec().Procedure, err)
 		}
+		return resp, nil
+	}
+}
+
+// WrapStreamingClient implements connect.Interceptor; the daemon makes no client calls.
+func (e errorInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// WrapStreamingHandler implements connect.Interceptor.
+func (e errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := next(ctx, conn); err != nil {
+			return e.fail(conn.Spec().Procedure, err)
+		}
+		return nil
 	}
 }

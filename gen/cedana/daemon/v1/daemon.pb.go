@@ -2277,6 +2277,235 @@ func (*DeleteCheckpointResponse) Descriptor() ([]byte, []int) {
 	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
+// AttachRequest names the job to attach to.
+type AttachRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Job ID.
+	Jid string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	// Stream the log from its beginning rather than from its end.
+	FromStart bool `protobuf:"varint,2,opt,name=from_start,json=fromStart,proto3" json:"from_start,omitempty"`
+	// For a job that has already ended: how many of the log's last lines to send (default 20).
+	TailLines     int32 `protobuf:"varint,3,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachRequest) Reset() {
+	*x = AttachRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachRequest) ProtoMessage() {}
+
+func (x *AttachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
+func (*AttachRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AttachRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *AttachRequest) GetFromStart() bool {
+	if x != nil {
+		return x.FromStart
+	}
+	return false
+}
+
+func (x *AttachRequest) GetTailLines() int32 {
+	if x != nil {
+		return x.TailLines
+	}
+	return 0
+}
+
+// AttachResponse is a piece of output, or the end of the job.
+type AttachResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output of the job (stdout and stderr, as they were interleaved in its log).
+	Output []byte `protobuf:"bytes,1,opt,name=output,proto3" json:"output,omitempty"`
+	// Set on the last message: the job has ended.
+	Ended bool `protobuf:"varint,2,opt,name=ended,proto3" json:"ended,omitempty"`
+	// The job's exit code, when known, on the last message.
+	ExitCode *int32 `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
+	// Why the exit code is not known, on the last message.
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachResponse) Reset() {
+	*x = AttachResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachResponse) ProtoMessage() {}
+
+func (x *AttachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
+func (*AttachResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *AttachResponse) GetOutput() []byte {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
+func (x *AttachResponse) GetExitCode() int32 {
+	if x != nil && x.ExitCode != nil {
+		return *x.ExitCode
+	}
+	return 0
+}
+
+func (x *AttachResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// WriteStdinRequest sends input to a job.
+type WriteStdinRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Job ID.
+	Jid string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	// Bytes to write.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteStdinRequest) Reset() {
+	*x = WriteStdinRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteStdinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteStdinRequest) ProtoMessage() {}
+
+func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
+func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *WriteStdinRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *WriteStdinRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// WriteStdinResponse takes no fields.
+type WriteStdinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteStdinResponse) Reset() {
+	*x = WriteStdinResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteStdinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteStdinResponse) ProtoMessage() {}
+
+func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
+func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
@@ -2448,7 +2677,25 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"checkpoint\")\n" +
 	"\x17DeleteCheckpointRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1a\n" +
-	"\x18DeleteCheckpointResponse2\xed\b\n" +
+	"\x18DeleteCheckpointResponse\"_\n" +
+	"\rAttachRequest\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x1d\n" +
+	"\n" +
+	"from_start\x18\x02 \x01(\bR\tfromStart\x12\x1d\n" +
+	"\n" +
+	"tail_lines\x18\x03 \x01(\x05R\ttailLines\"\x86\x01\n" +
+	"\x0eAttachResponse\x12\x16\n" +
+	"\x06output\x18\x01 \x01(\fR\x06output\x12\x14\n" +
+	"\x05ended\x18\x02 \x01(\bR\x05ended\x12 \n" +
+	"\texit_code\x18\x03 \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detailB\f\n" +
+	"\n" +
+	"_exit_code\"9\n" +
+	"\x11WriteStdinRequest\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x14\n" +
+	"\x12WriteStdinResponse2\x95\n" +
+	"\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
 	"\aRestore\x12 .cedana.daemon.v1.RestoreRequest\x1a!.cedana.daemon.v1.RestoreResponse\x12Z\n" +
@@ -2459,7 +2706,10 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bListJobs\x12!.cedana.daemon.v1.ListJobsRequest\x1a\".cedana.daemon.v1.ListJobsResponse\x12K\n" +
 	"\x06GetJob\x12\x1f.cedana.daemon.v1.GetJobRequest\x1a .cedana.daemon.v1.GetJobResponse\x12N\n" +
 	"\aKillJob\x12 .cedana.daemon.v1.KillJobRequest\x1a!.cedana.daemon.v1.KillJobResponse\x12T\n" +
-	"\tDeleteJob\x12\".cedana.daemon.v1.DeleteJobRequest\x1a#.cedana.daemon.v1.DeleteJobResponse\x12f\n" +
+	"\tDeleteJob\x12\".cedana.daemon.v1.DeleteJobRequest\x1a#.cedana.daemon.v1.DeleteJobResponse\x12M\n" +
+	"\x06Attach\x12\x1f.cedana.daemon.v1.AttachRequest\x1a .cedana.daemon.v1.AttachResponse0\x01\x12W\n" +
+	"\n" +
+	"WriteStdin\x12#.cedana.daemon.v1.WriteStdinRequest\x1a$.cedana.daemon.v1.WriteStdinResponse\x12f\n" +
 	"\x0fListCheckpoints\x12(.cedana.daemon.v1.ListCheckpointsRequest\x1a).cedana.daemon.v1.ListCheckpointsResponse\x12`\n" +
 	"\rGetCheckpoint\x12&.cedana.daemon.v1.GetCheckpointRequest\x1a'.cedana.daemon.v1.GetCheckpointResponse\x12i\n" +
 	"\x10DeleteCheckpoint\x12).cedana.daemon.v1.DeleteCheckpointRequest\x1a*.cedana.daemon.v1.DeleteCheckpointResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
@@ -2476,7 +2726,7 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
@@ -2514,17 +2764,21 @@ var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*GetCheckpointResponse)(nil),    // 33: cedana.daemon.v1.GetCheckpointResponse
 	(*DeleteCheckpointRequest)(nil),  // 34: cedana.daemon.v1.DeleteCheckpointRequest
 	(*DeleteCheckpointResponse)(nil), // 35: cedana.daemon.v1.DeleteCheckpointResponse
-	nil,                              // 36: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 38: google.protobuf.Duration
+	(*AttachRequest)(nil),            // 36: cedana.daemon.v1.AttachRequest
+	(*AttachResponse)(nil),           // 37: cedana.daemon.v1.AttachResponse
+	(*WriteStdinRequest)(nil),        // 38: cedana.daemon.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),       // 39: cedana.daemon.v1.WriteStdinResponse
+	nil,                              // 40: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 42: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
-	37, // 1: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	41, // 1: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	2,  // 3: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	38, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	36, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	42, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	40, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
 	0,  // 6: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	2,  // 7: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
 	3,  // 8: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
@@ -2540,17 +2794,17 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 18: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
 	20, // 19: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
 	2,  // 20: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	37, // 21: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	37, // 22: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 21: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	41, // 22: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	21, // 23: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	37, // 24: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	41, // 24: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 25: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
 	20, // 26: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
 	20, // 27: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
 	20, // 28: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
 	21, // 29: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
 	21, // 30: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	38, // 31: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	42, // 31: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
 	5,  // 32: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
 	7,  // 33: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
 	9,  // 34: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
@@ -2561,24 +2815,28 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	24, // 39: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
 	26, // 40: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
 	28, // 41: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	30, // 42: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	32, // 43: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	34, // 44: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	6,  // 45: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	8,  // 46: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	11, // 47: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	14, // 48: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	17, // 49: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	19, // 50: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	23, // 51: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	25, // 52: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	27, // 53: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	29, // 54: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	31, // 55: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	33, // 56: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	35, // 57: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	45, // [45:58] is the sub-list for method output_type
-	32, // [32:45] is the sub-list for method input_type
+	36, // 42: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	38, // 43: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	30, // 44: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	32, // 45: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	34, // 46: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	6,  // 47: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	8,  // 48: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	11, // 49: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	14, // 50: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	17, // 51: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	19, // 52: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	23, // 53: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	25, // 54: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	27, // 55: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	29, // 56: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	37, // 57: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	39, // 58: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	31, // 59: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	33, // 60: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	35, // 61: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	47, // [47:62] is the sub-list for method output_type
+	32, // [32:47] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name
 	32, // [32:32] is the sub-list for extension extendee
 	0,  // [0:32] is the sub-list for field type_name
@@ -2590,13 +2848,14 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 		return
 	}
 	file_cedana_daemon_v1_daemon_proto_msgTypes[20].OneofWrappers = []any{}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[37].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

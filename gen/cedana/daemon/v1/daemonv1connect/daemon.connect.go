@@ -56,6 +56,11 @@ const (
 	DaemonServiceKillJobProcedure = "/cedana.daemon.v1.DaemonService/KillJob"
 	// DaemonServiceDeleteJobProcedure is the fully-qualified name of the DaemonService's DeleteJob RPC.
 	DaemonServiceDeleteJobProcedure = "/cedana.daemon.v1.DaemonService/DeleteJob"
+	// DaemonServiceAttachProcedure is the fully-qualified name of the DaemonService's Attach RPC.
+	DaemonServiceAttachProcedure = "/cedana.daemon.v1.DaemonService/Attach"
+	// DaemonServiceWriteStdinProcedure is the fully-qualified name of the DaemonService's WriteStdin
+	// RPC.
+	DaemonServiceWriteStdinProcedure = "/cedana.daemon.v1.DaemonService/WriteStdin"
 	// DaemonServiceListCheckpointsProcedure is the fully-qualified name of the DaemonService's
 	// ListCheckpoints RPC.
 	DaemonServiceListCheckpointsProcedure = "/cedana.daemon.v1.DaemonService/ListCheckpoints"
@@ -89,6 +94,10 @@ type DaemonServiceClient interface {
 	KillJob(context.Context, *v1.KillJobRequest) (*v1.KillJobResponse, error)
 	// DeleteJob forgets jobs and deletes their checkpoints.
 	DeleteJob(context.Context, *v1.DeleteJobRequest) (*v1.DeleteJobResponse, error)
+	// Attach streams a job's output until the job ends, then its exit code.
+	Attach(context.Context, *v1.AttachRequest) (*connect.ServerStreamForClient[v1.AttachResponse], error)
+	// WriteStdin sends bytes to a job's standard input.
+	WriteStdin(context.Context, *v1.WriteStdinRequest) (*v1.WriteStdinResponse, error)
 	// ListCheckpoints lists the checkpoint catalog.
 	ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error)
 	// GetCheckpoint describes one checkpoint of the catalog.
@@ -168,6 +177,18 @@ func NewDaemonServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(daemonServiceMethods.ByName("DeleteJob")),
 			connect.WithClientOptions(opts...),
 		),
+		attach: connect.NewClient[v1.AttachRequest, v1.AttachResponse](
+			httpClient,
+			baseURL+DaemonServiceAttachProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Attach")),
+			connect.WithClientOptions(opts...),
+		),
+		writeStdin: connect.NewClient[v1.WriteStdinRequest, v1.WriteStdinResponse](
+			httpClient,
+			baseURL+DaemonServiceWriteStdinProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("WriteStdin")),
+			connect.WithClientOptions(opts...),
+		),
 		listCheckpoints: connect.NewClient[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse](
 			httpClient,
 			baseURL+DaemonServiceListCheckpointsProcedure,
@@ -201,6 +222,8 @@ type daemonServiceClient struct {
 	getJob           *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
 	killJob          *connect.Client[v1.KillJobRequest, v1.KillJobResponse]
 	deleteJob        *connect.Client[v1.DeleteJobRequest, v1.DeleteJobResponse]
+	attach           *connect.Client[v1.AttachRequest, v1.AttachResponse]
+	writeStdin       *connect.Client[v1.WriteStdinRequest, v1.WriteStdinResponse]
 	listCheckpoints  *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
 	getCheckpoint    *connect.Client[v1.GetCheckpointRequest, v1.GetCheckpointResponse]
 	deleteCheckpoint *connect.Client[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse]
@@ -296,6 +319,20 @@ func (c *daemonServiceClient) DeleteJob(ctx context.Context, req *v1.DeleteJobRe
 	return nil, err
 }
 
+// Attach calls cedana.daemon.v1.DaemonService.Attach.
+func (c *daemonServiceClient) Attach(ctx context.Context, req *v1.AttachRequest) (*connect.ServerStreamForClient[v1.AttachResponse], error) {
+	return c.attach.CallServerStream(ctx, connect.NewRequest(req))
+}
+
+// WriteStdin calls cedana.daemon.v1.DaemonService.WriteStdin.
+func (c *daemonServiceClient) WriteStdin(ctx context.Context, req *v1.WriteStdinRequest) (*v1.WriteStdinResponse, error) {
+	response, err := c.writeStdin.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ListCheckpoints calls cedana.daemon.v1.DaemonService.ListCheckpoints.
 func (c *daemonServiceClient) ListCheckpoints(ctx context.Context, req *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error) {
 	response, err := c.listCheckpoints.CallUnary(ctx, connect.NewRequest(req))
@@ -345,6 +382,10 @@ type DaemonServiceHandler interface {
 	KillJob(context.Context, *v1.KillJobRequest) (*v1.KillJobResponse, error)
 	// DeleteJob forgets jobs and deletes their checkpoints.
 	DeleteJob(context.Context, *v1.DeleteJobRequest) (*v1.DeleteJobResponse, error)
+	// Attach streams a job's output until the job ends, then its exit code.
+	Attach(context.Context, *v1.AttachRequest, *connect.ServerStream[v1.AttachResponse]) error
+	// WriteStdin sends bytes to a job's standard input.
+	WriteStdin(context.Context, *v1.WriteStdinRequest) (*v1.WriteStdinResponse, error)
 	// ListCheckpoints lists the checkpoint catalog.
 	ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error)
 	// GetCheckpoint describes one checkpoint of the catalog.
@@ -420,6 +461,18 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(daemonServiceMethods.ByName("DeleteJob")),
 		connect.WithHandlerOptions(opts...),
 	)
+	daemonServiceAttachHandler := connect.NewServerStreamHandlerSimple(
+		DaemonServiceAttachProcedure,
+		svc.Attach,
+		connect.WithSchema(daemonServiceMethods.ByName("Attach")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceWriteStdinHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceWriteStdinProcedure,
+		svc.WriteStdin,
+		connect.WithSchema(daemonServiceMethods.ByName("WriteStdin")),
+		connect.WithHandlerOptions(opts...),
+	)
 	daemonServiceListCheckpointsHandler := connect.NewUnaryHandlerSimple(
 		DaemonServiceListCheckpointsProcedure,
 		svc.ListCheckpoints,
@@ -460,6 +513,10 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 			daemonServiceKillJobHandler.ServeHTTP(w, r)
 		case DaemonServiceDeleteJobProcedure:
 			daemonServiceDeleteJobHandler.ServeHTTP(w, r)
+		case DaemonServiceAttachProcedure:
+			daemonServiceAttachHandler.ServeHTTP(w, r)
+		case DaemonServiceWriteStdinProcedure:
+			daemonServiceWriteStdinHandler.ServeHTTP(w, r)
 		case DaemonServiceListCheckpointsProcedure:
 			daemonServiceListCheckpointsHandler.ServeHTTP(w, r)
 		case DaemonServiceGetCheckpointProcedure:
@@ -513,6 +570,14 @@ func (UnimplementedDaemonServiceHandler) KillJob(context.Context, *v1.KillJobReq
 
 func (UnimplementedDaemonServiceHandler) DeleteJob(context.Context, *v1.DeleteJobRequest) (*v1.DeleteJobResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.DeleteJob is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Attach(context.Context, *v1.AttachRequest, *connect.ServerStream[v1.AttachResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Attach is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) WriteStdin(context.Context, *v1.WriteStdinRequest) (*v1.WriteStdinResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.WriteStdin is not implemented"))
 }
 
 func (UnimplementedDaemonServiceHandler) ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error) {

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
+)
+
+// attachPoll is how often Attach looks for new output and for the job's end.
+const attachPoll = 50 * time.Millisecond
+
+// Attach follows a job's log until the job ends, then sends its exit code. A job that has already
+// ended gets the tail of its log and its exit code.
+func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, stream *connect.ServerStream[daemonv1.AttachResponse]) error {
+	job, err := s.jobs.Get(ctx, req.Jid)
+	if err != nil {
+		return err
+	}
+	if job.Log == "" {
+		return adapters.Precondition("job %s has no log to attach to (it was adopted, not started by cedana)", job.JID)
+	}
+	f, err := os.Open(job.Log)
+	if err != nil {
+		return adapters.Precondition("open the log of job %s: %w", job.JID, err)
+	}
+	defer f.Close()
+
+	if !jobs.Running(job) {
+		tail, err := tailLines(f, int(req.TailLines))
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&daemonv1.AttachResponse{Output: tail}); err != nil {
+			return err
+		}
+		return stream.Send(endOf(job))
+	}
+	if !req.FromStart {
+		if _, err := f.Seek(0, io.SeekEnd); err != nil {
+			return err
+		}
+	}
+	// An empty first message sends the response headers: the client knows it is attached.
+	if err := stream.Send(&daemonv1.AttachResponse{}); err != nil {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if err := stream.Send(&daemonv1.AttachResponse{Output: bytes.Clone(buf[:n])}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		// Nothing new: has the job ended? Read what it wrote last before saying so.
+		job, err = s.jobs.Get(ctx, job.JID)
+		if err != nil {
+			return err
+		}
+		if job.Status != store.JobRunning {
+			if rest, _ := io.ReadAll(f); len(rest) > 0 {
+				if err := stream.Send(&daemonv1.AttachResponse{Output: rest}); err != nil {
+					return err
+				}
+			}
+			return stream.Send(endOf(job))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(attachPoll):
+		}
+	}
+}
+
+// endOf is the last message of an attach to job.
+func endOf(job store.Job) *daemonv1.AttachResponse {
+	end := &daemonv1.AttachResponse{Ended: true}
+	if job.ExitCode != nil {
+		code := int32(*job.ExitCode)
+		end.ExitCode = &code
+	} else {
+		end.Detail = "its exit code is unknown: it ended while no cedana daemon was its parent"
+	}
+	return end
+}
+
+// tailLines returns the last n lines (20 when n <= 0) of f, reading at most 1 MiB.
+func tailLines(f *os.File, n int) ([]byte, error) {
+	if n <= 0 {
+		n = 20
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	start := max(info.Size()-(1<<20), 0)
+	data := make([]byte, info.Size()-start)
+	if _, err := f.ReadAt(data, start); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	trimmed := bytes.TrimSuffix(data, []byte("\n"))
+	for i := len(trimmed) - 1; i >= 0; i-- {
+		if trimmed[i] == '\n' {
+			if n--; n == 0 {
+				return data[i+1:], nil
+			}
+		}
+	}
+	return data, nil
+}
+
+// WriteStdin forwards input to a job.
+func (s *service) WriteStdin(ctx context.Context, req *daemonv1.WriteStdinRequest) (*daemonv1.WriteStdinResponse, error) {
+	if err := s.jobs.WriteStdin(ctx, req.Jid, req.Data); err != nil {
+		return nil, err
+	}
+	return &daemonv1.WriteStdinResponse{}, nil
+}
