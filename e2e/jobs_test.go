@@ -243,3 +243,50 @@ func TestRunBadInput(t *testing.T) {
 	r = d.cli("restore", "job", "taken")
 	requireOneLineError(t, r, "job taken is running")
 }
+
+// TestManageProcess: an adopted process becomes a job that can be dumped and restored; deleting
+// the job deletes its checkpoints' files.
+func TestManageProcess(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	w := startCounter(t, false)
+	r := d.cli("manage", "process", strconv.Itoa(w.pid), "--jid", "adopted")
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, fmt.Sprintf("Managing PID %d as job adopted\n", w.pid), r.stdout)
+	assert.Regexp(t, fmt.Sprintf(`adopted\s+process\s+%d\s+running`, w.pid), d.cli("ps").stdout)
+
+	r = d.cli("dump", "job", "adopted", "--name", "adopted-1")
+	require.Equal(t, 0, r.code, r.String())
+	w.waitExited(t)
+	dumped := requireStopped(t, w.counter)
+	require.Eventually(t, func() bool { return inspectJob(t, d, "adopted").Status == "halted" }, 5*time.Second, 20*time.Millisecond)
+	r = d.cli("restore", "job", "adopted")
+	require.Equal(t, 0, r.code, r.String())
+	w.restored = w.pid
+	requireCounting(t, w.counter, dumped)
+
+	requireOneLineError(t, d.cli("manage", "process", strconv.Itoa(unusedPID(t))), "no running process with PID")
+	requireOneLineError(t, d.cli("manage", "process", strconv.Itoa(w.pid), "--jid", "adopted"), "job adopted already exists")
+
+	r = d.cli("job", "delete", "adopted", "--force")
+	require.Equal(t, 0, r.code, r.String())
+	assert.NoDirExists(t, filepath.Join(d.ckDir, "adopted-1"), "deleting a job deletes its checkpoints")
+	require.Eventually(t, func() bool { return pidGone(w.pid) }, 5*time.Second, 20*time.Millisecond, "--force kills the job")
+}
+
+// TestRunPIDFile: --pid-file receives the job's PID.
+func TestRunPIDFile(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	r := d.cli("run", "process", "--pid-file", pidFile, "-o", "json", "sleep", "30")
+	require.Equal(t, 0, r.code, r.String())
+	var job jobJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &job), r.stdout)
+	t.Cleanup(func() { killTree(job.PID) })
+	assert.NotEmpty(t, job.JID)
+	assert.Regexp(t, `^[a-z]+-[a-z]+-[0-9a-f]{4}$`, job.JID, "generated JIDs are short and readable")
+	data, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprintf("%d\n", job.PID), string(data))
+}
