@@ -27,7 +27,7 @@ demo: deps build
 
 # Run every test: unit tests and end-to-end tests with the real CRIU and daemon (as root).
 test: deps build
-    go test -count=1 -timeout 20m ./...
+    go test -count=1 -p 1 -timeout 20m ./...
 
 # Regenerate gen/ from proto/ (buf and the protoc plugins pinned, run through go run).
 gen:

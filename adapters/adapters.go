@@ -9,6 +9,7 @@ import (
 
 	"github.com/cedana/cedana/criu"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/storage"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -21,6 +22,14 @@ type Opts struct {
 	CRIUVersion int32
 	// CheckpointDir is the default parent directory of new checkpoints.
 	CheckpointDir string
+	// Compression is the default codec of new checkpoints ("none" keeps a directory).
+	Compression string
+	// TempDir holds images of archived or remote checkpoints while they are made or restored.
+	TempDir string
+	// Workers is how many cores compression and decompression may use.
+	Workers int
+	// S3 reaches the object store for s3:// checkpoints.
+	S3 storage.Config
 	// PIDWaitTimeout bounds how long a restore waits for the checkpoint's PIDs to be free.
 	PIDWaitTimeout time.Duration
 	// ImageDir is the checkpoint directory CRIU reads or writes; set by the chain.

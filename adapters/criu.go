@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/checkpoint-restore/go-criu/v7/stats"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/criu"
@@ -43,6 +45,9 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
 	resp.Checkpoint.CriuVersion = opts.CRIUVersion
+	if st, err := stats.CriuGetDumpStats(dir); err == nil && resp.Stats != nil {
+		resp.Stats.Frozen = durationpb.New(time.Duration(st.GetFrozenTime()) * time.Microsecond)
+	}
 	if pids := checkpoint.DumpedPIDs(opts.ImageDir, pid); len(pids) > 0 {
 		resp.Checkpoint.Pids = pids
 	}

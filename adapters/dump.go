@@ -13,8 +13,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cedana/cedana/archive"
 	"github.com/cedana/cedana/checkpoint"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/storage"
 	"github.com/cedana/cedana/sysinfo"
 	"github.com/cedana/cedana/version"
 )
@@ -33,6 +35,12 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 		}
 		if req.Name == "" {
 			req.Name = fmt.Sprintf("dump-%s-%d", req.Type, time.Now().UnixNano())
+		}
+		if req.Compression == "" {
+			req.Compression = opts.Compression
+		}
+		if req.Compression == "" {
+			req.Compression = string(archive.None)
 		}
 		if req.Criu == nil {
 			req.Criu = &daemonv1.CriuOptions{}
@@ -54,7 +62,20 @@ func ValidateDumpRequest(next DumpHandler) DumpHandler {
 		if req.Dir == "" {
 			return Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")
 		}
-		if !filepath.IsAbs(req.Dir) {
+		codec := archive.None
+		if req.Compression != "" {
+			var err error
+			if codec, err = archive.ParseCodec(req.Compression); err != nil {
+				return Invalid("%w", err)
+			}
+		}
+		_, remote, err := storage.ParseURL(req.Dir)
+		switch {
+		case err != nil:
+			return Invalid("%w", err)
+		case remote && codec == archive.None:
+			return Invalid("an s3:// checkpoint is one archive: pass --compression (tar, gzip, lz4, zlib or zstd)")
+		case !remote && !filepath.IsAbs(req.Dir):
 			return Invalid("checkpoint directory %q is not an absolute path", req.Dir)
 		}
 		if err := validateName(req.Name); err != nil {
@@ -71,37 +92,61 @@ func validateName(name string) error {
 	return nil
 }
 
-// PrepareDumpDir creates <dir>/<name> (and dir if needed), refusing a name that is taken, and
-// points opts.ImageDir at it. If anything after it fails, the directory is removed again.
+// PrepareDumpDir decides where the checkpoint goes and where CRIU writes its images, refusing a
+// name that is taken, and points opts.ImageDir at the images' directory:
+//   - no compression: the checkpoint is the directory <dir>/<name>, and CRIU writes into it;
+//   - an archive: CRIU writes into the hidden <dir>/.<name>.images, archived by CompressCheckpoint
+//     into <dir>/<name>.tar[...];
+//   - s3://bucket/prefix: CRIU writes into a temporary directory, archived and uploaded to
+//     s3://bucket/prefix/<name>.tar[...]. The bucket and credentials are checked first, before the
+//     workload is touched.
+//
+// If anything after it fails, what it created is removed.
 func PrepareDumpDir(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (err error) {
-		if err := os.MkdirAll(req.Dir, 0o755); err != nil {
-			return dirError(req.Dir, err)
-		}
-		path := filepath.Join(req.Dir, req.Name)
-		if err := os.Mkdir(path, 0o700); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				return Exists("checkpoint %s already exists: choose another --name or delete it first", path)
+		codec := codecOf(req)
+		var final, work string
+		if loc, remote, _ := storage.ParseURL(req.Dir); remote {
+			if final, work, err = prepareRemote(ctx, opts, loc.Join(req.Name+codec.Extension()), req.Name); err != nil {
+				return err
 			}
-			return dirError(req.Dir, err)
+		} else {
+			if err := os.MkdirAll(req.Dir, 0o755); err != nil {
+				return dirError(req.Dir, err)
+			}
+			final = filepath.Join(req.Dir, req.Name+codec.Extension())
+			work = final
+			if codec != archive.None {
+				if _, err := os.Lstat(final); err == nil {
+					return Exists("checkpoint %s already exists: choose another --name or delete it first", final)
+				}
+				work = filepath.Join(req.Dir, "."+req.Name+".images")
+			}
+			if err := os.Mkdir(work, 0o700); err != nil {
+				if errors.Is(err, fs.ErrExist) {
+					return Exists("checkpoint %s already exists (or is being written): choose another --name or delete it first", final)
+				}
+				return dirError(req.Dir, err)
+			}
 		}
 		defer func() {
 			if err != nil {
-				if rmErr := os.RemoveAll(path); rmErr != nil {
-					opts.Log.Error("remove partial checkpoint", "path", path, "error", rmErr)
+				if rmErr := os.RemoveAll(work); rmErr != nil {
+					opts.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
 				}
 			}
 		}()
-		opts.ImageDir = path
-		resp.Path = path
+		opts.ImageDir = work
+		resp.Path = final
 		resp.Checkpoint = &daemonv1.Checkpoint{
 			Name:          req.Name,
-			Path:          path,
+			Path:          final,
 			Type:          req.Type,
 			Hostname:      sysinfo.Hostname(),
 			Kernel:        sysinfo.Kernel(),
 			CedanaVersion: version.Version,
 			Details:       req.Details,
+			Compression:   req.Compression,
 		}
 		return next(ctx, opts, req, resp)
 	}
@@ -137,6 +182,9 @@ func WriteDumpMetadata(next DumpHandler) DumpHandler {
 			return fmt.Errorf("measure checkpoint: %w", err)
 		}
 		ck.SizeBytes = size
+		if resp.Stats != nil {
+			resp.Stats.RawBytes, resp.Stats.StoredBytes = size, size
+		}
 		return checkpoint.Write(opts.ImageDir, ck)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cedana/cedana/checkpoint"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/storage"
 )
 
 // TimeRestore measures the whole restore into resp.Stats.Total.
@@ -17,11 +18,23 @@ func TimeRestore(next RestoreHandler) RestoreHandler {
 	return timed(next, func(resp *daemonv1.RestoreResponse) **daemonv1.Stats { return &resp.Stats })
 }
 
-// ValidateRestoreRequest requires a path to an existing directory and makes it absolute.
+// ValidateRestoreRequest requires a path to an existing checkpoint directory or archive, or an
+// s3:// URL, and makes a local path absolute.
 func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		if req.Path == "" {
 			return Invalid("no checkpoint to restore: pass --path <checkpoint directory>")
+		}
+		if req.Criu == nil {
+			req.Criu = &daemonv1.CriuOptions{}
+		}
+		if req.Details == nil {
+			req.Details = &daemonv1.Details{}
+		}
+		if _, remote, err := storage.ParseURL(req.Path); err != nil {
+			return Invalid("%w", err)
+		} else if remote {
+			return next(ctx, opts, req, resp)
 		}
 		path, err := filepath.Abs(req.Path)
 		if err != nil {
@@ -33,26 +46,23 @@ func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 			return NotFound("checkpoint %s does not exist", path)
 		case err != nil:
 			return Precondition("cannot read checkpoint %s: %w", path, unwrapPath(err))
-		case !info.IsDir():
-			return Invalid("%s is not a checkpoint directory", path)
+		case !info.IsDir() && !info.Mode().IsRegular():
+			return Invalid("%s is neither a checkpoint directory nor a checkpoint archive", path)
 		}
 		req.Path = path
-		if req.Criu == nil {
-			req.Criu = &daemonv1.CriuOptions{}
-		}
-		if req.Details == nil {
-			req.Details = &daemonv1.Details{}
-		}
 		return next(ctx, opts, req, resp)
 	}
 }
 
-// ReadCheckpointMetadata loads checkpoint.json into resp.Checkpoint, takes the runtime type from it
-// when the request has none (and refuses a different one), adds the options the dump used to those
-// of the request, and points opts.ImageDir at the checkpoint.
+// ReadCheckpointMetadata loads checkpoint.json from the images (opts.ImageDir, or else req.Path)
+// into resp.Checkpoint, takes the runtime type from it when the request has none (and refuses a
+// different one), and adds the options the dump used to those of the request.
 func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-		ck, err := checkpoint.Read(req.Path)
+		if opts.ImageDir == "" {
+			opts.ImageDir = req.Path
+		}
+		ck, err := checkpoint.Read(opts.ImageDir)
 		if err != nil {
 			if errors.Is(err, checkpoint.ErrNotCheckpoint) {
 				return Invalid("%w", err)
@@ -69,7 +79,6 @@ func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
 			req.Criu = &daemonv1.CriuOptions{}
 		}
 		mergeRestoreOptions(req.Criu, ck.Options)
-		opts.ImageDir = req.Path
 		resp.Checkpoint = ck
 		return next(ctx, opts, req, resp)
 	}

@@ -72,7 +72,10 @@ func TestValidateRestoreRequest(t *testing.T) {
 		{name: "valid, cleaned", path: ckDir + "/./", wantPath: ckDir},
 		{name: "empty path", path: "", wantErr: adapters.ErrInvalidArgument, msg: "--path"},
 		{name: "missing", path: filepath.Join(base, "missing"), wantErr: adapters.ErrNotFound, msg: "does not exist"},
-		{name: "regular file", path: regular, wantErr: adapters.ErrInvalidArgument, msg: "not a checkpoint directory"},
+		{name: "regular file (an archive)", path: regular, wantPath: regular},
+		{name: "s3 URL", path: "s3://bucket/ck.tar.zst", wantPath: "s3://bucket/ck.tar.zst"},
+		{name: "s3 URL without bucket", path: "s3://", wantErr: adapters.ErrInvalidArgument},
+		{name: "a device", path: "/dev/null", wantErr: adapters.ErrInvalidArgument, msg: "neither a checkpoint directory nor a checkpoint archive"},
 		{name: "under a regular file", path: filepath.Join(regular, "sub"), wantErr: adapters.ErrFailedPrecondition},
 	}
 	for _, tt := range tests {

@@ -14,7 +14,9 @@ import (
 // DumpCmd is `cedana dump <runtime> ...`: the flags every runtime shares, and the runtimes'
 // subcommands.
 type DumpCmd struct {
-	Dir            string   `help:"Parent directory of the checkpoint (default: the daemon's checkpoint.dir)." type:"path" placeholder:"DIR"`
+	Dir            string   `help:"Parent directory of the checkpoint, or s3://bucket/prefix (default: the daemon's checkpoint.dir)." placeholder:"DIR"`
+	Compression    string   `help:"none (a directory), tar, gzip, lz4, zlib or zstd (one archive); default: the daemon's checkpoint.compression." placeholder:"CODEC"`
+	Stats          bool     `help:"Print how long each phase took and the sizes."`
 	Name           string   `help:"Name of the checkpoint directory (default dump-<runtime>-<unix ns>)." placeholder:"NAME"`
 	LeaveRunning   bool     `help:"Leave the workload running after the dump."`
 	TCPEstablished bool     `name:"tcp-established" help:"Checkpoint established TCP connections."`
@@ -46,10 +48,15 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 	if !ok {
 		return fmt.Errorf("%q is not a dump subcommand", kctx.Command())
 	}
+	dir, err := localOrRemote(c.Dir)
+	if err != nil {
+		return err
+	}
 	req := &daemonv1.DumpRequest{
-		Type: kctx.Selected().Name,
-		Dir:  c.Dir,
-		Name: c.Name,
+		Type:        kctx.Selected().Name,
+		Dir:         dir,
+		Name:        c.Name,
+		Compression: c.Compression,
 		Criu: &daemonv1.CriuOptions{
 			LeaveRunning:   c.LeaveRunning,
 			TcpEstablished: c.TCPEstablished,
@@ -66,7 +73,13 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 	if err != nil {
 		return err
 	}
-	return printResult(env, g, resp, "Dumped to %s\n", resp.Path)
+	if err := printResult(env, g, resp, "Dumped to %s\n", resp.Path); err != nil {
+		return err
+	}
+	if c.Stats && g.Output != "json" {
+		printStats(env.Stdout, resp.Stats)
+	}
+	return nil
 }
 
 // selected returns the selected command's value as a T.

@@ -44,10 +44,7 @@ func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest) error 
 func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daemonv1.RestoreRequest) error {
 	log := server.NewLogger(env.Stderr, config.Log{Level: "warn", Format: cfg.Log.Format})
 	opts := server.NewOpts(ctx, cfg, log)
-	chain, err := server.RestoreChain(req.Type, req.Path)
-	if err != nil {
-		return err
-	}
+	chain := server.RestoreChain()
 	resp := &daemonv1.RestoreResponse{}
 	if err := chain(ctx, opts, req, resp); err != nil {
 		return err

@@ -3,6 +3,12 @@ package cli
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -25,4 +31,40 @@ func printResult(env Env, g *Globals, m proto.Message, format string, args ...an
 	}
 	_, err := fmt.Fprintf(env.Stdout, format, args...)
 	return err
+}
+
+// printStats writes a short summary of a dump's or restore's phases and sizes.
+func printStats(w io.Writer, s *daemonv1.Stats) {
+	if s == nil {
+		return
+	}
+	phases := make([]string, 0, len(s.Phases))
+	for name := range s.Phases {
+		phases = append(phases, name)
+	}
+	sort.Strings(phases)
+	fmt.Fprintf(w, "total %s", s.Total.AsDuration().Round(time.Millisecond))
+	if s.Frozen != nil {
+		fmt.Fprintf(w, ", frozen %s", s.Frozen.AsDuration().Round(time.Millisecond))
+	}
+	for _, name := range phases {
+		fmt.Fprintf(w, ", %s %s", name, s.Phases[name].AsDuration().Round(time.Millisecond))
+	}
+	fmt.Fprintln(w)
+	if s.RawBytes > 0 {
+		ratio := ""
+		if s.StoredBytes > 0 {
+			ratio = fmt.Sprintf(" (ratio %.2f)", float64(s.RawBytes)/float64(s.StoredBytes))
+		}
+		fmt.Fprintf(w, "images %s, stored %s%s\n", humanSize(s.RawBytes), humanSize(s.StoredBytes), ratio)
+	}
+}
+
+// localOrRemote makes a local path absolute (the daemon has another working directory) and leaves
+// an s3:// URL alone.
+func localOrRemote(p string) (string, error) {
+	if p == "" || strings.HasPrefix(p, "s3://") || filepath.IsAbs(p) {
+		return p, nil
+	}
+	return filepath.Abs(p)
 }

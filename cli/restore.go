@@ -15,7 +15,8 @@ import (
 
 // RestoreCmd is `cedana restore <runtime> --path <checkpoint>`.
 type RestoreCmd struct {
-	Path           string   `help:"Checkpoint directory to restore (for a job: its latest checkpoint by default)." type:"path" placeholder:"DIR"`
+	Path           string   `help:"Checkpoint to restore: a directory, an archive, or s3://bucket/key (for a job: its latest by default)." placeholder:"PATH"`
+	Stats          bool     `help:"Print how long each phase took and the sizes."`
 	TCPEstablished bool     `name:"tcp-established" help:"Restore established TCP connections (on by default when the dump had them)."`
 	FileLocks      bool     `help:"Restore file locks (on by default when the dump had them)."`
 	ShellJob       bool     `help:"Restore as a shell job (on by default when the dump was one)."`
@@ -47,9 +48,13 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 	if !ok {
 		return fmt.Errorf("%q is not a restore subcommand", kctx.Command())
 	}
+	path, err := localOrRemote(c.Path)
+	if err != nil {
+		return err
+	}
 	req := &daemonv1.RestoreRequest{
 		Type: kctx.Selected().Name,
-		Path: c.Path,
+		Path: path,
 		Criu: &daemonv1.CriuOptions{
 			TcpEstablished: c.TCPEstablished,
 			FileLocks:      c.FileLocks,
@@ -80,5 +85,11 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 		fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)
 		return attach(ctx, env, client, req.Jid, false)
 	}
-	return printResult(env, g, resp, "Restored, PID: %d\n", resp.Pid)
+	if err := printResult(env, g, resp, "Restored, PID: %d\n", resp.Pid); err != nil {
+		return err
+	}
+	if c.Stats && g.Output != "json" {
+		printStats(env.Stdout, resp.Stats)
+	}
+	return nil
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Log        Log        `json:"log"`
 	DB         DB         `json:"db"`
 	Jobs       Jobs       `json:"jobs"`
+	Storage    Storage    `json:"storage"`
 }
 
 // Jobs configures managed jobs.
@@ -57,8 +58,32 @@ type Jobs struct {
 
 // Checkpoint configures where checkpoints go.
 type Checkpoint struct {
-	// Dir is the default parent directory of new checkpoints.
+	// Dir is the default parent directory of new checkpoints (a path, or s3://bucket/prefix).
 	Dir string `json:"dir"`
+	// Compression is the default of dump --compression: none, tar, gzip, lz4, zlib or zstd.
+	Compression string `json:"compression"`
+	// TempDir holds the images of archived or remote checkpoints while they are made or restored;
+	// the system's temporary directory when empty.
+	TempDir string `json:"temp_dir"`
+}
+
+// Storage configures remote checkpoint storage.
+type Storage struct {
+	S3 S3 `json:"s3"`
+}
+
+// S3 configures an S3-compatible object store. Empty fields are taken from the usual AWS_*
+// environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL).
+type S3 struct {
+	// Endpoint is host[:port]; AWS when empty.
+	Endpoint string `json:"endpoint"`
+	// Region of the bucket.
+	Region string `json:"region"`
+	// AccessKey and SecretKey are the credentials.
+	AccessKey string `json:"access_key"`
+	SecretKey string `json:"secret_key"`
+	// Insecure uses http instead of https.
+	Insecure bool `json:"insecure"`
 }
 
 // CRIU configures the CRIU binary.
@@ -112,7 +137,7 @@ func Default() Config {
 	return Config{
 		Address:    "/run/cedana.sock",
 		Protocol:   ProtocolUnix,
-		Checkpoint: Checkpoint{Dir: "/var/lib/cedana/checkpoints"},
+		Checkpoint: Checkpoint{Dir: "/var/lib/cedana/checkpoints", Compression: "none"},
 		Restore:    Restore{PIDWaitTimeout: Duration(10 * time.Second)},
 		Log:        Log{Level: "info", Format: "text"},
 		DB:         DB{Path: "/var/lib/cedana/cedana.db"},

@@ -7,9 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/cedana/cedana/adapters"
-	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/features"
-	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
 // codes maps the kinds of failure to Connect codes; the first match wins.
@@ -42,5 +40,3 @@ func toConnect(err error) *connect.Error {
 	}
 	return connect.NewError(connect.CodeInternal, err)
 }
-
-func readCheckpoint(path string) (*daemonv1.Checkpoint, error) { return checkpoint.Read(path) }

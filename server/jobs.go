@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -13,10 +12,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cedana/cedana/adapters"
-	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/storage"
 	"github.com/cedana/cedana/store"
 )
 
@@ -130,7 +129,7 @@ func (s *service) deleteJob(ctx context.Context, jid string, force bool) error {
 		return err
 	}
 	for _, ck := range list {
-		if err := os.RemoveAll(ck.Path); err != nil {
+		if err := s.removeCheckpoint(ctx, ck.Path); err != nil {
 			return fmt.Errorf("delete checkpoint %s of job %s: %w", ck.Path, jid, err)
 		}
 	}
@@ -174,7 +173,7 @@ func (s *service) DeleteCheckpoint(ctx context.Context, req *daemonv1.DeleteChec
 	if err != nil {
 		return nil, err
 	}
-	if err := os.RemoveAll(ck.Path); err != nil {
+	if err := s.removeCheckpoint(ctx, ck.Path); err != nil {
 		return nil, fmt.Errorf("delete checkpoint %s: %w", ck.Path, err)
 	}
 	if err := s.jobs.Store().DeleteCheckpoint(ctx, ck.ID); err != nil {
@@ -239,14 +238,14 @@ func (s *service) prepareJobRestore(ctx context.Context, req *daemonv1.RestoreRe
 	return nil
 }
 
-// recordCheckpoint adds a finished dump to the catalog.
+// recordCheckpoint adds a finished dump to the catalog, with the size it takes where it is stored.
 func (s *service) recordCheckpoint(ctx context.Context, jid string, resp *daemonv1.DumpResponse) error {
-	meta, err := os.ReadFile(filepath.Join(resp.Path, checkpoint.MetadataFile))
+	meta, err := protojson.Marshal(resp.Checkpoint)
 	if err != nil {
 		return fmt.Errorf("record checkpoint: %w", err)
 	}
 	id := store.NewCheckpointID()
-	ck := store.Checkpoint{ID: id, JID: jid, Path: resp.Path, Type: resp.Checkpoint.GetType(), Size: resp.Checkpoint.GetSizeBytes(), Metadata: meta}
+	ck := store.Checkpoint{ID: id, JID: jid, Path: resp.Path, Type: resp.Checkpoint.GetType(), Size: resp.Stats.GetStoredBytes(), Metadata: meta}
 	if err := s.jobs.Store().AddCheckpoint(ctx, ck); err != nil {
 		return fmt.Errorf("record checkpoint: %w", err)
 	}
@@ -299,4 +298,16 @@ func joinKinds(errs []error) error {
 		return errs[0]
 	}
 	return errors.Join(errs...)
+}
+
+// removeCheckpoint deletes a checkpoint's files: a directory, an archive, or an s3:// object.
+func (s *service) removeCheckpoint(ctx context.Context, path string) error {
+	if loc, remote, _ := storage.ParseURL(path); remote {
+		client, err := storage.New(s.opts.S3)
+		if err != nil {
+			return err
+		}
+		return client.Delete(ctx, loc)
+	}
+	return os.RemoveAll(path)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"connectrpc.com/connect"
@@ -16,6 +17,7 @@ import (
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
 	"github.com/cedana/cedana/health"
 	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/storage"
 	"github.com/cedana/cedana/store"
 )
 
@@ -51,6 +53,10 @@ func NewOpts(ctx context.Context, cfg config.Config, log *slog.Logger) adapters.
 		CRIU:           client,
 		CRIUVersion:    v,
 		CheckpointDir:  cfg.Checkpoint.Dir,
+		Compression:    cfg.Checkpoint.Compression,
+		TempDir:        cfg.Checkpoint.TempDir,
+		Workers:        runtime.NumCPU(),
+		S3:             s3Config(cfg.Storage.S3),
 		PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),
 		DaemonPID:      os.Getpid(),
 		Log:            log,
@@ -110,10 +116,7 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 			return nil, err
 		}
 	}
-	chain, err := RestoreChain(req.Type, req.Path)
-	if err != nil {
-		return nil, err
-	}
+	chain := RestoreChain()
 	resp := &daemonv1.RestoreResponse{}
 	opts := s.opts
 	opts.Log = s.log.With("op", "restore", "path", req.Path)
@@ -164,11 +167,13 @@ var (
 		adapters.FillDumpDefaults,
 		adapters.ValidateDumpRequest,
 		adapters.PrepareDumpDir,
+		adapters.CompressCheckpoint,
 		adapters.WriteDumpMetadata,
 	}
 	commonRestore = adapters.Middleware[adapters.RestoreHandler]{
 		adapters.TimeRestore,
 		adapters.ValidateRestoreRequest,
+		adapters.FetchCheckpoint,
 		adapters.ReadCheckpointMetadata,
 	}
 )
@@ -182,18 +187,19 @@ func DumpChain(runtime string) (adapters.DumpHandler, error) {
 	return buildChain(runtime, commonDump, features.DumpMiddleware, features.DumpHandler)
 }
 
-// RestoreChain is DumpChain for restores. Without a type, the checkpoint's own is used.
-func RestoreChain(runtime, path string) (adapters.RestoreHandler, error) {
-	if runtime == "" {
-		runtime = checkpointType(path)
+// RestoreChain is the restore chain: the common adapters, then the runtime named by the request or,
+// failing that, by the checkpoint's metadata, resolved when the metadata has been read.
+func RestoreChain() adapters.RestoreHandler {
+	return adapters.RestoreHandler(restoreWithRuntime).With(commonRestore...)
+}
+
+// restoreWithRuntime runs the runtime's restore middleware and handler.
+func restoreWithRuntime(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	h, err := buildChain(req.Type, nil, features.RestoreMiddleware, features.RestoreHandler)
+	if err != nil {
+		return err
 	}
-	if runtime == "" {
-		// Let the common adapters explain what is wrong with the path.
-		return adapters.RestoreHandler(func(context.Context, adapters.Opts, *daemonv1.RestoreRequest, *daemonv1.RestoreResponse) error {
-			return adapters.Invalid("cannot tell the checkpoint's runtime: set type")
-		}).With(commonRestore...), nil
-	}
-	return buildChain(runtime, commonRestore, features.RestoreMiddleware, features.RestoreHandler)
+	return h(ctx, opts, req, resp)
 }
 
 func buildChain[Req, Resp any](runtime string, common adapters.Middleware[adapters.Handler[Req, Resp]],
@@ -215,15 +221,6 @@ func buildChain[Req, Resp any](runtime string, common adapters.Middleware[adapte
 		}, runtime)
 	}
 	return h.With(chain...), nil
-}
-
-// checkpointType reads the runtime from a checkpoint's metadata, or "" when it cannot.
-func checkpointType(path string) string {
-	ck, err := readCheckpoint(path)
-	if err != nil {
-		return ""
-	}
-	return ck.Type
 }
 
 // errorInterceptor turns chain errors into Connect errors in one place, for unary and streaming
@@ -260,4 +257,12 @@ func (e errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 		}
 		return nil
 	}
+}
+
+// s3Config is the object store configuration, with the AWS_* environment filling what the config
+// leaves empty.
+func s3Config(c config.S3) storage.Config {
+	return storage.Config{
+		Endpoint: c.Endpoint, Region: c.Region, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Insecure: c.Insecure,
+	}.FromEnv(os.Getenv)
 }

@@ -233,12 +233,14 @@ type Checkpoint struct {
 	CedanaVersion string `protobuf:"bytes,10,opt,name=cedana_version,json=cedanaVersion,proto3" json:"cedana_version,omitempty"`
 	// When the dump finished.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// Bytes on disk, images and metadata.
+	// Bytes of the images and metadata, uncompressed.
 	SizeBytes int64 `protobuf:"varint,12,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// CRIU options used.
 	Options *CriuOptions `protobuf:"bytes,13,opt,name=options,proto3" json:"options,omitempty"`
 	// Runtime-specific details of the dumped workload.
-	Details       *Details `protobuf:"bytes,14,opt,name=details,proto3" json:"details,omitempty"`
+	Details *Details `protobuf:"bytes,14,opt,name=details,proto3" json:"details,omitempty"`
+	// How the checkpoint is stored: none (a directory), tar, gzip, lz4, zlib or zstd.
+	Compression   string `protobuf:"bytes,15,opt,name=compression,proto3" json:"compression,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -371,13 +373,28 @@ func (x *Checkpoint) GetDetails() *Details {
 	return nil
 }
 
-// Stats are the measured durations of a request's phases.
+func (x *Checkpoint) GetCompression() string {
+	if x != nil {
+		return x.Compression
+	}
+	return ""
+}
+
+// Stats are the measured durations and sizes of a request.
 type Stats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Wall time of the whole request inside the daemon.
 	Total *durationpb.Duration `protobuf:"bytes,1,opt,name=total,proto3" json:"total,omitempty"`
-	// Duration of each phase by name ("criu_dump", "criu_restore", "wait_pids", ...).
-	Phases        map[string]*durationpb.Duration `protobuf:"bytes,2,rep,name=phases,proto3" json:"phases,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Duration of each phase by name: validate, criu_dump, compress, upload (dump); download,
+	// decompress, wait_pids, criu_restore (restore).
+	Phases map[string]*durationpb.Duration `protobuf:"bytes,2,rep,name=phases,proto3" json:"phases,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Bytes of CRIU images (and metadata), uncompressed.
+	RawBytes int64 `protobuf:"varint,3,opt,name=raw_bytes,json=rawBytes,proto3" json:"raw_bytes,omitempty"`
+	// Bytes stored: the archive's size, or raw_bytes for a directory.
+	StoredBytes int64 `protobuf:"varint,4,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	// How long the workload was frozen (CRIU's own freeze-to-resume time when it reports it, else
+	// the CRIU dump phase).
+	Frozen        *durationpb.Duration `protobuf:"bytes,5,opt,name=frozen,proto3" json:"frozen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -426,6 +443,27 @@ func (x *Stats) GetPhases() map[string]*durationpb.Duration {
 	return nil
 }
 
+func (x *Stats) GetRawBytes() int64 {
+	if x != nil {
+		return x.RawBytes
+	}
+	return 0
+}
+
+func (x *Stats) GetStoredBytes() int64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
+func (x *Stats) GetFrozen() *durationpb.Duration {
+	if x != nil {
+		return x.Frozen
+	}
+	return nil
+}
+
 // DumpRequest asks for a checkpoint of one workload.
 type DumpRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -441,7 +479,10 @@ type DumpRequest struct {
 	Details *Details `protobuf:"bytes,5,opt,name=details,proto3" json:"details,omitempty"`
 	// Dump this managed job instead: its type and details come from the job, and the checkpoint is
 	// recorded against it.
-	Jid           string `protobuf:"bytes,6,opt,name=jid,proto3" json:"jid,omitempty"`
+	Jid string `protobuf:"bytes,6,opt,name=jid,proto3" json:"jid,omitempty"`
+	// none (a directory), tar, gzip, lz4, zlib or zstd (one archive <dir>/<name>.tar[.gz|.lz4|.zlib|.zst]);
+	// defaults to the daemon's checkpoint.compression.
+	Compression   string `protobuf:"bytes,7,opt,name=compression,proto3" json:"compression,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,6 +555,13 @@ func (x *DumpRequest) GetDetails() *Details {
 func (x *DumpRequest) GetJid() string {
 	if x != nil {
 		return x.Jid
+	}
+	return ""
+}
+
+func (x *DumpRequest) GetCompression() string {
+	if x != nil {
+		return x.Compression
 	}
 	return ""
 }
@@ -2523,7 +2571,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0eProcessDetails\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\"E\n" +
 	"\aDetails\x12:\n" +
-	"\aprocess\x18\x01 \x01(\v2 .cedana.daemon.v1.ProcessDetailsR\aprocess\"\xce\x03\n" +
+	"\aprocess\x18\x01 \x01(\v2 .cedana.daemon.v1.ProcessDetailsR\aprocess\"\xf0\x03\n" +
 	"\n" +
 	"Checkpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2542,20 +2590,25 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\f \x01(\x03R\tsizeBytes\x127\n" +
 	"\aoptions\x18\r \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\aoptions\x123\n" +
-	"\adetails\x18\x0e \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\"\xcb\x01\n" +
+	"\adetails\x18\x0e \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12 \n" +
+	"\vcompression\x18\x0f \x01(\tR\vcompression\"\xbe\x02\n" +
 	"\x05Stats\x12/\n" +
 	"\x05total\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05total\x12;\n" +
-	"\x06phases\x18\x02 \x03(\v2#.cedana.daemon.v1.Stats.PhasesEntryR\x06phases\x1aT\n" +
+	"\x06phases\x18\x02 \x03(\v2#.cedana.daemon.v1.Stats.PhasesEntryR\x06phases\x12\x1b\n" +
+	"\traw_bytes\x18\x03 \x01(\x03R\brawBytes\x12!\n" +
+	"\fstored_bytes\x18\x04 \x01(\x03R\vstoredBytes\x121\n" +
+	"\x06frozen\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06frozen\x1aT\n" +
 	"\vPhasesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\xc1\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\xe3\x01\n" +
 	"\vDumpRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x121\n" +
 	"\x04criu\x18\x04 \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x123\n" +
 	"\adetails\x18\x05 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
-	"\x03jid\x18\x06 \x01(\tR\x03jid\"\xb4\x01\n" +
+	"\x03jid\x18\x06 \x01(\tR\x03jid\x12 \n" +
+	"\vcompression\x18\a \x01(\tR\vcompression\"\xb4\x01\n" +
 	"\fDumpResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12<\n" +
 	"\n" +
@@ -2779,67 +2832,68 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 3: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
 	42, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
 	40, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	0,  // 6: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	2,  // 7: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
-	3,  // 8: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	4,  // 9: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
-	0,  // 10: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	2,  // 11: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
-	3,  // 12: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	4,  // 13: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
-	10, // 14: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
-	13, // 15: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
-	15, // 16: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
-	20, // 17: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
-	2,  // 18: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
-	20, // 19: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
-	2,  // 20: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	41, // 21: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	41, // 22: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 23: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	41, // 24: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 25: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	20, // 26: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
-	20, // 27: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
-	20, // 28: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
-	21, // 29: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
-	21, // 30: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	42, // 31: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	5,  // 32: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	7,  // 33: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	9,  // 34: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	12, // 35: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	16, // 36: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	18, // 37: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	22, // 38: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	24, // 39: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	26, // 40: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	28, // 41: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	36, // 42: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	38, // 43: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	30, // 44: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	32, // 45: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	34, // 46: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	6,  // 47: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	8,  // 48: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	11, // 49: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	14, // 50: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	17, // 51: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	19, // 52: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	23, // 53: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	25, // 54: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	27, // 55: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	29, // 56: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	37, // 57: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	39, // 58: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	31, // 59: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	33, // 60: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	35, // 61: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	42, // 6: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	0,  // 7: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	2,  // 8: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
+	3,  // 9: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	4,  // 10: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
+	0,  // 11: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	2,  // 12: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
+	3,  // 13: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	4,  // 14: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
+	10, // 15: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
+	13, // 16: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
+	15, // 17: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
+	20, // 18: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
+	2,  // 19: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
+	20, // 20: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
+	2,  // 21: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
+	41, // 22: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	41, // 23: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 24: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	41, // 25: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 26: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	20, // 27: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
+	20, // 28: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
+	20, // 29: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
+	21, // 30: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
+	21, // 31: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	42, // 32: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	5,  // 33: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	7,  // 34: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	9,  // 35: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	12, // 36: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	16, // 37: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	18, // 38: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	22, // 39: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	24, // 40: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	26, // 41: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	28, // 42: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	36, // 43: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	38, // 44: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	30, // 45: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	32, // 46: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	34, // 47: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	6,  // 48: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	8,  // 49: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	11, // 50: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	14, // 51: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	17, // 52: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	19, // 53: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	23, // 54: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	25, // 55: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	27, // 56: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	29, // 57: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	37, // 58: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	39, // 59: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	31, // 60: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	33, // 61: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	35, // 62: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	48, // [48:63] is the sub-list for method output_type
+	33, // [33:48] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }

@@ -1,0 +1,213 @@
+package adapters
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cedana/cedana/archive"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/storage"
+)
+
+// prepareRemote checks that an s3:// checkpoint can be written (bucket, credentials, name free)
+// and makes the local directory CRIU writes the images into.
+func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name string) (final, work string, err error) {
+	client, err := storage.New(opts.S3)
+	if err != nil {
+		return "", "", Invalid("%w", err)
+	}
+	if err := client.Check(ctx, dest.Bucket); err != nil {
+		return "", "", Precondition("%w", err)
+	}
+	exists, err := client.Exists(ctx, dest)
+	if err != nil {
+		return "", "", Precondition("%w", err)
+	}
+	if exists {
+		return "", "", Exists("checkpoint %s already exists: choose another --name or delete it first", dest)
+	}
+	work, err = os.MkdirTemp(opts.TempDir, "cedana-dump-"+name+"-")
+	if err != nil {
+		return "", "", Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+	}
+	return dest.String(), work, nil
+}
+
+// CompressCheckpoint archives the finished images into the checkpoint's archive, local or in S3,
+// once everything inside it has succeeded: CRIU is done with the workload by then, so compression
+// and upload never add to the time it is frozen. The images are then removed. If archiving fails
+// after the dump stopped the workload, the uncompressed checkpoint is kept and the error says
+// where, so nothing is lost.
+func CompressCheckpoint(next DumpHandler) DumpHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		if err := next(ctx, opts, req, resp); err != nil {
+			return err
+		}
+		codec := codecOf(req)
+		if codec == archive.None {
+			return nil
+		}
+		start := time.Now()
+		var stored int64
+		var err error
+		phase := "compress"
+		if loc, remote, _ := storage.ParseURL(resp.Path); remote {
+			phase = "upload"
+			stored, err = uploadArchive(ctx, opts, loc, codec)
+		} else {
+			stored, err = writeArchive(opts, resp.Path, codec)
+		}
+		observe(resp.Stats, phase, start)
+		if err != nil {
+			return keepImages(opts, req, resp, err)
+		}
+		if resp.Stats != nil {
+			resp.Stats.StoredBytes = stored
+		}
+		if err := os.RemoveAll(opts.ImageDir); err != nil {
+			opts.Log.Warn("remove archived images", "path", opts.ImageDir, "error", err)
+		}
+		return nil
+	}
+}
+
+// writeArchive writes the images as one archive at path, through a temporary name so that a
+// partial archive never has the final name.
+func writeArchive(opts Opts, path string, codec archive.Codec) (int64, error) {
+	tmp := path + ".partial"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("create archive: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	_, err = archive.WriteDir(opts.ImageDir, w, codec, opts.Workers)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, syscall.ENOSPC) {
+			return 0, fmt.Errorf("write archive %s: the disk is full: %w", path, err)
+		}
+		return 0, fmt.Errorf("write archive %s: %w", path, err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return info.Size(), nil
+}
+
+// uploadArchive streams the archive of the images to S3 as it is produced: nothing is staged.
+func uploadArchive(ctx context.Context, opts Opts, loc storage.Location, codec archive.Codec) (int64, error) {
+	client, err := storage.New(opts.S3)
+	if err != nil {
+		return 0, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		w := bufio.NewWriterSize(pw, 1<<20)
+		_, err := archive.WriteDir(opts.ImageDir, w, codec, opts.Workers)
+		if err == nil {
+			err = w.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
+	n, err := client.Upload(ctx, loc, pr)
+	pr.CloseWithError(err) // stops the writer if the upload failed first
+	if err != nil {
+		return 0, fmt.Errorf("upload %s: %w", loc, err)
+	}
+	return n, nil
+}
+
+// keepImages handles a failed archive: when the dump stopped the workload, the images are its
+// only copy, so they are kept as an uncompressed checkpoint and the error says where.
+func keepImages(opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse, cause error) error {
+	if req.Criu.GetLeaveRunning() {
+		return Precondition("%w (the workload is still running; nothing was kept)", cause)
+	}
+	kept := filepath.Join(filepath.Dir(opts.ImageDir), req.Name)
+	if _, remote, _ := storage.ParseURL(resp.Path); remote {
+		kept = filepath.Join(filepath.Dir(opts.ImageDir), "cedana-kept-"+req.Name)
+	}
+	if err := os.Rename(opts.ImageDir, kept); err != nil {
+		return Precondition("%w; the uncompressed checkpoint is in %s", cause, opts.ImageDir)
+	}
+	return Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (restore it from there)", cause, kept)
+}
+
+// FetchCheckpoint makes the checkpoint at req.Path available as a directory of images: a
+// directory is used as it is; an archive file, or an s3:// object, is streamed (downloaded and)
+// decompressed into a temporary directory, removed after the restore. It never needs more
+// temporary disk than the uncompressed images.
+func FetchCheckpoint(next RestoreHandler) RestoreHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		loc, remote, _ := storage.ParseURL(req.Path)
+		if !remote {
+			if info, err := os.Stat(req.Path); err == nil && info.IsDir() {
+				opts.ImageDir = req.Path
+				return next(ctx, opts, req, resp)
+			}
+		}
+		tmp, err := os.MkdirTemp(opts.TempDir, "cedana-restore-")
+		if err != nil {
+			return Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+		}
+		defer os.RemoveAll(tmp)
+
+		var src io.ReadCloser
+		phase := "decompress"
+		if remote {
+			phase = "download"
+			client, err := storage.New(opts.S3)
+			if err != nil {
+				return Invalid("%w", err)
+			}
+			if src, _, err = client.Open(ctx, loc); err != nil {
+				if errors.Is(err, storage.ErrNotFound) {
+					return NotFound("%w", err)
+				}
+				return Precondition("%w", err)
+			}
+		} else if src, err = os.Open(req.Path); err != nil {
+			return Precondition("open checkpoint %s: %w", req.Path, err)
+		}
+		start := time.Now()
+		raw, err := archive.Extract(bufio.NewReaderSize(src, 1<<20), tmp, opts.Workers)
+		src.Close()
+		observe(resp.Stats, phase, start)
+		if err != nil {
+			return Invalid("checkpoint %s cannot be read: %w", req.Path, err)
+		}
+		if resp.Stats != nil {
+			resp.Stats.RawBytes = raw
+		}
+		opts.ImageDir = tmp
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// codecOf is the request's codec; no compression when it names none.
+func codecOf(req *daemonv1.DumpRequest) archive.Codec {
+	if req.Compression == "" {
+		return archive.None
+	}
+	return archive.Codec(req.Compression)
+}

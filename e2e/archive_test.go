@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/storage"
+)
+
+// dumpStats is the part of a dump's or restore's JSON the archive tests read.
+type dumpStats struct {
+	Path  string `json:"path"`
+	Pid   int    `json:"pid"`
+	Stats struct {
+		Phases      map[string]string `json:"phases"`
+		RawBytes    string            `json:"raw_bytes"`
+		StoredBytes string            `json:"stored_bytes"`
+		Frozen      string            `json:"frozen"`
+	} `json:"stats"`
+}
+
+// TestCompressedCheckpoints: every codec writes one archive that restores, recognised by its
+// content even without its extension.
+func TestCompressedCheckpoints(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	for codec, ext := range map[string]string{"tar": ".tar", "gzip": ".tar.gz", "lz4": ".tar.lz4", "zlib": ".tar.zlib", "zstd": ".tar.zst"} {
+		t.Run(codec, func(t *testing.T) {
+			w := startCounter(t, false)
+			dir := t.TempDir()
+			r := d.cli("dump", "process", strconv.Itoa(w.pid), "--dir", dir, "--name", "ck", "--compression", codec, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var out dumpStats
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+			assert.Equal(t, filepath.Join(dir, "ck"+ext), out.Path)
+			assert.Equal(t, []string{"ck" + ext}, entries(dir), "one archive, no leftover images")
+			assert.Contains(t, out.Stats.Phases, "compress")
+			assert.Contains(t, out.Stats.Phases, "criu_dump")
+			assert.NotEmpty(t, out.Stats.Frozen)
+			raw, _ := strconv.ParseInt(out.Stats.RawBytes, 10, 64)
+			stored, _ := strconv.ParseInt(out.Stats.StoredBytes, 10, 64)
+			assert.Positive(t, raw)
+			assert.Positive(t, stored)
+			if codec != "tar" {
+				assert.Less(t, stored, raw, "compressed")
+			}
+			w.waitExited(t)
+			dumped := requireStopped(t, w.counter)
+
+			// The format is recognised by content: restore from a name without the extension.
+			plain := filepath.Join(dir, "renamed")
+			require.NoError(t, os.Rename(out.Path, plain))
+			r = d.cli("restore", "process", "--path", plain, "--stats")
+			require.Equal(t, 0, r.code, r.String())
+			w.restored = w.pid
+			assert.Contains(t, r.stdout, "decompress")
+			requireCounting(t, w.counter, dumped)
+			assert.Equal(t, []string{"renamed"}, entries(dir), "the unpacked images were removed")
+		})
+	}
+}
+
+// TestCompressionBadInput: an unknown codec is refused before the workload is touched; a corrupt or
+// truncated archive is refused and nothing is restored.
+func TestCompressionBadInput(t *testing.T) {
+	requireE2E(t)
+	scratch := t.TempDir()
+	d := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)
+	w := startCounter(t, false)
+	dir := t.TempDir()
+	r := d.cli("dump", "process", strconv.Itoa(w.pid), "--dir", dir, "--compression", "brotli")
+	requireOneLineError(t, r, `unknown compression "brotli"`)
+	assert.Empty(t, entries(dir))
+	assert.True(t, w.running())
+
+	path := dump(t, d, w, "--dir", dir, "--name", "good", "--compression", "zstd", "--leave-running")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	truncated := filepath.Join(dir, "truncated.tar.zst")
+	require.NoError(t, os.WriteFile(truncated, data[:len(data)/2], 0o600))
+	garbage := filepath.Join(dir, "garbage.tar.zst")
+	require.NoError(t, os.WriteFile(garbage, []byte(strings.Repeat("not an archive ", 100)), 0o600))
+	for _, bad := range []string{truncated, garbage} {
+		r = d.cli("restore", "process", "--path", bad)
+		requireOneLineError(t, r, "cannot be read")
+	}
+	assert.Empty(t, entries(scratch), "no unpacked images left behind")
+	assert.True(t, w.running())
+}
+
+// s3Env is the daemon environment for the test S3 server.
+func s3Env(cfg storage.Config) []string {
+	scheme := "https://"
+	if cfg.Insecure {
+		scheme = "http://"
+	}
+	return []string{"AWS_ACCESS_KEY_ID=" + cfg.AccessKey, "AWS_SECRET_ACCESS_KEY=" + cfg.SecretKey,
+		"AWS_REGION=us-east-1", "AWS_ENDPOINT_URL=" + scheme + cfg.Endpoint}
+}
+
+// TestS3Checkpoints: a dump to s3:// is streamed to a real S3 server (versitygw) and restored from
+// it; S3 failures are clear, leave the workload running and record nothing.
+func TestS3Checkpoints(t *testing.T) {
+	requireE2E(t)
+	cfg, bucket := storage.StartTestServer(t)
+	scratch := t.TempDir()
+	d := startDaemon(t, cedanaBin, append(s3Env(cfg), "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)...)
+	w := startCounter(t, false)
+
+	dest := "s3://" + bucket + "/ckpts"
+	r := d.cli("dump", "process", strconv.Itoa(w.pid), "--dir", dest, "--name", "remote", "--compression", "zstd", "-o", "json")
+	require.Equal(t, 0, r.code, r.String())
+	var out dumpStats
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+	assert.Equal(t, dest+"/remote.tar.zst", out.Path)
+	assert.Contains(t, out.Stats.Phases, "upload")
+	assert.Empty(t, entries(scratch), "nothing staged locally after the upload")
+	w.waitExited(t)
+	dumped := requireStopped(t, w.counter)
+
+	r = d.cli("restore", "process", "--path", out.Path, "-o", "json")
+	require.Equal(t, 0, r.code, r.String())
+	var rout dumpStats
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rout), r.stdout)
+	w.restored = rout.Pid
+	assert.Contains(t, rout.Stats.Phases, "download")
+	requireCounting(t, w.counter, dumped)
+	assert.Empty(t, entries(scratch), "the downloaded images were removed")
+
+	// Faults: a missing bucket, bad credentials, an unreachable endpoint. The workload keeps running.
+	w2 := startCounter(t, false)
+	r = d.cli("dump", "process", strconv.Itoa(w2.pid), "--dir", "s3://no-such-bucket/x", "--compression", "zstd")
+	requireOneLineError(t, r, "no-such-bucket")
+	bad := cfg
+	bad.SecretKey = "wrong"
+	d2 := startDaemon(t, cedanaBin, s3Env(bad)...)
+	r = d2.cli("dump", "process", strconv.Itoa(w2.pid), "--dir", dest, "--compression", "zstd")
+	requireOneLineError(t, r, "credentials")
+	down := cfg
+	down.Endpoint = "127.0.0.1:1"
+	d3 := startDaemon(t, cedanaBin, s3Env(down)...)
+	r = d3.cli("dump", "process", strconv.Itoa(w2.pid), "--dir", dest, "--compression", "zstd")
+	requireOneLineError(t, r, "127.0.0.1:1")
+	assert.True(t, w2.running(), "S3 failures leave the workload running")
+	r = d.cli("checkpoint", "list", "-o", "json")
+	assert.NotContains(t, r.stdout, "no-such-bucket", "nothing recorded for failed dumps")
+	r = d.cli("restore", "process", "--path", dest+"/missing.tar.zst")
+	requireOneLineError(t, r, "missing.tar.zst")
+}

@@ -1,0 +1,229 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Sentinel errors; match them with errors.Is. The errors returned by Client carry a complete
+// message of their own and wrap one of these plus the underlying cause.
+var (
+	// ErrNotFound means the object does not exist ("no checkpoint at s3://...").
+	ErrNotFound = errors.New("no checkpoint found")
+	// ErrBucketNotFound means the bucket does not exist.
+	ErrBucketNotFound = errors.New("bucket does not exist")
+	// ErrCredentials means the server rejected the credentials or denied access.
+	ErrCredentials = errors.New("S3 rejected the credentials")
+	// ErrUnreachable means the endpoint could not be reached (DNS, connection, TLS, timeout).
+	ErrUnreachable = errors.New("cannot reach S3 endpoint")
+)
+
+// Error is the type of the errors Client returns for failed requests: a message meant for
+// users, a kind (one of the sentinel errors, or nil) and the underlying cause. (A call cut
+// short by its context returns the context's error, wrapped.)
+type Error struct {
+	msg   string
+	kind  error
+	cause error
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.msg }
+
+// Unwrap returns the kind and the cause, for errors.Is and errors.As.
+func (e *Error) Unwrap() []error {
+	var errs []error
+	if e.kind != nil {
+		errs = append(errs, e.kind)
+	}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
+}
+
+func newError(kind, cause error, format string, args ...any) error {
+	return &Error{msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+}
+
+// credentialCodes are the S3 error codes that mean the credentials are wrong, expired or
+// not allowed to do what was asked.
+var credentialCodes = map[string]bool{
+	"InvalidAccessKeyId":          true,
+	"SignatureDoesNotMatch":       true,
+	"AccessDenied":                true,
+	"InvalidToken":                true,
+	"ExpiredToken":                true,
+	"TokenRefreshRequired":        true,
+	"InvalidSecurity":             true,
+	"AccountProblem":              true,
+	"AllAccessDisabled":           true,
+	"MissingSecurityHeader":       true,
+	"InvalidClientTokenId":        true,
+	"UnrecognizedClientException": true,
+	"XAdminUserNotFound":          true, // versitygw: unknown access key
+}
+
+// classify turns an error of a minio call made for op ("upload to", "open", ...) on loc into
+// an *Error with an actionable message. ctx is the call's context and rec the transport
+// failures seen while making it.
+func (c *Client) classify(ctx context.Context, rec *netRecorder, op string, loc Location, err error) error {
+	if err == nil {
+		return nil
+	}
+	var own *Error
+	if errors.As(err, &own) {
+		return err
+	}
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case resp.Code == minio.NoSuchBucket:
+		return c.bucketMissing(loc.Bucket, err)
+	case resp.Code == minio.NoSuchKey || resp.Code == "NotFound":
+		return newError(ErrNotFound, err, "no checkpoint at %s", loc)
+	case resp.Code == "RequestTimeTooSkewed":
+		return newError(nil, err, "S3 endpoint %s refused the request because this machine's clock is off (%s); synchronize the clock (NTP)",
+			c.endpoint, detail(resp))
+	case credentialCodes[resp.Code] || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
+		detail := detail(resp)
+		if c.anonymous {
+			return newError(ErrCredentials, err,
+				"S3 denied anonymous access to %s on %s (%s); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or storage.s3.access_key/secret_key)",
+				loc, c.endpoint, detail)
+		}
+		if resp.Code == "AccessDenied" {
+			return newError(ErrCredentials, err,
+				"S3 rejected the credentials or denied access to %s on %s (%s); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or storage.s3.access_key/secret_key) and the key's permissions",
+				loc, c.endpoint, detail)
+		}
+		return newError(ErrCredentials, err,
+			"S3 rejected the credentials for %s (%s); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or storage.s3.access_key/secret_key)",
+			c.endpoint, detail)
+	case resp.Code != "" || resp.StatusCode != 0:
+		return newError(nil, err, "%s %s failed: %s", op, loc, detail(resp))
+	}
+
+	// Not an answer from the server: a transport failure, or the context ending.
+	netErr := rec.last()
+	if netErr == nil && !isContextErr(err) {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			netErr = err
+		}
+	}
+	switch {
+	case netErr != nil && !rec.answered():
+		return newError(ErrUnreachable, err, "cannot reach S3 endpoint %s: %s; check storage.s3.endpoint%s",
+			c.endpoint, describeNetErr(netErr), c.schemeHint(netErr))
+	case netErr != nil && ctx.Err() == nil:
+		return newError(ErrUnreachable, err, "lost the connection to S3 endpoint %s during %s %s: %s",
+			c.endpoint, op, loc, describeNetErr(netErr))
+	case errors.Is(err, context.DeadlineExceeded) && rec.attempted() && !rec.answered():
+		return newError(ErrUnreachable, err,
+			"cannot reach S3 endpoint %s: no answer before the deadline; check storage.s3.endpoint", c.endpoint)
+	}
+	return fmt.Errorf("%s %s: %w", op, loc, err)
+}
+
+// detail formats the code and message of a server's error answer.
+func detail(resp minio.ErrorResponse) string {
+	switch {
+	case resp.Code == "":
+		return resp.Message
+	case resp.Message == "" || resp.Message == resp.Code:
+		return resp.Code
+	}
+	return resp.Code + ": " + resp.Message
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// describeNetErr strips the "Get "http://...":" decoration of a *url.Error, which repeats the
+// endpoint and shows internal request URLs.
+func describeNetErr(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+// schemeHint suggests the likely fix when http and https are mixed up.
+func (c *Client) schemeHint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return " (the server speaks plain http: set storage.s3.insecure or use an http:// endpoint URL)"
+	case c.insecure && (strings.Contains(msg, "malformed HTTP response") || strings.Contains(msg, "connection reset")):
+		return " (if the server speaks https, unset storage.s3.insecure)"
+	}
+	return ""
+}
+
+// netRecorder collects what happened at the transport level during one Client call; it
+// travels to the transport in the request context.
+type netRecorder struct {
+	mu      sync.Mutex
+	err     error
+	tries   int
+	answers int
+}
+
+type recorderKey struct{}
+
+func withRecorder(ctx context.Context) (context.Context, *netRecorder) {
+	rec := &netRecorder{}
+	return context.WithValue(ctx, recorderKey{}, rec), rec
+}
+
+func (r *netRecorder) record(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tries++
+	if err == nil {
+		r.answers++
+		return
+	}
+	// A request cut short by the caller's context says nothing about the endpoint.
+	if !isContextErr(err) {
+		r.err = err
+	}
+}
+
+func (r *netRecorder) last() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *netRecorder) answered() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.answers > 0
+}
+
+func (r *netRecorder) attempted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tries > 0
+}
+
+// recordingTransport reports every round trip's outcome to the netRecorder of its request.
+type recordingTransport struct{ base http.RoundTripper }
+
+func (t recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if rec, ok := req.Context().Value(recorderKey{}).(*netRecorder); ok {
+		rec.record(err)
+	}
+	return resp, err
+}
