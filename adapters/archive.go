@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/cedana/cedana/archive"
@@ -40,30 +38,41 @@ func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name s
 	return dest.String(), work, nil
 }
 
-// CompressCheckpoint archives the finished images into the checkpoint's archive, local or in S3,
-// once everything inside it has succeeded: CRIU is done with the workload by then, so compression
-// and upload never add to the time it is frozen. The images are then removed. If archiving fails
-// after the dump stopped the workload, the uncompressed checkpoint is kept and the error says
-// where, so nothing is lost.
+// CompressCheckpoint archives the images into the checkpoint's archive, local or in S3, while CRIU
+// writes them (see archiver), and completes it once everything inside has succeeded. CRIU resumes
+// or kills the workload as soon as it is done with it: the archiving never adds to the time it is
+// frozen, and its tail is the "compress" (or "upload") phase. The images are removed afterwards.
+// If archiving fails after the dump stopped the workload, the uncompressed checkpoint is kept and
+// the error says where, so nothing is lost.
 func CompressCheckpoint(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
-		if err := next(ctx, opts, req, resp); err != nil {
-			return err
-		}
 		codec := codecOf(req)
 		if codec == archive.None {
-			return nil
+			return next(ctx, opts, req, resp)
 		}
-		start := time.Now()
-		var stored int64
+		var out sink
 		var err error
 		phase := "compress"
 		if loc, remote, _ := storage.ParseURL(resp.Path); remote {
 			phase = "upload"
-			stored, err = uploadArchive(ctx, opts, loc, codec)
+			out, err = newUploadSink(ctx, opts, loc)
 		} else {
-			stored, err = writeArchive(opts, resp.Path, codec)
+			out, err = newFileSink(resp.Path)
 		}
+		if err != nil {
+			return Precondition("%w", err)
+		}
+		arch, err := startArchiver(opts.ImageDir, out, codec, opts.Workers)
+		if err != nil {
+			out.abort()
+			return err
+		}
+		if err := next(ctx, opts, req, resp); err != nil {
+			arch.abort()
+			return err
+		}
+		start := time.Now()
+		stored, err := arch.finish()
 		observe(resp.Stats, phase, start)
 		if err != nil {
 			return keepImages(opts, req, resp, err)
@@ -76,65 +85,6 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		}
 		return nil
 	}
-}
-
-// writeArchive writes the images as one archive at path, through a temporary name so that a
-// partial archive never has the final name.
-func writeArchive(opts Opts, path string, codec archive.Codec) (int64, error) {
-	tmp := path + ".partial"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, fmt.Errorf("create archive: %w", err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	_, err = archive.WriteDir(opts.ImageDir, w, codec, opts.Workers)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		if errors.Is(err, syscall.ENOSPC) {
-			return 0, fmt.Errorf("write archive %s: the disk is full: %w", path, err)
-		}
-		return 0, fmt.Errorf("write archive %s: %w", path, err)
-	}
-	info, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	return info.Size(), nil
-}
-
-// uploadArchive streams the archive of the images to S3 as it is produced: nothing is staged.
-func uploadArchive(ctx context.Context, opts Opts, loc storage.Location, codec archive.Codec) (int64, error) {
-	client, err := storage.New(opts.S3)
-	if err != nil {
-		return 0, err
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		w := bufio.NewWriterSize(pw, 1<<20)
-		_, err := archive.WriteDir(opts.ImageDir, w, codec, opts.Workers)
-		if err == nil {
-			err = w.Flush()
-		}
-		pw.CloseWithError(err)
-	}()
-	n, err := client.Upload(ctx, loc, pr)
-	pr.CloseWithError(err) // stops the writer if the upload failed first
-	if err != nil {
-		return 0, fmt.Errorf("upload %s: %w", loc, err)
-	}
-	return n, nil
 }
 
 // keepImages handles a failed archive: when the dump stopped the workload, the images are its
@@ -173,6 +123,7 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 		defer os.RemoveAll(tmp)
 
 		var src io.ReadCloser
+		var stored int64
 		phase := "decompress"
 		if remote {
 			phase = "download"
@@ -180,7 +131,7 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 			if err != nil {
 				return Invalid("%w", err)
 			}
-			if src, _, err = client.Open(ctx, loc); err != nil {
+			if src, stored, err = client.Open(ctx, loc); err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					return NotFound("%w", err)
 				}
@@ -188,6 +139,8 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 			}
 		} else if src, err = os.Open(req.Path); err != nil {
 			return Precondition("open checkpoint %s: %w", req.Path, err)
+		} else if info, err := os.Stat(req.Path); err == nil {
+			stored = info.Size()
 		}
 		start := time.Now()
 		raw, err := archive.Extract(bufio.NewReaderSize(src, 1<<20), tmp, opts.Workers)
@@ -197,7 +150,7 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 			return Invalid("checkpoint %s cannot be read: %w", req.Path, err)
 		}
 		if resp.Stats != nil {
-			resp.Stats.RawBytes = raw
+			resp.Stats.RawBytes, resp.Stats.StoredBytes = raw, stored
 		}
 		opts.ImageDir = tmp
 		return next(ctx, opts, req, resp)

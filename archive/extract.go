@@ -90,6 +90,9 @@ type extractor struct {
 	names   map[string]struct{}
 	created []string
 	raw     int64
+
+	// The files being joined from parts (see PartName), with the part each expects next.
+	nextPart map[string]int
 }
 
 func (x *extractor) run(dec io.Reader, raw *bufio.Reader, codec Codec) error {
@@ -161,13 +164,52 @@ func (x *extractor) check(hdr *tar.Header) error {
 	return nil
 }
 
-// extractFile writes the body of the current entry to a new file.
-func (x *extractor) extractFile(tr *tar.Reader, hdr *tar.Header) (err error) {
-	f, err := x.root.OpenFile(hdr.Name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("create %q: %w", hdr.Name, err)
+// openTarget opens the file an entry's body goes to: a new file, or, for part n > 0 of a file
+// archived in parts, the file its part 0 created in this extraction. A file's parts come in order;
+// other entries may come between them (the archive is written while the files are).
+func (x *extractor) openTarget(entry string) (*os.File, error) {
+	base, n, isPart := ParsePartName(entry)
+	if !isPart {
+		return x.create(entry)
 	}
-	x.created = append(x.created, hdr.Name)
+	if x.nextPart == nil {
+		x.nextPart = map[string]int{}
+	}
+	if n == 0 {
+		if _, dup := x.names[base]; dup {
+			return nil, fmt.Errorf("%w %q: duplicate name", ErrUnsafeEntry, base)
+		}
+		x.names[base] = struct{}{}
+		x.nextPart[base] = 1
+		return x.create(base)
+	}
+	if want, started := x.nextPart[base]; !started || n != want {
+		return nil, fmt.Errorf("%w %q: part %d of %q out of order", ErrUnsafeEntry, entry, n, base)
+	}
+	x.nextPart[base]++
+	f, err := x.root.OpenFile(base, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, fmt.Errorf("append to %q: %w", base, err)
+	}
+	return f, nil
+}
+
+// create makes a new file; it never follows or replaces an existing one.
+func (x *extractor) create(name string) (*os.File, error) {
+	f, err := x.root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create %q: %w", name, err)
+	}
+	x.created = append(x.created, name)
+	return f, nil
+}
+
+// extractFile writes the body of the current entry to its file.
+func (x *extractor) extractFile(tr *tar.Reader, hdr *tar.Header) (err error) {
+	f, err := x.openTarget(hdr.Name)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("write %q: %w", hdr.Name, cerr)

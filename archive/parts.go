@@ -1,0 +1,79 @@
+package archive
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A file still being written (CRIU's pages-<n>.img grows for the whole dump) is archived in parts,
+// each a tar entry of its own named <name>.part-<NNNN>, NNNN counting from 0000, in order. Extract
+// joins consecutive parts back into <name>; with plain tar, `cat <name>.part-* > <name>` does.
+const partSep = ".part-"
+
+// PartName is the entry name of part n of the file name.
+func PartName(name string, n int) string { return fmt.Sprintf("%s%s%04d", name, partSep, n) }
+
+// ParsePartName splits an entry name made by PartName.
+func ParsePartName(entry string) (name string, n int, ok bool) {
+	i := strings.LastIndex(entry, partSep)
+	if i <= 0 {
+		return "", 0, false
+	}
+	digits := entry[i+len(partSep):]
+	if len(digits) != 4 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return entry[:i], n, true
+}
+
+// AddFilePart adds bytes [offset, offset+size) of the file at path as part n of name. The bytes
+// must already be in the file: the writer of a growing file appends, so what lies below its
+// current size is final.
+func (a *Writer) AddFilePart(path, name string, n int, offset, size int64) (int64, error) {
+	if a.closed {
+		return 0, errors.New("add file part to archive: writer is closed")
+	}
+	if a.err != nil {
+		return 0, fmt.Errorf("add file part to archive: earlier failure: %w", a.err)
+	}
+	entry := PartName(name, n)
+	if reason := checkName(entry); reason != "" {
+		return 0, fmt.Errorf("add %q to archive: invalid name: %s", entry, reason)
+	}
+	if _, dup := a.names[entry]; dup {
+		return 0, fmt.Errorf("add %q to archive: duplicate name", entry)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("add %q to archive: %w", entry, err)
+	}
+	defer f.Close()
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: entry, Size: size, Mode: 0o600, ModTime: time.Now().Truncate(time.Second)}
+	if err := a.tw.WriteHeader(hdr); err != nil {
+		a.err = err
+		return 0, fmt.Errorf("add %q to archive: write header: %w", entry, err)
+	}
+	a.names[entry] = struct{}{}
+	bufp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bufp)
+	copied, err := io.CopyBuffer(struct{ io.Writer }{a.tw}, struct{ io.Reader }{io.NewSectionReader(f, offset, size)}, *bufp)
+	a.raw += copied
+	if err == nil && copied < size {
+		err = fmt.Errorf("file part shorter than announced (%d of %d bytes): %w", copied, size, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		a.err = err
+		return copied, fmt.Errorf("add %q to archive: %w", entry, err)
+	}
+	return copied, nil
+}
