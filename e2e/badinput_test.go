@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // requireOneLineError asserts a failed command with a single-line error on stderr containing want.
@@ -167,4 +168,23 @@ func TestFeaturesDefaultBuild(t *testing.T) {
 	require.Equal(t, 0, r.code, r.String())
 	assert.Regexp(t, `dump-cmd\s+yes`, r.stdout)
 	assert.Regexp(t, `restore-handler\s+yes`, r.stdout)
+}
+
+// TestDumpDiskFull: a dump onto a full file system fails clearly, removes its partial files and
+// leaves the workload running.
+func TestDumpDiskFull(t *testing.T) {
+	requireE2E(t)
+	small := t.TempDir()
+	require.NoError(t, unix.Mount("tmpfs", small, "tmpfs", 0, "size=96k"))
+	t.Cleanup(func() { _ = unix.Unmount(small, unix.MNT_DETACH) })
+	d := startDaemon(t, cedanaBin)
+	w := startCounter(t, false)
+	for _, codec := range []string{"none", "zstd"} {
+		r := d.cli("dump", "process", strconv.Itoa(w.pid), "--dir", small, "--name", "full", "--compression", codec)
+		requireOneLineError(t, r, "No space left on device")
+		assert.Empty(t, entries(small), "partial files removed (%s)", codec)
+		assert.True(t, w.running(), "the workload keeps running (%s)", codec)
+		before := readCounter(w.counter)
+		require.Eventually(t, func() bool { return readCounter(w.counter) > before }, 5*time.Second, 20*time.Millisecond, "and counting")
+	}
 }
