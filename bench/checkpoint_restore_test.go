@@ -330,11 +330,12 @@ type workload struct {
 }
 
 // startWorkload starts memhog holding mib MiB in its own session (so that CRIU needs no
-// --shell-job), stdio on /dev/null, and waits until it has touched all its memory.
-func (e *env) startWorkload(mib int) (*workload, error) {
+// --shell-job), stdio on /dev/null, and waits until it has touched all its memory. args are more
+// memhog flags (e.g. -mode compressible).
+func (e *env) startWorkload(mib int, args ...string) (*workload, error) {
 	e.seq++
 	ready := filepath.Join(e.tmp, fmt.Sprintf("ready-%d", e.seq))
-	cmd := exec.Command(e.memhog, "-mib", strconv.Itoa(mib), "-ready", ready)
+	cmd := exec.Command(e.memhog, append([]string{"-mib", strconv.Itoa(mib), "-ready", ready}, args...)...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// stdio stays on /dev/null: a pipe to us would be an external resource CRIU refuses to dump.

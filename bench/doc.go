@@ -6,11 +6,29 @@
 // it starts and with the raw `criu dump`/`criu restore` CLI, and prints the median wall times and
 // the cedana/raw ratios against the 1.05x target.
 //
+// BenchmarkCompression measures compressed checkpoints of a process holding 1 GiB of random
+// (incompressible) memory and of 1 GiB of compressible memory (memhog -mode compressible, a counter
+// pattern that fast zstd shrinks ~5.7x and lz4 ~2.6x). For each kind it prints one table with the
+// median wall time, CRIU's frozen time (its stats-dump; cedana's stats.frozen), the stored size and
+// the ratios of: the raw `criu dump` into a directory; `cedana dump process --compression none`,
+// `zstd` and `lz4`; the sequential design (the raw criu dump, then archive.WriteDir of the images
+// with the same codec and every core into a file on the same file system, timed together); and
+// compressing a raw dump's images alone (archive.WriteDir only). It checks the target: a
+// compressed cedana dump takes at most 1.15x max(raw criu dump, compressing alone) and less than
+// the sequential design. It also shows where cedana's time goes (its stats.phases) and times the
+// restores from the zstd and lz4 archives against `criu restore` of the raw dump. One iteration
+// runs six workloads, in an order rotated per iteration; every image directory and archive is
+// removed before the next workload starts. The default run (1 GiB, 3 iterations) takes ~5-6
+// minutes on 2 cores; `go test ./bench -run '^$' -bench Compression -benchtime 1x -v` runs it
+// alone.
+//
 // Environment:
 //
-//	CEDANA_BENCH_ITER        timed iterations per size (default 3)
-//	CEDANA_BENCH_WARMUP      untimed warm-up iterations per size (default 1)
-//	CEDANA_BENCH_SIZES       comma-separated sizes in MiB (default 256,1024)
+//	CEDANA_BENCH_ITER        timed iterations per size (and data kind) (default 3)
+//	CEDANA_BENCH_WARMUP      untimed warm-up iterations per size (default 1); BenchmarkCompression:
+//	                         untimed rounds of every step at 64 MiB before the timed ones
+//	CEDANA_BENCH_SIZES       comma-separated sizes in MiB (default 256,1024; BenchmarkCompression 1024)
+//	CEDANA_BENCH_KINDS       BenchmarkCompression's data kinds: random, compressible (default both)
 //	CEDANA_BENCH_IMAGE_DIR   parent of the image directories (default a fresh dir in /dev/shm)
 //	CEDANA_BENCH_DAEMON_LOG  file that keeps the daemon's log (default: a temporary file)
 //	CEDANA_BENCH_ENFORCE     "1": fail when a ratio misses the target
