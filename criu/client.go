@@ -14,6 +14,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // swrkFD is the fd number of the RPC socket inside criu swrk.
@@ -289,6 +291,10 @@ func startSwrk(bin string, call Call) (*swrk, error) {
 		sock.Close()
 		return nil, fmt.Errorf("starting %s swrk: %w", bin, err)
 	}
+	// CRIU runs at normal priority even when the caller runs niced (as the daemon does, so that
+	// its compression never slows a dump down); restored processes inherit it. It waits for the
+	// request, so it is reset before it does any work.
+	_ = sysinfo.SetPriority(cmd.Process.Pid, sysinfo.Normal)
 	return &swrk{cmd: cmd, sock: sock, tail: tail}, nil
 }
 

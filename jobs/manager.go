@@ -108,6 +108,8 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 		_ = os.Remove(m.StdinPath(jid))
 		return store.Job{}, adapters.Precondition("cannot start %s: %w", path, err)
 	}
+	_ = sysinfo.SetPriority(cmd.Process.Pid, sysinfo.Normal) // not the daemon's background priority
+
 	job := store.Job{JID: jid, Type: "process", PID: cmd.Process.Pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: startTime(cmd.Process.Pid)}
 	if err := m.store.CreateJob(ctx, job); err != nil {
 		_ = cmd.Process.Kill()

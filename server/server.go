@@ -21,6 +21,7 @@ import (
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/sysinfo"
 	"github.com/cedana/cedana/version"
 )
 
@@ -50,6 +51,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer svc.close()
+	// The daemon's own work (compressing and uploading checkpoints, serving requests) yields the
+	// CPU to CRIU and the workloads: archiving while CRIU writes must not keep a workload frozen
+	// longer. CRIU and started jobs are set back to normal priority.
+	if err := sysinfo.LowerOwnPriority(sysinfo.Background); err != nil {
+		log.Warn("cannot lower the daemon's priority", "error", err)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle(daemonv1connect.NewDaemonServiceHandler(svc, connect.WithInterceptors(errorInterceptor{log: log})))
