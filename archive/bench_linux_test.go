@@ -4,6 +4,7 @@ package archive
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -75,25 +76,77 @@ func benchWorkers() []int {
 	return []int{1}
 }
 
+// benchWriteCase is one archive writer configuration of BenchmarkWrite.
+type benchWriteCase struct {
+	name  string
+	codec Codec
+	// comp, if set, builds the compressor instead of NewWriter.
+	comp func(w io.Writer, workers int) (compressor, error)
+}
+
+func benchWriteCases() []benchWriteCase {
+	var cases []benchWriteCase
+	for _, c := range archiveCodecs {
+		cases = append(cases, benchWriteCase{name: string(c), codec: c})
+	}
+	// The zstd stream encoder mode that NewWriter does not use, for
+	// comparison.
+	alt := !zstdConcurrentBlocks
+	name := "zstd-no-concurrent-blocks"
+	if alt {
+		name = "zstd-concurrent-blocks"
+	}
+	cases = append(cases, benchWriteCase{name: name, codec: Zstd, comp: func(w io.Writer, workers int) (compressor, error) {
+		return newZstdWriter(w, workers, alt)
+	}})
+	return cases
+}
+
+// writeBench archives every file of dir like WriteDir.
+func writeBench(b *testing.B, dir string, out io.Writer, tc benchWriteCase, workers int) int64 {
+	var a *Writer
+	if tc.comp == nil {
+		var err error
+		if a, err = NewWriter(out, tc.codec, workers); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		comp, err := tc.comp(out, workers)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a = newWriterWith(comp, tc.codec)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, err := a.AddFile(filepath.Join(dir, e.Name()), e.Name()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return a.RawBytes()
+}
+
 // BenchmarkWrite measures archive creation throughput (MB/s of checkpoint
 // data) for every codec with one worker and with all cores. It also reports
 // the compression ratio and "cores", the CPU time used per wall-clock time,
 // which shows whether a codec really runs on several cores.
 func BenchmarkWrite(b *testing.B) {
 	dir := benchCheckpoint(b)
-	for _, c := range archiveCodecs {
+	for _, tc := range benchWriteCases() {
 		for _, workers := range benchWorkers() {
-			b.Run(fmt.Sprintf("%s/workers=%d", c, workers), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/workers=%d", tc.name, workers), func(b *testing.B) {
 				b.SetBytes(2 * benchHalf)
 				var out countingWriter
 				cpu0, wall0 := cpuTime(b), time.Now()
 				for b.Loop() {
 					out.n = 0
-					raw, err := WriteDir(dir, &out, c, workers)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if raw != 2*benchHalf {
+					if raw := writeBench(b, dir, &out, tc, workers); raw != 2*benchHalf {
 						b.Fatalf("raw = %d", raw)
 					}
 				}

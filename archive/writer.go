@@ -15,8 +15,10 @@ import (
 //
 // Compression uses fast settings and runs on up to workers cores where the
 // codec allows it:
-//   - zstd: SpeedFastest, with workers concurrent block encoders
-//     (WithEncoderConcurrency and WithConcurrentBlocks);
+//   - zstd: SpeedFastest with WithEncoderConcurrency(workers); for a stream
+//     this only overlaps encoding a block with writing the previous one, so
+//     zstd runs on about one core (the library's parallel
+//     WithConcurrentBlocks mode was measured slower, see BenchmarkWrite);
 //   - lz4: the default fast level, with lz4.ConcurrencyOption(workers);
 //   - gzip: BestSpeed; with workers > 1 the stream is cut into 1 MiB blocks
 //     compressed in parallel by github.com/klauspost/pgzip (a standard,
@@ -48,12 +50,17 @@ func NewWriter(w io.Writer, c Codec, workers int) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new %s archive writer: %w", c, err)
 	}
+	return newWriterWith(comp, c), nil
+}
+
+// newWriterWith returns a Writer over an already configured compressor.
+func newWriterWith(comp compressor, c Codec) *Writer {
 	return &Writer{
 		codec: c,
 		comp:  comp,
 		tw:    tar.NewWriter(comp),
 		names: make(map[string]struct{}),
-	}, nil
+	}
 }
 
 // AddFile adds the regular file at path to the archive under name, which must
