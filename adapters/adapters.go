@@ -38,6 +38,8 @@ type Opts struct {
 	DaemonPID int
 	// Log is the request's logger.
 	Log *slog.Logger
+	// Progress receives how far long phases have come; nil when nobody watches.
+	Progress *Progress
 }
 
 // Handler handles one request of type Req, filling Resp.

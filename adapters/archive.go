@@ -62,7 +62,8 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		if err != nil {
 			return Precondition("%w", err)
 		}
-		arch, err := startArchiver(opts.ImageDir, out, codec, opts.Workers)
+		opts.Progress.Start("archive", 0)
+		arch, err := startArchiver(opts.ImageDir, out, codec, opts.Workers, opts.Progress)
 		if err != nil {
 			out.abort()
 			return err
@@ -143,7 +144,8 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 			stored = info.Size()
 		}
 		start := time.Now()
-		raw, err := archive.Extract(bufio.NewReaderSize(src, 1<<20), tmp, opts.Workers)
+		opts.Progress.Start(phase, stored)
+		raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, opts.Progress}, 1<<20), tmp, opts.Workers)
 		src.Close()
 		observe(resp.Stats, phase, start)
 		if err != nil {

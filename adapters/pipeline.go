@@ -27,7 +27,8 @@ const partSize = 32 << 20
 // Whatever is left when CRIU is done (the metadata, the log, the tail of the pages) follows in
 // finish. Compression thus overlaps the dump instead of following it.
 type archiver struct {
-	dir  string
+	progress *Progress // counts the image bytes archived
+	dir      string
 	w    *archive.Writer
 	out  sink
 	stop chan struct{}
@@ -48,13 +49,13 @@ type grown struct {
 }
 
 // startArchiver starts archiving dir into out while CRIU writes it.
-func startArchiver(dir string, out sink, codec archive.Codec, workers int) (*archiver, error) {
+func startArchiver(dir string, out sink, codec archive.Codec, workers int, progress *Progress) (*archiver, error) {
 	w, err := archive.NewWriter(out, codec, workers)
 	if err != nil {
 		return nil, err
 	}
 	a := &archiver{
-		dir: dir, w: w, out: out, stop: make(chan struct{}), done: make(chan error, 1),
+		progress: progress, dir: dir, w: w, out: out, stop: make(chan struct{}), done: make(chan error, 1),
 		closed: map[string]bool{}, added: map[string]int64{}, followed: map[string]*grown{}, notify: -1,
 	}
 	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
@@ -146,6 +147,7 @@ func (a *archiver) archiveReady(all bool) error {
 			return err
 		}
 		a.added[name] = n
+		a.progress.Add(n)
 	}
 	return nil
 }
@@ -169,6 +171,7 @@ func (a *archiver) followPages(path, name string, closed bool) error {
 		if _, err := a.w.AddFilePart(path, name, g.parts, g.offset, partSize); err != nil {
 			return err
 		}
+		a.progress.Add(partSize)
 		g.offset += partSize
 		g.parts++
 	}
@@ -177,6 +180,7 @@ func (a *archiver) followPages(path, name string, closed bool) error {
 			if _, err := a.w.AddFilePart(path, name, g.parts, g.offset, rest); err != nil {
 				return err
 			}
+			a.progress.Add(rest)
 			g.offset += rest
 			g.parts++
 		}

@@ -24,6 +24,16 @@ func FuzzExtract(f *testing.F) {
 		buildTar(f, tarEntry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "null", Devmajor: 1, Devminor: 3}}),
 		buildTar(f, regular("dup", "1"), regular("dup", "2")),
 		buildTar(f, regular(".", "x")),
+		// Files archived in parts (see PartName): out of order, missing
+		// part 0, clashing with a whole file, degenerate base names.
+		buildTar(f, regular(PartName("p.img", 1), "b"), regular(PartName("p.img", 0), "a")),
+		buildTar(f, regular(PartName("p.img", 0), "a"), regular("p.img", "whole")),
+		buildTar(f, regular(PartName(".", 0), "a"), regular(PartName("..", 0), "a")),
+	}
+	// A valid archive with a file in parts and another file between them.
+	parts := buildTar(f, regular(PartName("pages-1.img", 0), "abc"), regular("core.img", "c"), regular(PartName("pages-1.img", 1), "def"))
+	for _, c := range archiveCodecs {
+		f.Add(compress(f, c, parts))
 	}
 	for _, c := range archiveCodecs {
 		f.Add(compress(f, c, valid))

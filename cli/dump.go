@@ -69,7 +69,10 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 	if err := leaf.FillDump(req); err != nil {
 		return err
 	}
+	var stopProgress func()
+	req.OperationId, stopProgress = watchProgress(ctx, g, env, client)
 	resp, err := client.Dump(ctx, req)
+	stopProgress()
 	if err != nil {
 		return err
 	}

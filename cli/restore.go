@@ -77,7 +77,10 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 		}
 		return restoreInProcess(ctx, cfg, env, req)
 	}
+	var stopProgress func()
+	req.OperationId, stopProgress = watchProgress(ctx, g, env, client)
 	resp, err := client.Restore(ctx, req)
+	stopProgress()
 	if err != nil {
 		return err
 	}

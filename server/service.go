@@ -23,10 +23,11 @@ import (
 
 // service implements DaemonService.
 type service struct {
-	cfg  config.Config
-	opts adapters.Opts
-	log  *slog.Logger
-	jobs *jobs.Manager
+	cfg      config.Config
+	opts     adapters.Opts
+	log      *slog.Logger
+	jobs     *jobs.Manager
+	progress progressBoard
 }
 
 var _ daemonv1connect.DaemonServiceHandler = (*service)(nil)
@@ -91,6 +92,8 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 	resp := &daemonv1.DumpResponse{}
 	opts := s.opts
 	opts.Log = s.log.With("op", "dump", "type", req.Type)
+	opts.Progress = s.progress.start(req.OperationId)
+	defer s.progress.finish(req.OperationId, opts.Progress)
 	if err := chain(ctx, opts, req, resp); err != nil {
 		return nil, err
 	}
@@ -120,6 +123,8 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	resp := &daemonv1.RestoreResponse{}
 	opts := s.opts
 	opts.Log = s.log.With("op", "restore", "path", req.Path)
+	opts.Progress = s.progress.start(req.OperationId)
+	defer s.progress.finish(req.OperationId, opts.Progress)
 	if err := chain(ctx, opts, req, resp); err != nil {
 		return nil, err
 	}

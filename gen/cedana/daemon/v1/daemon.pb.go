@@ -482,7 +482,9 @@ type DumpRequest struct {
 	Jid string `protobuf:"bytes,6,opt,name=jid,proto3" json:"jid,omitempty"`
 	// none (a directory), tar, gzip, lz4, zlib or zstd (one archive <dir>/<name>.tar[.gz|.lz4|.zlib|.zst]);
 	// defaults to the daemon's checkpoint.compression.
-	Compression   string `protobuf:"bytes,7,opt,name=compression,proto3" json:"compression,omitempty"`
+	Compression string `protobuf:"bytes,7,opt,name=compression,proto3" json:"compression,omitempty"`
+	// A client-chosen ID under which WatchProgress reports this dump's progress.
+	OperationId   string `protobuf:"bytes,8,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -562,6 +564,13 @@ func (x *DumpRequest) GetJid() string {
 func (x *DumpRequest) GetCompression() string {
 	if x != nil {
 		return x.Compression
+	}
+	return ""
+}
+
+func (x *DumpRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
 	}
 	return ""
 }
@@ -652,7 +661,9 @@ type RestoreRequest struct {
 	Details *Details `protobuf:"bytes,4,opt,name=details,proto3" json:"details,omitempty"`
 	// Restore this managed job: from path, or else from its latest checkpoint; the job runs again
 	// under the same JID.
-	Jid           string `protobuf:"bytes,5,opt,name=jid,proto3" json:"jid,omitempty"`
+	Jid string `protobuf:"bytes,5,opt,name=jid,proto3" json:"jid,omitempty"`
+	// A client-chosen ID under which WatchProgress reports this restore's progress.
+	OperationId   string `protobuf:"bytes,6,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -718,6 +729,13 @@ func (x *RestoreRequest) GetDetails() *Details {
 func (x *RestoreRequest) GetJid() string {
 	if x != nil {
 		return x.Jid
+	}
+	return ""
+}
+
+func (x *RestoreRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
 	}
 	return ""
 }
@@ -2554,6 +2572,126 @@ func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
 	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
+// WatchProgressRequest names the operation to follow.
+type WatchProgressRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operation_id of a Dump or Restore request.
+	OperationId   string `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchProgressRequest) Reset() {
+	*x = WatchProgressRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchProgressRequest) ProtoMessage() {}
+
+func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchProgressRequest.ProtoReflect.Descriptor instead.
+func (*WatchProgressRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *WatchProgressRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+// WatchProgressResponse is where an operation stands.
+type WatchProgressResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What it is doing: "archive" (a dump's images being compressed or uploaded), "download" or
+	// "decompress" (a restore's checkpoint being fetched).
+	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
+	// Bytes done in this phase.
+	DoneBytes int64 `protobuf:"varint,2,opt,name=done_bytes,json=doneBytes,proto3" json:"done_bytes,omitempty"`
+	// Bytes the phase will take, when known (0 otherwise).
+	TotalBytes int64 `protobuf:"varint,3,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	// The operation is over; the last message.
+	Finished      bool `protobuf:"varint,4,opt,name=finished,proto3" json:"finished,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchProgressResponse) Reset() {
+	*x = WatchProgressResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchProgressResponse) ProtoMessage() {}
+
+func (x *WatchProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchProgressResponse.ProtoReflect.Descriptor instead.
+func (*WatchProgressResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *WatchProgressResponse) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *WatchProgressResponse) GetDoneBytes() int64 {
+	if x != nil {
+		return x.DoneBytes
+	}
+	return 0
+}
+
+func (x *WatchProgressResponse) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *WatchProgressResponse) GetFinished() bool {
+	if x != nil {
+		return x.Finished
+	}
+	return false
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
@@ -2600,7 +2738,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06frozen\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06frozen\x1aT\n" +
 	"\vPhasesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\xe3\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\x86\x02\n" +
 	"\vDumpRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x12\n" +
@@ -2608,20 +2746,22 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04criu\x18\x04 \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x123\n" +
 	"\adetails\x18\x05 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
 	"\x03jid\x18\x06 \x01(\tR\x03jid\x12 \n" +
-	"\vcompression\x18\a \x01(\tR\vcompression\"\xb4\x01\n" +
+	"\vcompression\x18\a \x01(\tR\vcompression\x12!\n" +
+	"\foperation_id\x18\b \x01(\tR\voperationId\"\xb4\x01\n" +
 	"\fDumpResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12<\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
 	"checkpoint\x12-\n" +
 	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\x12#\n" +
-	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\xb2\x01\n" +
+	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\xd5\x01\n" +
 	"\x0eRestoreRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x121\n" +
 	"\x04criu\x18\x03 \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x123\n" +
 	"\adetails\x18\x04 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
-	"\x03jid\x18\x05 \x01(\tR\x03jid\"\x90\x01\n" +
+	"\x03jid\x18\x05 \x01(\tR\x03jid\x12!\n" +
+	"\foperation_id\x18\x06 \x01(\tR\voperationId\"\x90\x01\n" +
 	"\x0fRestoreResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12<\n" +
 	"\n" +
@@ -2747,7 +2887,16 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x11WriteStdinRequest\x12\x10\n" +
 	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\x14\n" +
-	"\x12WriteStdinResponse2\x95\n" +
+	"\x12WriteStdinResponse\"9\n" +
+	"\x14WatchProgressRequest\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\x89\x01\n" +
+	"\x15WatchProgressResponse\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x1d\n" +
+	"\n" +
+	"done_bytes\x18\x02 \x01(\x03R\tdoneBytes\x12\x1f\n" +
+	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
+	"totalBytes\x12\x1a\n" +
+	"\bfinished\x18\x04 \x01(\bR\bfinished2\xf9\n" +
 	"\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
@@ -2762,7 +2911,8 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tDeleteJob\x12\".cedana.daemon.v1.DeleteJobRequest\x1a#.cedana.daemon.v1.DeleteJobResponse\x12M\n" +
 	"\x06Attach\x12\x1f.cedana.daemon.v1.AttachRequest\x1a .cedana.daemon.v1.AttachResponse0\x01\x12W\n" +
 	"\n" +
-	"WriteStdin\x12#.cedana.daemon.v1.WriteStdinRequest\x1a$.cedana.daemon.v1.WriteStdinResponse\x12f\n" +
+	"WriteStdin\x12#.cedana.daemon.v1.WriteStdinRequest\x1a$.cedana.daemon.v1.WriteStdinResponse\x12b\n" +
+	"\rWatchProgress\x12&.cedana.daemon.v1.WatchProgressRequest\x1a'.cedana.daemon.v1.WatchProgressResponse0\x01\x12f\n" +
 	"\x0fListCheckpoints\x12(.cedana.daemon.v1.ListCheckpointsRequest\x1a).cedana.daemon.v1.ListCheckpointsResponse\x12`\n" +
 	"\rGetCheckpoint\x12&.cedana.daemon.v1.GetCheckpointRequest\x1a'.cedana.daemon.v1.GetCheckpointResponse\x12i\n" +
 	"\x10DeleteCheckpoint\x12).cedana.daemon.v1.DeleteCheckpointRequest\x1a*.cedana.daemon.v1.DeleteCheckpointResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
@@ -2779,7 +2929,7 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
@@ -2821,18 +2971,20 @@ var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*AttachResponse)(nil),           // 37: cedana.daemon.v1.AttachResponse
 	(*WriteStdinRequest)(nil),        // 38: cedana.daemon.v1.WriteStdinRequest
 	(*WriteStdinResponse)(nil),       // 39: cedana.daemon.v1.WriteStdinResponse
-	nil,                              // 40: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 42: google.protobuf.Duration
+	(*WatchProgressRequest)(nil),     // 40: cedana.daemon.v1.WatchProgressRequest
+	(*WatchProgressResponse)(nil),    // 41: cedana.daemon.v1.WatchProgressResponse
+	nil,                              // 42: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 44: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
-	41, // 1: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	43, // 1: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	2,  // 3: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	42, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	40, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	42, // 6: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	44, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	42, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	44, // 6: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
 	0,  // 7: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	2,  // 8: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
 	3,  // 9: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
@@ -2848,17 +3000,17 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 19: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
 	20, // 20: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
 	2,  // 21: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	41, // 22: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	41, // 23: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 22: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	43, // 23: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	21, // 24: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	41, // 25: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	43, // 25: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 26: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
 	20, // 27: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
 	20, // 28: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
 	20, // 29: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
 	21, // 30: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
 	21, // 31: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	42, // 32: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	44, // 32: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
 	5,  // 33: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
 	7,  // 34: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
 	9,  // 35: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
@@ -2871,26 +3023,28 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	28, // 42: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
 	36, // 43: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
 	38, // 44: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	30, // 45: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	32, // 46: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	34, // 47: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	6,  // 48: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	8,  // 49: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	11, // 50: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	14, // 51: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	17, // 52: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	19, // 53: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	23, // 54: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	25, // 55: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	27, // 56: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	29, // 57: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	37, // 58: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	39, // 59: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	31, // 60: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	33, // 61: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	35, // 62: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	48, // [48:63] is the sub-list for method output_type
-	33, // [33:48] is the sub-list for method input_type
+	40, // 45: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	30, // 46: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	32, // 47: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	34, // 48: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	6,  // 49: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	8,  // 50: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	11, // 51: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	14, // 52: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	17, // 53: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	19, // 54: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	23, // 55: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	25, // 56: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	27, // 57: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	29, // 58: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	37, // 59: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	39, // 60: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	41, // 61: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	31, // 62: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	33, // 63: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	35, // 64: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	49, // [49:65] is the sub-list for method output_type
+	33, // [33:49] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
 	33, // [33:33] is the sub-list for extension extendee
 	0,  // [0:33] is the sub-list for field type_name
@@ -2909,7 +3063,7 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

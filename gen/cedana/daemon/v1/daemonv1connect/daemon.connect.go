@@ -61,6 +61,9 @@ const (
 	// DaemonServiceWriteStdinProcedure is the fully-qualified name of the DaemonService's WriteStdin
 	// RPC.
 	DaemonServiceWriteStdinProcedure = "/cedana.daemon.v1.DaemonService/WriteStdin"
+	// DaemonServiceWatchProgressProcedure is the fully-qualified name of the DaemonService's
+	// WatchProgress RPC.
+	DaemonServiceWatchProgressProcedure = "/cedana.daemon.v1.DaemonService/WatchProgress"
 	// DaemonServiceListCheckpointsProcedure is the fully-qualified name of the DaemonService's
 	// ListCheckpoints RPC.
 	DaemonServiceListCheckpointsProcedure = "/cedana.daemon.v1.DaemonService/ListCheckpoints"
@@ -98,6 +101,8 @@ type DaemonServiceClient interface {
 	Attach(context.Context, *v1.AttachRequest) (*connect.ServerStreamForClient[v1.AttachResponse], error)
 	// WriteStdin sends bytes to a job's standard input.
 	WriteStdin(context.Context, *v1.WriteStdinRequest) (*v1.WriteStdinResponse, error)
+	// WatchProgress streams the progress of a dump or restore that carries the operation ID.
+	WatchProgress(context.Context, *v1.WatchProgressRequest) (*connect.ServerStreamForClient[v1.WatchProgressResponse], error)
 	// ListCheckpoints lists the checkpoint catalog.
 	ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error)
 	// GetCheckpoint describes one checkpoint of the catalog.
@@ -189,6 +194,12 @@ func NewDaemonServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(daemonServiceMethods.ByName("WriteStdin")),
 			connect.WithClientOptions(opts...),
 		),
+		watchProgress: connect.NewClient[v1.WatchProgressRequest, v1.WatchProgressResponse](
+			httpClient,
+			baseURL+DaemonServiceWatchProgressProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("WatchProgress")),
+			connect.WithClientOptions(opts...),
+		),
 		listCheckpoints: connect.NewClient[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse](
 			httpClient,
 			baseURL+DaemonServiceListCheckpointsProcedure,
@@ -224,6 +235,7 @@ type daemonServiceClient struct {
 	deleteJob        *connect.Client[v1.DeleteJobRequest, v1.DeleteJobResponse]
 	attach           *connect.Client[v1.AttachRequest, v1.AttachResponse]
 	writeStdin       *connect.Client[v1.WriteStdinRequest, v1.WriteStdinResponse]
+	watchProgress    *connect.Client[v1.WatchProgressRequest, v1.WatchProgressResponse]
 	listCheckpoints  *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
 	getCheckpoint    *connect.Client[v1.GetCheckpointRequest, v1.GetCheckpointResponse]
 	deleteCheckpoint *connect.Client[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse]
@@ -333,6 +345,11 @@ func (c *daemonServiceClient) WriteStdin(ctx context.Context, req *v1.WriteStdin
 	return nil, err
 }
 
+// WatchProgress calls cedana.daemon.v1.DaemonService.WatchProgress.
+func (c *daemonServiceClient) WatchProgress(ctx context.Context, req *v1.WatchProgressRequest) (*connect.ServerStreamForClient[v1.WatchProgressResponse], error) {
+	return c.watchProgress.CallServerStream(ctx, connect.NewRequest(req))
+}
+
 // ListCheckpoints calls cedana.daemon.v1.DaemonService.ListCheckpoints.
 func (c *daemonServiceClient) ListCheckpoints(ctx context.Context, req *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error) {
 	response, err := c.listCheckpoints.CallUnary(ctx, connect.NewRequest(req))
@@ -386,6 +403,8 @@ type DaemonServiceHandler interface {
 	Attach(context.Context, *v1.AttachRequest, *connect.ServerStream[v1.AttachResponse]) error
 	// WriteStdin sends bytes to a job's standard input.
 	WriteStdin(context.Context, *v1.WriteStdinRequest) (*v1.WriteStdinResponse, error)
+	// WatchProgress streams the progress of a dump or restore that carries the operation ID.
+	WatchProgress(context.Context, *v1.WatchProgressRequest, *connect.ServerStream[v1.WatchProgressResponse]) error
 	// ListCheckpoints lists the checkpoint catalog.
 	ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error)
 	// GetCheckpoint describes one checkpoint of the catalog.
@@ -473,6 +492,12 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(daemonServiceMethods.ByName("WriteStdin")),
 		connect.WithHandlerOptions(opts...),
 	)
+	daemonServiceWatchProgressHandler := connect.NewServerStreamHandlerSimple(
+		DaemonServiceWatchProgressProcedure,
+		svc.WatchProgress,
+		connect.WithSchema(daemonServiceMethods.ByName("WatchProgress")),
+		connect.WithHandlerOptions(opts...),
+	)
 	daemonServiceListCheckpointsHandler := connect.NewUnaryHandlerSimple(
 		DaemonServiceListCheckpointsProcedure,
 		svc.ListCheckpoints,
@@ -517,6 +542,8 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 			daemonServiceAttachHandler.ServeHTTP(w, r)
 		case DaemonServiceWriteStdinProcedure:
 			daemonServiceWriteStdinHandler.ServeHTTP(w, r)
+		case DaemonServiceWatchProgressProcedure:
+			daemonServiceWatchProgressHandler.ServeHTTP(w, r)
 		case DaemonServiceListCheckpointsProcedure:
 			daemonServiceListCheckpointsHandler.ServeHTTP(w, r)
 		case DaemonServiceGetCheckpointProcedure:
@@ -578,6 +605,10 @@ func (UnimplementedDaemonServiceHandler) Attach(context.Context, *v1.AttachReque
 
 func (UnimplementedDaemonServiceHandler) WriteStdin(context.Context, *v1.WriteStdinRequest) (*v1.WriteStdinResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.WriteStdin is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) WatchProgress(context.Context, *v1.WatchProgressRequest, *connect.ServerStream[v1.WatchProgressResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.WatchProgress is not implemented"))
 }
 
 func (UnimplementedDaemonServiceHandler) ListCheckpoints(context.Context, *v1.ListCheckpointsRequest) (*v1.ListCheckpointsResponse, error) {

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+)
+
+// progressDelay is how long an operation runs before its progress bar appears, so that quick ones
+// show none; CEDANA_PROGRESS_DELAY (a Go duration) changes it.
+const progressDelay = 500 * time.Millisecond
+
+// watchProgress returns an operation ID for a dump or restore and shows its progress on stderr
+// until stop is called, when stderr is a terminal (and text output was asked for). Otherwise it returns ""
+// and shows nothing: a pipe or a file gets no progress bar.
+func watchProgress(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) (string, func()) {
+	f, ok := env.Stderr.(*os.File)
+	if !ok || g.Output == "json" || !term.IsTerminal(int(f.Fd())) {
+		return "", func() {}
+	}
+	delay := progressDelay
+	if d, err := time.ParseDuration(env.Getenv("CEDANA_PROGRESS_DELAY")); err == nil {
+		delay = d
+	}
+	id := newOperationID()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		showProgress(ctx, f, client, id, delay)
+	}()
+	return id, func() { cancel(); <-done }
+}
+
+// showProgress renders the operation's progress as a bar of bytes (a spinner when the total is
+// unknown), from the first update that comes after delay.
+func showProgress(ctx context.Context, w io.Writer, client daemonv1connect.DaemonServiceClient, id string, delay time.Duration) {
+	stream, err := client.WatchProgress(ctx, &daemonv1.WatchProgressRequest{OperationId: id})
+	if err != nil {
+		return
+	}
+	defer stream.Close()
+	start := time.Now()
+	var bar *progressbar.ProgressBar
+	phase := ""
+	for stream.Receive() {
+		msg := stream.Msg()
+		if msg.Finished || time.Since(start) < delay || msg.Phase == "" {
+			if msg.Finished {
+				break
+			}
+			continue
+		}
+		if bar == nil || msg.Phase != phase {
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			phase = msg.Phase
+			total := msg.TotalBytes
+			if total <= 0 {
+				total = -1 // a spinner
+			}
+			bar = progressbar.NewOptions64(total,
+				progressbar.OptionSetWriter(w),
+				progressbar.OptionSetDescription(phase),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionClearOnFinish(),
+			)
+		}
+		_ = bar.Set64(msg.DoneBytes)
+	}
+	if bar != nil {
+		_ = bar.Finish()
+	}
+}
+
+func newOperationID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
