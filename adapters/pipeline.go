@@ -29,10 +29,10 @@ const partSize = 32 << 20
 type archiver struct {
 	progress *Progress // counts the image bytes archived
 	dir      string
-	w    *archive.Writer
-	out  sink
-	stop chan struct{}
-	done chan error
+	w        *archive.Writer
+	out      sink
+	stop     chan struct{}
+	done     chan error
 
 	// Used by run, then (once run has returned) by finish.
 	closed   map[string]bool   // images CRIU has closed
