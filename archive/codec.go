@@ -227,7 +227,9 @@ func newCompressor(w io.Writer, c Codec, workers int) (compressor, error) {
 	case Zlib:
 		return asCompressor(zlib.NewWriterLevel(w, zlib.BestSpeed))
 	case Zstd:
-		return newZstdWriter(w, workers, zstdConcurrentBlocks)
+		// One encoder: on a stream, more only overlap encoding with writing, which measured
+		// 10-20% slower than one on 2 cores (see BenchmarkWrite).
+		return newZstdWriter(w, zstdWorkers, zstdConcurrentBlocks)
 	case None:
 		return nil, errors.New("compression none keeps the checkpoint directory: there is no archive to write")
 	}
@@ -243,6 +245,10 @@ func newCompressor(w io.Writer, c Codec, workers int) (compressor, error) {
 // incompressible pages). BenchmarkWrite measures both modes; re-evaluate on
 // machines with many cores.
 const zstdConcurrentBlocks = false
+
+// zstdWorkers is the concurrency of zstd streams, whatever the callers' workers: more measured
+// slower on 2 cores, for encoding and decoding alike. BenchmarkWrite measures it.
+const zstdWorkers = 1
 
 // newZstdWriter returns a SpeedFastest zstd encoder with workers-way
 // encoder concurrency. Without concurrentBlocks, klauspost/compress encodes
@@ -298,7 +304,7 @@ func newDecompressor(r io.Reader, c Codec, workers int) (decompressor, error) {
 		return asDecompressor(zlib.NewReader(r))
 	case Zstd:
 		zr, err := zstd.NewReader(r,
-			zstd.WithDecoderConcurrency(workers),
+			zstd.WithDecoderConcurrency(zstdWorkers),
 			zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxWindow(maxZstdWindow),
 		)

@@ -15,10 +15,10 @@ import (
 //
 // Compression uses fast settings and runs on up to workers cores where the
 // codec allows it:
-//   - zstd: SpeedFastest with WithEncoderConcurrency(workers); for a stream
-//     this only overlaps encoding a block with writing the previous one, so
-//     zstd runs on about one core (the library's parallel
-//     WithConcurrentBlocks mode was measured slower, see BenchmarkWrite);
+//   - zstd: SpeedFastest on one core whatever workers says: more concurrency
+//     only overlaps encoding with writing on a stream, and both that and the
+//     library's parallel WithConcurrentBlocks mode measured slower on 2 cores
+//     (see BenchmarkWrite);
 //   - lz4: the default fast level, with lz4.ConcurrencyOption(workers);
 //   - gzip: BestSpeed; with workers > 1 the stream is cut into 1 MiB blocks
 //     compressed in parallel by github.com/klauspost/pgzip (a standard,
