@@ -5,6 +5,7 @@ set -euo pipefail
 cedana=$(realpath "${1:-bin/cedana}")
 work=$(mktemp -d /tmp/cedana-demo.XXXXXX)
 export CEDANA_ADDRESS=$work/cedana.sock CEDANA_PROTOCOL=unix CEDANA_CHECKPOINT_DIR=$work/checkpoints
+export CEDANA_DB_PATH=$work/state/cedana.db CEDANA_JOBS_LOG_DIR=$work/logs
 daemon_pid="" workload_pid="" restored_pid=""
 cleanup() {
   [ -n "$restored_pid" ] && kill -9 "$restored_pid" 2>/dev/null || true
