@@ -128,6 +128,9 @@ func (m *Manager) StdinPath(jid string) string { return filepath.Join(m.logDir, 
 // the job never sees end-of-file.
 func (m *Manager) openStdin(jid string) (*os.File, error) {
 	path := m.StdinPath(jid)
+	if err := os.MkdirAll(m.logDir, 0o755); err != nil {
+		return nil, adapters.Precondition("cannot create the jobs' directory %s: %w", m.logDir, err)
+	}
 	_ = os.Remove(path)
 	if err := unix.Mkfifo(path, 0o600); err != nil {
 		return nil, adapters.Precondition("cannot create the job's stdin %s: %w", path, err)

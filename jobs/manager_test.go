@@ -1,0 +1,136 @@
+package jobs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/store"
+)
+
+func newManager(t *testing.T) *Manager {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "db"))
+	require.NoError(t, err)
+	m := New(st, filepath.Join(dir, "logs"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { m.Close(); st.Close() })
+	return m
+}
+
+func waitStatus(t *testing.T, m *Manager, jid string, want store.JobStatus) store.Job {
+	t.Helper()
+	var job store.Job
+	require.Eventually(t, func() bool {
+		var err error
+		job, err = m.store.GetJob(context.Background(), jid)
+		return err == nil && job.Status == want
+	}, 10*time.Second, 10*time.Millisecond, "job %s never became %s", jid, want)
+	return job
+}
+
+func TestStartProcessRecordsExitCode(t *testing.T) {
+	tests := []struct {
+		name   string
+		script string
+		code   int
+	}{
+		{"success", "exit 0", 0},
+		{"failure", "exit 42", 42},
+		{"killed by a signal", "kill -TERM $$", 128 + int(syscall.SIGTERM)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newManager(t)
+			job, err := m.StartProcess(context.Background(), "", "", "sh", []string{"-c", "echo out; echo err >&2; " + tt.script}, nil, "", nil)
+			require.NoError(t, err)
+			assert.Regexp(t, `^[a-z]+-[a-z]+-[0-9a-f]{4}$`, job.JID)
+			job = waitStatus(t, m, job.JID, store.JobHalted)
+			require.NotNil(t, job.ExitCode)
+			assert.Equal(t, tt.code, *job.ExitCode)
+			assert.Equal(t, filepath.Join(m.logDir, job.JID+".log"), job.Log)
+		})
+	}
+}
+
+func TestStartProcessBadInput(t *testing.T) {
+	m := newManager(t)
+	_, err := m.StartProcess(context.Background(), "", "", "/nonexistent/program", nil, nil, "", nil)
+	assert.ErrorIs(t, err, adapters.ErrNotFound)
+	_, err = m.StartProcess(context.Background(), "../escape", "", "true", nil, nil, "", nil)
+	assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+	list, err := m.store.ListJobs(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, list, "no job recorded")
+
+	_, err = m.StartProcess(context.Background(), "taken", "", "sleep", []string{"5"}, nil, "", nil)
+	require.NoError(t, err)
+	_, err = m.StartProcess(context.Background(), "taken", "", "true", nil, nil, "", nil)
+	assert.ErrorIs(t, err, adapters.ErrAlreadyExists)
+	_, err = m.Signal(context.Background(), "taken", syscall.SIGKILL)
+	require.NoError(t, err)
+	waitStatus(t, m, "taken", store.JobHalted)
+	_, err = m.Signal(context.Background(), "taken", syscall.SIGKILL)
+	assert.ErrorIs(t, err, adapters.ErrFailedPrecondition, "a dead job cannot be signalled")
+}
+
+func TestAdoptAndReconcile(t *testing.T) {
+	m := newManager(t)
+	cmd := exec.Command("sleep", "30")
+	require.NoError(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+
+	job, err := m.Adopt(context.Background(), "process", "adopted", cmd.Process.Pid, nil)
+	require.NoError(t, err)
+	assert.Equal(t, store.JobRunning, job.Status)
+	assert.True(t, Running(job))
+
+	// A job recorded as running whose process is gone is halted by Reconcile, exit code unknown.
+	require.NoError(t, m.store.CreateJob(context.Background(), store.Job{JID: "ghost", Type: "process", PID: 1 << 22, Status: store.JobRunning}))
+	require.NoError(t, m.Reconcile(context.Background()))
+	ghost := waitStatus(t, m, "ghost", store.JobHalted)
+	assert.Nil(t, ghost.ExitCode)
+
+	require.NoError(t, cmd.Process.Kill())
+	<-done
+	adopted := waitStatus(t, m, "adopted", store.JobHalted)
+	assert.Nil(t, adopted.ExitCode, "not our child: the exit code cannot be known")
+}
+
+func TestLock(t *testing.T) {
+	m := newManager(t)
+	unlock, err := m.Lock("job:a", "job a")
+	require.NoError(t, err)
+	_, err = m.Lock("job:a", "job a")
+	assert.ErrorIs(t, err, adapters.ErrBusy)
+	assert.ErrorContains(t, err, "job a is busy")
+	other, err := m.Lock("job:b", "job b")
+	require.NoError(t, err, "other jobs are not blocked")
+	other()
+	unlock()
+	again, err := m.Lock("job:a", "job a")
+	require.NoError(t, err)
+	again()
+}
+
+func TestWriteStdin(t *testing.T) {
+	m := newManager(t)
+	out := filepath.Join(t.TempDir(), "out")
+	job, err := m.StartProcess(context.Background(), "reader", out, "sh", []string{"-c", "read line; echo got $line; exit 5"}, nil, "", nil)
+	require.NoError(t, err)
+	require.NoError(t, m.WriteStdin(context.Background(), job.JID, []byte("hello\n")))
+	job = waitStatus(t, m, job.JID, store.JobHalted)
+	require.NotNil(t, job.ExitCode)
+	assert.Equal(t, 5, *job.ExitCode)
+	assert.ErrorIs(t, m.WriteStdin(context.Background(), job.JID, []byte("x")), adapters.ErrFailedPrecondition)
+}
