@@ -1,0 +1,93 @@
+package adapters_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/archive"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// imageWriter stands in for CRIU: it writes image files into opts.ImageDir, some while the
+// archiver watches, and can change one after closing it.
+func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		core := filepath.Join(opts.ImageDir, "core-1.img")
+		require.NoError(t, os.WriteFile(core, []byte("core"), 0o600))
+		big := make([]byte, 40<<20) // more than one part of a growing pages image
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "pages-1.img"), big, 0o600))
+		time.Sleep(100 * time.Millisecond) // the archiver takes the closed images now
+		if changeAfterClose {
+			f, err := os.OpenFile(core, os.O_APPEND|os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, _ = f.WriteString("changed")
+			require.NoError(t, f.Close())
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "inventory.img"), []byte("inv"), 0o600))
+		return nil
+	}
+}
+
+func archiveRequest(dir string) *daemonv1.DumpRequest {
+	return &daemonv1.DumpRequest{Type: "process", Dir: dir, Name: "ck", Compression: "zstd", Criu: &daemonv1.CriuOptions{}, Details: &daemonv1.Details{}}
+}
+
+// TestCompressCheckpoint: the images become one archive that extracts to the same files, and the
+// images are removed.
+func TestCompressCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	chain := imageWriter(t, false)
+	h := adapters.DumpHandler(chain).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
+	resp := &daemonv1.DumpResponse{}
+	require.NoError(t, h(context.Background(), testOpts(), archiveRequest(dir), resp))
+	assert.Equal(t, filepath.Join(dir, "ck.tar.zst"), resp.Path)
+	assert.Positive(t, resp.Stats.StoredBytes)
+	names, _ := os.ReadDir(dir)
+	require.Len(t, names, 1, "only the archive is left")
+
+	f, err := os.Open(resp.Path)
+	require.NoError(t, err)
+	defer f.Close()
+	out := t.TempDir()
+	_, err = archive.Extract(f, out, 2)
+	require.NoError(t, err)
+	got, err := os.ReadFile(filepath.Join(out, "pages-1.img"))
+	require.NoError(t, err)
+	assert.Len(t, got, 40<<20)
+	assert.Equal(t, byte(12345*7%256), got[12345])
+}
+
+// TestCompressCheckpointKeepsImages: when archiving fails after the dump stopped the workload, the
+// uncompressed checkpoint is kept where the error says.
+func TestCompressCheckpointKeepsImages(t *testing.T) {
+	dir := t.TempDir()
+	h := adapters.DumpHandler(imageWriter(t, true)).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
+	err := h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+	assert.ErrorContains(t, err, "core-1.img changed after it was archived")
+	kept := filepath.Join(dir, "ck")
+	assert.ErrorContains(t, err, "kept at "+kept)
+	assert.FileExists(t, filepath.Join(kept, "pages-1.img"))
+	assert.NoFileExists(t, filepath.Join(dir, "ck.tar.zst"))
+	assert.NoFileExists(t, filepath.Join(dir, "ck.tar.zst.partial"))
+
+	// With --leave-running the workload is fine: nothing is kept.
+	dir = t.TempDir()
+	req := archiveRequest(dir)
+	req.Criu.LeaveRunning = true
+	err = h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
+	assert.ErrorContains(t, err, "nothing was kept")
+	names, _ := os.ReadDir(dir)
+	assert.Empty(t, names)
+}
