@@ -36,7 +36,7 @@ func (c *FeaturesCmd) Run(g *Globals, env Env) error {
 	}
 	for _, rt := range list.KnownRuntimes {
 		if !features.DumpCmd.IsAvailable(rt) {
-			fmt.Fprintf(env.Stdout, "%s: not compiled in (build tag %s)\n", rt, features.BuildTag(rt))
+			fmt.Fprintf(env.Stdout, "%s: %s\n", rt, features.Absence(rt))
 		}
 	}
 	return nil

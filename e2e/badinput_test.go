@@ -149,7 +149,7 @@ func TestCustomBuildWithoutRuntime(t *testing.T) {
 
 	r = d.cli("features")
 	require.Equal(t, 0, r.code, r.String())
-	assert.Contains(t, r.stdout, "process: not compiled in (build tag runtimes.process)")
+	assert.Contains(t, r.stdout, "process: not compiled in: add build tag runtimes.process")
 	assert.NotContains(t, r.stdout, "yes")
 
 	// The daemon answers a request for the missing runtime with the same explanation.

@@ -195,21 +195,21 @@ func TestIfAvailableJoinsErrors(t *testing.T) {
 }
 
 func TestIfAvailableKnownButNotRegistered(t *testing.T) {
-	f := newFeature(t) // nothing registered: "runc" is known but not compiled in
+	f := newFeature(t) // nothing registered: "process" is known but not compiled in
 	called := false
 	err := f.IfAvailable(func(string, string) error {
 		called = true
 		return nil
-	}, features.Runc)
+	}, features.Process)
 	require.Error(t, err)
 	assert.False(t, called)
 	assert.ErrorIs(t, err, features.ErrUnavailable)
-	assert.Contains(t, err.Error(), "runtimes.runc", "the message names the build tag")
+	assert.Contains(t, err.Error(), "runtimes.process", "the message names the build tag")
 	assert.Contains(t, err.Error(), "test-feature", "the message names the feature")
 
 	var nc *features.NotCompiledInError
 	require.ErrorAs(t, err, &nc)
-	assert.Equal(t, features.Runc, nc.Runtime)
+	assert.Equal(t, features.Process, nc.Runtime)
 	assert.Equal(t, "test-feature", nc.Feature)
 }
 
@@ -238,7 +238,7 @@ func TestIfAvailableFilterMixesAvailableAndUnavailable(t *testing.T) {
 	assert.Equal(t, []string{"process"}, visited, "available runtimes still run")
 	assert.ErrorIs(t, err, features.ErrUnavailable)
 	assert.ErrorIs(t, err, errDo)
-	assert.Contains(t, err.Error(), "runtimes.containerd")
+	assert.Contains(t, err.Error(), "containerd runtime is not available in this version of cedana yet")
 	assert.Contains(t, err.Error(), `"bogus"`)
 }
 
@@ -283,9 +283,17 @@ func TestBuildTag(t *testing.T) {
 }
 
 func TestNotCompiledInError(t *testing.T) {
-	err := &features.NotCompiledInError{Runtime: "containerd", Feature: "dump-cmd"}
+	err := &features.NotCompiledInError{Runtime: "process", Feature: "dump-cmd"}
 	assert.ErrorIs(t, err, features.ErrUnavailable)
-	assert.Contains(t, err.Error(), "containerd")
+	assert.Contains(t, err.Error(), "process")
 	assert.Contains(t, err.Error(), "dump-cmd")
-	assert.Contains(t, err.Error(), "runtimes.containerd")
+	assert.Contains(t, err.Error(), "runtimes.process")
+
+	// A runtime that is planned but not written yet: no build tag would add it.
+	planned := &features.NotCompiledInError{Runtime: "containerd", Feature: "dump-cmd"}
+	assert.ErrorIs(t, planned, features.ErrUnavailable)
+	assert.Contains(t, planned.Error(), "containerd runtime is not available in this version of cedana yet")
+	assert.NotContains(t, planned.Error(), "runtimes.containerd")
+	assert.Equal(t, "planned: not available in this version yet", features.Absence("runc"))
+	assert.Equal(t, "not compiled in: add build tag runtimes.process", features.Absence("process"))
 }

@@ -45,7 +45,7 @@ func Report(ctx context.Context, criuBinary string) *daemonv1.HealthCheckRespons
 	for _, name := range features.KnownRuntimes {
 		rt := &daemonv1.RuntimeHealth{Name: name, CompiledIn: features.HealthCheck.IsAvailable(name)}
 		if !rt.CompiledIn {
-			rt.Detail = fmt.Sprintf("not compiled in (build tag %s)", features.BuildTag(name))
+			rt.Detail = features.Absence(name)
 		}
 		r.Runtimes = append(r.Runtimes, rt)
 	}
