@@ -58,7 +58,7 @@ func placeholder(runtime string) any {
 	field := reflect.StructField{
 		Name: "Missing" + strings.ToUpper(runtime[:1]) + runtime[1:],
 		Type: reflect.TypeOf(missingRuntimeCmd{}),
-		Tag: reflect.StructTag(`cmd:"" name:"` + runtime + `" help:"(` + features.Absence(runtime) + `)"`),
+		Tag:  reflect.StructTag(`cmd:"" name:"` + runtime + `" help:"(` + features.Absence(runtime) + `)"`),
 	}
 	v := reflect.New(reflect.StructOf([]reflect.StructField{field}))
 	v.Elem().Field(0).Addr().Interface().(*missingRuntimeCmd).runtime = runtime
