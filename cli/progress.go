@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -74,7 +75,9 @@ func showProgress(ctx context.Context, w io.Writer, client daemonv1connect.Daemo
 				progressbar.OptionSetDescription(phase),
 				progressbar.OptionShowBytes(true),
 				progressbar.OptionSetWidth(30),
-				progressbar.OptionClearOnFinish(),
+				// The finished bar stays, on a line of its own: a phase that is over by the time the
+				// first update arrives still shows.
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 			)
 		}
 		_ = bar.Set64(msg.DoneBytes)
