@@ -110,7 +110,8 @@ func TestDumpRestoreProcessTree(t *testing.T) {
 	// The daemon reaps its restored child when it exits: no zombie is left behind.
 	killTree(pid)
 	require.Eventually(t, func() bool { return pidGone(pid) }, 5*time.Second, 20*time.Millisecond, "restored process left as a zombie")
-	assert.Contains(t, d.log.String(), "restored process exited")
+	assert.Eventually(t, func() bool { return strings.Contains(d.log.String(), "restored process exited") }, 5*time.Second, 20*time.Millisecond,
+		"the daemon logs the exit of what it reaped")
 }
 
 // TestDumpLeaveRunning keeps the workload running, prints JSON, and a restore while the original
