@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -89,19 +90,24 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 }
 
 // keepImages handles a failed archive: when the dump stopped the workload, the images are its
-// only copy, so they are kept as an uncompressed checkpoint and the error says where.
+// only copy, so they are kept as an uncompressed checkpoint and the error says where. (They are
+// moved out of opts.ImageDir, which PrepareDumpDir removes on error.)
 func keepImages(opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse, cause error) error {
 	if req.Criu.GetLeaveRunning() {
 		return Precondition("%w (the workload is still running; nothing was kept)", cause)
 	}
-	kept := filepath.Join(filepath.Dir(opts.ImageDir), req.Name)
+	base := filepath.Join(filepath.Dir(opts.ImageDir), req.Name)
 	if _, remote, _ := storage.ParseURL(resp.Path); remote {
-		kept = filepath.Join(filepath.Dir(opts.ImageDir), "cedana-kept-"+req.Name)
+		base = filepath.Join(filepath.Dir(opts.ImageDir), "cedana-kept-"+req.Name)
 	}
-	if err := os.Rename(opts.ImageDir, kept); err != nil {
-		return Precondition("%w; the uncompressed checkpoint is in %s", cause, opts.ImageDir)
+	// <dir>/<name> may be taken (only <name>.tar... was checked): then a name beside it.
+	var renameErr error
+	for _, kept := range []string{base, fmt.Sprintf("%s.kept-%d", base, time.Now().UnixNano())} {
+		if renameErr = os.Rename(opts.ImageDir, kept); renameErr == nil {
+			return Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (restore it from there)", cause, kept)
+		}
 	}
-	return Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (restore it from there)", cause, kept)
+	return Precondition("%w; the workload was checkpointed and stopped, and its images could not be kept either: %w", cause, renameErr)
 }
 
 // FetchCheckpoint makes the checkpoint at req.Path available as a directory of images: a
@@ -138,10 +144,15 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 				}
 				return Precondition("%w", err)
 			}
-		} else if src, err = os.Open(req.Path); err != nil {
-			return Precondition("open checkpoint %s: %w", req.Path, err)
-		} else if info, err := os.Stat(req.Path); err == nil {
-			stored = info.Size()
+		} else {
+			f, err := os.Open(req.Path)
+			if err != nil {
+				return Precondition("open checkpoint %s: %w", req.Path, err)
+			}
+			if info, err := f.Stat(); err == nil {
+				stored = info.Size()
+			}
+			src = f
 		}
 		start := time.Now()
 		opts.Progress.Start(phase, stored)

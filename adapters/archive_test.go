@@ -82,6 +82,16 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(dir, "ck.tar.zst"))
 	assert.NoFileExists(t, filepath.Join(dir, "ck.tar.zst.partial"))
 
+	// <dir>/<name> already taken (only <name>.tar.zst is checked): kept beside it.
+	dir = t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "ck", "other"), 0o755))
+	err = h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	require.Error(t, err)
+	matches, _ := filepath.Glob(filepath.Join(dir, "ck.kept-*", "pages-1.img"))
+	require.Len(t, matches, 1, "kept beside the taken name")
+	assert.ErrorContains(t, err, "kept at "+filepath.Dir(matches[0]))
+	assert.DirExists(t, filepath.Join(dir, "ck", "other"), "the taken directory is left alone")
+
 	// With --leave-running the workload is fine: nothing is kept.
 	dir = t.TempDir()
 	req := archiveRequest(dir)

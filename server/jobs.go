@@ -247,7 +247,7 @@ func (s *service) recordCheckpoint(ctx context.Context, jid string, resp *daemon
 	id := store.NewCheckpointID()
 	ck := store.Checkpoint{ID: id, JID: jid, Path: resp.Path, Type: resp.Checkpoint.GetType(), Size: resp.Stats.GetStoredBytes(), Metadata: meta}
 	if err := s.jobs.Store().AddCheckpoint(ctx, ck); err != nil {
-		return fmt.Errorf("record checkpoint: %w", err)
+		return fmt.Errorf("checkpoint %s is complete but could not be recorded in the catalog: %w; restore it with --path %s", resp.Path, err, resp.Path)
 	}
 	resp.CheckpointId = id
 	return nil
