@@ -489,6 +489,9 @@ func (e *env) round(t tool, mib int, label string) (s sample, err error) {
 // tree is reparented to us (the subreaper) and reaped here, cedana's is the daemon's child and
 // the daemon reaps it.
 func (e *env) killRestored(t tool, pid int) error {
+	if pid <= 1 { // kill(0) would reach our own process group
+		return fmt.Errorf("no restored PID to kill (got %d)", pid)
+	}
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill restored %d: %w", pid, err)
 	}

@@ -307,8 +307,12 @@ func reapAll(pids ...int) {
 	}
 }
 
-// killTree kills pid and its descendants.
+// killTree kills pid and its descendants. It does nothing for pid ≤ 1: kill(0) would kill our own
+// process group (and the CI runner with it), kill(-1) everything, and PID 1 is init.
 func killTree(pid int) {
+	if pid <= 1 {
+		return
+	}
 	var all []int
 	queue := []int{pid}
 	for len(queue) > 0 {
