@@ -220,18 +220,24 @@ func TestCurl(t *testing.T) {
 }
 
 // TestShellJobDetected: a process started without its own session (as from a shell) is dumped as a
-// shell job without the user saying so, and restores.
+// shell job without the user saying so, and restores. The "shell" is a session leader of its own,
+// so that the test does not depend on the session it runs in (under CI's init it has none).
 func TestShellJobDetected(t *testing.T) {
 	requireE2E(t)
 	d := startDaemon(t, cedanaBin)
 	dir := t.TempDir()
 	w := &workload{counter: filepath.Join(dir, "counter"), tick: filepath.Join(dir, "tick"), exited: make(chan struct{})}
 	require.NoError(t, exec.Command("mkfifo", w.tick).Run())
-	w.cmd = exec.Command("bash", "-c", counterScript, w.counter, w.tick, "")
+	pidFile := filepath.Join(dir, "pid")
+	w.cmd = newSetsidCmd("bash", "-c", `bash -c "$1" "$2" "$3" "" & echo $! >"$0"; wait`, pidFile, counterScript, w.counter, w.tick)
 	require.NoError(t, w.cmd.Start())
-	w.pid = w.cmd.Process.Pid
 	go func() { _ = w.cmd.Wait(); close(w.exited) }()
-	t.Cleanup(func() { killTree(w.pid); killTree(w.restored) })
+	t.Cleanup(func() { killTree(w.cmd.Process.Pid); killTree(w.pid); killTree(w.restored) })
+	require.Eventually(t, func() bool {
+		data, _ := os.ReadFile(pidFile)
+		w.pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return w.pid > 0
+	}, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { return readCounter(w.counter) >= 2 }, 10*time.Second, 20*time.Millisecond)
 
 	path := dump(t, d, w)

@@ -74,6 +74,10 @@ func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
 		if slices.Contains(tree, opts.DaemonPID) {
 			return adapters.Invalid("refusing to dump PID %d: the cedana daemon is part of its tree", pid)
 		}
+		if p, ok := outsideSession(tree); ok {
+			return adapters.Precondition("process %d is in a session whose leader is outside this PID namespace (session ID 0), "+
+				"which CRIU cannot checkpoint: start the workload in its own session (setsid, or `cedana run process`)", p)
+		}
 		return next(ctx, opts, req, resp)
 	}
 }
@@ -101,6 +105,19 @@ func DescribeTree(next adapters.DumpHandler) adapters.DumpHandler {
 	}
 }
 
+// outsideSession returns the first process of tree whose session leader lies outside our PID
+// namespace (the kernel reports its session ID as 0), as happens to processes started by a
+// container's or VM's init that never called setsid.
+func outsideSession(tree []int) (int, bool) {
+	for _, pid := range tree {
+		if st, err := sysinfo.ReadStat(pid); err == nil && st.SID == 0 {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// needsShellJob reports whether CRIU must dump tree in shell-job mode.
 func needsShellJob(tree []int) bool {
 	for _, pid := range tree {
 		st, err := sysinfo.ReadStat(pid)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -118,4 +119,44 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func containsState(stat string, st byte) bool {
 	i := strings.LastIndexByte(stat, ')')
 	return i > 0 && i+2 < len(stat) && stat[i+2] == st
+}
+
+// inPIDNSEnv marks the re-run of a test inside a new PID namespace.
+const inPIDNSEnv = "CEDANA_TEST_IN_PIDNS"
+
+// TestCheckDumpPIDSessionOutsideNamespace: a process whose session leader is outside our PID
+// namespace (session ID 0, as under a VM's or container's init that never called setsid) is
+// refused with the fix named, instead of CRIU's failure after the freeze. The test re-runs itself
+// as PID 1 of a new PID namespace, where its own session ID reads 0.
+func TestCheckDumpPIDSessionOutsideNamespace(t *testing.T) {
+	if os.Getenv(inPIDNSEnv) == "" {
+		if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
+			t.Skip("needs root for a new PID namespace")
+		}
+		cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", os.Args[0],
+			"-test.run", "^TestCheckDumpPIDSessionOutsideNamespace$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), inPIDNSEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), "--- PASS: TestCheckDumpPIDSessionOutsideNamespace", "%s", out)
+		return
+	}
+	sid, err := unix.Getsid(0)
+	require.NoError(t, err)
+	require.Equal(t, 0, sid, "inside the new PID namespace our session leader is invisible")
+	pid := sleeper(t, false)
+	req := &daemonv1.DumpRequest{Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(pid)}}}
+	next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error {
+		t.Error("the dump went on")
+		return nil
+	}
+	err = CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
+	assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+	assert.ErrorContains(t, err, "session ID 0")
+	assert.ErrorContains(t, err, "setsid")
+
+	// In its own session it is accepted.
+	req.Details.Process.Pid = int32(sleeper(t, true))
+	next = func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error { return nil }
+	require.NoError(t, CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{}))
 }
