@@ -534,6 +534,13 @@ func (e *env) reapStrays() {
 
 // run runs a command and returns its stdout and stderr.
 func (e *env) run(environ []string, name string, args ...string) (stdout, stderr []byte, err error) {
+	stdout, stderr, _, err = e.runCPU(environ, name, args...)
+	return stdout, stderr, err
+}
+
+// runCPU is run that also returns the command's CPU time (user and system, with its waited-for
+// children's).
+func (e *env) runCPU(environ []string, name string, args ...string) (stdout, stderr []byte, cpu time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -545,7 +552,10 @@ func (e *env) run(environ []string, name string, args ...string) (stdout, stderr
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (killed after %s)", err, commandTimeout)
 	}
-	return out.Bytes(), bytes.TrimSpace(errb.Bytes()), err
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	return out.Bytes(), bytes.TrimSpace(errb.Bytes()), cpu, err
 }
 
 // response is the part of cedana's -o json dump and restore output that the benchmark reads.

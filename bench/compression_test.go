@@ -72,6 +72,9 @@ type compSample struct {
 	frozen time.Duration // CRIU's frozen time (stats-dump); zero where nothing was frozen
 	stored int64         // bytes of the directory or the archive
 	images int64         // bytes of the uncompressed images (raw_bytes for cedana)
+	// cpu is the CPU time (user+system, every process involved) the sample used: criu's for a
+	// raw dump, ours for compressing, the daemon's, its CRIU's and the CLI's for cedana.
+	cpu time.Duration
 	// cedana: stats.total as "total" and stats.phases; sequential: "criu_dump" and "compress".
 	phases map[string]time.Duration
 }
@@ -162,6 +165,7 @@ func BenchmarkCompression(b *testing.B) {
 					b.ReportMetric(m.targetRatio(c), c.codec().String()+"-vs-max(raw,alone)")
 					b.ReportMetric(m.seqRatio(c), c.codec().String()+"-vs-sequential")
 					b.ReportMetric(float64(m.rows[c].med)/1e6, c.codec().String()+"-dump-ms")
+					b.ReportMetric(m.boundRatio(c), c.codec().String()+"-vs-cpu-bound")
 				}
 				b.ReportMetric(float64(m.rows[cRaw].med)/1e6, "raw-dump-ms")
 				results = append(results, r)
@@ -246,6 +250,7 @@ func (e *env) runUnit(r *compResult, u compUnit, kind string, mib int, label str
 			}
 			s.phases = map[string]time.Duration{"criu_dump": s.wall, "compress": c.wall}
 			s.wall += c.wall
+			s.cpu += c.cpu
 			s.stored = c.stored
 			r.rows[row] = append(r.rows[row], s)
 			logf(row, s)
@@ -281,10 +286,10 @@ func (e *env) runUnit(r *compResult, u compUnit, kind string, mib int, label str
 	path := dir + codec.Extension()
 	defer os.RemoveAll(path)
 	defer os.RemoveAll(filepath.Join(e.images, "."+name+".images")) // a failed compressed dump's
-	start := time.Now()
-	stdout, stderr, err := e.run(e.cedanaEnv, e.cedana, "dump", "process", strconv.Itoa(pid),
+	start, daemon0 := time.Now(), processCPU(e.daemonPID)
+	stdout, stderr, cli, err := e.runCPU(e.cedanaEnv, e.cedana, "dump", "process", strconv.Itoa(pid),
 		"--dir", e.images, "--name", name, "--compression", string(codec), "-o", "json")
-	s := compSample{wall: time.Since(start)}
+	s := compSample{wall: time.Since(start), cpu: cli + processCPU(e.daemonPID) - daemon0}
 	if err != nil {
 		return fmt.Errorf("cedana dump --compression %s: %w: %s", codec, err, stderr)
 	}
@@ -332,8 +337,8 @@ func (e *env) rawDump(pid int, dir string) (compSample, error) {
 		return compSample{}, err
 	}
 	start := time.Now()
-	_, stderr, err := e.run(e.criuEnv, e.criu, "dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", "dump.log", "-v4")
-	s := compSample{wall: time.Since(start)}
+	_, stderr, cpu, err := e.runCPU(e.criuEnv, e.criu, "dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", "dump.log", "-v4")
+	s := compSample{wall: time.Since(start), cpu: cpu}
 	if err != nil {
 		return s, fmt.Errorf("criu dump: %w: %s%s", err, stderr, logErrors(filepath.Join(dir, "dump.log")))
 	}
@@ -361,7 +366,7 @@ func frozenTime(dir string) time.Duration {
 // 1 MiB buffer, then fsync), with codec and every core. The sample is timed from creating the file
 // to closing it.
 func compressDir(dir, path string, codec archive.Codec) (compSample, error) {
-	start := time.Now()
+	start, cpu0 := time.Now(), selfCPU()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return compSample{}, err
@@ -377,7 +382,7 @@ func compressDir(dir, path string, codec archive.Codec) (compSample, error) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	s := compSample{wall: time.Since(start), images: n}
+	s := compSample{wall: time.Since(start), images: n, cpu: selfCPU() - cpu0}
 	if err != nil {
 		return s, fmt.Errorf("archive %s with %s: %w", dir, codec, err)
 	}
@@ -481,7 +486,7 @@ func (s compStats) phases() map[string]time.Duration {
 type compSeries struct {
 	n                    int
 	med, lo, hi          time.Duration // wall
-	frozen               time.Duration
+	frozen, cpu          time.Duration
 	stored, images       int64
 	phases               map[string]time.Duration
 	restore              time.Duration
@@ -502,6 +507,7 @@ func (r *compResult) summarize() compSummary {
 			walls := pick(ss, func(s compSample) time.Duration { return s.wall })
 			s.med, s.lo, s.hi = median(walls), slices.Min(walls), slices.Max(walls)
 			s.frozen = median(pick(ss, func(s compSample) time.Duration { return s.frozen }))
+			s.cpu = median(pick(ss, func(s compSample) time.Duration { return s.cpu }))
 			s.stored = medianInt(pick(ss, func(s compSample) int64 { return s.stored }))
 			s.images = medianInt(pick(ss, func(s compSample) int64 { return s.images }))
 			s.phases = medianPhases(pick(ss, func(s compSample) map[string]time.Duration { return s.phases }))
@@ -535,6 +541,17 @@ func seq(c compRow) compRow {
 func (m compSummary) targetRatio(c compRow) float64 {
 	return ratio(m.rows[c].med, max(m.rows[cRaw].med, m.rows[alone(c)].med))
 }
+
+// bound is the least wall time any pipelined design can take on this machine: no less than the raw
+// dump or compressing alone, and no less than their CPU time shared out over every core (work
+// conservation: running both at once cannot use more cores than there are).
+func (m compSummary) bound(c compRow) time.Duration {
+	work := (m.rows[cRaw].cpu + m.rows[alone(c)].cpu) / time.Duration(runtime.NumCPU())
+	return max(m.rows[cRaw].med, m.rows[alone(c)].med, work)
+}
+
+// boundRatio is cedana's compressed dump over bound.
+func (m compSummary) boundRatio(c compRow) float64 { return ratio(m.rows[c].med, m.bound(c)) }
 
 // seqRatio is cedana's compressed dump over the sequential design.
 func (m compSummary) seqRatio(c compRow) float64 { return ratio(m.rows[c].med, m.rows[seq(c)].med) }
@@ -637,6 +654,35 @@ func verdictIf(ok bool) string {
 
 // printCompression prints one table per data kind and size, the breakdown, the target check and
 // the restores.
+// selfCPU is this process's CPU time.
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processCPU is the CPU time of pid and of its children it has waited for (the daemon's CRIU),
+// from /proc/<pid>/stat; 0 if unknown.
+func processCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 15 {
+		return 0
+	}
+	var ticks int64
+	for _, f := range fields[11:15] { // utime stime cutime cstime
+		n, _ := strconv.ParseInt(f, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
 func (e *env) printCompression(w io.Writer, results []*compResult, iters, warmup int, load0 string, elapsed time.Duration) {
 	criuVersion := "?"
 	if out, err := exec.Command(e.criu, "--version").Output(); err == nil {
@@ -662,7 +708,7 @@ func (e *env) printCompression(w io.Writer, results []*compResult, iters, warmup
 		}
 		fmt.Fprintf(w, ") ---\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "row\twall\tmin-max\twall/raw\tfrozen\tfrozen/raw\tstored\timages/stored\t")
+		fmt.Fprintln(tw, "row\twall\tmin-max\twall/raw\tCPU\tfrozen\tfrozen/raw\tstored\timages/stored\t")
 		for row := range numCompRows {
 			s := m.rows[row]
 			cr := "-"
@@ -673,20 +719,23 @@ func (e *env) printCompression(w io.Writer, results []*compResult, iters, warmup
 			if s.frozen > 0 {
 				fr = fmt.Sprintf("%.2fx", ratio(s.frozen, rawRow.frozen))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s-%s\t%.2fx\t%s\t%s\t%s\t%s\t\n", row, ms(s.med), ms(s.lo), ms(s.hi),
-				ratio(s.med, rawRow.med), optMs(s.frozen), fr, mibs(s.stored), cr)
+			fmt.Fprintf(tw, "%s\t%s\t%s-%s\t%.2fx\t%s\t%s\t%s\t%s\t%s\t\n", row, ms(s.med), ms(s.lo), ms(s.hi),
+				ratio(s.med, rawRow.med), ms(s.cpu), optMs(s.frozen), fr, mibs(s.stored), cr)
 		}
 		tw.Flush()
 
 		fmt.Fprintf(w, "\ntarget: cedana compressed dump <= %.2fx max(raw criu dump, compress-alone) and < sequential\n", compressionTarget)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "codec\tcedana\traw dump\tcompress alone\tcedana/max\t<= 1.15x\tsequential\tcedana/seq\t< seq\t")
+		fmt.Fprintln(tw, "codec\tcedana\traw dump\tcompress alone\tcedana/max\t<= 1.15x\tsequential\tcedana/seq\t< seq\tbound\tbound/max\tcedana/bound\t")
 		for _, c := range []compRow{cZstd, cLZ4} {
 			t, sq := m.targetRatio(c), m.seqRatio(c)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3fx\t%s\t%s\t%.3fx\t%s\t\n", c.codec(), ms(m.rows[c].med), ms(rawRow.med),
-				ms(m.rows[alone(c)].med), t, verdictIf(t <= compressionTarget), ms(m.rows[seq(c)].med), sq, verdictIf(sq < 1))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3fx\t%s\t%s\t%.3fx\t%s\t%s\t%.3fx\t%.3fx\t\n", c.codec(), ms(m.rows[c].med), ms(rawRow.med),
+				ms(m.rows[alone(c)].med), t, verdictIf(t <= compressionTarget), ms(m.rows[seq(c)].med), sq, verdictIf(sq < 1),
+				ms(m.bound(c)), ratio(m.bound(c), max(rawRow.med, m.rows[alone(c)].med)), m.boundRatio(c))
 		}
 		tw.Flush()
+		fmt.Fprintf(w, "bound: max(raw dump, compress alone, (their CPU time)/%d CPUs), the least a design running both at once can take here;\n", runtime.NumCPU())
+		fmt.Fprintf(w, "bound/max above %.2fx means the target cannot be met on this machine, whatever the design\n", compressionTarget)
 
 		fmt.Fprintf(w, "\nwhere the time goes (medians; cedana: CLI+RPC = wall - stats.total, phases from stats.phases):\n")
 		for _, row := range []compRow{cNone, cZstd, cLZ4} {
@@ -718,9 +767,10 @@ func (e *env) printCompression(w io.Writer, results []*compResult, iters, warmup
 	for _, r := range results {
 		m := r.summarize()
 		for _, c := range []compRow{cZstd, cLZ4} {
-			fmt.Fprintf(w, "  %-12s %-6s %-4s %s = %.3fx max(raw, alone) [%s], %.3fx sequential [%s], stored %.2fx smaller\n",
+			fmt.Fprintf(w, "  %-12s %-6s %-4s %s = %.3fx max(raw, alone) [%s], %.3fx sequential [%s], %.3fx the %d-CPU bound (itself %.3fx max), stored %.2fx smaller\n",
 				r.kind, sizeName(r.mib), c.codec(), secs(m.rows[c].med), m.targetRatio(c), verdictIf(m.targetRatio(c) <= compressionTarget),
-				m.seqRatio(c), verdictIf(m.seqRatio(c) < 1), float64(m.rows[c].images)/float64(max(m.rows[c].stored, 1)))
+				m.seqRatio(c), verdictIf(m.seqRatio(c) < 1), m.boundRatio(c), runtime.NumCPU(),
+				ratio(m.bound(c), max(m.rows[cRaw].med, m.rows[alone(c)].med)), float64(m.rows[c].images)/float64(max(m.rows[c].stored, 1)))
 		}
 	}
 	fmt.Fprintln(w)
