@@ -4,6 +4,7 @@ package adapters
 
 import (
 	"context"
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"log/slog"
 	"time"
 
@@ -40,6 +41,12 @@ type Opts struct {
 	Log *slog.Logger
 	// Progress receives how far long phases have come; nil when nobody watches.
 	Progress *Progress
+	// DumpCRIU are a runtime's additions to the CRIU dump request (a container's root, external
+	// mounts and namespaces, cgroups), applied in order by DumpWithCRIU; set by runtime middleware.
+	DumpCRIU []func(*rpc.CriuOpts)
+	// JobLog is the log of the job a restore brings back, for runtimes that connect their
+	// workload's output themselves (runc); "" outside job restores.
+	JobLog string
 }
 
 // Handler handles one request of type Req, filling Resp.
@@ -65,8 +72,8 @@ type DumpHandler = Handler[daemonv1.DumpRequest, daemonv1.DumpResponse]
 // RestoreHandler handles a restore.
 type RestoreHandler = Handler[daemonv1.RestoreRequest, daemonv1.RestoreResponse]
 
-// observe records the duration since start as the phase of stats.
-func observe(stats *daemonv1.Stats, phase string, start time.Time) {
+// Observe records the time since start as the phase's duration in stats (nil stats: nothing).
+func Observe(stats *daemonv1.Stats, phase string, start time.Time) {
 	if stats == nil {
 		return
 	}

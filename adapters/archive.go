@@ -75,7 +75,7 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		}
 		start := time.Now()
 		stored, err := arch.finish()
-		observe(resp.Stats, phase, start)
+		Observe(resp.Stats, phase, start)
 		if err != nil {
 			return keepImages(opts, req, resp, err)
 		}
@@ -158,7 +158,7 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 		opts.Progress.Start(phase, stored)
 		raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, opts.Progress}, 1<<20), tmp, opts.Workers)
 		src.Close()
-		observe(resp.Stats, phase, start)
+		Observe(resp.Stats, phase, start)
 		if err != nil {
 			return Invalid("checkpoint %s cannot be read: %w", req.Path, err)
 		}

@@ -38,9 +38,12 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	criuOpts.Pid = proto.Int32(pid)
 	criuOpts.LeaveRunning = proto.Bool(req.Criu.LeaveRunning)
 	criuOpts.LinkRemap = proto.Bool(req.Criu.LinkRemap)
+	for _, add := range opts.DumpCRIU {
+		add(criuOpts)
+	}
 	start := time.Now()
 	_, err = opts.CRIU.Dump(ctx, criuOpts, criu.Call{})
-	observe(resp.Stats, "criu_dump", start)
+	Observe(resp.Stats, "criu_dump", start)
 	if err != nil {
 		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
@@ -65,7 +68,7 @@ func RestoreWithCRIU(ctx context.Context, opts Opts, req *daemonv1.RestoreReques
 	criuOpts.RstSibling = proto.Bool(true)
 	start := time.Now()
 	out, err := opts.CRIU.Restore(ctx, criuOpts, criu.Call{})
-	observe(resp.Stats, "criu_restore", start)
+	Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
 		return criuFailure(err, opts.ImageDir, checkpoint.RestoreLog, "")
 	}

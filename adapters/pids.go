@@ -30,7 +30,7 @@ func WaitForFreePIDs(next RestoreHandler) RestoreHandler {
 				return err
 			}
 		}
-		observe(resp.Stats, "wait_pids", start)
+		Observe(resp.Stats, "wait_pids", start)
 		return next(ctx, opts, req, resp)
 	}
 }

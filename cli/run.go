@@ -49,7 +49,7 @@ func (c *RunCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env En
 	if c.Attach {
 		return attach(ctx, env, client, resp.Job.Jid, true)
 	}
-	return printResult(env, g, resp.Job, "Running managed process PID %d (job %s, log %s)\n", resp.Job.Pid, resp.Job.Jid, resp.Job.Log)
+	return printResult(env, g, resp.Job, "Running managed %s PID %d (job %s, log %s)\n", resp.Job.Type, resp.Job.Pid, resp.Job.Jid, resp.Job.Log)
 }
 
 // ManageCmd is `cedana manage <runtime> ...`.

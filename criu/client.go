@@ -285,7 +285,7 @@ func startSwrk(bin string, call Call) (*swrk, error) {
 	cmd.ExtraFiles = append([]*os.File{child}, call.ExtraFiles...)
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.Env = swrkEnv()
+	cmd.Env = Env()
 	cmd.WaitDelay = waitDelay
 	if err := cmd.Start(); err != nil {
 		sock.Close()
@@ -298,7 +298,7 @@ func startSwrk(bin string, call Call) (*swrk, error) {
 	return &swrk{cmd: cmd, sock: sock, tail: tail}, nil
 }
 
-// swrkEnv returns the environment for criu swrk: ours, plus
+// Env returns the environment for a criu process (our swrk, or one a container runtime starts): ours, plus
 // CRIU_FAULT=130 (no hardware breakpoints) unless CRIU_FAULT is already set.
 //
 // CRIU (4.1.1 at least) uses x86 debug registers to catch a task leaving the
@@ -307,7 +307,7 @@ func startSwrk(bin string, call Call) (*swrk, error) {
 // that do not virtualize them (Firecracker, AMD SEV) the breakpoint never
 // fires and criu waits forever in wait4() with the tree frozen. Stepping with
 // PTRACE_SYSCALL works everywhere and costs a few more ptrace stops per task.
-func swrkEnv() []string {
+func Env() []string {
 	env := os.Environ()
 	if _, ok := os.LookupEnv("CRIU_FAULT"); !ok {
 		env = append(env, "CRIU_FAULT="+noBreakpointsFault)

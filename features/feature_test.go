@@ -294,6 +294,6 @@ func TestNotCompiledInError(t *testing.T) {
 	assert.ErrorIs(t, planned, features.ErrUnavailable)
 	assert.Contains(t, planned.Error(), "containerd runtime is not available in this version of cedana yet")
 	assert.NotContains(t, planned.Error(), "runtimes.containerd")
-	assert.Equal(t, "planned: not available in this version yet", features.Absence("runc"))
+	assert.Equal(t, "planned: not available in this version yet", features.Absence("containerd"))
 	assert.Equal(t, "not compiled in: add build tag runtimes.process", features.Absence("process"))
 }

@@ -21,7 +21,7 @@ const (
 var KnownRuntimes = []string{Process, Runc, Containerd}
 
 // IsPlanned reports whether runtime is known but not written yet, so no build tag adds it.
-func IsPlanned(runtime string) bool { return runtime == Runc || runtime == Containerd }
+func IsPlanned(runtime string) bool { return runtime == Containerd }
 
 // Command is a pointer to a struct that holds one kong subcommand as a field, e.g.
 //

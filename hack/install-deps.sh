@@ -12,6 +12,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v file >/dev/null || missing+=(file)
 command -v patchelf >/dev/null || missing+=(patchelf)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+command -v runc >/dev/null || missing+=(runc)
 if ((${#missing[@]})); then
   echo "[install-deps] installing ${missing[*]}" >&2
   apt-get update -qq

@@ -69,20 +69,13 @@ func (m *Manager) Lock(key, what string) (func(), error) {
 // StartProcess starts path with args as job jid (a new JID when empty), with stdout and stderr
 // appended to logPath (<logDir>/<jid>.log when empty), in its own session, and records it.
 func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, args, env []string, dir string, details []byte) (store.Job, error) {
-	if jid == "" {
-		jid = store.NewJID()
-	} else if err := validateJID(jid); err != nil {
+	jid, logPath, err := m.NewJob(ctx, jid, logPath)
+	if err != nil {
 		return store.Job{}, err
-	}
-	if _, err := m.store.GetJob(ctx, jid); err == nil {
-		return store.Job{}, adapters.Exists("job %s already exists: choose another --jid or delete it", jid)
 	}
 	bin, err := exec.LookPath(path)
 	if err != nil {
 		return store.Job{}, adapters.NotFound("cannot run %s: %w", path, errors.Unwrap(err))
-	}
-	if logPath == "" {
-		logPath = filepath.Join(m.logDir, jid+".log")
 	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return store.Job{}, adapters.Precondition("cannot create the log directory: %w", err)
@@ -118,6 +111,23 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 	}
 	m.watchChild(jid, cmd.Process)
 	return m.store.GetJob(ctx, jid)
+}
+
+// NewJob settles a new job's JID (generated when empty, else checked and not yet taken) and log
+// path (<logDir>/<jid>.log when empty), before the job's workload starts.
+func (m *Manager) NewJob(ctx context.Context, jid, logPath string) (string, string, error) {
+	if jid == "" {
+		jid = store.NewJID()
+	} else if err := validateJID(jid); err != nil {
+		return "", "", err
+	}
+	if _, err := m.store.GetJob(ctx, jid); err == nil {
+		return "", "", adapters.Exists("job %s already exists: choose another --jid or delete it", jid)
+	}
+	if logPath == "" {
+		logPath = filepath.Join(m.logDir, jid+".log")
+	}
+	return jid, logPath, nil
 }
 
 // StdinPath is the FIFO that is job jid's standard input. A FIFO rather than a pipe: it has a
@@ -167,8 +177,9 @@ func (m *Manager) Forget(jid string) {
 	_ = os.Remove(m.StdinPath(jid))
 }
 
-// Adopt records an already running process as job jid (a new JID when empty).
-func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details []byte) (store.Job, error) {
+// Adopt records an already running process as job jid (a new JID when empty), whose output goes
+// to logPath ("" when unknown).
+func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details []byte, logPath string) (store.Job, error) {
 	if jid == "" {
 		jid = store.NewJID()
 	} else if err := validateJID(jid); err != nil {
@@ -181,7 +192,7 @@ func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details [
 	if err != nil {
 		return store.Job{}, fmt.Errorf("read process %d: %w", pid, err)
 	}
-	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Details: details, StartTime: st.StartTime}
+	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: st.StartTime}
 	if err := m.store.CreateJob(ctx, job); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return store.Job{}, adapters.Exists("job %s already exists: choose another --jid or delete it", jid)
@@ -192,17 +203,23 @@ func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details [
 	return m.store.GetJob(ctx, jid)
 }
 
-// Restored records that job jid runs again as pid, a child of the daemon, and watches it.
+// Restored records that job jid runs again as pid and watches it: for its exit code when it is
+// the daemon's child (CRIU restored it so), else until it is gone (a container runtime owns it).
 func (m *Manager) Restored(ctx context.Context, jid string, pid int) (store.Job, error) {
+	start := startTime(pid)
 	job, err := m.store.UpdateJob(ctx, jid, func(j *store.Job) error {
 		j.PID = pid
 		j.Status = store.JobRunning
 		j.ExitCode = nil
-		j.StartTime = startTime(pid)
+		j.StartTime = start
 		return nil
 	})
 	if err != nil {
 		return job, err
+	}
+	if !IsChild(pid) {
+		m.watchForeign(jid, pid, start)
+		return job, nil
 	}
 	proc, err := os.FindProcess(pid)
 	if err != nil {
@@ -339,6 +356,12 @@ func exitCode(state *os.ProcessState) int {
 }
 
 // alive reports whether pid runs and, when start is known, is the process that started then.
+// IsChild reports whether pid is a child of this process.
+func IsChild(pid int) bool {
+	st, err := sysinfo.ReadStat(pid)
+	return err == nil && st.PPID == os.Getpid()
+}
+
 func alive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false

@@ -90,7 +90,7 @@ func TestAdoptAndReconcile(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 
-	job, err := m.Adopt(context.Background(), "process", "adopted", cmd.Process.Pid, nil)
+	job, err := m.Adopt(context.Background(), "process", "adopted", cmd.Process.Pid, nil, "")
 	require.NoError(t, err)
 	assert.Equal(t, store.JobRunning, job.Status)
 	assert.True(t, Running(job))

@@ -198,6 +198,9 @@ func (s *service) lockDump(req *daemonv1.DumpRequest) (func(), error) {
 	if pid := req.GetDetails().GetProcess().GetPid(); pid > 0 {
 		return s.jobs.Lock("pid:"+strconv.Itoa(int(pid)), fmt.Sprintf("PID %d", pid))
 	}
+	if c := req.GetDetails().GetRunc(); c.GetId() != "" {
+		return s.jobs.Lock("runc:"+c.Root+"/"+c.Id, "container "+c.Id)
+	}
 	return func() {}, nil
 }
 
@@ -215,27 +218,28 @@ func (s *service) prepareJobDump(ctx context.Context, req *daemonv1.DumpRequest)
 	return nil
 }
 
-// prepareJobRestore points a restore of job jid at its latest checkpoint, unless a path is given.
-func (s *service) prepareJobRestore(ctx context.Context, req *daemonv1.RestoreRequest) error {
+// prepareJobRestore points a restore of job jid at its latest checkpoint, unless a path is given,
+// and returns the job's log.
+func (s *service) prepareJobRestore(ctx context.Context, req *daemonv1.RestoreRequest) (string, error) {
 	job, err := s.jobs.Get(ctx, req.Jid)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if jobs.Running(job) {
-		return adapters.Precondition("job %s is running (PID %d): kill it first (`cedana job kill %s`) to restore it", job.JID, job.PID, job.JID)
+		return "", adapters.Precondition("job %s is running (PID %d): kill it first (`cedana job kill %s`) to restore it", job.JID, job.PID, job.JID)
 	}
 	req.Type = job.Type
 	if req.Path == "" {
 		ck, err := s.jobs.Store().LatestCheckpoint(ctx, job.JID)
 		if errors.Is(err, store.ErrNotFound) {
-			return adapters.NotFound("job %s has no checkpoint to restore: dump it first (`cedana dump job %s`)", job.JID, job.JID)
+			return "", adapters.NotFound("job %s has no checkpoint to restore: dump it first (`cedana dump job %s`)", job.JID, job.JID)
 		}
 		if err != nil {
-			return err
+			return "", err
 		}
 		req.Path = ck.Path
 	}
-	return nil
+	return job.Log, nil
 }
 
 // recordCheckpoint adds a finished dump to the catalog, with the size it takes where it is stored.

@@ -109,19 +109,19 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 // Restore runs the restore chain and reaps the restored tree when it exits: it is the daemon's
 // child. A job's restore makes the job run again under its JID, watched for its exit code.
 func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
+	opts := s.opts
 	if req.Jid != "" {
 		unlock, err := s.jobs.Lock("job:"+req.Jid, "job "+req.Jid)
 		if err != nil {
 			return nil, err
 		}
 		defer unlock()
-		if err := s.prepareJobRestore(ctx, req); err != nil {
+		if opts.JobLog, err = s.prepareJobRestore(ctx, req); err != nil {
 			return nil, err
 		}
 	}
 	chain := RestoreChain()
 	resp := &daemonv1.RestoreResponse{}
-	opts := s.opts
 	opts.Log = s.log.With("op", "restore", "path", req.Path)
 	opts.Progress = s.progress.start(req.OperationId)
 	defer s.progress.finish(req.OperationId, opts.Progress)
@@ -133,8 +133,8 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 		if _, err := s.jobs.Restored(ctx, req.Jid, int(resp.Pid)); err != nil {
 			return nil, fmt.Errorf("restored PID %d but could not record it on job %s: %w", resp.Pid, req.Jid, err)
 		}
-	case resp.Pid > 0:
-		go s.reap(int(resp.Pid))
+	case resp.Pid > 0 && jobs.IsChild(int(resp.Pid)):
+		go s.reap(int(resp.Pid)) // else a container runtime owns it
 	}
 	opts.Log.Info("restored", "pid", resp.Pid, "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil

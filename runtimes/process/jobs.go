@@ -64,7 +64,7 @@ func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (
 	if err != nil {
 		return store.Job{}, err
 	}
-	return m.Adopt(ctx, Name, req.Jid, int(pid), details)
+	return m.Adopt(ctx, Name, req.Jid, int(pid), details, "")
 }
 
 func init() {

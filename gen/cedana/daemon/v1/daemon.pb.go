@@ -162,18 +162,85 @@ func (x *ProcessDetails) GetPid() int32 {
 	return 0
 }
 
+// RuncDetails names a runc container.
+type RuncDetails struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Container ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// runc's state directory (runc --root); /run/runc when empty.
+	Root string `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	// Bundle directory (holding config.json and the rootfs): where a container is run or restored;
+	// recorded from the container's state on a dump.
+	Bundle        string `protobuf:"bytes,3,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuncDetails) Reset() {
+	*x = RuncDetails{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuncDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuncDetails) ProtoMessage() {}
+
+func (x *RuncDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuncDetails.ProtoReflect.Descriptor instead.
+func (*RuncDetails) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RuncDetails) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RuncDetails) GetRoot() string {
+	if x != nil {
+		return x.Root
+	}
+	return ""
+}
+
+func (x *RuncDetails) GetBundle() string {
+	if x != nil {
+		return x.Bundle
+	}
+	return ""
+}
+
 // Details carries the runtime-specific part of a request; the field named after the request's type is used.
 type Details struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Details for type "process".
-	Process       *ProcessDetails `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
+	Process *ProcessDetails `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
+	// Details for type "runc".
+	Runc          *RuncDetails `protobuf:"bytes,2,opt,name=runc,proto3" json:"runc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Details) Reset() {
 	*x = Details{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -185,7 +252,7 @@ func (x *Details) String() string {
 func (*Details) ProtoMessage() {}
 
 func (x *Details) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -198,12 +265,19 @@ func (x *Details) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Details.ProtoReflect.Descriptor instead.
 func (*Details) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Details) GetProcess() *ProcessDetails {
 	if x != nil {
 		return x.Process
+	}
+	return nil
+}
+
+func (x *Details) GetRunc() *RuncDetails {
+	if x != nil {
+		return x.Runc
 	}
 	return nil
 }
@@ -247,7 +321,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +333,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +346,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Checkpoint) GetName() string {
@@ -401,7 +475,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +487,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +500,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Stats) GetTotal() *durationpb.Duration {
@@ -491,7 +565,7 @@ type DumpRequest struct {
 
 func (x *DumpRequest) Reset() {
 	*x = DumpRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +577,7 @@ func (x *DumpRequest) String() string {
 func (*DumpRequest) ProtoMessage() {}
 
 func (x *DumpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +590,7 @@ func (x *DumpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRequest.ProtoReflect.Descriptor instead.
 func (*DumpRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DumpRequest) GetType() string {
@@ -592,7 +666,7 @@ type DumpResponse struct {
 
 func (x *DumpResponse) Reset() {
 	*x = DumpResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +678,7 @@ func (x *DumpResponse) String() string {
 func (*DumpResponse) ProtoMessage() {}
 
 func (x *DumpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +691,7 @@ func (x *DumpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpResponse.ProtoReflect.Descriptor instead.
 func (*DumpResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DumpResponse) GetPath() string {
@@ -670,7 +744,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +756,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +769,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RestoreRequest) GetType() string {
@@ -755,7 +829,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +841,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +854,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RestoreResponse) GetPid() int32 {
@@ -813,7 +887,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +899,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +912,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 // RuntimeHealth says whether one runtime can be used now.
@@ -858,7 +932,7 @@ type RuntimeHealth struct {
 
 func (x *RuntimeHealth) Reset() {
 	*x = RuntimeHealth{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +944,7 @@ func (x *RuntimeHealth) String() string {
 func (*RuntimeHealth) ProtoMessage() {}
 
 func (x *RuntimeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +957,7 @@ func (x *RuntimeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeHealth.ProtoReflect.Descriptor instead.
 func (*RuntimeHealth) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RuntimeHealth) GetName() string {
@@ -939,7 +1013,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1025,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1038,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthCheckResponse) GetVersion() string {
@@ -1032,7 +1106,7 @@ type ListFeaturesRequest struct {
 
 func (x *ListFeaturesRequest) Reset() {
 	*x = ListFeaturesRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1118,7 @@ func (x *ListFeaturesRequest) String() string {
 func (*ListFeaturesRequest) ProtoMessage() {}
 
 func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1131,7 @@ func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*ListFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 // FeatureProviders is one feature and the runtimes this binary has for it.
@@ -1075,7 +1149,7 @@ type FeatureProviders struct {
 
 func (x *FeatureProviders) Reset() {
 	*x = FeatureProviders{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1161,7 @@ func (x *FeatureProviders) String() string {
 func (*FeatureProviders) ProtoMessage() {}
 
 func (x *FeatureProviders) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1174,7 @@ func (x *FeatureProviders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureProviders.ProtoReflect.Descriptor instead.
 func (*FeatureProviders) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FeatureProviders) GetName() string {
@@ -1137,7 +1211,7 @@ type ListFeaturesResponse struct {
 
 func (x *ListFeaturesResponse) Reset() {
 	*x = ListFeaturesResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1223,7 @@ func (x *ListFeaturesResponse) String() string {
 func (*ListFeaturesResponse) ProtoMessage() {}
 
 func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1236,7 @@ func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListFeaturesResponse) GetFeatures() []*FeatureProviders {
@@ -1196,7 +1270,7 @@ type ProcessRun struct {
 
 func (x *ProcessRun) Reset() {
 	*x = ProcessRun{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1282,7 @@ func (x *ProcessRun) String() string {
 func (*ProcessRun) ProtoMessage() {}
 
 func (x *ProcessRun) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1295,7 @@ func (x *ProcessRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRun.ProtoReflect.Descriptor instead.
 func (*ProcessRun) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ProcessRun) GetPath() string {
@@ -1262,14 +1336,16 @@ type RunRequest struct {
 	// File that receives the workload's stdout and stderr; /var/log/cedana/<jid>.log when empty.
 	Log string `protobuf:"bytes,3,opt,name=log,proto3" json:"log,omitempty"`
 	// The process to start, for type "process".
-	Process       *ProcessRun `protobuf:"bytes,4,opt,name=process,proto3" json:"process,omitempty"`
+	Process *ProcessRun `protobuf:"bytes,4,opt,name=process,proto3" json:"process,omitempty"`
+	// The container to run, for type "runc": its ID, bundle and runc root.
+	Runc          *RuncDetails `protobuf:"bytes,5,opt,name=runc,proto3" json:"runc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1357,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1370,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunRequest) GetType() string {
@@ -1325,6 +1401,13 @@ func (x *RunRequest) GetProcess() *ProcessRun {
 	return nil
 }
 
+func (x *RunRequest) GetRunc() *RuncDetails {
+	if x != nil {
+		return x.Runc
+	}
+	return nil
+}
+
 // RunResponse describes the started job.
 type RunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1336,7 +1419,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1431,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1444,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunResponse) GetJob() *Job {
@@ -1386,7 +1469,7 @@ type ManageRequest struct {
 
 func (x *ManageRequest) Reset() {
 	*x = ManageRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1481,7 @@ func (x *ManageRequest) String() string {
 func (*ManageRequest) ProtoMessage() {}
 
 func (x *ManageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1494,7 @@ func (x *ManageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManageRequest.ProtoReflect.Descriptor instead.
 func (*ManageRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ManageRequest) GetType() string {
@@ -1446,7 +1529,7 @@ type ManageResponse struct {
 
 func (x *ManageResponse) Reset() {
 	*x = ManageResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1541,7 @@ func (x *ManageResponse) String() string {
 func (*ManageResponse) ProtoMessage() {}
 
 func (x *ManageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1554,7 @@ func (x *ManageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManageResponse.ProtoReflect.Descriptor instead.
 func (*ManageResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ManageResponse) GetJob() *Job {
@@ -1510,7 +1593,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1605,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1618,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Job) GetJid() string {
@@ -1631,7 +1714,7 @@ type CheckpointEntry struct {
 
 func (x *CheckpointEntry) Reset() {
 	*x = CheckpointEntry{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1726,7 @@ func (x *CheckpointEntry) String() string {
 func (*CheckpointEntry) ProtoMessage() {}
 
 func (x *CheckpointEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1739,7 @@ func (x *CheckpointEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointEntry.ProtoReflect.Descriptor instead.
 func (*CheckpointEntry) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CheckpointEntry) GetId() string {
@@ -1717,7 +1800,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1812,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1825,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
 }
 
 // ListJobsResponse lists the jobs, oldest first.
@@ -1756,7 +1839,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1851,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1864,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1802,7 +1885,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1897,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1910,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetJobRequest) GetJid() string {
@@ -1848,7 +1931,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +1943,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +1956,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1896,7 +1979,7 @@ type KillJobRequest struct {
 
 func (x *KillJobRequest) Reset() {
 	*x = KillJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +1991,7 @@ func (x *KillJobRequest) String() string {
 func (*KillJobRequest) ProtoMessage() {}
 
 func (x *KillJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2004,7 @@ func (x *KillJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillJobRequest.ProtoReflect.Descriptor instead.
 func (*KillJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KillJobRequest) GetJids() []string {
@@ -1949,7 +2032,7 @@ type KillJobResponse struct {
 
 func (x *KillJobResponse) Reset() {
 	*x = KillJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2044,7 @@ func (x *KillJobResponse) String() string {
 func (*KillJobResponse) ProtoMessage() {}
 
 func (x *KillJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2057,7 @@ func (x *KillJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillJobResponse.ProtoReflect.Descriptor instead.
 func (*KillJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KillJobResponse) GetJobs() []*Job {
@@ -1997,7 +2080,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2009,7 +2092,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +2105,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteJobRequest) GetJids() []string {
@@ -2048,7 +2131,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2143,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2156,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 // ListCheckpointsRequest filters the catalog.
@@ -2087,7 +2170,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2182,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2195,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListCheckpointsRequest) GetJid() string {
@@ -2133,7 +2216,7 @@ type ListCheckpointsResponse struct {
 
 func (x *ListCheckpointsResponse) Reset() {
 	*x = ListCheckpointsResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2228,7 @@ func (x *ListCheckpointsResponse) String() string {
 func (*ListCheckpointsResponse) ProtoMessage() {}
 
 func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2241,7 @@ func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointEntry {
@@ -2179,7 +2262,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2274,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2287,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetCheckpointRequest) GetId() string {
@@ -2225,7 +2308,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2320,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2333,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() *CheckpointEntry {
@@ -2271,7 +2354,7 @@ type DeleteCheckpointRequest struct {
 
 func (x *DeleteCheckpointRequest) Reset() {
 	*x = DeleteCheckpointRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2366,7 @@ func (x *DeleteCheckpointRequest) String() string {
 func (*DeleteCheckpointRequest) ProtoMessage() {}
 
 func (x *DeleteCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2379,7 @@ func (x *DeleteCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeleteCheckpointRequest) GetId() string {
@@ -2315,7 +2398,7 @@ type DeleteCheckpointResponse struct {
 
 func (x *DeleteCheckpointResponse) Reset() {
 	*x = DeleteCheckpointResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2410,7 @@ func (x *DeleteCheckpointResponse) String() string {
 func (*DeleteCheckpointResponse) ProtoMessage() {}
 
 func (x *DeleteCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2423,7 @@ func (x *DeleteCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 // AttachRequest names the job to attach to.
@@ -2358,7 +2441,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2453,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2466,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AttachRequest) GetJid() string {
@@ -2424,7 +2507,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2519,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2532,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AttachResponse) GetOutput() []byte {
@@ -2493,7 +2576,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2588,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2601,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WriteStdinRequest) GetJid() string {
@@ -2544,7 +2627,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2639,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2652,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 // WatchProgressRequest names the operation to follow.
@@ -2583,7 +2666,7 @@ type WatchProgressRequest struct {
 
 func (x *WatchProgressRequest) Reset() {
 	*x = WatchProgressRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2678,7 @@ func (x *WatchProgressRequest) String() string {
 func (*WatchProgressRequest) ProtoMessage() {}
 
 func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2691,7 @@ func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchProgressRequest.ProtoReflect.Descriptor instead.
 func (*WatchProgressRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchProgressRequest) GetOperationId() string {
@@ -2636,7 +2719,7 @@ type WatchProgressResponse struct {
 
 func (x *WatchProgressResponse) Reset() {
 	*x = WatchProgressResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2648,7 +2731,7 @@ func (x *WatchProgressResponse) String() string {
 func (*WatchProgressResponse) ProtoMessage() {}
 
 func (x *WatchProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2661,7 +2744,7 @@ func (x *WatchProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchProgressResponse.ProtoReflect.Descriptor instead.
 func (*WatchProgressResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchProgressResponse) GetPhase() string {
@@ -2707,9 +2790,14 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"link_remap\x18\x06 \x01(\bR\tlinkRemap\"\"\n" +
 	"\x0eProcessDetails\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\x05R\x03pid\"E\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\"I\n" +
+	"\vRuncDetails\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\tR\x04root\x12\x16\n" +
+	"\x06bundle\x18\x03 \x01(\tR\x06bundle\"x\n" +
 	"\aDetails\x12:\n" +
-	"\aprocess\x18\x01 \x01(\v2 .cedana.daemon.v1.ProcessDetailsR\aprocess\"\xf0\x03\n" +
+	"\aprocess\x18\x01 \x01(\v2 .cedana.daemon.v1.ProcessDetailsR\aprocess\x121\n" +
+	"\x04runc\x18\x02 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\"\xf0\x03\n" +
 	"\n" +
 	"Checkpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2799,13 +2887,14 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
 	"\vworking_dir\x18\x03 \x01(\tR\n" +
 	"workingDir\x12\x10\n" +
-	"\x03env\x18\x04 \x03(\tR\x03env\"|\n" +
+	"\x03env\x18\x04 \x03(\tR\x03env\"\xaf\x01\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x10\n" +
 	"\x03log\x18\x03 \x01(\tR\x03log\x126\n" +
-	"\aprocess\x18\x04 \x01(\v2\x1c.cedana.daemon.v1.ProcessRunR\aprocess\"6\n" +
+	"\aprocess\x18\x04 \x01(\v2\x1c.cedana.daemon.v1.ProcessRunR\aprocess\x121\n" +
+	"\x04runc\x18\x05 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\"6\n" +
 	"\vRunResponse\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"j\n" +
 	"\rManageRequest\x12\x12\n" +
@@ -2929,125 +3018,128 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
-	(*Details)(nil),                  // 2: cedana.daemon.v1.Details
-	(*Checkpoint)(nil),               // 3: cedana.daemon.v1.Checkpoint
-	(*Stats)(nil),                    // 4: cedana.daemon.v1.Stats
-	(*DumpRequest)(nil),              // 5: cedana.daemon.v1.DumpRequest
-	(*DumpResponse)(nil),             // 6: cedana.daemon.v1.DumpResponse
-	(*RestoreRequest)(nil),           // 7: cedana.daemon.v1.RestoreRequest
-	(*RestoreResponse)(nil),          // 8: cedana.daemon.v1.RestoreResponse
-	(*HealthCheckRequest)(nil),       // 9: cedana.daemon.v1.HealthCheckRequest
-	(*RuntimeHealth)(nil),            // 10: cedana.daemon.v1.RuntimeHealth
-	(*HealthCheckResponse)(nil),      // 11: cedana.daemon.v1.HealthCheckResponse
-	(*ListFeaturesRequest)(nil),      // 12: cedana.daemon.v1.ListFeaturesRequest
-	(*FeatureProviders)(nil),         // 13: cedana.daemon.v1.FeatureProviders
-	(*ListFeaturesResponse)(nil),     // 14: cedana.daemon.v1.ListFeaturesResponse
-	(*ProcessRun)(nil),               // 15: cedana.daemon.v1.ProcessRun
-	(*RunRequest)(nil),               // 16: cedana.daemon.v1.RunRequest
-	(*RunResponse)(nil),              // 17: cedana.daemon.v1.RunResponse
-	(*ManageRequest)(nil),            // 18: cedana.daemon.v1.ManageRequest
-	(*ManageResponse)(nil),           // 19: cedana.daemon.v1.ManageResponse
-	(*Job)(nil),                      // 20: cedana.daemon.v1.Job
-	(*CheckpointEntry)(nil),          // 21: cedana.daemon.v1.CheckpointEntry
-	(*ListJobsRequest)(nil),          // 22: cedana.daemon.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 23: cedana.daemon.v1.ListJobsResponse
-	(*GetJobRequest)(nil),            // 24: cedana.daemon.v1.GetJobRequest
-	(*GetJobResponse)(nil),           // 25: cedana.daemon.v1.GetJobResponse
-	(*KillJobRequest)(nil),           // 26: cedana.daemon.v1.KillJobRequest
-	(*KillJobResponse)(nil),          // 27: cedana.daemon.v1.KillJobResponse
-	(*DeleteJobRequest)(nil),         // 28: cedana.daemon.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),        // 29: cedana.daemon.v1.DeleteJobResponse
-	(*ListCheckpointsRequest)(nil),   // 30: cedana.daemon.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil),  // 31: cedana.daemon.v1.ListCheckpointsResponse
-	(*GetCheckpointRequest)(nil),     // 32: cedana.daemon.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),    // 33: cedana.daemon.v1.GetCheckpointResponse
-	(*DeleteCheckpointRequest)(nil),  // 34: cedana.daemon.v1.DeleteCheckpointRequest
-	(*DeleteCheckpointResponse)(nil), // 35: cedana.daemon.v1.DeleteCheckpointResponse
-	(*AttachRequest)(nil),            // 36: cedana.daemon.v1.AttachRequest
-	(*AttachResponse)(nil),           // 37: cedana.daemon.v1.AttachResponse
-	(*WriteStdinRequest)(nil),        // 38: cedana.daemon.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),       // 39: cedana.daemon.v1.WriteStdinResponse
-	(*WatchProgressRequest)(nil),     // 40: cedana.daemon.v1.WatchProgressRequest
-	(*WatchProgressResponse)(nil),    // 41: cedana.daemon.v1.WatchProgressResponse
-	nil,                              // 42: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 44: google.protobuf.Duration
+	(*RuncDetails)(nil),              // 2: cedana.daemon.v1.RuncDetails
+	(*Details)(nil),                  // 3: cedana.daemon.v1.Details
+	(*Checkpoint)(nil),               // 4: cedana.daemon.v1.Checkpoint
+	(*Stats)(nil),                    // 5: cedana.daemon.v1.Stats
+	(*DumpRequest)(nil),              // 6: cedana.daemon.v1.DumpRequest
+	(*DumpResponse)(nil),             // 7: cedana.daemon.v1.DumpResponse
+	(*RestoreRequest)(nil),           // 8: cedana.daemon.v1.RestoreRequest
+	(*RestoreResponse)(nil),          // 9: cedana.daemon.v1.RestoreResponse
+	(*HealthCheckRequest)(nil),       // 10: cedana.daemon.v1.HealthCheckRequest
+	(*RuntimeHealth)(nil),            // 11: cedana.daemon.v1.RuntimeHealth
+	(*HealthCheckResponse)(nil),      // 12: cedana.daemon.v1.HealthCheckResponse
+	(*ListFeaturesRequest)(nil),      // 13: cedana.daemon.v1.ListFeaturesRequest
+	(*FeatureProviders)(nil),         // 14: cedana.daemon.v1.FeatureProviders
+	(*ListFeaturesResponse)(nil),     // 15: cedana.daemon.v1.ListFeaturesResponse
+	(*ProcessRun)(nil),               // 16: cedana.daemon.v1.ProcessRun
+	(*RunRequest)(nil),               // 17: cedana.daemon.v1.RunRequest
+	(*RunResponse)(nil),              // 18: cedana.daemon.v1.RunResponse
+	(*ManageRequest)(nil),            // 19: cedana.daemon.v1.ManageRequest
+	(*ManageResponse)(nil),           // 20: cedana.daemon.v1.ManageResponse
+	(*Job)(nil),                      // 21: cedana.daemon.v1.Job
+	(*CheckpointEntry)(nil),          // 22: cedana.daemon.v1.CheckpointEntry
+	(*ListJobsRequest)(nil),          // 23: cedana.daemon.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 24: cedana.daemon.v1.ListJobsResponse
+	(*GetJobRequest)(nil),            // 25: cedana.daemon.v1.GetJobRequest
+	(*GetJobResponse)(nil),           // 26: cedana.daemon.v1.GetJobResponse
+	(*KillJobRequest)(nil),           // 27: cedana.daemon.v1.KillJobRequest
+	(*KillJobResponse)(nil),          // 28: cedana.daemon.v1.KillJobResponse
+	(*DeleteJobRequest)(nil),         // 29: cedana.daemon.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),        // 30: cedana.daemon.v1.DeleteJobResponse
+	(*ListCheckpointsRequest)(nil),   // 31: cedana.daemon.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),  // 32: cedana.daemon.v1.ListCheckpointsResponse
+	(*GetCheckpointRequest)(nil),     // 33: cedana.daemon.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),    // 34: cedana.daemon.v1.GetCheckpointResponse
+	(*DeleteCheckpointRequest)(nil),  // 35: cedana.daemon.v1.DeleteCheckpointRequest
+	(*DeleteCheckpointResponse)(nil), // 36: cedana.daemon.v1.DeleteCheckpointResponse
+	(*AttachRequest)(nil),            // 37: cedana.daemon.v1.AttachRequest
+	(*AttachResponse)(nil),           // 38: cedana.daemon.v1.AttachResponse
+	(*WriteStdinRequest)(nil),        // 39: cedana.daemon.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),       // 40: cedana.daemon.v1.WriteStdinResponse
+	(*WatchProgressRequest)(nil),     // 41: cedana.daemon.v1.WatchProgressRequest
+	(*WatchProgressResponse)(nil),    // 42: cedana.daemon.v1.WatchProgressResponse
+	nil,                              // 43: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 45: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
-	43, // 1: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
-	2,  // 3: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	44, // 4: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	42, // 5: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	44, // 6: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
-	0,  // 7: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	2,  // 8: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
-	3,  // 9: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	4,  // 10: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
-	0,  // 11: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	2,  // 12: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
-	3,  // 13: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	4,  // 14: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
-	10, // 15: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
-	13, // 16: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
-	15, // 17: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
-	20, // 18: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
-	2,  // 19: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
-	20, // 20: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
-	2,  // 21: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	43, // 22: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	43, // 23: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 24: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	43, // 25: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 26: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	20, // 27: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
-	20, // 28: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
-	20, // 29: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
-	21, // 30: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
-	21, // 31: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	44, // 32: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	5,  // 33: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	7,  // 34: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	9,  // 35: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	12, // 36: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	16, // 37: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	18, // 38: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	22, // 39: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	24, // 40: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	26, // 41: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	28, // 42: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	36, // 43: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	38, // 44: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	40, // 45: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
-	30, // 46: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	32, // 47: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	34, // 48: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	6,  // 49: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	8,  // 50: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	11, // 51: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	14, // 52: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	17, // 53: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	19, // 54: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	23, // 55: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	25, // 56: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	27, // 57: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	29, // 58: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	37, // 59: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	39, // 60: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	41, // 61: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	31, // 62: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	33, // 63: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	35, // 64: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	49, // [49:65] is the sub-list for method output_type
-	33, // [33:49] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	2,  // 1: cedana.daemon.v1.Details.runc:type_name -> cedana.daemon.v1.RuncDetails
+	44, // 2: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 3: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
+	3,  // 4: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
+	45, // 5: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	43, // 6: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	45, // 7: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	0,  // 8: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	3,  // 9: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
+	4,  // 10: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	5,  // 11: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
+	0,  // 12: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	3,  // 13: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
+	4,  // 14: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	5,  // 15: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
+	11, // 16: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
+	14, // 17: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
+	16, // 18: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
+	2,  // 19: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
+	21, // 20: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
+	3,  // 21: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
+	21, // 22: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
+	3,  // 23: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
+	44, // 24: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	44, // 25: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 26: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	44, // 27: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 28: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	21, // 29: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
+	21, // 30: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
+	21, // 31: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
+	22, // 32: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
+	22, // 33: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	45, // 34: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	6,  // 35: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	8,  // 36: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	10, // 37: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	13, // 38: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	17, // 39: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	19, // 40: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	23, // 41: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	25, // 42: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	27, // 43: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	29, // 44: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	37, // 45: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	39, // 46: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	41, // 47: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	31, // 48: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	33, // 49: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	35, // 50: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	7,  // 51: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	9,  // 52: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	12, // 53: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	15, // 54: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	18, // 55: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	20, // 56: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	24, // 57: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	26, // 58: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	28, // 59: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	30, // 60: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	38, // 61: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	40, // 62: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	42, // 63: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	32, // 64: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	34, // 65: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	36, // 66: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	51, // [51:67] is the sub-list for method output_type
+	35, // [35:51] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
@@ -3055,15 +3147,15 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 	if File_cedana_daemon_v1_daemon_proto != nil {
 		return
 	}
-	file_cedana_daemon_v1_daemon_proto_msgTypes[20].OneofWrappers = []any{}
-	file_cedana_daemon_v1_daemon_proto_msgTypes[37].OneofWrappers = []any{}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[21].OneofWrappers = []any{}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[38].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

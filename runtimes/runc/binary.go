@@ -1,0 +1,112 @@
+package runc
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/criu"
+)
+
+// runcBinary finds the host's runc, or says how to install it.
+func runcBinary() (string, error) {
+	path, err := exec.LookPath("runc")
+	if err != nil {
+		return "", adapters.Precondition("runc is not installed: install it (`apt-get install runc`, or `just deps`)")
+	}
+	return path, nil
+}
+
+// invocation is one run of the host's runc binary.
+type invocation struct {
+	root   string
+	criu   string   // criu binary for runc's --criu, "" for runc's default
+	args   []string // the runc command and its arguments
+	stdout *os.File // the container's stdout and stderr where runc passes its own; /dev/null if nil
+}
+
+// run runs runc and returns the error runc logged when it fails. runc's own messages go to a
+// log file (runc --log), never to the container's stdio. criu started by runc gets the
+// environment our own criu gets (criu.Env).
+func (in invocation) run(ctx context.Context) error {
+	bin, err := runcBinary()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.CreateTemp("", "cedana-runc-*.log")
+	if err != nil {
+		return fmt.Errorf("create runc's log: %w", err)
+	}
+	logFile.Close()
+	defer os.Remove(logFile.Name())
+	args := []string{"--root", in.root, "--log", logFile.Name(), "--log-format", "json"}
+	if in.criu != "" {
+		args = append(args, "--criu", in.criu)
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, in.args...)...)
+	cmd.Env = criu.Env()
+	if in.stdout != nil {
+		cmd.Stdout, cmd.Stderr = in.stdout, in.stdout
+	}
+	if err := cmd.Run(); err != nil {
+		if msg := runcError(logFile.Name()); msg != "" {
+			return fmt.Errorf("runc %s: %s", in.args[0], msg)
+		}
+		return fmt.Errorf("runc %s: %w", in.args[0], err)
+	}
+	return nil
+}
+
+// runcError is the last error runc wrote to its JSON log, "" if none.
+func runcError(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var last string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &entry) != nil {
+			continue
+		}
+		if entry.Level == "error" || entry.Level == "fatal" {
+			last = strings.TrimSpace(entry.Msg)
+		}
+	}
+	return last
+}
+
+// version is `runc --version`'s first line.
+func version(ctx context.Context) (string, error) {
+	bin, err := runcBinary()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			err = fmt.Errorf("%w: %s", err, exitErr.Stderr)
+		}
+		return "", fmt.Errorf("runc --version: %w", err)
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return fmt.Sprintf("%s (%s)", first, bin), nil
+}
+
+// Check reports whether the runc runtime can be used: it needs the host's runc.
+func Check(ctx context.Context) (string, error) {
+	return version(ctx)
+}

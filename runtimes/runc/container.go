@@ -1,0 +1,210 @@
+package runc
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/utils"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cedana/cedana/adapters"
+)
+
+// container is a runc container as its state directory describes it.
+type container struct {
+	id     string
+	root   string
+	status libcontainer.Status
+	state  *libcontainer.State
+}
+
+// load reads container id's state from runc's root. A missing root or container is a not-found
+// error that names the fix.
+func load(root, id string) (*container, error) {
+	if id == "" {
+		return nil, adapters.Invalid("no container ID: give the ID runc knows the container by")
+	}
+	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
+		return nil, adapters.NotFound("runc root %s does not exist: pass the --root the container was created with", root)
+	}
+	c, err := libcontainer.Load(root, id)
+	if errors.Is(err, libcontainer.ErrNotExist) {
+		return nil, adapters.NotFound("no runc container %q under %s (see `runc --root %s list`)", id, root, root)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load runc container %s: %w", id, err)
+	}
+	status, err := c.Status()
+	if err != nil {
+		return nil, fmt.Errorf("status of runc container %s: %w", id, err)
+	}
+	state, err := c.State()
+	if err != nil {
+		return nil, fmt.Errorf("state of runc container %s: %w", id, err)
+	}
+	return &container{id: id, root: root, status: status, state: state}, nil
+}
+
+// exists reports whether runc has a container id under root.
+func exists(root, id string) bool {
+	_, err := os.Stat(filepath.Join(root, id, "state.json"))
+	return err == nil
+}
+
+// requireRunning refuses a container that is not running, saying what to do instead.
+func (c *container) requireRunning() error {
+	switch c.status {
+	case libcontainer.Running:
+		return nil
+	case libcontainer.Paused:
+		return adapters.Precondition("container %s is paused: resume it (`runc --root %s resume %s`) to checkpoint it", c.id, c.root, c.id)
+	case libcontainer.Created:
+		return adapters.Precondition("container %s is created but not started: start it (`runc --root %s start %s`) to checkpoint it", c.id, c.root, c.id)
+	default:
+		return adapters.Precondition("container %s is %s: there is nothing to checkpoint", c.id, c.status)
+	}
+}
+
+// pid is the container's init process in our PID namespace.
+func (c *container) pid() int { return c.state.InitProcessPid }
+
+// bundle is the bundle runc recorded for the container, "" if none.
+func (c *container) bundle() string {
+	bundle, _ := utils.Annotations(c.state.Config.Labels)
+	return bundle
+}
+
+// criuOptions is what runc itself passes to CRIU when it checkpoints the container: the rootfs as
+// CRIU's root, the bind mounts, cgroup v1 bind mounts, masked files and device nodes as external
+// mounts, a network or PID namespace the spec points at as external, the cgroup freezer, and
+// orphan pty masters (a terminal's master lives outside the container).
+func (c *container) criuOptions() (func(*rpc.CriuOpts), error) {
+	cfg := c.state.Config
+	var mounts []*rpc.ExtMountMap
+	external := func(dest, val string) {
+		dest = "/" + strings.TrimLeft(filepath.Clean(strings.TrimPrefix(dest, cfg.Rootfs)), "/")
+		if val == "" {
+			val = dest
+		}
+		mounts = append(mounts, &rpc.ExtMountMap{Key: proto.String(dest), Val: proto.String(val)})
+	}
+	hasCgroupNS := cfg.Namespaces.Contains(configs.NEWCGROUP)
+	for _, m := range cfg.Mounts {
+		switch m.Device {
+		case "bind":
+			external(m.Destination, "")
+		case "cgroup":
+			if cgroups.IsCgroup2UnifiedMode() || hasCgroupNS {
+				continue // a real cgroup mount CRIU dumps itself
+			}
+			// cgroup v1 without a cgroup namespace: runc bind-mounts each host hierarchy.
+			binds, err := cgroupBinds(c.pid(), m.Destination)
+			if err != nil {
+				return nil, err
+			}
+			for _, b := range binds {
+				external(b, "")
+			}
+		}
+	}
+	for _, path := range cfg.MaskPaths {
+		fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.pid(), path))
+		if err != nil || fi.IsDir() {
+			continue // runc masks directories with a read-only tmpfs, which CRIU dumps
+		}
+		external(path, "/dev/null")
+	}
+	for _, dev := range cfg.Devices {
+		external(dev.Path, "")
+	}
+	var namespaces []string
+	for _, t := range []configs.NamespaceType{configs.NEWNET, configs.NEWPID} {
+		path := cfg.Namespaces.PathOf(t)
+		if path == "" {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			return nil, adapters.Precondition("the container's %s namespace %s: %w", configs.NsName(t), path, err)
+		}
+		namespaces = append(namespaces, fmt.Sprintf("%s[%d]:%s", configs.NsName(t), st.Ino, externalNSKey(t)))
+	}
+	freezer := c.state.CgroupPaths["freezer"]
+	if cgroups.IsCgroup2UnifiedMode() {
+		freezer = c.state.CgroupPaths[""]
+	}
+	mode := rpc.CriuCgMode_DEFAULT
+	return func(o *rpc.CriuOpts) {
+		o.Root = proto.String(cfg.Rootfs)
+		o.ManageCgroups = proto.Bool(true)
+		o.ManageCgroupsMode = &mode
+		o.OrphanPtsMaster = proto.Bool(true)
+		o.ExtMnt = append(o.ExtMnt, mounts...)
+		o.External = append(o.External, namespaces...)
+		if freezer != "" {
+			o.FreezeCgroup = proto.String(freezer)
+		}
+	}, nil
+}
+
+// externalNSKey is the key runc uses for an external namespace: runc restore passes the
+// namespace under the same key.
+func externalNSKey(t configs.NamespaceType) string {
+	name := configs.NsName(t)
+	return "extRoot" + strings.ToUpper(name[:1]) + name[1:] + "NS"
+}
+
+// cgroupBinds lists the cgroup mounts under dest in the container's mount table, as the
+// container sees them.
+func cgroupBinds(pid int, dest string) ([]string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return nil, fmt.Errorf("read the container's mounts: %w", err)
+	}
+	defer f.Close()
+	prefix := strings.TrimSuffix(dest, "/") + "/"
+	var binds []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// <id> <parent> <major:minor> <root> <mount point> <options> [optional...] - <fstype> ...
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields, fsFields := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(fsFields) < 1 {
+			continue
+		}
+		if mp := unescapeMount(fields[4]); (fsFields[0] == "cgroup" || fsFields[0] == "cgroup2") && strings.HasPrefix(mp, prefix) {
+			binds = append(binds, mp)
+		}
+	}
+	return binds, sc.Err()
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space, ...) of a mountinfo path.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,100 @@
+package runc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/sysinfo"
+)
+
+// Files the runc runtime adds beside CRIU's images.
+const (
+	// DescriptorsFile is where runc keeps the container's stdio descriptors in a checkpoint;
+	// `runc restore` reads it to reconnect them.
+	DescriptorsFile = "descriptors.json"
+	// ConfigFile is a copy of the bundle's config.json at the time of the dump.
+	ConfigFile = "runc-config.json"
+	// StateFile is runc's state of the container at the time of the dump.
+	StateFile = "runc-state.json"
+)
+
+// DumpMiddleware is the runc runtime's part of a dump.
+var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{DumpContainer}
+
+// DumpContainer resolves the container a dump names, refuses one that is not running, records it
+// in the checkpoint, adds runc's CRIU options and files, and, once CRIU has stopped the container
+// (no --leave-running), deletes it from runc as `runc checkpoint` does, so that its ID and bundle
+// are free for the restore.
+func DumpContainer(next adapters.DumpHandler) adapters.DumpHandler {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		d := req.GetDetails().GetRunc()
+		if d == nil {
+			return adapters.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
+		}
+		d.Root = rootOr(d.Root)
+		c, err := load(d.Root, d.Id)
+		if err != nil {
+			return err
+		}
+		if err := c.requireRunning(); err != nil {
+			return err
+		}
+		d.Bundle = c.bundle()
+		pid := c.pid()
+		ck := resp.Checkpoint
+		ck.Pid = int32(pid)
+		for _, p := range sysinfo.Tree(pid) {
+			ck.Pids = append(ck.Pids, int32(p))
+		}
+		ck.Cmdline, _ = sysinfo.Cmdline(pid)
+		add, err := c.criuOptions()
+		if err != nil {
+			return err
+		}
+		opts.DumpCRIU = append(opts.DumpCRIU, add)
+		if err := c.writeFiles(opts.ImageDir); err != nil {
+			return err
+		}
+		opts.Log.Info("dumping runc container", "id", d.Id, "root", d.Root, "pid", pid, "bundle", d.Bundle)
+		if err := next(ctx, opts, req, resp); err != nil {
+			return err
+		}
+		if !req.Criu.LeaveRunning {
+			// CRIU killed the container's processes; runc would still list it as stopped.
+			if err := (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(ctx); err != nil {
+				opts.Log.Warn("dumped, but could not delete the stopped container from runc", "id", d.Id, "error", err)
+			}
+		}
+		return nil
+	}
+}
+
+// writeFiles writes, beside the images, the stdio descriptors `runc restore` reads, the bundle's
+// config.json and runc's state of the container.
+func (c *container) writeFiles(dir string) error {
+	descriptors, err := json.Marshal(c.state.ExternalDescriptors)
+	if err != nil {
+		return err
+	}
+	state, err := json.MarshalIndent(c.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{DescriptorsFile: descriptors, StateFile: state}
+	if bundle := c.bundle(); bundle != "" {
+		if config, err := os.ReadFile(filepath.Join(bundle, "config.json")); err == nil {
+			files[ConfigFile] = config
+		}
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+package runc
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
+)
+
+// Run starts the container a RunRequest describes with `runc run --detach` and records its init
+// process as a managed job. Its stdout and stderr go, through a pipe, to the job's log; its stdin
+// is /dev/null.
+func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.Job, error) {
+	d := req.GetRunc()
+	if d.GetId() == "" || d.GetBundle() == "" {
+		return store.Job{}, adapters.Invalid("give the container's --id and --bundle")
+	}
+	d.Root = rootOr(d.Root)
+	if _, err := readBundle(d.Bundle); err != nil {
+		return store.Job{}, err
+	}
+	if exists(d.Root, d.Id) {
+		return store.Job{}, adapters.Exists("runc already has a container %q under %s: choose another --id", d.Id, d.Root)
+	}
+	jid, logPath, err := m.NewJob(ctx, req.Jid, req.Log)
+	if err != nil {
+		return store.Job{}, err
+	}
+	out, err := logPipe(logPath)
+	if err != nil {
+		return store.Job{}, err
+	}
+	err = invocation{root: d.Root, args: []string{"run", "--detach", "--bundle", d.Bundle, d.Id}, stdout: out}.run(ctx)
+	out.Close() // the container holds its own copy
+	if err != nil {
+		return store.Job{}, adapters.Precondition("%w", err)
+	}
+	return adopt(ctx, m, jid, logPath, d)
+}
+
+// Manage adopts the running container a ManageRequest names as a managed job.
+func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
+	d := req.GetDetails().GetRunc()
+	if d == nil {
+		return store.Job{}, adapters.Invalid("no container to manage: give its ID")
+	}
+	d.Root = rootOr(d.Root)
+	return adopt(ctx, m, req.Jid, "", d)
+}
+
+// adopt records running container d as job jid.
+func adopt(ctx context.Context, m *jobs.Manager, jid, logPath string, d *daemonv1.RuncDetails) (store.Job, error) {
+	c, err := load(d.Root, d.Id)
+	if err != nil {
+		return store.Job{}, err
+	}
+	if err := c.requireRunning(); err != nil {
+		return store.Job{}, err
+	}
+	d.Bundle = c.bundle()
+	details, err := protojson.Marshal(&daemonv1.Details{Runc: d})
+	if err != nil {
+		return store.Job{}, err
+	}
+	job, err := m.Adopt(ctx, Name, jid, c.pid(), details, logPath)
+	if err != nil {
+		return store.Job{}, fmt.Errorf("container %s runs, but: %w", d.Id, err)
+	}
+	return job, nil
+}

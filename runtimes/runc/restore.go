@@ -1,0 +1,169 @@
+package runc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/criu"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// RestoreMiddleware is the runc runtime's part of a restore.
+var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{ResolveRestore}
+
+// ResolveRestore settles the ID, bundle and root of the restored container (the request's, else
+// the dumped container's) and refuses, before anything runs, a bundle without config.json or
+// rootfs and an ID runc already has.
+func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		dumped := resp.GetCheckpoint().GetDetails().GetRunc()
+		d := req.GetDetails().GetRunc()
+		if d == nil {
+			d = &daemonv1.RuncDetails{}
+		}
+		if d.Id == "" {
+			d.Id = dumped.GetId()
+		}
+		if d.Bundle == "" {
+			d.Bundle = dumped.GetBundle()
+		}
+		if d.Root == "" {
+			d.Root = dumped.GetRoot()
+		}
+		d.Root = rootOr(d.Root)
+		if d.Id == "" {
+			return adapters.Invalid("no container ID to restore under: pass --id")
+		}
+		if d.Bundle == "" {
+			return adapters.Invalid("no bundle to restore into: pass --bundle")
+		}
+		if !filepath.IsAbs(d.Bundle) {
+			return adapters.Invalid("bundle %q is not an absolute path", d.Bundle)
+		}
+		if _, err := readBundle(d.Bundle); err != nil {
+			return err
+		}
+		if exists(d.Root, d.Id) {
+			return adapters.Exists("runc already has a container %q under %s: delete it (`runc --root %s delete %s`) or restore with another --id",
+				d.Id, d.Root, d.Root, d.Id)
+		}
+		if req.Details == nil {
+			req.Details = &daemonv1.Details{}
+		}
+		req.Details.Runc = d
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// readBundle reads a bundle's config.json and checks that its rootfs exists.
+func readBundle(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, adapters.NotFound("bundle %s has no config.json: pass the --bundle directory that holds the container's config.json and rootfs", bundle)
+	}
+	if err != nil {
+		return nil, adapters.Precondition("read the bundle's config.json: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, adapters.Invalid("bundle %s: config.json is not an OCI runtime spec: %w", bundle, err)
+	}
+	if spec.Root == nil || spec.Root.Path == "" {
+		return nil, adapters.Invalid("bundle %s: config.json names no root filesystem (root.path)", bundle)
+	}
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
+		return nil, adapters.NotFound("bundle %s has no rootfs at %s: restore needs the container's root filesystem there", bundle, rootfs)
+	}
+	return &spec, nil
+}
+
+// RestoreWithRunc restores the checkpoint with `runc restore --detach`, so that runc owns the
+// container as if it had restored it itself, and answers with the container's init PID. A job's
+// restored container writes its output into the job's log again.
+func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	d := req.GetDetails().GetRunc()
+	spec, err := readBundle(d.Bundle)
+	if err != nil {
+		return err
+	}
+	if spec.Process != nil && spec.Process.Terminal {
+		return adapters.Precondition("container %s has a terminal (process.terminal in config.json): restoring it needs a console socket, which cedana does not provide yet", d.Id)
+	}
+	if _, err := os.Stat(filepath.Join(opts.ImageDir, DescriptorsFile)); err != nil {
+		return adapters.Invalid("checkpoint has no %s: it was not made from a runc container", DescriptorsFile)
+	}
+	args := []string{"restore", "--detach", "--image-path", opts.ImageDir, "--bundle", d.Bundle}
+	if req.Criu.GetTcpEstablished() {
+		args = append(args, "--tcp-established")
+	}
+	if req.Criu.GetFileLocks() {
+		args = append(args, "--file-locks")
+	}
+	in := invocation{root: d.Root, criu: opts.CRIU.Binary, args: append(args, d.Id)}
+	if opts.JobLog != "" {
+		if in.stdout, err = logPipe(opts.JobLog); err != nil {
+			return err
+		}
+		defer in.stdout.Close()
+	}
+	start := time.Now()
+	err = in.run(ctx)
+	adapters.Observe(resp.Stats, "criu_restore", start)
+	if err != nil {
+		if exists(d.Root, d.Id) {
+			_ = (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(context.WithoutCancel(ctx))
+		}
+		msg := ""
+		if lines := criu.LogErrors(filepath.Join(opts.ImageDir, checkpoint.RestoreLog), 3); len(lines) > 0 {
+			msg = "; CRIU log: " + strings.Join(lines, " | ")
+		}
+		return adapters.Precondition("%w%s", err, msg)
+	}
+	c, err := load(d.Root, d.Id)
+	if err != nil {
+		return fmt.Errorf("runc restored container %s but its state cannot be read: %w", d.Id, err)
+	}
+	resp.Pid = int32(c.pid())
+	opts.Log.Info("restored runc container", "id", d.Id, "root", d.Root, "pid", c.pid(), "bundle", d.Bundle)
+	return nil
+}
+
+// logPipe returns the write end of a pipe whose output is appended to the file at path until
+// every writer has closed it. Container stdio must not be a host file (CRIU cannot dump a file
+// from a mount outside the container), so a pipe stands between the container and its log.
+func logPipe(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, adapters.Precondition("cannot create the log directory: %w", err)
+	}
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, adapters.Precondition("cannot open the log %s: %w", path, err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		out.Close()
+		return nil, err
+	}
+	go func() {
+		defer out.Close()
+		defer r.Close()
+		_, _ = io.Copy(out, r)
+	}()
+	return w, nil
+}

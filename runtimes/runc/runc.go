@@ -1,0 +1,112 @@
+// Package runc is cedana's runtime for runc containers: `cedana dump runc <id>`, `cedana restore
+// runc`, `cedana run runc` and `cedana manage runc`.
+//
+// A dump goes through the daemon's own CRIU connection like any other: this package reads the
+// container's state with libcontainer and adds what runc itself would pass to CRIU for it (the
+// rootfs as root, bind mounts, masked paths and devices as external mounts, namespaces the spec
+// points at as external namespaces, the cgroup freezer, pty handling), plus the files `runc
+// restore` expects beside the images. The restore and the start of a container drive the host's
+// runc binary, because only runc keeps its own state (`runc list`, `runc kill`, `runc delete`)
+// consistent with the container it restores or starts.
+package runc
+
+import (
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// Name is the runtime's name, the request type it serves.
+const Name = features.Runc
+
+// DefaultRoot is runc's own default state directory.
+const DefaultRoot = "/run/runc"
+
+// DumpCmd is `cedana dump runc <id>`.
+type DumpCmd struct {
+	ID   string `arg:"" name:"id" help:"ID of the running container to checkpoint."`
+	Root string `help:"runc's state directory (runc --root)." default:"/run/runc" placeholder:"DIR"`
+}
+
+// FillDump implements features.DumpCommand.
+func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
+	req.Details = &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: c.ID, Root: c.Root}}
+	return nil
+}
+
+// RestoreCmd is `cedana restore runc --path <checkpoint> [--id <id>] [--bundle <dir>]`.
+type RestoreCmd struct {
+	ID     string `name:"id" help:"ID of the restored container (default: the dumped container's)." placeholder:"ID"`
+	Bundle string `help:"Bundle (config.json and rootfs) to restore into (default: the dumped container's)." type:"path" placeholder:"DIR"`
+	Root   string `help:"runc's state directory (runc --root) (default: the dumped container's, else /run/runc)." placeholder:"DIR"`
+	Detach bool   `help:"Accepted for runc's syntax: the restored container always runs detached, under runc."`
+}
+
+// FillRestore implements features.RestoreCommand.
+func (c *RestoreCmd) FillRestore(req *daemonv1.RestoreRequest) error {
+	req.Details = &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: c.ID, Root: c.Root, Bundle: c.Bundle}}
+	return nil
+}
+
+// RunCmd is `cedana run runc --id <id> --bundle <dir>`.
+type RunCmd struct {
+	ID     string `name:"id" required:"" help:"ID of the new container." placeholder:"ID"`
+	Bundle string `required:"" help:"Bundle directory: config.json and the rootfs it names." type:"path" placeholder:"DIR"`
+	Root   string `help:"runc's state directory (runc --root)." default:"/run/runc" placeholder:"DIR"`
+	Detach bool   `help:"Return as soon as the container runs (the default; --attach stays)."`
+}
+
+// FillRun implements features.RunCommand.
+func (c *RunCmd) FillRun(req *daemonv1.RunRequest) error {
+	req.Runc = &daemonv1.RuncDetails{Id: c.ID, Root: c.Root, Bundle: c.Bundle}
+	return nil
+}
+
+// ManageCmd is `cedana manage runc <id>`.
+type ManageCmd struct {
+	ID   string `arg:"" name:"id" help:"ID of the running container to adopt."`
+	Root string `help:"runc's state directory (runc --root)." default:"/run/runc" placeholder:"DIR"`
+}
+
+// FillManage implements features.ManageCommand.
+func (c *ManageCmd) FillManage(req *daemonv1.ManageRequest) error {
+	req.Details = &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: c.ID, Root: c.Root}}
+	return nil
+}
+
+var (
+	_ features.DumpCommand    = (*DumpCmd)(nil)
+	_ features.RestoreCommand = (*RestoreCmd)(nil)
+	_ features.RunCommand     = (*RunCmd)(nil)
+	_ features.ManageCommand  = (*ManageCmd)(nil)
+)
+
+// rootOr is root, or runc's default when empty.
+func rootOr(root string) string {
+	if root == "" {
+		return DefaultRoot
+	}
+	return root
+}
+
+func init() {
+	features.DumpCmd.Register(Name, &struct {
+		Runc DumpCmd `cmd:"" help:"Checkpoint a running runc container by its ID."`
+	}{})
+	features.RestoreCmd.Register(Name, &struct {
+		Runc RestoreCmd `cmd:"" help:"Restore a runc container from a checkpoint (--path); runc then runs it."`
+	}{})
+	features.RunCmd.Register(Name, &struct {
+		Runc RunCmd `cmd:"" help:"Start a runc container from a bundle as a managed job."`
+	}{})
+	features.ManageCmd.Register(Name, &struct {
+		Runc ManageCmd `cmd:"" help:"Adopt a running runc container as a managed job."`
+	}{})
+	features.DumpMiddleware.Register(Name, DumpMiddleware)
+	features.DumpHandler.Register(Name, adapters.DumpWithCRIU)
+	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
+	features.RestoreHandler.Register(Name, RestoreWithRunc)
+	features.RunHandler.Register(Name, Run)
+	features.ManageHandler.Register(Name, Manage)
+	features.HealthCheck.Register(Name, Check)
+}
