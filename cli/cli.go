@@ -45,6 +45,7 @@ type CLI struct {
 	Checkpoint CheckpointCmd `cmd:"" help:"List, inspect and delete recorded checkpoints."`
 	Check      CheckCmd      `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
 	Features   FeaturesCmd   `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
+	Internal   InternalCmd   `cmd:"" hidden:"" help:"Commands cedana runs itself."`
 }
 
 // Env is what commands get besides their flags.

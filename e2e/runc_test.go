@@ -239,6 +239,15 @@ func TestRuncJobs(t *testing.T) {
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), "count 10") },
 		10*time.Second, 50*time.Millisecond, "the container's output did not reach the job's log")
 
+	// The container and its log outlive the daemon.
+	require.NoError(t, d.cmd.Process.Kill())
+	<-d.exited
+	later := fmt.Sprintf("count %d", (readCounter(e.counter)/10+2)*10)
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), later) },
+		10*time.Second, 50*time.Millisecond, "the output stopped reaching the log without a daemon (%s)", later)
+	d = restartDaemon(t, d)
+	assert.Regexp(t, `ctjob\s+runc\s+\d+\s+running`, d.cli("ps").stdout)
+
 	pid := e.pid("job-ct")
 	r = d.cli("dump", "job", "ctjob")
 	require.Equal(t, 0, r.code, r.String())

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -146,24 +147,29 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 
 // logPipe returns the write end of a pipe whose output is appended to the file at path until
 // every writer has closed it. Container stdio must not be a host file (CRIU cannot dump a file
-// from a mount outside the container), so a pipe stands between the container and its log.
+// from a mount outside the container), so a pipe stands between the container and its log. Its
+// reader is `cedana internal log-copy`, in its own session, so that the container can go on
+// writing while the daemon restarts.
 func logPipe(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, adapters.Precondition("cannot create the log directory: %w", err)
 	}
-	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	self, err := os.Executable()
 	if err != nil {
-		return nil, adapters.Precondition("cannot open the log %s: %w", path, err)
+		return nil, fmt.Errorf("find the cedana binary: %w", err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		out.Close()
 		return nil, err
 	}
-	go func() {
-		defer out.Close()
-		defer r.Close()
-		_, _ = io.Copy(out, r)
-	}()
+	defer r.Close()
+	cmd := exec.Command(self, "internal", "log-copy", path)
+	cmd.Stdin = r
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start the log copier: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
 	return w, nil
 }
