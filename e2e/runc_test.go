@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // runcEnv is a private runc state directory and a bundle with a busybox-static rootfs whose
@@ -339,4 +340,69 @@ func TestRuncBadInput(t *testing.T) {
 	// A binary built without the runc runtime says so.
 	r = runCmd(t, cedanaCustomBin, d.env, "dump", "runc", "x")
 	requireOneLineError(t, r, "runc runtime is not compiled into this cedana binary", "runtimes.runc")
+}
+
+// setNetNS points the bundle's network namespace at path (a namespace that exists already).
+func (e *runcEnv) setNetNS(path string) {
+	e.t.Helper()
+	file := filepath.Join(e.bundle, "config.json")
+	data, err := os.ReadFile(file)
+	require.NoError(e.t, err)
+	var spec map[string]any
+	require.NoError(e.t, json.Unmarshal(data, &spec))
+	for _, ns := range spec["linux"].(map[string]any)["namespaces"].([]any) {
+		if m := ns.(map[string]any); m["type"] == "network" {
+			m["path"] = path
+		}
+	}
+	data, err = json.MarshalIndent(spec, "", "  ")
+	require.NoError(e.t, err)
+	require.NoError(e.t, os.WriteFile(file, data, 0o644))
+}
+
+// TestRuncExternalNetNS: a container that joins a network namespace of the host's (as CNI sets
+// them up) is dumped with that namespace external and restored into it.
+func TestRuncExternalNetNS(t *testing.T) {
+	e := newRuncEnv(t)
+	d := startDaemon(t, cedanaBin)
+	name := fmt.Sprintf("cedana-e2e-%d", os.Getpid())
+	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", name).Run() })
+	nsPath := "/var/run/netns/" + name
+	e.setNetNS(nsPath)
+	pid := e.start("netns")
+	link := func(pid int) string { l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); return l }
+	want := link(pid)
+	var st syscallStat
+	require.NoError(t, statIno(nsPath, &st))
+	assert.Contains(t, want, fmt.Sprint(st.ino), "the container joined the named namespace")
+
+	dir := t.TempDir()
+	r := d.cli("dump", "runc", "netns", "--root", e.root, "--dir", dir, "--name", "ck")
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	for _, name := range entries(filepath.Join(dir, "ck")) {
+		assert.False(t, strings.HasPrefix(name, "ifaddr-") || strings.HasPrefix(name, "route-"),
+			"the external namespace's contents are not dumped: %s", name)
+	}
+	count := requireStopped(t, e.counter)
+
+	r = d.cli("restore", "runc", "--path", filepath.Join(dir, "ck"), "--root", e.root)
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, want, link(e.pid("netns")), "restored into the same network namespace")
+	requireCounting(t, e.counter, count)
+	e.killAndDelete("netns")
+}
+
+// syscallStat is the part of stat(2) the tests read.
+type syscallStat struct{ ino uint64 }
+
+func statIno(path string, st *syscallStat) error {
+	var s unix.Stat_t
+	if err := unix.Stat(path, &s); err != nil {
+		return err
+	}
+	st.ino = s.Ino
+	return nil
 }
