@@ -12,7 +12,6 @@ prefix=${CEDANA_CRIU_PREFIX:-/opt/cedana/criu}
 link=${CEDANA_CRIU_LINK:-/usr/local/sbin/criu}
 suite=${CEDANA_CRIU_SUITE:-trixie}
 mirror=${CEDANA_CRIU_MIRROR:-http://deb.debian.org/debian}
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 scratch=${CEDANA_CRIU_SCRATCH:-/var/cache/cedana/criu-apt}
 minimum=4.1
 
@@ -43,20 +42,10 @@ command -v patchelf >/dev/null || {
 }
 
 # 2. A private apt configuration that knows only $suite: nothing here reaches /etc/apt or /var/lib/dpkg.
-state=$scratch/state
-mkdir -p "$state"/{lists/partial,archives/partial,parts,prefs}
-echo "deb [signed-by=$keyring] $mirror $suite main" >"$state/sources.list"
-: >"$state/status"
-apt_opts=(
-  -o Dir::Etc::sourcelist="$state/sources.list" -o Dir::Etc::sourceparts="$state/parts"
-  -o Dir::Etc::preferences="$state/prefs/none" -o Dir::Etc::preferencesparts="$state/prefs"
-  -o Dir::State::lists="$state/lists" -o Dir::State::status="$state/status"
-  -o Dir::Cache="$state" -o Dir::Cache::archives="$state/archives"
-  -o APT::Architecture=amd64 -o Acquire::Languages=none -o Debug::NoLocking=1
-  -o APT::Sandbox::User=root -qq
-)
+# shellcheck source=hack/private-apt.sh
+. "$(dirname "$0")/private-apt.sh"
 say "reading the $suite package index"
-apt-get "${apt_opts[@]}" update
+private_apt_init "$scratch/state" "$suite" "$mirror"
 
 # 3. Download criu with its whole Depends closure and unpack it into a scratch root.
 mapfile -t packages < <(apt-cache "${apt_opts[@]}" depends --recurse --no-recommends --no-suggests \

@@ -19,5 +19,6 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 "$here/install-criu.sh"
+"$here/install-containerd.sh"
 # The S3 server the storage tests run against (a Go build, a few minutes the first time).
 "$here/install-versitygw.sh" >/dev/null
