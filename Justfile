@@ -6,7 +6,7 @@ version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
 ldflags := "-s -w -X github.com/cedana/cedana/version.Version=" + version
 buf := "go run github.com/bufbuild/buf/cmd/buf@v1.75.0"
 # Build tag sets CI builds and vets: every runtime, none, and each runtime alone.
-tag_sets := "default custom custom,runtimes.process custom,runtimes.runc"
+tag_sets := "default custom custom,runtimes.process custom,runtimes.runc custom,runtimes.containerd"
 
 # List the tasks.
 default:

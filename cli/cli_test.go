@@ -46,8 +46,6 @@ func TestGrammar(t *testing.T) {
 		{name: "features", args: []string{"features"}, stdout: []string{"dump-cmd", "PROCESS"}},
 		{name: "no daemon", args: []string{"--address", "/nonexistent/cedana.sock", "dump", "process", "42"}, code: 1,
 			stderr: []string{"cannot reach the cedana daemon at /nonexistent/cedana.sock", "cedana daemon start"}},
-		{name: "missing runtime placeholder", args: []string{"dump", "containerd", "x"}, code: 1,
-			stderr: []string{"the containerd runtime is not available in this version of cedana yet"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -131,10 +131,6 @@ type NotCompiledInError struct {
 
 // Error implements error.
 func (e *NotCompiledInError) Error() string {
-	if IsPlanned(e.Runtime) {
-		return fmt.Sprintf("the %s runtime is not available in this version of cedana yet (it is planned); "+
-			"today cedana checkpoints process trees (`cedana dump process`)", e.Runtime)
-	}
 	return fmt.Sprintf("the %s runtime is not compiled into this cedana binary (%s); "+
 		"rebuild without -tags custom, or with -tags custom,%s", e.Runtime, e.Feature, BuildTag(e.Runtime))
 }
@@ -142,9 +138,6 @@ func (e *NotCompiledInError) Error() string {
 // Absence says in a few words why a known runtime is missing from this binary: for the CLI's help
 // and the features table.
 func Absence(runtime string) string {
-	if IsPlanned(runtime) {
-		return "planned: not available in this version yet"
-	}
 	return "not compiled in: add build tag " + BuildTag(runtime)
 }
 

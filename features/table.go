@@ -17,11 +17,8 @@ const (
 	Containerd = "containerd"
 )
 
-// KnownRuntimes lists every runtime cedana has or plans, in the order help text shows them.
+// KnownRuntimes lists every runtime cedana has, in the order help text shows them.
 var KnownRuntimes = []string{Process, Runc, Containerd}
-
-// IsPlanned reports whether runtime is known but not written yet, so no build tag adds it.
-func IsPlanned(runtime string) bool { return runtime == Containerd }
 
 // Command is a pointer to a struct that holds one kong subcommand as a field, e.g.
 //

@@ -24,13 +24,20 @@ const (
 )
 
 // DumpMiddleware is the runc runtime's part of a dump.
-var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{DumpContainer}
+var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{ContainerDump{DeleteAfter: true}.Adapter}
 
-// DumpContainer resolves the container a dump names, refuses one that is not running, records it
-// in the checkpoint, adds runc's CRIU options and files, and, once CRIU has stopped the container
-// (no --leave-running), deletes it from runc as `runc checkpoint` does, so that its ID and bundle
-// are free for the restore.
-func DumpContainer(next adapters.DumpHandler) adapters.DumpHandler {
+// ContainerDump is the dump of a container runc runs, for runc's own containers and for those of
+// runtimes built on runc (containerd's runc shim).
+type ContainerDump struct {
+	// DeleteAfter deletes the container from runc once CRIU has stopped it (no --leave-running),
+	// as `runc checkpoint` does, so that its ID and bundle are free for the restore. Off when
+	// another runtime owns runc's state (containerd's shim cleans it up with the task).
+	DeleteAfter bool
+}
+
+// Adapter resolves the container a dump names (details.runc), refuses one that is not running,
+// records it in the checkpoint, and adds runc's CRIU options and files.
+func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler {
 	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		d := req.GetDetails().GetRunc()
 		if d == nil {
@@ -64,7 +71,7 @@ func DumpContainer(next adapters.DumpHandler) adapters.DumpHandler {
 		if err := next(ctx, opts, req, resp); err != nil {
 			return err
 		}
-		if !req.Criu.LeaveRunning {
+		if cd.DeleteAfter && !req.Criu.LeaveRunning {
 			// CRIU killed the container's processes; runc would still list it as stopped.
 			if err := (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(ctx); err != nil {
 				opts.Log.Warn("dumped, but could not delete the stopped container from runc", "id", d.Id, "error", err)

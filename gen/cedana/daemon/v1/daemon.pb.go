@@ -227,20 +227,113 @@ func (x *RuncDetails) GetBundle() string {
 	return ""
 }
 
+// ContainerdDetails names a containerd container.
+type ContainerdDetails struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Container ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// containerd namespace; "default" when empty.
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// containerd's socket; /run/containerd/containerd.sock when empty.
+	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// Image the container runs: recorded on a dump, the image to run (run) or to restore onto (restore).
+	Image string `protobuf:"bytes,4,opt,name=image,proto3" json:"image,omitempty"`
+	// Dump: put the container's writable-layer changes into the checkpoint too.
+	Rootfs bool `protobuf:"varint,5,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	// Run: the command to run instead of the image's.
+	Args          []string `protobuf:"bytes,6,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerdDetails) Reset() {
+	*x = ContainerdDetails{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerdDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerdDetails) ProtoMessage() {}
+
+func (x *ContainerdDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerdDetails.ProtoReflect.Descriptor instead.
+func (*ContainerdDetails) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ContainerdDetails) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerdDetails) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ContainerdDetails) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ContainerdDetails) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ContainerdDetails) GetRootfs() bool {
+	if x != nil {
+		return x.Rootfs
+	}
+	return false
+}
+
+func (x *ContainerdDetails) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
 // Details carries the runtime-specific part of a request; the field named after the request's type is used.
 type Details struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Details for type "process".
 	Process *ProcessDetails `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
 	// Details for type "runc".
-	Runc          *RuncDetails `protobuf:"bytes,2,opt,name=runc,proto3" json:"runc,omitempty"`
+	Runc *RuncDetails `protobuf:"bytes,2,opt,name=runc,proto3" json:"runc,omitempty"`
+	// Details for type "containerd".
+	Containerd    *ContainerdDetails `protobuf:"bytes,3,opt,name=containerd,proto3" json:"containerd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Details) Reset() {
 	*x = Details{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +345,7 @@ func (x *Details) String() string {
 func (*Details) ProtoMessage() {}
 
 func (x *Details) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +358,7 @@ func (x *Details) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Details.ProtoReflect.Descriptor instead.
 func (*Details) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Details) GetProcess() *ProcessDetails {
@@ -278,6 +371,13 @@ func (x *Details) GetProcess() *ProcessDetails {
 func (x *Details) GetRunc() *RuncDetails {
 	if x != nil {
 		return x.Runc
+	}
+	return nil
+}
+
+func (x *Details) GetContainerd() *ContainerdDetails {
+	if x != nil {
+		return x.Containerd
 	}
 	return nil
 }
@@ -321,7 +421,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +433,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +446,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Checkpoint) GetName() string {
@@ -475,7 +575,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +587,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +600,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Stats) GetTotal() *durationpb.Duration {
@@ -565,7 +665,7 @@ type DumpRequest struct {
 
 func (x *DumpRequest) Reset() {
 	*x = DumpRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +677,7 @@ func (x *DumpRequest) String() string {
 func (*DumpRequest) ProtoMessage() {}
 
 func (x *DumpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +690,7 @@ func (x *DumpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRequest.ProtoReflect.Descriptor instead.
 func (*DumpRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DumpRequest) GetType() string {
@@ -666,7 +766,7 @@ type DumpResponse struct {
 
 func (x *DumpResponse) Reset() {
 	*x = DumpResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +778,7 @@ func (x *DumpResponse) String() string {
 func (*DumpResponse) ProtoMessage() {}
 
 func (x *DumpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +791,7 @@ func (x *DumpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpResponse.ProtoReflect.Descriptor instead.
 func (*DumpResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DumpResponse) GetPath() string {
@@ -744,7 +844,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +856,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +869,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RestoreRequest) GetType() string {
@@ -829,7 +929,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +941,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +954,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RestoreResponse) GetPid() int32 {
@@ -887,7 +987,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +999,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1012,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 // RuntimeHealth says whether one runtime can be used now.
@@ -932,7 +1032,7 @@ type RuntimeHealth struct {
 
 func (x *RuntimeHealth) Reset() {
 	*x = RuntimeHealth{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1044,7 @@ func (x *RuntimeHealth) String() string {
 func (*RuntimeHealth) ProtoMessage() {}
 
 func (x *RuntimeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1057,7 @@ func (x *RuntimeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeHealth.ProtoReflect.Descriptor instead.
 func (*RuntimeHealth) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RuntimeHealth) GetName() string {
@@ -1013,7 +1113,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1125,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1138,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HealthCheckResponse) GetVersion() string {
@@ -1106,7 +1206,7 @@ type ListFeaturesRequest struct {
 
 func (x *ListFeaturesRequest) Reset() {
 	*x = ListFeaturesRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1218,7 @@ func (x *ListFeaturesRequest) String() string {
 func (*ListFeaturesRequest) ProtoMessage() {}
 
 func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1231,7 @@ func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*ListFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 // FeatureProviders is one feature and the runtimes this binary has for it.
@@ -1149,7 +1249,7 @@ type FeatureProviders struct {
 
 func (x *FeatureProviders) Reset() {
 	*x = FeatureProviders{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1261,7 @@ func (x *FeatureProviders) String() string {
 func (*FeatureProviders) ProtoMessage() {}
 
 func (x *FeatureProviders) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1274,7 @@ func (x *FeatureProviders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureProviders.ProtoReflect.Descriptor instead.
 func (*FeatureProviders) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeatureProviders) GetName() string {
@@ -1211,7 +1311,7 @@ type ListFeaturesResponse struct {
 
 func (x *ListFeaturesResponse) Reset() {
 	*x = ListFeaturesResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1323,7 @@ func (x *ListFeaturesResponse) String() string {
 func (*ListFeaturesResponse) ProtoMessage() {}
 
 func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1336,7 @@ func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListFeaturesResponse) GetFeatures() []*FeatureProviders {
@@ -1270,7 +1370,7 @@ type ProcessRun struct {
 
 func (x *ProcessRun) Reset() {
 	*x = ProcessRun{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1382,7 @@ func (x *ProcessRun) String() string {
 func (*ProcessRun) ProtoMessage() {}
 
 func (x *ProcessRun) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1395,7 @@ func (x *ProcessRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRun.ProtoReflect.Descriptor instead.
 func (*ProcessRun) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProcessRun) GetPath() string {
@@ -1338,14 +1438,16 @@ type RunRequest struct {
 	// The process to start, for type "process".
 	Process *ProcessRun `protobuf:"bytes,4,opt,name=process,proto3" json:"process,omitempty"`
 	// The container to run, for type "runc": its ID, bundle and runc root.
-	Runc          *RuncDetails `protobuf:"bytes,5,opt,name=runc,proto3" json:"runc,omitempty"`
+	Runc *RuncDetails `protobuf:"bytes,5,opt,name=runc,proto3" json:"runc,omitempty"`
+	// The container to run, for type "containerd": its ID, image and command.
+	Containerd    *ContainerdDetails `protobuf:"bytes,6,opt,name=containerd,proto3" json:"containerd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1459,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1472,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunRequest) GetType() string {
@@ -1408,6 +1510,13 @@ func (x *RunRequest) GetRunc() *RuncDetails {
 	return nil
 }
 
+func (x *RunRequest) GetContainerd() *ContainerdDetails {
+	if x != nil {
+		return x.Containerd
+	}
+	return nil
+}
+
 // RunResponse describes the started job.
 type RunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1419,7 +1528,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1540,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1553,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RunResponse) GetJob() *Job {
@@ -1469,7 +1578,7 @@ type ManageRequest struct {
 
 func (x *ManageRequest) Reset() {
 	*x = ManageRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1590,7 @@ func (x *ManageRequest) String() string {
 func (*ManageRequest) ProtoMessage() {}
 
 func (x *ManageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1603,7 @@ func (x *ManageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManageRequest.ProtoReflect.Descriptor instead.
 func (*ManageRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ManageRequest) GetType() string {
@@ -1529,7 +1638,7 @@ type ManageResponse struct {
 
 func (x *ManageResponse) Reset() {
 	*x = ManageResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1650,7 @@ func (x *ManageResponse) String() string {
 func (*ManageResponse) ProtoMessage() {}
 
 func (x *ManageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1663,7 @@ func (x *ManageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManageResponse.ProtoReflect.Descriptor instead.
 func (*ManageResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ManageResponse) GetJob() *Job {
@@ -1593,7 +1702,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1714,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1727,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Job) GetJid() string {
@@ -1714,7 +1823,7 @@ type CheckpointEntry struct {
 
 func (x *CheckpointEntry) Reset() {
 	*x = CheckpointEntry{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1835,7 @@ func (x *CheckpointEntry) String() string {
 func (*CheckpointEntry) ProtoMessage() {}
 
 func (x *CheckpointEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1848,7 @@ func (x *CheckpointEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointEntry.ProtoReflect.Descriptor instead.
 func (*CheckpointEntry) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CheckpointEntry) GetId() string {
@@ -1800,7 +1909,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1921,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1934,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
 }
 
 // ListJobsResponse lists the jobs, oldest first.
@@ -1839,7 +1948,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1960,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1973,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1885,7 +1994,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2006,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2019,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetJobRequest) GetJid() string {
@@ -1931,7 +2040,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2052,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2065,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1979,7 +2088,7 @@ type KillJobRequest struct {
 
 func (x *KillJobRequest) Reset() {
 	*x = KillJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2100,7 @@ func (x *KillJobRequest) String() string {
 func (*KillJobRequest) ProtoMessage() {}
 
 func (x *KillJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2113,7 @@ func (x *KillJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillJobRequest.ProtoReflect.Descriptor instead.
 func (*KillJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KillJobRequest) GetJids() []string {
@@ -2032,7 +2141,7 @@ type KillJobResponse struct {
 
 func (x *KillJobResponse) Reset() {
 	*x = KillJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2153,7 @@ func (x *KillJobResponse) String() string {
 func (*KillJobResponse) ProtoMessage() {}
 
 func (x *KillJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2166,7 @@ func (x *KillJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillJobResponse.ProtoReflect.Descriptor instead.
 func (*KillJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KillJobResponse) GetJobs() []*Job {
@@ -2080,7 +2189,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2201,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2214,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteJobRequest) GetJids() []string {
@@ -2131,7 +2240,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2252,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2265,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 // ListCheckpointsRequest filters the catalog.
@@ -2170,7 +2279,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2291,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2304,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListCheckpointsRequest) GetJid() string {
@@ -2216,7 +2325,7 @@ type ListCheckpointsResponse struct {
 
 func (x *ListCheckpointsResponse) Reset() {
 	*x = ListCheckpointsResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2337,7 @@ func (x *ListCheckpointsResponse) String() string {
 func (*ListCheckpointsResponse) ProtoMessage() {}
 
 func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2350,7 @@ func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointEntry {
@@ -2262,7 +2371,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2383,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2396,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetCheckpointRequest) GetId() string {
@@ -2308,7 +2417,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2429,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2442,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() *CheckpointEntry {
@@ -2354,7 +2463,7 @@ type DeleteCheckpointRequest struct {
 
 func (x *DeleteCheckpointRequest) Reset() {
 	*x = DeleteCheckpointRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2475,7 @@ func (x *DeleteCheckpointRequest) String() string {
 func (*DeleteCheckpointRequest) ProtoMessage() {}
 
 func (x *DeleteCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2488,7 @@ func (x *DeleteCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteCheckpointRequest) GetId() string {
@@ -2398,7 +2507,7 @@ type DeleteCheckpointResponse struct {
 
 func (x *DeleteCheckpointResponse) Reset() {
 	*x = DeleteCheckpointResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2519,7 @@ func (x *DeleteCheckpointResponse) String() string {
 func (*DeleteCheckpointResponse) ProtoMessage() {}
 
 func (x *DeleteCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2532,7 @@ func (x *DeleteCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 // AttachRequest names the job to attach to.
@@ -2441,7 +2550,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2562,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2575,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AttachRequest) GetJid() string {
@@ -2507,7 +2616,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2628,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2641,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AttachResponse) GetOutput() []byte {
@@ -2576,7 +2685,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2697,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2710,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WriteStdinRequest) GetJid() string {
@@ -2627,7 +2736,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2639,7 +2748,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2652,7 +2761,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 // WatchProgressRequest names the operation to follow.
@@ -2666,7 +2775,7 @@ type WatchProgressRequest struct {
 
 func (x *WatchProgressRequest) Reset() {
 	*x = WatchProgressRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2787,7 @@ func (x *WatchProgressRequest) String() string {
 func (*WatchProgressRequest) ProtoMessage() {}
 
 func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2800,7 @@ func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchProgressRequest.ProtoReflect.Descriptor instead.
 func (*WatchProgressRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchProgressRequest) GetOperationId() string {
@@ -2719,7 +2828,7 @@ type WatchProgressResponse struct {
 
 func (x *WatchProgressResponse) Reset() {
 	*x = WatchProgressResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +2840,7 @@ func (x *WatchProgressResponse) String() string {
 func (*WatchProgressResponse) ProtoMessage() {}
 
 func (x *WatchProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +2853,7 @@ func (x *WatchProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchProgressResponse.ProtoReflect.Descriptor instead.
 func (*WatchProgressResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WatchProgressResponse) GetPhase() string {
@@ -2794,10 +2903,20 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vRuncDetails\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\tR\x04root\x12\x16\n" +
-	"\x06bundle\x18\x03 \x01(\tR\x06bundle\"x\n" +
+	"\x06bundle\x18\x03 \x01(\tR\x06bundle\"\x9d\x01\n" +
+	"\x11ContainerdDetails\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05image\x18\x04 \x01(\tR\x05image\x12\x16\n" +
+	"\x06rootfs\x18\x05 \x01(\bR\x06rootfs\x12\x12\n" +
+	"\x04args\x18\x06 \x03(\tR\x04args\"\xbd\x01\n" +
 	"\aDetails\x12:\n" +
 	"\aprocess\x18\x01 \x01(\v2 .cedana.daemon.v1.ProcessDetailsR\aprocess\x121\n" +
-	"\x04runc\x18\x02 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\"\xf0\x03\n" +
+	"\x04runc\x18\x02 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\x12C\n" +
+	"\n" +
+	"containerd\x18\x03 \x01(\v2#.cedana.daemon.v1.ContainerdDetailsR\n" +
+	"containerd\"\xf0\x03\n" +
 	"\n" +
 	"Checkpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2887,14 +3006,17 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
 	"\vworking_dir\x18\x03 \x01(\tR\n" +
 	"workingDir\x12\x10\n" +
-	"\x03env\x18\x04 \x03(\tR\x03env\"\xaf\x01\n" +
+	"\x03env\x18\x04 \x03(\tR\x03env\"\xf4\x01\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x10\n" +
 	"\x03log\x18\x03 \x01(\tR\x03log\x126\n" +
 	"\aprocess\x18\x04 \x01(\v2\x1c.cedana.daemon.v1.ProcessRunR\aprocess\x121\n" +
-	"\x04runc\x18\x05 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\"6\n" +
+	"\x04runc\x18\x05 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\x12C\n" +
+	"\n" +
+	"containerd\x18\x06 \x01(\v2#.cedana.daemon.v1.ContainerdDetailsR\n" +
+	"containerd\"6\n" +
 	"\vRunResponse\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"j\n" +
 	"\rManageRequest\x12\x12\n" +
@@ -3018,128 +3140,131 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
 	(*RuncDetails)(nil),              // 2: cedana.daemon.v1.RuncDetails
-	(*Details)(nil),                  // 3: cedana.daemon.v1.Details
-	(*Checkpoint)(nil),               // 4: cedana.daemon.v1.Checkpoint
-	(*Stats)(nil),                    // 5: cedana.daemon.v1.Stats
-	(*DumpRequest)(nil),              // 6: cedana.daemon.v1.DumpRequest
-	(*DumpResponse)(nil),             // 7: cedana.daemon.v1.DumpResponse
-	(*RestoreRequest)(nil),           // 8: cedana.daemon.v1.RestoreRequest
-	(*RestoreResponse)(nil),          // 9: cedana.daemon.v1.RestoreResponse
-	(*HealthCheckRequest)(nil),       // 10: cedana.daemon.v1.HealthCheckRequest
-	(*RuntimeHealth)(nil),            // 11: cedana.daemon.v1.RuntimeHealth
-	(*HealthCheckResponse)(nil),      // 12: cedana.daemon.v1.HealthCheckResponse
-	(*ListFeaturesRequest)(nil),      // 13: cedana.daemon.v1.ListFeaturesRequest
-	(*FeatureProviders)(nil),         // 14: cedana.daemon.v1.FeatureProviders
-	(*ListFeaturesResponse)(nil),     // 15: cedana.daemon.v1.ListFeaturesResponse
-	(*ProcessRun)(nil),               // 16: cedana.daemon.v1.ProcessRun
-	(*RunRequest)(nil),               // 17: cedana.daemon.v1.RunRequest
-	(*RunResponse)(nil),              // 18: cedana.daemon.v1.RunResponse
-	(*ManageRequest)(nil),            // 19: cedana.daemon.v1.ManageRequest
-	(*ManageResponse)(nil),           // 20: cedana.daemon.v1.ManageResponse
-	(*Job)(nil),                      // 21: cedana.daemon.v1.Job
-	(*CheckpointEntry)(nil),          // 22: cedana.daemon.v1.CheckpointEntry
-	(*ListJobsRequest)(nil),          // 23: cedana.daemon.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 24: cedana.daemon.v1.ListJobsResponse
-	(*GetJobRequest)(nil),            // 25: cedana.daemon.v1.GetJobRequest
-	(*GetJobResponse)(nil),           // 26: cedana.daemon.v1.GetJobResponse
-	(*KillJobRequest)(nil),           // 27: cedana.daemon.v1.KillJobRequest
-	(*KillJobResponse)(nil),          // 28: cedana.daemon.v1.KillJobResponse
-	(*DeleteJobRequest)(nil),         // 29: cedana.daemon.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),        // 30: cedana.daemon.v1.DeleteJobResponse
-	(*ListCheckpointsRequest)(nil),   // 31: cedana.daemon.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil),  // 32: cedana.daemon.v1.ListCheckpointsResponse
-	(*GetCheckpointRequest)(nil),     // 33: cedana.daemon.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),    // 34: cedana.daemon.v1.GetCheckpointResponse
-	(*DeleteCheckpointRequest)(nil),  // 35: cedana.daemon.v1.DeleteCheckpointRequest
-	(*DeleteCheckpointResponse)(nil), // 36: cedana.daemon.v1.DeleteCheckpointResponse
-	(*AttachRequest)(nil),            // 37: cedana.daemon.v1.AttachRequest
-	(*AttachResponse)(nil),           // 38: cedana.daemon.v1.AttachResponse
-	(*WriteStdinRequest)(nil),        // 39: cedana.daemon.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),       // 40: cedana.daemon.v1.WriteStdinResponse
-	(*WatchProgressRequest)(nil),     // 41: cedana.daemon.v1.WatchProgressRequest
-	(*WatchProgressResponse)(nil),    // 42: cedana.daemon.v1.WatchProgressResponse
-	nil,                              // 43: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 45: google.protobuf.Duration
+	(*ContainerdDetails)(nil),        // 3: cedana.daemon.v1.ContainerdDetails
+	(*Details)(nil),                  // 4: cedana.daemon.v1.Details
+	(*Checkpoint)(nil),               // 5: cedana.daemon.v1.Checkpoint
+	(*Stats)(nil),                    // 6: cedana.daemon.v1.Stats
+	(*DumpRequest)(nil),              // 7: cedana.daemon.v1.DumpRequest
+	(*DumpResponse)(nil),             // 8: cedana.daemon.v1.DumpResponse
+	(*RestoreRequest)(nil),           // 9: cedana.daemon.v1.RestoreRequest
+	(*RestoreResponse)(nil),          // 10: cedana.daemon.v1.RestoreResponse
+	(*HealthCheckRequest)(nil),       // 11: cedana.daemon.v1.HealthCheckRequest
+	(*RuntimeHealth)(nil),            // 12: cedana.daemon.v1.RuntimeHealth
+	(*HealthCheckResponse)(nil),      // 13: cedana.daemon.v1.HealthCheckResponse
+	(*ListFeaturesRequest)(nil),      // 14: cedana.daemon.v1.ListFeaturesRequest
+	(*FeatureProviders)(nil),         // 15: cedana.daemon.v1.FeatureProviders
+	(*ListFeaturesResponse)(nil),     // 16: cedana.daemon.v1.ListFeaturesResponse
+	(*ProcessRun)(nil),               // 17: cedana.daemon.v1.ProcessRun
+	(*RunRequest)(nil),               // 18: cedana.daemon.v1.RunRequest
+	(*RunResponse)(nil),              // 19: cedana.daemon.v1.RunResponse
+	(*ManageRequest)(nil),            // 20: cedana.daemon.v1.ManageRequest
+	(*ManageResponse)(nil),           // 21: cedana.daemon.v1.ManageResponse
+	(*Job)(nil),                      // 22: cedana.daemon.v1.Job
+	(*CheckpointEntry)(nil),          // 23: cedana.daemon.v1.CheckpointEntry
+	(*ListJobsRequest)(nil),          // 24: cedana.daemon.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 25: cedana.daemon.v1.ListJobsResponse
+	(*GetJobRequest)(nil),            // 26: cedana.daemon.v1.GetJobRequest
+	(*GetJobResponse)(nil),           // 27: cedana.daemon.v1.GetJobResponse
+	(*KillJobRequest)(nil),           // 28: cedana.daemon.v1.KillJobRequest
+	(*KillJobResponse)(nil),          // 29: cedana.daemon.v1.KillJobResponse
+	(*DeleteJobRequest)(nil),         // 30: cedana.daemon.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),        // 31: cedana.daemon.v1.DeleteJobResponse
+	(*ListCheckpointsRequest)(nil),   // 32: cedana.daemon.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),  // 33: cedana.daemon.v1.ListCheckpointsResponse
+	(*GetCheckpointRequest)(nil),     // 34: cedana.daemon.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),    // 35: cedana.daemon.v1.GetCheckpointResponse
+	(*DeleteCheckpointRequest)(nil),  // 36: cedana.daemon.v1.DeleteCheckpointRequest
+	(*DeleteCheckpointResponse)(nil), // 37: cedana.daemon.v1.DeleteCheckpointResponse
+	(*AttachRequest)(nil),            // 38: cedana.daemon.v1.AttachRequest
+	(*AttachResponse)(nil),           // 39: cedana.daemon.v1.AttachResponse
+	(*WriteStdinRequest)(nil),        // 40: cedana.daemon.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),       // 41: cedana.daemon.v1.WriteStdinResponse
+	(*WatchProgressRequest)(nil),     // 42: cedana.daemon.v1.WatchProgressRequest
+	(*WatchProgressResponse)(nil),    // 43: cedana.daemon.v1.WatchProgressResponse
+	nil,                              // 44: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 46: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
 	2,  // 1: cedana.daemon.v1.Details.runc:type_name -> cedana.daemon.v1.RuncDetails
-	44, // 2: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
-	3,  // 4: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	45, // 5: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	43, // 6: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	45, // 7: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
-	0,  // 8: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	3,  // 9: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
-	4,  // 10: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	5,  // 11: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
-	0,  // 12: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	3,  // 13: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
-	4,  // 14: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	5,  // 15: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
-	11, // 16: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
-	14, // 17: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
-	16, // 18: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
-	2,  // 19: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
-	21, // 20: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
-	3,  // 21: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
-	21, // 22: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
-	3,  // 23: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	44, // 24: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	44, // 25: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 26: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	44, // 27: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 28: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	21, // 29: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
-	21, // 30: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
-	21, // 31: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
-	22, // 32: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
-	22, // 33: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	45, // 34: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	6,  // 35: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	8,  // 36: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	10, // 37: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	13, // 38: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	17, // 39: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	19, // 40: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	23, // 41: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	25, // 42: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	27, // 43: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	29, // 44: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	37, // 45: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	39, // 46: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	41, // 47: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
-	31, // 48: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	33, // 49: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	35, // 50: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	7,  // 51: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	9,  // 52: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	12, // 53: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	15, // 54: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	18, // 55: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	20, // 56: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	24, // 57: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	26, // 58: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	28, // 59: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	30, // 60: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	38, // 61: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	40, // 62: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	42, // 63: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	32, // 64: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	34, // 65: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	36, // 66: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	51, // [51:67] is the sub-list for method output_type
-	35, // [35:51] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	3,  // 2: cedana.daemon.v1.Details.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
+	45, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
+	4,  // 5: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
+	46, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	44, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	46, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	0,  // 9: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	4,  // 10: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
+	5,  // 11: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	6,  // 12: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
+	0,  // 13: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	4,  // 14: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
+	5,  // 15: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	6,  // 16: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
+	12, // 17: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
+	15, // 18: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
+	17, // 19: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
+	2,  // 20: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
+	3,  // 21: cedana.daemon.v1.RunRequest.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
+	22, // 22: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
+	4,  // 23: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
+	22, // 24: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
+	4,  // 25: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
+	45, // 26: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	45, // 27: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 28: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	45, // 29: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 30: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	22, // 31: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
+	22, // 32: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
+	22, // 33: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
+	23, // 34: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
+	23, // 35: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	46, // 36: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	7,  // 37: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	9,  // 38: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	11, // 39: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	14, // 40: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	18, // 41: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	20, // 42: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	24, // 43: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	26, // 44: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	28, // 45: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	30, // 46: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	38, // 47: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	40, // 48: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	42, // 49: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	32, // 50: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	34, // 51: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	36, // 52: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	8,  // 53: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	10, // 54: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	13, // 55: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	16, // 56: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	19, // 57: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	21, // 58: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	25, // 59: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	27, // 60: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	29, // 61: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	31, // 62: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	39, // 63: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	41, // 64: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	43, // 65: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	33, // 66: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	35, // 67: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	37, // 68: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	53, // [53:69] is the sub-list for method output_type
+	37, // [37:53] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
@@ -3147,15 +3272,15 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 	if File_cedana_daemon_v1_daemon_proto != nil {
 		return
 	}
-	file_cedana_daemon_v1_daemon_proto_msgTypes[21].OneofWrappers = []any{}
-	file_cedana_daemon_v1_daemon_proto_msgTypes[38].OneofWrappers = []any{}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[22].OneofWrappers = []any{}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[39].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,129 @@
+// Package containerd is cedana's runtime for containerd containers (Kubernetes' among them, in
+// the k8s.io namespace): `cedana dump containerd <id>`, `cedana restore containerd`, `cedana run
+// containerd` and `cedana manage containerd`.
+//
+// Containers run by containerd's runc shim are runc containers under runc's root
+// /run/containerd/runc/<namespace>: the dump reuses the runc runtime's middleware and the
+// daemon's CRIU chain, adding what only containerd knows (its spec, image, snapshot and, with
+// --rootfs, the writable layer's changes). The restore creates a real containerd container and
+// task from the checkpoint (the shim runs `runc restore` on the images), so that `ctr task ls`,
+// `ctr task kill` and `ctr container rm` work on it.
+package containerd
+
+import (
+	"cmp"
+
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// Name is the runtime's name, the request type it serves.
+const Name = features.Containerd
+
+const (
+	// DefaultNamespace is containerd's default namespace.
+	DefaultNamespace = "default"
+	// DefaultAddress is containerd's default socket.
+	DefaultAddress = "/run/containerd/containerd.sock"
+	// RuncShim is the only containerd runtime whose containers cedana can checkpoint.
+	RuncShim = "io.containerd.runc.v2"
+	// RuncRoot is where containerd's runc shim keeps runc's state, one directory per namespace.
+	RuncRoot = "/run/containerd/runc"
+)
+
+// Target are the flags that find a containerd.
+type Target struct {
+	Namespace string `short:"n" help:"containerd namespace (k8s.io for Kubernetes' containers)." default:"default" placeholder:"NS"`
+	Address   string `name:"containerd-address" help:"containerd's socket (--address is the cedana daemon's)." default:"/run/containerd/containerd.sock" placeholder:"SOCKET"`
+}
+
+// DumpCmd is `cedana dump containerd <id>`.
+type DumpCmd struct {
+	ID     string `arg:"" name:"id" help:"ID of the container with a running task to checkpoint."`
+	Rootfs bool   `help:"Also store the container's writable-layer changes, for a restore onto a fresh snapshot."`
+	Target `embed:""`
+}
+
+// FillDump implements features.DumpCommand.
+func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
+	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Rootfs: c.Rootfs}}
+	return nil
+}
+
+// RestoreCmd is `cedana restore containerd --id <id> --path <checkpoint>`.
+type RestoreCmd struct {
+	ID     string `name:"id" help:"ID of the restored container (default: the dumped container's, which must have no task)." placeholder:"ID"`
+	Image  string `help:"Image for the restored container's root filesystem (default: the dumped container's); it must be in containerd already." placeholder:"REF"`
+	Target `embed:""`
+}
+
+// FillRestore implements features.RestoreCommand.
+func (c *RestoreCmd) FillRestore(req *daemonv1.RestoreRequest) error {
+	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image}}
+	return nil
+}
+
+// RunCmd is `cedana run containerd <image> [cmd...] --id <id>`.
+type RunCmd struct {
+	Image  string   `arg:"" help:"Image to run (it must be in containerd already: no registry is pulled from)."`
+	Args   []string `arg:"" optional:"" passthrough:"" help:"Command to run instead of the image's."`
+	ID     string   `name:"id" required:"" help:"ID of the new container." placeholder:"ID"`
+	Target `embed:""`
+}
+
+// FillRun implements features.RunCommand.
+func (c *RunCmd) FillRun(req *daemonv1.RunRequest) error {
+	req.Containerd = &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image, Args: c.Args}
+	return nil
+}
+
+// ManageCmd is `cedana manage containerd <id>`.
+type ManageCmd struct {
+	ID     string `arg:"" name:"id" help:"ID of the container with a running task to adopt."`
+	Target `embed:""`
+}
+
+// FillManage implements features.ManageCommand.
+func (c *ManageCmd) FillManage(req *daemonv1.ManageRequest) error {
+	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address}}
+	return nil
+}
+
+var (
+	_ features.DumpCommand    = (*DumpCmd)(nil)
+	_ features.RestoreCommand = (*RestoreCmd)(nil)
+	_ features.RunCommand     = (*RunCmd)(nil)
+	_ features.ManageCommand  = (*ManageCmd)(nil)
+)
+
+// withDefaults fills the namespace and address of d.
+func withDefaults(d *daemonv1.ContainerdDetails) *daemonv1.ContainerdDetails {
+	if d == nil {
+		d = &daemonv1.ContainerdDetails{}
+	}
+	d.Namespace = cmp.Or(d.Namespace, DefaultNamespace)
+	d.Address = cmp.Or(d.Address, DefaultAddress)
+	return d
+}
+
+func init() {
+	features.DumpCmd.Register(Name, &struct {
+		Containerd DumpCmd `cmd:"" help:"Checkpoint a containerd container's running task."`
+	}{})
+	features.RestoreCmd.Register(Name, &struct {
+		Containerd RestoreCmd `cmd:"" help:"Restore a checkpoint (--path) as a containerd container and task."`
+	}{})
+	features.RunCmd.Register(Name, &struct {
+		Containerd RunCmd `cmd:"" help:"Run an image as a containerd container, as a managed job."`
+	}{})
+	features.ManageCmd.Register(Name, &struct {
+		Containerd ManageCmd `cmd:"" help:"Adopt a containerd container's running task as a managed job."`
+	}{})
+	features.DumpMiddleware.Register(Name, DumpMiddleware)
+	features.DumpHandler.Register(Name, dumpHandler)
+	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
+	features.RestoreHandler.Register(Name, RestoreTask)
+	features.RunHandler.Register(Name, Run)
+	features.ManageHandler.Register(Name, Manage)
+	features.HealthCheck.Register(Name, Check)
+}

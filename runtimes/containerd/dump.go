@@ -1,0 +1,129 @@
+package containerd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/runtimes/runc"
+)
+
+// Files the containerd runtime adds beside CRIU's images.
+const (
+	// SpecFile is the container's OCI spec as containerd holds it.
+	SpecFile = "containerd-spec.json"
+	// ContainerFile is containerd's record of the container (image, snapshotter, runtime, labels).
+	ContainerFile = "containerd-container.json"
+	// RootfsFile holds the container's writable-layer changes (dump --rootfs).
+	RootfsFile = "rootfs-diff.tar"
+)
+
+// DumpMiddleware is the containerd runtime's part of a dump: find the container and its task,
+// then dump it as the runc container it is.
+var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{ResolveContainer, runc.ContainerDump{}.Adapter}
+
+// dumpHandler is the daemon's CRIU, as for every runtime.
+var dumpHandler = adapters.DumpWithCRIU
+
+// ResolveContainer finds the container and its running task in containerd, points the runc
+// middleware at containerd's runc root, and records what containerd knows of the container.
+// Once CRIU has stopped the task (no --leave-running), it deletes the task, so that the container
+// can take a restored one; with --rootfs, it stores the writable layer's changes.
+func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		if req.GetDetails().GetContainerd() == nil {
+			return adapters.Invalid("no container to dump: give its ID (`cedana dump containerd <id>`)")
+		}
+		d := withDefaults(req.Details.Containerd)
+		c, nsCtx, err := connect(ctx, d)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctr, err := loadContainer(nsCtx, c, d)
+		if err != nil {
+			return err
+		}
+		info, err := ctr.Info(nsCtx)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", d.Id, err)
+		}
+		if info.Runtime.Name != RuncShim {
+			return adapters.Precondition("container %s runs under %s: cedana checkpoints containers of containerd's runc shim (%s)", d.Id, info.Runtime.Name, RuncShim)
+		}
+		task, err := runningTask(nsCtx, ctr, d)
+		if err != nil {
+			return err
+		}
+		spec, err := ctr.Spec(nsCtx)
+		if err != nil {
+			return fmt.Errorf("spec of container %s: %w", d.Id, err)
+		}
+		d.Image = info.Image
+		if err := writeJSON(opts.ImageDir, SpecFile, spec); err != nil {
+			return err
+		}
+		if err := writeJSON(opts.ImageDir, ContainerFile, info); err != nil {
+			return err
+		}
+		req.Details.Runc = &daemonv1.RuncDetails{Id: d.Id, Root: runcRoot(d.Namespace)}
+		opts.Log.Info("dumping containerd container", "id", d.Id, "namespace", d.Namespace, "image", d.Image, "pid", task.Pid())
+		if err := next(ctx, opts, req, resp); err != nil {
+			return err
+		}
+		if d.Rootfs {
+			upper, err := upperDir(nsCtx, c, info.Snapshotter, info.SnapshotKey)
+			if err != nil {
+				return err
+			}
+			if err := writeLayer(upper, filepath.Join(opts.ImageDir, RootfsFile)); err != nil {
+				return fmt.Errorf("store the container's writable layer: %w", err)
+			}
+		}
+		if !req.Criu.LeaveRunning {
+			if err := deleteStoppedTask(nsCtx, task); err != nil {
+				opts.Log.Warn("dumped, but could not delete the stopped task", "id", d.Id, "error", err)
+			}
+		}
+		return nil
+	}
+}
+
+// deleteStoppedTask waits for the shim to see the task's end (CRIU killed it) and deletes it.
+func deleteStoppedTask(ctx context.Context, task client.Task) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := task.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Status == client.Stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the task is still %s", st.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err := task.Delete(ctx)
+	return err
+}
+
+// writeJSON writes v as JSON into dir/name.
+func writeJSON(dir, name string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
+)
+
+// Run starts image d.Image as container d.Id under containerd's runc shim and records its task
+// as a managed job. The shim writes the task's output into the job's log (so the container's
+// stdio are the shim's pipes, which CRIU can checkpoint).
+func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (_ store.Job, err error) {
+	d := withDefaults(req.GetContainerd())
+	if d.Id == "" || d.Image == "" {
+		return store.Job{}, adapters.Invalid("give the image to run and the container's --id")
+	}
+	c, nsCtx, err := connect(ctx, d)
+	if err != nil {
+		return store.Job{}, err
+	}
+	defer c.Close()
+	image, err := c.GetImage(nsCtx, d.Image)
+	if errdefs.IsNotFound(err) {
+		return store.Job{}, adapters.NotFound("image %s is not in containerd namespace %q, and cedana does not pull images: import it (`ctr -n %s image import <archive>`)",
+			d.Image, d.Namespace, d.Namespace)
+	}
+	if err != nil {
+		return store.Job{}, fmt.Errorf("image %s: %w", d.Image, err)
+	}
+	if _, err := c.LoadContainer(nsCtx, d.Id); err == nil {
+		return store.Job{}, adapters.Exists("containerd already has a container %q in namespace %q: choose another --id", d.Id, d.Namespace)
+	}
+	jid, logPath, err := m.NewJob(ctx, req.Jid, req.Log)
+	if err != nil {
+		return store.Job{}, err
+	}
+	specOpts := []oci.SpecOpts{oci.WithImageConfig(image)}
+	if len(d.Args) > 0 {
+		specOpts = append(specOpts, oci.WithProcessArgs(d.Args...))
+	}
+	cleanup := context.WithoutCancel(nsCtx)
+	ctr, err := c.NewContainer(nsCtx, d.Id,
+		client.WithImage(image),
+		client.WithNewSnapshot(d.Id, image),
+		client.WithRuntime(RuncShim, nil),
+		client.WithNewSpec(specOpts...),
+	)
+	if err != nil {
+		return store.Job{}, fmt.Errorf("create container %s: %w", d.Id, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = ctr.Delete(cleanup, client.WithSnapshotCleanup)
+		}
+	}()
+	task, err := ctr.NewTask(nsCtx, cio.LogFile(logPath))
+	if err != nil {
+		return store.Job{}, adapters.Precondition("create the task of %s: %w", d.Id, err)
+	}
+	if err = task.Start(nsCtx); err != nil {
+		_, _ = task.Delete(cleanup, client.WithProcessKill)
+		return store.Job{}, adapters.Precondition("start container %s: %w", d.Id, err)
+	}
+	return adopt(ctx, m, jid, logPath, d, int(task.Pid()))
+}
+
+// Manage adopts the running task of the container a ManageRequest names as a managed job.
+func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
+	if req.GetDetails().GetContainerd() == nil {
+		return store.Job{}, adapters.Invalid("no container to manage: give its ID")
+	}
+	d := withDefaults(req.Details.Containerd)
+	c, nsCtx, err := connect(ctx, d)
+	if err != nil {
+		return store.Job{}, err
+	}
+	defer c.Close()
+	ctr, err := loadContainer(nsCtx, c, d)
+	if err != nil {
+		return store.Job{}, err
+	}
+	task, err := runningTask(nsCtx, ctr, d)
+	if err != nil {
+		return store.Job{}, err
+	}
+	return adopt(ctx, m, req.Jid, "", d, int(task.Pid()))
+}
+
+// adopt records container d's task, whose init is pid, as job jid.
+func adopt(ctx context.Context, m *jobs.Manager, jid, logPath string, d *daemonv1.ContainerdDetails, pid int) (store.Job, error) {
+	details, err := protojson.Marshal(&daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: d.Id, Namespace: d.Namespace, Address: d.Address}})
+	if err != nil {
+		return store.Job{}, err
+	}
+	job, err := m.Adopt(ctx, Name, jid, pid, details, logPath)
+	if err != nil {
+		return store.Job{}, fmt.Errorf("container %s runs, but: %w", d.Id, err)
+	}
+	return job, nil
+}

@@ -1,0 +1,171 @@
+package containerd
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// RestoreMiddleware is the containerd runtime's part of a restore.
+var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{ResolveRestore}
+
+// ResolveRestore settles the restored container's ID and image (the request's, else the dumped
+// container's) and refuses, before anything is created, a checkpoint not made from a containerd
+// container, a containerd that does not answer, an image containerd does not have and an ID
+// whose container already has a task.
+func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		dumped := resp.GetCheckpoint().GetDetails().GetContainerd()
+		d := withDefaults(req.GetDetails().GetContainerd())
+		d.Id = cmp.Or(d.Id, dumped.GetId())
+		d.Image = cmp.Or(d.Image, dumped.GetImage())
+		if _, err := os.Stat(filepath.Join(opts.ImageDir, SpecFile)); err != nil {
+			return adapters.Invalid("checkpoint has no %s: it was not made from a containerd container", SpecFile)
+		}
+		c, nsCtx, err := connect(ctx, d)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if ctr, err := c.LoadContainer(nsCtx, d.Id); err == nil {
+			if _, err := ctr.Task(nsCtx, nil); err == nil {
+				return adapters.Exists("container %s already has a task: restore under another --id, or remove it (`ctr -n %s task kill %s`, `ctr -n %s task rm %s`)",
+					d.Id, d.Namespace, d.Id, d.Namespace, d.Id)
+			}
+		} else if d.Image == "" {
+			return adapters.Invalid("no image to restore container %s onto: pass --image", d.Id)
+		} else if _, err := c.GetImage(nsCtx, d.Image); errdefs.IsNotFound(err) {
+			return adapters.NotFound("image %s is not in containerd namespace %q, and cedana does not pull images: import it (`ctr -n %s image import <archive>`)",
+				d.Image, d.Namespace, d.Namespace)
+		} else if err != nil {
+			return fmt.Errorf("image %s: %w", d.Image, err)
+		}
+		if req.Details == nil {
+			req.Details = &daemonv1.Details{}
+		}
+		req.Details.Containerd = d
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// RestoreTask restores the checkpoint as the task of container d.Id: an existing container that
+// has no task (the dumped one, after dump job), or a new one made from the dumped container's
+// spec on a fresh snapshot of the image, with the writable layer's changes when the checkpoint
+// has them. containerd's runc shim restores the images (`runc restore`); a job's output goes to
+// its log again. On failure nothing created is left behind.
+func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) (err error) {
+	d := req.GetDetails().GetContainerd()
+	dumped := resp.GetCheckpoint().GetDetails().GetContainerd()
+	c, nsCtx, err := connect(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cleanup := context.WithoutCancel(nsCtx)
+	ctr, err := c.LoadContainer(nsCtx, d.Id)
+	if errdefs.IsNotFound(err) {
+		if ctr, err = newContainer(nsCtx, c, opts.ImageDir, d, dumped.GetId()); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = ctr.Delete(cleanup, client.WithSnapshotCleanup)
+			}
+		}()
+	} else if err != nil {
+		return fmt.Errorf("load container %s: %w", d.Id, err)
+	}
+	ioCreator := cio.NullIO
+	if opts.JobLog != "" {
+		ioCreator = cio.LogFile(opts.JobLog)
+	}
+	start := time.Now()
+	task, err := ctr.NewTask(nsCtx, ioCreator, client.WithRestoreImagePath(opts.ImageDir))
+	if err != nil {
+		return adapters.Precondition("containerd could not create the restored task of %s: %w", d.Id, err)
+	}
+	if err = task.Start(nsCtx); err != nil {
+		_, _ = task.Delete(cleanup, client.WithProcessKill)
+		return adapters.Precondition("containerd could not restore container %s: %w", d.Id, err)
+	}
+	adapters.Observe(resp.Stats, "criu_restore", start)
+	resp.Pid = int32(task.Pid())
+	opts.Log.Info("restored containerd container", "id", d.Id, "namespace", d.Namespace, "pid", task.Pid())
+	return nil
+}
+
+// newContainer creates container d.Id from the dumped container's spec and record, on a new
+// snapshot of image d.Image with the checkpoint's writable-layer changes applied.
+func newContainer(ctx context.Context, c *client.Client, imageDir string, d *daemonv1.ContainerdDetails, dumpedID string) (client.Container, error) {
+	var spec oci.Spec
+	if err := readJSON(imageDir, SpecFile, &spec); err != nil {
+		return nil, err
+	}
+	var info containers.Container
+	if err := readJSON(imageDir, ContainerFile, &info); err != nil {
+		return nil, err
+	}
+	if spec.Linux != nil && dumpedID != "" && dumpedID != d.Id {
+		// A cgroup of its own: the dumped container may still run (--leave-running).
+		spec.Linux.CgroupsPath = strings.Replace(spec.Linux.CgroupsPath, dumpedID, d.Id, 1)
+	}
+	image, err := c.GetImage(ctx, d.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", d.Image, err)
+	}
+	snapshotter := cmp.Or(info.Snapshotter, "overlayfs")
+	ctr, err := c.NewContainer(ctx, d.Id,
+		client.WithImage(image),
+		client.WithSnapshotter(snapshotter),
+		client.WithNewSnapshot(d.Id, image),
+		client.WithRuntime(RuncShim, nil),
+		client.WithContainerLabels(info.Labels),
+		client.WithSpec(&spec),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", d.Id, err)
+	}
+	layer := filepath.Join(imageDir, RootfsFile)
+	if _, err := os.Stat(layer); err == nil {
+		upper, err := upperDir(ctx, c, snapshotter, d.Id)
+		if err == nil {
+			err = applyLayer(layer, upper)
+		}
+		if err != nil {
+			_ = ctr.Delete(context.WithoutCancel(ctx), client.WithSnapshotCleanup)
+			return nil, fmt.Errorf("apply the checkpoint's writable layer: %w", err)
+		}
+	}
+	return ctr, nil
+}
+
+// readJSON reads dir/name into v.
+func readJSON(dir, name string, v any) error {
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return adapters.Invalid("checkpoint has no %s: it was not made from a containerd container", name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("checkpoint's %s: %w", name, err)
+	}
+	return nil
+}
