@@ -25,6 +25,15 @@ const (
 	RootfsFile = "rootfs-diff.tar"
 )
 
+// containerRecord is what ContainerFile keeps of containerd's record of the container.
+type containerRecord struct {
+	Image       string            `json:"image"`
+	Snapshotter string            `json:"snapshotter"`
+	SnapshotKey string            `json:"snapshot_key"`
+	Runtime     string            `json:"runtime"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
 // DumpMiddleware is the containerd runtime's part of a dump: find the container and its task,
 // then dump it as the runc container it is.
 var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{ResolveContainer, runc.ContainerDump{}.Adapter}
@@ -70,7 +79,8 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 		if err := writeJSON(opts.ImageDir, SpecFile, spec); err != nil {
 			return err
 		}
-		if err := writeJSON(opts.ImageDir, ContainerFile, info); err != nil {
+		record := containerRecord{Image: info.Image, Snapshotter: info.Snapshotter, SnapshotKey: info.SnapshotKey, Runtime: info.Runtime.Name, Labels: info.Labels}
+		if err := writeJSON(opts.ImageDir, ContainerFile, record); err != nil {
 			return err
 		}
 		req.Details.Runc = &daemonv1.RuncDetails{Id: d.Id, Root: runcRoot(d.Namespace)}

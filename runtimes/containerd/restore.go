@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/criu"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -95,14 +96,33 @@ func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreR
 	if opts.JobLog != "" {
 		ioCreator = cio.LogFile(opts.JobLog)
 	}
-	start := time.Now()
-	task, err := ctr.NewTask(nsCtx, ioCreator, client.WithRestoreImagePath(opts.ImageDir))
+	// CRIU's restore.log goes to a directory of ours: containerd removes the task's on failure.
+	work, err := os.MkdirTemp(opts.TempDir, "cedana-containerd-restore-")
 	if err != nil {
-		return adapters.Precondition("containerd could not create the restored task of %s: %w", d.Id, err)
+		return fmt.Errorf("create CRIU's work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	failed := func(what string, err error) error {
+		msg := ""
+		if lines := criu.LogErrors(filepath.Join(work, checkpoint.RestoreLog), 3); len(lines) > 0 {
+			msg = "; CRIU log: " + strings.Join(lines, " | ")
+		}
+		if strings.Contains(msg, "rt_sigreturn") {
+			// CRIU's hardware breakpoints do not fire in VMs that do not virtualize debug
+			// registers; our own CRIU runs with CRIU_FAULT=130, the shim's inherits containerd's
+			// environment.
+			msg += "; if this machine is a VM without hardware breakpoints (Firecracker), run containerd with CRIU_FAULT=130 in its environment"
+		}
+		return adapters.Precondition("containerd could not %s %s: %s%s", what, d.Id, firstLine(err), msg)
+	}
+	start := time.Now()
+	task, err := ctr.NewTask(nsCtx, ioCreator, client.WithRestoreImagePath(opts.ImageDir), client.WithRestoreWorkPath(work))
+	if err != nil {
+		return failed("create the restored task of", err)
 	}
 	if err = task.Start(nsCtx); err != nil {
 		_, _ = task.Delete(cleanup, client.WithProcessKill)
-		return adapters.Precondition("containerd could not restore container %s: %w", d.Id, err)
+		return failed("restore container", err)
 	}
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	resp.Pid = int32(task.Pid())
@@ -117,7 +137,7 @@ func newContainer(ctx context.Context, c *client.Client, imageDir string, d *dae
 	if err := readJSON(imageDir, SpecFile, &spec); err != nil {
 		return nil, err
 	}
-	var info containers.Container
+	var info containerRecord
 	if err := readJSON(imageDir, ContainerFile, &info); err != nil {
 		return nil, err
 	}
@@ -153,6 +173,12 @@ func newContainer(ctx context.Context, c *client.Client, imageDir string, d *dae
 		}
 	}
 	return ctr, nil
+}
+
+// firstLine is err's message up to its first line break (the shim appends log file paths).
+func firstLine(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return msg
 }
 
 // readJSON reads dir/name into v.
