@@ -71,6 +71,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
+	defer stopContainerd()
 	return m.Run()
 }
 

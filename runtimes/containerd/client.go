@@ -21,7 +21,7 @@ import (
 // missing socket or a containerd that does not answer is an error that says so.
 func connect(ctx context.Context, d *daemonv1.ContainerdDetails) (*client.Client, context.Context, error) {
 	if _, err := os.Stat(d.Address); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, adapters.Precondition("containerd is not running: no socket at %s (start containerd, or pass its --address)", d.Address)
+		return nil, nil, adapters.Precondition("containerd is not running: no socket at %s (start containerd, or pass its --containerd-address)", d.Address)
 	}
 	c, err := client.New(d.Address, client.WithTimeout(5*time.Second))
 	if err != nil {

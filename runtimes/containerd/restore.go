@@ -33,9 +33,15 @@ var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{ResolveRest
 func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		dumped := resp.GetCheckpoint().GetDetails().GetContainerd()
-		d := withDefaults(req.GetDetails().GetContainerd())
+		d := req.GetDetails().GetContainerd()
+		if d == nil {
+			d = &daemonv1.ContainerdDetails{}
+		}
 		d.Id = cmp.Or(d.Id, dumped.GetId())
 		d.Image = cmp.Or(d.Image, dumped.GetImage())
+		d.Namespace = cmp.Or(d.Namespace, dumped.GetNamespace())
+		d.Address = cmp.Or(d.Address, dumped.GetAddress())
+		d = withDefaults(d)
 		if _, err := os.Stat(filepath.Join(opts.ImageDir, SpecFile)); err != nil {
 			return adapters.Invalid("checkpoint has no %s: it was not made from a containerd container", SpecFile)
 		}
