@@ -1,0 +1,100 @@
+package containerd
+
+import (
+	"archive/tar"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/adapters"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// TestLayerRoundTrip: an overlayfs upper directory (files, a symlink, a whiteout, an opaque
+// directory) comes back the same from writeLayer then applyLayer.
+func TestLayerRoundTrip(t *testing.T) {
+	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
+		t.Skip("whiteouts (character devices) and trusted xattrs need root")
+	}
+	upper := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(upper, "tmp", "sub"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(upper, "tmp", "note"), []byte("hello\n"), 0o640))
+	require.NoError(t, os.Symlink("note", filepath.Join(upper, "tmp", "link")))
+	require.NoError(t, unix.Mknod(filepath.Join(upper, "tmp", "deleted"), unix.S_IFCHR|0o600, 0))
+	require.NoError(t, unix.Setxattr(filepath.Join(upper, "tmp", "sub"), opaqueXattr, []byte("y"), 0))
+
+	layer := filepath.Join(t.TempDir(), "layer.tar")
+	require.NoError(t, writeLayer(upper, layer))
+	fresh := t.TempDir()
+	require.NoError(t, applyLayer(layer, fresh))
+
+	data, err := os.ReadFile(filepath.Join(fresh, "tmp", "note"))
+	require.NoError(t, err)
+	assert.Equal(t, "hello\n", string(data))
+	info, err := os.Stat(filepath.Join(fresh, "tmp", "note"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), info.Mode().Perm())
+	target, err := os.Readlink(filepath.Join(fresh, "tmp", "link"))
+	require.NoError(t, err)
+	assert.Equal(t, "note", target)
+	var st unix.Stat_t
+	require.NoError(t, unix.Lstat(filepath.Join(fresh, "tmp", "deleted"), &st))
+	assert.Equal(t, uint32(unix.S_IFCHR), st.Mode&unix.S_IFMT, "the whiteout is a character device")
+	assert.Zero(t, st.Rdev)
+	var v [4]byte
+	n, err := unix.Getxattr(filepath.Join(fresh, "tmp", "sub"), opaqueXattr, v[:])
+	require.NoError(t, err)
+	assert.Equal(t, "y", string(v[:n]))
+}
+
+// TestApplyLayerRefusesEscapes: entries that leave the directory, directly or through a symlink,
+// and entry types cedana does not restore are refused.
+func TestApplyLayerRefusesEscapes(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []tar.Header
+	}{
+		{"dot-dot", []tar.Header{{Name: "../evil", Typeflag: tar.TypeReg}}},
+		{"absolute", []tar.Header{{Name: "/etc/evil", Typeflag: tar.TypeReg}}},
+		{"through a symlink", []tar.Header{{Name: "out", Typeflag: tar.TypeSymlink, Linkname: "/"}, {Name: "out/evil", Typeflag: tar.TypeReg}}},
+		{"block device", []tar.Header{{Name: "disk", Typeflag: tar.TypeBlock}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			layer := filepath.Join(t.TempDir(), "layer.tar")
+			f, err := os.Create(layer)
+			require.NoError(t, err)
+			tw := tar.NewWriter(f)
+			for _, h := range tt.entries {
+				h.Mode = 0o644
+				require.NoError(t, tw.WriteHeader(&h))
+			}
+			require.NoError(t, tw.Close())
+			require.NoError(t, f.Close())
+			outside := t.TempDir()
+			dir := filepath.Join(outside, "upper")
+			require.NoError(t, os.Mkdir(dir, 0o755))
+			err = applyLayer(layer, dir)
+			require.Error(t, err)
+			assert.NoFileExists(t, filepath.Join(outside, "evil"))
+			if tt.name != "through a symlink" {
+				assert.True(t, errors.Is(err, adapters.ErrInvalidArgument), "%v", err)
+			}
+		})
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	d := withDefaults(nil)
+	assert.Equal(t, DefaultNamespace, d.Namespace)
+	assert.Equal(t, DefaultAddress, d.Address)
+	d = withDefaults(&daemonv1.ContainerdDetails{Namespace: "k8s.io", Address: "/x.sock"})
+	assert.Equal(t, "k8s.io", d.Namespace)
+	assert.Equal(t, "/x.sock", d.Address)
+	assert.Equal(t, "/run/containerd/runc/k8s.io", runcRoot("k8s.io"))
+}
