@@ -36,6 +36,9 @@ func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, strea
 	defer f.Close()
 
 	if !jobs.Running(job) {
+		if job, err = s.settled(ctx, job); err != nil {
+			return err
+		}
 		tail, err := tailLines(f, int(req.TailLines))
 		if err != nil {
 			return err
@@ -85,6 +88,24 @@ func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, strea
 		case <-time.After(attachPoll):
 		}
 	}
+}
+
+// settled waits, briefly, until the end of a job whose process is gone is recorded: a job that
+// has just exited is still "running" in the store until its watcher has its exit code.
+func (s *service) settled(ctx context.Context, job store.Job) (store.Job, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for job.Status == store.JobRunning && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return job, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		var err error
+		if job, err = s.jobs.Get(ctx, job.JID); err != nil {
+			return job, err
+		}
+	}
+	return job, nil
 }
 
 // endOf is the last message of an attach to job.
