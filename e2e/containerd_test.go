@@ -18,15 +18,18 @@ import (
 const countScript = `i=0; while true; do i=$((i+1)); echo $i > /tmp/count; [ $((i % 10)) = 0 ] && echo "count $i"; sleep 0.1; done`
 
 // ctrRun starts container id from the test image in namespace ns with ctr, running script, and
-// waits until it counts. It returns the task's PID.
+// waits until its task runs (and counts, for a counting script). It returns the task's PID.
 func ctrRun(t *testing.T, c *containerdDaemon, ns, id, script string) int {
 	t.Helper()
 	out, err := c.ctr(ns, "run", "-d", "--null-io", testImage, id, "/bin/sh", "-c", script)
 	require.NoError(t, err, "ctr run: %s", out)
 	t.Cleanup(func() { removeContainer(c, ns, id) })
 	var pid int
-	require.Eventually(t, func() bool { pid = c.taskPID(ns, id); return pid > 0 && readCounter(containerCounter(pid)) >= 2 },
-		10*time.Second, 20*time.Millisecond, "container %s did not start counting", id)
+	counts := strings.Contains(script, "/tmp/count")
+	require.Eventually(t, func() bool {
+		pid = c.taskPID(ns, id)
+		return pid > 0 && (!counts || readCounter(containerCounter(pid)) >= 2)
+	}, 10*time.Second, 20*time.Millisecond, "container %s did not start (counting)", id)
 	return pid
 }
 
@@ -215,4 +218,41 @@ func TestContainerdBadInput(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, out, "ctr-other", "nothing was created")
 	assert.Equal(t, pid, c.taskPID("default", "ctr-bad"), "the original runs on, untouched")
+}
+
+// TestContainerdPodLike: a container made the way the CRI plugin makes a pod's containers, in
+// the k8s.io namespace and joining the network, IPC and UTS namespaces of the pod's sandbox
+// container, is dumped with those namespaces external and restored into the same pod.
+func TestContainerdPodLike(t *testing.T) {
+	c := needContainerd(t, "k8s.io")
+	d := startDaemon(t, cedanaBin)
+	at := "--containerd-address=" + c.address
+	sandbox := ctrRun(t, c, "k8s.io", "pod-sandbox", "while true; do sleep 1; done")
+	ns := func(pid int, kind string) string { l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind)); return l }
+	var joins []string
+	for _, kind := range []string{"network:net", "ipc:ipc", "uts:uts"} {
+		name, file, _ := strings.Cut(kind, ":")
+		joins = append(joins, "--with-ns", fmt.Sprintf("%s:/proc/%d/ns/%s", name, sandbox, file))
+	}
+	args := append([]string{"run", "-d", "--null-io", "--label", "io.cri-containerd.kind=container"}, joins...)
+	out, err := c.ctr("k8s.io", append(args, testImage, "pod-app", "/bin/sh", "-c", countScript)...)
+	require.NoError(t, err, "ctr run: %s", out)
+	t.Cleanup(func() { removeContainer(c, "k8s.io", "pod-app") })
+	var pid int
+	require.Eventually(t, func() bool { pid = c.taskPID("k8s.io", "pod-app"); return pid > 0 && readCounter(containerCounter(pid)) >= 2 },
+		10*time.Second, 20*time.Millisecond)
+	require.Equal(t, ns(sandbox, "net"), ns(pid, "net"), "the app is in the sandbox's network namespace")
+
+	dir := t.TempDir()
+	r := d.cli("dump", "containerd", "pod-app", "-n", "k8s.io", at, "--dir", dir, "--name", "ck")
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	r = d.cli("restore", "containerd", "--path", filepath.Join(dir, "ck"), "--id", "pod-app-2", "-n", "k8s.io", at)
+	require.Equal(t, 0, r.code, r.String())
+	t.Cleanup(func() { removeContainer(c, "k8s.io", "pod-app-2") })
+	restored := restoredPID(t, r)
+	for _, kind := range []string{"net", "ipc", "uts"} {
+		assert.Equal(t, ns(sandbox, kind), ns(restored, kind), "restored into the sandbox's %s namespace", kind)
+	}
+	requireCounting(t, containerCounter(restored), readCounter(containerCounter(restored)))
 }
