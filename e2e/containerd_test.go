@@ -228,7 +228,10 @@ func TestContainerdPodLike(t *testing.T) {
 	d := startDaemon(t, cedanaBin)
 	at := "--containerd-address=" + c.address
 	sandbox := ctrRun(t, c, "k8s.io", "pod-sandbox", "while true; do sleep 1; done")
-	ns := func(pid int, kind string) string { l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind)); return l }
+	ns := func(pid int, kind string) string {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+		return l
+	}
 	var joins []string
 	for _, kind := range []string{"network:net", "ipc:ipc", "uts:uts"} {
 		name, file, _ := strings.Cut(kind, ":")
@@ -239,7 +242,10 @@ func TestContainerdPodLike(t *testing.T) {
 	require.NoError(t, err, "ctr run: %s", out)
 	t.Cleanup(func() { removeContainer(c, "k8s.io", "pod-app") })
 	var pid int
-	require.Eventually(t, func() bool { pid = c.taskPID("k8s.io", "pod-app"); return pid > 0 && readCounter(containerCounter(pid)) >= 2 },
+	require.Eventually(t, func() bool {
+		pid = c.taskPID("k8s.io", "pod-app")
+		return pid > 0 && readCounter(containerCounter(pid)) >= 2
+	},
 		10*time.Second, 20*time.Millisecond)
 	require.Equal(t, ns(sandbox, "net"), ns(pid, "net"), "the app is in the sandbox's network namespace")
 
