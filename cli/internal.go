@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // InternalCmd holds commands cedana runs itself; they are hidden from help.
@@ -25,6 +27,9 @@ func (c *LogCopyCmd) Run(env Env) error {
 		return fmt.Errorf("open the log: %w", err)
 	}
 	_, err = io.Copy(f, os.Stdin)
+	if errors.Is(err, syscall.EIO) {
+		err = nil // a terminal's master reads EIO once the container has closed its side
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

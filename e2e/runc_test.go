@@ -406,3 +406,45 @@ func statIno(path string, st *syscallStat) error {
 	st.ino = s.Ino
 	return nil
 }
+
+// setTerminal gives the bundle's container a terminal (process.terminal).
+func (e *runcEnv) setTerminal() {
+	e.t.Helper()
+	path := filepath.Join(e.bundle, "config.json")
+	data, err := os.ReadFile(path)
+	require.NoError(e.t, err)
+	var spec map[string]any
+	require.NoError(e.t, json.Unmarshal(data, &spec))
+	spec["process"].(map[string]any)["terminal"] = true
+	data, err = json.MarshalIndent(spec, "", "  ")
+	require.NoError(e.t, err)
+	require.NoError(e.t, os.WriteFile(path, data, 0o644))
+}
+
+// TestRuncTerminal: a container with a terminal runs as a job whose terminal output is its log;
+// it is dumped (its pty master is outside the container) and restored with a new terminal, whose
+// output reaches the log again.
+func TestRuncTerminal(t *testing.T) {
+	e := newRuncEnv(t)
+	e.setTerminal()
+	d := startDaemon(t, cedanaBin)
+	r := d.cli("run", "runc", "--id", "tty", "--bundle", e.bundle, "--root", e.root, "--jid", "tty")
+	require.Equal(t, 0, r.code, r.String())
+	logPath := filepath.Join(d.dir, "logs", "tty.log")
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), "count 10") },
+		10*time.Second, 50*time.Millisecond, "the terminal's output did not reach the job's log")
+
+	pid := e.pid("tty")
+	r = d.cli("dump", "job", "tty")
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	count := requireStopped(t, e.counter)
+	r = d.cli("restore", "job", "tty")
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, "running", e.state("tty"))
+	requireCounting(t, e.counter, count)
+	next := fmt.Sprintf("count %d", (count/10+2)*10)
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), next) },
+		10*time.Second, 50*time.Millisecond, "the restored terminal's output did not reach the log (%s)", next)
+	e.killAndDelete("tty")
+}

@@ -21,7 +21,8 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 		return store.Job{}, adapters.Invalid("give the container's --id and --bundle")
 	}
 	d.Root = rootOr(d.Root)
-	if _, err := readBundle(d.Bundle); err != nil {
+	spec, err := readBundle(d.Bundle)
+	if err != nil {
 		return store.Job{}, err
 	}
 	if exists(d.Root, d.Id) {
@@ -31,12 +32,29 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	if err != nil {
 		return store.Job{}, err
 	}
-	out, err := logPipe(logPath)
-	if err != nil {
+	in := invocation{root: d.Root, args: []string{"run", "--detach", "--bundle", d.Bundle}}
+	if spec.Process != nil && spec.Process.Terminal {
+		// The terminal's output is the job's log.
+		console, err := newConsoleSocket(logPath)
+		if err != nil {
+			return store.Job{}, err
+		}
+		defer console.close()
+		in.args = append(in.args, "--console-socket", console.path, d.Id)
+		if err := in.run(ctx); err != nil {
+			return store.Job{}, adapters.Precondition("%w", err)
+		}
+		if err := console.wait(ctx); err != nil {
+			return store.Job{}, fmt.Errorf("container %s runs, but its terminal: %w", d.Id, err)
+		}
+		return adopt(ctx, m, jid, logPath, d)
+	}
+	if in.stdout, err = logPipe(logPath); err != nil {
 		return store.Job{}, err
 	}
-	err = invocation{root: d.Root, args: []string{"run", "--detach", "--bundle", d.Bundle, d.Id}, stdout: out}.run(ctx)
-	out.Close() // the container holds its own copy
+	in.args = append(in.args, d.Id)
+	err = in.run(ctx)
+	in.stdout.Close() // the container holds its own copy
 	if err != nil {
 		return store.Job{}, adapters.Precondition("%w", err)
 	}

@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -103,13 +104,19 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 	if err != nil {
 		return err
 	}
-	if spec.Process != nil && spec.Process.Terminal {
-		return adapters.Precondition("container %s has a terminal (process.terminal in config.json): restoring it needs a console socket, which cedana does not provide yet", d.Id)
-	}
 	if _, err := os.Stat(filepath.Join(opts.ImageDir, DescriptorsFile)); err != nil {
 		return adapters.Invalid("checkpoint has no %s: it was not made from a runc container", DescriptorsFile)
 	}
 	args := []string{"restore", "--detach", "--image-path", opts.ImageDir, "--bundle", d.Bundle}
+	var console *consoleSocket
+	if spec.Process != nil && spec.Process.Terminal {
+		// The container's terminal comes back with a new master, which runc sends here.
+		if console, err = newConsoleSocket(cmp.Or(opts.JobLog, os.DevNull)); err != nil {
+			return err
+		}
+		defer console.close()
+		args = append(args, "--console-socket", console.path)
+	}
 	if req.Criu.GetTcpEstablished() {
 		args = append(args, "--tcp-established")
 	}
@@ -117,7 +124,7 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 		args = append(args, "--file-locks")
 	}
 	in := invocation{root: d.Root, criu: opts.CRIU.Binary, args: append(args, d.Id)}
-	if opts.JobLog != "" {
+	if opts.JobLog != "" && console == nil {
 		if in.stdout, err = logPipe(opts.JobLog); err != nil {
 			return err
 		}
@@ -136,6 +143,11 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 		}
 		return adapters.Precondition("%w%s", err, msg)
 	}
+	if console != nil {
+		if err := console.wait(ctx); err != nil {
+			opts.Log.Warn("restored, but the container's terminal was not received: its output is lost", "id", d.Id, "error", err)
+		}
+	}
 	c, err := load(d.Root, d.Id)
 	if err != nil {
 		return fmt.Errorf("runc restored container %s but its state cannot be read: %w", d.Id, err)
@@ -147,29 +159,37 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 
 // logPipe returns the write end of a pipe whose output is appended to the file at path until
 // every writer has closed it. Container stdio must not be a host file (CRIU cannot dump a file
-// from a mount outside the container), so a pipe stands between the container and its log. Its
-// reader is `cedana internal log-copy`, in its own session, so that the container can go on
-// writing while the daemon restarts.
+// from a mount outside the container), so a pipe stands between the container and its log.
 func logPipe(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, adapters.Precondition("cannot create the log directory: %w", err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find the cedana binary: %w", err)
-	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
+	if err := startLogCopy(r, path); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// startLogCopy starts `cedana internal log-copy`, in its own session, reading from in and
+// appending to the file at path, so that what a container writes reaches its log while the
+// daemon restarts. The caller may close its copy of in.
+func startLogCopy(in *os.File, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return adapters.Precondition("cannot create the log directory: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the cedana binary: %w", err)
+	}
 	cmd := exec.Command(self, "internal", "log-copy", path)
-	cmd.Stdin = r
+	cmd.Stdin = in
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("start the log copier: %w", err)
+		return fmt.Errorf("start the log copier: %w", err)
 	}
 	go func() { _ = cmd.Wait() }()
-	return w, nil
+	return nil
 }
