@@ -169,6 +169,15 @@ func TestContainerdJobs(t *testing.T) {
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), next) },
 		10*time.Second, 50*time.Millisecond, "the restored task's output did not reach the job's log (%s)", next)
 
+	// Killed (preempted), the job comes back from its checkpoint in the same container.
+	r = d.cli("job", "kill", "ctrjob")
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { return strings.Contains(d.cli("ps").stdout, "halted") }, 10*time.Second, 50*time.Millisecond)
+	r = d.cli("restore", "job", "ctrjob")
+	require.Equal(t, 0, r.code, r.String())
+	require.Positive(t, c.taskPID("default", "ctr-job"))
+	requireCounting(t, containerCounter(c.taskPID("default", "ctr-job")), 0)
+
 	// A container in Kubernetes' namespace.
 	c = needContainerd(t, "k8s.io")
 	pid = ctrRun(t, c, "k8s.io", "ctr-pod", countScript)

@@ -266,12 +266,17 @@ func TestRuncJobs(t *testing.T) {
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), next) },
 		10*time.Second, 50*time.Millisecond, "the restored container's output did not reach the job's log (%s)", next)
 
-	// Killing the job kills the container; runc sees it stopped.
+	// Killing the job kills the container; runc sees it stopped, and the job comes back from its
+	// checkpoint in its place (preemption).
 	r = d.cli("job", "kill", "ctjob")
 	require.Equal(t, 0, r.code, r.String())
 	require.Eventually(t, func() bool { reapAll(e.pid("job-ct")); return e.state("job-ct") == "stopped" }, 10*time.Second, 50*time.Millisecond)
-	out, err := e.cmd("delete", "job-ct")
-	require.NoError(t, err, out)
+	require.Eventually(t, func() bool { return strings.Contains(d.cli("ps").stdout, "halted") }, 10*time.Second, 50*time.Millisecond)
+	r = d.cli("restore", "job", "ctjob")
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, "running", e.state("job-ct"))
+	requireCounting(t, e.counter, count)
+	e.killAndDelete("job-ct")
 
 	// manage: a container started by runc itself.
 	e.start("adopted")

@@ -51,9 +51,10 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		}
 		defer c.Close()
 		if ctr, err := c.LoadContainer(nsCtx, d.Id); err == nil {
-			if _, err := ctr.Task(nsCtx, nil); err == nil {
-				return adapters.Exists("container %s already has a task: restore under another --id, or remove it (`ctr -n %s task kill %s`, `ctr -n %s task rm %s`)",
-					d.Id, d.Namespace, d.Id, d.Namespace, d.Id)
+			if task, err := ctr.Task(nsCtx, nil); err == nil {
+				if err := freeStoppedJobTask(nsCtx, req.Jid, d, task); err != nil {
+					return err
+				}
 			}
 		} else if d.Image == "" {
 			return adapters.Invalid("no image to restore container %s onto: pass --image", d.Id)
@@ -69,6 +70,23 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		req.Details.Containerd = d
 		return next(ctx, opts, req, resp)
 	}
+}
+
+// freeStoppedJobTask deletes the stopped task a job's restore finds in its container (the job was
+// killed) and refuses any other task in the way.
+func freeStoppedJobTask(ctx context.Context, jid string, d *daemonv1.ContainerdDetails, task client.Task) error {
+	inUse := adapters.Exists("container %s already has a task: restore under another --id, or remove it (`ctr -n %s task kill %s`, `ctr -n %s task rm %s`)",
+		d.Id, d.Namespace, d.Id, d.Namespace, d.Id)
+	if jid == "" {
+		return inUse
+	}
+	if st, err := task.Status(ctx); err != nil || st.Status != client.Stopped {
+		return inUse
+	}
+	if _, err := task.Delete(ctx); err != nil {
+		return fmt.Errorf("delete job %s's stopped task in %s: %w", jid, d.Id, err)
+	}
+	return nil
 }
 
 // RestoreTask restores the checkpoint as the task of container d.Id: an existing container that

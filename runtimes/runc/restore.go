@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cedana/cedana/adapters"
@@ -58,8 +59,9 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 			return err
 		}
 		if exists(d.Root, d.Id) {
-			return adapters.Exists("runc already has a container %q under %s: delete it (`runc --root %s delete %s`) or restore with another --id",
-				d.Id, d.Root, d.Root, d.Id)
+			if err := freeStoppedJobContainer(ctx, req.Jid, d); err != nil {
+				return err
+			}
 		}
 		if req.Details == nil {
 			req.Details = &daemonv1.Details{}
@@ -67,6 +69,24 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		req.Details.Runc = d
 		return next(ctx, opts, req, resp)
 	}
+}
+
+// freeStoppedJobContainer deletes the stopped container a job's restore finds under its ID (the
+// job was killed, so runc lists it stopped) and refuses any other container in the way.
+func freeStoppedJobContainer(ctx context.Context, jid string, d *daemonv1.RuncDetails) error {
+	inUse := adapters.Exists("runc already has a container %q under %s: delete it (`runc --root %s delete %s`) or restore with another --id",
+		d.Id, d.Root, d.Root, d.Id)
+	if jid == "" {
+		return inUse
+	}
+	c, err := load(d.Root, d.Id)
+	if err != nil || c.status != libcontainer.Stopped {
+		return inUse
+	}
+	if err := (invocation{root: d.Root, args: []string{"delete", d.Id}}).run(ctx); err != nil {
+		return fmt.Errorf("delete job %s's stopped container %s: %w", jid, d.Id, err)
+	}
+	return nil
 }
 
 // readBundle reads a bundle's config.json and checks that its rootfs exists.
