@@ -44,6 +44,11 @@ type Opts struct {
 	// DumpCRIU are a runtime's additions to the CRIU dump request (a container's root, external
 	// mounts and namespaces, cgroups), applied in order by DumpWithCRIU; set by runtime middleware.
 	DumpCRIU []func(*rpc.CriuOpts)
+	// DumpFrozen run, in order, while CRIU holds the dumped tree frozen with its images written
+	// (CRIU's post-dump notification): state to capture consistently with the images, such as a
+	// container's writable layer. An error fails the dump and CRIU resumes the tree, so a failure
+	// there loses nothing. Set by runtime middleware; they add to the frozen time.
+	DumpFrozen []func() error
 	// JobLog is the log of the job a restore brings back, for runtimes that connect their
 	// workload's output themselves (runc); "" outside job restores.
 	JobLog string

@@ -41,8 +41,22 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	for _, add := range opts.DumpCRIU {
 		add(criuOpts)
 	}
+	var call criu.Call
+	if len(opts.DumpFrozen) > 0 {
+		call.Notify = func(script string, _ int32) error {
+			if script != "post-dump" {
+				return nil
+			}
+			for _, capture := range opts.DumpFrozen {
+				if err := capture(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
 	start := time.Now()
-	_, err = opts.CRIU.Dump(ctx, criuOpts, criu.Call{})
+	_, err = opts.CRIU.Dump(ctx, criuOpts, call)
 	Observe(resp.Stats, "criu_dump", start)
 	if err != nil {
 		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))

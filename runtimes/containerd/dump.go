@@ -43,8 +43,9 @@ var dumpHandler = adapters.DumpWithCRIU
 
 // ResolveContainer finds the container and its running task in containerd, points the runc
 // middleware at containerd's runc root, and records what containerd knows of the container.
-// Once CRIU has stopped the task (no --leave-running), it deletes the task, so that the container
-// can take a restored one; with --rootfs, it stores the writable layer's changes.
+// With --rootfs, the writable layer's changes are stored while CRIU holds the task frozen. Once
+// CRIU has stopped the task (no --leave-running), it deletes the task, so that the container can
+// take a restored one.
 func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		if req.GetDetails().GetContainerd() == nil {
@@ -83,19 +84,25 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 		if err := writeJSON(opts.ImageDir, ContainerFile, record); err != nil {
 			return err
 		}
-		req.Details.Runc = &daemonv1.RuncDetails{Id: d.Id, Root: runcRoot(d.Namespace)}
-		opts.Log.Info("dumping containerd container", "id", d.Id, "namespace", d.Namespace, "image", d.Image, "pid", task.Pid())
-		if err := next(ctx, opts, req, resp); err != nil {
-			return err
-		}
 		if d.Rootfs {
+			// Found before the dump, stored while CRIU holds the task frozen: consistent with
+			// the memory images, and a failure resumes the task instead of losing it.
 			upper, err := upperDir(nsCtx, c, info.Snapshotter, info.SnapshotKey)
 			if err != nil {
 				return err
 			}
-			if err := writeLayer(upper, filepath.Join(opts.ImageDir, RootfsFile)); err != nil {
-				return fmt.Errorf("store the container's writable layer: %w", err)
-			}
+			layer := filepath.Join(opts.ImageDir, RootfsFile)
+			opts.DumpFrozen = append(opts.DumpFrozen, func() error {
+				if err := writeLayer(upper, layer); err != nil {
+					return fmt.Errorf("store the container's writable layer: %w", err)
+				}
+				return nil
+			})
+		}
+		req.Details.Runc = &daemonv1.RuncDetails{Id: d.Id, Root: runcRoot(d.Namespace)}
+		opts.Log.Info("dumping containerd container", "id", d.Id, "namespace", d.Namespace, "image", d.Image, "pid", task.Pid())
+		if err := next(ctx, opts, req, resp); err != nil {
+			return err
 		}
 		if !req.Criu.LeaveRunning {
 			if err := deleteStoppedTask(nsCtx, task); err != nil {
