@@ -188,3 +188,17 @@ func WriteDumpMetadata(next DumpHandler) DumpHandler {
 		return checkpoint.Write(opts.ImageDir, ck)
 	}
 }
+
+// RecordTree records in ck the dumped tree rooted at pid, as /proc shows it before the dump: the
+// root's PID, every PID, root first, and the root's command line. It returns the PIDs. (After the
+// dump, DumpWithCRIU replaces the PIDs with those CRIU froze.)
+func RecordTree(ck *daemonv1.Checkpoint, pid int) []int {
+	tree := sysinfo.Tree(pid)
+	ck.Pid = int32(pid)
+	ck.Pids = make([]int32, len(tree))
+	for i, p := range tree {
+		ck.Pids[i] = int32(p)
+	}
+	ck.Cmdline, _ = sysinfo.Cmdline(pid)
+	return tree
+}

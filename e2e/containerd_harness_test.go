@@ -47,12 +47,8 @@ var (
 func needContainerd(t *testing.T, ns string) *containerdDaemon {
 	t.Helper()
 	requireE2E(t)
-	if _, err := os.Stat(filepath.Join(containerdBin, "containerd")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but containerd is not installed (just deps installs it): %v", err)
-		}
-		t.Skipf("containerd is not installed (just deps): %v", err)
-	}
+	_, err := os.Stat(filepath.Join(containerdBin, "containerd"))
+	requireInstalled(t, "containerd", err)
 	sharedContainerdOnce.Do(func() { sharedContainerd = startContainerd() })
 	c := sharedContainerd
 	if c.err != nil {

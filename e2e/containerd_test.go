@@ -262,10 +262,12 @@ func TestContainerdPodLike(t *testing.T) {
 	r := d.cli("dump", "containerd", "pod-app", "-n", "k8s.io", at, "--dir", dir, "--name", "ck")
 	require.Equal(t, 0, r.code, r.String())
 	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
-	r = d.cli("restore", "containerd", "--path", filepath.Join(dir, "ck"), "--id", "pod-app-2", "-n", "k8s.io", at)
+	// The namespace and the containerd come from the checkpoint.
+	r = d.cli("restore", "containerd", "--path", filepath.Join(dir, "ck"), "--id", "pod-app-2")
 	require.Equal(t, 0, r.code, r.String())
 	t.Cleanup(func() { removeContainer(c, "k8s.io", "pod-app-2") })
 	restored := restoredPID(t, r)
+	assert.Equal(t, restored, c.taskPID("k8s.io", "pod-app-2"), "restored in the k8s.io namespace")
 	for _, kind := range []string{"net", "ipc", "uts"} {
 		assert.Equal(t, ns(sandbox, kind), ns(restored, kind), "restored into the sandbox's %s namespace", kind)
 	}

@@ -78,13 +78,27 @@ func run(m *testing.M) int {
 // requireE2E skips (or, under CI=true, fails) a test that cannot run on this machine.
 func requireE2E(t *testing.T) {
 	t.Helper()
-	if skipReason == "" {
+	skipUnless(t, skipReason)
+}
+
+// requireInstalled skips (or, under CI=true, fails) a test that needs what err says is missing.
+func requireInstalled(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		skipUnless(t, fmt.Sprintf("%s is not installed (just deps installs it): %v", what, err))
+	}
+}
+
+// skipUnless skips the test for reason, or fails it under CI=true; an empty reason does nothing.
+func skipUnless(t *testing.T, reason string) {
+	t.Helper()
+	if reason == "" {
 		return
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but %s", skipReason)
+		t.Fatalf("CI=true but %s", reason)
 	}
-	t.Skip(skipReason)
+	t.Skip(reason)
 }
 
 // result is a finished CLI invocation.

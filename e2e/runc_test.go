@@ -33,12 +33,7 @@ func newRuncEnv(t *testing.T) *runcEnv {
 	t.Helper()
 	requireE2E(t)
 	runcBin, err := exec.LookPath("runc")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but runc is not installed (just deps installs it): %v", err)
-		}
-		t.Skipf("runc is not installed: %v", err)
-	}
+	requireInstalled(t, "runc", err)
 	busybox := "/bin/busybox"
 	if _, err := os.Stat(busybox); err != nil {
 		t.Fatalf("%s (busybox-static, installed by just deps) is needed for the container's rootfs: %v", busybox, err)
@@ -63,21 +58,28 @@ func newRuncEnv(t *testing.T) *runcEnv {
 	return e
 }
 
-// setProcess makes the bundle's container run script with sh, without a terminal.
-func (e *runcEnv) setProcess(script string) {
+// editSpec rewrites the bundle's config.json through edit.
+func (e *runcEnv) editSpec(edit func(spec map[string]any)) {
 	e.t.Helper()
 	path := filepath.Join(e.bundle, "config.json")
 	data, err := os.ReadFile(path)
 	require.NoError(e.t, err)
 	var spec map[string]any
 	require.NoError(e.t, json.Unmarshal(data, &spec))
-	process := spec["process"].(map[string]any)
-	process["terminal"] = false
-	process["args"] = []string{"/bin/sh", "-c", script}
-	spec["root"].(map[string]any)["readonly"] = false
+	edit(spec)
 	data, err = json.MarshalIndent(spec, "", "  ")
 	require.NoError(e.t, err)
 	require.NoError(e.t, os.WriteFile(path, data, 0o644))
+}
+
+// setProcess makes the bundle's container run script with sh, without a terminal.
+func (e *runcEnv) setProcess(script string) {
+	e.editSpec(func(spec map[string]any) {
+		process := spec["process"].(map[string]any)
+		process["terminal"] = false
+		process["args"] = []string{"/bin/sh", "-c", script}
+		spec["root"].(map[string]any)["readonly"] = false
+	})
 }
 
 // cmd runs the host's runc on our root and returns its output.
@@ -109,33 +111,26 @@ func (e *runcEnv) start(id string) int {
 	return pid
 }
 
-// state is runc's status of container id, "" if runc does not know it.
-func (e *runcEnv) state(id string) string {
-	out, err := e.cmd("state", id)
-	if err != nil {
-		return ""
-	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if json.Unmarshal([]byte(out), &st) != nil {
-		return ""
-	}
-	return st.Status
+// runcState is the part of `runc state` the tests read.
+type runcState struct {
+	Status string `json:"status"`
+	PID    int    `json:"pid"`
 }
 
-// pid is container id's init PID, 0 if runc does not know it.
-func (e *runcEnv) pid(id string) int {
-	out, err := e.cmd("state", id)
-	if err != nil {
-		return 0
+// stateOf is runc's state of container id, the zero value if runc does not know it.
+func (e *runcEnv) stateOf(id string) runcState {
+	var st runcState
+	if out, err := e.cmd("state", id); err == nil {
+		_ = json.Unmarshal([]byte(out), &st)
 	}
-	var st struct {
-		PID int `json:"pid"`
-	}
-	_ = json.Unmarshal([]byte(out), &st)
-	return st.PID
+	return st
 }
+
+// state is runc's status of container id, "" if runc does not know it.
+func (e *runcEnv) state(id string) string { return e.stateOf(id).Status }
+
+// pid is container id's init PID, 0 if runc does not know it.
+func (e *runcEnv) pid(id string) int { return e.stateOf(id).PID }
 
 // ids lists the containers runc has under our root.
 func (e *runcEnv) ids() []string {
@@ -349,20 +344,13 @@ func TestRuncBadInput(t *testing.T) {
 
 // setNetNS points the bundle's network namespace at path (a namespace that exists already).
 func (e *runcEnv) setNetNS(path string) {
-	e.t.Helper()
-	file := filepath.Join(e.bundle, "config.json")
-	data, err := os.ReadFile(file)
-	require.NoError(e.t, err)
-	var spec map[string]any
-	require.NoError(e.t, json.Unmarshal(data, &spec))
-	for _, ns := range spec["linux"].(map[string]any)["namespaces"].([]any) {
-		if m := ns.(map[string]any); m["type"] == "network" {
-			m["path"] = path
+	e.editSpec(func(spec map[string]any) {
+		for _, ns := range spec["linux"].(map[string]any)["namespaces"].([]any) {
+			if m := ns.(map[string]any); m["type"] == "network" {
+				m["path"] = path
+			}
 		}
-	}
-	data, err = json.MarshalIndent(spec, "", "  ")
-	require.NoError(e.t, err)
-	require.NoError(e.t, os.WriteFile(file, data, 0o644))
+	})
 }
 
 // TestRuncExternalNetNS: a container that joins a network namespace of the host's (as CNI sets
@@ -414,16 +402,7 @@ func statIno(path string, st *syscallStat) error {
 
 // setTerminal gives the bundle's container a terminal (process.terminal).
 func (e *runcEnv) setTerminal() {
-	e.t.Helper()
-	path := filepath.Join(e.bundle, "config.json")
-	data, err := os.ReadFile(path)
-	require.NoError(e.t, err)
-	var spec map[string]any
-	require.NoError(e.t, json.Unmarshal(data, &spec))
-	spec["process"].(map[string]any)["terminal"] = true
-	data, err = json.MarshalIndent(spec, "", "  ")
-	require.NoError(e.t, err)
-	require.NoError(e.t, os.WriteFile(path, data, 0o644))
+	e.editSpec(func(spec map[string]any) { spec["process"].(map[string]any)["terminal"] = true })
 }
 
 // TestRuncTerminal: a container with a terminal runs as a job whose terminal output is its log;

@@ -69,6 +69,19 @@ func runningTask(ctx context.Context, ctr client.Container, d *daemonv1.Containe
 	return task, nil
 }
 
+// getImage returns image d.Image, which must be in containerd already: cedana does not pull.
+func getImage(ctx context.Context, c *client.Client, d *daemonv1.ContainerdDetails) (client.Image, error) {
+	image, err := c.GetImage(ctx, d.Image)
+	if errdefs.IsNotFound(err) {
+		return nil, adapters.NotFound("image %s is not in containerd namespace %q, and cedana does not pull images: import it (`ctr -n %s image import <archive>`)",
+			d.Image, d.Namespace, d.Namespace)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", d.Image, err)
+	}
+	return image, nil
+}
+
 // runcRoot is the runc root of containerd's runc shim for namespace ns.
 func runcRoot(ns string) string { return filepath.Join(RuncRoot, ns) }
 

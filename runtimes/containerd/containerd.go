@@ -52,9 +52,10 @@ func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
 
 // RestoreCmd is `cedana restore containerd --id <id> --path <checkpoint>`.
 type RestoreCmd struct {
-	ID     string `name:"id" help:"ID of the restored container (default: the dumped container's, which must have no task)." placeholder:"ID"`
-	Image  string `help:"Image for the restored container's root filesystem (default: the dumped container's); it must be in containerd already." placeholder:"REF"`
-	Target `embed:""`
+	ID        string `name:"id" help:"ID of the restored container (default: the dumped container's, which must have no task)." placeholder:"ID"`
+	Image     string `help:"Image for the restored container's root filesystem (default: the dumped container's); it must be in containerd already." placeholder:"REF"`
+	Namespace string `short:"n" help:"containerd namespace (default: the dumped container's)." placeholder:"NS"`
+	Address   string `name:"containerd-address" help:"containerd's socket (default: the dumped container's containerd)." placeholder:"SOCKET"`
 }
 
 // FillRestore implements features.RestoreCommand.

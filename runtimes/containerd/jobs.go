@@ -7,7 +7,6 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
-	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/cedana/cedana/adapters"
@@ -29,13 +28,9 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (_ stor
 		return store.Job{}, err
 	}
 	defer c.Close()
-	image, err := c.GetImage(nsCtx, d.Image)
-	if errdefs.IsNotFound(err) {
-		return store.Job{}, adapters.NotFound("image %s is not in containerd namespace %q, and cedana does not pull images: import it (`ctr -n %s image import <archive>`)",
-			d.Image, d.Namespace, d.Namespace)
-	}
+	image, err := getImage(nsCtx, c, d)
 	if err != nil {
-		return store.Job{}, fmt.Errorf("image %s: %w", d.Image, err)
+		return store.Job{}, err
 	}
 	if _, err := c.LoadContainer(nsCtx, d.Id); err == nil {
 		return store.Job{}, adapters.Exists("containerd already has a container %q in namespace %q: choose another --id", d.Id, d.Namespace)

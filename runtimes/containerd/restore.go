@@ -58,11 +58,8 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 			}
 		} else if d.Image == "" {
 			return adapters.Invalid("no image to restore container %s onto: pass --image", d.Id)
-		} else if _, err := c.GetImage(nsCtx, d.Image); errdefs.IsNotFound(err) {
-			return adapters.NotFound("image %s is not in containerd namespace %q, and cedana does not pull images: import it (`ctr -n %s image import <archive>`)",
-				d.Image, d.Namespace, d.Namespace)
-		} else if err != nil {
-			return fmt.Errorf("image %s: %w", d.Image, err)
+		} else if _, err := getImage(nsCtx, c, d); err != nil {
+			return err
 		}
 		if req.Details == nil {
 			req.Details = &daemonv1.Details{}
@@ -169,9 +166,9 @@ func newContainer(ctx context.Context, c *client.Client, imageDir string, d *dae
 		// A cgroup of its own: the dumped container may still run (--leave-running).
 		spec.Linux.CgroupsPath = strings.Replace(spec.Linux.CgroupsPath, dumpedID, d.Id, 1)
 	}
-	image, err := c.GetImage(ctx, d.Image)
+	image, err := getImage(ctx, c, d)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", d.Image, err)
+		return nil, err
 	}
 	snapshotter := cmp.Or(info.Snapshotter, "overlayfs")
 	ctr, err := c.NewContainer(ctx, d.Id,

@@ -89,14 +89,7 @@ func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
 func DescribeTree(next adapters.DumpHandler) adapters.DumpHandler {
 	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		pid := int(req.GetDetails().GetProcess().GetPid())
-		tree := sysinfo.Tree(pid)
-		ck := resp.Checkpoint
-		ck.Pid = int32(pid)
-		ck.Pids = make([]int32, len(tree))
-		for i, p := range tree {
-			ck.Pids[i] = int32(p)
-		}
-		ck.Cmdline, _ = sysinfo.Cmdline(pid)
+		tree := adapters.RecordTree(resp.Checkpoint, pid)
 		if !req.Criu.ShellJob && needsShellJob(tree) {
 			opts.Log.Info("dumping as a shell job: the tree has a terminal or a session/group leader outside it", "pid", pid)
 			req.Criu.ShellJob = true

@@ -9,7 +9,6 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
-	"github.com/cedana/cedana/sysinfo"
 )
 
 // Files the runc runtime adds beside CRIU's images.
@@ -53,12 +52,7 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 		}
 		d.Bundle = c.bundle()
 		pid := c.pid()
-		ck := resp.Checkpoint
-		ck.Pid = int32(pid)
-		for _, p := range sysinfo.Tree(pid) {
-			ck.Pids = append(ck.Pids, int32(p))
-		}
-		ck.Cmdline, _ = sysinfo.Cmdline(pid)
+		adapters.RecordTree(resp.Checkpoint, pid)
 		add, err := c.criuOptions()
 		if err != nil {
 			return err
