@@ -190,7 +190,8 @@ func (s *service) getCheckpoint(ctx context.Context, id string) (store.Checkpoin
 	return ck, err
 }
 
-// lockDump makes concurrent dumps of one job or one PID fail fast instead of racing in CRIU.
+// lockDump makes concurrent dumps of one job, one PID or one container fail fast instead of racing
+// in CRIU.
 func (s *service) lockDump(req *daemonv1.DumpRequest) (func(), error) {
 	if req.Jid != "" {
 		return s.jobs.Lock("job:"+req.Jid, "job "+req.Jid)
@@ -200,6 +201,9 @@ func (s *service) lockDump(req *daemonv1.DumpRequest) (func(), error) {
 	}
 	if c := req.GetDetails().GetRunc(); c.GetId() != "" {
 		return s.jobs.Lock("runc:"+c.Root+"/"+c.Id, "container "+c.Id)
+	}
+	if c := req.GetDetails().GetContainerd(); c.GetId() != "" {
+		return s.jobs.Lock("containerd:"+c.Address+"/"+c.Namespace+"/"+c.Id, "container "+c.Id)
 	}
 	return func() {}, nil
 }
