@@ -49,9 +49,22 @@ type Opts struct {
 	// container's writable layer. An error fails the dump and CRIU resumes the tree, so a failure
 	// there loses nothing. Set by runtime middleware; they add to the frozen time.
 	DumpFrozen []func() error
+
+	// dumped is set (through Dumped) once the handler has checkpointed the workload, so that
+	// PrepareDumpDir keeps the images instead of removing them if a later step fails.
+	dumped *bool
 	// JobLog is the log of the job a restore brings back, for runtimes that connect their
 	// workload's output themselves (runc); "" outside job restores.
 	JobLog string
+}
+
+// Dumped records that the dump handler has checkpointed the workload: from then on the images
+// may be its only copy (CRIU stopped it unless --leave-running), so a failure of any later step
+// keeps them, and the error says where. DumpWithCRIU calls it; another dump handler must too.
+func Dumped(opts Opts) {
+	if opts.dumped != nil {
+		*opts.dumped = true
+	}
 }
 
 // Handler handles one request of type Req, filling Resp.

@@ -1,6 +1,7 @@
 package adapters
 
 import (
+	"github.com/cedana/cedana/checkpoint"
 	"bufio"
 	"context"
 	"errors"
@@ -77,7 +78,7 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		stored, err := arch.finish()
 		Observe(resp.Stats, phase, start)
 		if err != nil {
-			return keepImages(opts, req, resp, err)
+			return err // PrepareDumpDir keeps the images if the workload was stopped
 		}
 		if resp.Stats != nil {
 			resp.Stats.StoredBytes = stored
@@ -89,25 +90,33 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 	}
 }
 
-// keepImages handles a failed archive: when the dump stopped the workload, the images are its
-// only copy, so they are kept as an uncompressed checkpoint and the error says where. (They are
-// moved out of opts.ImageDir, which PrepareDumpDir removes on error.)
-func keepImages(opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse, cause error) error {
-	if req.Criu.GetLeaveRunning() {
-		return Precondition("%w (the workload is still running; nothing was kept)", cause)
+// keepImages keeps the images in work after a failure that followed the dump of a workload CRIU
+// stopped: they are its only copy. A hidden or temporary images directory becomes <dir>/<name>
+// (or a name beside it when that is taken) beside it; an uncompressed checkpoint stays where it
+// is. The error says where, and how to restore what lacks cedana's checkpoint.json.
+func keepImages(work, name string, remote bool, cause error) error {
+	base := filepath.Join(filepath.Dir(work), name)
+	if remote { // work is a temporary directory, among others'
+		base = filepath.Join(filepath.Dir(work), "cedana-kept-"+name)
 	}
-	base := filepath.Join(filepath.Dir(opts.ImageDir), req.Name)
-	if _, remote, _ := storage.ParseURL(resp.Path); remote {
-		base = filepath.Join(filepath.Dir(opts.ImageDir), "cedana-kept-"+req.Name)
-	}
-	// <dir>/<name> may be taken (only <name>.tar... was checked): then a name beside it.
-	var renameErr error
-	for _, kept := range []string{base, fmt.Sprintf("%s.kept-%d", base, time.Now().UnixNano())} {
-		if renameErr = os.Rename(opts.ImageDir, kept); renameErr == nil {
-			return Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (restore it from there)", cause, kept)
+	kept, renameErr := work, error(nil)
+	if work != base {
+		// <dir>/<name> may be taken (only <name>.tar... was checked): then a name beside it.
+		for _, to := range []string{base, fmt.Sprintf("%s.kept-%d", base, time.Now().UnixNano())} {
+			if renameErr = os.Rename(work, to); renameErr == nil {
+				kept = to
+				break
+			}
+		}
+		if renameErr != nil {
+			return Precondition("%w; the workload was checkpointed and stopped, and its images could not be kept either: %w", cause, renameErr)
 		}
 	}
-	return Precondition("%w; the workload was checkpointed and stopped, and its images could not be kept either: %w", cause, renameErr)
+	how := "restore it from there"
+	if info, err := os.Stat(filepath.Join(kept, checkpoint.MetadataFile)); err != nil || !info.Mode().IsRegular() {
+		how = fmt.Sprintf("it has no %s: restore it with `criu restore -D %s`", checkpoint.MetadataFile, kept)
+	}
+	return Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (%s)", cause, kept, how)
 }
 
 // FetchCheckpoint makes the checkpoint at req.Path available as a directory of images: a

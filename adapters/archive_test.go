@@ -16,7 +16,7 @@ import (
 )
 
 // imageWriter stands in for CRIU: it writes image files into opts.ImageDir, some while the
-// archiver watches, and can change one after closing it.
+// archiver watches, can change one after closing it, and reports the workload dumped.
 func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
 	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		core := filepath.Join(opts.ImageDir, "core-1.img")
@@ -34,6 +34,7 @@ func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
 			require.NoError(t, f.Close())
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "inventory.img"), []byte("inv"), 0o600))
+		adapters.Dumped(opts) // as DumpWithCRIU does once CRIU has succeeded
 		return nil
 	}
 }

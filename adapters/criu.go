@@ -61,6 +61,7 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	if err != nil {
 		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
+	Dumped(opts)
 	resp.Checkpoint.CriuVersion = opts.CRIUVersion
 	if st, err := stats.CriuGetDumpStats(dir); err == nil && resp.Stats != nil {
 		resp.Stats.Frozen = durationpb.New(time.Duration(st.GetFrozenTime()) * time.Microsecond)

@@ -101,12 +101,14 @@ func validateName(name string) error {
 //     s3://bucket/prefix/<name>.tar[...]. The bucket and credentials are checked first, before the
 //     workload is touched.
 //
-// If anything after it fails, what it created is removed.
+// If anything after it fails, what it created is removed, unless the workload had been
+// checkpointed and stopped (see Dumped): then its images are its only copy and are kept.
 func PrepareDumpDir(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (err error) {
 		codec := codecOf(req)
 		var final, work string
-		if loc, remote, _ := storage.ParseURL(req.Dir); remote {
+		loc, remote, _ := storage.ParseURL(req.Dir)
+		if remote {
 			if final, work, err = prepareRemote(ctx, opts, loc.Join(req.Name+codec.Extension()), req.Name); err != nil {
 				return err
 			}
@@ -129,11 +131,21 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 				return dirError(req.Dir, err)
 			}
 		}
+		dumped := false
+		opts.dumped = &dumped
 		defer func() {
-			if err != nil {
-				if rmErr := os.RemoveAll(work); rmErr != nil {
-					opts.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
-				}
+			if err == nil {
+				return
+			}
+			if dumped && !req.Criu.GetLeaveRunning() {
+				err = keepImages(work, req.Name, remote, err)
+				return
+			}
+			if dumped {
+				err = Precondition("%w (the workload is still running; nothing was kept)", err)
+			}
+			if rmErr := os.RemoveAll(work); rmErr != nil {
+				opts.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
 			}
 		}()
 		opts.ImageDir = work

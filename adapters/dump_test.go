@@ -365,3 +365,33 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestPrepareDumpDirKeepsDumpedImages: once the workload has been checkpointed and stopped, a
+// later failure (here writing checkpoint.json) keeps its images in place, and the error says where
+// and how to restore them; with --leave-running the workload is fine and nothing is kept.
+func TestPrepareDumpDirKeepsDumpedImages(t *testing.T) {
+	dumpThenBreakMetadata := func(ctx context.Context, opts adapters.Opts, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
+		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "core-1.img"), []byte("core"), 0o600))
+		// A directory in checkpoint.json's way makes WriteDumpMetadata fail.
+		require.NoError(t, os.MkdirAll(filepath.Join(opts.ImageDir, "checkpoint.json", "x"), 0o700))
+		adapters.Dumped(opts)
+		return nil
+	}
+	h := adapters.DumpHandler(dumpThenBreakMetadata).With(adapters.PrepareDumpDir, adapters.WriteDumpMetadata)
+	for _, leaveRunning := range []bool{false, true} {
+		parent := t.TempDir()
+		req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Criu: &daemonv1.CriuOptions{LeaveRunning: leaveRunning}}
+		err := h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
+		require.Error(t, err)
+		assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+		if leaveRunning {
+			assert.ErrorContains(t, err, "nothing was kept")
+			assert.NoDirExists(t, filepath.Join(parent, "ck"))
+			continue
+		}
+		kept := filepath.Join(parent, "ck")
+		assert.ErrorContains(t, err, "kept at "+kept)
+		assert.ErrorContains(t, err, "criu restore -D "+kept)
+		assert.FileExists(t, filepath.Join(kept, "core-1.img"))
+	}
+}
