@@ -1,11 +1,11 @@
 package adapters
 
 import (
-	"github.com/cedana/cedana/checkpoint"
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cedana/cedana/checkpoint"
 	"io"
 	"os"
 	"path/filepath"
