@@ -14,8 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// countScript counts into /tmp/count inside the container, and says so on stdout every tenth count.
-const countScript = `i=0; while true; do i=$((i+1)); echo $i > /tmp/count; [ $((i % 10)) = 0 ] && echo "count $i"; sleep 0.1; done`
+// countScript counts into /tmp/count inside the container (overwritten in place, never empty), and
+// says so on stdout every tenth count.
+const countScript = `i=0; while true; do i=$((i+1)); printf "%08d\n" $i 1<>/tmp/count; [ $((i % 10)) = 0 ] && echo "count $i"; sleep 0.1; done`
 
 // ctrRun starts container id from the test image in namespace ns with ctr, running script, and
 // waits until its task runs (and counts, for a counting script). It returns the task's PID.

@@ -215,7 +215,8 @@ func runCmd(t *testing.T, bin string, env []string, args ...string) result {
 
 // workload is a bash tree that counts: the root writes 1, 2, 3, ... to counter five times a
 // second and, with a child, a subshell does the same into counter.child. Neither forks anything
-// else: their sleep is `read -t` on a FIFO nobody writes to.
+// else: their sleep is `read -t` on a FIFO nobody writes to. Every count overwrites the file in
+// place with one fixed-width write (never truncating it), so a dump cannot catch the file empty.
 type workload struct {
 	pid      int
 	counter  string
@@ -227,7 +228,7 @@ type workload struct {
 }
 
 const counterScript = `exec 3<>"$1"
-count() { i=0; while :; do i=$((i+1)); echo $i >"$1"; read -t 0.2 -u 3 || :; done; }
+count() { i=0; while :; do i=$((i+1)); printf "%08d\n" $i 1<>"$1"; read -t 0.2 -u 3 || :; done; }
 if [ -n "$2" ]; then ( count "$2" ) & fi
 count "$0"`
 
@@ -311,6 +312,7 @@ func requireStopped(t *testing.T, path string) int {
 	time.Sleep(600 * time.Millisecond)
 	after := readCounter(path)
 	require.Equal(t, before, after, "counter %s still moving after the dump", path)
+	require.GreaterOrEqual(t, after, 0, "counter %s unreadable after the dump", path)
 	return after
 }
 

@@ -18,7 +18,8 @@ import (
 )
 
 // runcEnv is a private runc state directory and a bundle with a busybox-static rootfs whose
-// container counts into /data/count (and says so on stdout every tenth count).
+// container counts into /data/count (overwritten in place, never empty; it says so on stdout every
+// tenth count).
 type runcEnv struct {
 	t       *testing.T
 	root    string // runc --root
@@ -53,7 +54,7 @@ func newRuncEnv(t *testing.T) *runcEnv {
 	e.counter = filepath.Join(rootfs, "data", "count")
 	out, err := exec.Command(runcBin, "spec", "--bundle", e.bundle).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	e.setProcess(`i=0; while true; do i=$((i+1)); echo $i > /data/count; [ $((i % 10)) = 0 ] && echo "count $i"; sleep 0.1; done`)
+	e.setProcess(`i=0; while true; do i=$((i+1)); printf "%08d\n" $i 1<>/data/count; [ $((i % 10)) = 0 ] && echo "count $i"; sleep 0.1; done`)
 	t.Cleanup(e.cleanup)
 	return e
 }
