@@ -25,8 +25,9 @@ import (
 
 const rlimitLine = "rlimit: Can't setup RLIMIT_NOFILE for self"
 
-// counterScript bumps a counter in ./F every 0.1s.
-const counterScript = `i=0; while :; do i=$((i+1)); echo $i > F; sleep 0.1; done`
+// counterScript bumps a counter in ./F every 0.1s, overwriting it in place with one fixed-width
+// write so that a dump never catches it truncated and empty.
+const counterScript = `i=0; while :; do i=$((i+1)); printf "%08d\n" $i 1<>F; sleep 0.1; done`
 
 func TestMain(m *testing.M) {
 	// Processes orphaned by a dump (the counter's `sleep`) or by killing a
