@@ -352,8 +352,8 @@ func startCounter(t *testing.T, dir string) *exec.Cmd {
 	return cmd
 }
 
-// readCounter returns the counter in path, or -1 if it cannot be read (it
-// is briefly empty while the loop rewrites it).
+// readCounter returns the counter in path, or -1 if it cannot be read (before
+// the first count).
 func readCounter(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
