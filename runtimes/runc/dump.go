@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,7 +43,7 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 		if d == nil {
 			return adapters.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
 		}
-		d.Root = rootOr(d.Root)
+		d.Root = cmp.Or(d.Root, DefaultRoot)
 		c, err := load(d.Root, d.Id)
 		if err != nil {
 			return err

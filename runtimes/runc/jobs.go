@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -20,7 +21,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	if d.GetId() == "" || d.GetBundle() == "" {
 		return store.Job{}, adapters.Invalid("give the container's --id and --bundle")
 	}
-	d.Root = rootOr(d.Root)
+	d.Root = cmp.Or(d.Root, DefaultRoot)
 	spec, err := readBundle(d.Bundle)
 	if err != nil {
 		return store.Job{}, err
@@ -67,7 +68,7 @@ func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (
 	if d == nil {
 		return store.Job{}, adapters.Invalid("no container to manage: give its ID")
 	}
-	d.Root = rootOr(d.Root)
+	d.Root = cmp.Or(d.Root, DefaultRoot)
 	return adopt(ctx, m, req.Jid, "", d)
 }
 

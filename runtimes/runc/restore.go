@@ -36,16 +36,9 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		if d == nil {
 			d = &daemonv1.RuncDetails{}
 		}
-		if d.Id == "" {
-			d.Id = dumped.GetId()
-		}
-		if d.Bundle == "" {
-			d.Bundle = dumped.GetBundle()
-		}
-		if d.Root == "" {
-			d.Root = dumped.GetRoot()
-		}
-		d.Root = rootOr(d.Root)
+		d.Id = cmp.Or(d.Id, dumped.GetId())
+		d.Bundle = cmp.Or(d.Bundle, dumped.GetBundle())
+		d.Root = cmp.Or(d.Root, dumped.GetRoot(), DefaultRoot)
 		if d.Id == "" {
 			return adapters.Invalid("no container ID to restore under: pass --id")
 		}

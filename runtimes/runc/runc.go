@@ -81,14 +81,6 @@ var (
 	_ features.ManageCommand  = (*ManageCmd)(nil)
 )
 
-// rootOr is root, or runc's default when empty.
-func rootOr(root string) string {
-	if root == "" {
-		return DefaultRoot
-	}
-	return root
-}
-
 func init() {
 	features.DumpCmd.Register(Name, &struct {
 		Runc DumpCmd `cmd:"" help:"Checkpoint a running runc container by its ID."`
