@@ -4,14 +4,15 @@ package adapters
 
 import (
 	"context"
-	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"log/slog"
 	"time"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cedana/cedana/criu"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Opts is what a chain's adapters share besides the request and response. It is passed by value,
@@ -39,6 +40,10 @@ type Opts struct {
 	DaemonPID int
 	// Log is the request's logger.
 	Log *slog.Logger
+	// Claim takes key for one operation at a time and returns its release; while key is taken,
+	// another claim fails at once with a Busy error naming what. DumpWithCRIU claims the tree
+	// it dumps, whatever the runtime and however the request named it. nil: nothing is claimed.
+	Claim func(key, what string) (release func(), err error)
 	// Progress receives how far long phases have come; nil when nobody watches.
 	Progress *Progress
 	// DumpCRIU are a runtime's additions to the CRIU dump request (a container's root, external

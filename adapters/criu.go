@@ -23,12 +23,20 @@ import (
 const criuLogLevel = 4
 
 // DumpWithCRIU is the handler that dumps resp.Checkpoint.Pid's tree into opts.ImageDir with CRIU.
-// On failure CRIU has resumed the tree; the error quotes the log lines that explain it and keeps
-// the whole log in the system's temporary directory, since the partial checkpoint is removed.
+// A tree another request is dumping is refused as busy (opts.Claim). On failure CRIU has resumed
+// the tree; the error quotes the log lines that explain it and keeps the whole log in the
+// system's temporary directory, since the partial checkpoint is removed.
 func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 	pid := resp.GetCheckpoint().GetPid()
 	if pid <= 0 {
 		return fmt.Errorf("runtime %s named no process to dump", req.Type)
+	}
+	if opts.Claim != nil {
+		release, err := opts.Claim(fmt.Sprintf("tree:%d", pid), fmt.Sprintf("the process tree of PID %d", pid))
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	dir, criuOpts, err := openImages(opts.ImageDir, checkpoint.DumpLog, req.Criu)
 	if err != nil {

@@ -3,10 +3,12 @@ package adapters
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -81,6 +83,66 @@ func TestDumpFrozen(t *testing.T) {
 			st, err := sysinfo.ReadStat(pid)
 			require.NoError(t, err, "the process still exists")
 			assert.Equal(t, byte('S'), st.State, "the process runs on, resumed")
+		})
+	}
+}
+
+// TestDumpWithCRIUClaimsTheTree: DumpWithCRIU claims the tree it dumps by its root PID, whatever
+// the runtime, so a second dump of a tree being dumped is refused as busy before CRIU is asked;
+// the claim is released when the dump ends, failed or not.
+func TestDumpWithCRIUClaimsTheTree(t *testing.T) {
+	tests := []struct {
+		name     string
+		held     string // a key another request holds
+		typ      string
+		pid      int32
+		noClaim  bool
+		wantBusy bool
+	}{
+		{name: "free tree", typ: "process", pid: 10},
+		{name: "tree held by a process dump", held: "tree:10", typ: "process", pid: 10, wantBusy: true},
+		{name: "runc dump of a held tree", held: "tree:10", typ: "runc", pid: 10, wantBusy: true},
+		{name: "containerd dump of a held tree", held: "tree:10", typ: "containerd", pid: 10, wantBusy: true},
+		{name: "another tree", held: "tree:10", typ: "runc", pid: 11},
+		{name: "no claims (--no-server)", held: "tree:10", typ: "process", pid: 10, noClaim: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			claimed := map[string]bool{}
+			if tt.held != "" {
+				claimed[tt.held] = true
+			}
+			var asked []string
+			opts := Opts{ImageDir: filepath.Join(t.TempDir(), "missing")}
+			if !tt.noClaim {
+				opts.Claim = func(key, what string) (func(), error) {
+					asked = append(asked, key)
+					if claimed[key] {
+						return nil, Busy("%s is busy with another operation", what)
+					}
+					claimed[key] = true
+					return func() { delete(claimed, key) }, nil
+				}
+			}
+			req := &daemonv1.DumpRequest{Type: tt.typ, Criu: &daemonv1.CriuOptions{}}
+			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Pid: tt.pid}}
+			err := DumpWithCRIU(context.Background(), opts, req, resp)
+			require.Error(t, err)
+			if tt.wantBusy {
+				assert.ErrorIs(t, err, ErrBusy)
+				assert.Contains(t, err.Error(), fmt.Sprintf("PID %d", tt.pid))
+			} else {
+				assert.NotErrorIs(t, err, ErrBusy)
+				assert.Contains(t, err.Error(), "open checkpoint directory", "got past the claim to the images")
+			}
+			if !tt.noClaim {
+				assert.Equal(t, []string{fmt.Sprintf("tree:%d", tt.pid)}, asked)
+			}
+			want := map[string]bool{}
+			if tt.held != "" {
+				want[tt.held] = true
+			}
+			assert.Equal(t, want, claimed, "only the other request's claim is left")
 		})
 	}
 }

@@ -226,6 +226,43 @@ func TestConcurrentDumpsOfOneJob(t *testing.T) {
 	assert.Equal(t, len(results), ok+busy)
 }
 
+// TestConcurrentDumpsOfOneTree: dumps naming one tree in different ways (its job, its PID) never
+// run at once: while one is under way, the others are refused as busy.
+func TestConcurrentDumpsOfOneTree(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	pid, _ := managedCounter(t, d, "busy-two")
+	var wg sync.WaitGroup
+	results := make([]result, 6)
+	for i := range results {
+		args := []string{"dump", "job", "busy-two"}
+		if i%2 == 1 {
+			args = []string{"dump", "process", strconv.Itoa(pid)}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = d.cli(append(args, "--leave-running", "--name", fmt.Sprintf("ck%d", i))...)
+		}()
+	}
+	wg.Wait()
+	busyMsg := regexp.MustCompile(fmt.Sprintf(`(job busy-two|the process tree of PID %d) is busy with another operation`, pid))
+	ok, busy := 0, 0
+	for _, r := range results {
+		switch {
+		case r.code == 0:
+			ok++
+		case busyMsg.MatchString(r.stderr):
+			busy++
+		default:
+			t.Errorf("unexpected result: %s", r)
+		}
+	}
+	assert.GreaterOrEqual(t, ok, 1)
+	assert.Equal(t, len(results), ok+busy)
+	assert.Regexp(t, fmt.Sprintf(`busy-two\s+process\s+%d\s+running`, pid), d.cli("ps").stdout)
+}
+
 // TestRunBadInput: a missing program is refused and no job is recorded; unknown JIDs are named.
 func TestRunBadInput(t *testing.T) {
 	requireE2E(t)

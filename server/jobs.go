@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"syscall"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -190,22 +189,10 @@ func (s *service) getCheckpoint(ctx context.Context, id string) (store.Checkpoin
 	return ck, err
 }
 
-// lockDump makes concurrent dumps of one job, one PID or one container fail fast instead of racing
-// in CRIU.
-func (s *service) lockDump(req *daemonv1.DumpRequest) (func(), error) {
-	if req.Jid != "" {
-		return s.jobs.Lock("job:"+req.Jid, "job "+req.Jid)
-	}
-	if pid := req.GetDetails().GetProcess().GetPid(); pid > 0 {
-		return s.jobs.Lock("pid:"+strconv.Itoa(int(pid)), fmt.Sprintf("PID %d", pid))
-	}
-	if c := req.GetDetails().GetRunc(); c.GetId() != "" {
-		return s.jobs.Lock("runc:"+c.Root+"/"+c.Id, "container "+c.Id)
-	}
-	if c := req.GetDetails().GetContainerd(); c.GetId() != "" {
-		return s.jobs.Lock("containerd:"+c.Address+"/"+c.Namespace+"/"+c.Id, "container "+c.Id)
-	}
-	return func() {}, nil
+// lockJob makes a second dump or restore of job jid fail fast while one runs. (Two dumps of one
+// tree, however they name it, are kept apart in DumpWithCRIU: adapters.Opts.Claim.)
+func (s *service) lockJob(jid string) (func(), error) {
+	return s.jobs.Lock("job:"+jid, "job "+jid)
 }
 
 // prepareJobDump points a dump of job jid at the job's workload.

@@ -43,7 +43,9 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 		st.Close()
 		return nil, fmt.Errorf("take up recorded jobs: %w", err)
 	}
-	return &service{cfg: cfg, log: log, jobs: manager, opts: NewOpts(ctx, cfg, log)}, nil
+	opts := NewOpts(ctx, cfg, log)
+	opts.Claim = manager.Lock
+	return &service{cfg: cfg, log: log, jobs: manager, opts: opts}, nil
 }
 
 // NewOpts returns the options a chain runs with in this process (the daemon, or a CLI with
@@ -73,14 +75,14 @@ func (s *service) close() {
 }
 
 // Dump runs the dump chain for the request's runtime (or the job's) and records the checkpoint in
-// the catalog. One dump at a time per job or PID.
+// the catalog. One dump at a time per job, and per tree whatever names it (DumpWithCRIU claims it).
 func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
-	unlock, err := s.lockDump(req)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	if req.Jid != "" {
+		unlock, err := s.lockJob(req.Jid)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		if err := s.prepareJobDump(ctx, req); err != nil {
 			return nil, err
 		}
@@ -111,7 +113,7 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
 	opts := s.opts
 	if req.Jid != "" {
-		unlock, err := s.jobs.Lock("job:"+req.Jid, "job "+req.Jid)
+		unlock, err := s.lockJob(req.Jid)
 		if err != nil {
 			return nil, err
 		}
