@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -121,11 +120,7 @@ func openImages(imageDir, logName string, c *daemonv1.CriuOptions) (*os.File, *r
 // set the log is copied to the temporary directory under that name, since its directory will go.
 func criuFailure(err error, dir, logName, keepAs string) error {
 	logPath := filepath.Join(dir, logName)
-	lines := criu.LogErrors(logPath, 3)
-	msg := ""
-	if len(lines) > 0 {
-		msg += "; CRIU log: " + strings.Join(lines, " | ")
-	}
+	msg := criu.LogQuote(logPath)
 	if keepAs != "" {
 		kept := filepath.Join(os.TempDir(), keepAs)
 		if copyFile(logPath, kept) == nil {

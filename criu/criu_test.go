@@ -130,6 +130,9 @@ func TestLogErrorsFile(t *testing.T) {
 		"(00.000600) Error (criu/b.c:2): last",
 	}, criu.LogErrors(path, 2))
 	assert.Nil(t, criu.LogErrors(filepath.Join(t.TempDir(), "missing.log"), 5))
+	assert.Equal(t, "; CRIU log: (00.000300) Error (criu/a.c:1): first | (00.000500) some error happened | (00.000600) Error (criu/b.c:2): last",
+		criu.LogQuote(path))
+	assert.Empty(t, criu.LogQuote(filepath.Join(t.TempDir(), "missing.log")))
 }
 
 func TestVersion(t *testing.T) {

@@ -49,6 +49,16 @@ func LogErrors(path string, max int) []string {
 	return lines
 }
 
+// LogQuote is the tail of an error message that quotes the last three error lines of the CRIU log
+// at path: "; CRIU log: <line> | <line> | <line>", or "" when the log has none (or is missing).
+func LogQuote(path string) string {
+	lines := LogErrors(path, 3)
+	if len(lines) == 0 {
+		return ""
+	}
+	return "; CRIU log: " + strings.Join(lines, " | ")
+}
+
 // isErrorLine reports whether a log line is an error worth showing.
 func isErrorLine(line string) bool {
 	if !strings.Contains(line, "Error") && !strings.Contains(line, "error") {

@@ -124,10 +124,7 @@ func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreR
 	}
 	defer os.RemoveAll(work)
 	failed := func(what string, err error) error {
-		msg := ""
-		if lines := criu.LogErrors(filepath.Join(work, checkpoint.RestoreLog), 3); len(lines) > 0 {
-			msg = "; CRIU log: " + strings.Join(lines, " | ")
-		}
+		msg := criu.LogQuote(filepath.Join(work, checkpoint.RestoreLog))
 		if strings.Contains(msg, "rt_sigreturn") {
 			// CRIU's hardware breakpoints do not fire in VMs that do not virtualize debug
 			// registers; our own CRIU runs with CRIU_FAULT=130, the shim's inherits containerd's

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -150,11 +149,7 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 		if exists(d.Root, d.Id) {
 			_ = (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(context.WithoutCancel(ctx))
 		}
-		msg := ""
-		if lines := criu.LogErrors(filepath.Join(opts.ImageDir, checkpoint.RestoreLog), 3); len(lines) > 0 {
-			msg = "; CRIU log: " + strings.Join(lines, " | ")
-		}
-		return adapters.Precondition("%w%s", err, msg)
+		return adapters.Precondition("%w%s", err, criu.LogQuote(filepath.Join(opts.ImageDir, checkpoint.RestoreLog)))
 	}
 	if console != nil {
 		if err := console.wait(ctx); err != nil {
