@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -93,7 +94,7 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(cfg, env, &cli.Globals)
 	kctx.BindToProvider(func() (daemonv1connect.DaemonServiceClient, error) {
-		return NewClient(cfg), nil
+		return NewClient(cfg)
 	})
 	if err := kctx.Run(); err != nil {
 		var exit exitCode
@@ -149,6 +150,10 @@ func describe(err error, cfg config.Config) string {
 	var cerr *connect.Error
 	if !errors.As(err, &cerr) {
 		return err.Error()
+	}
+	if cerr.Code() == connect.CodeUnavailable && errors.Is(err, fs.ErrPermission) {
+		return fmt.Sprintf("permission denied on the cedana daemon's socket %s: the daemon accepts root (and members of the groups in its auth.allowed_groups): "+
+			"run as root, or ask an administrator to let a group of yours in", cfg.Address)
 	}
 	if cerr.Code() == connect.CodeUnavailable && isDialError(cerr) {
 		return fmt.Sprintf("cannot reach the cedana daemon at %s (%s): is it running? Start it with `cedana daemon start`, or point --address/CEDANA_ADDRESS at it", cfg.Address, cfg.Protocol)

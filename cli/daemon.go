@@ -16,11 +16,14 @@ type DaemonCmd struct {
 }
 
 // DaemonStartCmd is `cedana daemon start`.
-type DaemonStartCmd struct{}
+type DaemonStartCmd struct {
+	Insecure bool `help:"Allow TCP on a non-loopback address without TLS (the token crosses the network in clear text)."`
+}
 
 // Run serves until ctx ends (SIGINT or SIGTERM).
-func (c *DaemonStartCmd) Run(ctx context.Context, cfg config.Config, env Env) error {
-	return server.Run(ctx, cfg, server.NewLogger(env.Stderr, cfg.Log))
+func (c *DaemonStartCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env Env) error {
+	return server.Run(ctx, cfg, server.NewLogger(env.Stderr, cfg.Log),
+		server.StartOptions{Insecure: c.Insecure, ConfigFile: config.File(g.ConfigDir, env.Getenv)})
 }
 
 // DaemonCheckCmd is `cedana daemon check`.

@@ -1,7 +1,8 @@
 // Package config loads cedana's configuration: built-in defaults, then the JSON file
 // <dir>/config.json (dir is /etc/cedana unless --config-dir or CEDANA_CONFIG_DIR says otherwise), then
 // CEDANA_<SECTION>_<KEY> environment variables, one for every key (CEDANA_CHECKPOINT_DIR sets
-// checkpoint.dir). Command-line flags, applied by the CLI, come last.
+// checkpoint.dir; a list is comma-separated, as in CEDANA_AUTH_ALLOWED_GROUPS=cedana,1001).
+// Command-line flags, applied by the CLI, come last.
 package config
 
 import (
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -38,8 +38,16 @@ type Config struct {
 	Address string `json:"address"`
 	// Protocol is "unix" or "tcp".
 	Protocol string `json:"protocol"`
-	// Token, when set, is required as a bearer token by the daemon and sent by the client.
+	// Token is the bearer token a TCP daemon requires and the client sends. Prefer TokenFile or
+	// CEDANA_TOKEN: a token here is readable by whoever can read config.json.
 	Token string `json:"token"`
+	// TokenFile holds the token (surrounding white space ignored); it must be mode 0600 or stricter.
+	// It is read when Token is empty.
+	TokenFile string `json:"token_file"`
+
+	Auth   Auth   `json:"auth"`
+	TLS    TLS    `json:"tls"`
+	Limits Limits `json:"limits"`
 
 	Checkpoint Checkpoint `json:"checkpoint"`
 	CRIU       CRIU       `json:"criu"`
@@ -49,6 +57,44 @@ type Config struct {
 	Jobs       Jobs       `json:"jobs"`
 	Storage    Storage    `json:"storage"`
 }
+
+// Auth says who may use the daemon's unix socket besides root.
+type Auth struct {
+	// AllowedGroups are group names or numeric gids whose members may use the daemon over the unix
+	// socket, as the docker group may use dockerd. Whoever may call the daemon is root in effect.
+	AllowedGroups []string `json:"allowed_groups"`
+}
+
+// TLS configures TLS for the TCP transport. The daemon serves TLS when CertFile and KeyFile are
+// set; the client speaks TLS when any of CAFile, ClientCertFile or CertFile is set.
+type TLS struct {
+	// CertFile and KeyFile are the daemon's certificate and private key (PEM).
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+	// ClientCAFile, when set, makes the daemon require client certificates signed by this CA (mTLS).
+	ClientCAFile string `json:"client_ca_file"`
+	// CAFile is the CA the client verifies the daemon's certificate with; the system's roots when empty.
+	CAFile string `json:"ca_file"`
+	// ClientCertFile and ClientKeyFile are the certificate the client presents to a daemon that
+	// requires one.
+	ClientCertFile string `json:"client_cert_file"`
+	ClientKeyFile  string `json:"client_key_file"`
+	// ServerName is the name the client expects in the daemon's certificate; the address's host
+	// when empty.
+	ServerName string `json:"server_name"`
+}
+
+// Limits bound what the daemon accepts from one request.
+type Limits struct {
+	// MaxRequestBytes caps the size of one request message; larger ones are refused with
+	// resource_exhausted before they are buffered.
+	MaxRequestBytes int64 `json:"max_request_bytes"`
+}
+
+// DefaultMaxRequestBytes is the default of limits.max_request_bytes: ample for every request
+// (the largest are a job's environment and arguments), small enough that no caller can make
+// the daemon buffer much.
+const DefaultMaxRequestBytes = 4 << 20
 
 // Jobs configures managed jobs.
 type Jobs struct {
@@ -142,6 +188,7 @@ func Default() Config {
 		Log:        Log{Level: "info", Format: "text"},
 		DB:         DB{Path: "/var/lib/cedana/cedana.db"},
 		Jobs:       Jobs{LogDir: "/var/log/cedana"},
+		Limits:     Limits{MaxRequestBytes: DefaultMaxRequestBytes},
 	}
 }
 
@@ -149,13 +196,7 @@ func Default() Config {
 // environment as read by getenv. An empty dir means CEDANA_CONFIG_DIR or DefaultDir.
 func Load(dir string, getenv func(string) string) (Config, error) {
 	cfg := Default()
-	if dir == "" {
-		dir = getenv(EnvPrefix + "CONFIG_DIR")
-	}
-	if dir == "" {
-		dir = DefaultDir
-	}
-	path := filepath.Join(dir, FileName)
+	path := File(dir, getenv)
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -190,6 +231,18 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log.level %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Limits.MaxRequestBytes <= 0 {
+		return fmt.Errorf("limits.max_request_bytes %d is not a positive number of bytes", c.Limits.MaxRequestBytes)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls.cert_file and tls.key_file go together: set both or neither")
+	}
+	if (c.TLS.ClientCertFile == "") != (c.TLS.ClientKeyFile == "") {
+		return errors.New("tls.client_cert_file and tls.client_key_file go together: set both or neither")
+	}
+	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
+		return errors.New("tls.client_ca_file needs tls.cert_file and tls.key_file: client certificates are checked only over TLS")
 	}
 	return nil
 }
@@ -265,6 +318,17 @@ func setValue(v reflect.Value, raw string) error {
 			return err
 		}
 		v.SetInt(n)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported config type %s", v.Type())
+		}
+		var list []string
+		for item := range strings.SplitSeq(raw, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				list = append(list, item)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
 	default:
 		return fmt.Errorf("unsupported config type %s", v.Type())
 	}

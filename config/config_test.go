@@ -69,6 +69,25 @@ func TestLoad(t *testing.T) {
 				assert.Equal(t, "/from/file", c.Checkpoint.Dir)
 			},
 		},
+		{
+			name: "security settings from the environment; a list is comma-separated",
+			dir:  t.TempDir(),
+			env: map[string]string{
+				"CEDANA_AUTH_ALLOWED_GROUPS": "cedana, 1001,", "CEDANA_TOKEN_FILE": "/etc/cedana/token",
+				"CEDANA_TLS_CERT_FILE": "/c.pem", "CEDANA_TLS_KEY_FILE": "/k.pem", "CEDANA_TLS_CLIENT_CA_FILE": "/ca.pem",
+				"CEDANA_LIMITS_MAX_REQUEST_BYTES": "1048576",
+			},
+			check: func(t *testing.T, c Config) {
+				assert.Equal(t, []string{"cedana", "1001"}, c.Auth.AllowedGroups)
+				assert.Equal(t, "/etc/cedana/token", c.TokenFile)
+				assert.Equal(t, TLS{CertFile: "/c.pem", KeyFile: "/k.pem", ClientCAFile: "/ca.pem"}, c.TLS)
+				assert.Equal(t, int64(1<<20), c.Limits.MaxRequestBytes)
+			},
+		},
+		{name: "certificate without key", dir: t.TempDir(), env: map[string]string{"CEDANA_TLS_CERT_FILE": "/c.pem"}, err: "tls.cert_file and tls.key_file go together"},
+		{name: "client certificate without key", dir: t.TempDir(), env: map[string]string{"CEDANA_TLS_CLIENT_CERT_FILE": "/c.pem"}, err: "tls.client_cert_file and tls.client_key_file"},
+		{name: "client CA without TLS", dir: t.TempDir(), env: map[string]string{"CEDANA_TLS_CLIENT_CA_FILE": "/ca.pem"}, err: "tls.client_ca_file needs tls.cert_file"},
+		{name: "no request size", dir: t.TempDir(), env: map[string]string{"CEDANA_LIMITS_MAX_REQUEST_BYTES": "-1"}, err: "limits.max_request_bytes"},
 		{name: "bad protocol", dir: t.TempDir(), env: map[string]string{"CEDANA_PROTOCOL": "udp"}, err: `protocol "udp"`},
 		{name: "bad duration", dir: t.TempDir(), env: map[string]string{"CEDANA_RESTORE_PID_WAIT_TIMEOUT": "soon"}, err: "CEDANA_RESTORE_PID_WAIT_TIMEOUT"},
 	}
@@ -97,4 +116,47 @@ func TestEnvNames(t *testing.T) {
 	for _, want := range []string{"CEDANA_ADDRESS", "CEDANA_PROTOCOL", "CEDANA_CHECKPOINT_DIR", "CEDANA_CRIU_BINARY_PATH", "CEDANA_LOG_LEVEL", "CEDANA_DB_PATH"} {
 		assert.Contains(t, names, want)
 	}
+}
+
+func TestTokens(t *testing.T) {
+	dir := t.TempDir()
+	private := filepath.Join(dir, "private")
+	require.NoError(t, os.WriteFile(private, []byte("  s3cret\n"), 0o600))
+	open := filepath.Join(dir, "open")
+	require.NoError(t, os.WriteFile(open, []byte("s3cret"), 0o640))
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, []byte("\n"), 0o600))
+	openConfig := filepath.Join(dir, "config.json")
+	require.NoError(t, os.WriteFile(openConfig, []byte(`{"token":"t"}`), 0o644))
+
+	tests := []struct {
+		name       string
+		cfg        Config
+		configPath string
+		fromEnv    bool
+		want       string
+		err        string
+	}{
+		{name: "none", err: "no token configured"},
+		{name: "from the environment", cfg: Config{Token: "t"}, configPath: openConfig, fromEnv: true, want: "t"},
+		{name: "in a config file others read", cfg: Config{Token: "t"}, configPath: openConfig, err: "open to other users (mode 0644)"},
+		{name: "from a private file, trimmed", cfg: Config{TokenFile: private}, want: "s3cret"},
+		{name: "from a file others read", cfg: Config{TokenFile: open}, err: "chmod 600 " + open},
+		{name: "from an empty file", cfg: Config{TokenFile: empty}, err: "is empty"},
+		{name: "from a missing file", cfg: Config{TokenFile: filepath.Join(dir, "none")}, err: "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.cfg.DaemonToken(tt.configPath, tt.fromEnv)
+			if tt.err != "" {
+				assert.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	assert.Equal(t, "s3cret", Config{TokenFile: private}.ClientToken())
+	assert.Equal(t, "t", Config{Token: "t", TokenFile: private}.ClientToken())
+	assert.Empty(t, Config{TokenFile: filepath.Join(dir, "none")}.ClientToken(), "an unreadable file sends no token")
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 
+	"github.com/cedana/cedana/auth"
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
@@ -39,9 +41,23 @@ func NewLogger(w io.Writer, cfg config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// Run serves the daemon until ctx is done, then shuts down gracefully.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	ln, err := listen(cfg)
+// HTTP server limits: how long a client may take to send its headers and may keep an idle
+// connection, and how large its headers may be. Bodies are bounded per message (limits.max_request_bytes);
+// there is no overall read or write timeout, since attach and progress streams last as long as the job.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// Run serves the daemon until ctx is done, then shuts down gracefully. Every request is authorized
+// before any handler runs (see package auth).
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, start StartOptions) error {
+	g, err := newGuard(cfg, start, log)
+	if err != nil {
+		return err
+	}
+	ln, err := listen(cfg, g)
 	if err != nil {
 		return err
 	}
@@ -58,24 +74,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Warn("cannot lower the daemon's priority", "error", err)
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle(daemonv1connect.NewDaemonServiceHandler(svc, connect.WithInterceptors(errorInterceptor{log: log})))
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(daemonv1connect.DaemonServiceName)))
-	reflector := grpcreflect.NewStaticReflector(daemonv1connect.DaemonServiceName, grpchealth.HealthV1ServiceName)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
 	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:           requireToken(cfg.Token, mux),
+		Handler:           g.policy.Handler(newMux(svc, cfg.Limits.MaxRequestBytes, log)),
 		Protocols:         protocols,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       auth.ConnContext,
 		BaseContext:       func(_ net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	log.Info("cedana daemon started", "version", version.Version, "protocol", cfg.Protocol, "address", cfg.Address,
-		"criu", svc.opts.CRIU.Binary, "pid", os.Getpid())
+		"tls", g.tls != nil, "criu", svc.opts.CRIU.Binary, "pid", os.Getpid())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -94,22 +108,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// requireToken rejects requests without "Authorization: Bearer <token>" when a token is set.
-func requireToken(token string, next http.Handler) http.Handler {
-	if token == "" {
-		return next
+// newMux mounts DaemonService, gRPC health and reflection. Every handler refuses a request message
+// over maxBytes with resource_exhausted, without buffering it, and answers a panic with internal
+// while the daemon lives on.
+func newMux(svc *service, maxBytes int64, log *slog.Logger) http.Handler {
+	opts := []connect.HandlerOption{
+		connect.WithReadMaxBytes(int(maxBytes)),
+		connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, p any) error {
+			log.Error("handler panicked", "procedure", spec.Procedure, "panic", p, "stack", string(debug.Stack()))
+			return connect.NewError(connect.CodeInternal, fmt.Errorf("the daemon failed while handling %s (a bug: see the daemon's log)", spec.Procedure))
+		}),
 	}
-	want := "Bearer " + token
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != want {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"code":"unauthenticated","message":"missing or wrong bearer token: set CEDANA_TOKEN"}`)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	mux := http.NewServeMux()
+	mux.Handle(daemonv1connect.NewDaemonServiceHandler(svc, append(opts, connect.WithInterceptors(errorInterceptor{log: log}))...))
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(daemonv1connect.DaemonServiceName), opts...))
+	reflector := grpcreflect.NewStaticReflector(daemonv1connect.DaemonServiceName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts...))
+	// A body far larger than any message is cut off at the HTTP layer too, so that not even
+	// discarding it costs more than reading the limit.
+	return http.MaxBytesHandler(mux, maxBytes+bodySlack)
 }
+
+// bodySlack is what a request body may hold besides its message: gRPC's envelope, trailers.
+const bodySlack = 64 << 10
 
 // resolveCRIU finds the CRIU binary and its version; a daemon without a usable CRIU still starts
 // (health checks say why) and its dumps fail with the same explanation.
