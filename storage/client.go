@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -20,6 +21,12 @@ const (
 	uploadThreads = 4
 	// cleanupTimeout bounds the removal of what a failed upload left on the server.
 	cleanupTimeout = 30 * time.Second
+	// maxRetries is how many times a request is tried when the server cannot be reached or
+	// answers with a retryable error (minio-go's default, 10, makes an upload to a server that
+	// died take 15-20 s to fail; 3 take 2-4 s).
+	maxRetries = 3
+	// dialTimeout bounds connecting to the server (minio-go's default is 30 s, per try).
+	dialTimeout = 10 * time.Second
 )
 
 // Client reads and writes objects of one S3-compatible endpoint. It is safe for concurrent use.
@@ -28,6 +35,8 @@ type Client struct {
 	endpoint  string // host[:port], for messages
 	insecure  bool
 	anonymous bool
+	stall     time.Duration // stallTimeout, shorter in tests
+	abortFor  time.Duration // abortRetryFor, shorter in tests
 }
 
 // New returns a client for cfg. It does not contact the server; use Check for that.
@@ -46,6 +55,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up the S3 HTTP transport: %w", err)
 	}
+	transport.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	lookup := minio.BucketLookupAuto
 	if cfg.PathStyle {
 		lookup = minio.BucketLookupPath
@@ -56,11 +66,13 @@ func New(cfg Config) (*Client, error) {
 		Region:       cfg.Region,
 		BucketLookup: lookup,
 		Transport:    recordingTransport{base: transport},
+		MaxRetries:   maxRetries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("invalid S3 endpoint %q: %w; check storage.s3.endpoint (host[:port] or an http(s):// URL)", cfg.Endpoint, err)
 	}
-	return &Client{mc: mc, endpoint: endpoint, insecure: insecure, anonymous: cfg.AccessKey == ""}, nil
+	return &Client{mc: mc, endpoint: endpoint, insecure: insecure, anonymous: cfg.AccessKey == "",
+		stall: stallTimeout, abortFor: abortRetryFor}, nil
 }
 
 // Endpoint returns the host[:port] the client talks to.
@@ -125,14 +137,23 @@ func (c *Client) bucketMissing(bucket string, cause error) error {
 // On failure, including an error from r and cancellation of ctx, no new object is left at
 // loc: the multipart upload is aborted (its parts deleted), as are other unfinished uploads
 // to the same key, and an object that appeared or changed at loc during the call is removed
-// (an object that was there before is kept). ctx is checked between reads of r, but a Read
-// that blocks is not interrupted; a producer feeding r through an io.Pipe should watch ctx
-// itself.
+// (an object that was there before is kept). When the server went away (it crashed or
+// stopped responding), the abort is retried in the background for up to 10 minutes, so
+// that the parts it holds are deleted once it is back; the error says so. ctx is checked
+// between reads of r, but a Read that blocks is not interrupted; a producer feeding r
+// through an io.Pipe should watch ctx itself.
+//
+// An upload whose requests make no progress for a minute (the server takes no data and
+// sends no answer) fails with an error wrapping ErrUnreachable; waiting for r does not
+// count.
 func (c *Client) Upload(ctx context.Context, loc Location, r io.Reader) (int64, error) {
 	if loc.Key == "" {
 		return 0, fmt.Errorf("cannot upload to %s: the location has no object key", loc)
 	}
 	ctx, rec := withRecorder(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer c.watchStall(rec, cancel)()
 
 	// Remember what is at loc now, so that a failed upload removes only what it created. This
 	// also fails fast, before r is consumed, when the endpoint or the credentials are wrong.
@@ -156,10 +177,17 @@ func (c *Client) Upload(ctx context.Context, loc Location, r io.Reader) (int64, 
 		ConcurrentStreamParts: true,
 	})
 	if err != nil {
-		if rec.answered() {
-			c.cleanupFailedUpload(ctx, loc, prior)
+		_, stalled := context.Cause(ctx).(*stallError)
+		cleaned := false
+		if rec.answered() && !stalled {
+			cleaned = c.cleanupFailedUpload(ctx, loc, prior)
 		}
-		return 0, c.classify(ctx, rec, "upload to", loc, err)
+		err = c.classify(ctx, rec, "upload to", loc, err)
+		if id := rec.upload(); id != "" && !cleaned {
+			go c.abortLater(loc, id)
+			err = fmt.Errorf("%w; cedana aborts the unfinished multipart upload when the server is back (trying for %v)", err, c.abortFor)
+		}
+		return 0, err
 	}
 	return info.Size, nil
 }
@@ -167,29 +195,36 @@ func (c *Client) Upload(ctx context.Context, loc Location, r io.Reader) (int64, 
 // cleanupFailedUpload aborts the multipart uploads of loc.Key that are still open and removes
 // an object that appeared at loc (or changed) since prior was taken (nil: unknown, keep it).
 // minio-go already aborts its own upload on failure; this catches an abort that failed and a
-// completion whose answer was lost.
-func (c *Client) cleanupFailedUpload(ctx context.Context, loc Location, prior *minio.ObjectInfo) {
+// completion whose answer was lost. It reports whether no unfinished upload of loc.Key is
+// left: the listing worked and every abort too.
+func (c *Client) cleanupFailedUpload(ctx context.Context, loc Location, prior *minio.ObjectInfo) (clean bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
+	ctx, _ = withRecorder(ctx) // not the failed call's, which may have given up
 	core := minio.Core{Client: c.mc}
+	clean = true
 	for up := range c.mc.ListIncompleteUploads(ctx, loc.Bucket, loc.Key, false) {
 		if up.Err != nil {
+			clean = false
 			break
 		}
 		if up.Key == loc.Key {
-			_ = core.AbortMultipartUpload(ctx, loc.Bucket, loc.Key, up.UploadID)
+			if err := core.AbortMultipartUpload(ctx, loc.Bucket, loc.Key, up.UploadID); err != nil {
+				clean = false
+			}
 		}
 	}
 	if prior == nil {
-		return
+		return clean
 	}
 	now, err := c.mc.StatObject(ctx, loc.Bucket, loc.Key, minio.StatObjectOptions{})
 	if err != nil {
-		return
+		return clean
 	}
 	if prior.ETag == "" || now.ETag != prior.ETag {
 		_ = c.mc.RemoveObject(ctx, loc.Bucket, loc.Key, minio.RemoveObjectOptions{})
 	}
+	return clean
 }
 
 // contextReader fails reads once ctx is done, so that an upload stops consuming its source.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -111,6 +113,10 @@ func (c *Client) classify(ctx context.Context, rec *netRecorder, op string, loc 
 	}
 
 	// Not an answer from the server: a transport failure, or the context ending.
+	if stalled, ok := context.Cause(ctx).(*stallError); ok {
+		return newError(ErrUnreachable, err, "S3 endpoint %s stopped responding during %s %s: it took no data and sent no answer for %v; check that the server is running and reachable",
+			c.endpoint, op, loc, stalled.after)
+	}
 	netErr := rec.last()
 	if netErr == nil && !isContextErr(err) {
 		var ue *url.Error
@@ -172,14 +178,19 @@ func (c *Client) schemeHint(err error) string {
 // netRecorder collects what happened at the transport level during one Client call; it
 // travels to the transport in the request context.
 type netRecorder struct {
-	mu      sync.Mutex
-	err     error
-	tries   int
-	answers int
+	mu       sync.Mutex
+	err      error
+	tries    int
+	answers  int
+	inflight int       // round trips under way
+	progress time.Time // when one last started, sent request body bytes or ended
+	uploadID string    // the multipart upload the call's requests named, if any
+	given    bool      // the call gave up: its further requests fail at once
 }
 
 type recorderKey struct{}
 
+// withRecorder returns ctx carrying a new recorder, which replaces any ctx carried already.
 func withRecorder(ctx context.Context) (context.Context, *netRecorder) {
 	rec := &netRecorder{}
 	return context.WithValue(ctx, recorderKey{}, rec), rec
@@ -217,13 +228,99 @@ func (r *netRecorder) attempted() bool {
 	return r.tries > 0
 }
 
-// recordingTransport reports every round trip's outcome to the netRecorder of its request.
+// begin notes a round trip starting; it fails when the call has given up.
+func (r *netRecorder) begin(req *http.Request) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.given {
+		return errGivenUp
+	}
+	r.inflight++
+	r.progress = time.Now()
+	if id := req.URL.Query().Get("uploadId"); id != "" {
+		r.uploadID = id
+	}
+	return nil
+}
+
+// end notes a round trip ending.
+func (r *netRecorder) end() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inflight--
+	r.progress = time.Now()
+}
+
+// sent notes request body bytes taken by the transport.
+func (r *netRecorder) sent() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.progress = time.Now()
+}
+
+// stalledFor is how long round trips have been under way without progress; 0 when none is.
+func (r *netRecorder) stalledFor(now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inflight == 0 {
+		return 0
+	}
+	return now.Sub(r.progress)
+}
+
+// giveUp makes the call's further round trips fail at once, including those minio-go makes
+// after a failure with a context of its own (it aborts the multipart upload).
+func (r *netRecorder) giveUp() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.given = true
+}
+
+// upload is the multipart upload ID the call's requests named, or "".
+func (r *netRecorder) upload() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.uploadID
+}
+
+// errGivenUp fails the round trips of a call that gave up.
+var errGivenUp = errors.New("the S3 call was given up")
+
+// recordingTransport reports every round trip's outcome to the netRecorder of its request,
+// and its progress: the start, each read of the request body, the end.
 type recordingTransport struct{ base http.RoundTripper }
 
 func (t recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	if rec, ok := req.Context().Value(recorderKey{}).(*netRecorder); ok {
-		rec.record(err)
+	rec, ok := req.Context().Value(recorderKey{}).(*netRecorder)
+	if !ok {
+		return t.base.RoundTrip(req)
 	}
+	if err := rec.begin(req); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req = req.Clone(req.Context()) // a RoundTripper must not change the caller's request
+		req.Body = &progressBody{ReadCloser: req.Body, rec: rec}
+	}
+	resp, err := t.base.RoundTrip(req)
+	rec.end()
+	rec.record(err)
 	return resp, err
+}
+
+// progressBody reports each read of a request body to rec.
+type progressBody struct {
+	io.ReadCloser
+	rec *netRecorder
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.rec.sent()
+	}
+	return n, err
 }
