@@ -194,8 +194,7 @@ func (a *archiver) followPages(path, name string, closed bool) error {
 func (a *archiver) finish() (int64, error) {
 	close(a.stop)
 	if err := <-a.done; err != nil {
-		a.out.abort()
-		return 0, fmt.Errorf("archive images: %w", err)
+		return 0, a.fail(err)
 	}
 	err := a.archiveReady(true)
 	for name, size := range a.added {
@@ -207,10 +206,19 @@ func (a *archiver) finish() (int64, error) {
 		err = a.w.Close()
 	}
 	if err != nil {
-		a.out.abort()
-		return 0, fmt.Errorf("archive images: %w", err)
+		return 0, a.fail(err)
 	}
 	return a.out.commit()
+}
+
+// fail discards the partial archive after err. When the sink failed first (an upload whose
+// server went away), its error is the cause and is returned instead: archiving failed only
+// because the sink stopped taking data.
+func (a *archiver) fail(err error) error {
+	if sinkErr := a.out.abort(); sinkErr != nil {
+		return sinkErr
+	}
+	return fmt.Errorf("archive images: %w", err)
 }
 
 // abort stops archiving and discards the partial archive.
@@ -225,8 +233,9 @@ type sink interface {
 	io.Writer
 	// commit completes the archive and returns its size.
 	commit() (int64, error)
-	// abort discards what was written.
-	abort()
+	// abort discards what was written. It returns the sink's own failure, if it had one
+	// before (an upload that failed), and nil otherwise.
+	abort() error
 }
 
 // fileSink writes <path>.partial and renames it to path on commit.
@@ -270,9 +279,10 @@ func (s *fileSink) commit() (int64, error) {
 	return info.Size(), nil
 }
 
-func (s *fileSink) abort() {
+func (s *fileSink) abort() error {
 	s.f.Close()
 	os.Remove(s.temp)
+	return nil
 }
 
 // uploadSink streams the archive to S3 as it is written: nothing is staged locally.
@@ -311,12 +321,23 @@ func (s *uploadSink) commit() (int64, error) {
 		err = res.err
 	}
 	if err != nil {
-		return 0, fmt.Errorf("upload %s: %w", s.loc, err)
+		return 0, uploadFailed(err)
 	}
 	return res.n, nil
 }
 
-func (s *uploadSink) abort() {
-	s.pw.CloseWithError(errors.New("dump failed"))
-	<-s.result
+func (s *uploadSink) abort() error {
+	s.pw.CloseWithError(errAborted)
+	if res := <-s.result; res.err != nil && !errors.Is(res.err, errAborted) {
+		return uploadFailed(res.err)
+	}
+	return nil
+}
+
+// errAborted ends the source of an upload that is abandoned.
+var errAborted = errors.New("dump failed")
+
+// uploadFailed says that the upload failed; storage's errors name the endpoint and object.
+func uploadFailed(err error) error {
+	return fmt.Errorf("the upload failed: %w", err)
 }
