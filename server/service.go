@@ -36,7 +36,7 @@ var _ daemonv1connect.DaemonServiceHandler = (*service)(nil)
 func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*service, error) {
 	st, err := store.Open(ctx, cfg.DB.Path)
 	if err != nil {
-		return nil, fmt.Errorf("%w (set db.path or CEDANA_DB_PATH to a writable location)", err)
+		return nil, err // it names the file, the problem and what to do
 	}
 	manager := jobs.New(st, cfg.Jobs.LogDir, log)
 	if err := manager.Reconcile(ctx); err != nil {

@@ -12,4 +12,10 @@
 // process and every write transaction takes SQLite's write lock up front
 // (BEGIN IMMEDIATE), so the read-modify-write of UpdateJob cannot deadlock
 // against another writer.
+//
+// One process at a time has a database open: Open takes an exclusive lock on
+// <db>.lock, held until Close or the process's exit, so that two daemons
+// configured with the same db.path cannot both run on it. Open never
+// recreates, empties or repairs an existing file: a file that is not a SQLite
+// database, is damaged or has a newer schema is refused as it is.
 package store

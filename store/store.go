@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
+	"modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // ErrNotFound is returned, wrapped, when a job or checkpoint does not exist.
@@ -38,27 +39,44 @@ type Store struct {
 	// wmu serializes the process's write transactions, so in-process writers
 	// queue here instead of polling SQLite's lock under busy_timeout. It is a
 	// channel so that waiting for it honours the caller's context.
-	wmu chan struct{}
+	wmu  chan struct{}
+	lock *dbLock
 }
 
 // Open opens the database at path, creating the file (mode 0600) and its
 // parent directory (mode 0700) if needed, and applies any migrations the
-// database lacks. It refuses a database whose schema is newer than this
-// binary knows.
-func Open(ctx context.Context, path string) (*Store, error) {
+// database lacks. The Store holds an exclusive lock on <path>.lock until
+// Close (or the process's exit), and Open fails at once with an error wrapping
+// ErrLocked while another process holds it. It refuses, without changing it, a
+// file that is not a SQLite database or is damaged, and a database whose
+// schema is newer than this binary knows. Its errors name the file, what is
+// wrong and what to do.
+func Open(ctx context.Context, path string) (_ *Store, err error) {
 	if path == "" {
-		return nil, errors.New("open store: empty database path")
+		return nil, errors.New("open store: empty database path; set db.path (CEDANA_DB_PATH)")
 	}
 	if strings.Contains(path, "?") {
 		// The driver splits its DSN at the first '?'.
 		return nil, fmt.Errorf("open store %s: database path must not contain '?'", path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("open store %s: create directory: %w", path, err)
+		return nil, fmt.Errorf("cannot create the directory of state database %s: %w; set db.path (CEDANA_DB_PATH) to a writable location", path, err)
 	}
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	lock, err := lockDB(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.release()
+		}
+	}()
 	// Create the file ourselves so that it is private: SQLite would create it
 	// 0644 (less umask), and gives its -wal and -shm files the same mode as the
-	// database.
+	// database. No O_TRUNC: an existing database is never emptied.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -71,12 +89,36 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, wmu: make(chan struct{}, 1)}
+	s := &Store{db: db, path: path, wmu: make(chan struct{}, 1), lock: lock}
 	if err := s.init(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	return s, nil
+}
+
+// checkFile refuses a database path that exists and is not a regular file.
+func checkFile(path string) error {
+	info, err := os.Stat(path)
+	switch {
+	case err != nil || info.Mode().IsRegular():
+		return nil // missing (created next), or unreadable (reported when opened)
+	case info.IsDir():
+		return fmt.Errorf("state database %s is a directory, not a file: remove it, or set db.path (CEDANA_DB_PATH) to a file", path)
+	}
+	return fmt.Errorf("state database %s is not a regular file (%s): remove it, or set db.path (CEDANA_DB_PATH) to a file", path, info.Mode().Type())
+}
+
+// errDamaged marks a failed integrity check.
+var errDamaged = errors.New("integrity check failed")
+
+// openError explains a database that could not be opened or brought up to date.
+func openError(path string, err error) error {
+	var se *sqlite.Error
+	if errors.Is(err, errDamaged) || errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_NOTADB || se.Code()&0xff == sqlite3.SQLITE_CORRUPT) {
+		return fmt.Errorf("state database %s is not a SQLite database or is damaged (%w); it was left as it is: move it aside to start with an empty one, or restore it from a backup", path, err)
+	}
+	return fmt.Errorf("open store %s: %w", path, err)
 }
 
 // dsn is the driver's data source name for path. The query parameters are
@@ -93,10 +135,20 @@ func dsn(path string) string {
 	return path + "?" + q.Encode()
 }
 
-// init checks that the connection settings took effect and migrates.
+// init checks the database's integrity and that the connection settings took
+// effect, and migrates.
 func (s *Store) init(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
 		return err
+	}
+	// A damaged page would otherwise surface in the first request that reads it.
+	var check string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&check); err != nil {
+		return err
+	}
+	if check != "ok" {
+		check = strings.TrimPrefix(check, "*** in database main ***\n")
+		return fmt.Errorf("%w: %s", errDamaged, strings.ReplaceAll(check, "\n", "; "))
 	}
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
@@ -115,9 +167,12 @@ func (s *Store) init(ctx context.Context) error {
 	return s.migrate(ctx)
 }
 
-// Close closes the database. The Store must not be used afterwards.
+// Close closes the database and releases its lock. The Store must not be used
+// afterwards.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	s.lock.release()
+	if err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
 	return nil

@@ -493,37 +493,6 @@ func TestUpdateJobConcurrent(t *testing.T) {
 	assert.Equal(t, n, got.PID)
 }
 
-// TestUpdateJobConcurrentStores is TestUpdateJobConcurrent with two Stores
-// on one file, as two processes would be: there the in-process write lock
-// does not help, and BEGIN IMMEDIATE and busy_timeout must.
-func TestUpdateJobConcurrentStores(t *testing.T) {
-	ctx := t.Context()
-	path := testPath(t)
-	stores := []*Store{openTest(t, path), openTest(t, path)}
-	require.NoError(t, stores[0].CreateJob(ctx, Job{JID: "counter", Type: "process", Status: JobRunning}))
-
-	const n = 20
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			_, err := stores[i%2].UpdateJob(ctx, "counter", func(j *Job) error {
-				j.PID++
-				return nil
-			})
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.NoError(t, err)
-	}
-	got, err := stores[1].GetJob(ctx, "counter")
-	require.NoError(t, err)
-	assert.Equal(t, n, got.PID)
-}
-
 func TestWriteHonoursContext(t *testing.T) {
 	s := openTest(t, testPath(t))
 	require.NoError(t, s.CreateJob(t.Context(), Job{JID: "j", Status: JobRunning}))
