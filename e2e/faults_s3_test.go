@@ -9,13 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/storage"
 )
@@ -91,25 +89,11 @@ func startBigCounter(t *testing.T, mib int) (*workload, int) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "build memhog: %s", out)
 
-	w := &workload{counter: filepath.Join(dir, "counter"), tick: filepath.Join(dir, "tick"), exited: make(chan struct{})}
 	ready := filepath.Join(dir, "ready")
-	require.NoError(t, unix.Mkfifo(w.tick, 0o600))
-	script := `"$MEMHOG" -mib "$MIB" -ready "$READY" </dev/null >/dev/null 2>&1 &` + "\n" + counterScript
-	w.cmd = exec.Command("bash", "-c", script, w.counter, w.tick, "")
-	w.cmd.Env = append(os.Environ(), "MEMHOG="+memhog, "MIB="+strconv.Itoa(mib), "READY="+ready)
-	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	require.NoError(t, w.cmd.Start())
-	w.pid = w.cmd.Process.Pid
-	go func() { _ = w.cmd.Wait(); close(w.exited) }()
-	t.Cleanup(func() {
-		for _, pid := range []int{w.pid, w.restored} {
-			if pid > 0 {
-				killTree(pid)
-			}
-		}
-	})
-	require.Eventually(t, func() bool { return readCounter(ready) > 0 && readCounter(w.counter) >= 2 },
-		time.Minute, 20*time.Millisecond, "the workload did not fill its memory and start counting")
+	w := startCounterWith(t, false, `"$MEMHOG" -mib "$MIB" -ready "$READY" </dev/null >/dev/null 2>&1 &`+"\n",
+		"MEMHOG="+memhog, "MIB="+strconv.Itoa(mib), "READY="+ready)
+	require.Eventually(t, func() bool { return readCounter(ready) > 0 }, time.Minute, 20*time.Millisecond,
+		"memhog did not fill its memory")
 	return w, readCounter(ready) // memhog writes its PID there
 }
 

@@ -235,6 +235,13 @@ count "$0"`
 // startCounter starts a counting workload in its own session, with stdio on /dev/null.
 func startCounter(t *testing.T, withChild bool) *workload {
 	t.Helper()
+	return startCounterWith(t, withChild, "")
+}
+
+// startCounterWith is startCounter with prelude run by the root first (say, to start another
+// child in the background) and env added to its environment.
+func startCounterWith(t *testing.T, withChild bool, prelude string, env ...string) *workload {
+	t.Helper()
 	dir := t.TempDir()
 	w := &workload{counter: filepath.Join(dir, "counter"), tick: filepath.Join(dir, "tick"), exited: make(chan struct{})}
 	require.NoError(t, unix.Mkfifo(w.tick, 0o600))
@@ -243,7 +250,8 @@ func startCounter(t *testing.T, withChild bool) *workload {
 		w.child = filepath.Join(dir, "counter.child")
 		childArg = w.child
 	}
-	w.cmd = exec.Command("bash", "-c", counterScript, w.counter, w.tick, childArg)
+	w.cmd = exec.Command("bash", "-c", prelude+counterScript, w.counter, w.tick, childArg)
+	w.cmd.Env = append(os.Environ(), env...)
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	require.NoError(t, w.cmd.Start())
 	w.pid = w.cmd.Process.Pid

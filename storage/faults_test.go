@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -41,55 +42,45 @@ func requireNothingLeftEventually(t *testing.T, c *Client, loc Location) {
 	assertNothingLeft(t, c, loc)
 }
 
-// TestS3UploadServerKilled: the server crashes in the middle of an upload. The upload fails
-// within seconds with a clear error, and once the server is back the unfinished multipart
-// upload it held is aborted (minio-go's own abort failed: the server was down).
-func TestS3UploadServerKilled(t *testing.T) {
-	srv := NewTestServer(t)
-	c, err := New(srv.Config)
-	require.NoError(t, err)
-	loc := Location{Bucket: srv.Bucket, Key: "faults/killed.tar.zst"}
-	g, killed := faultAfter(40*mib, srv.Kill)
+// TestS3UploadServerGoesAway: the server crashes (SIGKILL) or stops responding (SIGSTOP: its
+// connections stay open and take no data, which TCP alone would wait on for many minutes) in the
+// middle of an upload. The upload fails soon with a clear error, and once the server is back the
+// unfinished multipart upload it holds is aborted (minio-go's own abort could not reach it).
+func TestS3UploadServerGoesAway(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		fault, back func(*TestServer)
+		stall       time.Duration
+		want        string
+		within      time.Duration
+	}{
+		{name: "killed", fault: (*TestServer).Kill, back: (*TestServer).Restart, stall: stallTimeout,
+			want: "lost the connection to S3 endpoint %s during upload to %s: ", within: 10 * time.Second},
+		{name: "frozen", fault: (*TestServer).Freeze, back: (*TestServer).Thaw, stall: 2 * time.Second,
+			want: "S3 endpoint %s stopped responding during upload to %s: it took no data and sent no answer for 2s", within: 7 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := NewTestServer(t)
+			c, err := New(srv.Config)
+			require.NoError(t, err)
+			c.stall = tc.stall
+			loc := Location{Bucket: srv.Bucket, Key: "faults/" + tc.name + ".tar.zst"}
+			g, at := faultAfter(40*mib, func() { tc.fault(srv) })
+			t.Cleanup(srv.Thaw) // a frozen server would not stop
 
-	_, err = c.Upload(ctxTimeout(t, 5*time.Minute), loc, g)
-	took := time.Since(*killed)
-	require.Error(t, err)
-	t.Logf("failed %v after the kill: %v", took.Round(time.Millisecond), err)
-	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), "lost the connection to S3 endpoint "+srv.Config.Endpoint+" during upload to "+loc.String())
-	assert.Contains(t, err.Error(), "aborts the unfinished multipart upload when the server is back")
-	assert.Less(t, took, 10*time.Second, "failed in bounded time")
+			_, err = c.Upload(ctxTimeout(t, 5*time.Minute), loc, g)
+			took := time.Since(*at)
+			require.Error(t, err)
+			t.Logf("failed %v after the fault: %v", took.Round(time.Millisecond), err)
+			assert.ErrorIs(t, err, ErrUnreachable)
+			assert.Contains(t, err.Error(), fmt.Sprintf(tc.want, srv.Config.Endpoint, loc))
+			assert.Contains(t, err.Error(), "; cedana aborts the unfinished multipart upload when the server is back (trying for 10m0s)")
+			assert.Less(t, took, tc.within, "failed in bounded time")
 
-	srv.Restart()
-	requireNothingLeftEventually(t, c, loc)
-}
-
-// TestS3UploadServerFrozen: the server stops responding in the middle of an upload (SIGSTOP:
-// its connections stay open and take no data), which TCP alone would wait on for many minutes.
-// The upload gives up once nothing has moved for the stall timeout, and the unfinished upload
-// is aborted once the server responds again.
-func TestS3UploadServerFrozen(t *testing.T) {
-	srv := NewTestServer(t)
-	c, err := New(srv.Config)
-	require.NoError(t, err)
-	c.stall = 2 * time.Second
-	loc := Location{Bucket: srv.Bucket, Key: "faults/frozen.tar.zst"}
-	g, frozen := faultAfter(40*mib, srv.Freeze)
-	t.Cleanup(srv.Thaw)
-
-	_, err = c.Upload(ctxTimeout(t, 5*time.Minute), loc, g)
-	took := time.Since(*frozen)
-	require.Error(t, err)
-	t.Logf("failed %v after the freeze: %v", took.Round(time.Millisecond), err)
-	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), "S3 endpoint "+srv.Config.Endpoint+" stopped responding during upload to "+loc.String())
-	assert.Contains(t, err.Error(), "no answer for 2s")
-	assert.Contains(t, err.Error(), "aborts the unfinished multipart upload when the server is back")
-	assert.GreaterOrEqual(t, took, c.stall)
-	assert.Less(t, took, c.stall+5*time.Second, "failed soon after the stall timeout")
-
-	srv.Thaw()
-	requireNothingLeftEventually(t, c, loc)
+			tc.back(srv)
+			requireNothingLeftEventually(t, c, loc)
+		})
+	}
 }
 
 // TestS3UploadWaitingForDataIsNoStall: an upload whose source is slow (CRIU still dumping) is
