@@ -36,7 +36,7 @@ type Client struct {
 	insecure  bool
 	anonymous bool
 	stall     time.Duration // stallTimeout, shorter in tests
-	abortFor  time.Duration // abortRetryFor, shorter in tests
+	abortFor  time.Duration // abortRetryFor
 }
 
 // New returns a client for cfg. It does not contact the server; use Check for that.

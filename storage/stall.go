@@ -17,8 +17,9 @@ const (
 	// abortRetryFor bounds how long an unfinished multipart upload that could not be aborted
 	// when its upload failed (the server was down) is retried in the background.
 	abortRetryFor = 10 * time.Minute
-	// abortRetryMax is the longest wait between two of those attempts.
-	abortRetryMax = 15 * time.Second
+	// abortRetryMin and abortRetryMax are the first and the longest wait between two of those
+	// attempts.
+	abortRetryMin, abortRetryMax = time.Second, 15 * time.Second
 	// abortAttemptTimeout bounds one attempt.
 	abortAttemptTimeout = 10 * time.Second
 )
@@ -60,7 +61,7 @@ func (c *Client) watchStall(rec *netRecorder, cancel context.CancelCauseFunc) (s
 func (c *Client) abortLater(loc Location, id string) {
 	core := minio.Core{Client: c.mc}
 	deadline := time.Now().Add(c.abortFor)
-	wait := c.abortFor / 600 // 1s for the default 10 minutes
+	wait := abortRetryMin
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), abortAttemptTimeout)
 		ctx, rec := withRecorder(ctx)
