@@ -52,8 +52,9 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 	}
 }
 
-// ValidateDumpRequest refuses a request without a type, a parent directory that is not absolute,
-// or a name that is not a single path element.
+// ValidateDumpRequest refuses a request without a type, a parent directory that is not absolute
+// (or holds a NUL byte), or a name that is not a single, short enough path element. It looks at
+// nothing but the request.
 func ValidateDumpRequest(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		if req.Type == "" {
@@ -61,6 +62,9 @@ func ValidateDumpRequest(next DumpHandler) DumpHandler {
 		}
 		if req.Dir == "" {
 			return Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")
+		}
+		if strings.ContainsRune(req.Dir, 0) {
+			return Invalid("checkpoint directory %q contains a NUL byte", req.Dir)
 		}
 		codec := archive.None
 		if req.Compression != "" {
@@ -85,9 +89,18 @@ func ValidateDumpRequest(next DumpHandler) DumpHandler {
 	}
 }
 
+// MaxNameLen bounds a checkpoint's name, in bytes, so that every file a dump makes of it fits in
+// a file name (255 bytes): <name>.tar.zlib.partial while an archive is written, .<name>.images
+// while CRIU writes. A longer name is refused here, as the bad argument it is, rather than by the
+// file system later ("file name too long", which reads as a problem with the directory).
+const MaxNameLen = 200
+
 func validateName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
 		return Invalid("checkpoint name %q must be a plain file name (no '/', not starting with '.')", name)
+	}
+	if len(name) > MaxNameLen {
+		return Invalid("checkpoint name is %d bytes long: the limit is %d", len(name), MaxNameLen)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,6 +134,9 @@ func TestValidateDumpRequest(t *testing.T) {
 		{name: "name escaping", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "../etc"}, wantErr: adapters.ErrInvalidArgument},
 		{name: "hidden name", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: ".hidden"}, wantErr: adapters.ErrInvalidArgument, msg: `".hidden"`},
 		{name: "name with NUL", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "a\x00b"}, wantErr: adapters.ErrInvalidArgument},
+		{name: "longest name", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: strings.Repeat("n", adapters.MaxNameLen)}},
+		{name: "name too long", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: strings.Repeat("n", adapters.MaxNameLen+1)}, wantErr: adapters.ErrInvalidArgument, msg: "the limit is 200"},
+		{name: "dir with NUL", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp/a\x00b", Name: "n"}, wantErr: adapters.ErrInvalidArgument, msg: "NUL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/cedana/cedana/checkpoint"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -18,12 +19,19 @@ func TimeRestore(next RestoreHandler) RestoreHandler {
 	return timed(next, func(resp *daemonv1.RestoreResponse) **daemonv1.Stats { return &resp.Stats })
 }
 
-// ValidateRestoreRequest requires a path to an existing checkpoint directory or archive, or an
-// s3:// URL, and makes a local path absolute.
+// ValidateRestoreRequest requires a checkpoint path (a local path or a valid s3:// URL) and fills
+// empty option and detail messages. It looks at nothing but the request; LocateCheckpoint, next,
+// checks that a local checkpoint exists.
 func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		if req.Path == "" {
 			return Invalid("no checkpoint to restore: pass --path <checkpoint directory>")
+		}
+		if strings.ContainsRune(req.Path, 0) {
+			return Invalid("checkpoint path %q contains a NUL byte", req.Path)
+		}
+		if _, _, err := storage.ParseURL(req.Path); err != nil {
+			return Invalid("%w", err)
 		}
 		if req.Criu == nil {
 			req.Criu = &daemonv1.CriuOptions{}
@@ -31,9 +39,15 @@ func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 		if req.Details == nil {
 			req.Details = &daemonv1.Details{}
 		}
-		if _, remote, err := storage.ParseURL(req.Path); err != nil {
-			return Invalid("%w", err)
-		} else if remote {
+		return next(ctx, opts, req, resp)
+	}
+}
+
+// LocateCheckpoint makes a local checkpoint path absolute and requires an existing checkpoint
+// directory or archive there; an s3:// URL passes as it is.
+func LocateCheckpoint(next RestoreHandler) RestoreHandler {
+	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		if storage.IsURL(req.Path) {
 			return next(ctx, opts, req, resp)
 		}
 		path, err := filepath.Abs(req.Path)

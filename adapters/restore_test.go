@@ -55,6 +55,43 @@ func TestTimeRestore(t *testing.T) {
 }
 
 func TestValidateRestoreRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		path    string
+		wantErr error
+		msg     string
+	}{
+		{name: "a path, not looked at", path: "/nonexistent/ck"},
+		{name: "relative path, left to LocateCheckpoint", path: "ck"},
+		{name: "s3 URL", path: "s3://bucket/ck.tar.zst"},
+		{name: "empty path", path: "", wantErr: adapters.ErrInvalidArgument, msg: "--path"},
+		{name: "NUL byte", path: "/tmp/a\x00b", wantErr: adapters.ErrInvalidArgument, msg: "NUL"},
+		{name: "s3 URL without bucket", path: "s3://", wantErr: adapters.ErrInvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := &restoreCapture{}
+			req := &daemonv1.RestoreRequest{Path: tt.path}
+			err := adapters.ValidateRestoreRequest(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
+			if tt.wantErr == nil {
+				require.NoError(t, err)
+				require.Equal(t, 1, next.calls)
+				assert.Equal(t, tt.path, next.req.Path, "the path is left as it is")
+				assert.NotNil(t, next.req.Criu, "criu options filled")
+				assert.NotNil(t, next.req.Details, "details filled")
+				return
+			}
+			require.Error(t, err)
+			assert.ErrorIs(t, err, tt.wantErr)
+			if tt.msg != "" {
+				assert.Contains(t, err.Error(), tt.msg)
+			}
+			assert.Zero(t, next.calls)
+		})
+	}
+}
+
+func TestLocateCheckpoint(t *testing.T) {
 	base := t.TempDir()
 	ckDir := filepath.Join(base, "ck")
 	require.NoError(t, os.Mkdir(ckDir, 0o755))
@@ -70,11 +107,9 @@ func TestValidateRestoreRequest(t *testing.T) {
 	}{
 		{name: "valid", path: ckDir, wantPath: ckDir},
 		{name: "valid, cleaned", path: ckDir + "/./", wantPath: ckDir},
-		{name: "empty path", path: "", wantErr: adapters.ErrInvalidArgument, msg: "--path"},
 		{name: "missing", path: filepath.Join(base, "missing"), wantErr: adapters.ErrNotFound, msg: "does not exist"},
 		{name: "regular file (an archive)", path: regular, wantPath: regular},
 		{name: "s3 URL", path: "s3://bucket/ck.tar.zst", wantPath: "s3://bucket/ck.tar.zst"},
-		{name: "s3 URL without bucket", path: "s3://", wantErr: adapters.ErrInvalidArgument},
 		{name: "a device", path: "/dev/null", wantErr: adapters.ErrInvalidArgument, msg: "neither a checkpoint directory nor a checkpoint archive"},
 		{name: "under a regular file", path: filepath.Join(regular, "sub"), wantErr: adapters.ErrFailedPrecondition},
 	}
@@ -82,13 +117,11 @@ func TestValidateRestoreRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &restoreCapture{}
 			req := &daemonv1.RestoreRequest{Path: tt.path}
-			err := adapters.ValidateRestoreRequest(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
+			err := adapters.LocateCheckpoint(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				require.Equal(t, 1, next.calls)
 				assert.Equal(t, tt.wantPath, next.req.Path)
-				assert.NotNil(t, next.req.Criu, "criu options filled")
-				assert.NotNil(t, next.req.Details, "details filled")
 				return
 			}
 			require.Error(t, err)
@@ -101,7 +134,7 @@ func TestValidateRestoreRequest(t *testing.T) {
 	}
 }
 
-func TestValidateRestoreRequestRelativePath(t *testing.T) {
+func TestLocateCheckpointRelativePath(t *testing.T) {
 	base := t.TempDir()
 	require.NoError(t, os.Mkdir(filepath.Join(base, "ck"), 0o755))
 	t.Chdir(base)
@@ -111,7 +144,7 @@ func TestValidateRestoreRequestRelativePath(t *testing.T) {
 
 	next := &restoreCapture{}
 	req := &daemonv1.RestoreRequest{Path: "ck"}
-	require.NoError(t, adapters.ValidateRestoreRequest(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{}))
+	require.NoError(t, adapters.LocateCheckpoint(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{}))
 	assert.Equal(t, filepath.Join(wd, "ck"), req.Path)
 	assert.True(t, filepath.IsAbs(next.req.Path))
 	assert.Equal(t, req.Path, next.req.Path)
@@ -251,7 +284,7 @@ func TestRestoreChain(t *testing.T) {
 	restore := &restoreCapture{do: func(_ adapters.Opts, _ *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) {
 		resp.Pid = 4321
 	}}
-	h := adapters.RestoreHandler(restore.handle).With(adapters.TimeRestore, adapters.ValidateRestoreRequest, adapters.ReadCheckpointMetadata)
+	h := adapters.RestoreHandler(restore.handle).With(adapters.TimeRestore, adapters.ValidateRestoreRequest, adapters.LocateCheckpoint, adapters.ReadCheckpointMetadata)
 	req := &daemonv1.RestoreRequest{Path: dir}
 	resp := &daemonv1.RestoreResponse{}
 	require.NoError(t, h(context.Background(), testOpts(), req, resp))

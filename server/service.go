@@ -168,21 +168,28 @@ func (s *service) ListFeatures(context.Context, *daemonv1.ListFeaturesRequest) (
 }
 
 // The adapters every dump and restore goes through before the runtime's own, outermost first.
+// Each chain starts with its checks, which look at nothing but the request (the fuzz targets run
+// them alone).
 var (
-	commonDump = adapters.Middleware[adapters.DumpHandler]{
+	dumpChecks = adapters.Middleware[adapters.DumpHandler]{
 		adapters.TimeDump,
 		adapters.FillDumpDefaults,
 		adapters.ValidateDumpRequest,
+	}
+	commonDump = append(dumpChecks[:len(dumpChecks):len(dumpChecks)],
 		adapters.PrepareDumpDir,
 		adapters.CompressCheckpoint,
 		adapters.WriteDumpMetadata,
-	}
-	commonRestore = adapters.Middleware[adapters.RestoreHandler]{
+	)
+	restoreChecks = adapters.Middleware[adapters.RestoreHandler]{
 		adapters.TimeRestore,
 		adapters.ValidateRestoreRequest,
+	}
+	commonRestore = append(restoreChecks[:len(restoreChecks):len(restoreChecks)],
+		adapters.LocateCheckpoint,
 		adapters.FetchCheckpoint,
 		adapters.ReadCheckpointMetadata,
-	}
+	)
 )
 
 // DumpChain resolves, now, the runtime's dump middleware and handler and wraps them in the common
