@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -118,7 +119,7 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 func (m *Manager) NewJob(ctx context.Context, jid, logPath string) (string, string, error) {
 	if jid == "" {
 		jid = store.NewJID()
-	} else if err := validateJID(jid); err != nil {
+	} else if err := ValidateJID(jid); err != nil {
 		return "", "", err
 	}
 	if _, err := m.store.GetJob(ctx, jid); err == nil {
@@ -182,7 +183,7 @@ func (m *Manager) Forget(jid string) {
 func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details []byte, logPath string) (store.Job, error) {
 	if jid == "" {
 		jid = store.NewJID()
-	} else if err := validateJID(jid); err != nil {
+	} else if err := ValidateJID(jid); err != nil {
 		return store.Job{}, err
 	}
 	st, err := sysinfo.ReadStat(pid)
@@ -381,15 +382,23 @@ func startTime(pid int) uint64 {
 	return st.StartTime
 }
 
-// validateJID allows letters, digits, '-', '_' and '.', not starting with '.'.
-func validateJID(jid string) error {
-	if len(jid) > 64 || jid[0] == '.' {
-		return adapters.Invalid("job ID %q must be 1-64 letters, digits, '-', '_' or '.', not starting with '.'", jid)
-	}
-	for _, r := range jid {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return adapters.Invalid("job ID %q must be 1-64 letters, digits, '-', '_' or '.', not starting with '.'", jid)
-		}
+// MaxJIDLen is the longest job ID, in bytes.
+const MaxJIDLen = 64
+
+// ValidateJID allows 1 to MaxJIDLen letters, digits, '-', '_' and '.', not starting with '.': what
+// every job's ID is, and what a log or stdin file name can be made of.
+func ValidateJID(jid string) error {
+	switch {
+	case jid == "":
+		return adapters.Invalid("empty job ID: a job ID is 1-%d letters, digits, '-', '_' or '.'", MaxJIDLen)
+	case len(jid) > MaxJIDLen:
+		return adapters.Invalid("job ID of %d bytes is too long: the limit is %d", len(jid), MaxJIDLen)
+	case jid[0] == '.' || strings.IndexFunc(jid, notJIDRune) >= 0:
+		return adapters.Invalid("job ID %q must be 1-%d letters, digits, '-', '_' or '.', not starting with '.'", jid, MaxJIDLen)
 	}
 	return nil
+}
+
+func notJIDRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }

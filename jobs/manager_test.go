@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -133,4 +134,37 @@ func TestWriteStdin(t *testing.T) {
 	require.NotNil(t, job.ExitCode)
 	assert.Equal(t, 5, *job.ExitCode)
 	assert.ErrorIs(t, m.WriteStdin(context.Background(), job.JID, []byte("x")), adapters.ErrFailedPrecondition)
+}
+
+func TestValidateJID(t *testing.T) {
+	tests := []struct {
+		jid string
+		msg string // "" when valid
+	}{
+		{jid: "brave-otter-3f2a"},
+		{jid: "a"},
+		{jid: "A.b_c-9"},
+		{jid: strings.Repeat("j", MaxJIDLen)},
+		{jid: "", msg: "empty job ID"},
+		{jid: strings.Repeat("j", MaxJIDLen+1), msg: "65 bytes is too long"},
+		{jid: strings.Repeat("j", 1<<20), msg: "1048576 bytes is too long"},
+		{jid: ".hidden", msg: `".hidden"`},
+		{jid: "../escape", msg: `"../escape"`},
+		{jid: "a/b", msg: `"a/b"`},
+		{jid: "a b", msg: `"a b"`},
+		{jid: "a\x00b", msg: `"a\x00b"`},
+		{jid: "é", msg: `"é"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.jid[:min(len(tt.jid), 20)], func(t *testing.T) {
+			err := ValidateJID(tt.jid)
+			if tt.msg == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+			assert.ErrorContains(t, err, tt.msg)
+			assert.Less(t, len(err.Error()), 200, "the message does not echo a huge ID")
+		})
+	}
 }
