@@ -22,6 +22,9 @@ const attachPoll = 50 * time.Millisecond
 // Attach follows a job's log until the job ends, then sends its exit code. A job that has already
 // ended gets the tail of its log and its exit code.
 func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, stream *connect.ServerStream[daemonv1.AttachResponse]) error {
+	if err := validateAttach(req); err != nil {
+		return err
+	}
 	job, err := s.jobs.Get(ctx, req.Jid)
 	if err != nil {
 		return err
@@ -147,6 +150,9 @@ func tailLines(f *os.File, n int) ([]byte, error) {
 
 // WriteStdin forwards input to a job.
 func (s *service) WriteStdin(ctx context.Context, req *daemonv1.WriteStdinRequest) (*daemonv1.WriteStdinResponse, error) {
+	if err := validateWriteStdin(req); err != nil {
+		return nil, err
+	}
 	if err := s.jobs.WriteStdin(ctx, req.Jid, req.Data); err != nil {
 		return nil, err
 	}

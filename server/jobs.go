@@ -20,8 +20,8 @@ import (
 
 // Run starts a managed job with the runtime's run handler.
 func (s *service) Run(ctx context.Context, req *daemonv1.RunRequest) (*daemonv1.RunResponse, error) {
-	if req.Type == "" {
-		return nil, adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
+	if err := validateRun(req); err != nil {
+		return nil, err
 	}
 	var job store.Job
 	err := features.RunHandler.IfAvailable(func(_ string, run features.JobStarter) error {
@@ -38,8 +38,8 @@ func (s *service) Run(ctx context.Context, req *daemonv1.RunRequest) (*daemonv1.
 
 // Manage adopts a running workload with the runtime's manage handler.
 func (s *service) Manage(ctx context.Context, req *daemonv1.ManageRequest) (*daemonv1.ManageResponse, error) {
-	if req.Type == "" {
-		return nil, adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
+	if err := validateManage(req); err != nil {
+		return nil, err
 	}
 	var job store.Job
 	err := features.ManageHandler.IfAvailable(func(_ string, adopt features.JobAdopter) error {
@@ -68,6 +68,9 @@ func (s *service) ListJobs(ctx context.Context, _ *daemonv1.ListJobsRequest) (*d
 
 // GetJob describes one job.
 func (s *service) GetJob(ctx context.Context, req *daemonv1.GetJobRequest) (*daemonv1.GetJobResponse, error) {
+	if err := validateGetJob(req); err != nil {
+		return nil, err
+	}
 	job, err := s.jobs.Get(ctx, req.Jid)
 	if err != nil {
 		return nil, err
@@ -77,6 +80,9 @@ func (s *service) GetJob(ctx context.Context, req *daemonv1.GetJobRequest) (*dae
 
 // KillJob signals each job; the jobs that could not be signalled are named in the error.
 func (s *service) KillJob(ctx context.Context, req *daemonv1.KillJobRequest) (*daemonv1.KillJobResponse, error) {
+	if err := validateKillJob(req); err != nil {
+		return nil, err
+	}
 	sig := syscall.SIGKILL
 	if req.Signal != 0 {
 		sig = syscall.Signal(req.Signal)
@@ -96,6 +102,9 @@ func (s *service) KillJob(ctx context.Context, req *daemonv1.KillJobRequest) (*d
 
 // DeleteJob forgets jobs and deletes their checkpoints' files; a running job only with force.
 func (s *service) DeleteJob(ctx context.Context, req *daemonv1.DeleteJobRequest) (*daemonv1.DeleteJobResponse, error) {
+	if err := validateDeleteJob(req); err != nil {
+		return nil, err
+	}
 	var errs []error
 	for _, jid := range req.Jids {
 		if err := s.deleteJob(ctx, jid, req.Force); err != nil {
@@ -141,6 +150,9 @@ func (s *service) deleteJob(ctx context.Context, jid string, force bool) error {
 
 // ListCheckpoints lists the catalog, newest first.
 func (s *service) ListCheckpoints(ctx context.Context, req *daemonv1.ListCheckpointsRequest) (*daemonv1.ListCheckpointsResponse, error) {
+	if err := validateListCheckpoints(req); err != nil {
+		return nil, err
+	}
 	if req.Jid != "" {
 		if _, err := s.jobs.Get(ctx, req.Jid); err != nil {
 			return nil, err
@@ -159,6 +171,9 @@ func (s *service) ListCheckpoints(ctx context.Context, req *daemonv1.ListCheckpo
 
 // GetCheckpoint describes one checkpoint of the catalog.
 func (s *service) GetCheckpoint(ctx context.Context, req *daemonv1.GetCheckpointRequest) (*daemonv1.GetCheckpointResponse, error) {
+	if err := validateGetCheckpoint(req); err != nil {
+		return nil, err
+	}
 	ck, err := s.getCheckpoint(ctx, req.Id)
 	if err != nil {
 		return nil, err
@@ -168,6 +183,9 @@ func (s *service) GetCheckpoint(ctx context.Context, req *daemonv1.GetCheckpoint
 
 // DeleteCheckpoint deletes a checkpoint's files, then its record.
 func (s *service) DeleteCheckpoint(ctx context.Context, req *daemonv1.DeleteCheckpointRequest) (*daemonv1.DeleteCheckpointResponse, error) {
+	if err := validateDeleteCheckpoint(req); err != nil {
+		return nil, err
+	}
 	ck, err := s.getCheckpoint(ctx, req.Id)
 	if err != nil {
 		return nil, err

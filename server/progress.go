@@ -62,6 +62,9 @@ func (b *progressBoard) get(id string) *adapters.Progress {
 
 // WatchProgress streams where a dump or restore stands until it is over.
 func (s *service) WatchProgress(ctx context.Context, req *daemonv1.WatchProgressRequest, stream *connect.ServerStream[daemonv1.WatchProgressResponse]) error {
+	if err := validateWatchProgress(req); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(progressWait)
 	var last adapters.Snapshot
 	first := true

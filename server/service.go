@@ -77,6 +77,9 @@ func (s *service) close() {
 // Dump runs the dump chain for the request's runtime (or the job's) and records the checkpoint in
 // the catalog. One dump at a time per job, and per tree whatever names it (DumpWithCRIU claims it).
 func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
+	if err := validateDump(req); err != nil {
+		return nil, err
+	}
 	if req.Jid != "" {
 		unlock, err := s.lockJob(req.Jid)
 		if err != nil {
@@ -111,6 +114,9 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 // Restore runs the restore chain and reaps the restored tree when it exits: it is the daemon's
 // child. A job's restore makes the job run again under its JID, watched for its exit code.
 func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
+	if err := validateRestore(req); err != nil {
+		return nil, err
+	}
 	opts := s.opts
 	if req.Jid != "" {
 		unlock, err := s.lockJob(req.Jid)
