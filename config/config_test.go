@@ -160,3 +160,53 @@ func TestTokens(t *testing.T) {
 	assert.Equal(t, "t", Config{Token: "t", TokenFile: private}.ClientToken())
 	assert.Empty(t, Config{TokenFile: filepath.Join(dir, "none")}.ClientToken(), "an unreadable file sends no token")
 }
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		nil  bool // data is nil: no file
+		env  map[string]string
+		err  string
+	}{
+		{name: "no file", nil: true},
+		{name: "empty object", data: `{}`},
+		{name: "null", data: `null`},
+		{name: "trailing space", data: "{}\n\n  "},
+		{name: "empty file", data: "", err: "config: the file is empty"},
+		{name: "blank file", data: " \n", err: "config: the file is empty"},
+		{name: "cut short", data: `{"address":"/x`, err: "ends too early"},
+		{name: "syntax error", data: `{"address" "/x"}`, err: "at byte 12"},
+		{name: "two objects", data: `{}{}`, err: "more after the JSON object, at byte 2"},
+		{name: "garbage after", data: `{} x`, err: "more after the JSON object"},
+		{name: "unknown key", data: `{"adress":"x"}`, err: `unknown field "adress"`},
+		{name: "wrong type", data: `{"address":5}`, err: "Config.address"},
+		{name: "not an object", data: `[]`, err: "cannot unmarshal array"},
+		{name: "bad duration", data: `{"restore":{"pid_wait_timeout":"soon"}}`, err: `invalid duration "soon"`},
+		{name: "negative duration", data: `{"restore":{"pid_wait_timeout":"-1s"}}`, err: "restore.pid_wait_timeout -1s is negative"},
+		{name: "bad env", nil: true, env: map[string]string{"CEDANA_STORAGE_S3_INSECURE": "maybe"}, err: "CEDANA_STORAGE_S3_INSECURE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := []byte(tt.data)
+			if tt.nil {
+				data = nil
+			}
+			c, err := Parse(data, envOf(tt.env))
+			if tt.err != "" {
+				assert.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, Default(), c)
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	require.NoError(t, os.WriteFile(path, []byte(`{} {}`), 0o600))
+	_, err := Load(dir, envOf(nil))
+	assert.ErrorContains(t, err, "config "+path+": more after the JSON object")
+}
