@@ -29,6 +29,16 @@ demo: deps build
 test: deps build
     go test -count=1 -p 1 -timeout 20m ./...
 
+# Fuzz each fuzz target for TIME (one `go test -fuzz` each); a failing input lands in testdata/fuzz/<target>/.
+fuzz TIME="10s":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*([a-z_]* \*testing\.F)' . | sort | while IFS=: read -r file decl; do
+      target=${decl#func }; target=${target%%(*}
+      echo "== $target ($(dirname "$file"), {{TIME}})"
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime '{{TIME}}' "./$(dirname "${file#./}")" </dev/null
+    done
+
 # Regenerate gen/ from proto/ (buf and the protoc plugins pinned, run through go run).
 gen:
     {{buf}} lint
@@ -55,4 +65,4 @@ bench: deps build
     go test ./bench -run '^$' -bench . -benchtime 1x -timeout 30m -v
 
 # Everything CI runs.
-ci: check-gen matrix test
+ci: check-gen matrix test (fuzz "3s")
