@@ -54,70 +54,43 @@ func TestTimeRestore(t *testing.T) {
 	}
 }
 
-func TestValidateRestoreRequest(t *testing.T) {
-	tests := []struct {
-		name    string
-		path    string
-		wantErr error
-		msg     string
-	}{
-		{name: "a path, not looked at", path: "/nonexistent/ck"},
-		{name: "relative path, left to LocateCheckpoint", path: "ck"},
-		{name: "s3 URL", path: "s3://bucket/ck.tar.zst"},
-		{name: "empty path", path: "", wantErr: adapters.ErrInvalidArgument, msg: "--path"},
-		{name: "NUL byte", path: "/tmp/a\x00b", wantErr: adapters.ErrInvalidArgument, msg: "NUL"},
-		{name: "s3 URL without bucket", path: "s3://", wantErr: adapters.ErrInvalidArgument},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			next := &restoreCapture{}
-			req := &daemonv1.RestoreRequest{Path: tt.path}
-			err := adapters.ValidateRestoreRequest(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
-			if tt.wantErr == nil {
-				require.NoError(t, err)
-				require.Equal(t, 1, next.calls)
-				assert.Equal(t, tt.path, next.req.Path, "the path is left as it is")
-				assert.NotNil(t, next.req.Criu, "criu options filled")
-				assert.NotNil(t, next.req.Details, "details filled")
-				return
-			}
-			require.Error(t, err)
-			assert.ErrorIs(t, err, tt.wantErr)
-			if tt.msg != "" {
-				assert.Contains(t, err.Error(), tt.msg)
-			}
-			assert.Zero(t, next.calls)
-		})
-	}
-}
-
-func TestLocateCheckpoint(t *testing.T) {
+// TestRestoreChecks: ValidateRestoreRequest looks at nothing but the request; LocateCheckpoint
+// finds the checkpoint it names.
+func TestRestoreChecks(t *testing.T) {
 	base := t.TempDir()
 	ckDir := filepath.Join(base, "ck")
 	require.NoError(t, os.Mkdir(ckDir, 0o755))
 	regular := filepath.Join(base, "file")
 	require.NoError(t, os.WriteFile(regular, []byte("x"), 0o644))
+	validate, locate := adapters.ValidateRestoreRequest, adapters.LocateCheckpoint
 
 	tests := []struct {
 		name     string
+		adapter  adapters.Adapter[adapters.RestoreHandler]
 		path     string
 		wantErr  error
 		wantPath string
 		msg      string
 	}{
-		{name: "valid", path: ckDir, wantPath: ckDir},
-		{name: "valid, cleaned", path: ckDir + "/./", wantPath: ckDir},
-		{name: "missing", path: filepath.Join(base, "missing"), wantErr: adapters.ErrNotFound, msg: "does not exist"},
-		{name: "regular file (an archive)", path: regular, wantPath: regular},
-		{name: "s3 URL", path: "s3://bucket/ck.tar.zst", wantPath: "s3://bucket/ck.tar.zst"},
-		{name: "a device", path: "/dev/null", wantErr: adapters.ErrInvalidArgument, msg: "neither a checkpoint directory nor a checkpoint archive"},
-		{name: "under a regular file", path: filepath.Join(regular, "sub"), wantErr: adapters.ErrFailedPrecondition},
+		{name: "a path, not looked at", adapter: validate, path: "/nonexistent/ck", wantPath: "/nonexistent/ck"},
+		{name: "relative path, left to LocateCheckpoint", adapter: validate, path: "ck", wantPath: "ck"},
+		{name: "s3 URL", adapter: validate, path: "s3://bucket/ck.tar.zst", wantPath: "s3://bucket/ck.tar.zst"},
+		{name: "empty path", adapter: validate, path: "", wantErr: adapters.ErrInvalidArgument, msg: "--path"},
+		{name: "NUL byte", adapter: validate, path: "/tmp/a\x00b", wantErr: adapters.ErrInvalidArgument, msg: "NUL"},
+		{name: "s3 URL without bucket", adapter: validate, path: "s3://", wantErr: adapters.ErrInvalidArgument},
+		{name: "located", adapter: locate, path: ckDir, wantPath: ckDir},
+		{name: "located, cleaned", adapter: locate, path: ckDir + "/./", wantPath: ckDir},
+		{name: "missing", adapter: locate, path: filepath.Join(base, "missing"), wantErr: adapters.ErrNotFound, msg: "does not exist"},
+		{name: "regular file (an archive)", adapter: locate, path: regular, wantPath: regular},
+		{name: "s3 URL, not looked up", adapter: locate, path: "s3://bucket/ck.tar.zst", wantPath: "s3://bucket/ck.tar.zst"},
+		{name: "a device", adapter: locate, path: "/dev/null", wantErr: adapters.ErrInvalidArgument, msg: "neither a checkpoint directory nor a checkpoint archive"},
+		{name: "under a regular file", adapter: locate, path: filepath.Join(regular, "sub"), wantErr: adapters.ErrFailedPrecondition},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &restoreCapture{}
 			req := &daemonv1.RestoreRequest{Path: tt.path}
-			err := adapters.LocateCheckpoint(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
+			err := tt.adapter(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				require.Equal(t, 1, next.calls)
@@ -132,6 +105,14 @@ func TestLocateCheckpoint(t *testing.T) {
 			assert.Zero(t, next.calls)
 		})
 	}
+}
+
+func TestValidateRestoreRequestFills(t *testing.T) {
+	next := &restoreCapture{}
+	req := &daemonv1.RestoreRequest{Path: "/ck"}
+	require.NoError(t, adapters.ValidateRestoreRequest(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{}))
+	assert.NotNil(t, next.req.Criu, "criu options filled")
+	assert.NotNil(t, next.req.Details, "details filled")
 }
 
 func TestLocateCheckpointRelativePath(t *testing.T) {
