@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -88,6 +89,8 @@ func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, strea
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.stopping:
+			return fmt.Errorf("%w: attach again once it is back (job %s keeps running)", errShuttingDown, job.JID)
 		case <-time.After(attachPoll):
 		}
 	}

@@ -10,6 +10,9 @@ import (
 	"github.com/cedana/cedana/features"
 )
 
+// errShuttingDown ends the streams that a stopping daemon would otherwise wait for.
+var errShuttingDown = errors.New("the cedana daemon is shutting down")
+
 // codes maps the kinds of failure to Connect codes; the first match wins.
 var codes = []struct {
 	kind error
@@ -23,6 +26,7 @@ var codes = []struct {
 	{adapters.ErrPermissionDenied, connect.CodePermissionDenied},
 	{adapters.ErrDeadlineExceeded, connect.CodeDeadlineExceeded},
 	{adapters.ErrBusy, connect.CodeAborted},
+	{errShuttingDown, connect.CodeUnavailable},
 	{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
 	{context.Canceled, connect.CodeCanceled},
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -68,10 +69,14 @@ func (s *service) WatchProgress(ctx context.Context, req *daemonv1.WatchProgress
 	deadline := time.Now().Add(progressWait)
 	var last adapters.Snapshot
 	first := true
+	stopping, stopped := s.stopping, false
 	for {
 		p := s.progress.get(req.OperationId)
 		if p == nil && time.Now().After(deadline) {
 			return adapters.NotFound("no operation %q under way", req.OperationId)
+		}
+		if p == nil && stopped {
+			return fmt.Errorf("%w: operation %q will not start", errShuttingDown, req.OperationId)
 		}
 		if p != nil {
 			snap := p.Snapshot()
@@ -93,6 +98,9 @@ func (s *service) WatchProgress(ctx context.Context, req *daemonv1.WatchProgress
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stopping:
+			// An operation under way is still followed: the daemon waits for it to end.
+			stopping, stopped = nil, true
 		case <-time.After(wait):
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -155,43 +154,10 @@ func writeSelfSigned(t *testing.T, dir string) (cert, key string) {
 // TestServe runs the daemon in-process on a temporary socket: the API, unencrypted HTTP/2, gRPC
 // reflection, the chain's errors as Connect codes, and shutdown when the context ends.
 func TestServe(t *testing.T) {
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.Address = filepath.Join(dir, "cedana.sock")
-	cfg.Checkpoint.Dir = filepath.Join(dir, "ck")
+	cfg := testConfig(t)
 	cfg.CRIU.BinaryPath = "/nonexistent/criu" // the API must work without CRIU
-	cfg.DB.Path = filepath.Join(dir, "cedana.db")
-	cfg.Jobs.LogDir = filepath.Join(dir, "logs")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), StartOptions{}) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("daemon did not stop")
-		}
-		assert.NoFileExists(t, cfg.Address)
-	})
-	require.Eventually(t, func() bool {
-		conn, err := net.Dial("unix", cfg.Address)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond)
-
-	transport := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", cfg.Address)
-		},
-		Protocols: new(http.Protocols),
-	}
-	transport.Protocols.SetUnencryptedHTTP2(true)
-	httpClient := &http.Client{Transport: transport}
-	client := daemonv1connect.NewDaemonServiceClient(httpClient, "http://localhost", connect.WithGRPC())
+	d := startTestDaemon(t, cfg)
+	ctx, client, httpClient := context.Background(), d.client, d.http
 
 	list, err := client.ListFeatures(ctx, &daemonv1.ListFeaturesRequest{})
 	require.NoError(t, err)
@@ -202,7 +168,7 @@ func TestServe(t *testing.T) {
 	_, err = client.Dump(ctx, &daemonv1.DumpRequest{Type: "nosuch"})
 	assert.Equal(t, connect.CodeUnimplemented, connect.CodeOf(err))
 	assert.ErrorContains(t, err, `unknown runtime "nosuch"`)
-	_, err = client.Restore(ctx, &daemonv1.RestoreRequest{Path: filepath.Join(dir, "missing")})
+	_, err = client.Restore(ctx, &daemonv1.RestoreRequest{Path: filepath.Join(t.TempDir(), "missing")})
 	assert.Equal(t, connect.CodeNotFound, connect.CodeOf(err))
 
 	health, err := client.HealthCheck(ctx, &daemonv1.HealthCheckRequest{})
@@ -220,4 +186,7 @@ func TestServe(t *testing.T) {
 	assert.Contains(t, names, daemonv1connect.DaemonServiceName)
 	assert.Contains(t, names, "grpc.health.v1.Health")
 	_, _ = stream.Close()
+
+	require.NoError(t, d.stop(10*time.Second))
+	assert.NoFileExists(t, cfg.Address)
 }

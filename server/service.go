@@ -28,11 +28,14 @@ type service struct {
 	log      *slog.Logger
 	jobs     *jobs.Manager
 	progress progressBoard
+	// stopping is closed when the daemon starts to shut down: streams that would outlast it end.
+	stopping <-chan struct{}
 }
 
 var _ daemonv1connect.DaemonServiceHandler = (*service)(nil)
 
-// newService opens the state database, takes up the jobs recorded in it, and resolves CRIU.
+// newService opens the state database, takes up the jobs recorded in it, and resolves CRIU. The
+// daemon shuts down when ctx is done.
 func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*service, error) {
 	st, err := store.Open(ctx, cfg.DB.Path)
 	if err != nil {
@@ -45,7 +48,7 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 	}
 	opts := NewOpts(ctx, cfg, log)
 	opts.Claim = manager.Lock
-	return &service{cfg: cfg, log: log, jobs: manager, opts: opts}, nil
+	return &service{cfg: cfg, log: log, jobs: manager, opts: opts, stopping: ctx.Done()}, nil
 }
 
 // NewOpts returns the options a chain runs with in this process (the daemon, or a CLI with
