@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/criu/criutest"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/sysinfo"
 )
@@ -25,17 +25,7 @@ import (
 // except under CI=true, where it fails.
 func criuClient(t *testing.T) *criu.Client {
 	t.Helper()
-	bin, err := criu.FindBinary("")
-	if err == nil && os.Geteuid() != 0 {
-		err = errors.New("not root")
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but CRIU cannot run here: %v", err)
-		}
-		t.Skipf("CRIU cannot run here: %v", err)
-	}
-	return &criu.Client{Binary: bin}
+	return criutest.Require(t)
 }
 
 // TestDumpFrozen: the DumpFrozen captures run while CRIU holds the tree frozen; when one fails,
