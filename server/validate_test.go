@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/assert"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -71,4 +73,52 @@ func TestValidateRequests(t *testing.T) {
 			assert.Less(t, len(tt.err.Error()), 300, "a long argument is not quoted back whole")
 		})
 	}
+}
+
+// TestHandlersValidateFirst sends every RPC that takes arguments a request its validate function
+// refuses: the daemon answers invalid_argument before it looks anything up.
+func TestHandlersValidateFirst(t *testing.T) {
+	d := startTestDaemon(t, testConfig(t))
+	c := d.client
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"Dump":    func() error { _, err := c.Dump(ctx, &daemonv1.DumpRequest{Type: "process", Jid: "../x"}); return err },
+		"Restore": func() error { _, err := c.Restore(ctx, &daemonv1.RestoreRequest{Jid: "a b"}); return err },
+		"Run":     func() error { _, err := c.Run(ctx, &daemonv1.RunRequest{Type: "process", Log: "rel.log"}); return err },
+		"Manage":  func() error { _, err := c.Manage(ctx, &daemonv1.ManageRequest{Type: "process", Jid: ".x"}); return err },
+		"GetJob":  func() error { _, err := c.GetJob(ctx, &daemonv1.GetJobRequest{}); return err },
+		"KillJob": func() error {
+			_, err := c.KillJob(ctx, &daemonv1.KillJobRequest{Jids: []string{"j"}, Signal: 99})
+			return err
+		},
+		"DeleteJob":  func() error { _, err := c.DeleteJob(ctx, &daemonv1.DeleteJobRequest{}); return err },
+		"WriteStdin": func() error { _, err := c.WriteStdin(ctx, &daemonv1.WriteStdinRequest{}); return err },
+		"ListCheckpoints": func() error {
+			_, err := c.ListCheckpoints(ctx, &daemonv1.ListCheckpointsRequest{Jid: "a/b"})
+			return err
+		},
+		"GetCheckpoint": func() error { _, err := c.GetCheckpoint(ctx, &daemonv1.GetCheckpointRequest{}); return err },
+		"DeleteCheckpoint": func() error {
+			_, err := c.DeleteCheckpoint(ctx, &daemonv1.DeleteCheckpointRequest{Id: "../ck"})
+			return err
+		},
+		"Attach":        func() error { return streamErr(c.Attach(ctx, &daemonv1.AttachRequest{Jid: "j", TailLines: -1})) },
+		"WatchProgress": func() error { return streamErr(c.WatchProgress(ctx, &daemonv1.WatchProgressRequest{})) },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(call()))
+		})
+	}
+}
+
+// streamErr is the error a server stream ends with.
+func streamErr[T any](stream *connect.ServerStreamForClient[T], err error) error {
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+	}
+	return stream.Err()
 }
