@@ -29,14 +29,26 @@ demo: deps build
 test: deps build
     go test -count=1 -p 1 -timeout 20m ./...
 
-# Fuzz each fuzz target for TIME (one `go test -fuzz` each); a failing input lands in testdata/fuzz/<target>/.
+# Fuzz each fuzz target for TIME (e.g. 1m); a failing input lands in the package's testdata/fuzz/<target>/.
 fuzz TIME="10s":
     #!/usr/bin/env bash
     set -euo pipefail
-    grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*([a-z_]* \*testing\.F)' . | sort | while IFS=: read -r file decl; do
-      target=${decl#func }; target=${target%%(*}
-      echo "== $target ($(dirname "$file"), {{TIME}})"
-      go test -run '^$' -fuzz "^${target}\$" -fuzztime '{{TIME}}' "./$(dirname "${file#./}")" </dev/null
+    # Go fuzzes one target per run. Each package's test binary is built once, with the coverage
+    # instrumentation `go test -fuzz` adds (-d=libfuzzer) for this module's packages only: it builds
+    # in seconds over the test cache instead of minutes (go test -fuzz instruments every dependency,
+    # SQLite included), and fuzzing, guided by cedana's own code, runs about ten times faster.
+    # Inputs and corpora are where `go test -fuzz` keeps them.
+    module=$(go list -m)
+    bin=$(mktemp -d)
+    trap 'rm -rf "$bin"' EXIT
+    for dir in $(grep -rl --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*([a-z_]* \*testing\.F)' . | xargs -n1 dirname | sort -u); do
+      pkg=$(go list "$dir")
+      go test -c -o "$bin/fuzz.test" -gcflags="$module/...=-d=libfuzzer" "$dir"
+      for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*([a-z_]* \*testing\.F)' "$dir"/*_test.go | sed 's/^func \([A-Za-z0-9_]*\).*/\1/' | sort); do
+        echo "== $target ($pkg, {{TIME}})"
+        (cd "$dir" && "$bin/fuzz.test" -test.run '^$' -test.fuzz "^${target}\$" -test.fuzztime '{{TIME}}' \
+          -test.fuzzcachedir "$(go env GOCACHE)/fuzz/$pkg")
+      done
     done
 
 # Regenerate gen/ from proto/ (buf and the protoc plugins pinned, run through go run).
