@@ -208,3 +208,16 @@ func (f *follower) requireEnd(t *testing.T, code int32) {
 	require.NotNil(t, f.last.ExitCode, "attach to %s: %s", f.jid, f.last.Detail)
 	require.Equal(t, code, *f.last.ExitCode)
 }
+
+// requireCut requires the stream to have been ended by the daemon's shutdown, before the job.
+func (f *follower) requireCut(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-f.done:
+		require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "attach to %s: %v", f.jid, err)
+		require.ErrorContains(t, err, "shutting down")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("attach to %s did not end with the daemon", f.jid)
+	}
+	require.False(t, f.ended(), "attach to %s: the job did not end", f.jid)
+}
