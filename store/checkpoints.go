@@ -31,6 +31,11 @@ type Checkpoint struct {
 // fails with ErrNotFound if JID is not "" and names no job, and with
 // ErrExists if the ID is taken.
 func (s *Store) AddCheckpoint(ctx context.Context, c Checkpoint) error {
+	return s.addCheckpoint(ctx, c, nil)
+}
+
+// addCheckpoint is AddCheckpoint, running also in the same transaction (when not nil).
+func (s *Store) addCheckpoint(ctx context.Context, c Checkpoint, also func(*sql.Tx) error) error {
 	if c.ID == "" {
 		return errors.New("add checkpoint: checkpoint has no ID")
 	}
@@ -40,33 +45,24 @@ func (s *Store) AddCheckpoint(ctx context.Context, c Checkpoint) error {
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = now()
 	}
-	var jid any
-	if c.JID != "" {
-		jid = c.JID
-	}
 	what := fmt.Sprintf("add checkpoint %q", c.ID)
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if c.JID != "" {
-			var one int
-			err := tx.QueryRowContext(ctx, "SELECT 1 FROM jobs WHERE jid = ?", c.JID).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("%s: job %q: %w", what, c.JID, ErrNotFound)
-			} else if err != nil {
-				return s.dbErr(what, err)
-			}
+		if err := jobExists(ctx, tx, c.JID); err != nil {
+			return s.wrapJobErr(what, c.JID, err)
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO checkpoints
 			(id, jid, path, type, size, created_at, metadata)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO NOTHING`,
-			c.ID, jid, c.Path, c.Type, c.Size, formatTime(c.CreatedAt), nullText(c.Metadata))
+			c.ID, nullString(c.JID), c.Path, c.Type, c.Size, formatTime(c.CreatedAt), nullText(c.Metadata))
 		if err != nil {
 			return s.dbErr(what, err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return s.dbErr(what, err)
-		} else if n == 0 {
-			return fmt.Errorf("checkpoint %q: %w", c.ID, ErrExists)
+		if err := oneRow(res, s, what, fmt.Errorf("checkpoint %q: %w", c.ID, ErrExists)); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(tx)
 		}
 		return nil
 	})

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// DumpState is how far a pending dump had come.
+type DumpState string
+
+const (
+	// DumpDumping means CRIU may be writing the images: the dump is not done, and CRIU resumes
+	// the workload if nobody answers its post-dump notification.
+	DumpDumping DumpState = "dumping"
+	// DumpDumped means CRIU's post-dump notification was answered: the images are complete.
+	DumpDumped DumpState = "dumped"
+)
+
+// PendingDump is a dump under way, recorded so that a daemon killed during it can settle it when
+// it starts again.
+type PendingDump struct {
+	// ID is the ID the checkpoint gets in the catalog.
+	ID string
+	// JID is the job dumped, "" for a bare PID.
+	JID string
+	// State is how far the dump had come.
+	State DumpState
+	// WorkDir is where CRIU writes the images.
+	WorkDir string
+	// Path is the checkpoint's final path: WorkDir itself, an archive beside it, or an s3:// URL.
+	Path string
+	// PID and PIDStart are the dumped tree's root and its start time (sysinfo.ProcStat.StartTime),
+	// 0 until CRIU starts.
+	PID      int
+	PIDStart uint64
+	// CRIUPID and CRIUStart are the criu process and its start time, 0 until it starts.
+	CRIUPID   int
+	CRIUStart uint64
+	// Metadata is the checkpoint.json known before the dump, nil until CRIU starts.
+	Metadata []byte
+	// CreatedAt is when the dump began; UpdatedAt when it last changed state.
+	CreatedAt, UpdatedAt time.Time
+}
+
+// BeginDump records a pending dump in state DumpDumping. It fails with ErrNotFound when JID is not
+// "" and names no job, and with ErrExists when the ID is taken.
+func (s *Store) BeginDump(ctx context.Context, d PendingDump) error {
+	if d.ID == "" || d.WorkDir == "" || d.Path == "" {
+		return fmt.Errorf("begin dump %q: the ID, work directory and path must be set", d.ID)
+	}
+	what := fmt.Sprintf("begin dump %q", d.ID)
+	t := formatTime(now())
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := jobExists(ctx, tx, d.JID); err != nil {
+			return s.wrapJobErr(what, d.JID, err)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO pending_dumps
+			(id, jid, state, work_dir, path, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`,
+			d.ID, nullString(d.JID), string(DumpDumping), d.WorkDir, d.Path, t, t)
+		if err != nil {
+			return s.dbErr(what, err)
+		}
+		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", d.ID, ErrExists))
+	})
+}
+
+// DumpStarted records the criu process of pending dump id, the tree it dumps and the checkpoint's
+// metadata.
+func (s *Store) DumpStarted(ctx context.Context, id string, pid int, pidStart uint64, criuPID int, criuStart uint64, metadata []byte) error {
+	if pidStart > math.MaxInt64 || criuStart > math.MaxInt64 {
+		return fmt.Errorf("dump %q started: start time out of range", id)
+	}
+	return s.updatePending(ctx, id, "record the start of", `pid = ?, pid_start = ?, criu_pid = ?, criu_start = ?, metadata = ?`,
+		pid, int64(pidStart), criuPID, int64(criuStart), nullText(metadata))
+}
+
+// DumpDone marks pending dump id DumpDumped: its images are complete.
+func (s *Store) DumpDone(ctx context.Context, id string) error {
+	return s.updatePending(ctx, id, "mark as dumped", "state = ?", string(DumpDumped))
+}
+
+// updatePending sets columns of pending dump id, and its updated_at, or returns ErrNotFound.
+func (s *Store) updatePending(ctx context.Context, id, verb, set string, args ...any) error {
+	what := fmt.Sprintf("%s dump %q", verb, id)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE pending_dumps SET "+set+", updated_at = ? WHERE id = ?",
+			append(args, formatTime(now()), id)...)
+		if err != nil {
+			return s.dbErr(what, err)
+		}
+		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", id, ErrNotFound))
+	})
+}
+
+// ListPendingDumps returns the pending dumps, oldest first.
+func (s *Store) ListPendingDumps(ctx context.Context) ([]PendingDump, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(jid, ''), state, work_dir, path, pid, pid_start,
+		criu_pid, criu_start, metadata, created_at, updated_at FROM pending_dumps ORDER BY created_at, rowid`)
+	if err != nil {
+		return nil, s.dbErr("list pending dumps", err)
+	}
+	defer rows.Close()
+	var list []PendingDump
+	for rows.Next() {
+		var (
+			d                   PendingDump
+			state               string
+			pidStart, criuStart int64
+			metadata            sql.NullString
+			created, updated    string
+		)
+		if err := rows.Scan(&d.ID, &d.JID, &state, &d.WorkDir, &d.Path, &d.PID, &pidStart, &d.CRIUPID, &criuStart,
+			&metadata, &created, &updated); err != nil {
+			return nil, s.dbErr("list pending dumps", err)
+		}
+		d.State, d.PIDStart, d.CRIUStart, d.Metadata = DumpState(state), uint64(pidStart), uint64(criuStart), textBytes(metadata)
+		if d.CreatedAt, err = parseTime(created); err == nil {
+			d.UpdatedAt, err = parseTime(updated)
+		}
+		if err != nil {
+			return nil, s.dbErr("list pending dumps", fmt.Errorf("pending dump %q: %w", d.ID, err))
+		}
+		list = append(list, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.dbErr("list pending dumps", err)
+	}
+	return list, nil
+}
+
+// ForgetDump deletes pending dump id, if it exists: the dump failed, or was settled without
+// a checkpoint.
+func (s *Store) ForgetDump(ctx context.Context, id string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM pending_dumps WHERE id = ?", id); err != nil {
+			return s.dbErr(fmt.Sprintf("forget dump %q", id), err)
+		}
+		return nil
+	})
+}
+
+// CommitDump records checkpoint c and deletes the pending dump with the same ID (if any) in one
+// transaction: the catalog never lists a checkpoint that is still pending, and a pending dump
+// never outlives its checkpoint's entry. It fails as AddCheckpoint does.
+func (s *Store) CommitDump(ctx context.Context, c Checkpoint) error {
+	return s.addCheckpoint(ctx, c, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM pending_dumps WHERE id = ?", c.ID); err != nil {
+			return s.dbErr(fmt.Sprintf("commit dump %q", c.ID), err)
+		}
+		return nil
+	})
+}
+
+// jobExists returns ErrNotFound, unwrapped, when jid is not "" and names no job.
+func jobExists(ctx context.Context, tx *sql.Tx, jid string) error {
+	if jid == "" {
+		return nil
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, "SELECT 1 FROM jobs WHERE jid = ?", jid).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// wrapJobErr explains a jobExists failure.
+func (s *Store) wrapJobErr(what, jid string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%s: job %q: %w", what, jid, ErrNotFound)
+	}
+	return s.dbErr(what, err)
+}
+
+// oneRow checks that res changed a row: none yields ifNone.
+func oneRow(res sql.Result, s *Store, what string, ifNone error) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.dbErr(what, err)
+	}
+	if n == 0 {
+		return ifNone
+	}
+	return nil
+}
+
+// nullString stores "" as NULL.
+func nullString(v string) any {
+	if v == "" {
+		return nil
+	}
+	return v
+}
