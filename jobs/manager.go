@@ -104,7 +104,7 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 	}
 	_ = sysinfo.SetPriority(cmd.Process.Pid, sysinfo.Normal) // not the daemon's background priority
 
-	job := store.Job{JID: jid, Type: "process", PID: cmd.Process.Pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: startTime(cmd.Process.Pid)}
+	job := store.Job{JID: jid, Type: "process", PID: cmd.Process.Pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: sysinfo.StartTime(cmd.Process.Pid)}
 	if err := m.store.CreateJob(ctx, job); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -207,7 +207,7 @@ func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details [
 // Restored records that job jid runs again as pid and watches it: for its exit code when it is
 // the daemon's child (CRIU restored it so), else until it is gone (a container runtime owns it).
 func (m *Manager) Restored(ctx context.Context, jid string, pid int) (store.Job, error) {
-	start := startTime(pid)
+	start := sysinfo.StartTime(pid)
 	job, err := m.store.UpdateJob(ctx, jid, func(j *store.Job) error {
 		j.PID = pid
 		j.Status = store.JobRunning
@@ -242,7 +242,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if job.Status != store.JobRunning {
 			continue
 		}
-		if alive(job.PID, job.StartTime) {
+		if sysinfo.Alive(job.PID, job.StartTime) {
 			m.log.Info("job still running", "jid", job.JID, "pid", job.PID)
 			m.watchForeign(job.JID, job.PID, job.StartTime)
 			continue
@@ -259,7 +259,7 @@ func (m *Manager) Signal(ctx context.Context, jid string, sig syscall.Signal) (s
 	if err != nil {
 		return job, err
 	}
-	if job.Status != store.JobRunning || !alive(job.PID, job.StartTime) {
+	if job.Status != store.JobRunning || !sysinfo.Alive(job.PID, job.StartTime) {
 		return job, adapters.Precondition("job %s is not running (%s): nothing to signal", jid, job.Status)
 	}
 	if err := unix.Kill(job.PID, sig); err != nil {
@@ -279,7 +279,7 @@ func (m *Manager) Get(ctx context.Context, jid string) (store.Job, error) {
 
 // Running reports whether job's process is alive and is still the job's.
 func Running(job store.Job) bool {
-	return job.Status == store.JobRunning && alive(job.PID, job.StartTime)
+	return job.Status == store.JobRunning && sysinfo.Alive(job.PID, job.StartTime)
 }
 
 // watchChild waits for a child of the daemon and records its exit code.
@@ -299,29 +299,13 @@ func (m *Manager) watchChild(jid string, proc *os.Process) {
 
 // watchForeign waits for a process that is not the daemon's child; its exit code cannot be known.
 func (m *Manager) watchForeign(jid string, pid int, start uint64) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		m.halt(jid, pid, nil)
-		return
-	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		defer unix.Close(fd)
-		for {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, err := unix.Poll(fds, 500)
-			if m.ctx.Err() != nil {
-				return
-			}
-			if err == nil && n > 0 {
-				break
-			}
-			if err != nil && !errors.Is(err, unix.EINTR) {
-				return
-			}
+		if sysinfo.WaitExit(m.ctx, pid, start) != nil {
+			return // shutting down
 		}
-		if !alive(pid, start) {
+		if !sysinfo.Alive(pid, start) {
 			m.log.Info("job exited", "jid", jid, "pid", pid)
 			m.halt(jid, pid, nil)
 		}
@@ -356,30 +340,10 @@ func exitCode(state *os.ProcessState) int {
 	return state.ExitCode()
 }
 
-// alive reports whether pid runs and, when start is known, is the process that started then.
 // IsChild reports whether pid is a child of this process.
 func IsChild(pid int) bool {
 	st, err := sysinfo.ReadStat(pid)
 	return err == nil && st.PPID == os.Getpid()
-}
-
-func alive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	st, err := sysinfo.ReadStat(pid)
-	if err != nil || st.State == 'Z' || st.State == 'X' {
-		return false
-	}
-	return start == 0 || st.StartTime == start
-}
-
-func startTime(pid int) uint64 {
-	st, err := sysinfo.ReadStat(pid)
-	if err != nil {
-		return 0
-	}
-	return st.StartTime
 }
 
 // MaxJIDLen is the longest job ID, in bytes.

@@ -1,11 +1,15 @@
 package sysinfo
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProcStat is the part of /proc/<pid>/stat that cedana uses.
@@ -98,4 +102,53 @@ func Tree(pid int) []int {
 		tree = append(tree, Children(tree[i])...)
 	}
 	return tree
+}
+
+// Alive reports whether pid runs (a zombie does not) and, when start is not 0, is the process
+// that started then (ProcStat.StartTime) rather than a later one that reuses its PID.
+func Alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := ReadStat(pid)
+	if err != nil || st.State == 'Z' || st.State == 'X' {
+		return false
+	}
+	return start == 0 || st.StartTime == start
+}
+
+// StartTime is pid's ProcStat.StartTime, 0 when it does not exist.
+func StartTime(pid int) uint64 {
+	st, err := ReadStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.StartTime
+}
+
+// WaitExit waits until the process pid that started at start (ProcStat.StartTime; 0: any) has
+// exited, whether or not it is our child, by polling a pidfd. It returns at once when that process
+// is already gone, and ctx's error if ctx ends first.
+func WaitExit(ctx context.Context, pid int, start uint64) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil // no such process
+	}
+	defer unix.Close(fd)
+	if !Alive(pid, start) { // checked after opening: the pidfd cannot name a later process
+		return nil
+	}
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 100)
+		switch {
+		case err == nil && n > 0:
+			return nil
+		case err != nil && !errors.Is(err, unix.EINTR):
+			return fmt.Errorf("wait for process %d: %w", pid, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
