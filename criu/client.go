@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -82,6 +83,12 @@ type Call struct {
 	// Stderr is optional; it receives criu swrk's own stdout and stderr
 	// (not its log file). Nil discards them.
 	Stderr io.Writer
+
+	// Started is optional. It is called with the PID of the criu swrk
+	// process once it runs and before the request is sent: criu has touched
+	// nothing yet. A non-nil error aborts the request (criu exits at once)
+	// and is returned.
+	Started func(pid int) error
 }
 
 // Error is returned when criu answers a request with success=false.
@@ -108,6 +115,57 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("criu %s failed (errno %d)", reqName(e.Type), e.CrErrno)
 	}
 	return fmt.Sprintf("criu %s failed: %s (errno %d)", reqName(e.Type), msg, e.CrErrno)
+}
+
+// DiedError is returned when criu swrk ends, or closes its socket, without
+// answering a request: it was killed (e.g. by the OOM killer), crashed, or
+// exited. A dump's workload is then no longer traced by criu; whether it runs
+// depends on how far criu had come (see adapters.DumpWithCRIU).
+type DiedError struct {
+	// Type is the type of the request that got no answer.
+	Type rpc.CriuReqType
+	// Err is what the exchange with criu saw (often the socket closing).
+	Err error
+	// Exit is how the criu process ended (an *exec.ExitError), nil when it
+	// exited with status 0.
+	Exit error
+	// Output is the tail of criu's own stdout and stderr as "; output: ...",
+	// "" when it printed nothing.
+	Output string
+}
+
+// Error implements error, e.g. "criu dump: criu died without answering:
+// killed by signal SIGKILL (...)".
+func (e *DiedError) Error() string {
+	how := "criu closed the connection without answering"
+	var exit *exec.ExitError
+	if sig, ok := e.Killed(); ok {
+		how = "criu died without answering: killed by signal " + unix.SignalName(sig)
+	} else if errors.As(e.Exit, &exit) {
+		how = fmt.Sprintf("criu exited without answering (exit status %d)", exit.ExitCode())
+	} else if e.Exit != nil {
+		how = fmt.Sprintf("criu ended without answering (%v)", e.Exit)
+	}
+	return fmt.Sprintf("criu %s: %s (%v)%s", reqName(e.Type), how, e.Err, e.Output)
+}
+
+// Unwrap returns what the exchange saw and how criu ended.
+func (e *DiedError) Unwrap() []error {
+	if e.Exit == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Exit}
+}
+
+// Killed reports whether criu was killed by a signal, and which.
+func (e *DiedError) Killed() (syscall.Signal, bool) {
+	var exit *exec.ExitError
+	if errors.As(e.Exit, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal(), true
+		}
+	}
+	return 0, false
 }
 
 // reqName turns a request type into a lower-case name: DUMP -> "dump",
@@ -231,6 +289,13 @@ func (c *Client) do(ctx context.Context, typ rpc.CriuReqType, opts *rpc.CriuOpts
 		_ = s.finish() // criu sees EOF instead of a request and exits
 		return nil, err
 	}
+	if call.Started != nil {
+		if err := call.Started(s.cmd.Process.Pid); err != nil {
+			finished = true
+			_ = s.finish()
+			return nil, fmt.Errorf("criu %s: %w", name, err)
+		}
+	}
 
 	resp, err := s.exchange(typ, first, call.Notify)
 	finished = true
@@ -238,12 +303,7 @@ func (c *Client) do(ctx context.Context, typ rpc.CriuReqType, opts *rpc.CriuOpts
 	if resp == nil {
 		// No final answer: criu died or the socket broke. Its exit status
 		// and output say more than the socket error.
-		if werr != nil {
-			err = fmt.Errorf("%w (criu swrk: %w%s)", err, werr, s.tail.describe())
-		} else if tail := s.tail.describe(); tail != "" {
-			err = fmt.Errorf("%w (criu swrk%s)", err, tail)
-		}
-		return nil, fmt.Errorf("criu %s: %w", name, err)
+		return nil, &DiedError{Type: typ, Err: err, Exit: werr, Output: s.tail.describe()}
 	}
 	// criu's exit status is not checked once it has answered: the answer is
 	// authoritative (e.g. a successful dump has already killed the tree).
