@@ -500,3 +500,58 @@ func killTree(t *testing.T, pid int) {
 	}
 	reap(t, kids...)
 }
+
+// fakeCRIU writes an executable script standing in for criu swrk.
+func fakeCRIU(t *testing.T, script string) *criu.Client {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "criu")
+	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\n"+script+"\n"), 0o755))
+	return &criu.Client{Binary: bin}
+}
+
+// A criu that dies, or exits, without answering yields a DiedError that says how it ended.
+func TestDiedWithoutAnswering(t *testing.T) {
+	tests := []struct {
+		name, script, want string
+		signal             syscall.Signal
+	}{
+		{"killed", "echo about to die >&2; kill -KILL $$", "criu dump: criu died without answering: killed by signal SIGKILL", syscall.SIGKILL},
+		{"exited", "exit 3", "criu dump: criu exited without answering (exit status 3)", 0},
+		{"closed", "exec 3>&-", "criu dump: criu closed the connection without answering", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fakeCRIU(t, tt.script)
+			_, err := c.Dump(context.Background(), &rpc.CriuOpts{Pid: proto.Int32(1)}, criu.Call{})
+			var died *criu.DiedError
+			require.ErrorAs(t, err, &died)
+			assert.Contains(t, err.Error(), tt.want)
+			sig, killed := died.Killed()
+			assert.Equal(t, tt.signal != 0, killed)
+			assert.Equal(t, tt.signal, sig)
+			if tt.name == "killed" {
+				assert.Contains(t, err.Error(), "output: about to die", "criu's own output is quoted")
+			}
+		})
+	}
+}
+
+// Started gets criu's PID before the request is sent; its error aborts the request.
+func TestStartedHook(t *testing.T) {
+	c := fakeCRIU(t, "cat <&3 >/dev/null") // waits for a request that never comes, then EOF
+	errNo := errors.New("journal full")
+	var pid int
+	_, err := c.Dump(context.Background(), &rpc.CriuOpts{Pid: proto.Int32(1)}, criu.Call{
+		Started: func(p int) error {
+			pid = p
+			comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
+			require.NoError(t, err, "criu runs while Started is called")
+			assert.NotEmpty(t, strings.TrimSpace(string(comm)))
+			return errNo
+		},
+	})
+	require.ErrorIs(t, err, errNo)
+	assert.Positive(t, pid)
+	_, statErr := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	assert.True(t, os.IsNotExist(statErr), "criu was waited for")
+}
