@@ -55,6 +55,11 @@ type Opts struct {
 	// there loses nothing. Set by runtime middleware; they add to the frozen time.
 	DumpFrozen []func() error
 
+	// Journal, when set, records where a dump stands in the daemon's state, so that a daemon
+	// killed during the dump settles it when it starts again. nil: nothing is recorded
+	// (--no-server).
+	Journal DumpJournal
+
 	// dumped is set (through Dumped) once the handler has checkpointed the workload, so that
 	// PrepareDumpDir keeps the images instead of removing them if a later step fails.
 	dumped *bool
@@ -70,6 +75,23 @@ func Dumped(opts Opts) {
 	if opts.dumped != nil {
 		*opts.dumped = true
 	}
+}
+
+// DumpJournal records where a dump stands, so that a daemon killed during the dump can settle it
+// when it starts again: roll it back, or make a complete checkpoint of it. PrepareDumpDir calls
+// Begin, DumpWithCRIU Started and Dumped; the daemon records the end itself (the checkpoint in its
+// catalog, or nothing).
+type DumpJournal interface {
+	// Begin records a dump whose images go into work (just created) for the checkpoint final.
+	Begin(work, final string) error
+	// Started records the criu process that dumps, and the checkpoint's metadata (with the tree's
+	// root PID), before CRIU touches the workload.
+	Started(criuPID int, ck *daemonv1.Checkpoint) error
+	// Dumped records that the images are complete. DumpWithCRIU calls it in CRIU's post-dump
+	// notification, after DumpFrozen, with the workload still frozen: once it has returned, the
+	// dump counts as done even if nobody hears CRIU's answer. An error makes CRIU resume the
+	// workload and fails the dump.
+	Dumped() error
 }
 
 // Handler handles one request of type Req, filling Resp.

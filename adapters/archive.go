@@ -91,32 +91,41 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 }
 
 // keepImages keeps the images in work after a failure that followed the dump of a workload CRIU
-// stopped: they are its only copy. A hidden or temporary images directory becomes <dir>/<name>
-// (or a name beside it when that is taken) beside it; an uncompressed checkpoint stays where it
-// is. The error says where, and how to restore what lacks cedana's checkpoint.json.
+// stopped: they are its only copy (see KeepImages). The error says where, and how to restore what
+// lacks cedana's checkpoint.json.
 func keepImages(work, name string, remote bool, cause error) error {
-	base := filepath.Join(filepath.Dir(work), name)
-	if remote { // work is a temporary directory, among others'
-		base = filepath.Join(filepath.Dir(work), "cedana-kept-"+name)
-	}
-	kept, renameErr := work, error(nil)
-	if work != base {
-		// <dir>/<name> may be taken (only <name>.tar... was checked): then a name beside it.
-		for _, to := range []string{base, fmt.Sprintf("%s.kept-%d", base, time.Now().UnixNano())} {
-			if renameErr = os.Rename(work, to); renameErr == nil {
-				kept = to
-				break
-			}
-		}
-		if renameErr != nil {
-			return Precondition("%w; the workload was checkpointed and stopped, and its images could not be kept either: %w", cause, renameErr)
-		}
+	kept, err := KeepImages(work, name, remote)
+	if err != nil {
+		return Precondition("%w; the workload was checkpointed and stopped, and its images could not be kept either: %w", cause, err)
 	}
 	how := "restore it from there"
 	if info, err := os.Stat(filepath.Join(kept, checkpoint.MetadataFile)); err != nil || !info.Mode().IsRegular() {
 		how = fmt.Sprintf("it has no %s: restore it with `criu restore -D %s`", checkpoint.MetadataFile, kept)
 	}
 	return Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (%s)", cause, kept, how)
+}
+
+// KeepImages makes the images CRIU wrote into work an uncompressed checkpoint named name, and
+// returns its directory: a hidden images directory (an archive's) becomes <dir>/<name> beside it,
+// or a name beside that when it is taken; a temporary one (remote, an s3:// checkpoint's) becomes
+// cedana-kept-<name> in the same temporary directory; an uncompressed checkpoint's directory
+// stays where it is.
+func KeepImages(work, name string, remote bool) (string, error) {
+	base := filepath.Join(filepath.Dir(work), name)
+	if remote { // work is a temporary directory, among others'
+		base = filepath.Join(filepath.Dir(work), "cedana-kept-"+name)
+	}
+	if work == base {
+		return work, nil
+	}
+	var err error
+	// <dir>/<name> may be taken (only <name>.tar... was checked): then a name beside it.
+	for _, to := range []string{base, fmt.Sprintf("%s.kept-%d", base, time.Now().UnixNano())} {
+		if err = os.Rename(work, to); err == nil {
+			return to, nil
+		}
+	}
+	return "", err
 }
 
 // FetchCheckpoint makes the checkpoint at req.Path available as a directory of images: a

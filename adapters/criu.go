@@ -2,6 +2,7 @@ package adapters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +26,15 @@ const criuLogLevel = 4
 // A tree another request is dumping is refused as busy (opts.Claim). On failure CRIU has resumed
 // the tree; the error quotes the log lines that explain it and keeps the whole log in the
 // system's temporary directory, since the partial checkpoint is removed.
+//
+// CRIU's post-dump notification is always asked for: it runs opts.DumpFrozen and records the
+// dump as done in opts.Journal. Left unanswered (the daemon died), it makes CRIU resume the tree
+// rather than kill it with nobody left to record the checkpoint. When CRIU itself dies without
+// answering, its ptrace hold ends with it and the tree runs on: DumpWithCRIU thaws a cgroup CRIU
+// left frozen, continues processes it left stopped and says in the error what became of the tree.
+// If CRIU died after the dump was done (the post-dump notification answered), the checkpoint is
+// complete: DumpWithCRIU finishes CRIU's work, stopping what is left of the tree unless
+// --leave-running, and succeeds.
 func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 	pid := resp.GetCheckpoint().GetPid()
 	if pid <= 0 {
@@ -48,16 +58,32 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	for _, add := range opts.DumpCRIU {
 		add(criuOpts)
 	}
-	var call criu.Call
-	if len(opts.DumpFrozen) > 0 {
-		call.Notify = func(script string, _ int32) error {
-			if script != "post-dump" {
-				return nil
+	before := snapshotTree(int(pid), criuOpts.GetFreezeCgroup())
+	done := false // the post-dump notification was answered: the images are complete
+	call := criu.Call{Notify: func(script string, _ int32) error {
+		if script != "post-dump" {
+			return nil
+		}
+		for _, capture := range opts.DumpFrozen {
+			if err := capture(); err != nil {
+				return err
 			}
-			for _, capture := range opts.DumpFrozen {
-				if err := capture(); err != nil {
-					return err
-				}
+		}
+		if opts.Journal != nil {
+			if err := opts.Journal.Dumped(); err != nil {
+				return fmt.Errorf("record the dump as done: %w", err)
+			}
+		}
+		done = true
+		return nil
+	}}
+	if opts.Journal != nil {
+		call.Started = func(criuPID int) error {
+			ck := proto.CloneOf(resp.Checkpoint)
+			ck.Options = proto.CloneOf(req.Criu)
+			ck.CriuVersion = opts.CRIUVersion
+			if err := opts.Journal.Started(criuPID, ck); err != nil {
+				return fmt.Errorf("record the dump: %w", err)
 			}
 			return nil
 		}
@@ -65,7 +91,18 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	start := time.Now()
 	_, err = opts.CRIU.Dump(ctx, criuOpts, call)
 	Observe(resp.Stats, "criu_dump", start)
-	if err != nil {
+	var died *criu.DiedError
+	switch {
+	case err != nil && errors.As(err, &died) && done:
+		opts.Log.Warn("CRIU died after the dump was done: the checkpoint is complete", "error", err)
+		if req.Criu.LeaveRunning {
+			before.resume()
+		} else {
+			before.kill()
+		}
+	case err != nil && errors.As(err, &died):
+		return criuFailure(fmt.Errorf("%w; %s", err, before.resume()), opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+	case err != nil:
 		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
 	Dumped(opts)

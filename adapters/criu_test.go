@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,13 +33,7 @@ func TestDumpFrozen(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		name := map[bool]string{false: "capture succeeds", true: "capture fails"}[fail]
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command("sleep", "60")
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-			require.NoError(t, cmd.Start())
-			exited := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(exited) }()
-			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-			pid := cmd.Process.Pid
+			pid, exited := sleeper(t)
 
 			errCapture := errors.New("capture failed")
 			var stateDuring byte

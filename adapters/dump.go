@@ -144,6 +144,12 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 				return dirError(req.Dir, err)
 			}
 		}
+		if opts.Journal != nil {
+			if err := opts.Journal.Begin(work, final); err != nil {
+				os.RemoveAll(work)
+				return fmt.Errorf("record the dump: %w", err)
+			}
+		}
 		dumped := false
 		opts.dumped = &dumped
 		defer func() {

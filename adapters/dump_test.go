@@ -399,3 +399,46 @@ func TestPrepareDumpDirKeepsDumpedImages(t *testing.T) {
 		assert.FileExists(t, filepath.Join(kept, "core-1.img"))
 	}
 }
+
+// beginJournal is a DumpJournal that records Begin and fails it with err.
+type beginJournal struct {
+	work, final string
+	err         error
+}
+
+func (j *beginJournal) Begin(work, final string) error {
+	j.work, j.final = work, final
+	return j.err
+}
+func (j *beginJournal) Started(int, *daemonv1.Checkpoint) error { return nil }
+func (j *beginJournal) Dumped() error                           { return nil }
+
+// TestPrepareDumpDirBeginsTheJournal: the dump is recorded once its images' directory exists,
+// before anything else runs; when it cannot be, the directory goes and the dump fails.
+func TestPrepareDumpDirBeginsTheJournal(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		parent := t.TempDir()
+		journal := &beginJournal{}
+		if fail {
+			journal.err = errors.New("database is locked")
+		}
+		next := &dumpCapture{do: func(opts adapters.Opts, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
+			assert.Equal(t, journal.work, opts.ImageDir)
+			return nil
+		}}
+		opts := testOpts()
+		opts.Journal = journal
+		req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Compression: "zstd", Criu: &daemonv1.CriuOptions{}}
+		err := adapters.PrepareDumpDir(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})
+		assert.Equal(t, filepath.Join(parent, ".ck.images"), journal.work)
+		assert.Equal(t, filepath.Join(parent, "ck.tar.zst"), journal.final)
+		if fail {
+			require.ErrorIs(t, err, journal.err)
+			assert.Zero(t, next.calls)
+			assert.NoDirExists(t, journal.work)
+			continue
+		}
+		require.NoError(t, err)
+		assert.Equal(t, 1, next.calls)
+	}
+}

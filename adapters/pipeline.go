@@ -238,7 +238,11 @@ type sink interface {
 	abort() error
 }
 
-// fileSink writes <path>.partial and renames it to path on commit.
+// PartialArchive is where the archive of a local checkpoint at path is written until it is
+// complete, and renamed to path.
+func PartialArchive(path string) string { return path + ".partial" }
+
+// fileSink writes PartialArchive(path) and renames it to path on commit.
 type fileSink struct {
 	*bufio.Writer
 	f          *os.File
@@ -246,7 +250,7 @@ type fileSink struct {
 }
 
 func newFileSink(path string) (*fileSink, error) {
-	temp := path + ".partial"
+	temp := PartialArchive(path)
 	f, err := os.OpenFile(temp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
