@@ -251,15 +251,15 @@ func (s *service) prepareJobRestore(ctx context.Context, req *daemonv1.RestoreRe
 	return job.Log, nil
 }
 
-// recordCheckpoint adds a finished dump to the catalog, with the size it takes where it is stored.
-func (s *service) recordCheckpoint(ctx context.Context, jid string, resp *daemonv1.DumpResponse) error {
+// recordCheckpoint adds a finished dump to the catalog under id, with the size it takes where it
+// is stored, and removes it from the dump journal in the same transaction.
+func (s *service) recordCheckpoint(ctx context.Context, id, jid string, resp *daemonv1.DumpResponse) error {
 	meta, err := protojson.Marshal(resp.Checkpoint)
 	if err != nil {
 		return fmt.Errorf("record checkpoint: %w", err)
 	}
-	id := store.NewCheckpointID()
 	ck := store.Checkpoint{ID: id, JID: jid, Path: resp.Path, Type: resp.Checkpoint.GetType(), Size: resp.Stats.GetStoredBytes(), Metadata: meta}
-	if err := s.jobs.Store().AddCheckpoint(ctx, ck); err != nil {
+	if err := s.jobs.Store().CommitDump(context.WithoutCancel(ctx), ck); err != nil {
 		return fmt.Errorf("checkpoint %s is complete but could not be recorded in the catalog: %w; restore it with --path %s", resp.Path, err, resp.Path)
 	}
 	resp.CheckpointId = id

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -30,12 +31,18 @@ type service struct {
 	progress progressBoard
 	// stopping is closed when the daemon starts to shut down: streams that would outlast it end.
 	stopping <-chan struct{}
+
+	// background runs the settling of dumps whose CRIU outlived the previous daemon, until
+	// backgroundCtx is cancelled by stopBackground.
+	background     sync.WaitGroup
+	backgroundCtx  context.Context
+	stopBackground context.CancelFunc
 }
 
 var _ daemonv1connect.DaemonServiceHandler = (*service)(nil)
 
-// newService opens the state database, takes up the jobs recorded in it, and resolves CRIU. The
-// daemon shuts down when ctx is done.
+// newService opens the state database, takes up the jobs recorded in it, settles the dumps a
+// previous daemon left unfinished, and resolves CRIU. The daemon shuts down when ctx is done.
 func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*service, error) {
 	st, err := store.Open(ctx, cfg.DB.Path)
 	if err != nil {
@@ -48,7 +55,13 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 	}
 	opts := NewOpts(ctx, cfg, log)
 	opts.Claim = manager.Lock
-	return &service{cfg: cfg, log: log, jobs: manager, opts: opts, stopping: ctx.Done()}, nil
+	s := &service{cfg: cfg, log: log, jobs: manager, opts: opts, stopping: ctx.Done()}
+	s.backgroundCtx, s.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.settleDumps(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("settle the dumps the previous daemon left unfinished: %w", err)
+	}
+	return s, nil
 }
 
 // NewOpts returns the options a chain runs with in this process (the daemon, or a CLI with
@@ -69,8 +82,11 @@ func NewOpts(ctx context.Context, cfg config.Config, log *slog.Logger) adapters.
 	}
 }
 
-// close stops watching jobs and closes the database; the jobs keep running.
+// close stops watching jobs and CRIUs left by a previous daemon, and closes the database; the jobs
+// keep running.
 func (s *service) close() {
+	s.stopBackground()
+	s.background.Wait()
 	s.jobs.Close()
 	if err := s.jobs.Store().Close(); err != nil {
 		s.log.Warn("close the state database", "error", err)
@@ -102,10 +118,13 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 	opts.Log = s.log.With("op", "dump", "type", req.Type)
 	opts.Progress = s.progress.start(req.OperationId)
 	defer s.progress.finish(req.OperationId, opts.Progress)
+	journal := newDumpJournal(ctx, s.jobs.Store(), opts.Log, req.Jid)
+	opts.Journal = journal
 	if err := chain(ctx, opts, req, resp); err != nil {
+		journal.forget()
 		return nil, err
 	}
-	if err := s.recordCheckpoint(ctx, req.Jid, resp); err != nil {
+	if err := s.recordCheckpoint(ctx, journal.id, req.Jid, resp); err != nil {
 		// The checkpoint on disk is complete; only the catalog entry is missing.
 		opts.Log.Error("checkpoint written but not recorded", "path", resp.Path, "error", err)
 		return nil, err
