@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -77,24 +76,13 @@ func TestS3ServerDiesMidUpload(t *testing.T) {
 	}
 }
 
-// startBigCounter starts a counting workload (see startCounter) whose root also has a memhog child
-// holding mib MiB of random data, so that its checkpoint is large and incompressible. It returns
-// the workload and memhog's PID.
+// startBigCounter starts a counting workload whose root also has a memhog child holding mib MiB
+// of random data (see startMemCounter), so that its checkpoint is large and incompressible. It
+// returns the workload and memhog's PID.
 func startBigCounter(t *testing.T, mib int) (*workload, int) {
 	t.Helper()
-	dir := t.TempDir()
-	memhog := filepath.Join(dir, "memhog")
-	build := exec.Command("go", "build", "-o", memhog, "../bench/memhog")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "build memhog: %s", out)
-
-	ready := filepath.Join(dir, "ready")
-	w := startCounterWith(t, false, `"$MEMHOG" -mib "$MIB" -ready "$READY" </dev/null >/dev/null 2>&1 &`+"\n",
-		"MEMHOG="+memhog, "MIB="+strconv.Itoa(mib), "READY="+ready)
-	require.Eventually(t, func() bool { return readCounter(ready) > 0 }, time.Minute, 20*time.Millisecond,
-		"memhog did not fill its memory")
-	return w, readCounter(ready) // memhog writes its PID there
+	w := startMemCounter(t, false, mib)
+	return w, readCounter(w.counter + ".ready") // memhog writes its PID there
 }
 
 // dirBytes is the total size of the regular files under dir.

@@ -28,6 +28,7 @@ import (
 var (
 	cedanaBin       string // default build: every runtime
 	cedanaCustomBin string // -tags custom: no runtime
+	memhogBin       string // bench/memhog: a process that fills N MiB
 	skipReason      string // why the tests cannot run here, if they cannot
 )
 
@@ -70,6 +71,11 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "build cedana (tags %q): %v\n%s", tags, err, out)
 			return 1
 		}
+	}
+	memhogBin = filepath.Join(dir, "memhog")
+	if out, err := exec.Command("go", "build", "-o", memhogBin, "../bench/memhog").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build memhog: %v\n%s", err, out)
+		return 1
 	}
 	defer stopContainerd()
 	return m.Run()
@@ -141,10 +147,7 @@ func startDaemon(t *testing.T, bin string, extraEnv ...string) *daemon {
 			d.socket = addr
 		}
 	}
-	d.cmd = newDaemonCmd(d)
-	require.NoError(t, d.cmd.Start())
-	d.exited = make(chan struct{})
-	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
+	d.launch()
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() {
@@ -153,6 +156,30 @@ func startDaemon(t *testing.T, bin string, extraEnv ...string) *daemon {
 	})
 	d.waitReady()
 	return d
+}
+
+// launch starts the daemon process.
+func (d *daemon) launch() {
+	d.t.Helper()
+	cmd, exited := newDaemonCmd(d), make(chan struct{})
+	require.NoError(d.t, cmd.Start())
+	d.cmd, d.exited = cmd, exited
+	go func() { d.exitErr = cmd.Wait(); close(exited) }()
+}
+
+// kill SIGKILLs the daemon, which gets no chance to clean up, and waits until it is gone.
+func (d *daemon) kill() {
+	d.t.Helper()
+	require.NoError(d.t, d.cmd.Process.Signal(syscall.SIGKILL))
+	<-d.exited
+}
+
+// restart starts the daemon again after it stopped, with the same configuration, database and
+// directories, and waits until it serves.
+func (d *daemon) restart() {
+	d.t.Helper()
+	d.launch()
+	d.waitReady()
 }
 
 func (d *daemon) waitReady() {
@@ -196,27 +223,49 @@ func (d *daemon) cli(args ...string) result {
 
 func runCmd(t *testing.T, bin string, env []string, args ...string) result {
 	t.Helper()
+	return startCmd(t, bin, env, args...)()
+}
+
+// cliAsync starts the daemon's binary as a client of the daemon; the function it returns waits
+// for it to finish.
+func (d *daemon) cliAsync(args ...string) func() result {
+	d.t.Helper()
+	return startCmd(d.t, d.bin, d.env, args...)
+}
+
+// startCmd starts bin with args; the function it returns waits (two minutes at most) for it to
+// finish.
+func startCmd(t *testing.T, bin string, env []string, args ...string) func() result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		code = exitErr.ExitCode()
-	} else if err != nil {
+	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatalf("run %s %v: %v", bin, args, err)
 	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	return func() result {
+		t.Helper()
+		defer cancel()
+		err := cmd.Wait()
+		code := 0
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			code = exitErr.ExitCode()
+		} else if err != nil {
+			t.Fatalf("run %s %v: %v", bin, args, err)
+		}
+		return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	}
 }
 
 // workload is a bash tree that counts: the root writes 1, 2, 3, ... to counter five times a
 // second and, with a child, a subshell does the same into counter.child. Neither forks anything
 // else: their sleep is `read -t` on a FIFO nobody writes to. Every count overwrites the file in
 // place with one fixed-width write (never truncating it), so a dump cannot catch the file empty.
+// With memory, the root's other child is a memhog holding that many MiB.
 type workload struct {
 	pid      int
 	counter  string
@@ -227,20 +276,23 @@ type workload struct {
 	restored int // PID of the restored root, killed at cleanup
 }
 
+// counterScript's arguments: $0 counter, $1 tick FIFO, $2 the child's counter or "", and
+// optionally $3 memhog and $4 its MiB.
 const counterScript = `exec 3<>"$1"
 count() { i=0; while :; do i=$((i+1)); printf "%08d\n" $i 1<>"$1"; read -t 0.2 -u 3 || :; done; }
 if [ -n "$2" ]; then ( count "$2" ) & fi
+if [ -n "$3" ]; then "$3" -mib "$4" -ready "$0.ready" & fi
 count "$0"`
 
 // startCounter starts a counting workload in its own session, with stdio on /dev/null.
 func startCounter(t *testing.T, withChild bool) *workload {
 	t.Helper()
-	return startCounterWith(t, withChild, "")
+	return startMemCounter(t, withChild, 0)
 }
 
-// startCounterWith is startCounter with prelude run by the root first (say, to start another
-// child in the background) and env added to its environment.
-func startCounterWith(t *testing.T, withChild bool, prelude string, env ...string) *workload {
+// startMemCounter is startCounter with a memhog of mib MiB (none for 0) in the tree, started and
+// done filling its memory when it returns.
+func startMemCounter(t *testing.T, withChild bool, mib int) *workload {
 	t.Helper()
 	dir := t.TempDir()
 	w := &workload{counter: filepath.Join(dir, "counter"), tick: filepath.Join(dir, "tick"), exited: make(chan struct{})}
@@ -250,8 +302,11 @@ func startCounterWith(t *testing.T, withChild bool, prelude string, env ...strin
 		w.child = filepath.Join(dir, "counter.child")
 		childArg = w.child
 	}
-	w.cmd = exec.Command("bash", "-c", prelude+counterScript, w.counter, w.tick, childArg)
-	w.cmd.Env = append(os.Environ(), env...)
+	args := []string{"-c", counterScript, w.counter, w.tick, childArg}
+	if mib > 0 {
+		args = append(args, memhogBin, strconv.Itoa(mib))
+	}
+	w.cmd = exec.Command("bash", args...)
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	require.NoError(t, w.cmd.Start())
 	w.pid = w.cmd.Process.Pid
@@ -265,6 +320,10 @@ func startCounterWith(t *testing.T, withChild bool, prelude string, env ...strin
 	})
 	require.Eventually(t, func() bool { return readCounter(w.counter) >= 2 && (w.child == "" || readCounter(w.child) >= 2) },
 		10*time.Second, 20*time.Millisecond, "the workload did not start counting")
+	if mib > 0 {
+		require.Eventually(t, func() bool { _, err := os.Stat(w.counter + ".ready"); return err == nil },
+			time.Minute, 20*time.Millisecond, "memhog did not fill its %d MiB", mib)
+	}
 	return w
 }
 

@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/sysinfo"
+)
+
+// pagesMiB is how much of the pages image CRIU must have written before a fault is injected "while
+// CRIU writes pages": well inside the workloads' memory, so that the fault lands in the middle.
+const pagesMiB = 64
+
+var fullLogRe = regexp.MustCompile(`full log: (\S+)`)
+
+// TestCRIUKilledMidDump: CRIU is SIGKILLed while it writes the pages of a 512 MiB process. The
+// kernel ends CRIU's ptrace hold with it, and the parasite CRIU had put in the process returns it
+// to its own code when CRIU's socket closes: the workload runs on, neither stopped nor traced.
+// Nothing is recorded and nothing is left in the checkpoint directory; the one-line error says
+// that CRIU was killed, that the workload runs, and where CRIU's whole log is kept. No claim is
+// left either: the tree dumps again at once, and that checkpoint restores.
+func TestCRIUKilledMidDump(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	w := startMemCounter(t, false, 512)
+	memhog := childNamed(t, w.pid, "memhog")
+
+	wait := d.cliAsync("dump", "process", strconv.Itoa(w.pid), "--name", "victim")
+	criuPID := awaitMoment(t, d, "CRIU writing pages", func() bool { return biggestPages(filepath.Join(d.ckDir, "victim")) >= pagesMiB<<20 })
+	require.NoError(t, unix.Kill(criuPID, unix.SIGKILL))
+	r := wait()
+	requireOneLineError(t, r, "criu dump: criu died without answering: killed by signal SIGKILL", "the workload runs again")
+	m := fullLogRe.FindStringSubmatch(r.stderr)
+	require.NotNil(t, m, "the error names the kept log: %s", r.stderr)
+	t.Cleanup(func() { os.Remove(m[1]) })
+	kept, err := os.ReadFile(m[1])
+	require.NoError(t, err, "the log the error names exists")
+	assert.Contains(t, string(kept), "page-xfer", "the whole log, up to the pages CRIU was writing")
+
+	require.True(t, w.running(), "the workload was not killed")
+	for _, pid := range []int{w.pid, memhog} {
+		state, tracer := procStatus(t, pid)
+		assert.Contains(t, "RS", state, "PID %d is neither stopped nor a zombie", pid)
+		assert.Equal(t, 0, tracer, "PID %d is traced by no one", pid)
+	}
+	before := readCounter(w.counter)
+	require.Eventually(t, func() bool { return readCounter(w.counter) >= before+3 }, 5*time.Second, 20*time.Millisecond,
+		"the workload counts on")
+
+	assert.Empty(t, listCheckpoints(t, d), "nothing is recorded")
+	assert.Empty(t, entries(d.ckDir), "nothing is left in the checkpoint directory")
+
+	path := dump(t, d, w, "--name", "again")
+	w.waitExited(t)
+	dumped := requireStopped(t, w.counter)
+	reapAll(memhog)
+	restore(t, d, w, path)
+	requireCounting(t, w.counter, dumped)
+}
+
+// TestDaemonKilledMidDump: the daemon is SIGKILLed at several moments of a dump and started again
+// on the same database. CRIU outlives it: before the dump is done it finds nobody to answer its
+// post-dump notification and resumes the workload; once the dump is done (the daemon answered and
+// recorded it in its journal), it stops the workload. Whatever the moment, the workload runs on
+// XOR a complete checkpoint of it is listed and restores, under its job when it was one; nothing
+// half-written is listed or left behind, and nothing stops the workload from being dumped again.
+func TestDaemonKilledMidDump(t *testing.T) {
+	requireE2E(t)
+	const mib = 256
+	moments := []struct {
+		name        string
+		job         bool
+		compression string
+		at          func(d *daemon, images string, logFrom int) bool
+		want        string // "runs", "checkpoint", or "" when either is right
+	}{
+		{name: "as CRIU starts", at: func(*daemon, string, int) bool { return true }, want: "runs"},
+		{name: "while CRIU writes pages", at: writingPages, want: "runs"},
+		{name: "once the dump is done", at: dumpDone},
+		{name: "while a job's compressed dump is archived", job: true, compression: "zstd", at: dumpDone},
+		{name: "while a job's compressed dump writes pages", job: true, compression: "zstd", at: writingPages, want: "runs"},
+	}
+	for _, m := range moments {
+		t.Run(m.name, func(t *testing.T) {
+			d := startDaemon(t, cedanaBin)
+			var target []string
+			var pid int
+			var w *workload
+			var counter string
+			jid := "crash-job"
+			if m.job {
+				pid, counter = managedMemCounter(t, d, jid, mib)
+				target = []string{"job", jid}
+			} else {
+				w = startMemCounter(t, false, mib)
+				pid, counter = w.pid, w.counter
+				target = []string{"process", strconv.Itoa(pid)}
+			}
+			memhog := childNamed(t, pid, "memhog")
+			images := filepath.Join(d.ckDir, "crash")
+			args := append(append([]string{"dump"}, target...), "--name", "crash")
+			if m.compression != "" {
+				images = filepath.Join(d.ckDir, ".crash.images")
+				args = append(args, "--compression", m.compression)
+			}
+
+			from := len(d.log.String())
+			wait := d.cliAsync(args...)
+			criuPID := awaitMoment(t, d, m.name, func() bool { return m.at(d, images, from) })
+			d.kill()
+			r := wait()
+			require.NotEqual(t, 0, r.code, "the dump cannot succeed without its daemon: %s", r)
+			d.restart()
+			// CRIU outlived its daemon; as an orphan it is re-parented to us (a subreaper).
+			require.Eventually(t, func() bool { reapAll(criuPID); return pidGone(criuPID) }, time.Minute, 10*time.Millisecond,
+				"CRIU %d did not finish after its daemon died", criuPID)
+			require.Eventually(t, func() bool {
+				log := d.log.String()[from:]
+				return strings.Contains(log, "rolled back a dump") || strings.Contains(log, "recovered a checkpoint")
+			}, 30*time.Second, 10*time.Millisecond, "the restarted daemon did not settle the unfinished dump")
+
+			list := listCheckpoints(t, d)
+			reapAll(pid, memhog) // a job's processes were the dead daemon's children: now ours
+			outcome := "runs"
+			if !sysinfo.Alive(pid, 0) {
+				outcome = "checkpoint"
+			}
+			t.Logf("killed %s: the workload %s", m.name, map[string]string{"runs": "runs on", "checkpoint": "was checkpointed"}[outcome])
+			if m.want != "" {
+				assert.Equal(t, m.want, outcome)
+			}
+			if outcome == "runs" {
+				require.True(t, sysinfo.Alive(memhog, 0), "the whole tree runs on")
+				before := readCounter(counter)
+				require.Eventually(t, func() bool { return readCounter(counter) >= before+3 }, 5*time.Second, 20*time.Millisecond,
+					"the workload counts on")
+				assert.Empty(t, list, "the workload runs on: no checkpoint may be listed")
+				assert.Empty(t, entries(d.ckDir), "nothing is left of the dump")
+			} else {
+				require.Len(t, list, 1, "the workload was stopped: its checkpoint must be listed")
+				ck := list[0]
+				assert.Equal(t, []string{filepath.Base(ck.Path)}, entries(d.ckDir), "nothing half-written is left beside it")
+				if m.job {
+					assert.Equal(t, jid, ck.JID)
+				}
+				if info, err := os.Stat(ck.Path); assert.NoError(t, err) && info.IsDir() {
+					assert.FileExists(t, filepath.Join(ck.Path, "checkpoint.json"), "the checkpoint is complete")
+				}
+				reapAll(memhog)
+				require.Eventually(t, func() bool { return pidGone(pid) && pidGone(memhog) }, 10*time.Second, 10*time.Millisecond)
+				dumped := readCounter(counter)
+				if m.job {
+					r := d.cli("restore", "job", jid)
+					require.Equal(t, 0, r.code, r.String())
+				} else {
+					restore(t, d, w, ck.Path)
+				}
+				requireCounting(t, counter, dumped)
+			}
+			r = d.cli(append(append([]string{"dump"}, target...), "--name", "after", "--leave-running")...)
+			require.Equal(t, 0, r.code, "no claim or leftover blocks the next dump: %s", r)
+		})
+	}
+}
+
+// awaitMoment waits until the daemon runs CRIU and at reports that the moment has come, and
+// returns CRIU's PID.
+func awaitMoment(t *testing.T, d *daemon, moment string, at func() bool) int {
+	t.Helper()
+	var criuPID int
+	require.Eventually(t, func() bool {
+		criuPID = criuOf(d)
+		return criuPID > 0 && at()
+	}, time.Minute, time.Millisecond, "the dump never reached the moment %q", moment)
+	return criuPID
+}
+
+// writingPages reports whether CRIU has written pagesMiB of a pages image into images.
+func writingPages(_ *daemon, images string, _ int) bool {
+	return biggestPages(images) >= pagesMiB<<20
+}
+
+// dumpDone reports whether the daemon has logged, since logFrom, that the dump is done: CRIU's
+// post-dump notification was answered and the images are complete.
+func dumpDone(d *daemon, _ string, logFrom int) bool {
+	return strings.Contains(d.log.String()[logFrom:], "dump done")
+}
+
+// criuOf returns the PID of the daemon's criu child, 0 when it has none.
+func criuOf(d *daemon) int {
+	for _, kid := range sysinfo.Children(d.cmd.Process.Pid) {
+		if st, err := sysinfo.ReadStat(kid); err == nil && st.Comm == "criu" && st.State != 'Z' {
+			return kid
+		}
+	}
+	return 0
+}
+
+// childNamed returns the PID of pid's child running comm.
+func childNamed(t *testing.T, pid int, comm string) int {
+	t.Helper()
+	for _, kid := range sysinfo.Children(pid) {
+		if st, err := sysinfo.ReadStat(kid); err == nil && st.Comm == comm {
+			return kid
+		}
+	}
+	t.Fatalf("process %d has no %s child", pid, comm)
+	return 0
+}
+
+// biggestPages is the size of the largest pages image in dir, 0 when there is none.
+func biggestPages(dir string) int64 {
+	files, _ := filepath.Glob(filepath.Join(dir, "pages-*.img"))
+	var biggest int64
+	for _, f := range files {
+		if info, err := os.Stat(f); err == nil && info.Size() > biggest {
+			biggest = info.Size()
+		}
+	}
+	return biggest
+}
+
+// procStatus returns pid's state letter and its tracer's PID from /proc/<pid>/status.
+func procStatus(t *testing.T, pid int) (state string, tracer int) {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "State:"); ok {
+			state = strings.Fields(v)[0]
+		}
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+			tracer, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return state, tracer
+}
+
+// catalogEntry is the part of a `checkpoint list -o json` entry the tests read.
+type catalogEntry struct {
+	ID   string `json:"id"`
+	JID  string `json:"jid"`
+	Path string `json:"path"`
+}
+
+// listCheckpoints returns the daemon's catalog.
+func listCheckpoints(t *testing.T, d *daemon) []catalogEntry {
+	t.Helper()
+	r := d.cli("checkpoint", "list", "-o", "json")
+	require.Equal(t, 0, r.code, r.String())
+	var list struct {
+		Checkpoints []catalogEntry `json:"checkpoints"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
+	return list.Checkpoints
+}
+
+// managedMemCounter runs the counting workload, with a memhog of mib MiB, as managed job jid and
+// returns its PID and counter file once memhog has filled its memory.
+func managedMemCounter(t *testing.T, d *daemon, jid string, mib int) (pid int, counter string) {
+	t.Helper()
+	dir := t.TempDir()
+	counter, tick := filepath.Join(dir, "counter"), filepath.Join(dir, "tick")
+	require.NoError(t, unix.Mkfifo(tick, 0o600))
+	r := d.cli("run", "process", "--jid", jid, "--", "bash", "-c", counterScript, counter, tick, "", memhogBin, strconv.Itoa(mib))
+	require.Equal(t, 0, r.code, r.String())
+	m := runningRe.FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.String())
+	pid, _ = strconv.Atoi(m[1])
+	t.Cleanup(func() { killTree(pid) })
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(counter + ".ready")
+		return err == nil && readCounter(counter) >= 2
+	}, 30*time.Second, 20*time.Millisecond, "the job did not start counting and filling its memory")
+	return pid, counter
+}
