@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math"
@@ -76,19 +77,50 @@ func (s *Store) DumpStarted(ctx context.Context, id string, pid int, pidStart ui
 	if pidStart > math.MaxInt64 || criuStart > math.MaxInt64 {
 		return fmt.Errorf("dump %q started: start time out of range", id)
 	}
-	return s.updatePending(ctx, id, "record the start of", `pid = ?, pid_start = ?, criu_pid = ?, criu_start = ?, metadata = ?`,
+	return s.updatePending(ctx, s.write, id, "record the start of", `pid = ?, pid_start = ?, criu_pid = ?, criu_start = ?, metadata = ?`,
 		pid, int64(pidStart), criuPID, int64(criuStart), nullText(metadata))
 }
 
 // DumpDone marks pending dump id DumpDumped: its images are complete.
+//
+// It runs in CRIU's post-dump notification, with the workload frozen, so it does not wait for the
+// disk: its commit survives the daemon's death (the kernel has it, as it has the images CRIU has
+// just written without syncing them), not a power failure (which the images would not survive
+// either). Syncing there, behind the images' dirty pages, once took 170 ms instead of 2.
 func (s *Store) DumpDone(ctx context.Context, id string) error {
-	return s.updatePending(ctx, id, "mark as dumped", "state = ?", string(DumpDumped))
+	return s.updatePending(ctx, s.writeUnsynced, id, "mark as dumped", "state = ?", string(DumpDumped))
 }
 
-// updatePending sets columns of pending dump id, and its updated_at, or returns ErrNotFound.
-func (s *Store) updatePending(ctx context.Context, id, verb, set string, args ...any) error {
+// writeUnsynced is write on a connection that neither syncs the disk when it commits
+// (synchronous=NORMAL in WAL mode) nor checkpoints the WAL (which would sync), set back when done.
+func (s *Store) writeUnsynced(ctx context.Context, fn func(*sql.Tx) error) error {
+	select {
+	case s.wmu <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.wmu }()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", s.path, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0"); err != nil {
+		return fmt.Errorf("store %s: %w", s.path, err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000"); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // not back into the pool as it is
+		}
+	}()
+	return s.commit(ctx, conn.BeginTx, fn)
+}
+
+// updatePending sets columns of pending dump id, and its updated_at, in a transaction of write,
+// or returns ErrNotFound.
+func (s *Store) updatePending(ctx context.Context, write func(context.Context, func(*sql.Tx) error) error, id, verb, set string, args ...any) error {
 	what := fmt.Sprintf("%s dump %q", verb, id)
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE pending_dumps SET "+set+", updated_at = ? WHERE id = ?",
 			append(args, formatTime(now()), id)...)
 		if err != nil {

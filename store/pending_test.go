@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -90,4 +91,23 @@ func TestDeleteJobForgetsItsPendingDumps(t *testing.T) {
 	list, err := s.ListPendingDumps(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, list)
+}
+
+// TestWriteUnsynced: the transaction runs without syncing the disk or checkpointing the WAL, and
+// its connection goes back to the pool as it was.
+func TestWriteUnsynced(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testPath(t))
+	s.db.SetMaxOpenConns(1) // the same connection before, during and after
+	var during, checkpoint, after, afterCheckpoint int
+	require.NoError(t, s.writeUnsynced(ctx, func(tx *sql.Tx) error {
+		require.NoError(t, tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&during))
+		return tx.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&checkpoint)
+	}))
+	require.NoError(t, s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&after))
+	require.NoError(t, s.db.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&afterCheckpoint))
+	assert.Equal(t, 1, during, "NORMAL")
+	assert.Equal(t, 0, checkpoint)
+	assert.Equal(t, 2, after, "FULL again")
+	assert.Equal(t, 1000, afterCheckpoint)
 }

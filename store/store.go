@@ -191,8 +191,12 @@ func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.wmu }()
+	return s.commit(ctx, s.db.BeginTx, fn)
+}
 
-	tx, err := s.db.BeginTx(ctx, nil)
+// commit runs fn in a transaction that begin starts, and commits it if fn returns nil.
+func (s *Store) commit(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(*sql.Tx) error) error {
+	tx, err := begin(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store %s: begin: %w", s.path, err)
 	}
