@@ -19,6 +19,9 @@ import (
 	"github.com/cedana/cedana/sysinfo"
 )
 
+// errClosed is what the exchange sees when criu closes its socket (by exiting, mostly).
+var errClosed = errors.New("criu swrk closed the connection without answering")
+
 // swrkFD is the fd number of the RPC socket inside criu swrk.
 const swrkFD = 3
 
@@ -146,7 +149,10 @@ func (e *DiedError) Error() string {
 	} else if e.Exit != nil {
 		how = fmt.Sprintf("criu ended without answering (%v)", e.Exit)
 	}
-	return fmt.Sprintf("criu %s: %s (%v)%s", reqName(e.Type), how, e.Err, e.Output)
+	if e.Err != nil && e.Err != errClosed { // the socket closing says nothing more than how criu ended
+		how = fmt.Sprintf("%s (%v)", how, e.Err)
+	}
+	return fmt.Sprintf("criu %s: %s%s", reqName(e.Type), how, e.Output)
 }
 
 // Unwrap returns what the exchange saw and how criu ended.
@@ -498,7 +504,7 @@ func (s *swrk) recv() (*rpc.CriuResp, error) {
 	}
 	if size == 0 {
 		// criu never sends empty messages: this is the end of the stream.
-		return nil, errors.New("criu swrk closed the connection without answering")
+		return nil, errClosed
 	}
 
 	buf := make([]byte, size)
