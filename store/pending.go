@@ -94,12 +94,11 @@ func (s *Store) DumpDone(ctx context.Context, id string) error {
 // writeUnsynced is write on a connection that neither syncs the disk when it commits
 // (synchronous=NORMAL in WAL mode) nor checkpoints the WAL (which would sync), set back when done.
 func (s *Store) writeUnsynced(ctx context.Context, fn func(*sql.Tx) error) error {
-	select {
-	case s.wmu <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { <-s.wmu }()
+	defer unlock()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("store %s: %w", s.path, err)

@@ -185,13 +185,22 @@ func (s *Store) Path() string { return s.path }
 // if fn returns nil. fn's error is returned unchanged; failures of the
 // transaction itself are wrapped with the database path.
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.commit(ctx, s.db.BeginTx, fn)
+}
+
+// lockWrites waits for the process's turn to write (or for ctx to end) and returns its release.
+func (s *Store) lockWrites(ctx context.Context) (func(), error) {
 	select {
 	case s.wmu <- struct{}{}:
+		return func() { <-s.wmu }, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	defer func() { <-s.wmu }()
-	return s.commit(ctx, s.db.BeginTx, fn)
 }
 
 // commit runs fn in a transaction that begin starts, and commits it if fn returns nil.
