@@ -41,7 +41,7 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 		return fmt.Errorf("runtime %s named no process to dump", req.Type)
 	}
 	if opts.Claim != nil {
-		release, err := opts.Claim(fmt.Sprintf("tree:%d", pid), fmt.Sprintf("the process tree of PID %d", pid))
+		release, err := opts.Claim(TreeClaim(int(pid)))
 		if err != nil {
 			return err
 		}
@@ -114,6 +114,12 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 		resp.Checkpoint.Pids = pids
 	}
 	return nil
+}
+
+// TreeClaim is the key DumpWithCRIU claims (Opts.Claim) to dump the tree rooted at pid, and how
+// the busy error names it.
+func TreeClaim(pid int) (key, what string) {
+	return fmt.Sprintf("tree:%d", pid), fmt.Sprintf("the process tree of PID %d", pid)
 }
 
 // RestoreWithCRIU is the handler that restores the checkpoint in opts.ImageDir as a child of the

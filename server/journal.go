@@ -120,12 +120,12 @@ func (s *service) settleDumps(ctx context.Context) error {
 func (s *service) claimPending(d store.PendingDump) func() {
 	var releases []func()
 	if d.PID > 0 {
-		if release, err := s.jobs.Lock(fmt.Sprintf("tree:%d", d.PID), fmt.Sprintf("the process tree of PID %d", d.PID)); err == nil {
+		if release, err := s.jobs.Lock(adapters.TreeClaim(d.PID)); err == nil {
 			releases = append(releases, release)
 		}
 	}
 	if d.JID != "" {
-		if release, err := s.jobs.Lock("job:"+d.JID, "job "+d.JID); err == nil {
+		if release, err := s.lockJob(d.JID); err == nil {
 			releases = append(releases, release)
 		}
 	}
