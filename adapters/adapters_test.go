@@ -143,36 +143,3 @@ func TestOptsPassedByValue(t *testing.T) {
 	}, seen)
 	assert.Equal(t, "caller", opts.ImageDir, "the caller's Opts are not changed")
 }
-
-func TestKindConstructors(t *testing.T) {
-	cause := errors.New("cause")
-	kinds := []error{
-		adapters.ErrInvalidArgument, adapters.ErrNotFound, adapters.ErrAlreadyExists,
-		adapters.ErrFailedPrecondition, adapters.ErrPermissionDenied, adapters.ErrDeadlineExceeded,
-	}
-	tests := []struct {
-		name string
-		make func(format string, args ...any) error
-		kind error
-	}{
-		{"Invalid", adapters.Invalid, adapters.ErrInvalidArgument},
-		{"NotFound", adapters.NotFound, adapters.ErrNotFound},
-		{"Exists", adapters.Exists, adapters.ErrAlreadyExists},
-		{"Precondition", adapters.Precondition, adapters.ErrFailedPrecondition},
-		{"Denied", adapters.Denied, adapters.ErrPermissionDenied},
-		{"Timeout", adapters.Timeout, adapters.ErrDeadlineExceeded},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.make("thing %s: %w", "x", cause)
-			assert.Equal(t, "thing x: cause", err.Error(), "the kind does not clutter the message")
-			assert.ErrorIs(t, err, tt.kind)
-			assert.ErrorIs(t, err, cause, "wrapped errors stay reachable")
-			for _, other := range kinds {
-				if other != tt.kind {
-					assert.NotErrorIs(t, err, other)
-				}
-			}
-		})
-	}
-}

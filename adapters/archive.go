@@ -3,13 +3,14 @@ package adapters
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"github.com/cedana/cedana/checkpoint"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/errs"
 
 	"github.com/cedana/cedana/archive"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -21,21 +22,21 @@ import (
 func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name string) (final, work string, err error) {
 	client, err := storage.New(opts.S3)
 	if err != nil {
-		return "", "", Invalid("%w", err)
+		return "", "", errs.Invalid("%w", err)
 	}
 	if err := client.Check(ctx, dest.Bucket); err != nil {
-		return "", "", Precondition("%w", err)
+		return "", "", err // storage's errors have their kinds
 	}
 	exists, err := client.Exists(ctx, dest)
 	if err != nil {
-		return "", "", Precondition("%w", err)
+		return "", "", err
 	}
 	if exists {
-		return "", "", Exists("checkpoint %s already exists: choose another --name or delete it first", dest)
+		return "", "", errs.Exists("checkpoint %s already exists: choose another --name or delete it first", dest)
 	}
 	work, err = os.MkdirTemp(opts.TempDir, "cedana-dump-"+name+"-")
 	if err != nil {
-		return "", "", Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+		return "", "", errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
 	}
 	return dest.String(), work, nil
 }
@@ -62,7 +63,7 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 			out, err = newFileSink(resp.Path)
 		}
 		if err != nil {
-			return Precondition("%w", err)
+			return errs.Precondition("%w", err)
 		}
 		opts.Progress.Start("archive", 0)
 		arch, err := startArchiver(opts.ImageDir, out, codec, opts.Workers, opts.Progress)
@@ -96,13 +97,13 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 func keepImages(work, name string, remote bool, cause error) error {
 	kept, err := KeepImages(work, name, remote)
 	if err != nil {
-		return Precondition("%w; the workload was checkpointed and stopped, and its images could not be kept either: %w", cause, err)
+		return errs.Precondition("%w; the workload was checkpointed and stopped, and its images could not be kept either: %w", cause, err)
 	}
 	how := "restore it from there"
 	if info, err := os.Stat(filepath.Join(kept, checkpoint.MetadataFile)); err != nil || !info.Mode().IsRegular() {
 		how = fmt.Sprintf("it has no %s: restore it with `criu restore -D %s`", checkpoint.MetadataFile, kept)
 	}
-	return Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (%s)", cause, kept, how)
+	return errs.Precondition("%w; the workload was checkpointed and stopped: its uncompressed checkpoint is kept at %s (%s)", cause, kept, how)
 }
 
 // KeepImages makes the images CRIU wrote into work an uncompressed checkpoint named name, and
@@ -143,7 +144,7 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 		}
 		tmp, err := os.MkdirTemp(opts.TempDir, "cedana-restore-")
 		if err != nil {
-			return Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+			return errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
 		}
 		defer os.RemoveAll(tmp)
 
@@ -154,18 +155,15 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 			phase = "download"
 			client, err := storage.New(opts.S3)
 			if err != nil {
-				return Invalid("%w", err)
+				return errs.Invalid("%w", err)
 			}
 			if src, stored, err = client.Open(ctx, loc); err != nil {
-				if errors.Is(err, storage.ErrNotFound) {
-					return NotFound("%w", err)
-				}
-				return Precondition("%w", err)
+				return err // not found, unreachable, ...: storage's errors have their kinds
 			}
 		} else {
 			f, err := os.Open(req.Path)
 			if err != nil {
-				return Precondition("open checkpoint %s: %w", req.Path, err)
+				return errs.Precondition("open checkpoint %s: %w", req.Path, err)
 			}
 			if info, err := f.Stat(); err == nil {
 				stored = info.Size()
@@ -178,7 +176,7 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 		src.Close()
 		Observe(resp.Stats, phase, start)
 		if err != nil {
-			return Invalid("checkpoint %s cannot be read: %w", req.Path, err)
+			return errs.Invalid("checkpoint %s cannot be read: %w", req.Path, err)
 		}
 		if resp.Stats != nil {
 			resp.Stats.RawBytes, resp.Stats.StoredBytes = raw, stored

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -75,7 +76,7 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	h := adapters.DumpHandler(imageWriter(t, true)).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
 	err := h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
 	require.Error(t, err)
-	assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 	assert.ErrorContains(t, err, "core-1.img changed after it was archived")
 	kept := filepath.Join(dir, "ck")
 	assert.ErrorContains(t, err, "kept at "+kept)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -175,7 +176,7 @@ func criuFailure(err error, dir, logName, keepAs string) error {
 	if logPath != "" {
 		msg += "; full log: " + logPath
 	}
-	return Precondition("%w%s", err, msg)
+	return errs.Precondition("%w%s", err, msg)
 }
 
 func copyFile(from, to string) error {

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/criu/criutest"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/sysinfo"
 )
@@ -100,7 +102,7 @@ func TestDumpWithCRIUClaimsTheTree(t *testing.T) {
 				opts.Claim = func(key, what string) (func(), error) {
 					asked = append(asked, key)
 					if claimed[key] {
-						return nil, Busy("%s is busy with another operation", what)
+						return nil, errs.Busy("%s is busy with another operation", what)
 					}
 					claimed[key] = true
 					return func() { delete(claimed, key) }, nil
@@ -111,10 +113,10 @@ func TestDumpWithCRIUClaimsTheTree(t *testing.T) {
 			err := DumpWithCRIU(context.Background(), opts, req, resp)
 			require.Error(t, err)
 			if tt.wantBusy {
-				assert.ErrorIs(t, err, ErrBusy)
+				assert.ErrorIs(t, err, errdefs.ErrConflict)
 				assert.Contains(t, err.Error(), fmt.Sprintf("PID %d", tt.pid))
 			} else {
-				assert.NotErrorIs(t, err, ErrBusy)
+				assert.NotErrorIs(t, err, errdefs.ErrConflict)
 				assert.Contains(t, err.Error(), "open checkpoint directory", "got past the claim to the images")
 			}
 			if !tt.noClaim {

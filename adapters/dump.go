@@ -15,6 +15,7 @@ import (
 
 	"github.com/cedana/cedana/archive"
 	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
 	"github.com/cedana/cedana/sysinfo"
@@ -58,29 +59,29 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 func ValidateDumpRequest(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		if req.Type == "" {
-			return Invalid("the request names no runtime: set type (e.g. \"process\")")
+			return errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
 		}
 		if req.Dir == "" {
-			return Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")
+			return errs.Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")
 		}
 		if strings.ContainsRune(req.Dir, 0) {
-			return Invalid("checkpoint directory %q contains a NUL byte", req.Dir)
+			return errs.Invalid("checkpoint directory %q contains a NUL byte", req.Dir)
 		}
 		codec := archive.None
 		if req.Compression != "" {
 			var err error
 			if codec, err = archive.ParseCodec(req.Compression); err != nil {
-				return Invalid("%w", err)
+				return errs.Invalid("%w", err)
 			}
 		}
 		_, remote, err := storage.ParseURL(req.Dir)
 		switch {
 		case err != nil:
-			return Invalid("%w", err)
+			return errs.Invalid("%w", err)
 		case remote && codec == archive.None:
-			return Invalid("an s3:// checkpoint is one archive: pass --compression (tar, gzip, lz4, zlib or zstd)")
+			return errs.Invalid("an s3:// checkpoint is one archive: pass --compression (tar, gzip, lz4, zlib or zstd)")
 		case !remote && !filepath.IsAbs(req.Dir):
-			return Invalid("checkpoint directory %q is not an absolute path", req.Dir)
+			return errs.Invalid("checkpoint directory %q is not an absolute path", req.Dir)
 		}
 		if err := validateName(req.Name); err != nil {
 			return err
@@ -97,10 +98,10 @@ const MaxNameLen = 200
 
 func validateName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
-		return Invalid("checkpoint name %q must be a plain file name (no '/', not starting with '.')", name)
+		return errs.Invalid("checkpoint name %q must be a plain file name (no '/', not starting with '.')", name)
 	}
 	if len(name) > MaxNameLen {
-		return Invalid("checkpoint name is %d bytes long: the limit is %d", len(name), MaxNameLen)
+		return errs.Invalid("checkpoint name is %d bytes long: the limit is %d", len(name), MaxNameLen)
 	}
 	return nil
 }
@@ -133,13 +134,13 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 			work = final
 			if codec != archive.None {
 				if _, err := os.Lstat(final); err == nil {
-					return Exists("checkpoint %s already exists: choose another --name or delete it first", final)
+					return errs.Exists("checkpoint %s already exists: choose another --name or delete it first", final)
 				}
 				work = filepath.Join(req.Dir, "."+req.Name+".images")
 			}
 			if err := os.Mkdir(work, 0o700); err != nil {
 				if errors.Is(err, fs.ErrExist) {
-					return Exists("checkpoint %s already exists (or is being written): choose another --name or delete it first", final)
+					return errs.Exists("checkpoint %s already exists (or is being written): choose another --name or delete it first", final)
 				}
 				return dirError(req.Dir, err)
 			}
@@ -161,7 +162,7 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 				return
 			}
 			if dumped {
-				err = Precondition("%w (the workload is still running; nothing was kept)", err)
+				err = errs.Precondition("%w (the workload is still running; nothing was kept)", err)
 			}
 			if rmErr := os.RemoveAll(work); rmErr != nil {
 				opts.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
@@ -186,7 +187,7 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 // dirError explains a directory the checkpoint cannot be created in (missing permission, a file
 // in the way, a read-only file system, ...).
 func dirError(dir string, err error) error {
-	return Precondition("cannot create the checkpoint in %s: %w; pass a writable --dir", dir, err)
+	return errs.Precondition("cannot create the checkpoint in %s: %w; pass a writable --dir", dir, err)
 }
 
 // unwrapPath drops the *PathError's own path, which the callers' messages already name.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
@@ -124,19 +125,19 @@ func TestValidateDumpRequest(t *testing.T) {
 	}{
 		{name: "valid", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp/ck", Name: "dump-1"}},
 		{name: "valid name with dots inside", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp/ck", Name: "a.b..c"}},
-		{name: "no type", req: &daemonv1.DumpRequest{Dir: "/tmp/ck", Name: "n"}, wantErr: adapters.ErrInvalidArgument, msg: "type"},
-		{name: "empty dir", req: &daemonv1.DumpRequest{Type: "process", Name: "n"}, wantErr: adapters.ErrInvalidArgument, msg: "--dir"},
-		{name: "relative dir", req: &daemonv1.DumpRequest{Type: "process", Dir: "ck", Name: "n"}, wantErr: adapters.ErrInvalidArgument, msg: "not an absolute path"},
-		{name: "dot-relative dir", req: &daemonv1.DumpRequest{Type: "process", Dir: "./ck", Name: "n"}, wantErr: adapters.ErrInvalidArgument, msg: "not an absolute path"},
-		{name: "name ..", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: ".."}, wantErr: adapters.ErrInvalidArgument, msg: `".."`},
-		{name: "name .", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "."}, wantErr: adapters.ErrInvalidArgument, msg: `"."`},
-		{name: "name with slash", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "a/b"}, wantErr: adapters.ErrInvalidArgument, msg: `"a/b"`},
-		{name: "name escaping", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "../etc"}, wantErr: adapters.ErrInvalidArgument},
-		{name: "hidden name", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: ".hidden"}, wantErr: adapters.ErrInvalidArgument, msg: `".hidden"`},
-		{name: "name with NUL", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "a\x00b"}, wantErr: adapters.ErrInvalidArgument},
+		{name: "no type", req: &daemonv1.DumpRequest{Dir: "/tmp/ck", Name: "n"}, wantErr: errdefs.ErrInvalidArgument, msg: "type"},
+		{name: "empty dir", req: &daemonv1.DumpRequest{Type: "process", Name: "n"}, wantErr: errdefs.ErrInvalidArgument, msg: "--dir"},
+		{name: "relative dir", req: &daemonv1.DumpRequest{Type: "process", Dir: "ck", Name: "n"}, wantErr: errdefs.ErrInvalidArgument, msg: "not an absolute path"},
+		{name: "dot-relative dir", req: &daemonv1.DumpRequest{Type: "process", Dir: "./ck", Name: "n"}, wantErr: errdefs.ErrInvalidArgument, msg: "not an absolute path"},
+		{name: "name ..", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: ".."}, wantErr: errdefs.ErrInvalidArgument, msg: `".."`},
+		{name: "name .", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "."}, wantErr: errdefs.ErrInvalidArgument, msg: `"."`},
+		{name: "name with slash", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "a/b"}, wantErr: errdefs.ErrInvalidArgument, msg: `"a/b"`},
+		{name: "name escaping", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "../etc"}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "hidden name", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: ".hidden"}, wantErr: errdefs.ErrInvalidArgument, msg: `".hidden"`},
+		{name: "name with NUL", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: "a\x00b"}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "longest name", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: strings.Repeat("n", adapters.MaxNameLen)}},
-		{name: "name too long", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: strings.Repeat("n", adapters.MaxNameLen+1)}, wantErr: adapters.ErrInvalidArgument, msg: "the limit is 200"},
-		{name: "dir with NUL", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp/a\x00b", Name: "n"}, wantErr: adapters.ErrInvalidArgument, msg: "NUL"},
+		{name: "name too long", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp", Name: strings.Repeat("n", adapters.MaxNameLen+1)}, wantErr: errdefs.ErrInvalidArgument, msg: "the limit is 200"},
+		{name: "dir with NUL", req: &daemonv1.DumpRequest{Type: "process", Dir: "/tmp/a\x00b", Name: "n"}, wantErr: errdefs.ErrInvalidArgument, msg: "NUL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,7 +150,7 @@ func TestValidateDumpRequest(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tt.wantErr)
-			for _, other := range []error{adapters.ErrNotFound, adapters.ErrAlreadyExists, adapters.ErrFailedPrecondition} {
+			for _, other := range []error{errdefs.ErrNotFound, errdefs.ErrAlreadyExists, errdefs.ErrFailedPrecondition} {
 				assert.NotErrorIs(t, err, other)
 			}
 			if tt.msg != "" {
@@ -166,7 +167,7 @@ func TestValidateDumpRequestEmptyName(t *testing.T) {
 	next := &dumpCapture{}
 	err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(),
 		&daemonv1.DumpRequest{Type: "process", Dir: "/tmp"}, &daemonv1.DumpResponse{})
-	assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	assert.Zero(t, next.calls)
 }
 
@@ -216,7 +217,7 @@ func TestPrepareDumpDirExistingName(t *testing.T) {
 	err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
 		&daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "taken"}, resp)
 	require.Error(t, err)
-	assert.ErrorIs(t, err, adapters.ErrAlreadyExists)
+	assert.ErrorIs(t, err, errdefs.ErrAlreadyExists)
 	assert.Contains(t, err.Error(), existing)
 	assert.Zero(t, next.calls)
 	assert.Empty(t, resp.Path)
@@ -259,9 +260,9 @@ func TestPrepareDumpDirUnwritableParent(t *testing.T) {
 				&daemonv1.DumpRequest{Type: "process", Dir: tt.dir(base), Name: "ck"}, &daemonv1.DumpResponse{})
 			require.Error(t, err)
 			assert.Zero(t, next.calls)
-			assert.NotErrorIs(t, err, adapters.ErrAlreadyExists)
+			assert.NotErrorIs(t, err, errdefs.ErrAlreadyExists)
 			assert.NoDirExists(t, filepath.Join(tt.dir(base), "ck"))
-			assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+			assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 			assert.Contains(t, err.Error(), "--dir", "the message says how to fix it")
 		})
 	}
@@ -358,7 +359,7 @@ func TestDumpChain(t *testing.T) {
 	t.Run("invalid request never reaches the dump", func(t *testing.T) {
 		dump := &dumpCapture{}
 		err := chain(dump)(context.Background(), opts, &daemonv1.DumpRequest{Type: "process", Name: "../x"}, &daemonv1.DumpResponse{})
-		assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+		assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 		assert.Zero(t, dump.calls)
 	})
 }
@@ -387,7 +388,7 @@ func TestPrepareDumpDirKeepsDumpedImages(t *testing.T) {
 		req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Criu: &daemonv1.CriuOptions{LeaveRunning: leaveRunning}}
 		err := h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
 		require.Error(t, err)
-		assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+		assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 		if leaveRunning {
 			assert.ErrorContains(t, err, "nothing was kept")
 			assert.NoDirExists(t, filepath.Join(parent, "ck"))

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/sysinfo"
 )
@@ -48,10 +49,10 @@ func waitForPID(ctx context.Context, pid int, start time.Time, timeout time.Dura
 		}
 		if waited >= limit {
 			if err == nil && st.State == 'Z' {
-				return Timeout("PID %d of the checkpoint is still held by an unreaped zombie (%s, parent %d) after %s: "+
+				return errs.Timeout("PID %d of the checkpoint is still held by an unreaped zombie (%s, parent %d) after %s: "+
 					"its parent must reap it before the restore can use the PID", pid, st.Comm, st.PPID, waited.Round(time.Millisecond))
 			}
-			return Precondition("PID %d of the checkpoint is in use by a running process (%s): "+
+			return errs.Precondition("PID %d of the checkpoint is in use by a running process (%s): "+
 				"stop it first (was the workload dumped with --leave-running?)", pid, st.Comm)
 		}
 		select {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -95,7 +96,7 @@ func TestWaitForFreePIDsLiveHolder(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			next, _, took, err := runWaitForFreePIDs(tt.ck, tt.timeout)
 			require.Error(t, err)
-			assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+			assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 			assert.Contains(t, err.Error(), strconv.Itoa(int(pid)))
 			assert.Contains(t, err.Error(), "sleep", "the message names the holder")
 			assert.Zero(t, next.calls)
@@ -116,7 +117,7 @@ func TestWaitForFreePIDsZombieHolder(t *testing.T) {
 
 	next, _, took, err := runWaitForFreePIDs(&daemonv1.Checkpoint{Pid: pid}, 300*time.Millisecond)
 	require.Error(t, err)
-	assert.ErrorIs(t, err, adapters.ErrDeadlineExceeded)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "zombie")
 	assert.Zero(t, next.calls)
 	assert.GreaterOrEqual(t, took, 300*time.Millisecond)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
 )
@@ -25,13 +26,13 @@ func TimeRestore(next RestoreHandler) RestoreHandler {
 func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		if req.Path == "" {
-			return Invalid("no checkpoint to restore: pass --path <checkpoint directory>")
+			return errs.Invalid("no checkpoint to restore: pass --path <checkpoint directory>")
 		}
 		if strings.ContainsRune(req.Path, 0) {
-			return Invalid("checkpoint path %q contains a NUL byte", req.Path)
+			return errs.Invalid("checkpoint path %q contains a NUL byte", req.Path)
 		}
 		if _, _, err := storage.ParseURL(req.Path); err != nil {
-			return Invalid("%w", err)
+			return errs.Invalid("%w", err)
 		}
 		if req.Criu == nil {
 			req.Criu = &daemonv1.CriuOptions{}
@@ -52,16 +53,16 @@ func LocateCheckpoint(next RestoreHandler) RestoreHandler {
 		}
 		path, err := filepath.Abs(req.Path)
 		if err != nil {
-			return Invalid("checkpoint path %q: %w", req.Path, err)
+			return errs.Invalid("checkpoint path %q: %w", req.Path, err)
 		}
 		info, err := os.Stat(path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return NotFound("checkpoint %s does not exist", path)
+			return errs.NotFound("checkpoint %s does not exist", path)
 		case err != nil:
-			return Precondition("cannot read checkpoint %s: %w", path, unwrapPath(err))
+			return errs.Precondition("cannot read checkpoint %s: %w", path, unwrapPath(err))
 		case !info.IsDir() && !info.Mode().IsRegular():
-			return Invalid("%s is neither a checkpoint directory nor a checkpoint archive", path)
+			return errs.Invalid("%s is neither a checkpoint directory nor a checkpoint archive", path)
 		}
 		req.Path = path
 		return next(ctx, opts, req, resp)
@@ -79,7 +80,7 @@ func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
 		ck, err := checkpoint.Read(opts.ImageDir)
 		if err != nil {
 			if errors.Is(err, checkpoint.ErrNotCheckpoint) {
-				return Invalid("%w", err)
+				return errs.Invalid("%w", err)
 			}
 			return err
 		}
@@ -87,7 +88,7 @@ func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
 		case req.Type == "":
 			req.Type = ck.Type
 		case req.Type != ck.Type:
-			return Invalid("checkpoint %s was made by the %s runtime, not %s: restore it with `cedana restore %s`", req.Path, ck.Type, req.Type, ck.Type)
+			return errs.Invalid("checkpoint %s was made by the %s runtime, not %s: restore it with `cedana restore %s`", req.Path, ck.Type, req.Type, ck.Type)
 		}
 		if req.Criu == nil {
 			req.Criu = &daemonv1.CriuOptions{}

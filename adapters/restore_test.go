@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
@@ -75,16 +76,16 @@ func TestRestoreChecks(t *testing.T) {
 		{name: "a path, not looked at", adapter: validate, path: "/nonexistent/ck", wantPath: "/nonexistent/ck"},
 		{name: "relative path, left to LocateCheckpoint", adapter: validate, path: "ck", wantPath: "ck"},
 		{name: "s3 URL", adapter: validate, path: "s3://bucket/ck.tar.zst", wantPath: "s3://bucket/ck.tar.zst"},
-		{name: "empty path", adapter: validate, path: "", wantErr: adapters.ErrInvalidArgument, msg: "--path"},
-		{name: "NUL byte", adapter: validate, path: "/tmp/a\x00b", wantErr: adapters.ErrInvalidArgument, msg: "NUL"},
-		{name: "s3 URL without bucket", adapter: validate, path: "s3://", wantErr: adapters.ErrInvalidArgument},
+		{name: "empty path", adapter: validate, path: "", wantErr: errdefs.ErrInvalidArgument, msg: "--path"},
+		{name: "NUL byte", adapter: validate, path: "/tmp/a\x00b", wantErr: errdefs.ErrInvalidArgument, msg: "NUL"},
+		{name: "s3 URL without bucket", adapter: validate, path: "s3://", wantErr: errdefs.ErrInvalidArgument},
 		{name: "located", adapter: locate, path: ckDir, wantPath: ckDir},
 		{name: "located, cleaned", adapter: locate, path: ckDir + "/./", wantPath: ckDir},
-		{name: "missing", adapter: locate, path: filepath.Join(base, "missing"), wantErr: adapters.ErrNotFound, msg: "does not exist"},
+		{name: "missing", adapter: locate, path: filepath.Join(base, "missing"), wantErr: errdefs.ErrNotFound, msg: "does not exist"},
 		{name: "regular file (an archive)", adapter: locate, path: regular, wantPath: regular},
 		{name: "s3 URL, not looked up", adapter: locate, path: "s3://bucket/ck.tar.zst", wantPath: "s3://bucket/ck.tar.zst"},
-		{name: "a device", adapter: locate, path: "/dev/null", wantErr: adapters.ErrInvalidArgument, msg: "neither a checkpoint directory nor a checkpoint archive"},
-		{name: "under a regular file", adapter: locate, path: filepath.Join(regular, "sub"), wantErr: adapters.ErrFailedPrecondition},
+		{name: "a device", adapter: locate, path: "/dev/null", wantErr: errdefs.ErrInvalidArgument, msg: "neither a checkpoint directory nor a checkpoint archive"},
+		{name: "under a regular file", adapter: locate, path: filepath.Join(regular, "sub"), wantErr: errdefs.ErrFailedPrecondition},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,7 +154,7 @@ func TestReadCheckpointMetadataNoMetadata(t *testing.T) {
 	req := &daemonv1.RestoreRequest{Path: t.TempDir(), Criu: &daemonv1.CriuOptions{}}
 	err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
 	require.Error(t, err)
-	assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	assert.ErrorIs(t, err, checkpoint.ErrNotCheckpoint)
 	assert.Contains(t, err.Error(), checkpoint.MetadataFile)
 	assert.Zero(t, next.calls)
@@ -165,7 +166,7 @@ func TestReadCheckpointMetadataGarbage(t *testing.T) {
 	next := &restoreCapture{}
 	err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testOpts(),
 		&daemonv1.RestoreRequest{Path: dir, Criu: &daemonv1.CriuOptions{}}, &daemonv1.RestoreResponse{})
-	assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	assert.Zero(t, next.calls)
 }
 
@@ -178,7 +179,7 @@ func TestReadCheckpointMetadataType(t *testing.T) {
 	}{
 		{name: "taken from metadata when empty", reqType: "", wantType: "process"},
 		{name: "same type", reqType: "process", wantType: "process"},
-		{name: "different type", reqType: "runc", wantErr: adapters.ErrInvalidArgument},
+		{name: "different type", reqType: "runc", wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -155,12 +155,14 @@ func describe(err error, cfg config.Config) string {
 		return fmt.Sprintf("permission denied on the cedana daemon's socket %s: the daemon accepts root (and members of the groups in its auth.allowed_groups): "+
 			"run as root, or ask an administrator to let a group of yours in", cfg.Address)
 	}
-	if cerr.Code() == connect.CodeUnavailable && isDialError(cerr) {
+	if cerr.Code() == connect.CodeUnavailable && !connect.IsWireError(cerr) && isDialError(cerr) {
 		return fmt.Sprintf("cannot reach the cedana daemon at %s (%s): is it running? Start it with `cedana daemon start`, or point --address/CEDANA_ADDRESS at it", cfg.Address, cfg.Protocol)
 	}
 	return cerr.Message()
 }
 
+// isDialError tells a client's failure to reach the daemon; an unavailable error the daemon sent
+// (a containerd or an S3 endpoint it could not reach) is a wire error, told by the caller.
 func isDialError(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "dial") || strings.Contains(msg, "connect: ") || strings.Contains(msg, "no such file")

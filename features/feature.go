@@ -9,10 +9,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/cedana/cedana/errs"
 )
 
-// ErrUnavailable is wrapped by every error about a runtime that this binary does not have.
-var ErrUnavailable = errors.New("not available")
+// ErrUnavailable is wrapped by every error about a runtime that this binary does not have; its kind
+// is errdefs.ErrNotImplemented.
+var ErrUnavailable = errs.Unimplemented("not available")
 
 // Feature is one capability (a CLI subcommand, a dump middleware, ...) with an implementation of
 // type T per runtime. Implementations are registered from init() and read at request time.
@@ -76,7 +79,7 @@ func (f *Feature[T]) Names() []string {
 func (f *Feature[T]) IfAvailable(do func(runtime string, impl T) error, filter ...string) error {
 	f.mu.RLock()
 	selected := make(map[string]T, len(f.impls))
-	var errs []error
+	var failed []error
 	if len(filter) == 0 {
 		for name, impl := range f.impls {
 			selected[name] = impl
@@ -85,7 +88,7 @@ func (f *Feature[T]) IfAvailable(do func(runtime string, impl T) error, filter .
 		for _, name := range filter {
 			impl, ok := f.impls[name]
 			if !ok {
-				errs = append(errs, f.unavailable(name))
+				failed = append(failed, f.unavailable(name))
 				continue
 			}
 			selected[name] = impl
@@ -100,10 +103,10 @@ func (f *Feature[T]) IfAvailable(do func(runtime string, impl T) error, filter .
 	sort.Strings(names)
 	for _, name := range names {
 		if err := callSafely(name, f.name, do, selected[name]); err != nil {
-			errs = append(errs, err)
+			failed = append(failed, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(failed...)
 }
 
 func (f *Feature[T]) unavailable(runtime string) error {

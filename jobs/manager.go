@@ -15,9 +15,10 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/store"
 	"github.com/cedana/cedana/sysinfo"
 )
@@ -57,7 +58,7 @@ func (m *Manager) Lock(key, what string) (func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.busy[key] {
-		return nil, adapters.Busy("%s is busy with another operation: try again when it is done", what)
+		return nil, errs.Busy("%s is busy with another operation: try again when it is done", what)
 	}
 	m.busy[key] = true
 	return func() {
@@ -76,14 +77,14 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 	}
 	bin, err := exec.LookPath(path)
 	if err != nil {
-		return store.Job{}, adapters.NotFound("cannot run %s: %w", path, errors.Unwrap(err))
+		return store.Job{}, errs.NotFound("cannot run %s: %w", path, errors.Unwrap(err))
 	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-		return store.Job{}, adapters.Precondition("cannot create the log directory: %w", err)
+		return store.Job{}, errs.Precondition("cannot create the log directory: %w", err)
 	}
 	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return store.Job{}, adapters.Precondition("cannot open the job's log: %w", err)
+		return store.Job{}, errs.Precondition("cannot open the job's log: %w", err)
 	}
 	defer out.Close()
 	in, err := m.openStdin(jid)
@@ -100,7 +101,7 @@ func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, a
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		_ = os.Remove(m.StdinPath(jid))
-		return store.Job{}, adapters.Precondition("cannot start %s: %w", path, err)
+		return store.Job{}, errs.Precondition("cannot start %s: %w", path, err)
 	}
 	_ = sysinfo.SetPriority(cmd.Process.Pid, sysinfo.Normal) // not the daemon's background priority
 
@@ -123,7 +124,7 @@ func (m *Manager) NewJob(ctx context.Context, jid, logPath string) (string, stri
 		return "", "", err
 	}
 	if _, err := m.store.GetJob(ctx, jid); err == nil {
-		return "", "", adapters.Exists("job %s already exists: choose another --jid or delete it", jid)
+		return "", "", errs.Exists("job %s already exists: choose another --jid or delete it", jid)
 	}
 	if logPath == "" {
 		logPath = filepath.Join(m.logDir, jid+".log")
@@ -140,15 +141,15 @@ func (m *Manager) StdinPath(jid string) string { return filepath.Join(m.logDir, 
 func (m *Manager) openStdin(jid string) (*os.File, error) {
 	path := m.StdinPath(jid)
 	if err := os.MkdirAll(m.logDir, 0o755); err != nil {
-		return nil, adapters.Precondition("cannot create the jobs' directory %s: %w", m.logDir, err)
+		return nil, errs.Precondition("cannot create the jobs' directory %s: %w", m.logDir, err)
 	}
 	_ = os.Remove(path)
 	if err := unix.Mkfifo(path, 0o600); err != nil {
-		return nil, adapters.Precondition("cannot create the job's stdin %s: %w", path, err)
+		return nil, errs.Precondition("cannot create the job's stdin %s: %w", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, adapters.Precondition("cannot open the job's stdin %s: %w", path, err)
+		return nil, errs.Precondition("cannot open the job's stdin %s: %w", path, err)
 	}
 	return f, nil
 }
@@ -160,11 +161,11 @@ func (m *Manager) WriteStdin(ctx context.Context, jid string, data []byte) error
 		return err
 	}
 	if !Running(job) {
-		return adapters.Precondition("job %s is not running (%s): it reads no input", jid, job.Status)
+		return errs.Precondition("job %s is not running (%s): it reads no input", jid, job.Status)
 	}
 	f, err := os.OpenFile(m.StdinPath(jid), os.O_WRONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return adapters.Precondition("job %s takes no input (it was adopted, not started by cedana): %w", jid, err)
+		return errs.Precondition("job %s takes no input (it was adopted, not started by cedana): %w", jid, err)
 	}
 	defer f.Close()
 	if _, err := f.Write(data); err != nil {
@@ -188,15 +189,15 @@ func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details [
 	}
 	st, err := sysinfo.ReadStat(pid)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && st.State == 'Z') {
-		return store.Job{}, adapters.NotFound("no running process with PID %d", pid)
+		return store.Job{}, errs.NotFound("no running process with PID %d", pid)
 	}
 	if err != nil {
 		return store.Job{}, fmt.Errorf("read process %d: %w", pid, err)
 	}
 	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: st.StartTime}
 	if err := m.store.CreateJob(ctx, job); err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return store.Job{}, adapters.Exists("job %s already exists: choose another --jid or delete it", jid)
+		if errdefs.IsAlreadyExists(err) {
+			return store.Job{}, errs.Reword(err, "job %s already exists: choose another --jid or delete it", jid)
 		}
 		return store.Job{}, fmt.Errorf("record job %s: %w", jid, err)
 	}
@@ -260,7 +261,7 @@ func (m *Manager) Signal(ctx context.Context, jid string, sig syscall.Signal) (s
 		return job, err
 	}
 	if job.Status != store.JobRunning || !sysinfo.Alive(job.PID, job.StartTime) {
-		return job, adapters.Precondition("job %s is not running (%s): nothing to signal", jid, job.Status)
+		return job, errs.Precondition("job %s is not running (%s): nothing to signal", jid, job.Status)
 	}
 	if err := unix.Kill(job.PID, sig); err != nil {
 		return job, fmt.Errorf("signal job %s (PID %d): %w", jid, job.PID, err)
@@ -271,8 +272,8 @@ func (m *Manager) Signal(ctx context.Context, jid string, sig syscall.Signal) (s
 // Get returns job jid, or a not-found error that says how to list jobs.
 func (m *Manager) Get(ctx context.Context, jid string) (store.Job, error) {
 	job, err := m.store.GetJob(ctx, jid)
-	if errors.Is(err, store.ErrNotFound) {
-		return job, adapters.NotFound("no job %s (see `cedana ps`)", jid)
+	if errdefs.IsNotFound(err) {
+		return job, errs.Reword(err, "no job %s (see `cedana ps`)", jid)
 	}
 	return job, err
 }
@@ -325,7 +326,7 @@ func (m *Manager) halt(jid string, pid int, code *int) {
 		j.ExitCode = code
 		return nil
 	})
-	if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, errdefs.ErrNotFound) {
 		m.log.Warn("cannot record the end of a job", "jid", jid, "error", err)
 	}
 }
@@ -354,11 +355,11 @@ const MaxJIDLen = 64
 func ValidateJID(jid string) error {
 	switch {
 	case jid == "":
-		return adapters.Invalid("empty job ID: a job ID is 1-%d letters, digits, '-', '_' or '.'", MaxJIDLen)
+		return errs.Invalid("empty job ID: a job ID is 1-%d letters, digits, '-', '_' or '.'", MaxJIDLen)
 	case len(jid) > MaxJIDLen:
-		return adapters.Invalid("job ID of %d bytes is too long: the limit is %d", len(jid), MaxJIDLen)
+		return errs.Invalid("job ID of %d bytes is too long: the limit is %d", len(jid), MaxJIDLen)
 	case jid[0] == '.' || strings.IndexFunc(jid, notJIDRune) >= 0:
-		return adapters.Invalid("job ID %q must be 1-%d letters, digits, '-', '_' or '.', not starting with '.'", jid, MaxJIDLen)
+		return errs.Invalid("job ID %q must be 1-%d letters, digits, '-', '_' or '.', not starting with '.'", jid, MaxJIDLen)
 	}
 	return nil
 }

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/store"
 )
 
@@ -66,9 +66,9 @@ func TestStartProcessRecordsExitCode(t *testing.T) {
 func TestStartProcessBadInput(t *testing.T) {
 	m := newManager(t)
 	_, err := m.StartProcess(context.Background(), "", "", "/nonexistent/program", nil, nil, "", nil)
-	assert.ErrorIs(t, err, adapters.ErrNotFound)
+	assert.ErrorIs(t, err, errdefs.ErrNotFound)
 	_, err = m.StartProcess(context.Background(), "../escape", "", "true", nil, nil, "", nil)
-	assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	list, err := m.store.ListJobs(context.Background())
 	require.NoError(t, err)
 	assert.Empty(t, list, "no job recorded")
@@ -76,12 +76,12 @@ func TestStartProcessBadInput(t *testing.T) {
 	_, err = m.StartProcess(context.Background(), "taken", "", "sleep", []string{"5"}, nil, "", nil)
 	require.NoError(t, err)
 	_, err = m.StartProcess(context.Background(), "taken", "", "true", nil, nil, "", nil)
-	assert.ErrorIs(t, err, adapters.ErrAlreadyExists)
+	assert.ErrorIs(t, err, errdefs.ErrAlreadyExists)
 	_, err = m.Signal(context.Background(), "taken", syscall.SIGKILL)
 	require.NoError(t, err)
 	waitStatus(t, m, "taken", store.JobHalted)
 	_, err = m.Signal(context.Background(), "taken", syscall.SIGKILL)
-	assert.ErrorIs(t, err, adapters.ErrFailedPrecondition, "a dead job cannot be signalled")
+	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition, "a dead job cannot be signalled")
 }
 
 func TestAdoptAndReconcile(t *testing.T) {
@@ -113,7 +113,7 @@ func TestLock(t *testing.T) {
 	unlock, err := m.Lock("job:a", "job a")
 	require.NoError(t, err)
 	_, err = m.Lock("job:a", "job a")
-	assert.ErrorIs(t, err, adapters.ErrBusy)
+	assert.ErrorIs(t, err, errdefs.ErrConflict)
 	assert.ErrorContains(t, err, "job a is busy")
 	other, err := m.Lock("job:b", "job b")
 	require.NoError(t, err, "other jobs are not blocked")
@@ -133,7 +133,7 @@ func TestWriteStdin(t *testing.T) {
 	job = waitStatus(t, m, job.JID, store.JobHalted)
 	require.NotNil(t, job.ExitCode)
 	assert.Equal(t, 5, *job.ExitCode)
-	assert.ErrorIs(t, m.WriteStdin(context.Background(), job.JID, []byte("x")), adapters.ErrFailedPrecondition)
+	assert.ErrorIs(t, m.WriteStdin(context.Background(), job.JID, []byte("x")), errdefs.ErrFailedPrecondition)
 }
 
 func TestValidateJID(t *testing.T) {
@@ -162,7 +162,7 @@ func TestValidateJID(t *testing.T) {
 				assert.NoError(t, err)
 				return
 			}
-			assert.ErrorIs(t, err, adapters.ErrInvalidArgument)
+			assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 			assert.ErrorContains(t, err, tt.msg)
 			assert.Less(t, len(err.Error()), 200, "the message does not echo a huge ID")
 		})

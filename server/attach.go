@@ -11,7 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
 	"github.com/cedana/cedana/store"
@@ -31,11 +31,11 @@ func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, strea
 		return err
 	}
 	if job.Log == "" {
-		return adapters.Precondition("job %s has no log to attach to (it was adopted, not started by cedana)", job.JID)
+		return errs.Precondition("job %s has no log to attach to (it was adopted, not started by cedana)", job.JID)
 	}
 	f, err := os.Open(job.Log)
 	if err != nil {
-		return adapters.Precondition("open the log of job %s: %w", job.JID, err)
+		return errs.Precondition("open the log of job %s: %w", job.JID, err)
 	}
 	defer f.Close()
 

@@ -5,42 +5,45 @@ import (
 	"errors"
 
 	"connectrpc.com/connect"
+	"github.com/containerd/errdefs"
 
-	"github.com/cedana/cedana/adapters"
-	"github.com/cedana/cedana/features"
+	"github.com/cedana/cedana/errs"
 )
 
 // errShuttingDown ends the streams that a stopping daemon would otherwise wait for.
-var errShuttingDown = errors.New("the cedana daemon is shutting down")
+var errShuttingDown = errs.Unavailable("the cedana daemon is shutting down")
 
-// codes maps the kinds of failure to Connect codes; the first match wins.
-var codes = []struct {
-	kind error
-	code connect.Code
-}{
-	{features.ErrUnavailable, connect.CodeUnimplemented},
-	{adapters.ErrInvalidArgument, connect.CodeInvalidArgument},
-	{adapters.ErrNotFound, connect.CodeNotFound},
-	{adapters.ErrAlreadyExists, connect.CodeAlreadyExists},
-	{adapters.ErrFailedPrecondition, connect.CodeFailedPrecondition},
-	{adapters.ErrPermissionDenied, connect.CodePermissionDenied},
-	{adapters.ErrDeadlineExceeded, connect.CodeDeadlineExceeded},
-	{adapters.ErrBusy, connect.CodeAborted},
-	{errShuttingDown, connect.CodeUnavailable},
-	{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
-	{context.Canceled, connect.CodeCanceled},
+// codes maps the kinds of failure (package errs, errdefs) to Connect codes. A kind missing here,
+// and an error of no kind, is internal.
+var codes = map[error]connect.Code{
+	errdefs.ErrInvalidArgument:    connect.CodeInvalidArgument,
+	errdefs.ErrNotFound:           connect.CodeNotFound,
+	errdefs.ErrAlreadyExists:      connect.CodeAlreadyExists,
+	errdefs.ErrPermissionDenied:   connect.CodePermissionDenied,
+	errdefs.ErrResourceExhausted:  connect.CodeResourceExhausted,
+	errdefs.ErrFailedPrecondition: connect.CodeFailedPrecondition,
+	errdefs.ErrNotModified:        connect.CodeFailedPrecondition,
+	errdefs.ErrConflict:           connect.CodeAborted, // busy: another operation on the workload is under way
+	errdefs.ErrAborted:            connect.CodeAborted,
+	errdefs.ErrOutOfRange:         connect.CodeOutOfRange,
+	errdefs.ErrNotImplemented:     connect.CodeUnimplemented, // a runtime this binary lacks
+	errdefs.ErrUnavailable:        connect.CodeUnavailable,
+	errdefs.ErrDataLoss:           connect.CodeDataLoss,
+	errdefs.ErrUnauthenticated:    connect.CodeUnauthenticated,
+	context.DeadlineExceeded:      connect.CodeDeadlineExceeded,
+	context.Canceled:              connect.CodeCanceled,
 }
 
-// toConnect is the one place where errors become Connect errors.
+// toConnect is the one place where errors become Connect errors. The kind is the outermost one
+// in err's chain (errdefs.Resolve), so that a call site that gives its error a kind decides it
+// even when the cause it wraps has another.
 func toConnect(err error) *connect.Error {
 	var cerr *connect.Error
 	if errors.As(err, &cerr) {
 		return cerr
 	}
-	for _, c := range codes {
-		if errors.Is(err, c.kind) {
-			return connect.NewError(c.code, err)
-		}
+	if code, ok := codes[errdefs.Resolve(err)]; ok {
+		return connect.NewError(code, err)
 	}
 	return connect.NewError(connect.CodeInternal, err)
 }

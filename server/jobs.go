@@ -7,10 +7,11 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
@@ -88,16 +89,16 @@ func (s *service) KillJob(ctx context.Context, req *daemonv1.KillJobRequest) (*d
 		sig = syscall.Signal(req.Signal)
 	}
 	resp := &daemonv1.KillJobResponse{}
-	var errs []error
+	var failed []error
 	for _, jid := range req.Jids {
 		job, err := s.jobs.Signal(ctx, jid, sig)
 		if err != nil {
-			errs = append(errs, err)
+			failed = append(failed, err)
 			continue
 		}
 		resp.Jobs = append(resp.Jobs, s.jobProto(ctx, job))
 	}
-	return resp, joinKinds(errs)
+	return resp, joinKinds(failed)
 }
 
 // DeleteJob forgets jobs and deletes their checkpoints' files; a running job only with force.
@@ -105,13 +106,13 @@ func (s *service) DeleteJob(ctx context.Context, req *daemonv1.DeleteJobRequest)
 	if err := validateDeleteJob(req); err != nil {
 		return nil, err
 	}
-	var errs []error
+	var failed []error
 	for _, jid := range req.Jids {
 		if err := s.deleteJob(ctx, jid, req.Force); err != nil {
-			errs = append(errs, err)
+			failed = append(failed, err)
 		}
 	}
-	return &daemonv1.DeleteJobResponse{}, joinKinds(errs)
+	return &daemonv1.DeleteJobResponse{}, joinKinds(failed)
 }
 
 func (s *service) deleteJob(ctx context.Context, jid string, force bool) error {
@@ -126,7 +127,7 @@ func (s *service) deleteJob(ctx context.Context, jid string, force bool) error {
 	}
 	if jobs.Running(job) {
 		if !force {
-			return adapters.Precondition("job %s is running: kill it first (`cedana job kill %s`) or delete with --force", jid, jid)
+			return errs.Precondition("job %s is running: kill it first (`cedana job kill %s`) or delete with --force", jid, jid)
 		}
 		if _, err := s.jobs.Signal(ctx, jid, syscall.SIGKILL); err != nil {
 			return err
@@ -201,8 +202,8 @@ func (s *service) DeleteCheckpoint(ctx context.Context, req *daemonv1.DeleteChec
 
 func (s *service) getCheckpoint(ctx context.Context, id string) (store.Checkpoint, error) {
 	ck, err := s.jobs.Store().GetCheckpoint(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return ck, adapters.NotFound("no checkpoint %s (see `cedana checkpoint list`)", id)
+	if errdefs.IsNotFound(err) {
+		return ck, errs.Reword(err, "no checkpoint %s (see `cedana checkpoint list`)", id)
 	}
 	return ck, err
 }
@@ -220,7 +221,7 @@ func (s *service) prepareJobDump(ctx context.Context, req *daemonv1.DumpRequest)
 		return err
 	}
 	if !jobs.Running(job) {
-		return adapters.Precondition("job %s is not running (%s): there is nothing to dump; restore it with `cedana restore job %s`", job.JID, job.Status, job.JID)
+		return errs.Precondition("job %s is not running (%s): there is nothing to dump; restore it with `cedana restore job %s`", job.JID, job.Status, job.JID)
 	}
 	req.Type = job.Type
 	req.Details = jobDetails(job)
@@ -235,13 +236,13 @@ func (s *service) prepareJobRestore(ctx context.Context, req *daemonv1.RestoreRe
 		return "", err
 	}
 	if jobs.Running(job) {
-		return "", adapters.Precondition("job %s is running (PID %d): kill it first (`cedana job kill %s`) to restore it", job.JID, job.PID, job.JID)
+		return "", errs.Precondition("job %s is running (PID %d): kill it first (`cedana job kill %s`) to restore it", job.JID, job.PID, job.JID)
 	}
 	req.Type = job.Type
 	if req.Path == "" {
 		ck, err := s.jobs.Store().LatestCheckpoint(ctx, job.JID)
-		if errors.Is(err, store.ErrNotFound) {
-			return "", adapters.NotFound("job %s has no checkpoint to restore: dump it first (`cedana dump job %s`)", job.JID, job.JID)
+		if errdefs.IsNotFound(err) {
+			return "", errs.Reword(err, "job %s has no checkpoint to restore: dump it first (`cedana dump job %s`)", job.JID, job.JID)
 		}
 		if err != nil {
 			return "", err
@@ -306,11 +307,11 @@ func checkpointProto(ck store.Checkpoint) *daemonv1.CheckpointEntry {
 }
 
 // joinKinds joins per-job errors; one error keeps its kind (and so its Connect code).
-func joinKinds(errs []error) error {
-	if len(errs) == 1 {
-		return errs[0]
+func joinKinds(failed []error) error {
+	if len(failed) == 1 {
+		return failed[0]
 	}
-	return errors.Join(errs...)
+	return errors.Join(failed...)
 }
 
 // removeCheckpoint deletes a checkpoint's files: a directory, an archive, or an s3:// object.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -185,9 +186,9 @@ func TestSettleDumpsWaitsForCRIU(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, pending, 1, "not settled while its CRIU runs")
 	_, err = s.jobs.Lock("job:j1", "job j1")
-	assert.ErrorIs(t, err, adapters.ErrBusy, "the job is claimed meanwhile")
+	assert.ErrorIs(t, err, errdefs.ErrConflict, "the job is claimed meanwhile")
 	_, err = s.jobs.Lock("tree:"+strconv.Itoa(pid), "the tree")
-	assert.ErrorIs(t, err, adapters.ErrBusy, "the tree is claimed meanwhile")
+	assert.ErrorIs(t, err, errdefs.ErrConflict, "the tree is claimed meanwhile")
 
 	require.NoError(t, criu.Process.Kill())
 	<-exited

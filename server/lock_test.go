@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -30,7 +31,7 @@ func TestLockJob(t *testing.T) {
 	unlock, err := s.lockJob("a")
 	require.NoError(t, err)
 	_, err = s.lockJob("a")
-	assert.ErrorIs(t, err, adapters.ErrBusy, "the same job is busy")
+	assert.ErrorIs(t, err, errdefs.ErrConflict, "the same job is busy")
 	unlockOther, err := s.lockJob("b")
 	require.NoError(t, err, "another job is not")
 	unlockOther()
@@ -42,6 +43,6 @@ func TestLockJob(t *testing.T) {
 	release, err := s.opts.Claim("tree:10", "the process tree of PID 10")
 	require.NoError(t, err)
 	_, err = s.opts.Claim("tree:10", "the process tree of PID 10")
-	assert.ErrorIs(t, err, adapters.ErrBusy, "the same tree is busy")
+	assert.ErrorIs(t, err, errdefs.ErrConflict, "the same tree is busy")
 	release()
 }

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -73,7 +74,7 @@ func (s *service) WatchProgress(ctx context.Context, req *daemonv1.WatchProgress
 	for {
 		p := s.progress.get(req.OperationId)
 		if p == nil && time.Now().After(deadline) {
-			return adapters.NotFound("no operation %q under way", req.OperationId)
+			return errs.NotFound("no operation %q under way", req.OperationId)
 		}
 		if p == nil && stopped {
 			return fmt.Errorf("%w: operation %q will not start", errShuttingDown, req.OperationId)

@@ -22,14 +22,16 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/config"
+	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/storage"
 )
 
 func TestToConnect(t *testing.T) {
@@ -38,13 +40,20 @@ func TestToConnect(t *testing.T) {
 		err  error
 		code connect.Code
 	}{
-		{"invalid", adapters.Invalid("bad %s", "x"), connect.CodeInvalidArgument},
-		{"not found", adapters.NotFound("gone"), connect.CodeNotFound},
-		{"exists", adapters.Exists("taken"), connect.CodeAlreadyExists},
-		{"precondition", adapters.Precondition("busy"), connect.CodeFailedPrecondition},
-		{"denied", adapters.Denied("no"), connect.CodePermissionDenied},
-		{"timeout", adapters.Timeout("slow"), connect.CodeDeadlineExceeded},
-		{"wrapped kind", fmt.Errorf("outer: %w", adapters.NotFound("gone")), connect.CodeNotFound},
+		{"invalid", errs.Invalid("bad %s", "x"), connect.CodeInvalidArgument},
+		{"not found", errs.NotFound("gone"), connect.CodeNotFound},
+		{"exists", errs.Exists("taken"), connect.CodeAlreadyExists},
+		{"precondition", errs.Precondition("busy"), connect.CodeFailedPrecondition},
+		{"denied", errs.Denied("no"), connect.CodePermissionDenied},
+		{"timeout", errs.Timeout("slow"), connect.CodeDeadlineExceeded},
+		{"busy", errs.Busy("job x is busy"), connect.CodeAborted},
+		{"shutting down", fmt.Errorf("%w: attach again", errShuttingDown), connect.CodeUnavailable},
+		{"wrapped kind", fmt.Errorf("outer: %w", errs.NotFound("gone")), connect.CodeNotFound},
+		{"the outer kind wins", errs.Precondition("cannot use it: %w", errs.NotFound("gone")), connect.CodeFailedPrecondition},
+		{"store's not found", fmt.Errorf("job %q: %w", "x", errdefs.ErrNotFound), connect.CodeNotFound},
+		{"reworded", errs.Reword(fmt.Errorf("job %q: %w", "x", errdefs.ErrNotFound), "no job x"), connect.CodeNotFound},
+		{"S3 unreachable", fmt.Errorf("x: %w", storage.ErrUnreachable), connect.CodeUnavailable},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), connect.CodeDeadlineExceeded},
 		{"not compiled in", &features.NotCompiledInError{Runtime: "runc", Feature: "x"}, connect.CodeUnimplemented},
 		{"unknown runtime", fmt.Errorf("x: %w", features.ErrUnavailable), connect.CodeUnimplemented},
 		{"cancelled", context.Canceled, connect.CodeCanceled},

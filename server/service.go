@@ -13,6 +13,7 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/config"
+	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
@@ -224,7 +225,7 @@ var (
 // adapters. The daemon and in-process (--no-server) commands use the same chain.
 func DumpChain(runtime string) (adapters.DumpHandler, error) {
 	if runtime == "" {
-		return nil, adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
+		return nil, errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
 	}
 	return buildChain(runtime, commonDump, features.DumpMiddleware, features.DumpHandler)
 }

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
 )
@@ -42,7 +42,7 @@ func validateRun(req *daemonv1.RunRequest) error {
 		return err
 	}
 	if req.Log != "" && !filepath.IsAbs(req.Log) {
-		return adapters.Invalid("log %q is not an absolute path", req.Log)
+		return errs.Invalid("log %q is not an absolute path", req.Log)
 	}
 	return nil
 }
@@ -55,7 +55,7 @@ func validateGetJob(req *daemonv1.GetJobRequest) error { return requireJID(req.J
 
 func validateKillJob(req *daemonv1.KillJobRequest) error {
 	if req.Signal < 0 || req.Signal > maxSignal {
-		return adapters.Invalid("signal %d is out of range 1-%d (0 sends SIGKILL)", req.Signal, maxSignal)
+		return errs.Invalid("signal %d is out of range 1-%d (0 sends SIGKILL)", req.Signal, maxSignal)
 	}
 	return requireJIDs(req.Jids, "kill")
 }
@@ -64,7 +64,7 @@ func validateDeleteJob(req *daemonv1.DeleteJobRequest) error { return requireJID
 
 func validateAttach(req *daemonv1.AttachRequest) error {
 	if req.TailLines < 0 {
-		return adapters.Invalid("tail_lines %d is negative (0 sends the default, 20)", req.TailLines)
+		return errs.Invalid("tail_lines %d is negative (0 sends the default, 20)", req.TailLines)
 	}
 	return requireJID(req.Jid)
 }
@@ -99,14 +99,14 @@ func firstError(errs ...error) error {
 
 func requireType(typ string) error {
 	if typ == "" {
-		return adapters.Invalid("the request names no runtime: set type (e.g. \"process\")")
+		return errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
 	}
 	return nil
 }
 
 func requireJID(jid string) error {
 	if jid == "" {
-		return adapters.Invalid("no job ID: give the job's JID (see `cedana ps`)")
+		return errs.Invalid("no job ID: give the job's JID (see `cedana ps`)")
 	}
 	return jobs.ValidateJID(jid)
 }
@@ -121,7 +121,7 @@ func optionalJID(jid string) error {
 // requireJIDs checks a request's list of jobs to verb.
 func requireJIDs(jids []string, verb string) error {
 	if len(jids) == 0 {
-		return adapters.Invalid("no job to %s: give at least one JID (see `cedana ps`)", verb)
+		return errs.Invalid("no job to %s: give at least one JID (see `cedana ps`)", verb)
 	}
 	for _, jid := range jids {
 		if err := requireJID(jid); err != nil {
@@ -136,13 +136,13 @@ func requireJIDs(jids []string, verb string) error {
 func requireCheckpointID(id string) error {
 	switch {
 	case id == "":
-		return adapters.Invalid("no checkpoint ID: give one (see `cedana checkpoint list`)")
+		return errs.Invalid("no checkpoint ID: give one (see `cedana checkpoint list`)")
 	case len(id) > maxCheckpointIDLen:
-		return adapters.Invalid("checkpoint ID of %d bytes is too long: the limit is %d", len(id), maxCheckpointIDLen)
+		return errs.Invalid("checkpoint ID of %d bytes is too long: the limit is %d", len(id), maxCheckpointIDLen)
 	}
 	for _, r := range id {
 		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_.", r)) {
-			return adapters.Invalid("checkpoint ID %q holds %q: IDs are letters, digits, '-', '_' and '.' (see `cedana checkpoint list`)", id, r)
+			return errs.Invalid("checkpoint ID %q holds %q: IDs are letters, digits, '-', '_' and '.' (see `cedana checkpoint list`)", id, r)
 		}
 	}
 	return nil
@@ -153,12 +153,12 @@ func requireCheckpointID(id string) error {
 func checkOperationID(id string, required bool) error {
 	switch {
 	case id == "" && required:
-		return adapters.Invalid("no operation ID: give the operation_id of the dump or restore to watch")
+		return errs.Invalid("no operation ID: give the operation_id of the dump or restore to watch")
 	case len(id) > maxOperationIDLen:
-		return adapters.Invalid("operation ID of %d bytes is too long: the limit is %d", len(id), maxOperationIDLen)
+		return errs.Invalid("operation ID of %d bytes is too long: the limit is %d", len(id), maxOperationIDLen)
 	}
 	if i := strings.IndexFunc(id, func(r rune) bool { return !unicode.IsPrint(r) }); i >= 0 {
-		return adapters.Invalid("operation ID %q holds a control character at byte %d", id, i)
+		return errs.Invalid("operation ID %q holds a control character at byte %d", id, i)
 	}
 	return nil
 }
@@ -168,7 +168,7 @@ func checkOperationID(id string, required bool) error {
 // the request, were at fault. The error names the field ("process.args[1]").
 func noNUL(msg proto.Message) error {
 	if field := findNUL(msg.ProtoReflect(), ""); field != "" {
-		return adapters.Invalid("%s contains a NUL byte", field)
+		return errs.Invalid("%s contains a NUL byte", field)
 	}
 	return nil
 }

@@ -6,10 +6,10 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -68,7 +68,7 @@ func TestValidateRequests(t *testing.T) {
 				assert.NoError(t, tt.err)
 				return
 			}
-			assert.ErrorIs(t, tt.err, adapters.ErrInvalidArgument)
+			assert.ErrorIs(t, tt.err, errdefs.ErrInvalidArgument)
 			assert.ErrorContains(t, tt.err, tt.msg)
 			assert.Less(t, len(tt.err.Error()), 300, "a long argument is not quoted back whole")
 		})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -160,7 +161,7 @@ func (c *Client) Upload(ctx context.Context, loc Location, r io.Reader) (int64, 
 	prior, err := c.stat(ctx, rec, loc)
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrNotFound):
+	case errdefs.IsNotFound(err):
 		prior = &minio.ObjectInfo{}
 	case errors.Is(err, ErrCredentials):
 		// Some policies allow writing but not reading; try the upload, without removal of
@@ -242,7 +243,7 @@ func (cr *contextReader) Read(p []byte) (int, error) {
 
 // Open returns a reader of the object at loc and its size in bytes. The object is streamed
 // from the server as it is read; ctx must stay live until the reader is closed. A missing
-// object yields an error wrapping ErrNotFound ("no checkpoint at s3://...").
+// object yields an error wrapping errdefs.ErrNotFound ("no checkpoint at s3://...").
 func (c *Client) Open(ctx context.Context, loc Location) (io.ReadCloser, int64, error) {
 	if loc.Key == "" {
 		return nil, 0, fmt.Errorf("cannot open %s: the location has no object key", loc)
@@ -256,7 +257,7 @@ func (c *Client) Open(ctx context.Context, loc Location) (io.ReadCloser, int64, 
 	if err != nil {
 		obj.Close()
 		err = c.classify(ctx, rec, "open", loc, err)
-		if errors.Is(err, ErrNotFound) {
+		if errdefs.IsNotFound(err) {
 			err = c.notFound(ctx, loc, err)
 		}
 		return nil, 0, err
@@ -306,10 +307,10 @@ func (c *Client) Exists(ctx context.Context, loc Location) (bool, error) {
 	if err == nil {
 		return true, nil
 	}
-	if !errors.Is(err, ErrNotFound) {
+	if !errdefs.IsNotFound(err) {
 		return false, err
 	}
-	if err := c.notFound(ctx, loc, err); !errors.Is(err, ErrNotFound) {
+	if err := c.notFound(ctx, loc, err); !errdefs.IsNotFound(err) {
 		return false, err
 	}
 	return false, nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -198,7 +199,7 @@ func TestS3OpenMissing(t *testing.T) {
 
 	_, _, err := c.Open(ctx, loc)
 	require.Error(t, err)
-	assert.ErrorIs(t, err, ErrNotFound)
+	assert.ErrorIs(t, err, errdefs.ErrNotFound)
 	assert.Equal(t, "no checkpoint at s3://"+bucket+"/no/such/checkpoint.tar", err.Error())
 
 	exists, err := c.Exists(ctx, loc)

@@ -11,25 +11,31 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/minio/minio-go/v7"
+
+	"github.com/cedana/cedana/errs"
 )
 
 // Sentinel errors; match them with errors.Is. The errors returned by Client carry a complete
-// message of their own and wrap one of these plus the underlying cause.
+// message of their own and wrap a kind (errdefs') and the underlying cause: a missing object is
+// errdefs.ErrNotFound ("no checkpoint at s3://..."); the sentinels below say more, and have kinds
+// of their own; any other answer of the server is errdefs.ErrFailedPrecondition.
 var (
-	// ErrNotFound means the object does not exist ("no checkpoint at s3://...").
-	ErrNotFound = errors.New("no checkpoint found")
-	// ErrBucketNotFound means the bucket does not exist.
-	ErrBucketNotFound = errors.New("bucket does not exist")
-	// ErrCredentials means the server rejected the credentials or denied access.
-	ErrCredentials = errors.New("S3 rejected the credentials")
-	// ErrUnreachable means the endpoint could not be reached (DNS, connection, TLS, timeout).
-	ErrUnreachable = errors.New("cannot reach S3 endpoint")
+	// ErrBucketNotFound means the bucket does not exist (a failed precondition, so that a
+	// missing bucket is never taken for a missing object).
+	ErrBucketNotFound = errs.Precondition("bucket does not exist")
+	// ErrCredentials means the server rejected the credentials or denied access (a failed
+	// precondition: the daemon's configuration).
+	ErrCredentials = errs.Precondition("S3 rejected the credentials")
+	// ErrUnreachable means the endpoint could not be reached (DNS, connection, TLS, timeout);
+	// its kind is errdefs.ErrUnavailable.
+	ErrUnreachable = errs.Unavailable("cannot reach S3 endpoint")
 )
 
 // Error is the type of the errors Client returns for failed requests: a message meant for
-// users, a kind (one of the sentinel errors, or nil) and the underlying cause. (A call cut
-// short by its context returns the context's error, wrapped.)
+// users, a kind (one of the sentinel errors, or an errdefs kind) and the underlying cause. (A
+// call cut short by its context returns the context's error, wrapped.)
 type Error struct {
 	msg   string
 	kind  error
@@ -41,14 +47,14 @@ func (e *Error) Error() string { return e.msg }
 
 // Unwrap returns the kind and the cause, for errors.Is and errors.As.
 func (e *Error) Unwrap() []error {
-	var errs []error
+	var wrapped []error
 	if e.kind != nil {
-		errs = append(errs, e.kind)
+		wrapped = append(wrapped, e.kind)
 	}
 	if e.cause != nil {
-		errs = append(errs, e.cause)
+		wrapped = append(wrapped, e.cause)
 	}
-	return errs
+	return wrapped
 }
 
 func newError(kind, cause error, format string, args ...any) error {
@@ -89,9 +95,9 @@ func (c *Client) classify(ctx context.Context, rec *netRecorder, op string, loc 
 	case resp.Code == minio.NoSuchBucket:
 		return c.bucketMissing(loc.Bucket, err)
 	case resp.Code == minio.NoSuchKey || resp.Code == "NotFound":
-		return newError(ErrNotFound, err, "no checkpoint at %s", loc)
+		return newError(errdefs.ErrNotFound, err, "no checkpoint at %s", loc)
 	case resp.Code == "RequestTimeTooSkewed":
-		return newError(nil, err, "S3 endpoint %s refused the request because this machine's clock is off (%s); synchronize the clock (NTP)",
+		return newError(errdefs.ErrFailedPrecondition, err, "S3 endpoint %s refused the request because this machine's clock is off (%s); synchronize the clock (NTP)",
 			c.endpoint, detail(resp))
 	case credentialCodes[resp.Code] || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
 		detail := detail(resp)
@@ -109,7 +115,7 @@ func (c *Client) classify(ctx context.Context, rec *netRecorder, op string, loc 
 			"S3 rejected the credentials for %s (%s); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or storage.s3.access_key/secret_key)",
 			c.endpoint, detail)
 	case resp.Code != "" || resp.StatusCode != 0:
-		return newError(nil, err, "%s %s failed: %s", op, loc, detail(resp))
+		return newError(errdefs.ErrFailedPrecondition, err, "%s %s failed: %s", op, loc, detail(resp))
 	}
 
 	// Not an answer from the server: a transport failure, or the context ending.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/containerd/errdefs"
 )
 
 // Checkpoint is the record of a checkpoint on disk, made of a job or of a
@@ -28,8 +30,8 @@ type Checkpoint struct {
 }
 
 // AddCheckpoint records a checkpoint. A zero CreatedAt is set to now. It
-// fails with ErrNotFound if JID is not "" and names no job, and with
-// ErrExists if the ID is taken.
+// fails with errdefs.ErrNotFound if JID is not "" and names no job, and with
+// errdefs.ErrAlreadyExists if the ID is taken.
 func (s *Store) AddCheckpoint(ctx context.Context, c Checkpoint) error {
 	return s.addCheckpoint(ctx, c, nil)
 }
@@ -58,7 +60,7 @@ func (s *Store) addCheckpoint(ctx context.Context, c Checkpoint, also func(*sql.
 		if err != nil {
 			return s.dbErr(what, err)
 		}
-		if err := oneRow(res, s, what, fmt.Errorf("checkpoint %q: %w", c.ID, ErrExists)); err != nil {
+		if err := oneRow(res, s, what, fmt.Errorf("checkpoint %q: %w", c.ID, errdefs.ErrAlreadyExists)); err != nil {
 			return err
 		}
 		if also != nil {
@@ -68,12 +70,12 @@ func (s *Store) addCheckpoint(ctx context.Context, c Checkpoint, also func(*sql.
 	})
 }
 
-// GetCheckpoint returns the checkpoint with the given ID, or ErrNotFound.
+// GetCheckpoint returns the checkpoint with the given ID, or errdefs.ErrNotFound.
 func (s *Store) GetCheckpoint(ctx context.Context, id string) (Checkpoint, error) {
 	c, err := scanCheckpoint(s.db.QueryRowContext(ctx,
 		"SELECT "+checkpointColumns+" FROM checkpoints WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Checkpoint{}, fmt.Errorf("checkpoint %q: %w", id, ErrNotFound)
+		return Checkpoint{}, fmt.Errorf("checkpoint %q: %w", id, errdefs.ErrNotFound)
 	} else if err != nil {
 		return Checkpoint{}, s.dbErr(fmt.Sprintf("get checkpoint %q", id), err)
 	}
@@ -82,13 +84,13 @@ func (s *Store) GetCheckpoint(ctx context.Context, id string) (Checkpoint, error
 
 // ListCheckpoints returns the checkpoints of the job with the given JID, or
 // every checkpoint (of jobs and of bare PIDs) if jid is "", newest first. It
-// returns ErrNotFound if jid is not "" and names no job.
+// returns errdefs.ErrNotFound if jid is not "" and names no job.
 func (s *Store) ListCheckpoints(ctx context.Context, jid string) ([]Checkpoint, error) {
 	return s.listCheckpoints(ctx, jid, -1)
 }
 
 // LatestCheckpoint returns the newest checkpoint of the job with the given
-// JID, or the newest of all if jid is "". It returns ErrNotFound if there is
+// JID, or the newest of all if jid is "". It returns errdefs.ErrNotFound if there is
 // none or if jid is not "" and names no job.
 func (s *Store) LatestCheckpoint(ctx context.Context, jid string) (Checkpoint, error) {
 	cs, err := s.listCheckpoints(ctx, jid, 1)
@@ -97,9 +99,9 @@ func (s *Store) LatestCheckpoint(ctx context.Context, jid string) (Checkpoint, e
 	}
 	if len(cs) == 0 {
 		if jid == "" {
-			return Checkpoint{}, fmt.Errorf("no checkpoints: %w", ErrNotFound)
+			return Checkpoint{}, fmt.Errorf("no checkpoints: %w", errdefs.ErrNotFound)
 		}
-		return Checkpoint{}, fmt.Errorf("job %q has no checkpoints: %w", jid, ErrNotFound)
+		return Checkpoint{}, fmt.Errorf("job %q has no checkpoints: %w", jid, errdefs.ErrNotFound)
 	}
 	return cs[0], nil
 }
@@ -144,7 +146,7 @@ func (s *Store) listCheckpoints(ctx context.Context, jid string, limit int) ([]C
 }
 
 // DeleteCheckpoint deletes the record of the checkpoint with the given ID
-// (not its files), or returns ErrNotFound.
+// (not its files), or returns errdefs.ErrNotFound.
 func (s *Store) DeleteCheckpoint(ctx context.Context, id string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM checkpoints WHERE id = ?", id)
@@ -154,7 +156,7 @@ func (s *Store) DeleteCheckpoint(ctx context.Context, id string) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return s.dbErr(fmt.Sprintf("delete checkpoint %q", id), err)
 		} else if n == 0 {
-			return fmt.Errorf("checkpoint %q: %w", id, ErrNotFound)
+			return fmt.Errorf("checkpoint %q: %w", id, errdefs.ErrNotFound)
 		}
 		return nil
 	})

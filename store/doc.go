@@ -18,4 +18,8 @@
 // configured with the same db.path cannot both run on it. Open never
 // recreates, empties or repairs an existing file: a file that is not a SQLite
 // database, is damaged or has a newer schema is refused as it is.
+//
+// A job or checkpoint that does not exist is an error wrapping errdefs.ErrNotFound, an ID that
+// is taken one wrapping errdefs.ErrAlreadyExists (github.com/containerd/errdefs, the daemon's
+// vocabulary of failures: see package errs).
 package store

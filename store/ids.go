@@ -8,7 +8,7 @@ import (
 
 // NewJID returns a new random job ID, short and readable: an adjective, an
 // animal and four hex digits, e.g. "brave-otter-3f2a". There are about a
-// billion of them, so a caller should still retry on ErrExists.
+// billion of them, so a caller should still retry on errdefs.ErrAlreadyExists.
 func NewJID() string {
 	return pick(adjectives) + "-" + pick(animals) + "-" + randHex(2)
 }

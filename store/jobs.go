@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/containerd/errdefs"
 )
 
 // JobStatus is the state of a managed job's process as the daemon last knew it.
@@ -77,7 +79,7 @@ func (j *Job) validate() error {
 }
 
 // CreateJob records a new job. A zero CreatedAt is set to now and a zero
-// UpdatedAt to CreatedAt. It fails with ErrExists if the JID is taken.
+// UpdatedAt to CreatedAt. It fails with errdefs.ErrAlreadyExists if the JID is taken.
 func (s *Store) CreateJob(ctx context.Context, j Job) error {
 	if err := j.validate(); err != nil {
 		return fmt.Errorf("create job: %w", err)
@@ -101,16 +103,16 @@ func (s *Store) CreateJob(ctx context.Context, j Job) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return s.dbErr(fmt.Sprintf("create job %q", j.JID), err)
 		} else if n == 0 {
-			return fmt.Errorf("job %q: %w", j.JID, ErrExists)
+			return fmt.Errorf("job %q: %w", j.JID, errdefs.ErrAlreadyExists)
 		}
 		return nil
 	})
 }
 
-// GetJob returns the job with the given JID, or ErrNotFound.
+// GetJob returns the job with the given JID, or errdefs.ErrNotFound.
 func (s *Store) GetJob(ctx context.Context, jid string) (Job, error) {
 	j, err := getJob(ctx, s.db, jid)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return Job{}, s.dbErr(fmt.Sprintf("get job %q", jid), err)
 	}
 	return j, err
@@ -141,7 +143,7 @@ func (s *Store) ListJobs(ctx context.Context) ([]Job, error) {
 // the job, passes it to fn, and writes back what fn leaves, with UpdatedAt set
 // to now. Changes fn makes to JID or CreatedAt are ignored. If fn returns an
 // error nothing is written and that error is returned as is. It returns the
-// job as stored, or ErrNotFound.
+// job as stored, or errdefs.ErrNotFound.
 //
 // Concurrent updates are serialized, so fn always sees the latest state. fn
 // runs while the database is locked for writing: it must be quick and must
@@ -150,7 +152,7 @@ func (s *Store) UpdateJob(ctx context.Context, jid string, fn func(*Job) error) 
 	var out Job
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		j, err := getJob(ctx, tx, jid)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		} else if err != nil {
 			return s.dbErr(fmt.Sprintf("update job %q", jid), err)
@@ -181,7 +183,7 @@ func (s *Store) UpdateJob(ctx context.Context, jid string, fn func(*Job) error) 
 }
 
 // DeleteJob deletes the job with the given JID and the records of its
-// checkpoints (not the checkpoint files), or returns ErrNotFound.
+// checkpoints (not the checkpoint files), or returns errdefs.ErrNotFound.
 func (s *Store) DeleteJob(ctx context.Context, jid string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM jobs WHERE jid = ?", jid)
@@ -191,7 +193,7 @@ func (s *Store) DeleteJob(ctx context.Context, jid string) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return s.dbErr(fmt.Sprintf("delete job %q", jid), err)
 		} else if n == 0 {
-			return fmt.Errorf("job %q: %w", jid, ErrNotFound)
+			return fmt.Errorf("job %q: %w", jid, errdefs.ErrNotFound)
 		}
 		return nil
 	})
@@ -238,7 +240,7 @@ func scanJob(r scanner) (Job, error) {
 func getJob(ctx context.Context, q querier, jid string) (Job, error) {
 	j, err := scanJob(q.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE jid = ?", jid))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Job{}, fmt.Errorf("job %q: %w", jid, ErrNotFound)
+		return Job{}, fmt.Errorf("job %q: %w", jid, errdefs.ErrNotFound)
 	}
 	return j, err
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/containerd/errdefs"
 )
 
 // DumpState is how far a pending dump had come.
@@ -47,8 +49,8 @@ type PendingDump struct {
 	CreatedAt, UpdatedAt time.Time
 }
 
-// BeginDump records a pending dump in state DumpDumping. It fails with ErrNotFound when JID is not
-// "" and names no job, and with ErrExists when the ID is taken.
+// BeginDump records a pending dump in state DumpDumping. It fails with errdefs.ErrNotFound when JID is not
+// "" and names no job, and with errdefs.ErrAlreadyExists when the ID is taken.
 func (s *Store) BeginDump(ctx context.Context, d PendingDump) error {
 	if d.ID == "" || d.WorkDir == "" || d.Path == "" {
 		return fmt.Errorf("begin dump %q: the ID, work directory and path must be set", d.ID)
@@ -67,7 +69,7 @@ func (s *Store) BeginDump(ctx context.Context, d PendingDump) error {
 		if err != nil {
 			return s.dbErr(what, err)
 		}
-		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", d.ID, ErrExists))
+		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", d.ID, errdefs.ErrAlreadyExists))
 	})
 }
 
@@ -116,7 +118,7 @@ func (s *Store) writeUnsynced(ctx context.Context, fn func(*sql.Tx) error) error
 }
 
 // updatePending sets columns of pending dump id, and its updated_at, in a transaction of write,
-// or returns ErrNotFound.
+// or returns errdefs.ErrNotFound.
 func (s *Store) updatePending(ctx context.Context, write func(context.Context, func(*sql.Tx) error) error, id, verb, set string, args ...any) error {
 	what := fmt.Sprintf("%s dump %q", verb, id)
 	return write(ctx, func(tx *sql.Tx) error {
@@ -125,7 +127,7 @@ func (s *Store) updatePending(ctx context.Context, write func(context.Context, f
 		if err != nil {
 			return s.dbErr(what, err)
 		}
-		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", id, ErrNotFound))
+		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", id, errdefs.ErrNotFound))
 	})
 }
 
@@ -188,7 +190,7 @@ func (s *Store) CommitDump(ctx context.Context, c Checkpoint) error {
 	})
 }
 
-// jobExists returns ErrNotFound, unwrapped, when jid is not "" and names no job.
+// jobExists returns errdefs.ErrNotFound, unwrapped, when jid is not "" and names no job.
 func jobExists(ctx context.Context, tx *sql.Tx, jid string) error {
 	if jid == "" {
 		return nil
@@ -196,15 +198,15 @@ func jobExists(ctx context.Context, tx *sql.Tx, jid string) error {
 	var one int
 	err := tx.QueryRowContext(ctx, "SELECT 1 FROM jobs WHERE jid = ?", jid).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return errdefs.ErrNotFound
 	}
 	return err
 }
 
 // wrapJobErr explains a jobExists failure.
 func (s *Store) wrapJobErr(what, jid string, err error) error {
-	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%s: job %q: %w", what, jid, ErrNotFound)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("%s: job %q: %w", what, jid, errdefs.ErrNotFound)
 	}
 	return s.dbErr(what, err)
 }

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -17,7 +18,7 @@ func TestPendingDumpLifecycle(t *testing.T) {
 
 	d := PendingDump{ID: "ck-1", JID: "j1", WorkDir: "/ck/.a.images", Path: "/ck/a.tar.zst"}
 	require.NoError(t, s.BeginDump(ctx, d))
-	require.ErrorIs(t, s.BeginDump(ctx, d), ErrExists)
+	require.ErrorIs(t, s.BeginDump(ctx, d), errdefs.ErrAlreadyExists)
 
 	list, err := s.ListPendingDumps(ctx)
 	require.NoError(t, err)
@@ -59,7 +60,7 @@ func TestCommitDumpIsAtomic(t *testing.T) {
 	require.NoError(t, s.AddCheckpoint(ctx, Checkpoint{ID: "ck-1", Path: "/ck/other", Type: "process"}))
 	require.NoError(t, s.BeginDump(ctx, PendingDump{ID: "ck-1", WorkDir: "/ck/a", Path: "/ck/a"}))
 
-	require.ErrorIs(t, s.CommitDump(ctx, Checkpoint{ID: "ck-1", Path: "/ck/a", Type: "process"}), ErrExists)
+	require.ErrorIs(t, s.CommitDump(ctx, Checkpoint{ID: "ck-1", Path: "/ck/a", Type: "process"}), errdefs.ErrAlreadyExists)
 	list, err := s.ListPendingDumps(ctx)
 	require.NoError(t, err)
 	assert.Len(t, list, 1, "the failed commit kept the pending dump")
@@ -69,10 +70,10 @@ func TestCommitDumpIsAtomic(t *testing.T) {
 func TestPendingDumpErrors(t *testing.T) {
 	ctx := t.Context()
 	s := openTest(t, testPath(t))
-	assert.ErrorIs(t, s.BeginDump(ctx, PendingDump{ID: "ck-1", JID: "nope", WorkDir: "/a", Path: "/a"}), ErrNotFound)
+	assert.ErrorIs(t, s.BeginDump(ctx, PendingDump{ID: "ck-1", JID: "nope", WorkDir: "/a", Path: "/a"}), errdefs.ErrNotFound)
 	assert.Error(t, s.BeginDump(ctx, PendingDump{ID: "ck-1"}), "no work directory")
-	assert.ErrorIs(t, s.DumpDone(ctx, "ck-2"), ErrNotFound)
-	assert.ErrorIs(t, s.DumpStarted(ctx, "ck-2", 1, 1, 2, 2, nil), ErrNotFound)
+	assert.ErrorIs(t, s.DumpDone(ctx, "ck-2"), errdefs.ErrNotFound)
+	assert.ErrorIs(t, s.DumpStarted(ctx, "ck-2", 1, 1, 2, 2, nil), errdefs.ErrNotFound)
 	require.NoError(t, s.BeginDump(ctx, PendingDump{ID: "ck-1", WorkDir: "/a", Path: "/a"}))
 	require.NoError(t, s.ForgetDump(ctx, "ck-1"))
 	require.NoError(t, s.ForgetDump(ctx, "ck-1"))

@@ -15,13 +15,6 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// ErrNotFound is returned, wrapped, when a job or checkpoint does not exist.
-var ErrNotFound = errors.New("not found")
-
-// ErrExists is returned, wrapped, when a job or checkpoint with the same
-// identifier already exists.
-var ErrExists = errors.New("already exists")
-
 // busyTimeout is how long a statement waits for a lock held by another
 // connection (or another process) before failing with SQLITE_BUSY.
 const busyTimeout = 5 * time.Second

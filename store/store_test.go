@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -224,7 +225,7 @@ func TestJobCRUD(t *testing.T) {
 
 	require.NoError(t, s.DeleteJob(ctx, j.JID))
 	_, err = s.GetJob(ctx, j.JID)
-	assert.ErrorIs(t, err, ErrNotFound)
+	assert.ErrorIs(t, err, errdefs.ErrNotFound)
 	jobs, err = s.ListJobs(ctx)
 	require.NoError(t, err)
 	assert.Len(t, jobs, 2)
@@ -240,7 +241,7 @@ func TestCreateJobErrors(t *testing.T) {
 		job   Job
 		errIs error
 	}{
-		{"duplicate JID", Job{JID: "taken", Type: "process", Status: JobRunning}, ErrExists},
+		{"duplicate JID", Job{JID: "taken", Type: "process", Status: JobRunning}, errdefs.ErrAlreadyExists},
 		{"empty JID", Job{Type: "process", Status: JobRunning}, nil},
 		{"empty status", Job{JID: "x", Type: "process"}, nil},
 		{"bad status", Job{JID: "x", Type: "process", Status: "dumped"}, nil},
@@ -288,7 +289,7 @@ func TestNotFound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
-			assert.ErrorIs(t, err, ErrNotFound)
+			assert.ErrorIs(t, err, errdefs.ErrNotFound)
 			t.Log(err)
 		})
 	}
@@ -320,7 +321,7 @@ func TestCheckpointCRUD(t *testing.T) {
 	assert.Equal(t, c, got)
 
 	err = s.AddCheckpoint(ctx, Checkpoint{ID: c.ID, Path: "/elsewhere"})
-	assert.ErrorIs(t, err, ErrExists)
+	assert.ErrorIs(t, err, errdefs.ErrAlreadyExists)
 	assert.Error(t, s.AddCheckpoint(ctx, Checkpoint{Path: "/no/id"}))
 	assert.Error(t, s.AddCheckpoint(ctx, Checkpoint{ID: "ck-nopath"}))
 
@@ -335,8 +336,8 @@ func TestCheckpointCRUD(t *testing.T) {
 
 	require.NoError(t, s.DeleteCheckpoint(ctx, c.ID))
 	_, err = s.GetCheckpoint(ctx, c.ID)
-	assert.ErrorIs(t, err, ErrNotFound)
-	assert.ErrorIs(t, s.DeleteCheckpoint(ctx, c.ID), ErrNotFound)
+	assert.ErrorIs(t, err, errdefs.ErrNotFound)
+	assert.ErrorIs(t, s.DeleteCheckpoint(ctx, c.ID), errdefs.ErrNotFound)
 }
 
 func TestListCheckpoints(t *testing.T) {
@@ -410,7 +411,7 @@ func TestDeleteJobCascades(t *testing.T) {
 	require.NoError(t, s.DeleteJob(ctx, "doomed"))
 	for _, id := range []string{"ck-d1", "ck-d2"} {
 		_, err := s.GetCheckpoint(ctx, id)
-		assert.ErrorIs(t, err, ErrNotFound, id)
+		assert.ErrorIs(t, err, errdefs.ErrNotFound, id)
 	}
 	cs, err := s.ListCheckpoints(ctx, "")
 	require.NoError(t, err)
@@ -418,7 +419,7 @@ func TestDeleteJobCascades(t *testing.T) {
 	got := []string{cs[0].ID, cs[1].ID}
 	slices.Sort(got)
 	assert.Equal(t, []string{"ck-k1", "ck-p1"}, got)
-	assert.ErrorIs(t, s.DeleteJob(ctx, "doomed"), ErrNotFound)
+	assert.ErrorIs(t, s.DeleteJob(ctx, "doomed"), errdefs.ErrNotFound)
 }
 
 func TestUpdateJob(t *testing.T) {
@@ -449,7 +450,7 @@ func TestUpdateJob(t *testing.T) {
 		assert.Equal(t, "j", got.JID)
 		assert.Equal(t, orig.CreatedAt, got.CreatedAt)
 		_, err = s.GetJob(ctx, "other")
-		assert.ErrorIs(t, err, ErrNotFound)
+		assert.ErrorIs(t, err, errdefs.ErrNotFound)
 		stored, err := s.GetJob(ctx, "j")
 		require.NoError(t, err)
 		assert.Equal(t, "/log", stored.Log)

@@ -13,7 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -21,16 +21,16 @@ import (
 // missing socket or a containerd that does not answer is an error that says so.
 func connect(ctx context.Context, d *daemonv1.ContainerdDetails) (*client.Client, context.Context, error) {
 	if _, err := os.Stat(d.Address); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, adapters.Precondition("containerd is not running: no socket at %s (start containerd, or pass its --containerd-address)", d.Address)
+		return nil, nil, errs.Precondition("containerd is not running: no socket at %s (start containerd, or pass its --containerd-address)", d.Address)
 	}
 	c, err := client.New(d.Address, client.WithTimeout(5*time.Second))
 	if err != nil {
-		return nil, nil, adapters.Precondition("cannot reach containerd at %s: %w", d.Address, err)
+		return nil, nil, errs.Precondition("cannot reach containerd at %s: %w", d.Address, err)
 	}
 	nsCtx := namespaces.WithNamespace(ctx, d.Namespace)
 	if _, err := c.Version(nsCtx); err != nil {
 		c.Close()
-		return nil, nil, adapters.Precondition("containerd at %s does not answer: %w", d.Address, err)
+		return nil, nil, errs.Precondition("containerd at %s does not answer: %w", d.Address, err)
 	}
 	return c, nsCtx, nil
 }
@@ -38,11 +38,11 @@ func connect(ctx context.Context, d *daemonv1.ContainerdDetails) (*client.Client
 // loadContainer loads container d.Id, or says how to list the namespace's containers.
 func loadContainer(ctx context.Context, c *client.Client, d *daemonv1.ContainerdDetails) (client.Container, error) {
 	if d.Id == "" {
-		return nil, adapters.Invalid("no container ID: give the ID containerd knows the container by")
+		return nil, errs.Invalid("no container ID: give the ID containerd knows the container by")
 	}
 	ctr, err := c.LoadContainer(ctx, d.Id)
 	if errdefs.IsNotFound(err) {
-		return nil, adapters.NotFound("no container %q in containerd namespace %q (see `ctr -n %s containers ls`)", d.Id, d.Namespace, d.Namespace)
+		return nil, errs.NotFound("no container %q in containerd namespace %q (see `ctr -n %s containers ls`)", d.Id, d.Namespace, d.Namespace)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load container %s: %w", d.Id, err)
@@ -54,7 +54,7 @@ func loadContainer(ctx context.Context, c *client.Client, d *daemonv1.Containerd
 func runningTask(ctx context.Context, ctr client.Container, d *daemonv1.ContainerdDetails) (client.Task, error) {
 	task, err := ctr.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
-		return nil, adapters.Precondition("container %s has no running task: there is nothing to checkpoint", d.Id)
+		return nil, errs.Precondition("container %s has no running task: there is nothing to checkpoint", d.Id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("task of container %s: %w", d.Id, err)
@@ -64,7 +64,7 @@ func runningTask(ctx context.Context, ctr client.Container, d *daemonv1.Containe
 		return nil, fmt.Errorf("status of container %s's task: %w", d.Id, err)
 	}
 	if st.Status != client.Running {
-		return nil, adapters.Precondition("container %s's task is %s, not running: there is nothing to checkpoint", d.Id, st.Status)
+		return nil, errs.Precondition("container %s's task is %s, not running: there is nothing to checkpoint", d.Id, st.Status)
 	}
 	return task, nil
 }
@@ -73,7 +73,7 @@ func runningTask(ctx context.Context, ctr client.Container, d *daemonv1.Containe
 func getImage(ctx context.Context, c *client.Client, d *daemonv1.ContainerdDetails) (client.Image, error) {
 	image, err := c.GetImage(ctx, d.Image)
 	if errdefs.IsNotFound(err) {
-		return nil, adapters.NotFound("image %s is not in containerd namespace %q, and cedana does not pull images: import it (`ctr -n %s image import <archive>`)",
+		return nil, errs.NotFound("image %s is not in containerd namespace %q, and cedana does not pull images: import it (`ctr -n %s image import <archive>`)",
 			d.Image, d.Namespace, d.Namespace)
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/runtimes/runc"
 )
@@ -49,7 +50,7 @@ var dumpHandler = adapters.DumpWithCRIU
 func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		if req.GetDetails().GetContainerd() == nil {
-			return adapters.Invalid("no container to dump: give its ID (`cedana dump containerd <id>`)")
+			return errs.Invalid("no container to dump: give its ID (`cedana dump containerd <id>`)")
 		}
 		d := withDefaults(req.Details.Containerd)
 		c, nsCtx, err := connect(ctx, d)
@@ -66,7 +67,7 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 			return fmt.Errorf("container %s: %w", d.Id, err)
 		}
 		if info.Runtime.Name != RuncShim {
-			return adapters.Precondition("container %s runs under %s: cedana checkpoints containers of containerd's runc shim (%s)", d.Id, info.Runtime.Name, RuncShim)
+			return errs.Precondition("container %s runs under %s: cedana checkpoints containers of containerd's runc shim (%s)", d.Id, info.Runtime.Name, RuncShim)
 		}
 		task, err := runningTask(nsCtx, ctr, d)
 		if err != nil {

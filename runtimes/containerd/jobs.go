@@ -9,7 +9,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
 	"github.com/cedana/cedana/store"
@@ -21,7 +21,7 @@ import (
 func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (_ store.Job, err error) {
 	d := withDefaults(req.GetContainerd())
 	if d.Id == "" || d.Image == "" {
-		return store.Job{}, adapters.Invalid("give the image to run and the container's --id")
+		return store.Job{}, errs.Invalid("give the image to run and the container's --id")
 	}
 	c, nsCtx, err := connect(ctx, d)
 	if err != nil {
@@ -33,7 +33,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (_ stor
 		return store.Job{}, err
 	}
 	if _, err := c.LoadContainer(nsCtx, d.Id); err == nil {
-		return store.Job{}, adapters.Exists("containerd already has a container %q in namespace %q: choose another --id", d.Id, d.Namespace)
+		return store.Job{}, errs.Exists("containerd already has a container %q in namespace %q: choose another --id", d.Id, d.Namespace)
 	}
 	jid, logPath, err := m.NewJob(ctx, req.Jid, req.Log)
 	if err != nil {
@@ -60,11 +60,11 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (_ stor
 	}()
 	task, err := ctr.NewTask(nsCtx, cio.LogFile(logPath))
 	if err != nil {
-		return store.Job{}, adapters.Precondition("create the task of %s: %w", d.Id, err)
+		return store.Job{}, errs.Precondition("create the task of %s: %w", d.Id, err)
 	}
 	if err = task.Start(nsCtx); err != nil {
 		_, _ = task.Delete(cleanup, client.WithProcessKill)
-		return store.Job{}, adapters.Precondition("start container %s: %w", d.Id, err)
+		return store.Job{}, errs.Precondition("start container %s: %w", d.Id, err)
 	}
 	return adopt(ctx, m, jid, logPath, d, int(task.Pid()))
 }
@@ -72,7 +72,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (_ stor
 // Manage adopts the running task of the container a ManageRequest names as a managed job.
 func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
 	if req.GetDetails().GetContainerd() == nil {
-		return store.Job{}, adapters.Invalid("no container to manage: give its ID")
+		return store.Job{}, errs.Invalid("no container to manage: give its ID")
 	}
 	d := withDefaults(req.Details.Containerd)
 	c, nsCtx, err := connect(ctx, d)

@@ -20,6 +20,7 @@ import (
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -43,7 +44,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		d.Address = cmp.Or(d.Address, dumped.GetAddress())
 		d = withDefaults(d)
 		if _, err := os.Stat(filepath.Join(opts.ImageDir, SpecFile)); err != nil {
-			return adapters.Invalid("checkpoint has no %s: it was not made from a containerd container", SpecFile)
+			return errs.Invalid("checkpoint has no %s: it was not made from a containerd container", SpecFile)
 		}
 		c, nsCtx, err := connect(ctx, d)
 		if err != nil {
@@ -57,7 +58,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 				}
 			}
 		} else if d.Image == "" {
-			return adapters.Invalid("no image to restore container %s onto: pass --image", d.Id)
+			return errs.Invalid("no image to restore container %s onto: pass --image", d.Id)
 		} else if _, err := getImage(nsCtx, c, d); err != nil {
 			return err
 		}
@@ -72,7 +73,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 // freeStoppedJobTask deletes the stopped task a job's restore finds in its container (the job was
 // killed) and refuses any other task in the way.
 func freeStoppedJobTask(ctx context.Context, jid string, d *daemonv1.ContainerdDetails, task client.Task) error {
-	inUse := adapters.Exists("container %s already has a task: restore under another --id, or remove it (`ctr -n %s task kill %s`, `ctr -n %s task rm %s`)",
+	inUse := errs.Exists("container %s already has a task: restore under another --id, or remove it (`ctr -n %s task kill %s`, `ctr -n %s task rm %s`)",
 		d.Id, d.Namespace, d.Id, d.Namespace, d.Id)
 	if jid == "" {
 		return inUse
@@ -131,7 +132,7 @@ func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreR
 			// environment.
 			msg += "; if this machine is a VM without hardware breakpoints (Firecracker), run containerd with CRIU_FAULT=130 in its environment"
 		}
-		return adapters.Precondition("containerd could not %s %s: %s%s", what, d.Id, firstLine(err), msg)
+		return errs.Precondition("containerd could not %s %s: %s%s", what, d.Id, firstLine(err), msg)
 	}
 	start := time.Now()
 	task, err := ctr.NewTask(nsCtx, ioCreator, client.WithRestoreImagePath(opts.ImageDir), client.WithRestoreWorkPath(work))
@@ -203,7 +204,7 @@ func firstLine(err error) string {
 func readJSON(dir, name string, v any) error {
 	data, err := os.ReadFile(filepath.Join(dir, name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return adapters.Invalid("checkpoint has no %s: it was not made from a containerd container", name)
+		return errs.Invalid("checkpoint has no %s: it was not made from a containerd container", name)
 	}
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"golang.org/x/sys/unix"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 )
 
 // opaqueXattr marks an overlayfs directory that hides the lower layers' contents.
@@ -35,7 +35,7 @@ func upperDir(ctx context.Context, c *client.Client, snapshotter, key string) (s
 			}
 		}
 	}
-	return "", adapters.Precondition("snapshot %s (%s snapshotter) has no overlayfs upper directory: --rootfs needs the overlayfs snapshotter", key, snapshotter)
+	return "", errs.Precondition("snapshot %s (%s snapshotter) has no overlayfs upper directory: --rootfs needs the overlayfs snapshotter", key, snapshotter)
 }
 
 // writeLayer stores dir's tree as a tar file at out: regular files, directories, symlinks and
@@ -123,7 +123,7 @@ func applyLayer(layer, dir string) error {
 		}
 		name := path.Clean(strings.TrimSuffix(hdr.Name, "/"))
 		if !filepath.IsLocal(name) {
-			return adapters.Invalid("layer entry %q leaves the root filesystem", hdr.Name)
+			return errs.Invalid("layer entry %q leaves the root filesystem", hdr.Name)
 		}
 		mode := fs.FileMode(hdr.Mode).Perm()
 		switch hdr.Typeflag {
@@ -164,7 +164,7 @@ func applyLayer(layer, dir string) error {
 				return fmt.Errorf("whiteout %s: %w", name, err)
 			}
 		default:
-			return adapters.Invalid("layer entry %q has a type cedana does not restore (%c)", hdr.Name, hdr.Typeflag)
+			return errs.Invalid("layer entry %q has a type cedana does not restore (%c)", hdr.Name, hdr.Typeflag)
 		}
 		if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
 			return err

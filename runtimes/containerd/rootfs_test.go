@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -83,7 +83,7 @@ func TestApplyLayerRefusesEscapes(t *testing.T) {
 			require.Error(t, err)
 			assert.NoFileExists(t, filepath.Join(outside, "evil"))
 			if tt.name != "through a symlink" {
-				assert.True(t, errors.Is(err, adapters.ErrInvalidArgument), "%v", err)
+				assert.True(t, errors.Is(err, errdefs.ErrInvalidArgument), "%v", err)
 			}
 		})
 	}

@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
@@ -49,7 +49,7 @@ var (
 func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.Job, error) {
 	p := req.GetProcess()
 	if p.GetPath() == "" {
-		return store.Job{}, adapters.Invalid("nothing to run: give the program's path")
+		return store.Job{}, errs.Invalid("nothing to run: give the program's path")
 	}
 	return m.StartProcess(ctx, req.Jid, req.Log, p.Path, p.Args, p.Env, p.WorkingDir, nil)
 }
@@ -58,7 +58,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
 	pid := req.GetDetails().GetProcess().GetPid()
 	if pid <= 0 {
-		return store.Job{}, adapters.Invalid("no PID to manage: give the PID of a running process")
+		return store.Job{}, errs.Invalid("no PID to manage: give the PID of a running process")
 	}
 	details, err := protojson.Marshal(req.Details)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/sysinfo"
@@ -54,28 +55,28 @@ func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
 		pid := int(req.GetDetails().GetProcess().GetPid())
 		switch {
 		case pid <= 0:
-			return adapters.Invalid("no PID to dump: give the PID of a running process")
+			return errs.Invalid("no PID to dump: give the PID of a running process")
 		case pid == 1:
-			return adapters.Invalid("refusing to dump PID 1, the init process of this PID namespace")
+			return errs.Invalid("refusing to dump PID 1, the init process of this PID namespace")
 		case pid == opts.DaemonPID:
-			return adapters.Invalid("refusing to dump PID %d: it is the cedana daemon itself", pid)
+			return errs.Invalid("refusing to dump PID %d: it is the cedana daemon itself", pid)
 		}
 		st, err := sysinfo.ReadStat(pid)
 		if errors.Is(err, fs.ErrNotExist) {
-			return adapters.NotFound("no process with PID %d", pid)
+			return errs.NotFound("no process with PID %d", pid)
 		}
 		if err != nil {
 			return fmt.Errorf("read process %d: %w", pid, err)
 		}
 		if st.State == 'Z' || st.State == 'X' {
-			return adapters.Precondition("process %d (%s) has exited and is waiting to be reaped; there is nothing to dump", pid, st.Comm)
+			return errs.Precondition("process %d (%s) has exited and is waiting to be reaped; there is nothing to dump", pid, st.Comm)
 		}
 		tree := sysinfo.Tree(pid)
 		if slices.Contains(tree, opts.DaemonPID) {
-			return adapters.Invalid("refusing to dump PID %d: the cedana daemon is part of its tree", pid)
+			return errs.Invalid("refusing to dump PID %d: the cedana daemon is part of its tree", pid)
 		}
 		if p, ok := outsideSession(tree); ok {
-			return adapters.Precondition("process %d is in a session whose leader is outside this PID namespace (session ID 0), "+
+			return errs.Precondition("process %d is in a session whose leader is outside this PID namespace (session ID 0), "+
 				"which CRIU cannot checkpoint: start the workload in its own session (setsid, or `cedana run process`)", p)
 		}
 		return next(ctx, opts, req, resp)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -60,12 +61,12 @@ func TestCheckDumpPID(t *testing.T) {
 		kind error
 		msg  string
 	}{
-		{"zero", func(*testing.T) int { return 0 }, adapters.ErrInvalidArgument, "no PID"},
-		{"init", func(*testing.T) int { return 1 }, adapters.ErrInvalidArgument, "PID 1"},
-		{"daemon", func(*testing.T) int { return os.Getpid() }, adapters.ErrInvalidArgument, "daemon itself"},
-		{"daemon's ancestor", func(*testing.T) int { return os.Getppid() }, adapters.ErrInvalidArgument, "part of its tree"},
-		{"missing", func(*testing.T) int { return 1 << 22 }, adapters.ErrNotFound, "no process"},
-		{"zombie", zombie, adapters.ErrFailedPrecondition, "has exited"},
+		{"zero", func(*testing.T) int { return 0 }, errdefs.ErrInvalidArgument, "no PID"},
+		{"init", func(*testing.T) int { return 1 }, errdefs.ErrInvalidArgument, "PID 1"},
+		{"daemon", func(*testing.T) int { return os.Getpid() }, errdefs.ErrInvalidArgument, "daemon itself"},
+		{"daemon's ancestor", func(*testing.T) int { return os.Getppid() }, errdefs.ErrInvalidArgument, "part of its tree"},
+		{"missing", func(*testing.T) int { return 1 << 22 }, errdefs.ErrNotFound, "no process"},
+		{"zombie", zombie, errdefs.ErrFailedPrecondition, "has exited"},
 		{"live", func(t *testing.T) int { return sleeper(t, true) }, nil, ""},
 	}
 	for _, tt := range tests {
@@ -151,7 +152,7 @@ func TestCheckDumpPIDSessionOutsideNamespace(t *testing.T) {
 		return nil
 	}
 	err = CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
-	assert.ErrorIs(t, err, adapters.ErrFailedPrecondition)
+	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 	assert.ErrorContains(t, err, "session ID 0")
 	assert.ErrorContains(t, err, "setsid")
 

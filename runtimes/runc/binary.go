@@ -10,15 +10,15 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/errs"
 )
 
 // runcBinary finds the host's runc, or says how to install it.
 func runcBinary() (string, error) {
 	path, err := exec.LookPath("runc")
 	if err != nil {
-		return "", adapters.Precondition("runc is not installed: install it (`apt-get install runc`, or `just deps`)")
+		return "", errs.Precondition("runc is not installed: install it (`apt-get install runc`, or `just deps`)")
 	}
 	return path, nil
 }

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 )
 
 // container is a runc container as its state directory describes it.
@@ -32,14 +32,14 @@ type container struct {
 // error that names the fix.
 func load(root, id string) (*container, error) {
 	if id == "" {
-		return nil, adapters.Invalid("no container ID: give the ID runc knows the container by")
+		return nil, errs.Invalid("no container ID: give the ID runc knows the container by")
 	}
 	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
-		return nil, adapters.NotFound("runc root %s does not exist: pass the --root the container was created with", root)
+		return nil, errs.NotFound("runc root %s does not exist: pass the --root the container was created with", root)
 	}
 	c, err := libcontainer.Load(root, id)
 	if errors.Is(err, libcontainer.ErrNotExist) {
-		return nil, adapters.NotFound("no runc container %q under %s (see `runc --root %s list`)", id, root, root)
+		return nil, errs.NotFound("no runc container %q under %s (see `runc --root %s list`)", id, root, root)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load runc container %s: %w", id, err)
@@ -67,11 +67,11 @@ func (c *container) requireRunning() error {
 	case libcontainer.Running:
 		return nil
 	case libcontainer.Paused:
-		return adapters.Precondition("container %s is paused: resume it (`runc --root %s resume %s`) to checkpoint it", c.id, c.root, c.id)
+		return errs.Precondition("container %s is paused: resume it (`runc --root %s resume %s`) to checkpoint it", c.id, c.root, c.id)
 	case libcontainer.Created:
-		return adapters.Precondition("container %s is created but not started: start it (`runc --root %s start %s`) to checkpoint it", c.id, c.root, c.id)
+		return errs.Precondition("container %s is created but not started: start it (`runc --root %s start %s`) to checkpoint it", c.id, c.root, c.id)
 	default:
-		return adapters.Precondition("container %s is %s: there is nothing to checkpoint", c.id, c.status)
+		return errs.Precondition("container %s is %s: there is nothing to checkpoint", c.id, c.status)
 	}
 }
 
@@ -135,7 +135,7 @@ func (c *container) criuOptions() (func(*rpc.CriuOpts), error) {
 		}
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil {
-			return nil, adapters.Precondition("the container's %s namespace %s: %w", configs.NsName(t), path, err)
+			return nil, errs.Precondition("the container's %s namespace %s: %w", configs.NsName(t), path, err)
 		}
 		namespaces = append(namespaces, fmt.Sprintf("%s[%d]:%s", configs.NsName(t), st.Ino, externalNSKey(t)))
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -41,7 +42,7 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 		d := req.GetDetails().GetRunc()
 		if d == nil {
-			return adapters.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
+			return errs.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
 		}
 		d.Root = cmp.Or(d.Root, DefaultRoot)
 		c, err := load(d.Root, d.Id)

@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
 	"github.com/cedana/cedana/store"
@@ -19,7 +19,7 @@ import (
 func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.Job, error) {
 	d := req.GetRunc()
 	if d.GetId() == "" || d.GetBundle() == "" {
-		return store.Job{}, adapters.Invalid("give the container's --id and --bundle")
+		return store.Job{}, errs.Invalid("give the container's --id and --bundle")
 	}
 	d.Root = cmp.Or(d.Root, DefaultRoot)
 	spec, err := readBundle(d.Bundle)
@@ -27,7 +27,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 		return store.Job{}, err
 	}
 	if exists(d.Root, d.Id) {
-		return store.Job{}, adapters.Exists("runc already has a container %q under %s: choose another --id", d.Id, d.Root)
+		return store.Job{}, errs.Exists("runc already has a container %q under %s: choose another --id", d.Id, d.Root)
 	}
 	jid, logPath, err := m.NewJob(ctx, req.Jid, req.Log)
 	if err != nil {
@@ -43,7 +43,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 		defer console.close()
 		in.args = append(in.args, "--console-socket", console.path, d.Id)
 		if err := in.run(ctx); err != nil {
-			return store.Job{}, adapters.Precondition("%w", err)
+			return store.Job{}, errs.Precondition("%w", err)
 		}
 		if err := console.wait(ctx); err != nil {
 			return store.Job{}, fmt.Errorf("container %s runs, but its terminal: %w", d.Id, err)
@@ -57,7 +57,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	err = in.run(ctx)
 	in.stdout.Close() // the container holds its own copy
 	if err != nil {
-		return store.Job{}, adapters.Precondition("%w", err)
+		return store.Job{}, errs.Precondition("%w", err)
 	}
 	return adopt(ctx, m, jid, logPath, d)
 }
@@ -66,7 +66,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
 	d := req.GetDetails().GetRunc()
 	if d == nil {
-		return store.Job{}, adapters.Invalid("no container to manage: give its ID")
+		return store.Job{}, errs.Invalid("no container to manage: give its ID")
 	}
 	d.Root = cmp.Or(d.Root, DefaultRoot)
 	return adopt(ctx, m, req.Jid, "", d)

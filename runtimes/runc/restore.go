@@ -19,6 +19,7 @@ import (
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -39,13 +40,13 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		d.Bundle = cmp.Or(d.Bundle, dumped.GetBundle())
 		d.Root = cmp.Or(d.Root, dumped.GetRoot(), DefaultRoot)
 		if d.Id == "" {
-			return adapters.Invalid("no container ID to restore under: pass --id")
+			return errs.Invalid("no container ID to restore under: pass --id")
 		}
 		if d.Bundle == "" {
-			return adapters.Invalid("no bundle to restore into: pass --bundle")
+			return errs.Invalid("no bundle to restore into: pass --bundle")
 		}
 		if !filepath.IsAbs(d.Bundle) {
-			return adapters.Invalid("bundle %q is not an absolute path", d.Bundle)
+			return errs.Invalid("bundle %q is not an absolute path", d.Bundle)
 		}
 		if _, err := readBundle(d.Bundle); err != nil {
 			return err
@@ -66,7 +67,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 // freeStoppedJobContainer deletes the stopped container a job's restore finds under its ID (the
 // job was killed, so runc lists it stopped) and refuses any other container in the way.
 func freeStoppedJobContainer(ctx context.Context, jid string, d *daemonv1.RuncDetails) error {
-	inUse := adapters.Exists("runc already has a container %q under %s: delete it (`runc --root %s delete %s`) or restore with another --id",
+	inUse := errs.Exists("runc already has a container %q under %s: delete it (`runc --root %s delete %s`) or restore with another --id",
 		d.Id, d.Root, d.Root, d.Id)
 	if jid == "" {
 		return inUse
@@ -85,24 +86,24 @@ func freeStoppedJobContainer(ctx context.Context, jid string, d *daemonv1.RuncDe
 func readBundle(bundle string) (*specs.Spec, error) {
 	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, adapters.NotFound("bundle %s has no config.json: pass the --bundle directory that holds the container's config.json and rootfs", bundle)
+		return nil, errs.NotFound("bundle %s has no config.json: pass the --bundle directory that holds the container's config.json and rootfs", bundle)
 	}
 	if err != nil {
-		return nil, adapters.Precondition("read the bundle's config.json: %w", err)
+		return nil, errs.Precondition("read the bundle's config.json: %w", err)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, adapters.Invalid("bundle %s: config.json is not an OCI runtime spec: %w", bundle, err)
+		return nil, errs.Invalid("bundle %s: config.json is not an OCI runtime spec: %w", bundle, err)
 	}
 	if spec.Root == nil || spec.Root.Path == "" {
-		return nil, adapters.Invalid("bundle %s: config.json names no root filesystem (root.path)", bundle)
+		return nil, errs.Invalid("bundle %s: config.json names no root filesystem (root.path)", bundle)
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
 	}
 	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
-		return nil, adapters.NotFound("bundle %s has no rootfs at %s: restore needs the container's root filesystem there", bundle, rootfs)
+		return nil, errs.NotFound("bundle %s has no rootfs at %s: restore needs the container's root filesystem there", bundle, rootfs)
 	}
 	return &spec, nil
 }
@@ -117,7 +118,7 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(opts.ImageDir, DescriptorsFile)); err != nil {
-		return adapters.Invalid("checkpoint has no %s: it was not made from a runc container", DescriptorsFile)
+		return errs.Invalid("checkpoint has no %s: it was not made from a runc container", DescriptorsFile)
 	}
 	args := []string{"restore", "--detach", "--image-path", opts.ImageDir, "--bundle", d.Bundle}
 	var console *consoleSocket
@@ -149,7 +150,7 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 		if exists(d.Root, d.Id) {
 			_ = (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(context.WithoutCancel(ctx))
 		}
-		return adapters.Precondition("%w%s", err, criu.LogQuote(filepath.Join(opts.ImageDir, checkpoint.RestoreLog)))
+		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(opts.ImageDir, checkpoint.RestoreLog)))
 	}
 	if console != nil {
 		if err := console.wait(ctx); err != nil {
@@ -186,7 +187,7 @@ func logPipe(path string) (*os.File, error) {
 // daemon restarts. The caller may close its copy of in.
 func startLogCopy(in *os.File, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return adapters.Precondition("cannot create the log directory: %w", err)
+		return errs.Precondition("cannot create the log directory: %w", err)
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -5,11 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/cedana/cedana/adapters"
 )
 
 func TestExternalNSKey(t *testing.T) {
@@ -49,10 +48,10 @@ func TestReadBundle(t *testing.T) {
 		msg    string
 	}{
 		{"good", `{"root":{"path":"rootfs"}}`, true, nil, ""},
-		{"no config.json", "", true, adapters.ErrNotFound, "has no config.json"},
-		{"not a spec", `[`, true, adapters.ErrInvalidArgument, "not an OCI runtime spec"},
-		{"no root", `{}`, true, adapters.ErrInvalidArgument, "names no root filesystem"},
-		{"no rootfs", `{"root":{"path":"rootfs"}}`, false, adapters.ErrNotFound, "has no rootfs"},
+		{"no config.json", "", true, errdefs.ErrNotFound, "has no config.json"},
+		{"not a spec", `[`, true, errdefs.ErrInvalidArgument, "not an OCI runtime spec"},
+		{"no root", `{}`, true, errdefs.ErrInvalidArgument, "names no root filesystem"},
+		{"no rootfs", `{"root":{"path":"rootfs"}}`, false, errdefs.ErrNotFound, "has no rootfs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
