@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cedana/cedana/archive"
+	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/errs"
-
-	"github.com/cedana/cedana/archive"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
 )
@@ -42,7 +42,7 @@ func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name s
 }
 
 // CompressCheckpoint archives the images into the checkpoint's archive, local or in S3, while CRIU
-// writes them (see archiver), and completes it once everything inside has succeeded. CRIU resumes
+// writes them (see package live), and completes it once everything inside has succeeded. CRIU resumes
 // or kills the workload as soon as it is done with it: the archiving never adds to the time it is
 // frozen, and its tail is the "compress" (or "upload") phase. The images are removed afterwards.
 // If archiving fails after the dump stopped the workload, the uncompressed checkpoint is kept and
@@ -53,30 +53,30 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		if codec == archive.None {
 			return next(ctx, opts, req, resp)
 		}
-		var out sink
+		var out live.Sink
 		var err error
 		phase := "compress"
 		if loc, remote, _ := storage.ParseURL(resp.Path); remote {
 			phase = "upload"
-			out, err = newUploadSink(ctx, opts, loc)
+			out, err = live.NewUploadSink(ctx, opts.S3, loc)
 		} else {
-			out, err = newFileSink(resp.Path)
+			out, err = live.NewFileSink(resp.Path)
 		}
 		if err != nil {
 			return errs.Precondition("%w", err)
 		}
 		opts.Progress.Start("archive", 0)
-		arch, err := startArchiver(opts.ImageDir, out, codec, opts.Workers, opts.Progress)
+		arch, err := live.Start(opts.ImageDir, out, codec, opts.Workers, opts.Progress)
 		if err != nil {
-			out.abort()
+			out.Abort()
 			return err
 		}
 		if err := next(ctx, opts, req, resp); err != nil {
-			arch.abort()
+			arch.Abort()
 			return err
 		}
 		start := time.Now()
-		stored, err := arch.finish()
+		stored, err := arch.Finish()
 		Observe(resp.Stats, phase, start)
 		if err != nil {
 			return err // PrepareDumpDir keeps the images if the workload was stopped

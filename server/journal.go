@@ -16,6 +16,7 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/archive"
+	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/checkpoint"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
@@ -180,7 +181,7 @@ func (s *service) rollBackDump(ctx context.Context, log *slog.Logger, d store.Pe
 		return
 	}
 	if _, remote, _ := storage.ParseURL(d.Path); !remote && d.Path != d.WorkDir {
-		if err := os.Remove(adapters.PartialArchive(d.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(live.PartialArchive(d.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			log.Warn("remove the partial archive of an unfinished dump", "error", err)
 		}
 	}
@@ -213,7 +214,7 @@ func (s *service) completeDump(ctx context.Context, d store.PendingDump, ck *dae
 			return d.Path, size, nil
 		}
 		if !remote {
-			if err := os.Remove(adapters.PartialArchive(d.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(live.PartialArchive(d.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return "", 0, fmt.Errorf("remove the partial archive: %w", err)
 			}
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/checkpoint"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
@@ -113,7 +113,7 @@ func TestSettleDumps(t *testing.T) {
 			case tt.archived: // the archive was renamed into place
 				require.NoError(t, os.WriteFile(final, []byte("whole archive"), 0o600))
 			case tt.compression != "":
-				require.NoError(t, os.WriteFile(adapters.PartialArchive(final), []byte("half"), 0o600))
+				require.NoError(t, os.WriteFile(live.PartialArchive(final), []byte("half"), 0o600))
 			}
 			pid, start := gonePID(t), uint64(0)
 			if tt.running {
@@ -134,7 +134,7 @@ func TestSettleDumps(t *testing.T) {
 			assert.Empty(t, pending, "the dump is settled")
 			list, err := st.ListCheckpoints(ctx, "")
 			require.NoError(t, err)
-			assert.NoFileExists(t, adapters.PartialArchive(final), "no partial archive is left")
+			assert.NoFileExists(t, live.PartialArchive(final), "no partial archive is left")
 			if tt.want == "rolled back" {
 				assert.Empty(t, list)
 				assert.NoDirExists(t, work)

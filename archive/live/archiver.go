@@ -1,11 +1,11 @@
-package adapters
+// Package live archives a checkpoint's images while CRIU writes them, into a sink: a local
+// archive file or a streamed S3 upload. Compression thus overlaps the dump instead of following
+// it, and what is left when CRIU is done is little.
+package live
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,25 +16,27 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/archive"
-	"github.com/cedana/cedana/storage"
 )
 
 // partSize is how much of a growing pages image is archived at a time.
 const partSize = 32 << 20
 
-// archiver archives a checkpoint's images while CRIU writes them: each image as soon as CRIU has
+// Counter counts the image bytes archived (a request's progress); a nil *adapters.Progress will do.
+type Counter interface{ Add(n int64) }
+
+// Archiver archives a checkpoint's images while CRIU writes them: each image as soon as CRIU has
 // closed it, and the pages images (which grow for most of the dump) part by part as they grow.
 // Whatever is left when CRIU is done (the metadata, the log, the tail of the pages) follows in
-// finish. Compression thus overlaps the dump instead of following it.
-type archiver struct {
-	progress *Progress // counts the image bytes archived
+// Finish. Compression thus overlaps the dump instead of following it.
+type Archiver struct {
+	progress Counter // counts the image bytes archived
 	dir      string
 	w        *archive.Writer
-	out      sink
+	out      Sink
 	stop     chan struct{}
 	done     chan error
 
-	// Used by run, then (once run has returned) by finish.
+	// Used by run, then (once run has returned) by Finish.
 	closed   map[string]bool   // images CRIU has closed
 	added    map[string]int64  // whole images archived, with their size then
 	followed map[string]*grown // pages images archived in parts
@@ -48,13 +50,14 @@ type grown struct {
 	done   bool
 }
 
-// startArchiver starts archiving dir into out while CRIU writes it.
-func startArchiver(dir string, out sink, codec archive.Codec, workers int, progress *Progress) (*archiver, error) {
+// Start starts archiving dir into out while CRIU writes it, compressing with codec on up to
+// workers cores. Finish or Abort must follow.
+func Start(dir string, out Sink, codec archive.Codec, workers int, progress Counter) (*Archiver, error) {
 	w, err := archive.NewWriter(out, codec, workers)
 	if err != nil {
 		return nil, err
 	}
-	a := &archiver{
+	a := &Archiver{
 		progress: progress, dir: dir, w: w, out: out, stop: make(chan struct{}), done: make(chan error, 1),
 		closed: map[string]bool{}, added: map[string]int64{}, followed: map[string]*grown{}, notify: -1,
 	}
@@ -70,7 +73,7 @@ func startArchiver(dir string, out sink, codec archive.Codec, workers int, progr
 }
 
 // run archives what is ready every few milliseconds until stopped.
-func (a *archiver) run() error {
+func (a *Archiver) run() error {
 	if a.notify < 0 {
 		<-a.stop // without close events, everything waits for finish
 		return nil
@@ -90,7 +93,7 @@ func (a *archiver) run() error {
 }
 
 // readEvents records the images CRIU closed since the last call.
-func (a *archiver) readEvents() {
+func (a *Archiver) readEvents() {
 	var buf [8192]byte
 	for {
 		n, err := unix.Read(a.notify, buf[:])
@@ -119,7 +122,7 @@ func earlyOK(name string) bool {
 }
 
 // archiveReady archives what is final now; with all set (CRIU is done), everything left.
-func (a *archiver) archiveReady(all bool) error {
+func (a *Archiver) archiveReady(all bool) error {
 	entries, err := os.ReadDir(a.dir)
 	if err != nil {
 		return err
@@ -154,7 +157,7 @@ func (a *archiver) archiveReady(all bool) error {
 
 // followPages archives the part of a pages image that is final: whole parts while it grows, the
 // rest once it is closed.
-func (a *archiver) followPages(path, name string, closed bool) error {
+func (a *Archiver) followPages(path, name string, closed bool) error {
 	g := a.followed[name]
 	if g == nil {
 		g = &grown{}
@@ -189,9 +192,9 @@ func (a *archiver) followPages(path, name string, closed bool) error {
 	return nil
 }
 
-// finish archives what is left once CRIU is done and the metadata is written, checks that nothing
+// Finish archives what is left once CRIU is done and the metadata is written, checks that nothing
 // archived early changed afterwards, and completes the archive. It returns the bytes stored.
-func (a *archiver) finish() (int64, error) {
+func (a *Archiver) Finish() (int64, error) {
 	close(a.stop)
 	if err := <-a.done; err != nil {
 		return 0, a.fail(err)
@@ -208,140 +211,22 @@ func (a *archiver) finish() (int64, error) {
 	if err != nil {
 		return 0, a.fail(err)
 	}
-	return a.out.commit()
+	return a.out.Commit()
 }
 
 // fail discards the partial archive after err. When the sink failed first (an upload whose
 // server went away), its error is the cause and is returned instead: archiving failed only
 // because the sink stopped taking data.
-func (a *archiver) fail(err error) error {
-	if sinkErr := a.out.abort(); sinkErr != nil {
+func (a *Archiver) fail(err error) error {
+	if sinkErr := a.out.Abort(); sinkErr != nil {
 		return sinkErr
 	}
 	return fmt.Errorf("archive images: %w", err)
 }
 
-// abort stops archiving and discards the partial archive.
-func (a *archiver) abort() {
+// Abort stops archiving and discards the partial archive.
+func (a *Archiver) Abort() {
 	close(a.stop)
 	<-a.done
-	a.out.abort()
-}
-
-// sink is where an archive goes: a local file or an S3 upload.
-type sink interface {
-	io.Writer
-	// commit completes the archive and returns its size.
-	commit() (int64, error)
-	// abort discards what was written. It returns the sink's own failure, if it had one
-	// before (an upload that failed), and nil otherwise.
-	abort() error
-}
-
-// PartialArchive is where the archive of a local checkpoint at path is written until it is
-// complete, and renamed to path.
-func PartialArchive(path string) string { return path + ".partial" }
-
-// fileSink writes PartialArchive(path) and renames it to path on commit.
-type fileSink struct {
-	*bufio.Writer
-	f          *os.File
-	path, temp string
-}
-
-func newFileSink(path string) (*fileSink, error) {
-	temp := PartialArchive(path)
-	f, err := os.OpenFile(temp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create archive: %w", err)
-	}
-	return &fileSink{Writer: bufio.NewWriterSize(f, 1<<20), f: f, path: path, temp: temp}, nil
-}
-
-func (s *fileSink) commit() (int64, error) {
-	err := s.Flush()
-	if err == nil {
-		err = s.f.Sync()
-	}
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(s.temp, s.path)
-	}
-	if err != nil {
-		os.Remove(s.temp)
-		if errors.Is(err, unix.ENOSPC) {
-			return 0, fmt.Errorf("write archive %s: the disk is full: %w", s.path, err)
-		}
-		return 0, fmt.Errorf("write archive %s: %w", s.path, err)
-	}
-	info, err := os.Stat(s.path)
-	if err != nil {
-		return 0, err
-	}
-	return info.Size(), nil
-}
-
-func (s *fileSink) abort() error {
-	s.f.Close()
-	os.Remove(s.temp)
-	return nil
-}
-
-// uploadSink streams the archive to S3 as it is written: nothing is staged locally.
-type uploadSink struct {
-	*bufio.Writer
-	pw     *io.PipeWriter
-	loc    storage.Location
-	result chan uploadResult
-}
-
-type uploadResult struct {
-	n   int64
-	err error
-}
-
-func newUploadSink(ctx context.Context, opts Opts, loc storage.Location) (*uploadSink, error) {
-	client, err := storage.New(opts.S3)
-	if err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	s := &uploadSink{Writer: bufio.NewWriterSize(pw, 1<<20), pw: pw, loc: loc, result: make(chan uploadResult, 1)}
-	go func() {
-		n, err := client.Upload(ctx, loc, pr)
-		pr.CloseWithError(err) // unblocks the writer if the upload failed first
-		s.result <- uploadResult{n, err}
-	}()
-	return s, nil
-}
-
-func (s *uploadSink) commit() (int64, error) {
-	err := s.Flush()
-	s.pw.CloseWithError(err)
-	res := <-s.result
-	if err == nil {
-		err = res.err
-	}
-	if err != nil {
-		return 0, uploadFailed(err)
-	}
-	return res.n, nil
-}
-
-func (s *uploadSink) abort() error {
-	s.pw.CloseWithError(errAborted)
-	if res := <-s.result; res.err != nil && !errors.Is(res.err, errAborted) {
-		return uploadFailed(res.err)
-	}
-	return nil
-}
-
-// errAborted ends the source of an upload that is abandoned.
-var errAborted = errors.New("dump failed")
-
-// uploadFailed says that the upload failed; storage's errors name the endpoint and object.
-func uploadFailed(err error) error {
-	return fmt.Errorf("the upload failed: %w", err)
+	a.out.Abort()
 }

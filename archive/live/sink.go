@@ -1,0 +1,143 @@
+// Where an archive goes: a local file, renamed into place once complete, or an S3 upload.
+
+package live
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/storage"
+)
+
+// Sink is where an archive goes: a local file or an S3 upload.
+type Sink interface {
+	io.Writer
+	// Commit completes the archive and returns its size.
+	Commit() (int64, error)
+	// Abort discards what was written. It returns the sink's own failure, if it had one
+	// before (an upload that failed), and nil otherwise.
+	Abort() error
+}
+
+var (
+	_ Sink = (*fileSink)(nil)
+	_ Sink = (*uploadSink)(nil)
+)
+
+// PartialArchive is where the archive of a local checkpoint at path is written until it is
+// complete, and renamed to path.
+func PartialArchive(path string) string { return path + ".partial" }
+
+// fileSink writes PartialArchive(path) and renames it to path on commit.
+type fileSink struct {
+	*bufio.Writer
+	f          *os.File
+	path, temp string
+}
+
+// NewFileSink writes the archive of a local checkpoint at path: PartialArchive(path) until it
+// is committed.
+func NewFileSink(path string) (Sink, error) {
+	temp := PartialArchive(path)
+	f, err := os.OpenFile(temp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	return &fileSink{Writer: bufio.NewWriterSize(f, 1<<20), f: f, path: path, temp: temp}, nil
+}
+
+func (s *fileSink) Commit() (int64, error) {
+	err := s.Flush()
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(s.temp, s.path)
+	}
+	if err != nil {
+		os.Remove(s.temp)
+		if errors.Is(err, unix.ENOSPC) {
+			return 0, fmt.Errorf("write archive %s: the disk is full: %w", s.path, err)
+		}
+		return 0, fmt.Errorf("write archive %s: %w", s.path, err)
+	}
+	info, err := os.Stat(s.path)
+	if err != nil {
+		return 0, err
+	}
+	return info.Size(), nil
+}
+
+func (s *fileSink) Abort() error {
+	s.f.Close()
+	os.Remove(s.temp)
+	return nil
+}
+
+// uploadSink streams the archive to S3 as it is written: nothing is staged locally.
+type uploadSink struct {
+	*bufio.Writer
+	pw     *io.PipeWriter
+	loc    storage.Location
+	result chan uploadResult
+}
+
+type uploadResult struct {
+	n   int64
+	err error
+}
+
+// NewUploadSink streams the archive to the object at loc of the S3 endpoint cfg names; ctx
+// bounds the upload.
+func NewUploadSink(ctx context.Context, cfg storage.Config, loc storage.Location) (Sink, error) {
+	client, err := storage.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	s := &uploadSink{Writer: bufio.NewWriterSize(pw, 1<<20), pw: pw, loc: loc, result: make(chan uploadResult, 1)}
+	go func() {
+		n, err := client.Upload(ctx, loc, pr)
+		pr.CloseWithError(err) // unblocks the writer if the upload failed first
+		s.result <- uploadResult{n, err}
+	}()
+	return s, nil
+}
+
+func (s *uploadSink) Commit() (int64, error) {
+	err := s.Flush()
+	s.pw.CloseWithError(err)
+	res := <-s.result
+	if err == nil {
+		err = res.err
+	}
+	if err != nil {
+		return 0, uploadFailed(err)
+	}
+	return res.n, nil
+}
+
+func (s *uploadSink) Abort() error {
+	s.pw.CloseWithError(errAborted)
+	if res := <-s.result; res.err != nil && !errors.Is(res.err, errAborted) {
+		return uploadFailed(res.err)
+	}
+	return nil
+}
+
+// errAborted ends the source of an upload that is abandoned.
+var errAborted = errors.New("dump failed")
+
+// uploadFailed says that the upload failed; storage's errors name the endpoint and object.
+func uploadFailed(err error) error {
+	return fmt.Errorf("the upload failed: %w", err)
+}
