@@ -4,6 +4,7 @@ package adapters
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -41,13 +42,13 @@ type Opts struct {
 	// Log is the request's logger.
 	Log *slog.Logger
 	// Claim takes key for one operation at a time and returns its release; while key is taken,
-	// another claim fails at once with a Busy error naming what. DumpWithCRIU claims the tree
+	// another claim fails at once with a Busy error naming what. withcriu.Dump claims the tree
 	// it dumps, whatever the runtime and however the request named it. nil: nothing is claimed.
 	Claim func(key, what string) (release func(), err error)
 	// Progress receives how far long phases have come; nil when nobody watches.
 	Progress *Progress
 	// DumpCRIU are a runtime's additions to the CRIU dump request (a container's root, external
-	// mounts and namespaces, cgroups), applied in order by DumpWithCRIU; set by runtime middleware.
+	// mounts and namespaces, cgroups), applied in order by withcriu.Dump; set by runtime middleware.
 	DumpCRIU []func(*rpc.CriuOpts)
 	// DumpFrozen run, in order, while CRIU holds the dumped tree frozen with its images written
 	// (CRIU's post-dump notification): state to capture consistently with the images, such as a
@@ -60,26 +61,14 @@ type Opts struct {
 	// (--no-server).
 	Journal DumpJournal
 
-	// dumped is set (through Dumped) once the handler has checkpointed the workload, so that
-	// PrepareDumpDir keeps the images instead of removing them if a later step fails.
-	dumped *bool
 	// JobLog is the log of the job a restore brings back, for runtimes that connect their
 	// workload's output themselves (runc); "" outside job restores.
 	JobLog string
 }
 
-// Dumped records that the dump handler has checkpointed the workload: from then on the images
-// may be its only copy (CRIU stopped it unless --leave-running), so a failure of any later step
-// keeps them, and the error says where. DumpWithCRIU calls it; another dump handler must too.
-func Dumped(opts Opts) {
-	if opts.dumped != nil {
-		*opts.dumped = true
-	}
-}
-
 // DumpJournal records where a dump stands, so that a daemon killed during the dump can settle it
 // when it starts again: roll it back, or make a complete checkpoint of it. PrepareDumpDir calls
-// Begin, DumpWithCRIU Started and Dumped; the daemon records the end itself (the checkpoint in its
+// Begin, withcriu.Dump Started and Dumped; the daemon records the end itself (the checkpoint in its
 // catalog, or nothing).
 type DumpJournal interface {
 	// Begin records a dump whose images go into work (just created) for the checkpoint final.
@@ -87,7 +76,7 @@ type DumpJournal interface {
 	// Started records the criu process that dumps, and the checkpoint's metadata (with the tree's
 	// root PID), before CRIU touches the workload.
 	Started(criuPID int, ck *daemonv1.Checkpoint) error
-	// Dumped records that the images are complete. DumpWithCRIU calls it in CRIU's post-dump
+	// Dumped records that the images are complete. withcriu.Dump calls it in CRIU's post-dump
 	// notification, after DumpFrozen, with the workload still frozen: once it has returned, the
 	// dump counts as done even if nobody hears CRIU's answer. An error makes CRIU resume the
 	// workload and fails the dump.
@@ -103,16 +92,31 @@ type Adapter[H any] func(H) H
 // Middleware is an ordered list of adapters; the first is outermost.
 type Middleware[H any] []Adapter[H]
 
-// With wraps h in adapters, m[0] outermost: it runs first and sees the result last.
-func (h Handler[Req, Resp]) With(m ...Adapter[Handler[Req, Resp]]) Handler[Req, Resp] {
+// Wrap wraps h in adapters, m[0] outermost: it runs first and sees the result last.
+func Wrap[H any](h H, m ...Adapter[H]) H {
 	for i := len(m) - 1; i >= 0; i-- {
 		h = m[i](h)
 	}
 	return h
 }
 
-// DumpHandler handles a dump.
-type DumpHandler = Handler[daemonv1.DumpRequest, daemonv1.DumpResponse]
+// With wraps h in adapters, m[0] outermost: it runs first and sees the result last.
+func (h Handler[Req, Resp]) With(m ...Adapter[Handler[Req, Resp]]) Handler[Req, Resp] {
+	return Wrap(h, m...)
+}
+
+// Dumped says whether a dump checkpointed the workload. Once it has, the images may be the
+// workload's only copy (CRIU stopped it unless --leave-running): PrepareDumpDir then keeps them
+// when a later step fails, and the error says where, instead of removing them.
+type Dumped bool
+
+// DumpHandler handles a dump, filling the response, and says whether it checkpointed the
+// workload, failed or not: the handler that ends the chain knows (withcriu.Dump), and every
+// adapter returns what the handler it wraps returned (false when it fails before calling it).
+type DumpHandler func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error)
+
+// With wraps h in adapters, m[0] outermost: it runs first and sees the result last.
+func (h DumpHandler) With(m ...Adapter[DumpHandler]) DumpHandler { return Wrap(h, m...) }
 
 // RestoreHandler handles a restore.
 type RestoreHandler = Handler[daemonv1.RestoreRequest, daemonv1.RestoreResponse]
@@ -128,16 +132,19 @@ func Observe(stats *daemonv1.Stats, phase string, start time.Time) {
 	stats.Phases[phase] = durationpb.New(time.Since(start))
 }
 
-// timed measures next into the response's Stats.Total, creating Stats for the adapters inside.
-func timed[Req, Resp any](next Handler[Req, Resp], stats func(*Resp) **daemonv1.Stats) Handler[Req, Resp] {
-	return func(ctx context.Context, opts Opts, req *Req, resp *Resp) error {
-		start := time.Now()
-		s := stats(resp)
-		if *s == nil {
-			*s = &daemonv1.Stats{}
-		}
-		err := next(ctx, opts, req, resp)
-		(*s).Total = durationpb.New(time.Since(start))
-		return err
+// timeTotal creates *stats if need be, for the adapters inside, and returns what records the time
+// since now as its Total: `defer timeTotal(&resp.Stats)()`.
+func timeTotal(stats **daemonv1.Stats) func() {
+	start := time.Now()
+	if *stats == nil {
+		*stats = &daemonv1.Stats{}
 	}
+	s := *stats
+	return func() { s.Total = durationpb.New(time.Since(start)) }
+}
+
+// TreeClaim is the key a dump claims (Opts.Claim; withcriu.Dump does) to dump the tree rooted at
+// pid, and how the busy error names it.
+func TreeClaim(pid int) (key, what string) {
+	return fmt.Sprintf("tree:%d", pid), fmt.Sprintf("the process tree of PID %d", pid)
 }

@@ -48,7 +48,7 @@ func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name s
 // If archiving fails after the dump stopped the workload, the uncompressed checkpoint is kept and
 // the error says where, so nothing is lost.
 func CompressCheckpoint(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		codec := codecOf(req)
 		if codec == archive.None {
 			return next(ctx, opts, req, resp)
@@ -63,23 +63,24 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 			out, err = live.NewFileSink(resp.Path)
 		}
 		if err != nil {
-			return errs.Precondition("%w", err)
+			return false, errs.Precondition("%w", err)
 		}
 		opts.Progress.Start("archive", 0)
 		arch, err := live.Start(opts.ImageDir, out, codec, opts.Workers, opts.Progress)
 		if err != nil {
 			out.Abort()
-			return err
+			return false, err
 		}
-		if err := next(ctx, opts, req, resp); err != nil {
+		dumped, err := next(ctx, opts, req, resp)
+		if err != nil {
 			arch.Abort()
-			return err
+			return dumped, err
 		}
 		start := time.Now()
 		stored, err := arch.Finish()
 		Observe(resp.Stats, phase, start)
 		if err != nil {
-			return err // PrepareDumpDir keeps the images if the workload was stopped
+			return dumped, err // PrepareDumpDir keeps the images if the workload was stopped
 		}
 		if resp.Stats != nil {
 			resp.Stats.StoredBytes = stored
@@ -87,7 +88,7 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		if err := os.RemoveAll(opts.ImageDir); err != nil {
 			opts.Log.Warn("remove archived images", "path", opts.ImageDir, "error", err)
 		}
-		return nil
+		return dumped, nil
 	}
 }
 

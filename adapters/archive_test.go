@@ -19,7 +19,7 @@ import (
 // imageWriter stands in for CRIU: it writes image files into opts.ImageDir, some while the
 // archiver watches, can change one after closing it, and reports the workload dumped.
 func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		core := filepath.Join(opts.ImageDir, "core-1.img")
 		require.NoError(t, os.WriteFile(core, []byte("core"), 0o600))
 		big := make([]byte, 40<<20) // more than one part of a growing pages image
@@ -35,8 +35,7 @@ func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
 			require.NoError(t, f.Close())
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "inventory.img"), []byte("inv"), 0o600))
-		adapters.Dumped(opts) // as DumpWithCRIU does once CRIU has succeeded
-		return nil
+		return true, nil // as withcriu.Dump does once CRIU has succeeded
 	}
 }
 
@@ -51,7 +50,7 @@ func TestCompressCheckpoint(t *testing.T) {
 	chain := imageWriter(t, false)
 	h := adapters.DumpHandler(chain).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
 	resp := &daemonv1.DumpResponse{}
-	require.NoError(t, h(context.Background(), testOpts(), archiveRequest(dir), resp))
+	require.NoError(t, dumpErr(h(context.Background(), testOpts(), archiveRequest(dir), resp)))
 	assert.Equal(t, filepath.Join(dir, "ck.tar.zst"), resp.Path)
 	assert.Positive(t, resp.Stats.StoredBytes)
 	names, _ := os.ReadDir(dir)
@@ -74,7 +73,7 @@ func TestCompressCheckpoint(t *testing.T) {
 func TestCompressCheckpointKeepsImages(t *testing.T) {
 	dir := t.TempDir()
 	h := adapters.DumpHandler(imageWriter(t, true)).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
-	err := h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	_, err := h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 	assert.ErrorContains(t, err, "core-1.img changed after it was archived")
@@ -87,7 +86,7 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	// <dir>/<name> already taken (only <name>.tar.zst is checked): kept beside it.
 	dir = t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "ck", "other"), 0o755))
-	err = h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	_, err = h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	matches, _ := filepath.Glob(filepath.Join(dir, "ck.kept-*", "pages-1.img"))
 	require.Len(t, matches, 1, "kept beside the taken name")
@@ -98,7 +97,7 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	dir = t.TempDir()
 	req := archiveRequest(dir)
 	req.Criu.LeaveRunning = true
-	err = h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
+	_, err = h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
 	assert.ErrorContains(t, err, "nothing was kept")
 	names, _ := os.ReadDir(dir)
 	assert.Empty(t, names)

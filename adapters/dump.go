@@ -24,13 +24,16 @@ import (
 
 // TimeDump measures the whole dump into resp.Stats.Total.
 func TimeDump(next DumpHandler) DumpHandler {
-	return timed(next, func(resp *daemonv1.DumpResponse) **daemonv1.Stats { return &resp.Stats })
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+		defer timeTotal(&resp.Stats)()
+		return next(ctx, opts, req, resp)
+	}
 }
 
 // FillDumpDefaults fills the parent directory (opts.CheckpointDir), the name
 // (dump-<type>-<unix nanoseconds>) and empty option and detail messages.
 func FillDumpDefaults(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		if req.Dir == "" {
 			req.Dir = opts.CheckpointDir
 		}
@@ -57,34 +60,34 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 // (or holds a NUL byte), or a name that is not a single, short enough path element. It looks at
 // nothing but the request.
 func ValidateDumpRequest(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		if req.Type == "" {
-			return errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
+			return false, errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
 		}
 		if req.Dir == "" {
-			return errs.Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")
+			return false, errs.Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")
 		}
 		if strings.ContainsRune(req.Dir, 0) {
-			return errs.Invalid("checkpoint directory %q contains a NUL byte", req.Dir)
+			return false, errs.Invalid("checkpoint directory %q contains a NUL byte", req.Dir)
 		}
 		codec := archive.None
 		if req.Compression != "" {
 			var err error
 			if codec, err = archive.ParseCodec(req.Compression); err != nil {
-				return errs.Invalid("%w", err)
+				return false, errs.Invalid("%w", err)
 			}
 		}
 		_, remote, err := storage.ParseURL(req.Dir)
 		switch {
 		case err != nil:
-			return errs.Invalid("%w", err)
+			return false, errs.Invalid("%w", err)
 		case remote && codec == archive.None:
-			return errs.Invalid("an s3:// checkpoint is one archive: pass --compression (tar, gzip, lz4, zlib or zstd)")
+			return false, errs.Invalid("an s3:// checkpoint is one archive: pass --compression (tar, gzip, lz4, zlib or zstd)")
 		case !remote && !filepath.IsAbs(req.Dir):
-			return errs.Invalid("checkpoint directory %q is not an absolute path", req.Dir)
+			return false, errs.Invalid("checkpoint directory %q is not an absolute path", req.Dir)
 		}
 		if err := validateName(req.Name); err != nil {
-			return err
+			return false, err
 		}
 		return next(ctx, opts, req, resp)
 	}
@@ -115,59 +118,22 @@ func validateName(name string) error {
 //     s3://bucket/prefix/<name>.tar[...]. The bucket and credentials are checked first, before the
 //     workload is touched.
 //
-// If anything after it fails, what it created is removed, unless the workload had been
-// checkpointed and stopped (see Dumped): then its images are its only copy and are kept.
+// If anything after it fails, what it created is removed, unless the handler it wraps says it
+// checkpointed the workload (Dumped) and CRIU stopped it: then its images are its only copy and
+// are kept.
 func PrepareDumpDir(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (err error) {
-		codec := codecOf(req)
-		var final, work string
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		loc, remote, _ := storage.ParseURL(req.Dir)
-		if remote {
-			if final, work, err = prepareRemote(ctx, opts, loc.Join(req.Name+codec.Extension()), req.Name); err != nil {
-				return err
-			}
-		} else {
-			if err := os.MkdirAll(req.Dir, 0o755); err != nil {
-				return dirError(req.Dir, err)
-			}
-			final = filepath.Join(req.Dir, req.Name+codec.Extension())
-			work = final
-			if codec != archive.None {
-				if _, err := os.Lstat(final); err == nil {
-					return errs.Exists("checkpoint %s already exists: choose another --name or delete it first", final)
-				}
-				work = filepath.Join(req.Dir, "."+req.Name+".images")
-			}
-			if err := os.Mkdir(work, 0o700); err != nil {
-				if errors.Is(err, fs.ErrExist) {
-					return errs.Exists("checkpoint %s already exists (or is being written): choose another --name or delete it first", final)
-				}
-				return dirError(req.Dir, err)
-			}
+		final, work, err := makeDumpDir(ctx, opts, req, loc, remote)
+		if err != nil {
+			return false, err
 		}
 		if opts.Journal != nil {
 			if err := opts.Journal.Begin(work, final); err != nil {
 				os.RemoveAll(work)
-				return fmt.Errorf("record the dump: %w", err)
+				return false, fmt.Errorf("record the dump: %w", err)
 			}
 		}
-		dumped := false
-		opts.dumped = &dumped
-		defer func() {
-			if err == nil {
-				return
-			}
-			if dumped && !req.Criu.GetLeaveRunning() {
-				err = keepImages(work, req.Name, remote, err)
-				return
-			}
-			if dumped {
-				err = errs.Precondition("%w (the workload is still running; nothing was kept)", err)
-			}
-			if rmErr := os.RemoveAll(work); rmErr != nil {
-				opts.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
-			}
-		}()
 		opts.ImageDir = work
 		resp.Path = final
 		resp.Checkpoint = &daemonv1.Checkpoint{
@@ -180,8 +146,48 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 			Details:       req.Details,
 			Compression:   req.Compression,
 		}
-		return next(ctx, opts, req, resp)
+		dumped, err := next(ctx, opts, req, resp)
+		if err == nil {
+			return dumped, nil
+		}
+		if dumped && !Dumped(req.Criu.GetLeaveRunning()) {
+			return dumped, keepImages(work, req.Name, remote, err)
+		}
+		if dumped {
+			err = errs.Precondition("%w (the workload is still running; nothing was kept)", err)
+		}
+		if rmErr := os.RemoveAll(work); rmErr != nil {
+			opts.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
+		}
+		return dumped, err
 	}
+}
+
+// makeDumpDir makes the directory CRIU writes the images into (work) for the checkpoint final,
+// as PrepareDumpDir says, refusing a name that is taken.
+func makeDumpDir(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, loc storage.Location, remote bool) (final, work string, err error) {
+	codec := codecOf(req)
+	if remote {
+		return prepareRemote(ctx, opts, loc.Join(req.Name+codec.Extension()), req.Name)
+	}
+	if err := os.MkdirAll(req.Dir, 0o755); err != nil {
+		return "", "", dirError(req.Dir, err)
+	}
+	final = filepath.Join(req.Dir, req.Name+codec.Extension())
+	work = final
+	if codec != archive.None {
+		if _, err := os.Lstat(final); err == nil {
+			return "", "", errs.Exists("checkpoint %s already exists: choose another --name or delete it first", final)
+		}
+		work = filepath.Join(req.Dir, "."+req.Name+".images")
+	}
+	if err := os.Mkdir(work, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return "", "", errs.Exists("checkpoint %s already exists (or is being written): choose another --name or delete it first", final)
+		}
+		return "", "", dirError(req.Dir, err)
+	}
+	return final, work, nil
 }
 
 // dirError explains a directory the checkpoint cannot be created in (missing permission, a file
@@ -202,28 +208,29 @@ func unwrapPath(err error) error {
 // WriteDumpMetadata writes checkpoint.json once everything after it succeeded, which marks the
 // checkpoint complete. The CRIU options recorded are the final ones, after runtime adapters.
 func WriteDumpMetadata(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
-		if err := next(ctx, opts, req, resp); err != nil {
-			return err
+	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+		dumped, err := next(ctx, opts, req, resp)
+		if err != nil {
+			return dumped, err
 		}
 		ck := resp.Checkpoint
 		ck.Options = proto.Clone(req.Criu).(*daemonv1.CriuOptions)
 		ck.CreatedAt = timestamppb.Now()
 		size, err := checkpoint.Size(opts.ImageDir)
 		if err != nil {
-			return fmt.Errorf("measure checkpoint: %w", err)
+			return dumped, fmt.Errorf("measure checkpoint: %w", err)
 		}
 		ck.SizeBytes = size
 		if resp.Stats != nil {
 			resp.Stats.RawBytes, resp.Stats.StoredBytes = size, size
 		}
-		return checkpoint.Write(opts.ImageDir, ck)
+		return dumped, checkpoint.Write(opts.ImageDir, ck)
 	}
 }
 
 // RecordTree records in ck the dumped tree rooted at pid, as /proc shows it before the dump: the
 // root's PID, every PID, root first, and the root's command line. It returns the PIDs. (After the
-// dump, DumpWithCRIU replaces the PIDs with those CRIU froze.)
+// dump, withcriu.Dump replaces the PIDs with those CRIU froze.)
 func RecordTree(ck *daemonv1.Checkpoint, pid int) []int {
 	tree := sysinfo.Tree(pid)
 	ck.Pid = int32(pid)

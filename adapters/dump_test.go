@@ -24,24 +24,28 @@ import (
 
 // dumpCapture is a DumpHandler that records what it was called with.
 type dumpCapture struct {
-	calls int
-	opts  adapters.Opts
-	req   *daemonv1.DumpRequest
-	err   error
-	do    func(opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error
+	calls  int
+	opts   adapters.Opts
+	req    *daemonv1.DumpRequest
+	dumped adapters.Dumped
+	err    error
+	do     func(opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error
 }
 
-func (c *dumpCapture) handle(_ context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+func (c *dumpCapture) handle(_ context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 	c.calls++
 	c.opts = opts
 	c.req = proto.Clone(req).(*daemonv1.DumpRequest)
 	if c.do != nil {
 		if err := c.do(opts, req, resp); err != nil {
-			return err
+			return c.dumped, err
 		}
 	}
-	return c.err
+	return c.dumped, c.err
 }
+
+// dumpErr is the error of a dump handler's results.
+func dumpErr(_ adapters.Dumped, err error) error { return err }
 
 func TestTimeDump(t *testing.T) {
 	errNext := errors.New("next failed")
@@ -53,7 +57,7 @@ func TestTimeDump(t *testing.T) {
 				return nil
 			}}
 			resp := &daemonv1.DumpResponse{}
-			err := adapters.TimeDump(next.handle)(context.Background(), testOpts(), &daemonv1.DumpRequest{}, resp)
+			_, err := adapters.TimeDump(next.handle)(context.Background(), testOpts(), &daemonv1.DumpRequest{}, resp)
 			assert.ErrorIs(t, err, nextErr)
 			require.NotNil(t, resp.Stats)
 			require.NotNil(t, resp.Stats.Total)
@@ -65,7 +69,7 @@ func TestTimeDump(t *testing.T) {
 func TestTimeDumpKeepsExistingStats(t *testing.T) {
 	stats := &daemonv1.Stats{}
 	resp := &daemonv1.DumpResponse{Stats: stats}
-	require.NoError(t, adapters.TimeDump((&dumpCapture{}).handle)(context.Background(), testOpts(), &daemonv1.DumpRequest{}, resp))
+	require.NoError(t, dumpErr(adapters.TimeDump((&dumpCapture{}).handle)(context.Background(), testOpts(), &daemonv1.DumpRequest{}, resp)))
 	assert.Same(t, stats, resp.Stats)
 	assert.NotNil(t, stats.Total)
 }
@@ -78,7 +82,7 @@ func TestFillDumpDefaults(t *testing.T) {
 	t.Run("empty request", func(t *testing.T) {
 		next := &dumpCapture{}
 		req := &daemonv1.DumpRequest{Type: "process"}
-		require.NoError(t, adapters.FillDumpDefaults(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{}))
+		require.NoError(t, dumpErr(adapters.FillDumpDefaults(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})))
 		require.Equal(t, 1, next.calls)
 		assert.Equal(t, "/var/lib/cedana/checkpoints", req.Dir)
 		assert.Regexp(t, nameRE, req.Name)
@@ -92,7 +96,7 @@ func TestFillDumpDefaults(t *testing.T) {
 		criu := &daemonv1.CriuOptions{LeaveRunning: true}
 		details := &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: 42}}
 		req := &daemonv1.DumpRequest{Type: "process", Dir: "/elsewhere", Name: "mine", Criu: criu, Details: details}
-		require.NoError(t, adapters.FillDumpDefaults(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{}))
+		require.NoError(t, dumpErr(adapters.FillDumpDefaults(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})))
 		assert.Equal(t, "/elsewhere", req.Dir)
 		assert.Equal(t, "mine", req.Name)
 		assert.Same(t, criu, req.Criu)
@@ -104,14 +108,14 @@ func TestFillDumpDefaults(t *testing.T) {
 	t.Run("names differ between requests", func(t *testing.T) {
 		h := adapters.FillDumpDefaults((&dumpCapture{}).handle)
 		a, b := &daemonv1.DumpRequest{Type: "process"}, &daemonv1.DumpRequest{Type: "process"}
-		require.NoError(t, h(context.Background(), opts, a, &daemonv1.DumpResponse{}))
-		require.NoError(t, h(context.Background(), opts, b, &daemonv1.DumpResponse{}))
+		require.NoError(t, dumpErr(h(context.Background(), opts, a, &daemonv1.DumpResponse{})))
+		require.NoError(t, dumpErr(h(context.Background(), opts, b, &daemonv1.DumpResponse{})))
 		assert.NotEqual(t, a.Name, b.Name)
 	})
 
 	t.Run("error from next returned", func(t *testing.T) {
 		errNext := errors.New("next failed")
-		err := adapters.FillDumpDefaults((&dumpCapture{err: errNext}).handle)(context.Background(), opts, &daemonv1.DumpRequest{Type: "process"}, &daemonv1.DumpResponse{})
+		_, err := adapters.FillDumpDefaults((&dumpCapture{err: errNext}).handle)(context.Background(), opts, &daemonv1.DumpRequest{Type: "process"}, &daemonv1.DumpResponse{})
 		assert.ErrorIs(t, err, errNext)
 	})
 }
@@ -142,7 +146,7 @@ func TestValidateDumpRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &dumpCapture{}
-			err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(), tt.req, &daemonv1.DumpResponse{})
+			_, err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(), tt.req, &daemonv1.DumpResponse{})
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				assert.Equal(t, 1, next.calls)
@@ -165,7 +169,7 @@ func TestValidateDumpRequestEmptyName(t *testing.T) {
 	// FillDumpDefaults runs first in the daemon's chain, but on its own the validator should not
 	// let an empty name through: <dir>/<""> is <dir> itself.
 	next := &dumpCapture{}
-	err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(),
+	_, err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(),
 		&daemonv1.DumpRequest{Type: "process", Dir: "/tmp"}, &daemonv1.DumpResponse{})
 	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	assert.Zero(t, next.calls)
@@ -183,7 +187,7 @@ func TestPrepareDumpDirCreates(t *testing.T) {
 		return os.WriteFile(filepath.Join(opts.ImageDir, "pages-1.img"), []byte("data"), 0o600)
 	}}
 	outer := testOpts()
-	require.NoError(t, adapters.PrepareDumpDir(next.handle)(context.Background(), outer, req, resp))
+	require.NoError(t, dumpErr(adapters.PrepareDumpDir(next.handle)(context.Background(), outer, req, resp)))
 
 	assert.Equal(t, want, next.opts.ImageDir, "next sees opts.ImageDir")
 	assert.Empty(t, outer.ImageDir)
@@ -214,7 +218,7 @@ func TestPrepareDumpDirExistingName(t *testing.T) {
 
 	next := &dumpCapture{}
 	resp := &daemonv1.DumpResponse{}
-	err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
+	_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
 		&daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "taken"}, resp)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errdefs.ErrAlreadyExists)
@@ -234,7 +238,7 @@ func TestPrepareDumpDirRemovedWhenNextFails(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Join(opts.ImageDir, "sub"), 0o755))
 		return os.WriteFile(filepath.Join(opts.ImageDir, "sub", "core-1.img"), []byte("partial"), 0o600)
 	}}
-	err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
+	_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
 		&daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "partial"}, &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errNext)
@@ -256,7 +260,7 @@ func TestPrepareDumpDirUnwritableParent(t *testing.T) {
 			base := t.TempDir()
 			require.NoError(t, os.WriteFile(filepath.Join(base, "file"), []byte("x"), 0o644))
 			next := &dumpCapture{}
-			err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
+			_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
 				&daemonv1.DumpRequest{Type: "process", Dir: tt.dir(base), Name: "ck"}, &daemonv1.DumpResponse{})
 			require.Error(t, err)
 			assert.Zero(t, next.calls)
@@ -283,7 +287,7 @@ func TestWriteDumpMetadata(t *testing.T) {
 		return os.WriteFile(filepath.Join(opts.ImageDir, "pages-1.img"), make([]byte, 1000), 0o600)
 	}}
 	before := time.Now()
-	require.NoError(t, adapters.WriteDumpMetadata(next.handle)(context.Background(), opts, req, resp))
+	require.NoError(t, dumpErr(adapters.WriteDumpMetadata(next.handle)(context.Background(), opts, req, resp)))
 
 	ck, err := checkpoint.Read(dir)
 	require.NoError(t, err)
@@ -309,7 +313,7 @@ func TestWriteDumpMetadataNotWrittenOnFailure(t *testing.T) {
 	opts := testOpts()
 	opts.ImageDir = dir
 	resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Name: "ck"}}
-	err := adapters.WriteDumpMetadata((&dumpCapture{err: errNext}).handle)(context.Background(), opts,
+	_, err := adapters.WriteDumpMetadata((&dumpCapture{err: errNext}).handle)(context.Background(), opts,
 		&daemonv1.DumpRequest{Criu: &daemonv1.CriuOptions{}}, resp)
 	assert.ErrorIs(t, err, errNext)
 	assert.NoFileExists(t, filepath.Join(dir, checkpoint.MetadataFile))
@@ -335,7 +339,7 @@ func TestDumpChain(t *testing.T) {
 		}}
 		req := &daemonv1.DumpRequest{Type: "process"}
 		resp := &daemonv1.DumpResponse{}
-		require.NoError(t, chain(dump)(context.Background(), opts, req, resp))
+		require.NoError(t, dumpErr(chain(dump)(context.Background(), opts, req, resp)))
 		assert.Equal(t, opts.CheckpointDir, filepath.Dir(resp.Path))
 		assert.Regexp(t, `^dump-process-\d+$`, filepath.Base(resp.Path))
 		require.NotNil(t, resp.Stats)
@@ -350,7 +354,7 @@ func TestDumpChain(t *testing.T) {
 		dump := &dumpCapture{err: errors.New("boom")}
 		req := &daemonv1.DumpRequest{Type: "process", Name: "failed"}
 		resp := &daemonv1.DumpResponse{}
-		require.Error(t, chain(dump)(context.Background(), opts, req, resp))
+		require.Error(t, dumpErr(chain(dump)(context.Background(), opts, req, resp)))
 		assert.NoDirExists(t, filepath.Join(opts.CheckpointDir, "failed"))
 		require.NotNil(t, resp.Stats)
 		assert.NotNil(t, resp.Stats.Total)
@@ -358,7 +362,7 @@ func TestDumpChain(t *testing.T) {
 
 	t.Run("invalid request never reaches the dump", func(t *testing.T) {
 		dump := &dumpCapture{}
-		err := chain(dump)(context.Background(), opts, &daemonv1.DumpRequest{Type: "process", Name: "../x"}, &daemonv1.DumpResponse{})
+		_, err := chain(dump)(context.Background(), opts, &daemonv1.DumpRequest{Type: "process", Name: "../x"}, &daemonv1.DumpResponse{})
 		assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 		assert.Zero(t, dump.calls)
 	})
@@ -371,33 +375,50 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// TestPrepareDumpDirKeepsDumpedImages: once the workload has been checkpointed and stopped, a
-// later failure (here writing checkpoint.json) keeps its images in place, and the error says where
-// and how to restore them; with --leave-running the workload is fine and nothing is kept.
+// TestPrepareDumpDirKeepsDumpedImages: once the handler says it checkpointed the workload and CRIU
+// stopped it, a later failure (here writing checkpoint.json) keeps its images in place, and the
+// error says where and how to restore them; with --leave-running the workload is fine and nothing
+// is kept; a handler that says it did not checkpoint the workload has its images removed.
 func TestPrepareDumpDirKeepsDumpedImages(t *testing.T) {
-	dumpThenBreakMetadata := func(ctx context.Context, opts adapters.Opts, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
-		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "core-1.img"), []byte("core"), 0o600))
-		// A directory in checkpoint.json's way makes WriteDumpMetadata fail.
-		require.NoError(t, os.MkdirAll(filepath.Join(opts.ImageDir, "checkpoint.json", "x"), 0o700))
-		adapters.Dumped(opts)
-		return nil
+	tests := []struct {
+		name         string
+		dumped       adapters.Dumped
+		leaveRunning bool
+		kept         bool
+		msg          string
+	}{
+		{name: "dumped and stopped", dumped: true, kept: true, msg: "criu restore -D "},
+		{name: "dumped, left running", dumped: true, leaveRunning: true, msg: "nothing was kept"},
+		{name: "not dumped", dumped: false, msg: "checkpoint.json"},
 	}
-	h := adapters.DumpHandler(dumpThenBreakMetadata).With(adapters.PrepareDumpDir, adapters.WriteDumpMetadata)
-	for _, leaveRunning := range []bool{false, true} {
-		parent := t.TempDir()
-		req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Criu: &daemonv1.CriuOptions{LeaveRunning: leaveRunning}}
-		err := h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
-		require.Error(t, err)
-		assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
-		if leaveRunning {
-			assert.ErrorContains(t, err, "nothing was kept")
-			assert.NoDirExists(t, filepath.Join(parent, "ck"))
-			continue
-		}
-		kept := filepath.Join(parent, "ck")
-		assert.ErrorContains(t, err, "kept at "+kept)
-		assert.ErrorContains(t, err, "criu restore -D "+kept)
-		assert.FileExists(t, filepath.Join(kept, "core-1.img"))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dumpThenBreakMetadata := func(ctx context.Context, opts adapters.Opts, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) (adapters.Dumped, error) {
+				require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "core-1.img"), []byte("core"), 0o600))
+				// A directory in checkpoint.json's way makes WriteDumpMetadata fail.
+				require.NoError(t, os.MkdirAll(filepath.Join(opts.ImageDir, "checkpoint.json", "x"), 0o700))
+				return tt.dumped, nil
+			}
+			h := adapters.DumpHandler(dumpThenBreakMetadata).With(adapters.PrepareDumpDir, adapters.WriteDumpMetadata)
+			parent := t.TempDir()
+			req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Criu: &daemonv1.CriuOptions{LeaveRunning: tt.leaveRunning}}
+			dumped, err := h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
+			require.Error(t, err)
+			assert.Equal(t, tt.dumped, dumped, "what the handler said comes back through the adapters")
+			assert.ErrorContains(t, err, tt.msg)
+			kept := filepath.Join(parent, "ck")
+			if !tt.kept {
+				assert.NoDirExists(t, kept)
+				if tt.dumped {
+					assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
+				}
+				return
+			}
+			assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
+			assert.ErrorContains(t, err, "kept at "+kept)
+			assert.ErrorContains(t, err, "criu restore -D "+kept)
+			assert.FileExists(t, filepath.Join(kept, "core-1.img"))
+		})
 	}
 }
 
@@ -430,7 +451,7 @@ func TestPrepareDumpDirBeginsTheJournal(t *testing.T) {
 		opts := testOpts()
 		opts.Journal = journal
 		req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Compression: "zstd", Criu: &daemonv1.CriuOptions{}}
-		err := adapters.PrepareDumpDir(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})
+		_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})
 		assert.Equal(t, filepath.Join(parent, ".ck.images"), journal.work)
 		assert.Equal(t, filepath.Join(parent, "ck.tar.zst"), journal.final)
 		if fail {

@@ -17,7 +17,10 @@ import (
 
 // TimeRestore measures the whole restore into resp.Stats.Total.
 func TimeRestore(next RestoreHandler) RestoreHandler {
-	return timed(next, func(resp *daemonv1.RestoreResponse) **daemonv1.Stats { return &resp.Stats })
+	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		defer timeTotal(&resp.Stats)()
+		return next(ctx, opts, req, resp)
+	}
 }
 
 // ValidateRestoreRequest requires a checkpoint path (a local path or a valid s3:// URL) and fills

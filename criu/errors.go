@@ -45,7 +45,7 @@ func (e *Error) Error() string {
 // DiedError is returned when criu swrk ends, or closes its socket, without
 // answering a request: it was killed (e.g. by the OOM killer), crashed, or
 // exited. A dump's workload is then no longer traced by criu; whether it runs
-// depends on how far criu had come (see adapters.DumpWithCRIU).
+// depends on how far criu had come (see withcriu.Dump).
 type DiedError struct {
 	// Type is the type of the request that got no answer.
 	Type rpc.CriuReqType

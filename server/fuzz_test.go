@@ -106,12 +106,12 @@ func checkDump(t *testing.T, req *daemonv1.DumpRequest) error {
 	_, err := DumpChain(req.Type)
 	requireProperError(t, "resolved", err, connect.CodeInvalidArgument, connect.CodeUnimplemented)
 	checked := false
-	end := func(_ context.Context, _ adapters.Opts, req *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
+	end := func(_ context.Context, _ adapters.Opts, req *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		checked = true
 		requireDumpable(t, req)
-		return nil
+		return false, nil
 	}
-	err = adapters.DumpHandler(end).With(dumpChecks...)(context.Background(), fuzzOpts(), req, &daemonv1.DumpResponse{})
+	_, err = adapters.DumpHandler(end).With(dumpChecks...)(context.Background(), fuzzOpts(), req, &daemonv1.DumpResponse{})
 	require.True(t, err != nil || checked, "the checks neither failed nor went on")
 	return err
 }

@@ -209,7 +209,7 @@ func (s *service) getCheckpoint(ctx context.Context, id string) (store.Checkpoin
 }
 
 // lockJob makes a second dump or restore of job jid fail fast while one runs. (Two dumps of one
-// tree, however they name it, are kept apart in DumpWithCRIU: adapters.Opts.Claim.)
+// tree, however they name it, are kept apart in withcriu.Dump: adapters.Opts.Claim.)
 func (s *service) lockJob(jid string) (func(), error) {
 	return s.jobs.Lock("job:"+jid, "job "+jid)
 }

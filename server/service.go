@@ -95,7 +95,7 @@ func (s *service) close() {
 }
 
 // Dump runs the dump chain for the request's runtime (or the job's) and records the checkpoint in
-// the catalog. One dump at a time per job, and per tree whatever names it (DumpWithCRIU claims it).
+// the catalog. One dump at a time per job, and per tree whatever names it (withcriu.Dump claims it).
 func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
 	if err := validateDump(req); err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 	defer s.progress.finish(req.OperationId, opts.Progress)
 	journal := newDumpJournal(ctx, s.jobs.Store(), opts.Log, req.Jid)
 	opts.Journal = journal
-	if err := chain(ctx, opts, req, resp); err != nil {
+	if _, err := chain(ctx, opts, req, resp); err != nil {
 		journal.forget()
 		return nil, err
 	}
@@ -245,25 +245,24 @@ func restoreWithRuntime(ctx context.Context, opts adapters.Opts, req *daemonv1.R
 	return h(ctx, opts, req, resp)
 }
 
-func buildChain[Req, Resp any](runtime string, common adapters.Middleware[adapters.Handler[Req, Resp]],
-	middleware *features.Feature[adapters.Middleware[adapters.Handler[Req, Resp]]],
-	handler *features.Feature[adapters.Handler[Req, Resp]],
-) (adapters.Handler[Req, Resp], error) {
-	var h adapters.Handler[Req, Resp]
-	if err := handler.IfAvailable(func(_ string, impl adapters.Handler[Req, Resp]) error {
+func buildChain[H any](runtime string, common adapters.Middleware[H],
+	middleware *features.Feature[adapters.Middleware[H]], handler *features.Feature[H],
+) (H, error) {
+	var h H
+	if err := handler.IfAvailable(func(_ string, impl H) error {
 		h = impl
 		return nil
 	}, runtime); err != nil {
-		return nil, err
+		return h, err
 	}
-	chain := append(adapters.Middleware[adapters.Handler[Req, Resp]]{}, common...)
+	chain := append(adapters.Middleware[H]{}, common...)
 	if middleware.IsAvailable(runtime) {
-		_ = middleware.IfAvailable(func(_ string, m adapters.Middleware[adapters.Handler[Req, Resp]]) error {
+		_ = middleware.IfAvailable(func(_ string, m adapters.Middleware[H]) error {
 			chain = append(chain, m...)
 			return nil
 		}, runtime)
 	}
-	return h.With(chain...), nil
+	return adapters.Wrap(h, chain...), nil
 }
 
 // errorInterceptor turns chain errors into Connect errors in one place, for unary and streaming

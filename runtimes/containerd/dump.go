@@ -14,6 +14,7 @@ import (
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/runtimes/runc"
+	"github.com/cedana/cedana/withcriu"
 )
 
 // Files the containerd runtime adds beside CRIU's images.
@@ -40,7 +41,7 @@ type containerRecord struct {
 var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{ResolveContainer, runc.ContainerDump{}.Adapter}
 
 // dumpHandler is the daemon's CRIU, as for every runtime.
-var dumpHandler = adapters.DumpWithCRIU
+var dumpHandler = withcriu.Dump
 
 // ResolveContainer finds the container and its running task in containerd, points the runc
 // middleware at containerd's runc root, and records what containerd knows of the container.
@@ -48,49 +49,49 @@ var dumpHandler = adapters.DumpWithCRIU
 // CRIU has stopped the task (no --leave-running), it deletes the task, so that the container can
 // take a restored one.
 func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		if req.GetDetails().GetContainerd() == nil {
-			return errs.Invalid("no container to dump: give its ID (`cedana dump containerd <id>`)")
+			return false, errs.Invalid("no container to dump: give its ID (`cedana dump containerd <id>`)")
 		}
 		d := withDefaults(req.Details.Containerd)
 		c, nsCtx, err := connect(ctx, d)
 		if err != nil {
-			return err
+			return false, err
 		}
 		defer c.Close()
 		ctr, err := loadContainer(nsCtx, c, d)
 		if err != nil {
-			return err
+			return false, err
 		}
 		info, err := ctr.Info(nsCtx)
 		if err != nil {
-			return fmt.Errorf("container %s: %w", d.Id, err)
+			return false, fmt.Errorf("container %s: %w", d.Id, err)
 		}
 		if info.Runtime.Name != RuncShim {
-			return errs.Precondition("container %s runs under %s: cedana checkpoints containers of containerd's runc shim (%s)", d.Id, info.Runtime.Name, RuncShim)
+			return false, errs.Precondition("container %s runs under %s: cedana checkpoints containers of containerd's runc shim (%s)", d.Id, info.Runtime.Name, RuncShim)
 		}
 		task, err := runningTask(nsCtx, ctr, d)
 		if err != nil {
-			return err
+			return false, err
 		}
 		spec, err := ctr.Spec(nsCtx)
 		if err != nil {
-			return fmt.Errorf("spec of container %s: %w", d.Id, err)
+			return false, fmt.Errorf("spec of container %s: %w", d.Id, err)
 		}
 		d.Image = info.Image
 		if err := writeJSON(opts.ImageDir, SpecFile, spec); err != nil {
-			return err
+			return false, err
 		}
 		record := containerRecord{Image: info.Image, Snapshotter: info.Snapshotter, SnapshotKey: info.SnapshotKey, Runtime: info.Runtime.Name, Labels: info.Labels}
 		if err := writeJSON(opts.ImageDir, ContainerFile, record); err != nil {
-			return err
+			return false, err
 		}
 		if d.Rootfs {
 			// Found before the dump, stored while CRIU holds the task frozen: consistent with
 			// the memory images, and a failure resumes the task instead of losing it.
 			upper, err := upperDir(nsCtx, c, info.Snapshotter, info.SnapshotKey)
 			if err != nil {
-				return err
+				return false, err
 			}
 			layer := filepath.Join(opts.ImageDir, RootfsFile)
 			opts.DumpFrozen = append(opts.DumpFrozen, func() error {
@@ -102,15 +103,16 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 		}
 		req.Details.Runc = &daemonv1.RuncDetails{Id: d.Id, Root: runcRoot(d.Namespace)}
 		opts.Log.Info("dumping containerd container", "id", d.Id, "namespace", d.Namespace, "image", d.Image, "pid", task.Pid())
-		if err := next(ctx, opts, req, resp); err != nil {
-			return err
+		dumped, err := next(ctx, opts, req, resp)
+		if err != nil {
+			return dumped, err
 		}
 		if !req.Criu.LeaveRunning {
 			if err := deleteStoppedTask(nsCtx, task); err != nil {
 				opts.Log.Warn("dumped, but could not delete the stopped task", "id", d.Id, "error", err)
 			}
 		}
-		return nil
+		return dumped, nil
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/sysinfo"
+	"github.com/cedana/cedana/withcriu"
 )
 
 // Name is the runtime's name, the request type it serves.
@@ -51,32 +52,32 @@ var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{adapters.Wa
 // CheckDumpPID refuses a PID that does not exist, is a zombie, is PID 1 or is the daemon itself,
 // before anything touches the process.
 func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		pid := int(req.GetDetails().GetProcess().GetPid())
 		switch {
 		case pid <= 0:
-			return errs.Invalid("no PID to dump: give the PID of a running process")
+			return false, errs.Invalid("no PID to dump: give the PID of a running process")
 		case pid == 1:
-			return errs.Invalid("refusing to dump PID 1, the init process of this PID namespace")
+			return false, errs.Invalid("refusing to dump PID 1, the init process of this PID namespace")
 		case pid == opts.DaemonPID:
-			return errs.Invalid("refusing to dump PID %d: it is the cedana daemon itself", pid)
+			return false, errs.Invalid("refusing to dump PID %d: it is the cedana daemon itself", pid)
 		}
 		st, err := sysinfo.ReadStat(pid)
 		if errors.Is(err, fs.ErrNotExist) {
-			return errs.NotFound("no process with PID %d", pid)
+			return false, errs.NotFound("no process with PID %d", pid)
 		}
 		if err != nil {
-			return fmt.Errorf("read process %d: %w", pid, err)
+			return false, fmt.Errorf("read process %d: %w", pid, err)
 		}
 		if st.State == 'Z' || st.State == 'X' {
-			return errs.Precondition("process %d (%s) has exited and is waiting to be reaped; there is nothing to dump", pid, st.Comm)
+			return false, errs.Precondition("process %d (%s) has exited and is waiting to be reaped; there is nothing to dump", pid, st.Comm)
 		}
 		tree := sysinfo.Tree(pid)
 		if slices.Contains(tree, opts.DaemonPID) {
-			return errs.Invalid("refusing to dump PID %d: the cedana daemon is part of its tree", pid)
+			return false, errs.Invalid("refusing to dump PID %d: the cedana daemon is part of its tree", pid)
 		}
 		if p, ok := outsideSession(tree); ok {
-			return errs.Precondition("process %d is in a session whose leader is outside this PID namespace (session ID 0), "+
+			return false, errs.Precondition("process %d is in a session whose leader is outside this PID namespace (session ID 0), "+
 				"which CRIU cannot checkpoint: start the workload in its own session (setsid, or `cedana run process`)", p)
 		}
 		return next(ctx, opts, req, resp)
@@ -88,7 +89,7 @@ func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
 // lies outside the tree (a process started from a shell without setsid): CRIU refuses such a tree
 // otherwise.
 func DescribeTree(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		pid := int(req.GetDetails().GetProcess().GetPid())
 		tree := adapters.RecordTree(resp.Checkpoint, pid)
 		if !req.Criu.ShellJob && needsShellJob(tree) {
@@ -138,8 +139,8 @@ func init() {
 		Process RestoreCmd `cmd:"" help:"Restore a process tree from a checkpoint (--path)."`
 	}{})
 	features.DumpMiddleware.Register(Name, DumpMiddleware)
-	features.DumpHandler.Register(Name, adapters.DumpWithCRIU)
+	features.DumpHandler.Register(Name, withcriu.Dump)
 	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
-	features.RestoreHandler.Register(Name, adapters.RestoreWithCRIU)
+	features.RestoreHandler.Register(Name, withcriu.Restore)
 	features.HealthCheck.Register(Name, Check)
 }

@@ -72,12 +72,12 @@ func TestCheckDumpPID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			called := false
-			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error {
+			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
 				called = true
-				return nil
+				return false, nil
 			}
 			req := &daemonv1.DumpRequest{Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(tt.pid(t))}}}
-			err := CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
+			_, err := CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
 			if tt.kind == nil {
 				require.NoError(t, err)
 				assert.True(t, called)
@@ -104,8 +104,10 @@ func TestDescribeTree(t *testing.T) {
 			pid := sleeper(t, tt.setsid)
 			req := &daemonv1.DumpRequest{Criu: &daemonv1.CriuOptions{}, Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(pid)}}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{}}
-			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error { return nil }
-			require.NoError(t, DescribeTree(next)(context.Background(), opts(), req, resp))
+			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
+				return false, nil
+			}
+			require.NoError(t, dumpErr(DescribeTree(next)(context.Background(), opts(), req, resp)))
 			assert.Equal(t, int32(pid), resp.Checkpoint.Pid)
 			assert.Equal(t, []int32{int32(pid)}, resp.Checkpoint.Pids)
 			assert.Equal(t, []string{"sleep", "30"}, resp.Checkpoint.Cmdline)
@@ -147,17 +149,22 @@ func TestCheckDumpPIDSessionOutsideNamespace(t *testing.T) {
 	require.Equal(t, 0, sid, "inside the new PID namespace our session leader is invisible")
 	pid := sleeper(t, false)
 	req := &daemonv1.DumpRequest{Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(pid)}}}
-	next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error {
+	next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		t.Error("the dump went on")
-		return nil
+		return false, nil
 	}
-	err = CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
+	_, err = CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
 	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 	assert.ErrorContains(t, err, "session ID 0")
 	assert.ErrorContains(t, err, "setsid")
 
 	// In its own session it is accepted.
 	req.Details.Process.Pid = int32(sleeper(t, true))
-	next = func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) error { return nil }
-	require.NoError(t, CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{}))
+	next = func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
+		return false, nil
+	}
+	require.NoError(t, dumpErr(CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})))
 }
+
+// dumpErr is the error of a dump handler's results.
+func dumpErr(_ adapters.Dumped, err error) error { return err }

@@ -39,33 +39,34 @@ type ContainerDump struct {
 // Adapter resolves the container a dump names (details.runc), refuses one that is not running,
 // records it in the checkpoint, and adds runc's CRIU options and files.
 func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		d := req.GetDetails().GetRunc()
 		if d == nil {
-			return errs.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
+			return false, errs.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
 		}
 		d.Root = cmp.Or(d.Root, DefaultRoot)
 		c, err := load(d.Root, d.Id)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := c.requireRunning(); err != nil {
-			return err
+			return false, err
 		}
 		d.Bundle = c.bundle()
 		pid := c.pid()
 		adapters.RecordTree(resp.Checkpoint, pid)
 		add, err := c.criuOptions()
 		if err != nil {
-			return err
+			return false, err
 		}
 		opts.DumpCRIU = append(opts.DumpCRIU, add)
 		if err := c.writeFiles(opts.ImageDir); err != nil {
-			return err
+			return false, err
 		}
 		opts.Log.Info("dumping runc container", "id", d.Id, "root", d.Root, "pid", pid, "bundle", d.Bundle)
-		if err := next(ctx, opts, req, resp); err != nil {
-			return err
+		dumped, err := next(ctx, opts, req, resp)
+		if err != nil {
+			return dumped, err
 		}
 		if cd.DeleteAfter && !req.Criu.LeaveRunning {
 			// CRIU killed the container's processes; runc would still list it as stopped.
@@ -73,7 +74,7 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 				opts.Log.Warn("dumped, but could not delete the stopped container from runc", "id", d.Id, "error", err)
 			}
 		}
-		return nil
+		return dumped, nil
 	}
 }
 

@@ -11,9 +11,9 @@
 package runc
 
 import (
-	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/withcriu"
 )
 
 // Name is the runtime's name, the request type it serves.
@@ -95,7 +95,7 @@ func init() {
 		Runc ManageCmd `cmd:"" help:"Adopt a running runc container as a managed job."`
 	}{})
 	features.DumpMiddleware.Register(Name, DumpMiddleware)
-	features.DumpHandler.Register(Name, adapters.DumpWithCRIU)
+	features.DumpHandler.Register(Name, withcriu.Dump)
 	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
 	features.RestoreHandler.Register(Name, RestoreWithRunc)
 	features.RunHandler.Register(Name, Run)

@@ -1,4 +1,4 @@
-package adapters
+package withcriu
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 // CRIU killed while it ran injected code dies right after CRIU detaches from it.
 const deathWatch = 250 * time.Millisecond
 
-// treeBefore is what DumpWithCRIU knows of the tree before CRIU touches it, so that it can put the
+// treeBefore is what Dump knows of the tree before CRIU touches it, so that it can put the
 // tree back as it was when CRIU dies without answering.
 //
 // What a CRIU (4.1.1) killed mid-dump leaves, measured by killing it at each of the ~400 ptrace

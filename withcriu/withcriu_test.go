@@ -1,4 +1,4 @@
-package adapters
+package withcriu
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/criu/criutest"
 	"github.com/cedana/cedana/errs"
@@ -39,7 +40,7 @@ func TestDumpFrozen(t *testing.T) {
 
 			errCapture := errors.New("capture failed")
 			var stateDuring byte
-			opts := Opts{CRIU: c, ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			opts := adapters.Opts{CRIU: c, ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			opts.DumpFrozen = append(opts.DumpFrozen, func() error {
 				st, err := sysinfo.ReadStat(pid)
 				require.NoError(t, err)
@@ -51,8 +52,9 @@ func TestDumpFrozen(t *testing.T) {
 			})
 			req := &daemonv1.DumpRequest{Type: "process", Name: "t", Criu: &daemonv1.CriuOptions{}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Pid: int32(pid)}}
-			err := DumpWithCRIU(context.Background(), opts, req, resp)
+			dumped, err := Dump(context.Background(), opts, req, resp)
 			assert.Contains(t, "tT", string(stateDuring), "the capture ran with the tree frozen (state %q)", stateDuring)
+			assert.Equal(t, adapters.Dumped(!fail), dumped)
 			if !fail {
 				require.NoError(t, err)
 				select {
@@ -71,10 +73,10 @@ func TestDumpFrozen(t *testing.T) {
 	}
 }
 
-// TestDumpWithCRIUClaimsTheTree: DumpWithCRIU claims the tree it dumps by its root PID, whatever
+// TestDumpClaimsTheTree: Dump claims the tree it dumps by its root PID, whatever
 // the runtime, so a second dump of a tree being dumped is refused as busy before CRIU is asked;
 // the claim is released when the dump ends, failed or not.
-func TestDumpWithCRIUClaimsTheTree(t *testing.T) {
+func TestDumpClaimsTheTree(t *testing.T) {
 	tests := []struct {
 		name     string
 		held     string // a key another request holds
@@ -97,7 +99,7 @@ func TestDumpWithCRIUClaimsTheTree(t *testing.T) {
 				claimed[tt.held] = true
 			}
 			var asked []string
-			opts := Opts{ImageDir: filepath.Join(t.TempDir(), "missing")}
+			opts := adapters.Opts{ImageDir: filepath.Join(t.TempDir(), "missing")}
 			if !tt.noClaim {
 				opts.Claim = func(key, what string) (func(), error) {
 					asked = append(asked, key)
@@ -110,8 +112,9 @@ func TestDumpWithCRIUClaimsTheTree(t *testing.T) {
 			}
 			req := &daemonv1.DumpRequest{Type: tt.typ, Criu: &daemonv1.CriuOptions{}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Pid: tt.pid}}
-			err := DumpWithCRIU(context.Background(), opts, req, resp)
+			dumped, err := Dump(context.Background(), opts, req, resp)
 			require.Error(t, err)
+			assert.False(t, bool(dumped))
 			if tt.wantBusy {
 				assert.ErrorIs(t, err, errdefs.ErrConflict)
 				assert.Contains(t, err.Error(), fmt.Sprintf("PID %d", tt.pid))

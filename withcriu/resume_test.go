@@ -1,4 +1,4 @@
-package adapters
+package withcriu
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/sysinfo"
 )
@@ -142,11 +143,11 @@ func (j *recordingJournal) Dumped() error {
 	return nil
 }
 
-// TestDumpWithCRIUJournal: the journal learns which CRIU dumps what before the tree is touched,
+// TestDumpJournal: the journal learns which CRIU dumps what before the tree is touched,
 // and that the dump is done in CRIU's post-dump notification, with the tree frozen; an error
 // there makes CRIU resume the tree. When CRIU dies once the dump is done, the checkpoint is
-// complete: DumpWithCRIU stops the tree as CRIU would have, and succeeds.
-func TestDumpWithCRIUJournal(t *testing.T) {
+// complete: Dump stops the tree as CRIU would have, and succeeds.
+func TestDumpJournal(t *testing.T) {
 	c := criuClient(t)
 	errJournal := errors.New("journal unwritable")
 	for _, tt := range []struct {
@@ -171,13 +172,12 @@ func TestDumpWithCRIUJournal(t *testing.T) {
 				}
 				return nil
 			}}
-			var dumped bool
 			var log strings.Builder
-			opts := Opts{CRIU: c, CRIUVersion: 40101, ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&log, nil)),
-				Journal: journal, dumped: &dumped}
+			opts := adapters.Opts{CRIU: c, CRIUVersion: 40101, ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&log, nil)),
+				Journal: journal}
 			req := &daemonv1.DumpRequest{Type: "process", Name: "t", Criu: &daemonv1.CriuOptions{FileLocks: true}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Pid: int32(pid)}}
-			err := DumpWithCRIU(context.Background(), opts, req, resp)
+			dumped, err := Dump(context.Background(), opts, req, resp)
 
 			assert.Positive(t, journal.criuPID)
 			require.NotNil(t, journal.ck)
@@ -188,13 +188,13 @@ func TestDumpWithCRIUJournal(t *testing.T) {
 			assert.Contains(t, "tT", string(stateDuring), "done with the tree frozen (state %q)", stateDuring)
 			if tt.wantErr != nil {
 				require.ErrorIs(t, err, tt.wantErr)
-				assert.False(t, dumped)
+				assert.False(t, bool(dumped), "the workload was not checkpointed")
 				assert.Eventually(t, func() bool { return stateOf(pid) == 'S' }, 5*time.Second, 10*time.Millisecond,
 					"CRIU resumed the tree")
 				return
 			}
 			require.NoError(t, err)
-			assert.True(t, dumped, "the images are kept")
+			assert.True(t, bool(dumped), "the workload was checkpointed: its images are kept")
 			if tt.wantLog != "" {
 				assert.Contains(t, log.String(), tt.wantLog)
 			}

@@ -1,4 +1,6 @@
-package adapters
+// Package withcriu ends dump and restore chains with the daemon's own CRIU (criu swrk): the
+// handlers most runtimes register, and what puts a tree back as it was when CRIU dies mid-dump.
+package withcriu
 
 import (
 	"context"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/errs"
@@ -23,7 +26,7 @@ import (
 // criuLogLevel is CRIU's most verbose level short of debug; its logs explain failures.
 const criuLogLevel = 4
 
-// DumpWithCRIU is the handler that dumps resp.Checkpoint.Pid's tree into opts.ImageDir with CRIU.
+// Dump is the handler that dumps resp.Checkpoint.Pid's tree into opts.ImageDir with CRIU.
 // A tree another request is dumping is refused as busy (opts.Claim). On failure CRIU has resumed
 // the tree; the error quotes the log lines that explain it and keeps the whole log in the
 // system's temporary directory, since the partial checkpoint is removed.
@@ -31,26 +34,26 @@ const criuLogLevel = 4
 // CRIU's post-dump notification is always asked for: it runs opts.DumpFrozen and records the
 // dump as done in opts.Journal. Left unanswered (the daemon died), it makes CRIU resume the tree
 // rather than kill it with nobody left to record the checkpoint. When CRIU itself dies without
-// answering, its ptrace hold ends with it and the tree runs on: DumpWithCRIU thaws a cgroup CRIU
+// answering, its ptrace hold ends with it and the tree runs on: Dump thaws a cgroup CRIU
 // left frozen, continues processes it left stopped and says in the error what became of the tree.
 // If CRIU died after the dump was done (the post-dump notification answered), the checkpoint is
-// complete: DumpWithCRIU finishes CRIU's work, stopping what is left of the tree unless
-// --leave-running, and succeeds.
-func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+// complete: Dump finishes CRIU's work, stopping what is left of the tree unless
+// --leave-running, and succeeds. It reports the workload checkpointed exactly when it succeeds.
+func Dump(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 	pid := resp.GetCheckpoint().GetPid()
 	if pid <= 0 {
-		return fmt.Errorf("runtime %s named no process to dump", req.Type)
+		return false, fmt.Errorf("runtime %s named no process to dump", req.Type)
 	}
 	if opts.Claim != nil {
-		release, err := opts.Claim(TreeClaim(int(pid)))
+		release, err := opts.Claim(adapters.TreeClaim(int(pid)))
 		if err != nil {
-			return err
+			return false, err
 		}
 		defer release()
 	}
 	dir, criuOpts, err := openImages(opts.ImageDir, checkpoint.DumpLog, req.Criu)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer dir.Close()
 	criuOpts.Pid = proto.Int32(pid)
@@ -91,7 +94,7 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	}
 	start := time.Now()
 	_, err = opts.CRIU.Dump(ctx, criuOpts, call)
-	Observe(resp.Stats, "criu_dump", start)
+	adapters.Observe(resp.Stats, "criu_dump", start)
 	var died *criu.DiedError
 	switch {
 	case err != nil && errors.As(err, &died) && done:
@@ -102,11 +105,10 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 			before.kill()
 		}
 	case err != nil && errors.As(err, &died):
-		return criuFailure(fmt.Errorf("%w; %s", err, before.resume()), opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+		return false, criuFailure(fmt.Errorf("%w; %s", err, before.resume()), opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	case err != nil:
-		return criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+		return false, criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
-	Dumped(opts)
 	resp.Checkpoint.CriuVersion = opts.CRIUVersion
 	if st, err := stats.CriuGetDumpStats(dir); err == nil && resp.Stats != nil {
 		resp.Stats.Frozen = durationpb.New(time.Duration(st.GetFrozenTime()) * time.Microsecond)
@@ -114,18 +116,12 @@ func DumpWithCRIU(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, res
 	if pids := checkpoint.DumpedPIDs(opts.ImageDir, pid); len(pids) > 0 {
 		resp.Checkpoint.Pids = pids
 	}
-	return nil
+	return true, nil
 }
 
-// TreeClaim is the key DumpWithCRIU claims (Opts.Claim) to dump the tree rooted at pid, and how
-// the busy error names it.
-func TreeClaim(pid int) (key, what string) {
-	return fmt.Sprintf("tree:%d", pid), fmt.Sprintf("the process tree of PID %d", pid)
-}
-
-// RestoreWithCRIU is the handler that restores the checkpoint in opts.ImageDir as a child of the
+// Restore is the handler that restores the checkpoint in opts.ImageDir as a child of the
 // calling process (CRIU's restore-sibling mode), which must reap it.
-func RestoreWithCRIU(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+func Restore(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 	dir, criuOpts, err := openImages(opts.ImageDir, checkpoint.RestoreLog, req.Criu)
 	if err != nil {
 		return err
@@ -134,7 +130,7 @@ func RestoreWithCRIU(ctx context.Context, opts Opts, req *daemonv1.RestoreReques
 	criuOpts.RstSibling = proto.Bool(true)
 	start := time.Now()
 	out, err := opts.CRIU.Restore(ctx, criuOpts, criu.Call{})
-	Observe(resp.Stats, "criu_restore", start)
+	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
 		return criuFailure(err, opts.ImageDir, checkpoint.RestoreLog, "")
 	}
