@@ -13,9 +13,12 @@ import (
 	"github.com/cedana/cedana/adapters"
 )
 
-// testOpts are chain options with a logger that discards everything.
-func testOpts() adapters.Opts {
-	return adapters.Opts{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+// testEnv is an empty environment for chains.
+func testEnv() *adapters.Env { return &adapters.Env{} }
+
+// testState is a request's state with a logger that discards everything.
+func testState() adapters.State {
+	return adapters.State{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 type (
@@ -27,9 +30,9 @@ type (
 // recorder is an adapter that records when it runs before and after its next handler.
 func recorder(name string, log *[]string) adapters.Adapter[testH] {
 	return func(next testH) testH {
-		return func(ctx context.Context, opts adapters.Opts, req *testReq, resp *testResp) error {
+		return func(ctx context.Context, env *adapters.Env, st adapters.State, req *testReq, resp *testResp) error {
 			*log = append(*log, "before "+name)
-			err := next(ctx, opts, req, resp)
+			err := next(ctx, env, st, req, resp)
 			*log = append(*log, "after "+name)
 			return err
 		}
@@ -53,7 +56,7 @@ func TestWithOrder(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var log []string
-			h := testH(func(context.Context, adapters.Opts, *testReq, *testResp) error {
+			h := testH(func(context.Context, *adapters.Env, adapters.State, *testReq, *testResp) error {
 				log = append(log, "handler")
 				return nil
 			})
@@ -61,7 +64,7 @@ func TestWithOrder(t *testing.T) {
 			for _, name := range tt.adapters {
 				m = append(m, recorder(name, &log))
 			}
-			require.NoError(t, h.With(m...)(context.Background(), testOpts(), &testReq{}, &testResp{}))
+			require.NoError(t, h.With(m...)(context.Background(), testEnv(), testState(), &testReq{}, &testResp{}))
 			assert.Equal(t, tt.want, log)
 		})
 	}
@@ -69,12 +72,12 @@ func TestWithOrder(t *testing.T) {
 
 func TestWithMiddlewareSpread(t *testing.T) {
 	var log []string
-	h := testH(func(context.Context, adapters.Opts, *testReq, *testResp) error {
+	h := testH(func(context.Context, *adapters.Env, adapters.State, *testReq, *testResp) error {
 		log = append(log, "handler")
 		return nil
 	})
 	mw := adapters.Middleware[testH]{recorder("a", &log), recorder("b", &log)}
-	require.NoError(t, h.With(mw...).With(recorder("outer", &log))(context.Background(), testOpts(), &testReq{}, &testResp{}))
+	require.NoError(t, h.With(mw...).With(recorder("outer", &log))(context.Background(), testEnv(), testState(), &testReq{}, &testResp{}))
 	assert.Equal(t, []string{"before outer", "before a", "before b", "handler", "after b", "after a", "after outer"}, log)
 }
 
@@ -82,14 +85,14 @@ func TestWithShortCircuitAndErrors(t *testing.T) {
 	errStop := errors.New("stop")
 	var log []string
 	handlerCalled := false
-	h := testH(func(context.Context, adapters.Opts, *testReq, *testResp) error {
+	h := testH(func(context.Context, *adapters.Env, adapters.State, *testReq, *testResp) error {
 		handlerCalled = true
 		return nil
 	})
 	stopper := func(next testH) testH {
-		return func(context.Context, adapters.Opts, *testReq, *testResp) error { return errStop }
+		return func(context.Context, *adapters.Env, adapters.State, *testReq, *testResp) error { return errStop }
 	}
-	err := h.With(recorder("a", &log), stopper, recorder("c", &log))(context.Background(), testOpts(), &testReq{}, &testResp{})
+	err := h.With(recorder("a", &log), stopper, recorder("c", &log))(context.Background(), testEnv(), testState(), &testReq{}, &testResp{})
 	assert.ErrorIs(t, err, errStop, "an adapter's error reaches the caller through outer adapters")
 	assert.False(t, handlerCalled)
 	assert.Equal(t, []string{"before a", "after a"}, log)
@@ -98,42 +101,42 @@ func TestWithShortCircuitAndErrors(t *testing.T) {
 func TestWithSharesRequestAndResponse(t *testing.T) {
 	mark := func(name string) adapters.Adapter[testH] {
 		return func(next testH) testH {
-			return func(ctx context.Context, opts adapters.Opts, req *testReq, resp *testResp) error {
+			return func(ctx context.Context, env *adapters.Env, st adapters.State, req *testReq, resp *testResp) error {
 				req.visits = append(req.visits, name)
-				return next(ctx, opts, req, resp)
+				return next(ctx, env, st, req, resp)
 			}
 		}
 	}
-	h := testH(func(_ context.Context, _ adapters.Opts, req *testReq, resp *testResp) error {
+	h := testH(func(_ context.Context, _ *adapters.Env, _ adapters.State, req *testReq, resp *testResp) error {
 		resp.result = "done after " + req.visits[len(req.visits)-1]
 		return nil
 	})
 	req, resp := &testReq{}, &testResp{}
-	require.NoError(t, h.With(mark("a"), mark("b"))(context.Background(), testOpts(), req, resp))
+	require.NoError(t, h.With(mark("a"), mark("b"))(context.Background(), testEnv(), testState(), req, resp))
 	assert.Equal(t, []string{"a", "b"}, req.visits)
 	assert.Equal(t, "done after b", resp.result)
 }
 
-func TestOptsPassedByValue(t *testing.T) {
+func TestStatePassedByValue(t *testing.T) {
 	var seen []string
 	setDir := func(name, dir string) adapters.Adapter[testH] {
 		return func(next testH) testH {
-			return func(ctx context.Context, opts adapters.Opts, req *testReq, resp *testResp) error {
-				seen = append(seen, name+" sees "+opts.ImageDir)
-				opts.ImageDir = dir
-				err := next(ctx, opts, req, resp)
-				seen = append(seen, name+" after next sees "+opts.ImageDir)
+			return func(ctx context.Context, env *adapters.Env, st adapters.State, req *testReq, resp *testResp) error {
+				seen = append(seen, name+" sees "+st.ImageDir)
+				st.ImageDir = dir
+				err := next(ctx, env, st, req, resp)
+				seen = append(seen, name+" after next sees "+st.ImageDir)
 				return err
 			}
 		}
 	}
-	h := testH(func(_ context.Context, opts adapters.Opts, _ *testReq, _ *testResp) error {
-		seen = append(seen, "handler sees "+opts.ImageDir)
+	h := testH(func(_ context.Context, env *adapters.Env, st adapters.State, _ *testReq, _ *testResp) error {
+		seen = append(seen, "handler sees "+st.ImageDir)
 		return nil
 	})
-	opts := testOpts()
-	opts.ImageDir = "caller"
-	require.NoError(t, h.With(setDir("a", "from-a"), setDir("b", "from-b"))(context.Background(), opts, &testReq{}, &testResp{}))
+	env, st := testEnv(), testState()
+	st.ImageDir = "caller"
+	require.NoError(t, h.With(setDir("a", "from-a"), setDir("b", "from-b"))(context.Background(), env, st, &testReq{}, &testResp{}))
 	assert.Equal(t, []string{
 		"a sees caller",
 		"b sees from-a",
@@ -141,5 +144,5 @@ func TestOptsPassedByValue(t *testing.T) {
 		"b after next sees from-b",
 		"a after next sees from-a",
 	}, seen)
-	assert.Equal(t, "caller", opts.ImageDir, "the caller's Opts are not changed")
+	assert.Equal(t, "caller", st.ImageDir, "the caller's State is not changed")
 }

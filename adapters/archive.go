@@ -19,8 +19,8 @@ import (
 
 // prepareRemote checks that an s3:// checkpoint can be written (bucket, credentials, name free)
 // and makes the local directory CRIU writes the images into.
-func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name string) (final, work string, err error) {
-	client, err := storage.New(opts.S3)
+func prepareRemote(ctx context.Context, env *Env, dest storage.Location, name string) (final, work string, err error) {
+	client, err := storage.New(env.S3)
 	if err != nil {
 		return "", "", errs.Invalid("%w", err)
 	}
@@ -34,7 +34,7 @@ func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name s
 	if exists {
 		return "", "", errs.Exists("checkpoint %s already exists: choose another --name or delete it first", dest)
 	}
-	work, err = os.MkdirTemp(opts.TempDir, "cedana-dump-"+name+"-")
+	work, err = os.MkdirTemp(env.TempDir, "cedana-dump-"+name+"-")
 	if err != nil {
 		return "", "", errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
 	}
@@ -48,30 +48,30 @@ func prepareRemote(ctx context.Context, opts Opts, dest storage.Location, name s
 // If archiving fails after the dump stopped the workload, the uncompressed checkpoint is kept and
 // the error says where, so nothing is lost.
 func CompressCheckpoint(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		codec := codecOf(req)
 		if codec == archive.None {
-			return next(ctx, opts, req, resp)
+			return next(ctx, env, st, req, resp)
 		}
 		var out live.Sink
 		var err error
 		phase := "compress"
 		if loc, remote, _ := storage.ParseURL(resp.Path); remote {
 			phase = "upload"
-			out, err = live.NewUploadSink(ctx, opts.S3, loc)
+			out, err = live.NewUploadSink(ctx, env.S3, loc)
 		} else {
 			out, err = live.NewFileSink(resp.Path)
 		}
 		if err != nil {
 			return false, errs.Precondition("%w", err)
 		}
-		opts.Progress.Start("archive", 0)
-		arch, err := live.Start(opts.ImageDir, out, codec, opts.Workers, opts.Progress)
+		st.Progress.Start("archive", 0)
+		arch, err := live.Start(st.ImageDir, out, codec, env.Workers, st.Progress)
 		if err != nil {
 			out.Abort()
 			return false, err
 		}
-		dumped, err := next(ctx, opts, req, resp)
+		dumped, err := next(ctx, env, st, req, resp)
 		if err != nil {
 			arch.Abort()
 			return dumped, err
@@ -85,8 +85,8 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		if resp.Stats != nil {
 			resp.Stats.StoredBytes = stored
 		}
-		if err := os.RemoveAll(opts.ImageDir); err != nil {
-			opts.Log.Warn("remove archived images", "path", opts.ImageDir, "error", err)
+		if err := os.RemoveAll(st.ImageDir); err != nil {
+			st.Log.Warn("remove archived images", "path", st.ImageDir, "error", err)
 		}
 		return dumped, nil
 	}
@@ -135,15 +135,15 @@ func KeepImages(work, name string, remote bool) (string, error) {
 // decompressed into a temporary directory, removed after the restore. It never needs more
 // temporary disk than the uncompressed images.
 func FetchCheckpoint(next RestoreHandler) RestoreHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		loc, remote, _ := storage.ParseURL(req.Path)
 		if !remote {
 			if info, err := os.Stat(req.Path); err == nil && info.IsDir() {
-				opts.ImageDir = req.Path
-				return next(ctx, opts, req, resp)
+				st.ImageDir = req.Path
+				return next(ctx, env, st, req, resp)
 			}
 		}
-		tmp, err := os.MkdirTemp(opts.TempDir, "cedana-restore-")
+		tmp, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
 		if err != nil {
 			return errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
 		}
@@ -154,7 +154,7 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 		phase := "decompress"
 		if remote {
 			phase = "download"
-			client, err := storage.New(opts.S3)
+			client, err := storage.New(env.S3)
 			if err != nil {
 				return errs.Invalid("%w", err)
 			}
@@ -172,8 +172,8 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 			src = f
 		}
 		start := time.Now()
-		opts.Progress.Start(phase, stored)
-		raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, opts.Progress}, 1<<20), tmp, opts.Workers)
+		st.Progress.Start(phase, stored)
+		raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, st.Progress}, 1<<20), tmp, env.Workers)
 		src.Close()
 		Observe(resp.Stats, phase, start)
 		if err != nil {
@@ -182,8 +182,8 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 		if resp.Stats != nil {
 			resp.Stats.RawBytes, resp.Stats.StoredBytes = raw, stored
 		}
-		opts.ImageDir = tmp
-		return next(ctx, opts, req, resp)
+		st.ImageDir = tmp
+		return next(ctx, env, st, req, resp)
 	}
 }
 

@@ -16,17 +16,17 @@ import (
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
-// imageWriter stands in for CRIU: it writes image files into opts.ImageDir, some while the
+// imageWriter stands in for CRIU: it writes image files into st.ImageDir, some while the
 // archiver watches, can change one after closing it, and reports the workload dumped.
 func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
-		core := filepath.Join(opts.ImageDir, "core-1.img")
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+		core := filepath.Join(st.ImageDir, "core-1.img")
 		require.NoError(t, os.WriteFile(core, []byte("core"), 0o600))
 		big := make([]byte, 40<<20) // more than one part of a growing pages image
 		for i := range big {
 			big[i] = byte(i * 7)
 		}
-		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "pages-1.img"), big, 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(st.ImageDir, "pages-1.img"), big, 0o600))
 		time.Sleep(100 * time.Millisecond) // the archiver takes the closed images now
 		if changeAfterClose {
 			f, err := os.OpenFile(core, os.O_APPEND|os.O_WRONLY, 0)
@@ -34,7 +34,7 @@ func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
 			_, _ = f.WriteString("changed")
 			require.NoError(t, f.Close())
 		}
-		require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "inventory.img"), []byte("inv"), 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(st.ImageDir, "inventory.img"), []byte("inv"), 0o600))
 		return true, nil // as withcriu.Dump does once CRIU has succeeded
 	}
 }
@@ -50,7 +50,7 @@ func TestCompressCheckpoint(t *testing.T) {
 	chain := imageWriter(t, false)
 	h := adapters.DumpHandler(chain).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
 	resp := &daemonv1.DumpResponse{}
-	require.NoError(t, dumpErr(h(context.Background(), testOpts(), archiveRequest(dir), resp)))
+	require.NoError(t, dumpErr(h(context.Background(), testEnv(), testState(), archiveRequest(dir), resp)))
 	assert.Equal(t, filepath.Join(dir, "ck.tar.zst"), resp.Path)
 	assert.Positive(t, resp.Stats.StoredBytes)
 	names, _ := os.ReadDir(dir)
@@ -73,7 +73,7 @@ func TestCompressCheckpoint(t *testing.T) {
 func TestCompressCheckpointKeepsImages(t *testing.T) {
 	dir := t.TempDir()
 	h := adapters.DumpHandler(imageWriter(t, true)).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
-	_, err := h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	_, err := h(context.Background(), testEnv(), testState(), archiveRequest(dir), &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 	assert.ErrorContains(t, err, "core-1.img changed after it was archived")
@@ -86,7 +86,7 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	// <dir>/<name> already taken (only <name>.tar.zst is checked): kept beside it.
 	dir = t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "ck", "other"), 0o755))
-	_, err = h(context.Background(), testOpts(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	_, err = h(context.Background(), testEnv(), testState(), archiveRequest(dir), &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	matches, _ := filepath.Glob(filepath.Join(dir, "ck.kept-*", "pages-1.img"))
 	require.Len(t, matches, 1, "kept beside the taken name")
@@ -97,7 +97,7 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	dir = t.TempDir()
 	req := archiveRequest(dir)
 	req.Criu.LeaveRunning = true
-	_, err = h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
+	_, err = h(context.Background(), testEnv(), testState(), req, &daemonv1.DumpResponse{})
 	assert.ErrorContains(t, err, "nothing was kept")
 	names, _ := os.ReadDir(dir)
 	assert.Empty(t, names)

@@ -24,24 +24,24 @@ import (
 
 // TimeDump measures the whole dump into resp.Stats.Total.
 func TimeDump(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		defer timeTotal(&resp.Stats)()
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
-// FillDumpDefaults fills the parent directory (opts.CheckpointDir), the name
+// FillDumpDefaults fills the parent directory (env.CheckpointDir), the name
 // (dump-<type>-<unix nanoseconds>) and empty option and detail messages.
 func FillDumpDefaults(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		if req.Dir == "" {
-			req.Dir = opts.CheckpointDir
+			req.Dir = env.CheckpointDir
 		}
 		if req.Name == "" {
 			req.Name = fmt.Sprintf("dump-%s-%d", req.Type, time.Now().UnixNano())
 		}
 		if req.Compression == "" {
-			req.Compression = opts.Compression
+			req.Compression = env.Compression
 		}
 		if req.Compression == "" {
 			req.Compression = string(archive.None)
@@ -52,7 +52,7 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 		if req.Details == nil {
 			req.Details = &daemonv1.Details{}
 		}
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
@@ -60,7 +60,7 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 // (or holds a NUL byte), or a name that is not a single, short enough path element. It looks at
 // nothing but the request.
 func ValidateDumpRequest(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		if req.Type == "" {
 			return false, errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
 		}
@@ -89,7 +89,7 @@ func ValidateDumpRequest(next DumpHandler) DumpHandler {
 		if err := validateName(req.Name); err != nil {
 			return false, err
 		}
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
@@ -110,7 +110,7 @@ func validateName(name string) error {
 }
 
 // PrepareDumpDir decides where the checkpoint goes and where CRIU writes its images, refusing a
-// name that is taken, and points opts.ImageDir at the images' directory:
+// name that is taken, and points st.ImageDir at the images' directory:
 //   - no compression: the checkpoint is the directory <dir>/<name>, and CRIU writes into it;
 //   - an archive: CRIU writes into the hidden <dir>/.<name>.images, archived by CompressCheckpoint
 //     into <dir>/<name>.tar[...];
@@ -122,19 +122,19 @@ func validateName(name string) error {
 // checkpointed the workload (Dumped) and CRIU stopped it: then its images are its only copy and
 // are kept.
 func PrepareDumpDir(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		loc, remote, _ := storage.ParseURL(req.Dir)
-		final, work, err := makeDumpDir(ctx, opts, req, loc, remote)
+		final, work, err := makeDumpDir(ctx, env, req, loc, remote)
 		if err != nil {
 			return false, err
 		}
-		if opts.Journal != nil {
-			if err := opts.Journal.Begin(work, final); err != nil {
+		if st.Journal != nil {
+			if err := st.Journal.Begin(work, final); err != nil {
 				os.RemoveAll(work)
 				return false, fmt.Errorf("record the dump: %w", err)
 			}
 		}
-		opts.ImageDir = work
+		st.ImageDir = work
 		resp.Path = final
 		resp.Checkpoint = &daemonv1.Checkpoint{
 			Name:          req.Name,
@@ -146,7 +146,7 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 			Details:       req.Details,
 			Compression:   req.Compression,
 		}
-		dumped, err := next(ctx, opts, req, resp)
+		dumped, err := next(ctx, env, st, req, resp)
 		if err == nil {
 			return dumped, nil
 		}
@@ -157,7 +157,7 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 			err = errs.Precondition("%w (the workload is still running; nothing was kept)", err)
 		}
 		if rmErr := os.RemoveAll(work); rmErr != nil {
-			opts.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
+			st.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
 		}
 		return dumped, err
 	}
@@ -165,10 +165,10 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 
 // makeDumpDir makes the directory CRIU writes the images into (work) for the checkpoint final,
 // as PrepareDumpDir says, refusing a name that is taken.
-func makeDumpDir(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, loc storage.Location, remote bool) (final, work string, err error) {
+func makeDumpDir(ctx context.Context, env *Env, req *daemonv1.DumpRequest, loc storage.Location, remote bool) (final, work string, err error) {
 	codec := codecOf(req)
 	if remote {
-		return prepareRemote(ctx, opts, loc.Join(req.Name+codec.Extension()), req.Name)
+		return prepareRemote(ctx, env, loc.Join(req.Name+codec.Extension()), req.Name)
 	}
 	if err := os.MkdirAll(req.Dir, 0o755); err != nil {
 		return "", "", dirError(req.Dir, err)
@@ -208,15 +208,15 @@ func unwrapPath(err error) error {
 // WriteDumpMetadata writes checkpoint.json once everything after it succeeded, which marks the
 // checkpoint complete. The CRIU options recorded are the final ones, after runtime adapters.
 func WriteDumpMetadata(next DumpHandler) DumpHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
-		dumped, err := next(ctx, opts, req, resp)
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
+		dumped, err := next(ctx, env, st, req, resp)
 		if err != nil {
 			return dumped, err
 		}
 		ck := resp.Checkpoint
 		ck.Options = proto.Clone(req.Criu).(*daemonv1.CriuOptions)
 		ck.CreatedAt = timestamppb.Now()
-		size, err := checkpoint.Size(opts.ImageDir)
+		size, err := checkpoint.Size(st.ImageDir)
 		if err != nil {
 			return dumped, fmt.Errorf("measure checkpoint: %w", err)
 		}
@@ -224,7 +224,7 @@ func WriteDumpMetadata(next DumpHandler) DumpHandler {
 		if resp.Stats != nil {
 			resp.Stats.RawBytes, resp.Stats.StoredBytes = size, size
 		}
-		return dumped, checkpoint.Write(opts.ImageDir, ck)
+		return dumped, checkpoint.Write(st.ImageDir, ck)
 	}
 }
 

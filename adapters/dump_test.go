@@ -25,19 +25,20 @@ import (
 // dumpCapture is a DumpHandler that records what it was called with.
 type dumpCapture struct {
 	calls  int
-	opts   adapters.Opts
+	env    *adapters.Env
+	st     adapters.State
 	req    *daemonv1.DumpRequest
 	dumped adapters.Dumped
 	err    error
-	do     func(opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error
+	do     func(env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error
 }
 
-func (c *dumpCapture) handle(_ context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+func (c *dumpCapture) handle(_ context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 	c.calls++
-	c.opts = opts
+	c.env, c.st = env, st
 	c.req = proto.Clone(req).(*daemonv1.DumpRequest)
 	if c.do != nil {
-		if err := c.do(opts, req, resp); err != nil {
+		if err := c.do(env, st, req, resp); err != nil {
 			return c.dumped, err
 		}
 	}
@@ -51,13 +52,13 @@ func TestTimeDump(t *testing.T) {
 	errNext := errors.New("next failed")
 	for _, nextErr := range []error{nil, errNext} {
 		t.Run(errString(nextErr), func(t *testing.T) {
-			next := &dumpCapture{err: nextErr, do: func(_ adapters.Opts, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+			next := &dumpCapture{err: nextErr, do: func(_ *adapters.Env, _ adapters.State, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 				require.NotNil(t, resp.Stats, "stats exist before next runs")
 				time.Sleep(20 * time.Millisecond)
 				return nil
 			}}
 			resp := &daemonv1.DumpResponse{}
-			_, err := adapters.TimeDump(next.handle)(context.Background(), testOpts(), &daemonv1.DumpRequest{}, resp)
+			_, err := adapters.TimeDump(next.handle)(context.Background(), testEnv(), testState(), &daemonv1.DumpRequest{}, resp)
 			assert.ErrorIs(t, err, nextErr)
 			require.NotNil(t, resp.Stats)
 			require.NotNil(t, resp.Stats.Total)
@@ -69,20 +70,20 @@ func TestTimeDump(t *testing.T) {
 func TestTimeDumpKeepsExistingStats(t *testing.T) {
 	stats := &daemonv1.Stats{}
 	resp := &daemonv1.DumpResponse{Stats: stats}
-	require.NoError(t, dumpErr(adapters.TimeDump((&dumpCapture{}).handle)(context.Background(), testOpts(), &daemonv1.DumpRequest{}, resp)))
+	require.NoError(t, dumpErr(adapters.TimeDump((&dumpCapture{}).handle)(context.Background(), testEnv(), testState(), &daemonv1.DumpRequest{}, resp)))
 	assert.Same(t, stats, resp.Stats)
 	assert.NotNil(t, stats.Total)
 }
 
 func TestFillDumpDefaults(t *testing.T) {
 	nameRE := regexp.MustCompile(`^dump-process-\d+$`)
-	opts := testOpts()
-	opts.CheckpointDir = "/var/lib/cedana/checkpoints"
+	env, st := testEnv(), testState()
+	env.CheckpointDir = "/var/lib/cedana/checkpoints"
 
 	t.Run("empty request", func(t *testing.T) {
 		next := &dumpCapture{}
 		req := &daemonv1.DumpRequest{Type: "process"}
-		require.NoError(t, dumpErr(adapters.FillDumpDefaults(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})))
+		require.NoError(t, dumpErr(adapters.FillDumpDefaults(next.handle)(context.Background(), env, st, req, &daemonv1.DumpResponse{})))
 		require.Equal(t, 1, next.calls)
 		assert.Equal(t, "/var/lib/cedana/checkpoints", req.Dir)
 		assert.Regexp(t, nameRE, req.Name)
@@ -96,7 +97,7 @@ func TestFillDumpDefaults(t *testing.T) {
 		criu := &daemonv1.CriuOptions{LeaveRunning: true}
 		details := &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: 42}}
 		req := &daemonv1.DumpRequest{Type: "process", Dir: "/elsewhere", Name: "mine", Criu: criu, Details: details}
-		require.NoError(t, dumpErr(adapters.FillDumpDefaults(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})))
+		require.NoError(t, dumpErr(adapters.FillDumpDefaults(next.handle)(context.Background(), env, st, req, &daemonv1.DumpResponse{})))
 		assert.Equal(t, "/elsewhere", req.Dir)
 		assert.Equal(t, "mine", req.Name)
 		assert.Same(t, criu, req.Criu)
@@ -108,14 +109,14 @@ func TestFillDumpDefaults(t *testing.T) {
 	t.Run("names differ between requests", func(t *testing.T) {
 		h := adapters.FillDumpDefaults((&dumpCapture{}).handle)
 		a, b := &daemonv1.DumpRequest{Type: "process"}, &daemonv1.DumpRequest{Type: "process"}
-		require.NoError(t, dumpErr(h(context.Background(), opts, a, &daemonv1.DumpResponse{})))
-		require.NoError(t, dumpErr(h(context.Background(), opts, b, &daemonv1.DumpResponse{})))
+		require.NoError(t, dumpErr(h(context.Background(), env, st, a, &daemonv1.DumpResponse{})))
+		require.NoError(t, dumpErr(h(context.Background(), env, st, b, &daemonv1.DumpResponse{})))
 		assert.NotEqual(t, a.Name, b.Name)
 	})
 
 	t.Run("error from next returned", func(t *testing.T) {
 		errNext := errors.New("next failed")
-		_, err := adapters.FillDumpDefaults((&dumpCapture{err: errNext}).handle)(context.Background(), opts, &daemonv1.DumpRequest{Type: "process"}, &daemonv1.DumpResponse{})
+		_, err := adapters.FillDumpDefaults((&dumpCapture{err: errNext}).handle)(context.Background(), env, st, &daemonv1.DumpRequest{Type: "process"}, &daemonv1.DumpResponse{})
 		assert.ErrorIs(t, err, errNext)
 	})
 }
@@ -146,7 +147,7 @@ func TestValidateDumpRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &dumpCapture{}
-			_, err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(), tt.req, &daemonv1.DumpResponse{})
+			_, err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testEnv(), testState(), tt.req, &daemonv1.DumpResponse{})
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				assert.Equal(t, 1, next.calls)
@@ -169,7 +170,7 @@ func TestValidateDumpRequestEmptyName(t *testing.T) {
 	// FillDumpDefaults runs first in the daemon's chain, but on its own the validator should not
 	// let an empty name through: <dir>/<""> is <dir> itself.
 	next := &dumpCapture{}
-	_, err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testOpts(),
+	_, err := adapters.ValidateDumpRequest(next.handle)(context.Background(), testEnv(), testState(),
 		&daemonv1.DumpRequest{Type: "process", Dir: "/tmp"}, &daemonv1.DumpResponse{})
 	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	assert.Zero(t, next.calls)
@@ -182,14 +183,14 @@ func TestPrepareDumpDirCreates(t *testing.T) {
 	resp := &daemonv1.DumpResponse{}
 	want := filepath.Join(parent, "ck1")
 
-	next := &dumpCapture{do: func(opts adapters.Opts, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
-		assert.DirExists(t, opts.ImageDir, "the directory exists when next runs")
-		return os.WriteFile(filepath.Join(opts.ImageDir, "pages-1.img"), []byte("data"), 0o600)
+	next := &dumpCapture{do: func(env *adapters.Env, st adapters.State, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		assert.DirExists(t, st.ImageDir, "the directory exists when next runs")
+		return os.WriteFile(filepath.Join(st.ImageDir, "pages-1.img"), []byte("data"), 0o600)
 	}}
-	outer := testOpts()
-	require.NoError(t, dumpErr(adapters.PrepareDumpDir(next.handle)(context.Background(), outer, req, resp)))
+	outer := testState()
+	require.NoError(t, dumpErr(adapters.PrepareDumpDir(next.handle)(context.Background(), testEnv(), outer, req, resp)))
 
-	assert.Equal(t, want, next.opts.ImageDir, "next sees opts.ImageDir")
+	assert.Equal(t, want, next.st.ImageDir, "next sees st.ImageDir")
 	assert.Empty(t, outer.ImageDir)
 	info, err := os.Stat(want)
 	require.NoError(t, err)
@@ -218,7 +219,7 @@ func TestPrepareDumpDirExistingName(t *testing.T) {
 
 	next := &dumpCapture{}
 	resp := &daemonv1.DumpResponse{}
-	_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
+	_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testEnv(), testState(),
 		&daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "taken"}, resp)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errdefs.ErrAlreadyExists)
@@ -234,11 +235,11 @@ func TestPrepareDumpDirExistingName(t *testing.T) {
 func TestPrepareDumpDirRemovedWhenNextFails(t *testing.T) {
 	parent := t.TempDir()
 	errNext := errors.New("criu failed")
-	next := &dumpCapture{err: errNext, do: func(opts adapters.Opts, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
-		require.NoError(t, os.MkdirAll(filepath.Join(opts.ImageDir, "sub"), 0o755))
-		return os.WriteFile(filepath.Join(opts.ImageDir, "sub", "core-1.img"), []byte("partial"), 0o600)
+	next := &dumpCapture{err: errNext, do: func(env *adapters.Env, st adapters.State, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
+		require.NoError(t, os.MkdirAll(filepath.Join(st.ImageDir, "sub"), 0o755))
+		return os.WriteFile(filepath.Join(st.ImageDir, "sub", "core-1.img"), []byte("partial"), 0o600)
 	}}
-	_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
+	_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testEnv(), testState(),
 		&daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "partial"}, &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errNext)
@@ -260,7 +261,7 @@ func TestPrepareDumpDirUnwritableParent(t *testing.T) {
 			base := t.TempDir()
 			require.NoError(t, os.WriteFile(filepath.Join(base, "file"), []byte("x"), 0o644))
 			next := &dumpCapture{}
-			_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testOpts(),
+			_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), testEnv(), testState(),
 				&daemonv1.DumpRequest{Type: "process", Dir: tt.dir(base), Name: "ck"}, &daemonv1.DumpResponse{})
 			require.Error(t, err)
 			assert.Zero(t, next.calls)
@@ -276,18 +277,18 @@ func TestWriteDumpMetadata(t *testing.T) {
 	dir := t.TempDir()
 	req := &daemonv1.DumpRequest{Type: "process", Name: "ck", Criu: &daemonv1.CriuOptions{ShellJob: true}}
 	resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Name: "ck", Path: dir, Type: "process", Pid: 99}}
-	opts := testOpts()
-	opts.ImageDir = dir
+	env, st := testEnv(), testState()
+	st.ImageDir = dir
 
-	next := &dumpCapture{do: func(opts adapters.Opts, req *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
-		assert.NoFileExists(t, filepath.Join(opts.ImageDir, checkpoint.MetadataFile), "not written before next")
+	next := &dumpCapture{do: func(env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
+		assert.NoFileExists(t, filepath.Join(st.ImageDir, checkpoint.MetadataFile), "not written before next")
 		// A runtime adapter may change the options: the final ones are recorded.
 		req.Criu.FileLocks = true
 		req.Criu.External = []string{"mnt[a]:b"}
-		return os.WriteFile(filepath.Join(opts.ImageDir, "pages-1.img"), make([]byte, 1000), 0o600)
+		return os.WriteFile(filepath.Join(st.ImageDir, "pages-1.img"), make([]byte, 1000), 0o600)
 	}}
 	before := time.Now()
-	require.NoError(t, dumpErr(adapters.WriteDumpMetadata(next.handle)(context.Background(), opts, req, resp)))
+	require.NoError(t, dumpErr(adapters.WriteDumpMetadata(next.handle)(context.Background(), env, st, req, resp)))
 
 	ck, err := checkpoint.Read(dir)
 	require.NoError(t, err)
@@ -310,10 +311,10 @@ func TestWriteDumpMetadata(t *testing.T) {
 func TestWriteDumpMetadataNotWrittenOnFailure(t *testing.T) {
 	dir := t.TempDir()
 	errNext := errors.New("dump failed")
-	opts := testOpts()
-	opts.ImageDir = dir
+	env, st := testEnv(), testState()
+	st.ImageDir = dir
 	resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Name: "ck"}}
-	_, err := adapters.WriteDumpMetadata((&dumpCapture{err: errNext}).handle)(context.Background(), opts,
+	_, err := adapters.WriteDumpMetadata((&dumpCapture{err: errNext}).handle)(context.Background(), env, st,
 		&daemonv1.DumpRequest{Criu: &daemonv1.CriuOptions{}}, resp)
 	assert.ErrorIs(t, err, errNext)
 	assert.NoFileExists(t, filepath.Join(dir, checkpoint.MetadataFile))
@@ -323,8 +324,8 @@ func TestWriteDumpMetadataNotWrittenOnFailure(t *testing.T) {
 
 // TestDumpChain runs the daemon's common dump adapters in their order, with a fake dump.
 func TestDumpChain(t *testing.T) {
-	opts := testOpts()
-	opts.CheckpointDir = filepath.Join(t.TempDir(), "checkpoints")
+	env, st := testEnv(), testState()
+	env.CheckpointDir = filepath.Join(t.TempDir(), "checkpoints")
 	chain := func(dump *dumpCapture) adapters.DumpHandler {
 		return adapters.DumpHandler(dump.handle).With(
 			adapters.TimeDump, adapters.FillDumpDefaults, adapters.ValidateDumpRequest,
@@ -333,14 +334,14 @@ func TestDumpChain(t *testing.T) {
 	}
 
 	t.Run("success", func(t *testing.T) {
-		dump := &dumpCapture{do: func(opts adapters.Opts, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
+		dump := &dumpCapture{do: func(env *adapters.Env, st adapters.State, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) error {
 			resp.Checkpoint.Pid = 1234
-			return os.WriteFile(filepath.Join(opts.ImageDir, "core-1234.img"), []byte("core"), 0o600)
+			return os.WriteFile(filepath.Join(st.ImageDir, "core-1234.img"), []byte("core"), 0o600)
 		}}
 		req := &daemonv1.DumpRequest{Type: "process"}
 		resp := &daemonv1.DumpResponse{}
-		require.NoError(t, dumpErr(chain(dump)(context.Background(), opts, req, resp)))
-		assert.Equal(t, opts.CheckpointDir, filepath.Dir(resp.Path))
+		require.NoError(t, dumpErr(chain(dump)(context.Background(), env, st, req, resp)))
+		assert.Equal(t, env.CheckpointDir, filepath.Dir(resp.Path))
 		assert.Regexp(t, `^dump-process-\d+$`, filepath.Base(resp.Path))
 		require.NotNil(t, resp.Stats)
 		assert.NotNil(t, resp.Stats.Total)
@@ -354,15 +355,15 @@ func TestDumpChain(t *testing.T) {
 		dump := &dumpCapture{err: errors.New("boom")}
 		req := &daemonv1.DumpRequest{Type: "process", Name: "failed"}
 		resp := &daemonv1.DumpResponse{}
-		require.Error(t, dumpErr(chain(dump)(context.Background(), opts, req, resp)))
-		assert.NoDirExists(t, filepath.Join(opts.CheckpointDir, "failed"))
+		require.Error(t, dumpErr(chain(dump)(context.Background(), env, st, req, resp)))
+		assert.NoDirExists(t, filepath.Join(env.CheckpointDir, "failed"))
 		require.NotNil(t, resp.Stats)
 		assert.NotNil(t, resp.Stats.Total)
 	})
 
 	t.Run("invalid request never reaches the dump", func(t *testing.T) {
 		dump := &dumpCapture{}
-		_, err := chain(dump)(context.Background(), opts, &daemonv1.DumpRequest{Type: "process", Name: "../x"}, &daemonv1.DumpResponse{})
+		_, err := chain(dump)(context.Background(), env, st, &daemonv1.DumpRequest{Type: "process", Name: "../x"}, &daemonv1.DumpResponse{})
 		assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 		assert.Zero(t, dump.calls)
 	})
@@ -393,16 +394,16 @@ func TestPrepareDumpDirKeepsDumpedImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dumpThenBreakMetadata := func(ctx context.Context, opts adapters.Opts, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) (adapters.Dumped, error) {
-				require.NoError(t, os.WriteFile(filepath.Join(opts.ImageDir, "core-1.img"), []byte("core"), 0o600))
+			dumpThenBreakMetadata := func(ctx context.Context, env *adapters.Env, st adapters.State, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) (adapters.Dumped, error) {
+				require.NoError(t, os.WriteFile(filepath.Join(st.ImageDir, "core-1.img"), []byte("core"), 0o600))
 				// A directory in checkpoint.json's way makes WriteDumpMetadata fail.
-				require.NoError(t, os.MkdirAll(filepath.Join(opts.ImageDir, "checkpoint.json", "x"), 0o700))
+				require.NoError(t, os.MkdirAll(filepath.Join(st.ImageDir, "checkpoint.json", "x"), 0o700))
 				return tt.dumped, nil
 			}
 			h := adapters.DumpHandler(dumpThenBreakMetadata).With(adapters.PrepareDumpDir, adapters.WriteDumpMetadata)
 			parent := t.TempDir()
 			req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Criu: &daemonv1.CriuOptions{LeaveRunning: tt.leaveRunning}}
-			dumped, err := h(context.Background(), testOpts(), req, &daemonv1.DumpResponse{})
+			dumped, err := h(context.Background(), testEnv(), testState(), req, &daemonv1.DumpResponse{})
 			require.Error(t, err)
 			assert.Equal(t, tt.dumped, dumped, "what the handler said comes back through the adapters")
 			assert.ErrorContains(t, err, tt.msg)
@@ -444,14 +445,14 @@ func TestPrepareDumpDirBeginsTheJournal(t *testing.T) {
 		if fail {
 			journal.err = errors.New("database is locked")
 		}
-		next := &dumpCapture{do: func(opts adapters.Opts, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
-			assert.Equal(t, journal.work, opts.ImageDir)
+		next := &dumpCapture{do: func(env *adapters.Env, st adapters.State, _ *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) error {
+			assert.Equal(t, journal.work, st.ImageDir)
 			return nil
 		}}
-		opts := testOpts()
-		opts.Journal = journal
+		env, st := testEnv(), testState()
+		st.Journal = journal
 		req := &daemonv1.DumpRequest{Type: "process", Dir: parent, Name: "ck", Compression: "zstd", Criu: &daemonv1.CriuOptions{}}
-		_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), opts, req, &daemonv1.DumpResponse{})
+		_, err := adapters.PrepareDumpDir(next.handle)(context.Background(), env, st, req, &daemonv1.DumpResponse{})
 		assert.Equal(t, filepath.Join(parent, ".ck.images"), journal.work)
 		assert.Equal(t, filepath.Join(parent, "ck.tar.zst"), journal.final)
 		if fail {

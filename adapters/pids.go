@@ -15,11 +15,11 @@ import (
 // a holder is most likely a workload dumped with --leave-running and will not go away by itself.
 const liveHolderGrace = 2 * time.Second
 
-// WaitForFreePIDs waits, up to opts.PIDWaitTimeout, until no process holds a PID of the checkpoint's
+// WaitForFreePIDs waits, up to env.PIDWaitTimeout, until no process holds a PID of the checkpoint's
 // tree. A killed workload can linger as a zombie until its parent reaps it, and CRIU cannot restore
 // a PID that is still taken ("File exists").
 func WaitForFreePIDs(next RestoreHandler) RestoreHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		ck := resp.GetCheckpoint()
 		pids := ck.GetPids()
 		if len(pids) == 0 && ck.GetPid() > 0 {
@@ -27,12 +27,12 @@ func WaitForFreePIDs(next RestoreHandler) RestoreHandler {
 		}
 		start := time.Now()
 		for _, pid := range pids {
-			if err := waitForPID(ctx, int(pid), start, opts.PIDWaitTimeout); err != nil {
+			if err := waitForPID(ctx, int(pid), start, env.PIDWaitTimeout); err != nil {
 				return err
 			}
 		}
 		Observe(resp.Stats, "wait_pids", start)
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 

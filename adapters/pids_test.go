@@ -45,12 +45,12 @@ func killOnCleanup(t *testing.T, cmd *exec.Cmd) {
 }
 
 func runWaitForFreePIDs(ck *daemonv1.Checkpoint, timeout time.Duration) (*restoreCapture, *daemonv1.RestoreResponse, time.Duration, error) {
-	opts := testOpts()
-	opts.PIDWaitTimeout = timeout
+	env, st := testEnv(), testState()
+	env.PIDWaitTimeout = timeout
 	next := &restoreCapture{}
 	resp := &daemonv1.RestoreResponse{Checkpoint: ck, Stats: &daemonv1.Stats{}}
 	start := time.Now()
-	err := adapters.WaitForFreePIDs(next.handle)(context.Background(), opts, &daemonv1.RestoreRequest{}, resp)
+	err := adapters.WaitForFreePIDs(next.handle)(context.Background(), env, st, &daemonv1.RestoreRequest{}, resp)
 	return next, resp, time.Since(start), err
 }
 
@@ -146,12 +146,12 @@ func TestWaitForFreePIDsContextCanceled(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	opts := testOpts()
-	opts.PIDWaitTimeout = time.Minute
+	env, st := testEnv(), testState()
+	env.PIDWaitTimeout = time.Minute
 	next := &restoreCapture{}
 	resp := &daemonv1.RestoreResponse{Checkpoint: &daemonv1.Checkpoint{Pid: int32(cmd.Process.Pid)}, Stats: &daemonv1.Stats{}}
 	start := time.Now()
-	err := adapters.WaitForFreePIDs(next.handle)(ctx, opts, &daemonv1.RestoreRequest{}, resp)
+	err := adapters.WaitForFreePIDs(next.handle)(ctx, env, st, &daemonv1.RestoreRequest{}, resp)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), time.Second)
 	assert.Zero(t, next.calls)

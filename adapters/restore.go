@@ -17,9 +17,9 @@ import (
 
 // TimeRestore measures the whole restore into resp.Stats.Total.
 func TimeRestore(next RestoreHandler) RestoreHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		defer timeTotal(&resp.Stats)()
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
@@ -27,7 +27,7 @@ func TimeRestore(next RestoreHandler) RestoreHandler {
 // empty option and detail messages. It looks at nothing but the request; LocateCheckpoint, next,
 // checks that a local checkpoint exists.
 func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		if req.Path == "" {
 			return errs.Invalid("no checkpoint to restore: pass --path <checkpoint directory>")
 		}
@@ -43,16 +43,16 @@ func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 		if req.Details == nil {
 			req.Details = &daemonv1.Details{}
 		}
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
 // LocateCheckpoint makes a local checkpoint path absolute and requires an existing checkpoint
 // directory or archive there; an s3:// URL passes as it is.
 func LocateCheckpoint(next RestoreHandler) RestoreHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		if storage.IsURL(req.Path) {
-			return next(ctx, opts, req, resp)
+			return next(ctx, env, st, req, resp)
 		}
 		path, err := filepath.Abs(req.Path)
 		if err != nil {
@@ -68,19 +68,19 @@ func LocateCheckpoint(next RestoreHandler) RestoreHandler {
 			return errs.Invalid("%s is neither a checkpoint directory nor a checkpoint archive", path)
 		}
 		req.Path = path
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
-// ReadCheckpointMetadata loads checkpoint.json from the images (opts.ImageDir, or else req.Path)
+// ReadCheckpointMetadata loads checkpoint.json from the images (st.ImageDir, or else req.Path)
 // into resp.Checkpoint, takes the runtime type from it when the request has none (and refuses a
 // different one), and adds the options the dump used to those of the request.
 func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
-	return func(ctx context.Context, opts Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-		if opts.ImageDir == "" {
-			opts.ImageDir = req.Path
+	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		if st.ImageDir == "" {
+			st.ImageDir = req.Path
 		}
-		ck, err := checkpoint.Read(opts.ImageDir)
+		ck, err := checkpoint.Read(st.ImageDir)
 		if err != nil {
 			if errors.Is(err, checkpoint.ErrNotCheckpoint) {
 				return errs.Invalid("%w", err)
@@ -98,7 +98,7 @@ func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
 		}
 		mergeRestoreOptions(req.Criu, ck.Options)
 		resp.Checkpoint = ck
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 

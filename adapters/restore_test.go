@@ -21,18 +21,19 @@ import (
 // restoreCapture is a RestoreHandler that records what it was called with.
 type restoreCapture struct {
 	calls int
-	opts  adapters.Opts
+	env   *adapters.Env
+	st    adapters.State
 	req   *daemonv1.RestoreRequest
 	err   error
-	do    func(opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse)
+	do    func(env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse)
 }
 
-func (c *restoreCapture) handle(_ context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+func (c *restoreCapture) handle(_ context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 	c.calls++
-	c.opts = opts
+	c.env, c.st = env, st
 	c.req = proto.Clone(req).(*daemonv1.RestoreRequest)
 	if c.do != nil {
-		c.do(opts, req, resp)
+		c.do(env, st, req, resp)
 	}
 	return c.err
 }
@@ -41,12 +42,12 @@ func TestTimeRestore(t *testing.T) {
 	errNext := errors.New("next failed")
 	for _, nextErr := range []error{nil, errNext} {
 		t.Run(errString(nextErr), func(t *testing.T) {
-			next := &restoreCapture{err: nextErr, do: func(_ adapters.Opts, _ *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) {
+			next := &restoreCapture{err: nextErr, do: func(_ *adapters.Env, _ adapters.State, _ *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) {
 				require.NotNil(t, resp.Stats, "stats exist before next runs")
 				time.Sleep(20 * time.Millisecond)
 			}}
 			resp := &daemonv1.RestoreResponse{}
-			err := adapters.TimeRestore(next.handle)(context.Background(), testOpts(), &daemonv1.RestoreRequest{}, resp)
+			err := adapters.TimeRestore(next.handle)(context.Background(), testEnv(), testState(), &daemonv1.RestoreRequest{}, resp)
 			assert.ErrorIs(t, err, nextErr)
 			require.NotNil(t, resp.Stats)
 			require.NotNil(t, resp.Stats.Total)
@@ -91,7 +92,7 @@ func TestRestoreChecks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &restoreCapture{}
 			req := &daemonv1.RestoreRequest{Path: tt.path}
-			err := tt.adapter(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
+			err := tt.adapter(next.handle)(context.Background(), testEnv(), testState(), req, &daemonv1.RestoreResponse{})
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				require.Equal(t, 1, next.calls)
@@ -111,7 +112,7 @@ func TestRestoreChecks(t *testing.T) {
 func TestValidateRestoreRequestFills(t *testing.T) {
 	next := &restoreCapture{}
 	req := &daemonv1.RestoreRequest{Path: "/ck"}
-	require.NoError(t, adapters.ValidateRestoreRequest(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{}))
+	require.NoError(t, adapters.ValidateRestoreRequest(next.handle)(context.Background(), testEnv(), testState(), req, &daemonv1.RestoreResponse{}))
 	assert.NotNil(t, next.req.Criu, "criu options filled")
 	assert.NotNil(t, next.req.Details, "details filled")
 }
@@ -126,7 +127,7 @@ func TestLocateCheckpointRelativePath(t *testing.T) {
 
 	next := &restoreCapture{}
 	req := &daemonv1.RestoreRequest{Path: "ck"}
-	require.NoError(t, adapters.LocateCheckpoint(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{}))
+	require.NoError(t, adapters.LocateCheckpoint(next.handle)(context.Background(), testEnv(), testState(), req, &daemonv1.RestoreResponse{}))
 	assert.Equal(t, filepath.Join(wd, "ck"), req.Path)
 	assert.True(t, filepath.IsAbs(next.req.Path))
 	assert.Equal(t, req.Path, next.req.Path)
@@ -136,7 +137,7 @@ func TestValidateRestoreRequestKeepsOptions(t *testing.T) {
 	criu := &daemonv1.CriuOptions{TcpEstablished: true}
 	details := &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: 3}}
 	req := &daemonv1.RestoreRequest{Path: t.TempDir(), Criu: criu, Details: details}
-	require.NoError(t, adapters.ValidateRestoreRequest((&restoreCapture{}).handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{}))
+	require.NoError(t, adapters.ValidateRestoreRequest((&restoreCapture{}).handle)(context.Background(), testEnv(), testState(), req, &daemonv1.RestoreResponse{}))
 	assert.Same(t, criu, req.Criu)
 	assert.Same(t, details, req.Details)
 }
@@ -152,7 +153,7 @@ func writeCheckpoint(t *testing.T, ck *daemonv1.Checkpoint) string {
 func TestReadCheckpointMetadataNoMetadata(t *testing.T) {
 	next := &restoreCapture{}
 	req := &daemonv1.RestoreRequest{Path: t.TempDir(), Criu: &daemonv1.CriuOptions{}}
-	err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{})
+	err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testEnv(), testState(), req, &daemonv1.RestoreResponse{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	assert.ErrorIs(t, err, checkpoint.ErrNotCheckpoint)
@@ -164,7 +165,7 @@ func TestReadCheckpointMetadataGarbage(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, checkpoint.MetadataFile), []byte("{not json"), 0o644))
 	next := &restoreCapture{}
-	err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testOpts(),
+	err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testEnv(), testState(),
 		&daemonv1.RestoreRequest{Path: dir, Criu: &daemonv1.CriuOptions{}}, &daemonv1.RestoreResponse{})
 	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
 	assert.Zero(t, next.calls)
@@ -187,8 +188,8 @@ func TestReadCheckpointMetadataType(t *testing.T) {
 			next := &restoreCapture{}
 			req := &daemonv1.RestoreRequest{Path: dir, Type: tt.reqType, Criu: &daemonv1.CriuOptions{}}
 			resp := &daemonv1.RestoreResponse{}
-			outer := testOpts()
-			err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), outer, req, resp)
+			outer := testState()
+			err := adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testEnv(), outer, req, resp)
 			if tt.wantErr != nil {
 				require.Error(t, err)
 				assert.ErrorIs(t, err, tt.wantErr)
@@ -201,7 +202,7 @@ func TestReadCheckpointMetadataType(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantType, req.Type)
 			require.Equal(t, 1, next.calls)
-			assert.Equal(t, dir, next.opts.ImageDir, "next sees opts.ImageDir")
+			assert.Equal(t, dir, next.st.ImageDir, "next sees st.ImageDir")
 			assert.Empty(t, outer.ImageDir)
 			require.NotNil(t, resp.Checkpoint)
 			assert.Equal(t, "ck", resp.Checkpoint.Name)
@@ -253,7 +254,7 @@ func TestReadCheckpointMetadataMergesOptions(t *testing.T) {
 			dir := writeCheckpoint(t, &daemonv1.Checkpoint{Name: "ck", Type: "process", Options: tt.dumped})
 			next := &restoreCapture{}
 			req := &daemonv1.RestoreRequest{Path: dir, Criu: tt.req}
-			require.NoError(t, adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testOpts(), req, &daemonv1.RestoreResponse{}))
+			require.NoError(t, adapters.ReadCheckpointMetadata(next.handle)(context.Background(), testEnv(), testState(), req, &daemonv1.RestoreResponse{}))
 			assert.True(t, proto.Equal(tt.want, req.Criu), "want %v, got %v", tt.want, req.Criu)
 			assert.True(t, proto.Equal(tt.want, next.req.Criu), "next sees the merged options")
 		})
@@ -263,17 +264,17 @@ func TestReadCheckpointMetadataMergesOptions(t *testing.T) {
 // TestRestoreChain runs the daemon's common restore adapters in their order, with a fake restore.
 func TestRestoreChain(t *testing.T) {
 	dir := writeCheckpoint(t, &daemonv1.Checkpoint{Name: "ck", Type: "process", Pid: 1, Options: &daemonv1.CriuOptions{ShellJob: true}})
-	restore := &restoreCapture{do: func(_ adapters.Opts, _ *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) {
+	restore := &restoreCapture{do: func(_ *adapters.Env, _ adapters.State, _ *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) {
 		resp.Pid = 4321
 	}}
 	h := adapters.RestoreHandler(restore.handle).With(adapters.TimeRestore, adapters.ValidateRestoreRequest, adapters.LocateCheckpoint, adapters.ReadCheckpointMetadata)
 	req := &daemonv1.RestoreRequest{Path: dir}
 	resp := &daemonv1.RestoreResponse{}
-	require.NoError(t, h(context.Background(), testOpts(), req, resp))
+	require.NoError(t, h(context.Background(), testEnv(), testState(), req, resp))
 	assert.Equal(t, int32(4321), resp.Pid)
 	assert.Equal(t, "process", req.Type)
 	assert.True(t, req.Criu.ShellJob)
-	assert.Equal(t, dir, restore.opts.ImageDir)
+	assert.Equal(t, dir, restore.st.ImageDir)
 	require.NotNil(t, resp.Stats)
 	assert.NotNil(t, resp.Stats.Total)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"syscall"
 
+	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -43,10 +44,9 @@ func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest) error 
 // `cedana restore process --no-server`.
 func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daemonv1.RestoreRequest) error {
 	log := server.NewLogger(env.Stderr, config.Log{Level: "warn", Format: cfg.Log.Format})
-	opts := server.NewOpts(ctx, cfg, log)
 	chain := server.RestoreChain()
 	resp := &daemonv1.RestoreResponse{}
-	if err := chain(ctx, opts, req, resp); err != nil {
+	if err := chain(ctx, server.NewEnv(ctx, cfg, log), adapters.State{Log: log}, req, resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)

@@ -71,14 +71,15 @@ func requireProperError(t *testing.T, decoder string, err error, codes ...connec
 	require.NotContains(t, cerr.Message(), "\n", "%s request: the message is one line", decoder)
 }
 
-// fuzzOpts are the options the checks run with: the defaults of the configuration.
-func fuzzOpts() adapters.Opts {
+// fuzzEnv is the environment the checks run in: the defaults of the configuration.
+func fuzzEnv() *adapters.Env {
 	cfg := config.Default()
-	return adapters.Opts{
-		CheckpointDir: cfg.Checkpoint.Dir,
-		Compression:   cfg.Checkpoint.Compression,
-		Log:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	return &adapters.Env{CheckpointDir: cfg.Checkpoint.Dir, Compression: cfg.Checkpoint.Compression}
+}
+
+// fuzzState is a request's state with a logger that discards everything.
+func fuzzState() adapters.State {
+	return adapters.State{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 func FuzzDumpRequest(f *testing.F) {
@@ -106,12 +107,12 @@ func checkDump(t *testing.T, req *daemonv1.DumpRequest) error {
 	_, err := DumpChain(req.Type)
 	requireProperError(t, "resolved", err, connect.CodeInvalidArgument, connect.CodeUnimplemented)
 	checked := false
-	end := func(_ context.Context, _ adapters.Opts, req *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	end := func(_ context.Context, _ *adapters.Env, _ adapters.State, req *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		checked = true
 		requireDumpable(t, req)
 		return false, nil
 	}
-	_, err = adapters.DumpHandler(end).With(dumpChecks...)(context.Background(), fuzzOpts(), req, &daemonv1.DumpResponse{})
+	_, err = adapters.DumpHandler(end).With(dumpChecks...)(context.Background(), fuzzEnv(), fuzzState(), req, &daemonv1.DumpResponse{})
 	require.True(t, err != nil || checked, "the checks neither failed nor went on")
 	return err
 }
@@ -157,7 +158,7 @@ func checkRestore(t *testing.T, req *daemonv1.RestoreRequest) error {
 		return err
 	}
 	checked := false
-	end := func(_ context.Context, _ adapters.Opts, req *daemonv1.RestoreRequest, _ *daemonv1.RestoreResponse) error {
+	end := func(_ context.Context, _ *adapters.Env, _ adapters.State, req *daemonv1.RestoreRequest, _ *daemonv1.RestoreResponse) error {
 		checked = true
 		require.NotEmpty(t, req.Path)
 		require.NotNil(t, req.Criu)
@@ -167,7 +168,7 @@ func checkRestore(t *testing.T, req *daemonv1.RestoreRequest) error {
 		require.NoError(t, noNUL(req))
 		return nil
 	}
-	err := adapters.RestoreHandler(end).With(restoreChecks...)(context.Background(), fuzzOpts(), req, &daemonv1.RestoreResponse{})
+	err := adapters.RestoreHandler(end).With(restoreChecks...)(context.Background(), fuzzEnv(), fuzzState(), req, &daemonv1.RestoreResponse{})
 	require.True(t, err != nil || checked, "the checks neither failed nor went on")
 	return err
 }

@@ -209,7 +209,7 @@ func (s *service) getCheckpoint(ctx context.Context, id string) (store.Checkpoin
 }
 
 // lockJob makes a second dump or restore of job jid fail fast while one runs. (Two dumps of one
-// tree, however they name it, are kept apart in withcriu.Dump: adapters.Opts.Claim.)
+// tree, however they name it, are kept apart in withcriu.Dump: adapters.Env.Claim.)
 func (s *service) lockJob(jid string) (func(), error) {
 	return s.jobs.Lock("job:"+jid, "job "+jid)
 }
@@ -317,7 +317,7 @@ func joinKinds(failed []error) error {
 // removeCheckpoint deletes a checkpoint's files: a directory, an archive, or an s3:// object.
 func (s *service) removeCheckpoint(ctx context.Context, path string) error {
 	if loc, remote, _ := storage.ParseURL(path); remote {
-		client, err := storage.New(s.opts.S3)
+		client, err := storage.New(s.env.S3)
 		if err != nil {
 			return err
 		}

@@ -266,7 +266,7 @@ func (s *service) archived(ctx context.Context, path string, loc storage.Locatio
 		}
 		return true, info.Size()
 	}
-	client, err := storage.New(s.opts.S3)
+	client, err := storage.New(s.env.S3)
 	if err != nil {
 		s.log.Warn("cannot ask the object store whether an upload completed: keeping the local images", "checkpoint", path, "error", err)
 		return false, 0

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/checkpoint"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -32,7 +33,7 @@ func journalService(t *testing.T) (*service, *store.Store) {
 	st, err := store.Open(context.Background(), filepath.Join(dir, "db"))
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := &service{jobs: jobs.New(st, dir, log), log: log}
+	s := &service{jobs: jobs.New(st, dir, log), log: log, env: &adapters.Env{}}
 	s.backgroundCtx, s.stopBackground = context.WithCancel(context.Background())
 	t.Cleanup(s.close)
 	return s, st
@@ -222,7 +223,7 @@ func entries(t *testing.T, dir string) []string {
 func TestSettleRemoteDump(t *testing.T) {
 	ctx := context.Background()
 	s, st := journalService(t)
-	s.opts.S3 = storage.Config{Endpoint: "127.0.0.1:1", Insecure: true, AccessKey: "k", SecretKey: "s"} // unreachable
+	s.env.S3 = storage.Config{Endpoint: "127.0.0.1:1", Insecure: true, AccessKey: "k", SecretKey: "s"} // unreachable
 	tmp := t.TempDir()
 	work := filepath.Join(tmp, "cedana-dump-ck-123")
 	fakeImages(t, work)

@@ -17,7 +17,7 @@ import (
 )
 
 // TestLockJob: a second dump or restore of the same job fails fast while the first runs; other
-// jobs do not wait for it. Trees are claimed in the same table (adapters.Opts.Claim), so a job's
+// jobs do not wait for it. Trees are claimed in the same table (adapters.Env.Claim), so a job's
 // dump and a dump naming its tree another way keep apart too.
 func TestLockJob(t *testing.T) {
 	dir := t.TempDir()
@@ -26,7 +26,7 @@ func TestLockJob(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	m := jobs.New(st, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(m.Close)
-	s := &service{jobs: m, opts: adapters.Opts{Claim: m.Lock}}
+	s := &service{jobs: m, env: &adapters.Env{Claim: m.Lock}}
 
 	unlock, err := s.lockJob("a")
 	require.NoError(t, err)
@@ -40,9 +40,9 @@ func TestLockJob(t *testing.T) {
 	require.NoError(t, err, "free again")
 	unlock()
 
-	release, err := s.opts.Claim("tree:10", "the process tree of PID 10")
+	release, err := s.env.Claim("tree:10", "the process tree of PID 10")
 	require.NoError(t, err)
-	_, err = s.opts.Claim("tree:10", "the process tree of PID 10")
+	_, err = s.env.Claim("tree:10", "the process tree of PID 10")
 	assert.ErrorIs(t, err, errdefs.ErrConflict, "the same tree is busy")
 	release()
 }

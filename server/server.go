@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, start StartOp
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	log.Info("cedana daemon started", "version", version.Version, "protocol", cfg.Protocol, "address", cfg.Address,
-		"tls", g.tls != nil, "criu", svc.opts.CRIU.Binary, "pid", os.Getpid())
+		"tls", g.tls != nil, "criu", svc.env.CRIU.Binary, "pid", os.Getpid())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

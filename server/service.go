@@ -26,7 +26,7 @@ import (
 // service implements DaemonService.
 type service struct {
 	cfg      config.Config
-	opts     adapters.Opts
+	env      *adapters.Env
 	log      *slog.Logger
 	jobs     *jobs.Manager
 	progress progressBoard
@@ -54,9 +54,9 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 		st.Close()
 		return nil, fmt.Errorf("take up recorded jobs: %w", err)
 	}
-	opts := NewOpts(ctx, cfg, log)
-	opts.Claim = manager.Lock
-	s := &service{cfg: cfg, log: log, jobs: manager, opts: opts, stopping: ctx.Done()}
+	env := NewEnv(ctx, cfg, log)
+	env.Claim = manager.Lock
+	s := &service{cfg: cfg, log: log, jobs: manager, env: env, stopping: ctx.Done()}
 	s.backgroundCtx, s.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.settleDumps(ctx); err != nil {
 		s.close()
@@ -65,11 +65,11 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 	return s, nil
 }
 
-// NewOpts returns the options a chain runs with in this process (the daemon, or a CLI with
+// NewEnv returns the environment chains run in in this process (the daemon, or a CLI with
 // --no-server): CRIU resolved from cfg, defaults from cfg.
-func NewOpts(ctx context.Context, cfg config.Config, log *slog.Logger) adapters.Opts {
+func NewEnv(ctx context.Context, cfg config.Config, log *slog.Logger) *adapters.Env {
 	client, v := resolveCRIU(ctx, cfg, log)
-	return adapters.Opts{
+	return &adapters.Env{
 		CRIU:           client,
 		CRIUVersion:    v,
 		CheckpointDir:  cfg.Checkpoint.Dir,
@@ -79,7 +79,6 @@ func NewOpts(ctx context.Context, cfg config.Config, log *slog.Logger) adapters.
 		S3:             s3Config(cfg.Storage.S3),
 		PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),
 		DaemonPID:      os.Getpid(),
-		Log:            log,
 	}
 }
 
@@ -115,22 +114,20 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 		return nil, err
 	}
 	resp := &daemonv1.DumpResponse{}
-	opts := s.opts
-	opts.Log = s.log.With("op", "dump", "type", req.Type)
-	opts.Progress = s.progress.start(req.OperationId)
-	defer s.progress.finish(req.OperationId, opts.Progress)
-	journal := newDumpJournal(ctx, s.jobs.Store(), opts.Log, req.Jid)
-	opts.Journal = journal
-	if _, err := chain(ctx, opts, req, resp); err != nil {
+	st := adapters.State{Log: s.log.With("op", "dump", "type", req.Type), Progress: s.progress.start(req.OperationId)}
+	defer s.progress.finish(req.OperationId, st.Progress)
+	journal := newDumpJournal(ctx, s.jobs.Store(), st.Log, req.Jid)
+	st.Journal = journal
+	if _, err := chain(ctx, s.env, st, req, resp); err != nil {
 		journal.forget()
 		return nil, err
 	}
 	if err := s.recordCheckpoint(ctx, journal.id, req.Jid, resp); err != nil {
 		// The checkpoint on disk is complete; only the catalog entry is missing.
-		opts.Log.Error("checkpoint written but not recorded", "path", resp.Path, "error", err)
+		st.Log.Error("checkpoint written but not recorded", "path", resp.Path, "error", err)
 		return nil, err
 	}
-	opts.Log.Info("dumped", "path", resp.Path, "pid", resp.Checkpoint.GetPid(), "took", resp.Stats.GetTotal().AsDuration())
+	st.Log.Info("dumped", "path", resp.Path, "pid", resp.Checkpoint.GetPid(), "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil
 }
 
@@ -140,23 +137,22 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	if err := validateRestore(req); err != nil {
 		return nil, err
 	}
-	opts := s.opts
+	st := adapters.State{Log: s.log.With("op", "restore", "path", req.Path)}
 	if req.Jid != "" {
 		unlock, err := s.lockJob(req.Jid)
 		if err != nil {
 			return nil, err
 		}
 		defer unlock()
-		if opts.JobLog, err = s.prepareJobRestore(ctx, req); err != nil {
+		if st.JobLog, err = s.prepareJobRestore(ctx, req); err != nil {
 			return nil, err
 		}
 	}
 	chain := RestoreChain()
 	resp := &daemonv1.RestoreResponse{}
-	opts.Log = s.log.With("op", "restore", "path", req.Path)
-	opts.Progress = s.progress.start(req.OperationId)
-	defer s.progress.finish(req.OperationId, opts.Progress)
-	if err := chain(ctx, opts, req, resp); err != nil {
+	st.Progress = s.progress.start(req.OperationId)
+	defer s.progress.finish(req.OperationId, st.Progress)
+	if err := chain(ctx, s.env, st, req, resp); err != nil {
 		return nil, err
 	}
 	switch {
@@ -167,7 +163,7 @@ func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	case resp.Pid > 0 && jobs.IsChild(int(resp.Pid)):
 		go s.reap(int(resp.Pid)) // else a container runtime owns it
 	}
-	opts.Log.Info("restored", "pid", resp.Pid, "took", resp.Stats.GetTotal().AsDuration())
+	st.Log.Info("restored", "pid", resp.Pid, "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil
 }
 
@@ -188,7 +184,7 @@ func (s *service) reap(pid int) {
 
 // HealthCheck reports the daemon's own view of CRIU and the runtimes.
 func (s *service) HealthCheck(ctx context.Context, _ *daemonv1.HealthCheckRequest) (*daemonv1.HealthCheckResponse, error) {
-	return health.Report(ctx, s.opts.CRIU.Binary), nil
+	return health.Report(ctx, s.env.CRIU.Binary), nil
 }
 
 // ListFeatures lists the daemon's features.
@@ -237,12 +233,12 @@ func RestoreChain() adapters.RestoreHandler {
 }
 
 // restoreWithRuntime runs the runtime's restore middleware and handler.
-func restoreWithRuntime(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+func restoreWithRuntime(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 	h, err := buildChain(req.Type, nil, features.RestoreMiddleware, features.RestoreHandler)
 	if err != nil {
 		return err
 	}
-	return h(ctx, opts, req, resp)
+	return h(ctx, env, st, req, resp)
 }
 
 func buildChain[H any](runtime string, common adapters.Middleware[H],

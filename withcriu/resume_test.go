@@ -173,11 +173,11 @@ func TestDumpJournal(t *testing.T) {
 				return nil
 			}}
 			var log strings.Builder
-			opts := adapters.Opts{CRIU: c, CRIUVersion: 40101, ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&log, nil)),
-				Journal: journal}
+			env := &adapters.Env{CRIU: c, CRIUVersion: 40101}
+			st := adapters.State{ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&log, nil)), Journal: journal}
 			req := &daemonv1.DumpRequest{Type: "process", Name: "t", Criu: &daemonv1.CriuOptions{FileLocks: true}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Pid: int32(pid)}}
-			dumped, err := Dump(context.Background(), opts, req, resp)
+			dumped, err := Dump(context.Background(), env, st, req, resp)
 
 			assert.Positive(t, journal.criuPID)
 			require.NotNil(t, journal.ck)

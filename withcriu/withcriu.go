@@ -26,32 +26,32 @@ import (
 // criuLogLevel is CRIU's most verbose level short of debug; its logs explain failures.
 const criuLogLevel = 4
 
-// Dump is the handler that dumps resp.Checkpoint.Pid's tree into opts.ImageDir with CRIU.
-// A tree another request is dumping is refused as busy (opts.Claim). On failure CRIU has resumed
+// Dump is the handler that dumps resp.Checkpoint.Pid's tree into st.ImageDir with CRIU.
+// A tree another request is dumping is refused as busy (env.Claim). On failure CRIU has resumed
 // the tree; the error quotes the log lines that explain it and keeps the whole log in the
 // system's temporary directory, since the partial checkpoint is removed.
 //
-// CRIU's post-dump notification is always asked for: it runs opts.DumpFrozen and records the
-// dump as done in opts.Journal. Left unanswered (the daemon died), it makes CRIU resume the tree
+// CRIU's post-dump notification is always asked for: it runs st.DumpFrozen and records the
+// dump as done in st.Journal. Left unanswered (the daemon died), it makes CRIU resume the tree
 // rather than kill it with nobody left to record the checkpoint. When CRIU itself dies without
 // answering, its ptrace hold ends with it and the tree runs on: Dump thaws a cgroup CRIU
 // left frozen, continues processes it left stopped and says in the error what became of the tree.
 // If CRIU died after the dump was done (the post-dump notification answered), the checkpoint is
 // complete: Dump finishes CRIU's work, stopping what is left of the tree unless
 // --leave-running, and succeeds. It reports the workload checkpointed exactly when it succeeds.
-func Dump(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 	pid := resp.GetCheckpoint().GetPid()
 	if pid <= 0 {
 		return false, fmt.Errorf("runtime %s named no process to dump", req.Type)
 	}
-	if opts.Claim != nil {
-		release, err := opts.Claim(adapters.TreeClaim(int(pid)))
+	if env.Claim != nil {
+		release, err := env.Claim(adapters.TreeClaim(int(pid)))
 		if err != nil {
 			return false, err
 		}
 		defer release()
 	}
-	dir, criuOpts, err := openImages(opts.ImageDir, checkpoint.DumpLog, req.Criu)
+	dir, criuOpts, err := openImages(st.ImageDir, checkpoint.DumpLog, req.Criu)
 	if err != nil {
 		return false, err
 	}
@@ -59,7 +59,7 @@ func Dump(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, re
 	criuOpts.Pid = proto.Int32(pid)
 	criuOpts.LeaveRunning = proto.Bool(req.Criu.LeaveRunning)
 	criuOpts.LinkRemap = proto.Bool(req.Criu.LinkRemap)
-	for _, add := range opts.DumpCRIU {
+	for _, add := range st.DumpCRIU {
 		add(criuOpts)
 	}
 	before := snapshotTree(int(pid), criuOpts.GetFreezeCgroup())
@@ -68,71 +68,71 @@ func Dump(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, re
 		if script != "post-dump" {
 			return nil
 		}
-		for _, capture := range opts.DumpFrozen {
+		for _, capture := range st.DumpFrozen {
 			if err := capture(); err != nil {
 				return err
 			}
 		}
-		if opts.Journal != nil {
-			if err := opts.Journal.Dumped(); err != nil {
+		if st.Journal != nil {
+			if err := st.Journal.Dumped(); err != nil {
 				return fmt.Errorf("record the dump as done: %w", err)
 			}
 		}
 		done = true
 		return nil
 	}}
-	if opts.Journal != nil {
+	if st.Journal != nil {
 		call.Started = func(criuPID int) error {
 			ck := proto.CloneOf(resp.Checkpoint)
 			ck.Options = proto.CloneOf(req.Criu)
-			ck.CriuVersion = opts.CRIUVersion
-			if err := opts.Journal.Started(criuPID, ck); err != nil {
+			ck.CriuVersion = env.CRIUVersion
+			if err := st.Journal.Started(criuPID, ck); err != nil {
 				return fmt.Errorf("record the dump: %w", err)
 			}
 			return nil
 		}
 	}
 	start := time.Now()
-	_, err = opts.CRIU.Dump(ctx, criuOpts, call)
+	_, err = env.CRIU.Dump(ctx, criuOpts, call)
 	adapters.Observe(resp.Stats, "criu_dump", start)
 	var died *criu.DiedError
 	switch {
 	case err != nil && errors.As(err, &died) && done:
-		opts.Log.Warn("CRIU died after the dump was done: the checkpoint is complete", "error", err)
+		st.Log.Warn("CRIU died after the dump was done: the checkpoint is complete", "error", err)
 		if req.Criu.LeaveRunning {
 			before.resume()
 		} else {
 			before.kill()
 		}
 	case err != nil && errors.As(err, &died):
-		return false, criuFailure(fmt.Errorf("%w; %s", err, before.resume()), opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+		return false, criuFailure(fmt.Errorf("%w; %s", err, before.resume()), st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	case err != nil:
-		return false, criuFailure(err, opts.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+		return false, criuFailure(err, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
-	resp.Checkpoint.CriuVersion = opts.CRIUVersion
+	resp.Checkpoint.CriuVersion = env.CRIUVersion
 	if st, err := stats.CriuGetDumpStats(dir); err == nil && resp.Stats != nil {
 		resp.Stats.Frozen = durationpb.New(time.Duration(st.GetFrozenTime()) * time.Microsecond)
 	}
-	if pids := checkpoint.DumpedPIDs(opts.ImageDir, pid); len(pids) > 0 {
+	if pids := checkpoint.DumpedPIDs(st.ImageDir, pid); len(pids) > 0 {
 		resp.Checkpoint.Pids = pids
 	}
 	return true, nil
 }
 
-// Restore is the handler that restores the checkpoint in opts.ImageDir as a child of the
+// Restore is the handler that restores the checkpoint in st.ImageDir as a child of the
 // calling process (CRIU's restore-sibling mode), which must reap it.
-func Restore(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-	dir, criuOpts, err := openImages(opts.ImageDir, checkpoint.RestoreLog, req.Criu)
+func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	dir, criuOpts, err := openImages(st.ImageDir, checkpoint.RestoreLog, req.Criu)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
 	criuOpts.RstSibling = proto.Bool(true)
 	start := time.Now()
-	out, err := opts.CRIU.Restore(ctx, criuOpts, criu.Call{})
+	out, err := env.CRIU.Restore(ctx, criuOpts, criu.Call{})
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
-		return criuFailure(err, opts.ImageDir, checkpoint.RestoreLog, "")
+		return criuFailure(err, st.ImageDir, checkpoint.RestoreLog, "")
 	}
 	resp.Pid = out.GetRestore().GetPid()
 	return nil

@@ -40,11 +40,12 @@ func TestDumpFrozen(t *testing.T) {
 
 			errCapture := errors.New("capture failed")
 			var stateDuring byte
-			opts := adapters.Opts{CRIU: c, ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			opts.DumpFrozen = append(opts.DumpFrozen, func() error {
-				st, err := sysinfo.ReadStat(pid)
+			env := &adapters.Env{CRIU: c}
+			st := adapters.State{ImageDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			st.DumpFrozen = append(st.DumpFrozen, func() error {
+				proc, err := sysinfo.ReadStat(pid)
 				require.NoError(t, err)
-				stateDuring = st.State
+				stateDuring = proc.State
 				if fail {
 					return errCapture
 				}
@@ -52,7 +53,7 @@ func TestDumpFrozen(t *testing.T) {
 			})
 			req := &daemonv1.DumpRequest{Type: "process", Name: "t", Criu: &daemonv1.CriuOptions{}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Pid: int32(pid)}}
-			dumped, err := Dump(context.Background(), opts, req, resp)
+			dumped, err := Dump(context.Background(), env, st, req, resp)
 			assert.Contains(t, "tT", string(stateDuring), "the capture ran with the tree frozen (state %q)", stateDuring)
 			assert.Equal(t, adapters.Dumped(!fail), dumped)
 			if !fail {
@@ -66,9 +67,9 @@ func TestDumpFrozen(t *testing.T) {
 			}
 			require.ErrorIs(t, err, errCapture)
 			time.Sleep(200 * time.Millisecond)
-			st, err := sysinfo.ReadStat(pid)
+			proc, err := sysinfo.ReadStat(pid)
 			require.NoError(t, err, "the process still exists")
-			assert.Equal(t, byte('S'), st.State, "the process runs on, resumed")
+			assert.Equal(t, byte('S'), proc.State, "the process runs on, resumed")
 		})
 	}
 }
@@ -99,9 +100,9 @@ func TestDumpClaimsTheTree(t *testing.T) {
 				claimed[tt.held] = true
 			}
 			var asked []string
-			opts := adapters.Opts{ImageDir: filepath.Join(t.TempDir(), "missing")}
+			env, st := &adapters.Env{}, adapters.State{ImageDir: filepath.Join(t.TempDir(), "missing")}
 			if !tt.noClaim {
-				opts.Claim = func(key, what string) (func(), error) {
+				env.Claim = func(key, what string) (func(), error) {
 					asked = append(asked, key)
 					if claimed[key] {
 						return nil, errs.Busy("%s is busy with another operation", what)
@@ -112,7 +113,7 @@ func TestDumpClaimsTheTree(t *testing.T) {
 			}
 			req := &daemonv1.DumpRequest{Type: tt.typ, Criu: &daemonv1.CriuOptions{}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{Pid: tt.pid}}
-			dumped, err := Dump(context.Background(), opts, req, resp)
+			dumped, err := Dump(context.Background(), env, st, req, resp)
 			require.Error(t, err)
 			assert.False(t, bool(dumped))
 			if tt.wantBusy {

@@ -49,7 +49,7 @@ var dumpHandler = withcriu.Dump
 // CRIU has stopped the task (no --leave-running), it deletes the task, so that the container can
 // take a restored one.
 func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		if req.GetDetails().GetContainerd() == nil {
 			return false, errs.Invalid("no container to dump: give its ID (`cedana dump containerd <id>`)")
 		}
@@ -79,11 +79,11 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 			return false, fmt.Errorf("spec of container %s: %w", d.Id, err)
 		}
 		d.Image = info.Image
-		if err := writeJSON(opts.ImageDir, SpecFile, spec); err != nil {
+		if err := writeJSON(st.ImageDir, SpecFile, spec); err != nil {
 			return false, err
 		}
 		record := containerRecord{Image: info.Image, Snapshotter: info.Snapshotter, SnapshotKey: info.SnapshotKey, Runtime: info.Runtime.Name, Labels: info.Labels}
-		if err := writeJSON(opts.ImageDir, ContainerFile, record); err != nil {
+		if err := writeJSON(st.ImageDir, ContainerFile, record); err != nil {
 			return false, err
 		}
 		if d.Rootfs {
@@ -93,8 +93,8 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 			if err != nil {
 				return false, err
 			}
-			layer := filepath.Join(opts.ImageDir, RootfsFile)
-			opts.DumpFrozen = append(opts.DumpFrozen, func() error {
+			layer := filepath.Join(st.ImageDir, RootfsFile)
+			st.DumpFrozen = append(st.DumpFrozen, func() error {
 				if err := writeLayer(upper, layer); err != nil {
 					return fmt.Errorf("store the container's writable layer: %w", err)
 				}
@@ -102,14 +102,14 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 			})
 		}
 		req.Details.Runc = &daemonv1.RuncDetails{Id: d.Id, Root: runcRoot(d.Namespace)}
-		opts.Log.Info("dumping containerd container", "id", d.Id, "namespace", d.Namespace, "image", d.Image, "pid", task.Pid())
-		dumped, err := next(ctx, opts, req, resp)
+		st.Log.Info("dumping containerd container", "id", d.Id, "namespace", d.Namespace, "image", d.Image, "pid", task.Pid())
+		dumped, err := next(ctx, env, st, req, resp)
 		if err != nil {
 			return dumped, err
 		}
 		if !req.Criu.LeaveRunning {
 			if err := deleteStoppedTask(nsCtx, task); err != nil {
-				opts.Log.Warn("dumped, but could not delete the stopped task", "id", d.Id, "error", err)
+				st.Log.Warn("dumped, but could not delete the stopped task", "id", d.Id, "error", err)
 			}
 		}
 		return dumped, nil

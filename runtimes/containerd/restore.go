@@ -32,7 +32,7 @@ var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{ResolveRest
 // container, a containerd that does not answer, an image containerd does not have and an ID
 // whose container already has a task.
 func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		dumped := resp.GetCheckpoint().GetDetails().GetContainerd()
 		d := req.GetDetails().GetContainerd()
 		if d == nil {
@@ -43,7 +43,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		d.Namespace = cmp.Or(d.Namespace, dumped.GetNamespace())
 		d.Address = cmp.Or(d.Address, dumped.GetAddress())
 		d = withDefaults(d)
-		if _, err := os.Stat(filepath.Join(opts.ImageDir, SpecFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(st.ImageDir, SpecFile)); err != nil {
 			return errs.Invalid("checkpoint has no %s: it was not made from a containerd container", SpecFile)
 		}
 		c, nsCtx, err := connect(ctx, d)
@@ -66,7 +66,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 			req.Details = &daemonv1.Details{}
 		}
 		req.Details.Containerd = d
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
@@ -92,7 +92,7 @@ func freeStoppedJobTask(ctx context.Context, jid string, d *daemonv1.ContainerdD
 // spec on a fresh snapshot of the image, with the writable layer's changes when the checkpoint
 // has them. containerd's runc shim restores the images (`runc restore`); a job's output goes to
 // its log again. On failure nothing created is left behind.
-func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) (err error) {
+func RestoreTask(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) (err error) {
 	d := req.GetDetails().GetContainerd()
 	dumped := resp.GetCheckpoint().GetDetails().GetContainerd()
 	c, nsCtx, err := connect(ctx, d)
@@ -103,7 +103,7 @@ func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreR
 	cleanup := context.WithoutCancel(nsCtx)
 	ctr, err := c.LoadContainer(nsCtx, d.Id)
 	if errdefs.IsNotFound(err) {
-		if ctr, err = newContainer(nsCtx, c, opts.ImageDir, d, dumped.GetId()); err != nil {
+		if ctr, err = newContainer(nsCtx, c, st.ImageDir, d, dumped.GetId()); err != nil {
 			return err
 		}
 		defer func() {
@@ -115,11 +115,11 @@ func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreR
 		return fmt.Errorf("load container %s: %w", d.Id, err)
 	}
 	ioCreator := cio.NullIO
-	if opts.JobLog != "" {
-		ioCreator = cio.LogFile(opts.JobLog)
+	if st.JobLog != "" {
+		ioCreator = cio.LogFile(st.JobLog)
 	}
 	// CRIU's restore.log goes to a directory of ours: containerd removes the task's on failure.
-	work, err := os.MkdirTemp(opts.TempDir, "cedana-containerd-restore-")
+	work, err := os.MkdirTemp(env.TempDir, "cedana-containerd-restore-")
 	if err != nil {
 		return fmt.Errorf("create CRIU's work directory: %w", err)
 	}
@@ -135,7 +135,7 @@ func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreR
 		return errs.Precondition("containerd could not %s %s: %s%s", what, d.Id, firstLine(err), msg)
 	}
 	start := time.Now()
-	task, err := ctr.NewTask(nsCtx, ioCreator, client.WithRestoreImagePath(opts.ImageDir), client.WithRestoreWorkPath(work))
+	task, err := ctr.NewTask(nsCtx, ioCreator, client.WithRestoreImagePath(st.ImageDir), client.WithRestoreWorkPath(work))
 	if err != nil {
 		return failed("create the restored task of", err)
 	}
@@ -145,7 +145,7 @@ func RestoreTask(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreR
 	}
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	resp.Pid = int32(task.Pid())
-	opts.Log.Info("restored containerd container", "id", d.Id, "namespace", d.Namespace, "pid", task.Pid())
+	st.Log.Info("restored containerd container", "id", d.Id, "namespace", d.Namespace, "pid", task.Pid())
 	return nil
 }
 

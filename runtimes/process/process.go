@@ -52,35 +52,35 @@ var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{adapters.Wa
 // CheckDumpPID refuses a PID that does not exist, is a zombie, is PID 1 or is the daemon itself,
 // before anything touches the process.
 func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		pid := int(req.GetDetails().GetProcess().GetPid())
 		switch {
 		case pid <= 0:
 			return false, errs.Invalid("no PID to dump: give the PID of a running process")
 		case pid == 1:
 			return false, errs.Invalid("refusing to dump PID 1, the init process of this PID namespace")
-		case pid == opts.DaemonPID:
+		case pid == env.DaemonPID:
 			return false, errs.Invalid("refusing to dump PID %d: it is the cedana daemon itself", pid)
 		}
-		st, err := sysinfo.ReadStat(pid)
+		proc, err := sysinfo.ReadStat(pid)
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, errs.NotFound("no process with PID %d", pid)
 		}
 		if err != nil {
 			return false, fmt.Errorf("read process %d: %w", pid, err)
 		}
-		if st.State == 'Z' || st.State == 'X' {
-			return false, errs.Precondition("process %d (%s) has exited and is waiting to be reaped; there is nothing to dump", pid, st.Comm)
+		if proc.State == 'Z' || proc.State == 'X' {
+			return false, errs.Precondition("process %d (%s) has exited and is waiting to be reaped; there is nothing to dump", pid, proc.Comm)
 		}
 		tree := sysinfo.Tree(pid)
-		if slices.Contains(tree, opts.DaemonPID) {
+		if slices.Contains(tree, env.DaemonPID) {
 			return false, errs.Invalid("refusing to dump PID %d: the cedana daemon is part of its tree", pid)
 		}
 		if p, ok := outsideSession(tree); ok {
 			return false, errs.Precondition("process %d is in a session whose leader is outside this PID namespace (session ID 0), "+
 				"which CRIU cannot checkpoint: start the workload in its own session (setsid, or `cedana run process`)", p)
 		}
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
@@ -89,14 +89,14 @@ func CheckDumpPID(next adapters.DumpHandler) adapters.DumpHandler {
 // lies outside the tree (a process started from a shell without setsid): CRIU refuses such a tree
 // otherwise.
 func DescribeTree(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		pid := int(req.GetDetails().GetProcess().GetPid())
 		tree := adapters.RecordTree(resp.Checkpoint, pid)
 		if !req.Criu.ShellJob && needsShellJob(tree) {
-			opts.Log.Info("dumping as a shell job: the tree has a terminal or a session/group leader outside it", "pid", pid)
+			st.Log.Info("dumping as a shell job: the tree has a terminal or a session/group leader outside it", "pid", pid)
 			req.Criu.ShellJob = true
 		}
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 

@@ -21,8 +21,12 @@ import (
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
-func opts() adapters.Opts {
-	return adapters.Opts{DaemonPID: os.Getpid(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+// env is an environment whose daemon is this test.
+func env() *adapters.Env { return &adapters.Env{DaemonPID: os.Getpid()} }
+
+// state is a request's state with a logger that discards everything.
+func state() adapters.State {
+	return adapters.State{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 // sleeper starts `sleep 30`, in its own session or not, and kills it when the test ends.
@@ -72,12 +76,12 @@ func TestCheckDumpPID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			called := false
-			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
+			next := func(context.Context, *adapters.Env, adapters.State, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
 				called = true
 				return false, nil
 			}
 			req := &daemonv1.DumpRequest{Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(tt.pid(t))}}}
-			_, err := CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
+			_, err := CheckDumpPID(next)(context.Background(), env(), state(), req, &daemonv1.DumpResponse{})
 			if tt.kind == nil {
 				require.NoError(t, err)
 				assert.True(t, called)
@@ -104,10 +108,10 @@ func TestDescribeTree(t *testing.T) {
 			pid := sleeper(t, tt.setsid)
 			req := &daemonv1.DumpRequest{Criu: &daemonv1.CriuOptions{}, Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(pid)}}}
 			resp := &daemonv1.DumpResponse{Checkpoint: &daemonv1.Checkpoint{}}
-			next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
+			next := func(context.Context, *adapters.Env, adapters.State, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
 				return false, nil
 			}
-			require.NoError(t, dumpErr(DescribeTree(next)(context.Background(), opts(), req, resp)))
+			require.NoError(t, dumpErr(DescribeTree(next)(context.Background(), env(), state(), req, resp)))
 			assert.Equal(t, int32(pid), resp.Checkpoint.Pid)
 			assert.Equal(t, []int32{int32(pid)}, resp.Checkpoint.Pids)
 			assert.Equal(t, []string{"sleep", "30"}, resp.Checkpoint.Cmdline)
@@ -149,21 +153,21 @@ func TestCheckDumpPIDSessionOutsideNamespace(t *testing.T) {
 	require.Equal(t, 0, sid, "inside the new PID namespace our session leader is invisible")
 	pid := sleeper(t, false)
 	req := &daemonv1.DumpRequest{Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: int32(pid)}}}
-	next := func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	next := func(context.Context, *adapters.Env, adapters.State, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		t.Error("the dump went on")
 		return false, nil
 	}
-	_, err = CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})
+	_, err = CheckDumpPID(next)(context.Background(), env(), state(), req, &daemonv1.DumpResponse{})
 	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 	assert.ErrorContains(t, err, "session ID 0")
 	assert.ErrorContains(t, err, "setsid")
 
 	// In its own session it is accepted.
 	req.Details.Process.Pid = int32(sleeper(t, true))
-	next = func(context.Context, adapters.Opts, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	next = func(context.Context, *adapters.Env, adapters.State, *daemonv1.DumpRequest, *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		return false, nil
 	}
-	require.NoError(t, dumpErr(CheckDumpPID(next)(context.Background(), opts(), req, &daemonv1.DumpResponse{})))
+	require.NoError(t, dumpErr(CheckDumpPID(next)(context.Background(), env(), state(), req, &daemonv1.DumpResponse{})))
 }
 
 // dumpErr is the error of a dump handler's results.

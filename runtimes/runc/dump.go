@@ -39,7 +39,7 @@ type ContainerDump struct {
 // Adapter resolves the container a dump names (details.runc), refuses one that is not running,
 // records it in the checkpoint, and adds runc's CRIU options and files.
 func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
 		d := req.GetDetails().GetRunc()
 		if d == nil {
 			return false, errs.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
@@ -59,19 +59,19 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 		if err != nil {
 			return false, err
 		}
-		opts.DumpCRIU = append(opts.DumpCRIU, add)
-		if err := c.writeFiles(opts.ImageDir); err != nil {
+		st.DumpCRIU = append(st.DumpCRIU, add)
+		if err := c.writeFiles(st.ImageDir); err != nil {
 			return false, err
 		}
-		opts.Log.Info("dumping runc container", "id", d.Id, "root", d.Root, "pid", pid, "bundle", d.Bundle)
-		dumped, err := next(ctx, opts, req, resp)
+		st.Log.Info("dumping runc container", "id", d.Id, "root", d.Root, "pid", pid, "bundle", d.Bundle)
+		dumped, err := next(ctx, env, st, req, resp)
 		if err != nil {
 			return dumped, err
 		}
 		if cd.DeleteAfter && !req.Criu.LeaveRunning {
 			// CRIU killed the container's processes; runc would still list it as stopped.
 			if err := (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(ctx); err != nil {
-				opts.Log.Warn("dumped, but could not delete the stopped container from runc", "id", d.Id, "error", err)
+				st.Log.Warn("dumped, but could not delete the stopped container from runc", "id", d.Id, "error", err)
 			}
 		}
 		return dumped, nil

@@ -30,7 +30,7 @@ var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{ResolveRest
 // the dumped container's) and refuses, before anything runs, a bundle without config.json or
 // rootfs and an ID runc already has.
 func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
-	return func(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		dumped := resp.GetCheckpoint().GetDetails().GetRunc()
 		d := req.GetDetails().GetRunc()
 		if d == nil {
@@ -60,7 +60,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 			req.Details = &daemonv1.Details{}
 		}
 		req.Details.Runc = d
-		return next(ctx, opts, req, resp)
+		return next(ctx, env, st, req, resp)
 	}
 }
 
@@ -111,20 +111,20 @@ func readBundle(bundle string) (*specs.Spec, error) {
 // RestoreWithRunc restores the checkpoint with `runc restore --detach`, so that runc owns the
 // container as if it had restored it itself, and answers with the container's init PID. A job's
 // restored container writes its output into the job's log again.
-func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 	d := req.GetDetails().GetRunc()
 	spec, err := readBundle(d.Bundle)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(opts.ImageDir, DescriptorsFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(st.ImageDir, DescriptorsFile)); err != nil {
 		return errs.Invalid("checkpoint has no %s: it was not made from a runc container", DescriptorsFile)
 	}
-	args := []string{"restore", "--detach", "--image-path", opts.ImageDir, "--bundle", d.Bundle}
+	args := []string{"restore", "--detach", "--image-path", st.ImageDir, "--bundle", d.Bundle}
 	var console *consoleSocket
 	if spec.Process != nil && spec.Process.Terminal {
 		// The container's terminal comes back with a new master, which runc sends here.
-		if console, err = newConsoleSocket(cmp.Or(opts.JobLog, os.DevNull)); err != nil {
+		if console, err = newConsoleSocket(cmp.Or(st.JobLog, os.DevNull)); err != nil {
 			return err
 		}
 		defer console.close()
@@ -136,9 +136,9 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 	if req.Criu.GetFileLocks() {
 		args = append(args, "--file-locks")
 	}
-	in := invocation{root: d.Root, criu: opts.CRIU.Binary, args: append(args, d.Id)}
-	if opts.JobLog != "" && console == nil {
-		if in.stdout, err = logPipe(opts.JobLog); err != nil {
+	in := invocation{root: d.Root, criu: env.CRIU.Binary, args: append(args, d.Id)}
+	if st.JobLog != "" && console == nil {
+		if in.stdout, err = logPipe(st.JobLog); err != nil {
 			return err
 		}
 		defer in.stdout.Close()
@@ -150,11 +150,11 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 		if exists(d.Root, d.Id) {
 			_ = (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(context.WithoutCancel(ctx))
 		}
-		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(opts.ImageDir, checkpoint.RestoreLog)))
+		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
 	}
 	if console != nil {
 		if err := console.wait(ctx); err != nil {
-			opts.Log.Warn("restored, but the container's terminal was not received: its output is lost", "id", d.Id, "error", err)
+			st.Log.Warn("restored, but the container's terminal was not received: its output is lost", "id", d.Id, "error", err)
 		}
 	}
 	c, err := load(d.Root, d.Id)
@@ -162,7 +162,7 @@ func RestoreWithRunc(ctx context.Context, opts adapters.Opts, req *daemonv1.Rest
 		return fmt.Errorf("runc restored container %s but its state cannot be read: %w", d.Id, err)
 	}
 	resp.Pid = int32(c.pid())
-	opts.Log.Info("restored runc container", "id", d.Id, "root", d.Root, "pid", c.pid(), "bundle", d.Bundle)
+	st.Log.Info("restored runc container", "id", d.Id, "root", d.Root, "pid", c.pid(), "bundle", d.Bundle)
 	return nil
 }
 

@@ -1,0 +1,94 @@
+// What a chain's adapters share besides the request and the response: the daemon's Env, the
+// same for every request, and the request's State, which each adapter may change for those after it.
+
+package adapters
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+
+	"github.com/cedana/cedana/criu"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/storage"
+)
+
+// Env is the configuration and the services of the process that runs chains (the daemon, or a
+// CLI with --no-server): the same for every request, shared by pointer, and never changed by a
+// chain.
+type Env struct {
+	// CRIU runs CRIU requests.
+	CRIU *criu.Client
+	// CRIUVersion is the CRIU version as CRIU reports it (e.g. 40101), recorded in checkpoints.
+	CRIUVersion int32
+	// CheckpointDir is the default parent directory of new checkpoints.
+	CheckpointDir string
+	// Compression is the default codec of new checkpoints ("none" keeps a directory).
+	Compression string
+	// TempDir holds images of archived or remote checkpoints while they are made or restored.
+	TempDir string
+	// Workers is how many cores compression and decompression may use.
+	Workers int
+	// S3 reaches the object store for s3:// checkpoints.
+	S3 storage.Config
+	// PIDWaitTimeout bounds how long a restore waits for the checkpoint's PIDs to be free.
+	PIDWaitTimeout time.Duration
+	// DaemonPID is the PID of the process running the chain, which must never be dumped.
+	DaemonPID int
+	// Claim takes key for one operation at a time and returns its release; while key is taken,
+	// another claim fails at once with a busy error (errs.Busy) naming what. withcriu.Dump claims
+	// the tree it dumps, whatever the runtime and however the request named it (TreeClaim). nil:
+	// nothing is claimed.
+	Claim func(key, what string) (release func(), err error)
+}
+
+// State is one request's state in its chain. It is passed by value, so an adapter changes what
+// the adapters after it see without affecting those before it.
+type State struct {
+	// Log is the request's logger.
+	Log *slog.Logger
+	// Progress receives how far long phases have come; nil when nobody watches.
+	Progress *Progress
+	// ImageDir is the checkpoint directory CRIU reads or writes; set by the chain.
+	ImageDir string
+	// DumpCRIU are a runtime's additions to the CRIU dump request (a container's root, external
+	// mounts and namespaces, cgroups), applied in order by withcriu.Dump; set by runtime middleware.
+	DumpCRIU []func(*rpc.CriuOpts)
+	// DumpFrozen run, in order, while CRIU holds the dumped tree frozen with its images written
+	// (CRIU's post-dump notification): state to capture consistently with the images, such as a
+	// container's writable layer. An error fails the dump and CRIU resumes the tree, so a failure
+	// there loses nothing. Set by runtime middleware; they add to the frozen time.
+	DumpFrozen []func() error
+	// Journal, when set, records where this dump stands in the daemon's state, so that a daemon
+	// killed during the dump settles it when it starts again. nil: nothing is recorded
+	// (--no-server).
+	Journal DumpJournal
+	// JobLog is the log of the job a restore brings back, for runtimes that connect their
+	// workload's output themselves (runc); "" outside job restores.
+	JobLog string
+}
+
+// DumpJournal records where a dump stands, so that a daemon killed during the dump can settle it
+// when it starts again: roll it back, or make a complete checkpoint of it. PrepareDumpDir calls
+// Begin, withcriu.Dump Started and Dumped; the daemon records the end itself (the checkpoint in its
+// catalog, or nothing).
+type DumpJournal interface {
+	// Begin records a dump whose images go into work (just created) for the checkpoint final.
+	Begin(work, final string) error
+	// Started records the criu process that dumps, and the checkpoint's metadata (with the tree's
+	// root PID), before CRIU touches the workload.
+	Started(criuPID int, ck *daemonv1.Checkpoint) error
+	// Dumped records that the images are complete. withcriu.Dump calls it in CRIU's post-dump
+	// notification, after DumpFrozen, with the workload still frozen: once it has returned, the
+	// dump counts as done even if nobody hears CRIU's answer. An error makes CRIU resume the
+	// workload and fails the dump.
+	Dumped() error
+}
+
+// TreeClaim is the key a dump claims (Env.Claim; withcriu.Dump does) to dump the tree rooted at
+// pid, and how the busy error names it.
+func TreeClaim(pid int) (key, what string) {
+	return fmt.Sprintf("tree:%d", pid), fmt.Sprintf("the process tree of PID %d", pid)
+}
