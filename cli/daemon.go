@@ -22,7 +22,7 @@ type DaemonStartCmd struct {
 
 // Run serves until ctx ends (SIGINT or SIGTERM).
 func (c *DaemonStartCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env Env) error {
-	return server.Run(ctx, cfg, server.NewLogger(env.Stderr, cfg.Log),
+	return server.Run(ctx, cfg, cfg.Log.Logger(env.Stderr),
 		server.StartOptions{Insecure: c.Insecure, ConfigFile: config.File(g.ConfigDir, env.Getenv)})
 }
 

@@ -9,10 +9,10 @@ import (
 	"syscall"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/chain"
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
-	"github.com/cedana/cedana/server"
 )
 
 // runInProcess runs a process workload as the CLI's own child, with the CLI's stdio, and returns
@@ -43,10 +43,9 @@ func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest) error 
 // tree's parent, waits for the tree's root and returns its exit code as the command's:
 // `cedana restore process --no-server`.
 func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daemonv1.RestoreRequest) error {
-	log := server.NewLogger(env.Stderr, config.Log{Level: "warn", Format: cfg.Log.Format})
-	chain := server.RestoreChain()
+	log := config.Log{Level: "warn", Format: cfg.Log.Format}.Logger(env.Stderr)
 	resp := &daemonv1.RestoreResponse{}
-	if err := chain(ctx, server.NewEnv(ctx, cfg, log), adapters.State{Log: log}, req, resp); err != nil {
+	if err := chain.Restore()(ctx, chain.NewEnv(ctx, cfg, log), adapters.State{Log: log}, req, resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"connectrpc.com/connect"
 	"github.com/containerd/errdefs"
@@ -46,4 +47,40 @@ func toConnect(err error) *connect.Error {
 		return connect.NewError(code, err)
 	}
 	return connect.NewError(connect.CodeInternal, err)
+}
+
+// errorInterceptor turns chain errors into Connect errors in one place, for unary and streaming
+// calls, and logs failures.
+type errorInterceptor struct{ log *slog.Logger }
+
+func (e errorInterceptor) fail(procedure string, err error) error {
+	cerr := toConnect(err)
+	e.log.Warn("request failed", "procedure", procedure, "code", cerr.Code().String(), "error", cerr.Message())
+	return cerr
+}
+
+// WrapUnary implements connect.Interceptor.
+func (e errorInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		resp, err := next(ctx, req)
+		if err != nil {
+			return nil, e.fail(req.Spec().Procedure, err)
+		}
+		return resp, nil
+	}
+}
+
+// WrapStreamingClient implements connect.Interceptor; the daemon makes no client calls.
+func (e errorInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// WrapStreamingHandler implements connect.Interceptor.
+func (e errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := next(ctx, conn); err != nil {
+			return e.fail(conn.Spec().Procedure, err)
+		}
+		return nil
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/archive"
+	"github.com/cedana/cedana/chain"
 	"github.com/cedana/cedana/config"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
@@ -24,7 +25,7 @@ import (
 // The fuzz targets below feed random bytes to the checks of each DaemonService request, decoded
 // both as binary protobuf and as the JSON Connect accepts. Nothing they run starts a process,
 // runs CRIU or touches a file: the dump and restore chains are cut after their checks
-// (dumpChecks, restoreChecks) by a handler that asserts what the rest of the chain relies on.
+// (chain.DumpChecks, chain.RestoreChecks) by a handler that asserts what the rest of the chain relies on.
 // The property: no panic, and every error is one the daemon answers with a proper code
 // (invalid_argument; unimplemented for a runtime this binary lacks), never internal or unknown,
 // in a message of one line.
@@ -104,7 +105,7 @@ func checkDump(t *testing.T, req *daemonv1.DumpRequest) error {
 	if err := validateDump(req); err != nil {
 		return err
 	}
-	_, err := DumpChain(req.Type)
+	_, err := chain.Dump(req.Type)
 	requireProperError(t, "resolved", err, connect.CodeInvalidArgument, connect.CodeUnimplemented)
 	checked := false
 	end := func(_ context.Context, _ *adapters.Env, _ adapters.State, req *daemonv1.DumpRequest, _ *daemonv1.DumpResponse) (adapters.Dumped, error) {
@@ -112,7 +113,7 @@ func checkDump(t *testing.T, req *daemonv1.DumpRequest) error {
 		requireDumpable(t, req)
 		return false, nil
 	}
-	_, err = adapters.DumpHandler(end).With(dumpChecks...)(context.Background(), fuzzEnv(), fuzzState(), req, &daemonv1.DumpResponse{})
+	_, err = adapters.DumpHandler(end).With(chain.DumpChecks()...)(context.Background(), fuzzEnv(), fuzzState(), req, &daemonv1.DumpResponse{})
 	require.True(t, err != nil || checked, "the checks neither failed nor went on")
 	return err
 }
@@ -168,7 +169,7 @@ func checkRestore(t *testing.T, req *daemonv1.RestoreRequest) error {
 		require.NoError(t, noNUL(req))
 		return nil
 	}
-	err := adapters.RestoreHandler(end).With(restoreChecks...)(context.Background(), fuzzEnv(), fuzzState(), req, &daemonv1.RestoreResponse{})
+	err := adapters.RestoreHandler(end).With(chain.RestoreChecks()...)(context.Background(), fuzzEnv(), fuzzState(), req, &daemonv1.RestoreResponse{})
 	require.True(t, err != nil || checked, "the checks neither failed nor went on")
 	return err
 }

@@ -6,13 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -21,7 +19,6 @@ import (
 
 	"github.com/cedana/cedana/auth"
 	"github.com/cedana/cedana/config"
-	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
 	"github.com/cedana/cedana/sysinfo"
 	"github.com/cedana/cedana/version"
@@ -29,17 +26,6 @@ import (
 
 // shutdownGrace bounds how long a stopping daemon waits for requests in flight.
 const shutdownGrace = 30 * time.Second
-
-// NewLogger returns the daemon's slog logger writing to w in cfg's format and level.
-func NewLogger(w io.Writer, cfg config.Log) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
 
 // HTTP server limits: how long a client may take to send its headers and may keep an idle
 // connection, and how large its headers may be. Bodies are bounded per message (limits.max_request_bytes);
@@ -132,19 +118,3 @@ func newMux(svc *service, maxBytes int64, log *slog.Logger) http.Handler {
 
 // bodySlack is what a request body may hold besides its message: gRPC's envelope, trailers.
 const bodySlack = 64 << 10
-
-// resolveCRIU finds the CRIU binary and its version; a daemon without a usable CRIU still starts
-// (health checks say why) and its dumps fail with the same explanation.
-func resolveCRIU(ctx context.Context, cfg config.Config, log *slog.Logger) (*criu.Client, int32) {
-	path, err := criu.FindBinary(cfg.CRIU.BinaryPath)
-	if err != nil {
-		log.Warn("no usable CRIU: dumps and restores will fail until one is installed", "error", err)
-		return &criu.Client{Binary: cfg.CRIU.BinaryPath}, 0
-	}
-	client := &criu.Client{Binary: path}
-	v, err := client.Version(ctx)
-	if err != nil {
-		log.Warn("cannot read CRIU's version", "criu", path, "error", strings.TrimSpace(err.Error()))
-	}
-	return client, int32(v)
-}

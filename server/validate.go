@@ -18,7 +18,7 @@ import (
 // anything else. They look at nothing but the request, so that a bad request is an
 // invalid_argument error whatever the state of the machine (and so that fuzz targets can run
 // them). A dump's and a restore's own fields are checked by the first adapters of their chains
-// (dumpChecks, restoreChecks); a runtime checks its details itself.
+// (chain.DumpChecks, chain.RestoreChecks); a runtime checks its details itself.
 
 const (
 	// maxCheckpointIDLen bounds a checkpoint ID (store.NewCheckpointID makes 13 bytes).
