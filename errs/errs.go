@@ -21,6 +21,7 @@ type kindError struct {
 	err  error
 }
 
+// Error is the message, without the kind.
 func (e *kindError) Error() string { return e.err.Error() }
 
 // Unwrap returns the kind first, so that errdefs.Resolve finds it before any kind of a cause.
@@ -81,7 +82,10 @@ type rewordedError struct {
 	err error
 }
 
+// Error is the message in other words.
 func (e *rewordedError) Error() string { return e.msg }
+
+// Unwrap is the error reworded.
 func (e *rewordedError) Unwrap() error { return e.err }
 
 // Reword says err in other words (fmt.Sprintf's), for a caller that can say better what went

@@ -52,6 +52,7 @@ func NewFileSink(path string) (Sink, error) {
 	return &fileSink{Writer: bufio.NewWriterSize(f, 1<<20), f: f, path: path, temp: temp}, nil
 }
 
+// Commit implements Sink: it syncs the file and renames it into place.
 func (s *fileSink) Commit() (int64, error) {
 	err := s.Flush()
 	if err == nil {
@@ -77,6 +78,7 @@ func (s *fileSink) Commit() (int64, error) {
 	return info.Size(), nil
 }
 
+// Abort implements Sink: it removes the partial file.
 func (s *fileSink) Abort() error {
 	s.f.Close()
 	os.Remove(s.temp)
@@ -113,6 +115,7 @@ func NewUploadSink(ctx context.Context, cfg storage.Config, loc storage.Location
 	return s, nil
 }
 
+// Commit implements Sink: it ends the upload and waits for S3 to complete the object.
 func (s *uploadSink) Commit() (int64, error) {
 	err := s.Flush()
 	s.pw.CloseWithError(err)
@@ -126,6 +129,7 @@ func (s *uploadSink) Commit() (int64, error) {
 	return res.n, nil
 }
 
+// Abort implements Sink: it abandons the upload, which leaves no object.
 func (s *uploadSink) Abort() error {
 	s.pw.CloseWithError(errAborted)
 	if res := <-s.result; res.err != nil && !errors.Is(res.err, errAborted) {
