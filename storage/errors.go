@@ -140,8 +140,10 @@ func (c *Client) classify(ctx context.Context, rec *netRecorder, op string, loc 
 	case errors.Is(err, context.DeadlineExceeded) && rec.attempted() && !rec.answered():
 		return newError(ErrUnreachable, err,
 			"cannot reach S3 endpoint %s: no answer before the deadline; check storage.s3.endpoint", c.endpoint)
+	case isContextErr(err):
+		return fmt.Errorf("%s %s: %w", op, loc, err)
 	}
-	return fmt.Errorf("%s %s: %w", op, loc, err)
+	return errs.Precondition("%s %s: %w", op, loc, err)
 }
 
 // detail formats the code and message of a server's error answer.
