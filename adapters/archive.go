@@ -68,7 +68,7 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		st.Progress.Start("archive", 0)
 		arch, err := live.Start(st.ImageDir, out, codec, env.Workers, st.Progress)
 		if err != nil {
-			out.Abort()
+			_ = out.Abort() // the archiver's failure is the one to tell
 			return false, err
 		}
 		dumped, err := next(ctx, env, st, req, resp)

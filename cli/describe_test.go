@@ -19,10 +19,14 @@ func TestDescribeUnavailable(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"client cannot dial", connect.NewError(connect.CodeUnavailable, errors.New("dial unix /run/cedana.sock: connect: no such file or directory")),
-			"cannot reach the cedana daemon at /run/cedana.sock (unix): is it running?"},
-		{"daemon's own", connect.NewWireError(connect.CodeUnavailable, errors.New("task of container web: dial unix /run/containerd/containerd.sock: connect: connection refused")),
-			"task of container web: dial unix /run/containerd/containerd.sock: connect: connection refused"},
+		{
+			"client cannot dial", connect.NewError(connect.CodeUnavailable, errors.New("dial unix /run/cedana.sock: connect: no such file or directory")),
+			"cannot reach the cedana daemon at /run/cedana.sock (unix): is it running?",
+		},
+		{
+			"daemon's own", connect.NewWireError(connect.CodeUnavailable, errors.New("task of container web: dial unix /run/containerd/containerd.sock: connect: connection refused")),
+			"task of container web: dial unix /run/containerd/containerd.sock: connect: connection refused",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

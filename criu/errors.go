@@ -71,7 +71,8 @@ func (e *DiedError) Error() string {
 	} else if e.Exit != nil {
 		how = fmt.Sprintf("criu ended without answering (%v)", e.Exit)
 	}
-	if e.Err != nil && e.Err != errClosed { // the socket closing says nothing more than how criu ended
+	//nolint:errorlint // only the bare socket closing says nothing more than how criu ended
+	if e.Err != nil && e.Err != errClosed {
 		how = fmt.Sprintf("%s (%v)", how, e.Err)
 	}
 	return fmt.Sprintf("criu %s: %s%s", reqName(e.Type), how, e.Output)

@@ -228,5 +228,5 @@ func (a *Archiver) fail(err error) error {
 func (a *Archiver) Abort() {
 	close(a.stop)
 	<-a.done
-	a.out.Abort()
+	_ = a.out.Abort() // whatever the sink had to say, the archive is abandoned
 }
