@@ -1,15 +1,17 @@
 package runc
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -92,7 +94,7 @@ func (c *container) criuOptions() (func(*rpc.CriuOpts), error) {
 	cfg := c.state.Config
 	var mounts []*rpc.ExtMountMap
 	external := func(dest, val string) {
-		dest = "/" + strings.TrimLeft(filepath.Clean(strings.TrimPrefix(dest, cfg.Rootfs)), "/")
+		dest = mountDest(cfg.Rootfs, dest)
 		if val == "" {
 			val = dest
 		}
@@ -164,6 +166,18 @@ func externalNSKey(t configs.NamespaceType) string {
 	return "extRoot" + strings.ToUpper(name[:1]) + name[1:] + "NS"
 }
 
+// mountDest is mount destination dest as CRIU names it inside the container: joined under
+// rootfs with its symlinks resolved there, as runc does, or only cleaned when that fails.
+func mountDest(rootfs, dest string) string {
+	rel := strings.TrimPrefix(dest, rootfs)
+	if full, err := securejoin.SecureJoin(rootfs, rel); err == nil {
+		if inside, ok := strings.CutPrefix(full, rootfs); ok {
+			return "/" + strings.TrimLeft(inside, "/")
+		}
+	}
+	return "/" + strings.TrimLeft(filepath.Clean(rel), "/")
+}
+
 // cgroupBinds lists the cgroup mounts under dest in the container's mount table, as the
 // container sees them.
 func cgroupBinds(pid int, dest string) ([]string, error) {
@@ -172,39 +186,23 @@ func cgroupBinds(pid int, dest string) ([]string, error) {
 		return nil, fmt.Errorf("read the container's mounts: %w", err)
 	}
 	defer f.Close()
-	prefix := strings.TrimSuffix(dest, "/") + "/"
-	var binds []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// <id> <parent> <major:minor> <root> <mount point> <options> [optional...] - <fstype> ...
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, fsFields := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(fsFields) < 1 {
-			continue
-		}
-		if mp := unescapeMount(fields[4]); (fsFields[0] == "cgroup" || fsFields[0] == "cgroup2") && strings.HasPrefix(mp, prefix) {
-			binds = append(binds, mp)
-		}
-	}
-	return binds, sc.Err()
+	return cgroupBindsIn(f, dest)
 }
 
-// unescapeMount undoes the octal escapes (\040 for a space, ...) of a mountinfo path.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+// cgroupBindsIn lists the cgroup mounts strictly below dest in mountinfo, a mount table in the
+// format of /proc/<pid>/mountinfo.
+func cgroupBindsIn(table io.Reader, dest string) ([]string, error) {
+	prefix := strings.TrimSuffix(dest, "/") + "/"
+	mounts, err := mountinfo.GetMountsFromReader(table, func(m *mountinfo.Info) (skip, stop bool) {
+		cgroup := m.FSType == "cgroup" || m.FSType == "cgroup2"
+		return !cgroup || !strings.HasPrefix(m.Mountpoint, prefix), false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the container's mounts: %w", err)
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
+	binds := make([]string, 0, len(mounts))
+	for _, m := range mounts {
+		binds = append(binds, m.Mountpoint)
 	}
-	return b.String()
+	return binds, nil
 }

@@ -3,6 +3,7 @@ package runc
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -17,16 +18,46 @@ func TestExternalNSKey(t *testing.T) {
 	assert.Equal(t, "extRootPidNS", externalNSKey(configs.NEWPID))
 }
 
-func TestUnescapeMount(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu"},
-		{`/mnt/with\040space`, "/mnt/with space"},
-		{`/tab\011here`, "/tab\there"},
-		{`/trailing\`, `/trailing\`},
+// TestCgroupBindsIn: the cgroup mounts strictly below the destination, with mountinfo's octal
+// escapes (\040 for a space, ...) undone.
+func TestCgroupBindsIn(t *testing.T) {
+	table := `22 1 0:21 / / rw,relatime - overlay overlay rw
+30 22 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu,cpuacct ro,nosuid shared:9 - cgroup cgroup rw,cpu,cpuacct
+32 30 0:28 / /sys/fs/cgroup/with\040space ro - cgroup cgroup rw,memory
+33 30 0:29 / /sys/fs/cgroup/unified ro - cgroup2 cgroup2 rw
+34 22 0:30 / /sys/fs/cgroupish rw - cgroup cgroup rw,pids
+35 30 0:31 / /sys/fs/cgroup/tab\011here rw - tmpfs tmpfs rw
+`
+	for _, dest := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/"} {
+		binds, err := cgroupBindsIn(strings.NewReader(table), dest)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/with space", "/sys/fs/cgroup/unified"}, binds, dest)
+	}
+	_, err := cgroupBindsIn(strings.NewReader("not a mount table\n"), "/sys/fs/cgroup")
+	assert.ErrorContains(t, err, "read the container's mounts")
+}
+
+// TestMountDest: a mount destination is named inside the rootfs, with the rootfs's own symlinks
+// resolved in it and never leaving it.
+func TestMountDest(t *testing.T) {
+	rootfs := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(rootfs, "run"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(rootfs, "var"), 0o755))
+	require.NoError(t, os.Symlink("../run", filepath.Join(rootfs, "var", "run")))
+	require.NoError(t, os.Symlink("../../../../../etc", filepath.Join(rootfs, "out")))
+	tests := []struct{ dest, want string }{
+		{"/etc/hosts", "/etc/hosts"},
+		{"etc/hosts", "/etc/hosts"},
+		{rootfs + "/proc", "/proc"},
+		{"/a/../b", "/b"},
+		{"/var/run/secrets", "/run/secrets"},
+		{"/out/passwd", "/etc/passwd"},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, unescapeMount(tt.in), tt.in)
+		assert.Equal(t, tt.want, mountDest(rootfs, tt.dest), tt.dest)
 	}
+	assert.Equal(t, "/b", mountDest("relative/../root", "/a/../b"), "an unclean rootfs is only cleaned")
 }
 
 func TestReadBundle(t *testing.T) {
