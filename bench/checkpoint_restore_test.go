@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // target is the issue's goal: cedana may take at most 1.05x the time of the raw criu CLI.
@@ -79,7 +80,7 @@ type sizeResult struct {
 // processes holding 256 MiB and 1 GiB of touched memory. It does its own iterations: run it with
 // -benchtime 1x (see `just bench`).
 func BenchmarkCheckpointRestore(b *testing.B) {
-	criuBin := needRootAndCRIU(b)
+	criuBin := testutil.RequireCRIU(b).Binary
 	e := setup(b, criuBin)
 	iters := envInt(b, "CEDANA_BENCH_ITER", 3, 1)
 	warmup := envInt(b, "CEDANA_BENCH_WARMUP", 1, 0)
@@ -140,27 +141,6 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 			}
 		}
 	}
-}
-
-// needRootAndCRIU returns the criu binary, skipping the benchmark when not root or when criu is
-// missing, except on CI (CI=true) where it fails.
-func needRootAndCRIU(b *testing.B) string {
-	b.Helper()
-	skip := func(format string, args ...any) {
-		b.Helper()
-		if os.Getenv("CI") == "true" {
-			b.Fatalf("CI=true: "+format, args...)
-		}
-		b.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		skip("the checkpoint/restore benchmark needs root")
-	}
-	bin, err := criu.FindBinary(os.Getenv("CEDANA_CRIU_BINARY_PATH"))
-	if err != nil {
-		skip("%v", err)
-	}
-	return bin
 }
 
 // env is the benchmark's machinery: built binaries, the daemon, the image directory.

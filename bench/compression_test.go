@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/archive"
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // compressionTarget is the goal for a compressed dump: at most 1.15x the slower of the
@@ -116,7 +117,7 @@ const (
 // the same codec and cores) and compressing the same images alone, plus the restores from the
 // archives. It does its own iterations: run it with -benchtime 1x.
 func BenchmarkCompression(b *testing.B) {
-	criuBin := needRootAndCRIU(b)
+	criuBin := testutil.RequireCRIU(b).Binary
 	e := setup(b, criuBin)
 	iters := envInt(b, "CEDANA_BENCH_ITER", 3, 1)
 	warmup := envInt(b, "CEDANA_BENCH_WARMUP", 1, 0)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 const rlimitLine = "rlimit: Can't setup RLIMIT_NOFILE for self"
@@ -36,27 +37,6 @@ func TestMain(m *testing.M) {
 	// their zombies would otherwise hold the pids that restore needs.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	os.Exit(m.Run())
-}
-
-// needCRIU returns a Client for the real criu, skipping the test when not
-// root or when criu is missing, except on CI (CI=true) where it fails.
-func needCRIU(t *testing.T) *criu.Client {
-	t.Helper()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: "+format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		skip("criu tests need root")
-	}
-	bin, err := criu.FindBinary(os.Getenv("CEDANA_CRIU_BINARY_PATH"))
-	if err != nil {
-		skip("%v", err)
-	}
-	return &criu.Client{Binary: bin}
 }
 
 func testContext(t *testing.T) context.Context {
@@ -136,7 +116,7 @@ func TestLogErrorsFile(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	c := needCRIU(t)
+	c := testutil.RequireCRIU(t)
 	v, err := c.Version(testContext(t))
 	require.NoError(t, err)
 	t.Logf("criu version %d", v)
@@ -144,12 +124,12 @@ func TestVersion(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	c := needCRIU(t)
+	c := testutil.RequireCRIU(t)
 	require.NoError(t, c.Check(testContext(t)))
 }
 
 func TestCancelledContext(t *testing.T) {
-	c := needCRIU(t)
+	c := testutil.RequireCRIU(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := c.Version(ctx)
@@ -165,7 +145,7 @@ func TestDumpRequiresPid(t *testing.T) {
 }
 
 func TestDumpNonexistentPid(t *testing.T) {
-	c := needCRIU(t)
+	c := testutil.RequireCRIU(t)
 	pid := unusedPid(t)
 	imgDir := t.TempDir()
 	dir := openDir(t, imgDir)
@@ -197,7 +177,7 @@ func TestDumpNonexistentPid(t *testing.T) {
 }
 
 func TestDumpRestore(t *testing.T) {
-	c := needCRIU(t)
+	c := testutil.RequireCRIU(t)
 	ctx := testContext(t)
 	workDir := t.TempDir()
 	imgDir := t.TempDir()
@@ -300,7 +280,7 @@ func TestDumpRestore(t *testing.T) {
 
 // A failing notify callback aborts the dump and criu leaves the tree running.
 func TestNotifyErrorAbortsDump(t *testing.T) {
-	c := needCRIU(t)
+	c := testutil.RequireCRIU(t)
 	workDir := t.TempDir()
 	imgDir := t.TempDir()
 	dir := openDir(t, imgDir)

@@ -24,6 +24,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // The unprivileged user the authorization tests run the CLI as, and a group that user is not in
@@ -47,8 +49,7 @@ func openForOthers(t *testing.T, d *daemon) {
 // d, with env added to d's environment.
 func asNobody(t *testing.T, d *daemon, groups []string, env []string, args ...string) result {
 	t.Helper()
-	setpriv, err := exec.LookPath("setpriv")
-	requireInstalled(t, "setpriv (util-linux)", err)
+	setpriv := testutil.RequireTool(t, "setpriv") // util-linux
 	priv := []string{"--reuid", nobody, "--regid", "nogroup", "--clear-groups"}
 	if len(groups) > 0 {
 		priv = []string{"--reuid", nobody, "--regid", "nogroup", "--groups", strings.Join(groups, ",")}
@@ -280,8 +281,7 @@ func curlAs(t *testing.T, user string, extra []string, args ...string) string {
 // onTerminal runs the CLI with a terminal as its stdio (through script(1)) and returns its output.
 func onTerminal(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	script, err := exec.LookPath("script")
-	requireInstalled(t, "script (bsdutils)", err)
+	script := testutil.RequireTool(t, "script") // bsdutils
 	cmd := exec.Command(script, "-qec", cedanaBin+" "+strings.Join(args, " "), "/dev/null")
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()

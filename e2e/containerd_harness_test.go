@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // containerdBin is where hack/install-containerd.sh (just deps) puts containerd, its runc shim and ctr.
@@ -47,8 +49,9 @@ var (
 func needContainerd(t *testing.T, ns string) *containerdDaemon {
 	t.Helper()
 	requireE2E(t)
-	_, err := os.Stat(filepath.Join(containerdBin, "containerd"))
-	requireInstalled(t, "containerd", err)
+	if _, err := os.Stat(filepath.Join(containerdBin, "containerd")); err != nil {
+		testutil.SkipUnlessCI(t, fmt.Sprintf("containerd is not installed (`just deps` installs it): %v", err))
+	}
 	sharedContainerdOnce.Do(func() { sharedContainerd = startContainerd() })
 	c := sharedContainerd
 	if c.err != nil {

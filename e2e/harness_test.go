@@ -22,6 +22,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // Binaries built once by TestMain.
@@ -84,27 +86,9 @@ func run(m *testing.M) int {
 // requireE2E skips (or, under CI=true, fails) a test that cannot run on this machine.
 func requireE2E(t *testing.T) {
 	t.Helper()
-	skipUnless(t, skipReason)
-}
-
-// requireInstalled skips (or, under CI=true, fails) a test that needs what err says is missing.
-func requireInstalled(t *testing.T, what string, err error) {
-	t.Helper()
-	if err != nil {
-		skipUnless(t, fmt.Sprintf("%s is not installed (just deps installs it): %v", what, err))
+	if skipReason != "" {
+		testutil.SkipUnlessCI(t, skipReason)
 	}
-}
-
-// skipUnless skips the test for reason, or fails it under CI=true; an empty reason does nothing.
-func skipUnless(t *testing.T, reason string) {
-	t.Helper()
-	if reason == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but %s", reason)
-	}
-	t.Skip(reason)
 }
 
 // result is a finished CLI invocation.

@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // runcEnv is a private runc state directory and a bundle with a busybox-static rootfs whose
@@ -33,8 +35,7 @@ type runcEnv struct {
 func newRuncEnv(t *testing.T) *runcEnv {
 	t.Helper()
 	requireE2E(t)
-	runcBin, err := exec.LookPath("runc")
-	requireInstalled(t, "runc", err)
+	runcBin := testutil.RequireTool(t, "runc")
 	busybox := "/bin/busybox"
 	if _, err := os.Stat(busybox); err != nil {
 		t.Fatalf("%s (busybox-static, installed by just deps) is needed for the container's rootfs: %v", busybox, err)

@@ -20,9 +20,9 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
-	"github.com/cedana/cedana/criu/criutest"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // The load TestLoad puts on an in-process daemon, all at once.
@@ -40,7 +40,7 @@ const (
 // Everything must succeed; once the daemon has stopped no goroutine of it may be left, and the
 // process's RSS must be back under loadRSSLimit.
 func TestLoad(t *testing.T) {
-	criutest.Require(t)
+	testutil.RequireCRIU(t)
 	memhog := buildMemhog(t)
 	runtime.GC()
 	goroutinesBefore := runtime.NumGoroutine()

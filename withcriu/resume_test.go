@@ -19,6 +19,7 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/testutil"
 	"github.com/cedana/cedana/sysinfo"
 )
 
@@ -148,7 +149,7 @@ func (j *recordingJournal) Dumped() error {
 // there makes CRIU resume the tree. When CRIU dies once the dump is done, the checkpoint is
 // complete: Dump stops the tree as CRIU would have, and succeeds.
 func TestDumpJournal(t *testing.T) {
-	c := criuClient(t)
+	c := testutil.RequireCRIU(t)
 	errJournal := errors.New("journal unwritable")
 	for _, tt := range []struct {
 		name     string

@@ -15,24 +15,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cedana/cedana/adapters"
-	"github.com/cedana/cedana/criu"
-	"github.com/cedana/cedana/criu/criutest"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/testutil"
 	"github.com/cedana/cedana/sysinfo"
 )
-
-// criuClient returns a client of the machine's CRIU; the test skips without root and CRIU,
-// except under CI=true, where it fails.
-func criuClient(t *testing.T) *criu.Client {
-	t.Helper()
-	return criutest.Require(t)
-}
 
 // TestDumpFrozen: the DumpFrozen captures run while CRIU holds the tree frozen; when one fails,
 // the dump fails with its error and CRIU resumes the tree, which goes on running.
 func TestDumpFrozen(t *testing.T) {
-	c := criuClient(t)
+	c := testutil.RequireCRIU(t)
 	for _, fail := range []bool{false, true} {
 		name := map[bool]string{false: "capture succeeds", true: "capture fails"}[fail]
 		t.Run(name, func(t *testing.T) {

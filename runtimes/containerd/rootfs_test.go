@@ -13,14 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // TestLayerRoundTrip: an overlayfs upper directory (files, a symlink, a whiteout, an opaque
 // directory) comes back the same from writeLayer then applyLayer.
 func TestLayerRoundTrip(t *testing.T) {
-	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
-		t.Skip("whiteouts (character devices) and trusted xattrs need root")
-	}
+	testutil.RequireRoot(t) // whiteouts (character devices) and trusted xattrs need root
 	upper := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(upper, "tmp", "sub"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(upper, "tmp", "note"), []byte("hello\n"), 0o640))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // env is an environment whose daemon is this test.
@@ -137,9 +138,7 @@ const inPIDNSEnv = "CEDANA_TEST_IN_PIDNS"
 // as PID 1 of a new PID namespace, where its own session ID reads 0.
 func TestCheckDumpPIDSessionOutsideNamespace(t *testing.T) {
 	if os.Getenv(inPIDNSEnv) == "" {
-		if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
-			t.Skip("needs root for a new PID namespace")
-		}
+		testutil.RequireRoot(t) // for a new PID namespace
 		cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", os.Args[0],
 			"-test.run", "^TestCheckDumpPIDSessionOutsideNamespace$", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(), inPIDNSEnv+"=1")
