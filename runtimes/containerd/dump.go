@@ -95,7 +95,7 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 			}
 			layer := filepath.Join(st.ImageDir, RootfsFile)
 			st.DumpFrozen = append(st.DumpFrozen, func() error {
-				if err := writeLayer(upper, layer); err != nil {
+				if err := writeLayer(nsCtx, upper, layer); err != nil {
 					return fmt.Errorf("store the container's writable layer: %w", err)
 				}
 				return nil

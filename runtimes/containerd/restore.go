@@ -184,7 +184,7 @@ func newContainer(ctx context.Context, c *client.Client, imageDir string, d *dae
 	if _, err := os.Stat(layer); err == nil {
 		upper, err := upperDir(ctx, c, snapshotter, d.Id)
 		if err == nil {
-			err = applyLayer(layer, upper)
+			err = applyLayer(ctx, layer, upper)
 		}
 		if err != nil {
 			_ = ctr.Delete(context.WithoutCancel(ctx), client.WithSnapshotCleanup)

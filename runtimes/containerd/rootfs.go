@@ -2,24 +2,22 @@ package containerd
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/archive"
+	cfs "github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/errs"
 )
-
-// opaqueXattr marks an overlayfs directory that hides the lower layers' contents.
-const opaqueXattr = "trusted.overlay.opaque"
 
 // upperDir is the writable directory of an overlayfs snapshot: the container's changes to its
 // image, with overlayfs whiteouts for what it deleted.
@@ -38,9 +36,12 @@ func upperDir(ctx context.Context, c *client.Client, snapshotter, key string) (s
 	return "", errs.Precondition("snapshot %s (%s snapshotter) has no overlayfs upper directory: --rootfs needs the overlayfs snapshotter", key, snapshotter)
 }
 
-// writeLayer stores dir's tree as a tar file at out: regular files, directories, symlinks and
-// the character-device whiteouts and opaque-directory marks of overlayfs.
-func writeLayer(dir, out string) (err error) {
+// writeLayer stores upper, an overlayfs upper directory, as a tar file at out, with containerd's
+// overlayfs diff: continuity's DiffDirChanges written by containerd's archive.ChangeWriter. The
+// diff is taken against an empty base, so every entry of upper is recorded as it is, the
+// whiteouts as the character devices they are, and an opaque directory as a ".wh..wh..opq"
+// entry inside it. applyLayer turns that back into the same upper directory.
+func writeLayer(ctx context.Context, upper, out string) (err error) {
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -50,58 +51,26 @@ func writeLayer(dir, out string) (err error) {
 			err = cerr
 		}
 	}()
-	tw := tar.NewWriter(f)
-	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		info, err := e.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		hdr.Name = filepath.ToSlash(rel)
-		hdr.Format = tar.FormatPAX
-		if e.IsDir() {
-			hdr.Name += "/"
-			var v [8]byte
-			if n, err := unix.Lgetxattr(p, opaqueXattr, v[:]); err == nil {
-				hdr.PAXRecords = map[string]string{"SCHILY.xattr." + opaqueXattr: string(v[:n])}
-			}
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			src, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, src)
-			src.Close()
-			return err
-		}
-		return nil
-	})
+	base, err := os.MkdirTemp("", "cedana-empty-base-")
 	if err != nil {
 		return err
 	}
-	return tw.Close()
+	defer os.Remove(base)
+	w := bufio.NewWriterSize(f, 1<<20)
+	cw := archive.NewChangeWriter(w, upper)
+	if err := cfs.DiffDirChanges(ctx, base, upper, cfs.DiffSourceOverlayFS, cw.HandleChange); err != nil {
+		return err
+	}
+	if err := cw.Close(); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
-// applyLayer unpacks a layer written by writeLayer into dir, an empty snapshot's upper directory.
-// Every entry stays inside dir: names are checked and files are created through an os.Root.
-func applyLayer(layer, dir string) error {
+// applyLayer unpacks a layer written by writeLayer into dir, an empty snapshot's upper directory,
+// with containerd's archive.Apply and its overlayfs whiteout conversion (opaque markers become
+// the trusted.overlay.opaque attribute again). layerChecks refuses entries that would leave dir.
+func applyLayer(ctx context.Context, layer, dir string) error {
 	f, err := os.Open(layer)
 	if err != nil {
 		return err
@@ -112,64 +81,59 @@ func applyLayer(layer, dir string) error {
 		return err
 	}
 	defer root.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", filepath.Base(layer), err)
-		}
-		name := path.Clean(strings.TrimSuffix(hdr.Name, "/"))
-		if !filepath.IsLocal(name) {
-			return errs.Invalid("layer entry %q leaves the root filesystem", hdr.Name)
-		}
-		mode := fs.FileMode(hdr.Mode).Perm()
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := root.Mkdir(name, mode); err != nil && !errors.Is(err, fs.ErrExist) {
-				return err
-			}
-			if v, ok := hdr.PAXRecords["SCHILY.xattr."+opaqueXattr]; ok {
-				if err := setXattr(root, name, opaqueXattr, v); err != nil {
-					return err
-				}
-			}
-		case tar.TypeReg:
-			out, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := root.Symlink(hdr.Linkname, name); err != nil {
-				return err
-			}
-		case tar.TypeChar:
-			// An overlayfs whiteout: the container deleted this file of its image.
-			parent, err := root.Open(path.Dir(name))
-			if err != nil {
-				return err
-			}
-			err = unix.Mknodat(int(parent.Fd()), path.Base(name), unix.S_IFCHR|uint32(mode), int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))))
-			parent.Close()
-			if err != nil {
-				return fmt.Errorf("whiteout %s: %w", name, err)
-			}
-		default:
-			return errs.Invalid("layer entry %q has a type cedana does not restore (%c)", hdr.Name, hdr.Typeflag)
-		}
-		if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
-			return err
+	checks := &layerChecks{root: root, opaque: map[string]string{}}
+	_, err = archive.Apply(ctx, dir, bufio.NewReaderSize(f, 1<<20),
+		archive.WithConvertWhiteout(archive.OverlayConvertWhiteout), archive.WithFilter(checks.filter))
+	if err != nil {
+		return err
+	}
+	for name, value := range checks.opaque {
+		if err := setXattr(root, name, opaqueXattr, value); err != nil {
+			return fmt.Errorf("mark %s opaque: %w", name, err)
 		}
 	}
+	return nil
+}
+
+// opaqueXattr marks an overlayfs directory that hides the lower layers' contents.
+const opaqueXattr = "trusted.overlay.opaque"
+
+// layerChecks is archive.Apply's filter of a layer's entries.
+type layerChecks struct {
+	root *os.Root
+	// opaque holds the directories that a layer of an earlier cedana marked opaque with the
+	// attribute itself, which archive.Apply does not set (trusted.* attributes are refused).
+	opaque map[string]string
+}
+
+// filter accepts the entries writeLayer writes (directories, regular files, hard and symbolic
+// links, and character devices: overlayfs whiteouts), and refuses, as invalid, any other type
+// and any entry that leaves root: by its name, its link target, or a symlink on its way there.
+// archive.Apply has cleaned each name before.
+func (c *layerChecks) filter(hdr *tar.Header) (bool, error) {
+	if !filepath.IsLocal(hdr.Name) {
+		return false, errs.Invalid("layer entry %q leaves the root filesystem", hdr.Name)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if v, ok := hdr.PAXRecords["SCHILY.xattr."+opaqueXattr]; ok {
+			delete(hdr.PAXRecords, "SCHILY.xattr."+opaqueXattr)
+			c.opaque[hdr.Name] = v
+		}
+	case tar.TypeReg, tar.TypeSymlink, tar.TypeChar:
+	case tar.TypeLink:
+		if !filepath.IsLocal(filepath.Clean(hdr.Linkname)) {
+			return false, errs.Invalid("layer entry %q links to %q, outside the root filesystem", hdr.Name, hdr.Linkname)
+		}
+	default:
+		return false, errs.Invalid("layer entry %q has a type cedana does not restore (%c)", hdr.Name, hdr.Typeflag)
+	}
+	if parent := filepath.Dir(hdr.Name); parent != "." {
+		if _, err := c.root.Stat(parent); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false, errs.Invalid("layer entry %q leaves the root filesystem: %w", hdr.Name, err)
+		}
+	}
+	return true, nil
 }
 
 // setXattr sets an extended attribute on directory name under root.
