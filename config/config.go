@@ -13,8 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"reflect"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -37,60 +35,60 @@ const (
 // Config is the whole configuration. JSON keys are the snake_case names in the tags.
 type Config struct {
 	// Address is the daemon's unix socket path or TCP host:port.
-	Address string `json:"address"`
+	Address string `json:"address" env:"ADDRESS"`
 	// Protocol is "unix" or "tcp".
-	Protocol string `json:"protocol"`
+	Protocol string `json:"protocol" env:"PROTOCOL"`
 	// Token is the bearer token a TCP daemon requires and the client sends. Prefer TokenFile or
 	// CEDANA_TOKEN: a token here is readable by whoever can read config.json.
-	Token string `json:"token"`
+	Token string `json:"token" env:"TOKEN"`
 	// TokenFile holds the token (surrounding white space ignored); it must be mode 0600 or stricter.
 	// It is read when Token is empty.
-	TokenFile string `json:"token_file"`
+	TokenFile string `json:"token_file" env:"TOKEN_FILE"`
 
-	Auth   Auth   `json:"auth"`
-	TLS    TLS    `json:"tls"`
-	Limits Limits `json:"limits"`
+	Auth   Auth   `json:"auth" envPrefix:"AUTH_"`
+	TLS    TLS    `json:"tls" envPrefix:"TLS_"`
+	Limits Limits `json:"limits" envPrefix:"LIMITS_"`
 
-	Checkpoint Checkpoint `json:"checkpoint"`
-	CRIU       CRIU       `json:"criu"`
-	Restore    Restore    `json:"restore"`
-	Log        Log        `json:"log"`
-	DB         DB         `json:"db"`
-	Jobs       Jobs       `json:"jobs"`
-	Storage    Storage    `json:"storage"`
+	Checkpoint Checkpoint `json:"checkpoint" envPrefix:"CHECKPOINT_"`
+	CRIU       CRIU       `json:"criu" envPrefix:"CRIU_"`
+	Restore    Restore    `json:"restore" envPrefix:"RESTORE_"`
+	Log        Log        `json:"log" envPrefix:"LOG_"`
+	DB         DB         `json:"db" envPrefix:"DB_"`
+	Jobs       Jobs       `json:"jobs" envPrefix:"JOBS_"`
+	Storage    Storage    `json:"storage" envPrefix:"STORAGE_"`
 }
 
 // Auth says who may use the daemon's unix socket besides root.
 type Auth struct {
 	// AllowedGroups are group names or numeric gids whose members may use the daemon over the unix
 	// socket, as the docker group may use dockerd. Whoever may call the daemon is root in effect.
-	AllowedGroups []string `json:"allowed_groups"`
+	AllowedGroups []string `json:"allowed_groups" env:"ALLOWED_GROUPS"`
 }
 
 // TLS configures TLS for the TCP transport. The daemon serves TLS when CertFile and KeyFile are
 // set; the client speaks TLS when any of CAFile, ClientCertFile or CertFile is set.
 type TLS struct {
 	// CertFile and KeyFile are the daemon's certificate and private key (PEM).
-	CertFile string `json:"cert_file"`
-	KeyFile  string `json:"key_file"`
+	CertFile string `json:"cert_file" env:"CERT_FILE"`
+	KeyFile  string `json:"key_file" env:"KEY_FILE"`
 	// ClientCAFile, when set, makes the daemon require client certificates signed by this CA (mTLS).
-	ClientCAFile string `json:"client_ca_file"`
+	ClientCAFile string `json:"client_ca_file" env:"CLIENT_CA_FILE"`
 	// CAFile is the CA the client verifies the daemon's certificate with; the system's roots when empty.
-	CAFile string `json:"ca_file"`
+	CAFile string `json:"ca_file" env:"CA_FILE"`
 	// ClientCertFile and ClientKeyFile are the certificate the client presents to a daemon that
 	// requires one.
-	ClientCertFile string `json:"client_cert_file"`
-	ClientKeyFile  string `json:"client_key_file"`
+	ClientCertFile string `json:"client_cert_file" env:"CLIENT_CERT_FILE"`
+	ClientKeyFile  string `json:"client_key_file" env:"CLIENT_KEY_FILE"`
 	// ServerName is the name the client expects in the daemon's certificate; the address's host
 	// when empty.
-	ServerName string `json:"server_name"`
+	ServerName string `json:"server_name" env:"SERVER_NAME"`
 }
 
 // Limits bound what the daemon accepts from one request.
 type Limits struct {
 	// MaxRequestBytes caps the size of one request message; larger ones are refused with
 	// resource_exhausted before they are buffered.
-	MaxRequestBytes int64 `json:"max_request_bytes"`
+	MaxRequestBytes int64 `json:"max_request_bytes" env:"MAX_REQUEST_BYTES"`
 }
 
 // DefaultMaxRequestBytes is the default of limits.max_request_bytes: ample for every request
@@ -101,63 +99,63 @@ const DefaultMaxRequestBytes = 4 << 20
 // Jobs configures managed jobs.
 type Jobs struct {
 	// LogDir receives <jid>.log, the output of each job started without --out.
-	LogDir string `json:"log_dir"`
+	LogDir string `json:"log_dir" env:"LOG_DIR"`
 }
 
 // Checkpoint configures where checkpoints go.
 type Checkpoint struct {
 	// Dir is the default parent directory of new checkpoints (a path, or s3://bucket/prefix).
-	Dir string `json:"dir"`
+	Dir string `json:"dir" env:"DIR"`
 	// Compression is the default of dump --compression: none, tar, gzip, lz4, zlib or zstd.
-	Compression string `json:"compression"`
+	Compression string `json:"compression" env:"COMPRESSION"`
 	// TempDir holds the images of archived or remote checkpoints while they are made or restored;
 	// the system's temporary directory when empty.
-	TempDir string `json:"temp_dir"`
+	TempDir string `json:"temp_dir" env:"TEMP_DIR"`
 }
 
 // Storage configures remote checkpoint storage.
 type Storage struct {
-	S3 S3 `json:"s3"`
+	S3 S3 `json:"s3" envPrefix:"S3_"`
 }
 
 // S3 configures an S3-compatible object store. Empty fields are taken from the usual AWS_*
 // environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL).
 type S3 struct {
 	// Endpoint is host[:port]; AWS when empty.
-	Endpoint string `json:"endpoint"`
+	Endpoint string `json:"endpoint" env:"ENDPOINT"`
 	// Region of the bucket.
-	Region string `json:"region"`
+	Region string `json:"region" env:"REGION"`
 	// AccessKey and SecretKey are the credentials.
-	AccessKey string `json:"access_key"`
-	SecretKey string `json:"secret_key"`
+	AccessKey string `json:"access_key" env:"ACCESS_KEY"`
+	SecretKey string `json:"secret_key" env:"SECRET_KEY"`
 	// Insecure uses http instead of https.
-	Insecure bool `json:"insecure"`
+	Insecure bool `json:"insecure" env:"INSECURE"`
 }
 
 // CRIU configures the CRIU binary.
 type CRIU struct {
 	// BinaryPath is the CRIU binary; empty means search PATH and cedana's own install prefix.
-	BinaryPath string `json:"binary_path"`
+	BinaryPath string `json:"binary_path" env:"BINARY_PATH"`
 }
 
 // Restore configures restores.
 type Restore struct {
 	// PIDWaitTimeout bounds the wait for a checkpoint's PIDs to be free (a Go duration, e.g. "10s").
-	PIDWaitTimeout Duration `json:"pid_wait_timeout"`
+	PIDWaitTimeout Duration `json:"pid_wait_timeout" env:"PID_WAIT_TIMEOUT"`
 }
 
 // Log configures the daemon's logs.
 type Log struct {
 	// Level is debug, info, warn or error.
-	Level string `json:"level"`
+	Level string `json:"level" env:"LEVEL"`
 	// Format is text or json.
-	Format string `json:"format"`
+	Format string `json:"format" env:"FORMAT"`
 }
 
 // DB configures the daemon's state database.
 type DB struct {
 	// Path of the database file.
-	Path string `json:"path"`
+	Path string `json:"path" env:"PATH"`
 }
 
 // Duration is a time.Duration written as a Go duration string in JSON and the environment.
@@ -222,7 +220,7 @@ func parse(data []byte, source string, getenv func(string) string) (Config, erro
 			return cfg, fmt.Errorf("%s: %w", source, err)
 		}
 	}
-	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), EnvPrefix, getenv); err != nil {
+	if err := applyEnv(&cfg, getenv); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()
@@ -282,94 +280,6 @@ func (c Config) Validate() error {
 	}
 	if c.Restore.PIDWaitTimeout < 0 {
 		return fmt.Errorf("restore.pid_wait_timeout %s is negative", time.Duration(c.Restore.PIDWaitTimeout))
-	}
-	return nil
-}
-
-// EnvNames lists every environment variable Load reads, in struct order.
-func EnvNames() []string {
-	var names []string
-	var walk func(t reflect.Type, prefix string)
-	walk = func(t reflect.Type, prefix string) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name := prefix + strings.ToUpper(jsonName(f))
-			if f.Type.Kind() == reflect.Struct {
-				walk(f.Type, name+"_")
-				continue
-			}
-			names = append(names, name)
-		}
-	}
-	walk(reflect.TypeOf(Config{}), EnvPrefix)
-	return names
-}
-
-func jsonName(f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-	return name
-}
-
-// applyEnv sets each field of v whose CEDANA_<SECTION>_<KEY> variable is set.
-func applyEnv(v reflect.Value, prefix string, getenv func(string) string) error {
-	t := v.Type()
-	for i := range t.NumField() {
-		f, fv := t.Field(i), v.Field(i)
-		name := prefix + strings.ToUpper(jsonName(f))
-		if f.Type.Kind() == reflect.Struct {
-			if err := applyEnv(fv, name+"_", getenv); err != nil {
-				return err
-			}
-			continue
-		}
-		raw := getenv(name)
-		if raw == "" {
-			continue
-		}
-		if err := setValue(fv, raw); err != nil {
-			return fmt.Errorf("environment variable %s=%q: %w", name, raw, err)
-		}
-	}
-	return nil
-}
-
-func setValue(v reflect.Value, raw string) error {
-	if v.Type() == reflect.TypeOf(Duration(0)) {
-		d, err := time.ParseDuration(raw)
-		if err != nil {
-			return err
-		}
-		v.SetInt(int64(d))
-		return nil
-	}
-	switch v.Kind() {
-	case reflect.String:
-		v.SetString(raw)
-	case reflect.Bool:
-		b, err := strconv.ParseBool(raw)
-		if err != nil {
-			return err
-		}
-		v.SetBool(b)
-	case reflect.Int, reflect.Int64:
-		n, err := strconv.ParseInt(raw, 10, 64)
-		if err != nil {
-			return err
-		}
-		v.SetInt(n)
-	case reflect.Slice:
-		if v.Type().Elem().Kind() != reflect.String {
-			return fmt.Errorf("unsupported config type %s", v.Type())
-		}
-		var list []string
-		for item := range strings.SplitSeq(raw, ",") {
-			if item = strings.TrimSpace(item); item != "" {
-				list = append(list, item)
-			}
-		}
-		v.Set(reflect.ValueOf(list))
-	default:
-		return fmt.Errorf("unsupported config type %s", v.Type())
 	}
 	return nil
 }

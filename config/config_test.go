@@ -90,6 +90,11 @@ func TestLoad(t *testing.T) {
 		{name: "no request size", dir: t.TempDir(), env: map[string]string{"CEDANA_LIMITS_MAX_REQUEST_BYTES": "-1"}, err: "limits.max_request_bytes"},
 		{name: "bad protocol", dir: t.TempDir(), env: map[string]string{"CEDANA_PROTOCOL": "udp"}, err: `protocol "udp"`},
 		{name: "bad duration", dir: t.TempDir(), env: map[string]string{"CEDANA_RESTORE_PID_WAIT_TIMEOUT": "soon"}, err: "CEDANA_RESTORE_PID_WAIT_TIMEOUT"},
+		{name: "bad number", dir: t.TempDir(), env: map[string]string{"CEDANA_LIMITS_MAX_REQUEST_BYTES": "lots"}, err: `environment variable CEDANA_LIMITS_MAX_REQUEST_BYTES="lots": strconv.ParseInt`},
+		{name: "first bad variable named", dir: t.TempDir(), env: map[string]string{"CEDANA_STORAGE_S3_INSECURE": "maybe", "CEDANA_LIMITS_MAX_REQUEST_BYTES": "lots"}, err: "CEDANA_LIMITS_MAX_REQUEST_BYTES"},
+		{name: "empty variables ignored", dir: t.TempDir(), env: map[string]string{"CEDANA_LOG_LEVEL": "", "CEDANA_AUTH_ALLOWED_GROUPS": ""}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, Default(), c)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,11 +116,20 @@ func TestLoadRejectsUnknownKeys(t *testing.T) {
 	assert.ErrorContains(t, err, "adress")
 }
 
+// TestEnvNames: every key has its CEDANA_<SECTION>_<KEY> variable, named after its JSON path.
 func TestEnvNames(t *testing.T) {
-	names := EnvNames()
-	for _, want := range []string{"CEDANA_ADDRESS", "CEDANA_PROTOCOL", "CEDANA_CHECKPOINT_DIR", "CEDANA_CRIU_BINARY_PATH", "CEDANA_LOG_LEVEL", "CEDANA_DB_PATH"} {
-		assert.Contains(t, names, want)
-	}
+	assert.Equal(t, []string{
+		"CEDANA_ADDRESS", "CEDANA_PROTOCOL", "CEDANA_TOKEN", "CEDANA_TOKEN_FILE",
+		"CEDANA_AUTH_ALLOWED_GROUPS",
+		"CEDANA_TLS_CERT_FILE", "CEDANA_TLS_KEY_FILE", "CEDANA_TLS_CLIENT_CA_FILE", "CEDANA_TLS_CA_FILE",
+		"CEDANA_TLS_CLIENT_CERT_FILE", "CEDANA_TLS_CLIENT_KEY_FILE", "CEDANA_TLS_SERVER_NAME",
+		"CEDANA_LIMITS_MAX_REQUEST_BYTES",
+		"CEDANA_CHECKPOINT_DIR", "CEDANA_CHECKPOINT_COMPRESSION", "CEDANA_CHECKPOINT_TEMP_DIR",
+		"CEDANA_CRIU_BINARY_PATH", "CEDANA_RESTORE_PID_WAIT_TIMEOUT", "CEDANA_LOG_LEVEL", "CEDANA_LOG_FORMAT",
+		"CEDANA_DB_PATH", "CEDANA_JOBS_LOG_DIR",
+		"CEDANA_STORAGE_S3_ENDPOINT", "CEDANA_STORAGE_S3_REGION", "CEDANA_STORAGE_S3_ACCESS_KEY",
+		"CEDANA_STORAGE_S3_SECRET_KEY", "CEDANA_STORAGE_S3_INSECURE",
+	}, EnvNames())
 }
 
 func TestTokens(t *testing.T) {
