@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/cedana/cedana/storage"
+	"github.com/cedana/cedana/storage/storagetest"
 )
 
 // dumpStats is the part of a dump's or restore's JSON the archive tests read.
@@ -98,23 +98,14 @@ func TestCompressionBadInput(t *testing.T) {
 	assert.True(t, w.running())
 }
 
-// s3Env is the daemon environment for the test S3 server.
-func s3Env(cfg storage.Config) []string {
-	scheme := "https://"
-	if cfg.Insecure {
-		scheme = "http://"
-	}
-	return []string{"AWS_ACCESS_KEY_ID=" + cfg.AccessKey, "AWS_SECRET_ACCESS_KEY=" + cfg.SecretKey,
-		"AWS_REGION=us-east-1", "AWS_ENDPOINT_URL=" + scheme + cfg.Endpoint}
-}
-
 // TestS3Checkpoints: a dump to s3:// is streamed to a real S3 server (versitygw) and restored from
 // it; S3 failures are clear, leave the workload running and record nothing.
 func TestS3Checkpoints(t *testing.T) {
 	requireE2E(t)
-	cfg, bucket := storage.StartTestServer(t)
+	srv := storagetest.Start(t)
+	bucket := srv.Bucket
 	scratch := t.TempDir()
-	d := startDaemon(t, cedanaBin, append(s3Env(cfg), "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)...)
+	d := startDaemon(t, cedanaBin, append(srv.Env(), "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)...)
 	w := startCounter(t, false)
 
 	dest := "s3://" + bucket + "/ckpts"
@@ -141,14 +132,10 @@ func TestS3Checkpoints(t *testing.T) {
 	w2 := startCounter(t, false)
 	r = d.cli("dump", "process", strconv.Itoa(w2.pid), "--dir", "s3://no-such-bucket/x", "--compression", "zstd")
 	requireOneLineError(t, r, "no-such-bucket")
-	bad := cfg
-	bad.SecretKey = "wrong"
-	d2 := startDaemon(t, cedanaBin, s3Env(bad)...)
+	d2 := startDaemon(t, cedanaBin, append(srv.Env(), "AWS_SECRET_ACCESS_KEY=wrong")...) // the last value counts
 	r = d2.cli("dump", "process", strconv.Itoa(w2.pid), "--dir", dest, "--compression", "zstd")
 	requireOneLineError(t, r, "credentials")
-	down := cfg
-	down.Endpoint = "127.0.0.1:1"
-	d3 := startDaemon(t, cedanaBin, s3Env(down)...)
+	d3 := startDaemon(t, cedanaBin, append(srv.Env(), "AWS_ENDPOINT_URL=http://127.0.0.1:1")...)
 	r = d3.cli("dump", "process", strconv.Itoa(w2.pid), "--dir", dest, "--compression", "zstd")
 	requireOneLineError(t, r, "127.0.0.1:1")
 	assert.True(t, w2.running(), "S3 failures leave the workload running")

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cedana/cedana/storage"
+	"github.com/cedana/cedana/storage/storagetest"
 )
 
 // TestS3ServerDiesMidUpload: the S3 server is killed while a dump is being uploaded to it. The
@@ -25,9 +25,9 @@ func TestS3ServerDiesMidUpload(t *testing.T) {
 	requireE2E(t)
 	for _, codec := range []string{"zstd", "lz4"} {
 		t.Run(codec, func(t *testing.T) {
-			srv := storage.NewTestServer(t)
+			srv := storagetest.Start(t)
 			scratch := t.TempDir()
-			d := startDaemon(t, cedanaBin, append(s3Env(srv.Config), "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)...)
+			d := startDaemon(t, cedanaBin, append(srv.Env(), "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)...)
 			w, memhog := startBigCounter(t, 384)
 
 			dest := "s3://" + srv.Bucket + "/faults"
@@ -48,7 +48,7 @@ func TestS3ServerDiesMidUpload(t *testing.T) {
 			t.Logf("dump failed %v after the server was killed: %s", took.Round(time.Millisecond), r.stderr)
 
 			kept := filepath.Join(scratch, "cedana-kept-"+name)
-			requireOneLineError(t, r, "cedana: error: the upload failed: ", "S3 endpoint "+srv.Config.Endpoint,
+			requireOneLineError(t, r, "cedana: error: the upload failed: ", "S3 endpoint "+srv.Endpoint,
 				"upload to "+dest+"/"+name+".tar", "the workload was checkpointed and stopped", "kept at "+kept)
 			assert.Less(t, took, 15*time.Second, "the dump failed in bounded time")
 			require.FileExists(t, filepath.Join(kept, "checkpoint.json"))
@@ -101,7 +101,7 @@ func dirBytes(dir string) int64 {
 
 // requireBucketEmpty asserts that the server's bucket holds no object and no unfinished
 // multipart upload, polling for a while: cleanup may still be on its way.
-func requireBucketEmpty(t *testing.T, srv *storage.TestServer) {
+func requireBucketEmpty(t *testing.T, srv *storagetest.Server) {
 	t.Helper()
 	var left []string
 	ok := assert.Eventually(t, func() bool {
@@ -115,7 +115,7 @@ func requireBucketEmpty(t *testing.T, srv *storage.TestServer) {
 
 // bucketContents lists what the server holds for the bucket: files of objects and of unfinished
 // uploads alike.
-func bucketContents(t *testing.T, srv *storage.TestServer) []string {
+func bucketContents(t *testing.T, srv *storagetest.Server) []string {
 	t.Helper()
 	var files []string
 	root := filepath.Join(srv.Dir, srv.Bucket)

@@ -15,6 +15,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/storage/storagetest"
 )
 
 const mib = 1 << 20
@@ -59,12 +61,18 @@ func digest(t *testing.T, r io.Reader) ([]byte, int64) {
 	return h.Sum(nil), n
 }
 
+// serverConfig reaches a test S3 server.
+func serverConfig(srv *storagetest.Server) Config {
+	return Config{Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Insecure: true, PathStyle: true}
+}
+
 func testClient(t *testing.T) (*Client, string) {
 	t.Helper()
-	cfg, bucket := StartTestServer(t)
-	c, err := New(cfg)
+	srv := storagetest.Start(t)
+	c, err := New(serverConfig(srv))
 	require.NoError(t, err)
-	return c, bucket
+	return c, srv.Bucket
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
@@ -208,12 +216,13 @@ func TestS3OpenMissing(t *testing.T) {
 }
 
 func TestS3WrongSecret(t *testing.T) {
-	cfg, bucket := StartTestServer(t)
+	srv := storagetest.Start(t)
+	cfg := serverConfig(srv)
 	cfg.SecretKey = "not-the-secret"
 	c, err := New(cfg)
 	require.NoError(t, err)
 	ctx := ctxTimeout(t, 30*time.Second)
-	loc := Location{Bucket: bucket, Key: "x"}
+	loc := Location{Bucket: srv.Bucket, Key: "x"}
 
 	check := func(what string, err error) {
 		t.Helper()
@@ -223,7 +232,7 @@ func TestS3WrongSecret(t *testing.T) {
 		assert.Contains(t, err.Error(), "S3 rejected the credentials", what)
 		assert.Contains(t, err.Error(), "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", what)
 	}
-	check("Check", c.Check(ctx, bucket))
+	check("Check", c.Check(ctx, srv.Bucket))
 	_, _, err = c.Open(ctx, loc)
 	check("Open", err)
 	_, err = c.Exists(ctx, loc)
@@ -238,7 +247,7 @@ func TestS3WrongSecret(t *testing.T) {
 	cfg.AccessKey = "nobody"
 	c, err = New(cfg)
 	require.NoError(t, err)
-	check("Check with unknown key id", c.Check(ctx, bucket))
+	check("Check with unknown key id", c.Check(ctx, srv.Bucket))
 	_, _, err = c.Open(ctx, loc)
 	check("Open with unknown key id", err)
 	_, err = c.Exists(ctx, loc)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/storage/storagetest"
 )
 
 // faultAfter returns an endless generator that calls fault once size bytes have been read
@@ -49,19 +51,19 @@ func requireNothingLeftEventually(t *testing.T, c *Client, loc Location) {
 func TestS3UploadServerGoesAway(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		fault, back func(*TestServer)
+		fault, back func(*storagetest.Server)
 		stall       time.Duration
 		want        string
 		within      time.Duration
 	}{
-		{name: "killed", fault: (*TestServer).Kill, back: (*TestServer).Restart, stall: stallTimeout,
+		{name: "killed", fault: (*storagetest.Server).Kill, back: (*storagetest.Server).Restart, stall: stallTimeout,
 			want: "lost the connection to S3 endpoint %s during upload to %s: ", within: 10 * time.Second},
-		{name: "frozen", fault: (*TestServer).Freeze, back: (*TestServer).Thaw, stall: 2 * time.Second,
+		{name: "frozen", fault: (*storagetest.Server).Freeze, back: (*storagetest.Server).Thaw, stall: 2 * time.Second,
 			want: "S3 endpoint %s stopped responding during upload to %s: it took no data and sent no answer for 2s", within: 7 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := NewTestServer(t)
-			c, err := New(srv.Config)
+			srv := storagetest.Start(t)
+			c, err := New(serverConfig(srv))
 			require.NoError(t, err)
 			c.stall = tc.stall
 			loc := Location{Bucket: srv.Bucket, Key: "faults/" + tc.name + ".tar.zst"}
@@ -73,7 +75,7 @@ func TestS3UploadServerGoesAway(t *testing.T) {
 			require.Error(t, err)
 			t.Logf("failed %v after the fault: %v", took.Round(time.Millisecond), err)
 			assert.ErrorIs(t, err, ErrUnreachable)
-			assert.Contains(t, err.Error(), fmt.Sprintf(tc.want, srv.Config.Endpoint, loc))
+			assert.Contains(t, err.Error(), fmt.Sprintf(tc.want, srv.Endpoint, loc))
 			assert.Contains(t, err.Error(), "; cedana aborts the unfinished multipart upload when the server is back (trying for 10m0s)")
 			assert.Less(t, took, tc.within, "failed in bounded time")
 

@@ -1,4 +1,6 @@
-package storage
+// Package storagetest runs a real S3 server for tests: versitygw, on a free local port, backed
+// by a temporary directory. It does not import package storage, whose own tests use it too.
+package storagetest
 
 import (
 	"bytes"
@@ -14,27 +16,24 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
-// TestBucket is the bucket StartTestServer creates.
-const TestBucket = "cedana-test"
+// Bucket is the bucket Start creates.
+const Bucket = "cedana-test"
 
-// StartTestServer starts a versitygw S3 server on a free local port, backed by a temporary
-// directory, creates TestBucket in it and stops the server when the test ends. It returns the
-// configuration to reach it and the bucket name. Without versitygw (see
-// hack/install-versitygw.sh) the test is skipped, or fails when the CI variable is "true".
-func StartTestServer(t testing.TB) (cfg Config, bucket string) {
-	t.Helper()
-	s := NewTestServer(t)
-	return s.Config, s.Bucket
-}
-
-// TestServer is a versitygw S3 server run by a test, which the test can kill and start again
-// (fault injection). Create it with NewTestServer.
-type TestServer struct {
-	// Config reaches the server.
-	Config Config
-	// Bucket is the bucket created in it, TestBucket.
+// Server is a versitygw S3 server run by a test, which the test can kill and start again
+// (fault injection). Create it with Start.
+type Server struct {
+	// Endpoint is the server's host:port; it speaks plain http and takes path-style bucket names.
+	Endpoint string
+	// Region is the server's region.
+	Region string
+	// AccessKey and SecretKey are the credentials it accepts.
+	AccessKey, SecretKey string
+	// Bucket is the bucket created in it, Bucket.
 	Bucket string
 	// Dir is the directory the server keeps its buckets, objects and unfinished uploads in.
 	Dir string
@@ -51,29 +50,26 @@ type TestServer struct {
 // Test server credentials.
 const testAccess, testSecret = "cedana-test-access", "cedana-test-secret"
 
-// NewTestServer is StartTestServer returning the server itself.
-func NewTestServer(t testing.TB) *TestServer {
+// Start starts a versitygw S3 server on a free local port, backed by a temporary directory,
+// creates Bucket in it and stops the server when the test ends. Without versitygw (see
+// hack/install-versitygw.sh) the test is skipped, or fails when the CI variable is "true".
+func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := findVersitygw()
 	if bin == "" {
-		msg := "versitygw not found in $CEDANA_TOOLS_BIN, /opt/cedana/bin or PATH; run hack/install-versitygw.sh"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testutil.SkipUnlessCI(t, "versitygw not found in $CEDANA_TOOLS_BIN, /opt/cedana/bin or PATH; run hack/install-versitygw.sh")
 	}
-	s := &TestServer{Bucket: TestBucket, Dir: t.TempDir(), t: t, bin: bin}
+	s := &Server{Region: "us-east-1", AccessKey: testAccess, SecretKey: testSecret, Bucket: Bucket, Dir: t.TempDir(), t: t, bin: bin}
 	var lastOut string
 	for attempt := 0; attempt < 3; attempt++ { // another process may take the port first
-		s.Config = Config{Endpoint: freeAddr(t), Region: "us-east-1", AccessKey: testAccess, SecretKey: testSecret,
-			Insecure: true, PathStyle: true}
+		s.Endpoint = freeAddr(t)
 		s.start()
-		if err := s.whenUp(func(ctx context.Context, c *Client) error {
-			return c.mc.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{Region: s.Config.Region})
+		if err := s.whenUp(func(ctx context.Context, c *minio.Client) error {
+			return c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{Region: s.Region})
 		}); err != nil {
 			s.stop()
 			lastOut = s.out.String()
-			t.Logf("versitygw on %s: %v", s.Config.Endpoint, err)
+			t.Logf("versitygw on %s: %v", s.Endpoint, err)
 			continue
 		}
 		t.Cleanup(s.stop)
@@ -83,12 +79,19 @@ func NewTestServer(t testing.TB) *TestServer {
 	return nil
 }
 
-// start starts the server process on s.Config.Endpoint and s.Dir.
-func (s *TestServer) start() {
+// Env is the environment that points the AWS variables cedana reads (AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL) at the server.
+func (s *Server) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey,
+		"AWS_REGION=" + s.Region, "AWS_ENDPOINT_URL=http://" + s.Endpoint}
+}
+
+// start starts the server process on s.Endpoint and s.Dir.
+func (s *Server) start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := &syncBuffer{}
-	cmd := exec.Command(s.bin, "--access", testAccess, "--secret", testSecret, "--port", s.Config.Endpoint,
+	cmd := exec.Command(s.bin, "--access", testAccess, "--secret", testSecret, "--port", s.Endpoint,
 		"--quiet", "posix", s.Dir)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -101,7 +104,7 @@ func (s *TestServer) start() {
 }
 
 // stop ends the server with SIGTERM (SIGKILL after 5s) and waits for it to exit.
-func (s *TestServer) stop() {
+func (s *Server) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
@@ -119,7 +122,7 @@ func (s *TestServer) stop() {
 
 // Kill kills the server with SIGKILL, as a crash would, and waits until it has exited: its
 // connections are reset and its port refuses new ones. Its directory is kept for Restart.
-func (s *TestServer) Kill() {
+func (s *Server) Kill() {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -133,18 +136,18 @@ func (s *TestServer) Kill() {
 
 // Freeze stops the server with SIGSTOP, as a hung server or a lost network would: its
 // connections stay open but it answers nothing. Thaw or Kill ends it.
-func (s *TestServer) Freeze() {
+func (s *Server) Freeze() {
 	s.t.Helper()
 	s.signal(syscall.SIGSTOP)
 }
 
 // Thaw resumes a frozen server (SIGCONT).
-func (s *TestServer) Thaw() {
+func (s *Server) Thaw() {
 	s.t.Helper()
 	s.signal(syscall.SIGCONT)
 }
 
-func (s *TestServer) signal(sig syscall.Signal) {
+func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
@@ -156,18 +159,27 @@ func (s *TestServer) signal(sig syscall.Signal) {
 
 // Restart starts a killed server again on the same address and directory and waits until it
 // answers.
-func (s *TestServer) Restart() {
+func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
 	s.start()
-	if err := s.whenUp(func(ctx context.Context, c *Client) error { return c.Check(ctx, s.Bucket) }); err != nil {
-		s.t.Fatalf("versitygw did not restart on %s: %v; its output:\n%s", s.Config.Endpoint, err, s.out.String())
+	if err := s.whenUp(func(ctx context.Context, c *minio.Client) error {
+		if ok, err := c.BucketExists(ctx, s.Bucket); err != nil || ok {
+			return err
+		}
+		return errors.New("the bucket is gone")
+	}); err != nil {
+		s.t.Fatalf("versitygw did not restart on %s: %v; its output:\n%s", s.Endpoint, err, s.out.String())
 	}
 }
 
 // whenUp retries probe until it succeeds, the server exits, or 20s pass.
-func (s *TestServer) whenUp(probe func(context.Context, *Client) error) error {
-	c, err := New(s.Config)
+func (s *Server) whenUp(probe func(context.Context, *minio.Client) error) error {
+	c, err := minio.New(s.Endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Region:       s.Region,
+		BucketLookup: minio.BucketLookupPath,
+	})
 	if err != nil {
 		return err
 	}
