@@ -3,6 +3,7 @@ package adapters
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"time"
 
@@ -36,6 +37,8 @@ func WaitForFreePIDs(next RestoreHandler) RestoreHandler {
 	}
 }
 
+// waitForPID waits until pid is free: a live holder's exit, then a zombie's reaping, are events
+// of its pidfd (sysinfo.WaitExit, sysinfo.WaitReaped), each awaited until the limit at most.
 func waitForPID(ctx context.Context, pid int, start time.Time, timeout time.Duration) error {
 	for {
 		st, err := sysinfo.ReadStat(pid)
@@ -44,7 +47,8 @@ func waitForPID(ctx context.Context, pid int, start time.Time, timeout time.Dura
 		}
 		waited := time.Since(start)
 		limit := timeout
-		if err == nil && st.State != 'Z' && st.State != 'X' {
+		live := err == nil && st.State != 'Z' && st.State != 'X'
+		if live {
 			limit = min(timeout, liveHolderGrace)
 		}
 		if waited >= limit {
@@ -55,10 +59,18 @@ func waitForPID(ctx context.Context, pid int, start time.Time, timeout time.Dura
 			return errs.Precondition("PID %d of the checkpoint is in use by a running process (%s): "+
 				"stop it first (was the workload dumped with --leave-running?)", pid, st.Comm)
 		}
-		select {
-		case <-ctx.Done():
+		wait, cancel := context.WithTimeout(ctx, limit-waited)
+		if live {
+			err = sysinfo.WaitExit(wait, pid, st.StartTime)
+		} else {
+			err = sysinfo.WaitReaped(wait, pid, st.StartTime)
+		}
+		cancel()
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("wait for PID %d to be free: %w", pid, err)
 		}
 	}
 }

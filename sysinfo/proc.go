@@ -1,15 +1,11 @@
 package sysinfo
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // ProcStat is the part of /proc/<pid>/stat that cedana uses.
@@ -124,31 +120,4 @@ func StartTime(pid int) uint64 {
 		return 0
 	}
 	return st.StartTime
-}
-
-// WaitExit waits until the process pid that started at start (ProcStat.StartTime; 0: any) has
-// exited, whether or not it is our child, by polling a pidfd. It returns at once when that process
-// is already gone, and ctx's error if ctx ends first.
-func WaitExit(ctx context.Context, pid int, start uint64) error {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return nil // no such process
-	}
-	defer unix.Close(fd)
-	if !Alive(pid, start) { // checked after opening: the pidfd cannot name a later process
-		return nil
-	}
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 100)
-		switch {
-		case err == nil && n > 0:
-			return nil
-		case err != nil && !errors.Is(err, unix.EINTR):
-			return fmt.Errorf("wait for process %d: %w", pid, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
 }
