@@ -3,6 +3,8 @@ package adapters
 import (
 	"io"
 	"sync"
+
+	"github.com/cedana/cedana/internal/broadcast"
 )
 
 // Progress is where a long dump or restore stands, for clients that watch it. The zero value is
@@ -13,6 +15,7 @@ type Progress struct {
 	done     int64
 	total    int64
 	finished bool
+	changed  broadcast.Signal
 }
 
 // Snapshot is a copy of a Progress at one moment.
@@ -30,6 +33,7 @@ func (p *Progress) Start(phase string, total int64) {
 	p.mu.Lock()
 	p.phase, p.done, p.total = phase, 0, total
 	p.mu.Unlock()
+	p.changed.Notify()
 }
 
 // Add counts n more bytes done in the current phase.
@@ -40,6 +44,7 @@ func (p *Progress) Add(n int64) {
 	p.mu.Lock()
 	p.done += n
 	p.mu.Unlock()
+	p.changed.Notify()
 }
 
 // Finish marks the operation over.
@@ -50,7 +55,11 @@ func (p *Progress) Finish() {
 	p.mu.Lock()
 	p.finished = true
 	p.mu.Unlock()
+	p.changed.Notify()
 }
+
+// Changed returns a channel closed at the next change. Take it before the Snapshot it follows.
+func (p *Progress) Changed() <-chan struct{} { return p.changed.C() }
 
 // Snapshot returns where the operation stands.
 func (p *Progress) Snapshot() Snapshot {

@@ -11,10 +11,12 @@ import (
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/broadcast"
 )
 
-// progressPoll is how often WatchProgress reports.
-const progressPoll = 100 * time.Millisecond
+// progressInterval is the least time between two reports of WatchProgress: an operation that
+// changes all the time (each buffer read or archived) is reported ten times a second.
+const progressInterval = 100 * time.Millisecond
 
 // progressWait bounds how long WatchProgress waits for an operation it does not know yet (the
 // client starts watching as it sends the request).
@@ -22,8 +24,9 @@ const progressWait = 10 * time.Second
 
 // progressBoard holds the progress of the operations under way that carry an operation ID.
 type progressBoard struct {
-	mu  sync.Mutex
-	ops map[string]*adapters.Progress
+	mu      sync.Mutex
+	ops     map[string]*adapters.Progress
+	started broadcast.Signal // an operation started
 }
 
 // start registers operation id and returns its Progress; the empty id gets nil (not watched).
@@ -31,13 +34,14 @@ func (b *progressBoard) start(id string) *adapters.Progress {
 	if id == "" {
 		return nil
 	}
+	p := &adapters.Progress{}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.ops == nil {
 		b.ops = map[string]*adapters.Progress{}
 	}
-	p := &adapters.Progress{}
 	b.ops[id] = p
+	b.mu.Unlock()
+	b.started.Notify()
 	return p
 }
 
@@ -62,47 +66,66 @@ func (b *progressBoard) get(id string) *adapters.Progress {
 	return b.ops[id]
 }
 
-// WatchProgress streams where a dump or restore stands until it is over.
+// WatchProgress streams where a dump or restore stands until it is over: a report when it
+// changes, at most one per progressInterval.
 func (s *service) WatchProgress(ctx context.Context, req *daemonv1.WatchProgressRequest, stream *connect.ServerStream[daemonv1.WatchProgressResponse]) error {
 	if err := validateWatchProgress(req); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(progressWait)
+	p, err := s.awaitOperation(ctx, req.OperationId)
+	if p == nil || err != nil {
+		return err
+	}
+	// An operation under way is followed even while the daemon stops: it waits for it to end.
 	var last adapters.Snapshot
-	first := true
-	stopping, stopped := s.stopping, false
-	for {
-		p := s.progress.get(req.OperationId)
-		if p == nil && time.Now().After(deadline) {
-			return errs.NotFound("no operation %q under way", req.OperationId)
-		}
-		if p == nil && stopped {
-			return fmt.Errorf("%w: operation %q will not start", errShuttingDown, req.OperationId)
-		}
-		if p != nil {
-			snap := p.Snapshot()
-			if first || snap != last {
-				msg := &daemonv1.WatchProgressResponse{Phase: snap.Phase, DoneBytes: snap.Done, TotalBytes: snap.Total, Finished: snap.Finished}
-				if err := stream.Send(msg); err != nil {
-					return err
-				}
-				first, last = false, snap
+	var sent time.Time
+	for first := true; ; first = false {
+		changed := p.Changed()
+		snap := p.Snapshot()
+		if first || snap != last {
+			msg := &daemonv1.WatchProgressResponse{Phase: snap.Phase, DoneBytes: snap.Done, TotalBytes: snap.Total, Finished: snap.Finished}
+			if err := stream.Send(msg); err != nil {
+				return err
 			}
-			if snap.Finished {
-				return nil
-			}
+			last, sent = snap, time.Now()
 		}
-		wait := progressPoll
-		if p == nil {
-			wait = 10 * time.Millisecond // the request is on its way: catch its start
+		if snap.Finished {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-stopping:
-			// An operation under way is still followed: the daemon waits for it to end.
-			stopping, stopped = nil, true
-		case <-time.After(wait):
+		case <-changed:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Until(sent.Add(progressInterval))):
+		}
+	}
+}
+
+// awaitOperation returns operation id's Progress, waiting up to progressWait for it to start
+// (the client starts watching as it sends the request); nil when ctx ends first.
+func (s *service) awaitOperation(ctx context.Context, id string) (*adapters.Progress, error) {
+	unknown := time.NewTimer(progressWait)
+	defer unknown.Stop()
+	for {
+		started := s.progress.started.C()
+		if p := s.progress.get(id); p != nil {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-unknown.C:
+			return nil, errs.NotFound("no operation %q under way", id)
+		case <-s.stopping:
+			if p := s.progress.get(id); p != nil {
+				return p, nil
+			}
+			return nil, fmt.Errorf("%w: operation %q will not start", errShuttingDown, id)
+		case <-started:
 		}
 	}
 }
