@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/errs"
+	"github.com/cedana/cedana/internal/broadcast"
 	"github.com/cedana/cedana/store"
 	"github.com/cedana/cedana/sysinfo"
 )
@@ -34,6 +35,7 @@ type Manager struct {
 	wg    sync.WaitGroup
 	ctx   context.Context // the daemon's lifetime: watchers stop with it
 	close context.CancelFunc
+	ended broadcast.Signal // the end of a job was recorded
 }
 
 // New returns a Manager that records jobs in st and puts their logs in logDir.
@@ -48,6 +50,10 @@ func (m *Manager) Close() {
 	m.close()
 	m.wg.Wait()
 }
+
+// Ended returns a channel closed when the end of a job is next recorded. Take it before reading
+// the job whose end it announces.
+func (m *Manager) Ended() <-chan struct{} { return m.ended.C() }
 
 // Store is the manager's store.
 func (m *Manager) Store() *store.Store { return m.store }
@@ -328,6 +334,9 @@ func (m *Manager) halt(jid string, pid int, code *int) {
 	})
 	if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, errdefs.ErrNotFound) {
 		m.log.Warn("cannot record the end of a job", "jid", jid, "error", err)
+	}
+	if err == nil {
+		m.ended.Notify()
 	}
 }
 

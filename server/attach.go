@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -17,8 +18,14 @@ import (
 	"github.com/cedana/cedana/store"
 )
 
-// attachPoll is how often Attach looks for new output and for the job's end.
-const attachPoll = 50 * time.Millisecond
+// Attach learns of new output from inotify on the job's log and of the job's end from the jobs
+// manager. attachRecheck is a backstop for a notice that never comes (an inotify queue
+// overflow, a log on a filesystem that notifies nothing); attachPoll replaces the notices when
+// the log cannot be watched (the inotify instances of the user are all in use).
+const (
+	attachRecheck = time.Second
+	attachPoll    = 50 * time.Millisecond
+)
 
 // Attach follows a job's log until the job ends, then sends its exit code. A job that has already
 // ended gets the tail of its log and its exit code.
@@ -52,6 +59,9 @@ func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, strea
 		}
 		return stream.Send(endOf(job))
 	}
+	// Watched before the first read: whatever is written after it is noticed.
+	written, recheck, unwatch := watchLog(job.Log)
+	defer unwatch()
 	if !req.FromStart {
 		if _, err := f.Seek(0, io.SeekEnd); err != nil {
 			return err
@@ -74,6 +84,7 @@ func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, strea
 			return err
 		}
 		// Nothing new: has the job ended? Read what it wrote last before saying so.
+		ended := s.jobs.Ended()
 		job, err = s.jobs.Get(ctx, job.JID)
 		if err != nil {
 			return err
@@ -91,24 +102,70 @@ func (s *service) Attach(ctx context.Context, req *daemonv1.AttachRequest, strea
 			return ctx.Err()
 		case <-s.stopping:
 			return fmt.Errorf("%w: attach again once it is back (job %s keeps running)", errShuttingDown, job.JID)
-		case <-time.After(attachPoll):
+		case <-written:
+		case <-ended:
+		case <-time.After(recheck):
 		}
+	}
+}
+
+// watchLog watches the log at path with inotify. It returns a channel that receives when the
+// log changes (nil, which never receives, when it cannot be watched), how long to wait for a
+// change before looking anyway, and the function that ends the watch.
+func watchLog(path string) (written <-chan struct{}, recheck time.Duration, unwatch func()) {
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err = w.Add(path); err != nil {
+			w.Close()
+		}
+	}
+	if err != nil {
+		return nil, attachPoll, func() {}
+	}
+	ch := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case _, ok := <-w.Events:
+				if !ok {
+					return
+				}
+			case _, ok := <-w.Errors: // an overflow: something may have changed
+				if !ok {
+					return
+				}
+			}
+			select {
+			case ch <- struct{}{}: // one pending notice stands for every change until it is taken
+			default:
+			}
+		}
+	}()
+	return ch, attachRecheck, func() {
+		w.Close()
+		<-done
 	}
 }
 
 // settled waits, briefly, until the end of a job whose process is gone is recorded: a job that
 // has just exited is still "running" in the store until its watcher has its exit code.
 func (s *service) settled(ctx context.Context, job store.Job) (store.Job, error) {
-	deadline := time.Now().Add(3 * time.Second)
-	for job.Status == store.JobRunning && time.Now().Before(deadline) {
+	limit := time.NewTimer(3 * time.Second)
+	defer limit.Stop()
+	for job.Status == store.JobRunning {
+		ended := s.jobs.Ended()
+		var err error
+		if job, err = s.jobs.Get(ctx, job.JID); err != nil || job.Status != store.JobRunning {
+			return job, err
+		}
 		select {
 		case <-ctx.Done():
 			return job, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-		var err error
-		if job, err = s.jobs.Get(ctx, job.JID); err != nil {
-			return job, err
+		case <-limit.C:
+			return job, nil
+		case <-ended:
 		}
 	}
 	return job, nil
