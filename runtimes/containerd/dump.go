@@ -116,23 +116,24 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 	}
 }
 
-// deleteStoppedTask waits for the shim to see the task's end (CRIU killed it) and deletes it.
+// deleteStoppedTask waits, up to 10 s, for the shim to report the task's end (CRIU killed it)
+// and deletes it.
 func deleteStoppedTask(ctx context.Context, task client.Task) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := task.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if st.Status == client.Stopped {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the task is still %s", st.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	exited, err := task.Wait(wait)
+	if err != nil {
+		return err
 	}
-	_, err := task.Delete(ctx)
+	if err := (<-exited).Error(); err != nil {
+		if wait.Err() != nil && ctx.Err() == nil {
+			if st, serr := task.Status(ctx); serr == nil {
+				return fmt.Errorf("the task is still %s: %w", st.Status, err)
+			}
+		}
+		return err
+	}
+	_, err = task.Delete(ctx)
 	return err
 }
 
