@@ -27,7 +27,10 @@ func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
 			big[i] = byte(i * 7)
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(st.ImageDir, "pages-1.img"), big, 0o600))
-		time.Sleep(100 * time.Millisecond) // the archiver takes the closed images now
+		// The archiver takes the closed images now, while the dump goes on: wait until it has.
+		archived := int64(len("core") + len(big))
+		require.Eventually(t, func() bool { return st.Progress.Snapshot().Done >= archived }, 10*time.Second, 5*time.Millisecond,
+			"the archiver did not take the closed images during the dump")
 		if changeAfterClose {
 			f, err := os.OpenFile(core, os.O_APPEND|os.O_WRONLY, 0)
 			require.NoError(t, err)
@@ -37,6 +40,13 @@ func imageWriter(t *testing.T, changeAfterClose bool) adapters.DumpHandler {
 		require.NoError(t, os.WriteFile(filepath.Join(st.ImageDir, "inventory.img"), []byte("inv"), 0o600))
 		return true, nil // as withcriu.Dump does once CRIU has succeeded
 	}
+}
+
+// archiveState is testState with a Progress, which tells imageWriter what the archiver has taken.
+func archiveState() adapters.State {
+	st := testState()
+	st.Progress = &adapters.Progress{}
+	return st
 }
 
 func archiveRequest(dir string) *daemonv1.DumpRequest {
@@ -50,7 +60,7 @@ func TestCompressCheckpoint(t *testing.T) {
 	chain := imageWriter(t, false)
 	h := adapters.DumpHandler(chain).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
 	resp := &daemonv1.DumpResponse{}
-	require.NoError(t, dumpErr(h(context.Background(), testEnv(), testState(), archiveRequest(dir), resp)))
+	require.NoError(t, dumpErr(h(context.Background(), testEnv(), archiveState(), archiveRequest(dir), resp)))
 	assert.Equal(t, filepath.Join(dir, "ck.tar.zst"), resp.Path)
 	assert.Positive(t, resp.Stats.StoredBytes)
 	names, _ := os.ReadDir(dir)
@@ -73,7 +83,7 @@ func TestCompressCheckpoint(t *testing.T) {
 func TestCompressCheckpointKeepsImages(t *testing.T) {
 	dir := t.TempDir()
 	h := adapters.DumpHandler(imageWriter(t, true)).With(adapters.TimeDump, adapters.PrepareDumpDir, adapters.CompressCheckpoint)
-	_, err := h(context.Background(), testEnv(), testState(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	_, err := h(context.Background(), testEnv(), archiveState(), archiveRequest(dir), &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
 	assert.ErrorContains(t, err, "core-1.img changed after it was archived")
@@ -86,7 +96,7 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	// <dir>/<name> already taken (only <name>.tar.zst is checked): kept beside it.
 	dir = t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "ck", "other"), 0o755))
-	_, err = h(context.Background(), testEnv(), testState(), archiveRequest(dir), &daemonv1.DumpResponse{})
+	_, err = h(context.Background(), testEnv(), archiveState(), archiveRequest(dir), &daemonv1.DumpResponse{})
 	require.Error(t, err)
 	matches, _ := filepath.Glob(filepath.Join(dir, "ck.kept-*", "pages-1.img"))
 	require.Len(t, matches, 1, "kept beside the taken name")
@@ -97,7 +107,7 @@ func TestCompressCheckpointKeepsImages(t *testing.T) {
 	dir = t.TempDir()
 	req := archiveRequest(dir)
 	req.Criu.LeaveRunning = true
-	_, err = h(context.Background(), testEnv(), testState(), req, &daemonv1.DumpResponse{})
+	_, err = h(context.Background(), testEnv(), archiveState(), req, &daemonv1.DumpResponse{})
 	assert.ErrorContains(t, err, "nothing was kept")
 	names, _ := os.ReadDir(dir)
 	assert.Empty(t, names)

@@ -49,14 +49,16 @@ func TestExitCodeNoServer(t *testing.T) {
 	gate := filepath.Join(dir, "gate")
 	tick := filepath.Join(dir, "tick")
 	require.NoError(t, unix.Mkfifo(tick, 0o600))
-	script := `exec 3<>"$1"; while [ ! -e "$0" ]; do read -t 0.1 -u 3 || :; done; exit 42`
-	cmd := newSetsidCmd("bash", "-c", script, gate, tick)
+	ready := filepath.Join(dir, "ready")
+	script := `exec 3<>"$1"; : >"$2"; while [ ! -e "$0" ]; do read -t 0.1 -u 3 || :; done; exit 42`
+	cmd := newSetsidCmd("bash", "-c", script, gate, tick, ready)
 	require.NoError(t, cmd.Start())
 	pid := cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { killTree(pid) })
-	time.Sleep(300 * time.Millisecond)
+	require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, 10*time.Second, 10*time.Millisecond,
+		"the workload did not get to its loop")
 	r = d.cli("dump", "process", strconv.Itoa(pid), "--dir", dir, "--name", "ck")
 	require.Equal(t, 0, r.code, r.String())
 	<-exited
@@ -112,6 +114,8 @@ type attachment struct {
 	cancel context.CancelFunc
 }
 
+// startAttach attaches to job jid, which must answer each line of input with "got <line>", and
+// returns once the attach streams the job's output: it sends "sync" lines until an answer shows.
 func startAttach(t *testing.T, d *daemon, jid string) *attachment {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -123,7 +127,12 @@ func startAttach(t *testing.T, d *daemon, jid string) *attachment {
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	require.NoError(t, a.cmd.Start())
 	t.Cleanup(func() { cancel(); _ = a.cmd.Wait() })
-	time.Sleep(200 * time.Millisecond) // attached from the end of the log: let it get there
+	// Attached from the end of the log: an answer written before the attach got there is not
+	// streamed, so ask again until one is.
+	require.Eventually(t, func() bool {
+		_, _ = stdin.Write([]byte("sync\n"))
+		return strings.Contains(a.out.String(), "got sync")
+	}, 10*time.Second, 50*time.Millisecond, "the attach never streamed the job's answers")
 	return a
 }
 

@@ -58,10 +58,10 @@ func TestDumpFrozen(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, errCapture)
-			time.Sleep(200 * time.Millisecond)
-			proc, err := sysinfo.ReadStat(pid)
-			require.NoError(t, err, "the process still exists")
-			assert.Equal(t, byte('S'), proc.State, "the process runs on, resumed")
+			require.Eventually(t, func() bool {
+				proc, err := sysinfo.ReadStat(pid)
+				return err == nil && proc.State == 'S'
+			}, 10*time.Second, 10*time.Millisecond, "the process runs on, resumed (sleeping, neither frozen nor gone)")
 		})
 	}
 }
