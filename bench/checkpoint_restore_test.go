@@ -275,13 +275,8 @@ func (e *env) startDaemon(b *testing.B) {
 		close(exited)
 	}()
 	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			b.Logf("the daemon did not stop within 15s of SIGTERM: killing it")
-			_ = cmd.Process.Kill()
-			<-exited
+		if testutil.Stop(cmd.Process, exited, 15*time.Second) {
+			b.Logf("the daemon did not stop within 15s of SIGTERM: killed it")
 		}
 	})
 

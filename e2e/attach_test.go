@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // TestExitCodeThroughAttach: `run --attach` streams the job's output and exits with its exit code.
@@ -110,7 +112,7 @@ func TestAttachForwardsStdin(t *testing.T) {
 type attachment struct {
 	cmd    *exec.Cmd
 	stdin  interface{ Write([]byte) (int, error) }
-	out    *logBuffer
+	out    *testutil.Buffer
 	cancel context.CancelFunc
 }
 
@@ -119,7 +121,7 @@ type attachment struct {
 func startAttach(t *testing.T, d *daemon, jid string) *attachment {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	a := &attachment{cmd: exec.CommandContext(ctx, cedanaBin, "job", "attach", jid), out: &logBuffer{}, cancel: cancel}
+	a := &attachment{cmd: exec.CommandContext(ctx, cedanaBin, "job", "attach", jid), out: &testutil.Buffer{}, cancel: cancel}
 	a.cmd.Env = d.env
 	stdin, err := a.cmd.StdinPipe()
 	require.NoError(t, err)

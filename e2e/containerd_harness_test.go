@@ -32,7 +32,7 @@ type containerdDaemon struct {
 	address string
 	cmd     *exec.Cmd
 	image   string // OCI layout tarball of testImage
-	log     *logBuffer
+	log     *testutil.Buffer
 	err     error
 
 	mu       sync.Mutex
@@ -73,7 +73,7 @@ func needContainerd(t *testing.T, ns string) *containerdDaemon {
 // CRIU_FAULT=130, as cedana's own CRIU has it: the shim's runc restores with criu, which waits
 // forever for hardware breakpoints on VMs that do not virtualize them.
 func startContainerd() *containerdDaemon {
-	c := &containerdDaemon{log: &logBuffer{}, imported: map[string]bool{}}
+	c := &containerdDaemon{log: &testutil.Buffer{}, imported: map[string]bool{}}
 	c.dir, c.err = os.MkdirTemp("", "cedana-e2e-containerd-")
 	if c.err != nil {
 		return c
@@ -127,15 +127,9 @@ func stopContainerd() {
 			_, _ = c.ctr(ns, "task", "rm", "-f", id)
 		}
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-done
-	}
+	testutil.Stop(c.cmd.Process, done, 15*time.Second)
 	_ = exec.Command("umount", "-R", filepath.Join(c.dir, "root")).Run()
 	_ = os.RemoveAll(c.dir)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 // TestDaemonSocket: the socket is root-only, a second daemon on it is refused, and SIGTERM stops the
@@ -77,7 +79,7 @@ func startTCPDaemonArgs(t *testing.T, addr string, args []string, extraEnv ...st
 	d := &daemon{t: t, bin: cedanaBin, dir: dir, env: env, exited: make(chan struct{})}
 	d.cmd = exec.Command(cedanaBin, append([]string{"daemon", "start", "--protocol", "tcp", "--address", addr}, args...)...)
 	d.cmd.Env = env
-	d.log = &logBuffer{}
+	d.log = &testutil.Buffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(t, d.cmd.Start())
 	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()

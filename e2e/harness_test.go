@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -110,7 +109,7 @@ type daemon struct {
 	ckDir   string
 	env     []string
 	cmd     *exec.Cmd
-	log     *logBuffer
+	log     *testutil.Buffer
 	exited  chan struct{}
 	exitErr error
 }
@@ -120,7 +119,7 @@ type daemon struct {
 func startDaemon(t *testing.T, bin string, extraEnv ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, bin: bin, dir: dir, socket: filepath.Join(dir, "cedana.sock"), ckDir: filepath.Join(dir, "checkpoints"), log: &logBuffer{}}
+	d := &daemon{t: t, bin: bin, dir: dir, socket: filepath.Join(dir, "cedana.sock"), ckDir: filepath.Join(dir, "checkpoints"), log: &testutil.Buffer{}}
 	d.env = append(os.Environ(),
 		"CEDANA_CONFIG_DIR="+dir, "CEDANA_PROTOCOL=unix", "CEDANA_ADDRESS="+d.socket,
 		"CEDANA_CHECKPOINT_DIR="+d.ckDir, "CEDANA_LOG_LEVEL=debug",
@@ -190,13 +189,7 @@ func (d *daemon) stop() {
 		return
 	default:
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(15 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-	}
+	testutil.Stop(d.cmd.Process, d.exited, 15*time.Second)
 }
 
 // cli runs the daemon's binary as a client of the daemon.
@@ -457,24 +450,6 @@ func curlJSON(t *testing.T, d *daemon, method, body string) string {
 		"-d", body, "http://localhost/cedana.daemon.v1.DaemonService/"+method).Output()
 	require.NoError(t, err)
 	return string(out)
-}
-
-// logBuffer collects a daemon's output; safe to read while the daemon writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // newDaemonCmd is `<bin> daemon start` with d's environment and log.

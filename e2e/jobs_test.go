@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/internal/testutil"
 )
 
 var runningRe = regexp.MustCompile(`^Running managed process PID (\d+) \(job (\S+), log (\S+)\)\n$`)
@@ -182,7 +184,7 @@ func TestJobSurvivesDaemonRestart(t *testing.T) {
 // restartDaemon starts a new daemon with d's socket, database and directories.
 func restartDaemon(t *testing.T, d *daemon) *daemon {
 	t.Helper()
-	d2 := &daemon{t: t, bin: d.bin, dir: d.dir, socket: d.socket, ckDir: d.ckDir, env: d.env, log: &logBuffer{}, exited: make(chan struct{})}
+	d2 := &daemon{t: t, bin: d.bin, dir: d.dir, socket: d.socket, ckDir: d.ckDir, env: d.env, log: &testutil.Buffer{}, exited: make(chan struct{})}
 	d2.cmd = newDaemonCmd(d2)
 	require.NoError(t, d2.cmd.Start())
 	go func() { d2.exitErr = d2.cmd.Wait(); close(d2.exited) }()

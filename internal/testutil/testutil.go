@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cedana/cedana/criu"
 )
@@ -51,4 +53,19 @@ func RequireCRIU(t testing.TB) *criu.Client {
 		SkipUnlessCI(t, fmt.Sprintf("CRIU cannot run here: %v", err))
 	}
 	return &criu.Client{Binary: bin}
+}
+
+// Stop ends a process a test started, as SIGTERM asks, and kills it if it has not exited after
+// grace. It returns once exited (closed when the process's Wait has returned) is closed, and
+// reports whether the process had to be killed.
+func Stop(p *os.Process, exited <-chan struct{}, grace time.Duration) (killed bool) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return false
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-exited
+		return true
+	}
 }

@@ -3,7 +3,6 @@
 package storagetest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -44,7 +43,7 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *syncBuffer
+	out    *testutil.Buffer
 }
 
 // Test server credentials.
@@ -90,7 +89,7 @@ func (s *Server) Env() []string {
 func (s *Server) start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := &syncBuffer{}
+	out := &testutil.Buffer{Limit: 64 << 10} // the start says why the server failed
 	cmd := exec.Command(s.bin, "--access", testAccess, "--secret", testSecret, "--port", s.Endpoint,
 		"--quiet", "posix", s.Dir)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -110,13 +109,7 @@ func (s *Server) stop() {
 	if s.cmd == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
+	testutil.Stop(s.cmd.Process, s.exited, 5*time.Second)
 	s.cmd = nil
 }
 
@@ -228,25 +221,4 @@ func freeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// syncBuffer collects a process's output from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 64<<10 { // keep the start, which says why the server failed
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
