@@ -63,8 +63,10 @@ func digest(t *testing.T, r io.Reader) ([]byte, int64) {
 
 // serverConfig reaches a test S3 server.
 func serverConfig(srv *storagetest.Server) Config {
-	return Config{Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		Insecure: true, PathStyle: true}
+	return Config{
+		Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Insecure: true, PathStyle: true,
+	}
 }
 
 func testClient(t *testing.T) (*Client, string) {

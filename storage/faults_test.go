@@ -56,10 +56,14 @@ func TestS3UploadServerGoesAway(t *testing.T) {
 		want        string
 		within      time.Duration
 	}{
-		{name: "killed", fault: (*storagetest.Server).Kill, back: (*storagetest.Server).Restart, stall: stallTimeout,
-			want: "lost the connection to S3 endpoint %s during upload to %s: ", within: 10 * time.Second},
-		{name: "frozen", fault: (*storagetest.Server).Freeze, back: (*storagetest.Server).Thaw, stall: 2 * time.Second,
-			want: "S3 endpoint %s stopped responding during upload to %s: it took no data and sent no answer for 2s", within: 7 * time.Second},
+		{
+			name: "killed", fault: (*storagetest.Server).Kill, back: (*storagetest.Server).Restart, stall: stallTimeout,
+			want: "lost the connection to S3 endpoint %s during upload to %s: ", within: 10 * time.Second,
+		},
+		{
+			name: "frozen", fault: (*storagetest.Server).Freeze, back: (*storagetest.Server).Thaw, stall: 2 * time.Second,
+			want: "S3 endpoint %s stopped responding during upload to %s: it took no data and sent no answer for 2s", within: 7 * time.Second,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := storagetest.Start(t)

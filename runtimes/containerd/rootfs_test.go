@@ -55,8 +55,10 @@ func TestApplyLayerOfEarlierCheckpoints(t *testing.T) {
 		{Name: "tmp/deleted", Typeflag: tar.TypeChar, Mode: 0o600},
 		{Name: "tmp/link", Typeflag: tar.TypeSymlink, Linkname: "note", Mode: 0o777},
 		{Name: "tmp/note", Typeflag: tar.TypeReg, Mode: 0o640, Size: 6},
-		{Name: "tmp/sub/", Typeflag: tar.TypeDir, Mode: 0o755, Format: tar.FormatPAX,
-			PAXRecords: map[string]string{"SCHILY.xattr." + opaqueXattr: "y"}},
+		{
+			Name: "tmp/sub/", Typeflag: tar.TypeDir, Mode: 0o755, Format: tar.FormatPAX,
+			PAXRecords: map[string]string{"SCHILY.xattr." + opaqueXattr: "y"},
+		},
 	} {
 		require.NoError(t, tw.WriteHeader(&h))
 		if h.Size > 0 {

@@ -81,8 +81,10 @@ func Start(t testing.TB) *Server {
 // Env is the environment that points the AWS variables cedana reads (AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL) at the server.
 func (s *Server) Env() []string {
-	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey,
-		"AWS_REGION=" + s.Region, "AWS_ENDPOINT_URL=http://" + s.Endpoint}
+	return []string{
+		"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey,
+		"AWS_REGION=" + s.Region, "AWS_ENDPOINT_URL=http://" + s.Endpoint,
+	}
 }
 
 // start starts the server process on s.Endpoint and s.Dir.
@@ -197,6 +199,7 @@ func (s *Server) whenUp(probe func(context.Context, *minio.Client) error) error 
 		}
 	}
 }
+
 func findVersitygw() string {
 	var candidates []string
 	if dir := os.Getenv("CEDANA_TOOLS_BIN"); dir != "" {
