@@ -3,8 +3,9 @@
 // containerd` and `cedana manage containerd`.
 //
 // Containers run by containerd's runc shim are runc containers under runc's root
-// /run/containerd/runc/<namespace>: the dump reuses the runc runtime's middleware and the
-// daemon's CRIU chain, adding what only containerd knows (its spec, image, snapshot and, with
+// /run/containerd/runc/<namespace>: the dump reuses the runc container dump of
+// runtimes/internal/runcshared (which registers no runtime, so this one comes without runc's) and
+// the daemon's CRIU chain, adding what only containerd knows (its spec, image, snapshot and, with
 // --rootfs, the writable layer's changes). The restore creates a real containerd container and
 // task from the checkpoint (the shim runs `runc restore` on the images), so that `ctr task ls`,
 // `ctr task kill` and `ctr container rm` work on it.

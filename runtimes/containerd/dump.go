@@ -13,7 +13,7 @@ import (
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
-	"github.com/cedana/cedana/runtimes/runc"
+	"github.com/cedana/cedana/runtimes/internal/runcshared"
 	"github.com/cedana/cedana/withcriu"
 )
 
@@ -38,7 +38,7 @@ type containerRecord struct {
 
 // DumpMiddleware is the containerd runtime's part of a dump: find the container and its task,
 // then dump it as the runc container it is.
-var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{ResolveContainer, runc.ContainerDump{}.Adapter}
+var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{ResolveContainer, runcshared.ContainerDump{}.Adapter}
 
 // dumpHandler is the daemon's CRIU, as for every runtime.
 var dumpHandler = withcriu.Dump

@@ -10,6 +10,7 @@ import (
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/runtimes/internal/runcshared"
 	"github.com/cedana/cedana/store"
 )
 
@@ -26,14 +27,14 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	if err != nil {
 		return store.Job{}, err
 	}
-	if exists(d.Root, d.Id) {
+	if runcshared.Exists(d.Root, d.Id) {
 		return store.Job{}, errs.Exists("runc already has a container %q under %s: choose another --id", d.Id, d.Root)
 	}
 	jid, logPath, err := m.NewJob(ctx, req.Jid, req.Log)
 	if err != nil {
 		return store.Job{}, err
 	}
-	in := invocation{root: d.Root, args: []string{"run", "--detach", "--bundle", d.Bundle}}
+	in := runcshared.Invocation{Root: d.Root, Args: []string{"run", "--detach", "--bundle", d.Bundle}}
 	if spec.Process != nil && spec.Process.Terminal {
 		// The terminal's output is the job's log.
 		console, err := newConsoleSocket(logPath)
@@ -41,8 +42,8 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 			return store.Job{}, err
 		}
 		defer console.close()
-		in.args = append(in.args, "--console-socket", console.path, d.Id)
-		if err := in.run(ctx); err != nil {
+		in.Args = append(in.Args, "--console-socket", console.path, d.Id)
+		if err := in.Run(ctx); err != nil {
 			return store.Job{}, errs.Precondition("%w", err)
 		}
 		if err := console.wait(ctx); err != nil {
@@ -50,12 +51,12 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 		}
 		return adopt(ctx, m, jid, logPath, d)
 	}
-	if in.stdout, err = logPipe(logPath); err != nil {
+	if in.Stdout, err = logPipe(logPath); err != nil {
 		return store.Job{}, err
 	}
-	in.args = append(in.args, d.Id)
-	err = in.run(ctx)
-	in.stdout.Close() // the container holds its own copy
+	in.Args = append(in.Args, d.Id)
+	err = in.Run(ctx)
+	in.Stdout.Close() // the container holds its own copy
 	if err != nil {
 		return store.Job{}, errs.Precondition("%w", err)
 	}
@@ -74,19 +75,19 @@ func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (
 
 // adopt records running container d as job jid.
 func adopt(ctx context.Context, m *jobs.Manager, jid, logPath string, d *daemonv1.RuncDetails) (store.Job, error) {
-	c, err := load(d.Root, d.Id)
+	c, err := runcshared.Load(d.Root, d.Id)
 	if err != nil {
 		return store.Job{}, err
 	}
-	if err := c.requireRunning(); err != nil {
+	if err := c.RequireRunning(); err != nil {
 		return store.Job{}, err
 	}
-	d.Bundle = c.bundle()
+	d.Bundle = c.Bundle()
 	details, err := protojson.Marshal(&daemonv1.Details{Runc: d})
 	if err != nil {
 		return store.Job{}, err
 	}
-	job, err := m.Adopt(ctx, Name, jid, c.pid(), details, logPath)
+	job, err := m.Adopt(ctx, Name, jid, c.PID(), details, logPath)
 	if err != nil {
 		return store.Job{}, fmt.Errorf("container %s runs, but: %w", d.Id, err)
 	}

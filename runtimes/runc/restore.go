@@ -21,6 +21,7 @@ import (
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/runtimes/internal/runcshared"
 )
 
 // RestoreMiddleware is the runc runtime's part of a restore.
@@ -51,7 +52,7 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		if _, err := readBundle(d.Bundle); err != nil {
 			return err
 		}
-		if exists(d.Root, d.Id) {
+		if runcshared.Exists(d.Root, d.Id) {
 			if err := freeStoppedJobContainer(ctx, req.Jid, d); err != nil {
 				return err
 			}
@@ -72,11 +73,11 @@ func freeStoppedJobContainer(ctx context.Context, jid string, d *daemonv1.RuncDe
 	if jid == "" {
 		return inUse
 	}
-	c, err := load(d.Root, d.Id)
-	if err != nil || c.status != libcontainer.Stopped {
+	c, err := runcshared.Load(d.Root, d.Id)
+	if err != nil || c.Status() != libcontainer.Stopped {
 		return inUse
 	}
-	if err := (invocation{root: d.Root, args: []string{"delete", d.Id}}).run(ctx); err != nil {
+	if err := (runcshared.Invocation{Root: d.Root, Args: []string{"delete", d.Id}}).Run(ctx); err != nil {
 		return fmt.Errorf("delete job %s's stopped container %s: %w", jid, d.Id, err)
 	}
 	return nil
@@ -117,8 +118,8 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(st.ImageDir, DescriptorsFile)); err != nil {
-		return errs.Invalid("checkpoint has no %s: it was not made from a runc container", DescriptorsFile)
+	if _, err := os.Stat(filepath.Join(st.ImageDir, runcshared.DescriptorsFile)); err != nil {
+		return errs.Invalid("checkpoint has no %s: it was not made from a runc container", runcshared.DescriptorsFile)
 	}
 	args := []string{"restore", "--detach", "--image-path", st.ImageDir, "--bundle", d.Bundle}
 	var console *consoleSocket
@@ -136,19 +137,19 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 	if req.Criu.GetFileLocks() {
 		args = append(args, "--file-locks")
 	}
-	in := invocation{root: d.Root, criu: env.CRIU.Binary, args: append(args, d.Id)}
+	in := runcshared.Invocation{Root: d.Root, CRIU: env.CRIU.Binary, Args: append(args, d.Id)}
 	if st.JobLog != "" && console == nil {
-		if in.stdout, err = logPipe(st.JobLog); err != nil {
+		if in.Stdout, err = logPipe(st.JobLog); err != nil {
 			return err
 		}
-		defer in.stdout.Close()
+		defer in.Stdout.Close()
 	}
 	start := time.Now()
-	err = in.run(ctx)
+	err = in.Run(ctx)
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
-		if exists(d.Root, d.Id) {
-			_ = (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(context.WithoutCancel(ctx))
+		if runcshared.Exists(d.Root, d.Id) {
+			_ = (runcshared.Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(context.WithoutCancel(ctx))
 		}
 		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
 	}
@@ -157,12 +158,12 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 			st.Log.Warn("restored, but the container's terminal was not received: its output is lost", "id", d.Id, "error", err)
 		}
 	}
-	c, err := load(d.Root, d.Id)
+	c, err := runcshared.Load(d.Root, d.Id)
 	if err != nil {
 		return fmt.Errorf("runc restored container %s but its state cannot be read: %w", d.Id, err)
 	}
-	resp.Pid = int32(c.pid())
-	st.Log.Info("restored runc container", "id", d.Id, "root", d.Root, "pid", c.pid(), "bundle", d.Bundle)
+	resp.Pid = int32(c.PID())
+	st.Log.Info("restored runc container", "id", d.Id, "root", d.Root, "pid", c.PID(), "bundle", d.Bundle)
 	return nil
 }
 

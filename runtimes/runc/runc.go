@@ -11,8 +11,12 @@
 package runc
 
 import (
+	"context"
+
+	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/runtimes/internal/runcshared"
 	"github.com/cedana/cedana/withcriu"
 )
 
@@ -20,7 +24,16 @@ import (
 const Name = features.Runc
 
 // DefaultRoot is runc's own default state directory.
-const DefaultRoot = "/run/runc"
+const DefaultRoot = runcshared.DefaultRoot
+
+// DumpMiddleware is the runc runtime's part of a dump: the container's dump, after which the
+// stopped container is deleted from runc, as `runc checkpoint` does.
+var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{runcshared.ContainerDump{DeleteAfter: true}.Adapter}
+
+// Check reports whether the runc runtime can be used: it needs the host's runc.
+func Check(ctx context.Context) (string, error) {
+	return runcshared.Version(ctx)
+}
 
 // DumpCmd is `cedana dump runc <id>`.
 type DumpCmd struct {

@@ -3,62 +3,12 @@ package runc
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func TestExternalNSKey(t *testing.T) {
-	// runc restore looks the namespace up under these keys.
-	assert.Equal(t, "extRootNetNS", externalNSKey(configs.NEWNET))
-	assert.Equal(t, "extRootPidNS", externalNSKey(configs.NEWPID))
-}
-
-// TestCgroupBindsIn: the cgroup mounts strictly below the destination, with mountinfo's octal
-// escapes (\040 for a space, ...) undone.
-func TestCgroupBindsIn(t *testing.T) {
-	table := `22 1 0:21 / / rw,relatime - overlay overlay rw
-30 22 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
-31 30 0:27 / /sys/fs/cgroup/cpu,cpuacct ro,nosuid shared:9 - cgroup cgroup rw,cpu,cpuacct
-32 30 0:28 / /sys/fs/cgroup/with\040space ro - cgroup cgroup rw,memory
-33 30 0:29 / /sys/fs/cgroup/unified ro - cgroup2 cgroup2 rw
-34 22 0:30 / /sys/fs/cgroupish rw - cgroup cgroup rw,pids
-35 30 0:31 / /sys/fs/cgroup/tab\011here rw - tmpfs tmpfs rw
-`
-	for _, dest := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/"} {
-		binds, err := cgroupBindsIn(strings.NewReader(table), dest)
-		require.NoError(t, err)
-		assert.Equal(t, []string{"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/with space", "/sys/fs/cgroup/unified"}, binds, dest)
-	}
-	_, err := cgroupBindsIn(strings.NewReader("not a mount table\n"), "/sys/fs/cgroup")
-	assert.ErrorContains(t, err, "read the container's mounts")
-}
-
-// TestMountDest: a mount destination is named inside the rootfs, with the rootfs's own symlinks
-// resolved in it and never leaving it.
-func TestMountDest(t *testing.T) {
-	rootfs := t.TempDir()
-	require.NoError(t, os.MkdirAll(filepath.Join(rootfs, "run"), 0o755))
-	require.NoError(t, os.MkdirAll(filepath.Join(rootfs, "var"), 0o755))
-	require.NoError(t, os.Symlink("../run", filepath.Join(rootfs, "var", "run")))
-	require.NoError(t, os.Symlink("../../../../../etc", filepath.Join(rootfs, "out")))
-	tests := []struct{ dest, want string }{
-		{"/etc/hosts", "/etc/hosts"},
-		{"etc/hosts", "/etc/hosts"},
-		{rootfs + "/proc", "/proc"},
-		{"/a/../b", "/b"},
-		{"/var/run/secrets", "/run/secrets"},
-		{"/out/passwd", "/etc/passwd"},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, mountDest(rootfs, tt.dest), tt.dest)
-	}
-	assert.Equal(t, "/b", mountDest("relative/../root", "/a/../b"), "an unclean rootfs is only cleaned")
-}
 
 func TestReadBundle(t *testing.T) {
 	withConfig := func(t *testing.T, config string, rootfs bool) string {
@@ -96,15 +46,4 @@ func TestReadBundle(t *testing.T) {
 			assert.ErrorContains(t, err, tt.msg)
 		})
 	}
-}
-
-func TestRuncError(t *testing.T) {
-	log := filepath.Join(t.TempDir(), "runc.log")
-	require.NoError(t, os.WriteFile(log, []byte(`{"level":"info","msg":"starting"}
-not json
-{"level":"error","msg":"first"}
-{"level":"fatal","msg":" container \"x\" does not exist \n"}
-`), 0o600))
-	assert.Equal(t, `container "x" does not exist`, runcError(log))
-	assert.Empty(t, runcError(filepath.Join(t.TempDir(), "missing")))
 }

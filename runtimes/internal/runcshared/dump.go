@@ -1,4 +1,4 @@
-package runc
+package runcshared
 
 import (
 	"cmp"
@@ -13,7 +13,7 @@ import (
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
-// Files the runc runtime adds beside CRIU's images.
+// Files a runc container's dump adds beside CRIU's images.
 const (
 	// DescriptorsFile is where runc keeps the container's stdio descriptors in a checkpoint;
 	// `runc restore` reads it to reconnect them.
@@ -24,8 +24,8 @@ const (
 	StateFile = "runc-state.json"
 )
 
-// DumpMiddleware is the runc runtime's part of a dump.
-var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{ContainerDump{DeleteAfter: true}.Adapter}
+// DefaultRoot is runc's own default state directory.
+const DefaultRoot = "/run/runc"
 
 // ContainerDump is the dump of a container runc runs, for runc's own containers and for those of
 // runtimes built on runc (containerd's runc shim).
@@ -45,15 +45,15 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 			return false, errs.Invalid("no container to dump: give its ID (`cedana dump runc <id>`)")
 		}
 		d.Root = cmp.Or(d.Root, DefaultRoot)
-		c, err := load(d.Root, d.Id)
+		c, err := Load(d.Root, d.Id)
 		if err != nil {
 			return false, err
 		}
-		if err := c.requireRunning(); err != nil {
+		if err := c.RequireRunning(); err != nil {
 			return false, err
 		}
-		d.Bundle = c.bundle()
-		pid := c.pid()
+		d.Bundle = c.Bundle()
+		pid := c.PID()
 		adapters.RecordTree(resp.Checkpoint, pid)
 		add, err := c.criuOptions()
 		if err != nil {
@@ -70,7 +70,7 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 		}
 		if cd.DeleteAfter && !req.Criu.LeaveRunning {
 			// CRIU killed the container's processes; runc would still list it as stopped.
-			if err := (invocation{root: d.Root, args: []string{"delete", "--force", d.Id}}).run(ctx); err != nil {
+			if err := (Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(ctx); err != nil {
 				st.Log.Warn("dumped, but could not delete the stopped container from runc", "id", d.Id, "error", err)
 			}
 		}
@@ -80,7 +80,7 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 
 // writeFiles writes, beside the images, the stdio descriptors `runc restore` reads, the bundle's
 // config.json and runc's state of the container.
-func (c *container) writeFiles(dir string) error {
+func (c *Container) writeFiles(dir string) error {
 	descriptors, err := json.Marshal(c.state.ExternalDescriptors)
 	if err != nil {
 		return err
@@ -90,7 +90,7 @@ func (c *container) writeFiles(dir string) error {
 		return err
 	}
 	files := map[string][]byte{DescriptorsFile: descriptors, StateFile: state}
-	if bundle := c.bundle(); bundle != "" {
+	if bundle := c.Bundle(); bundle != "" {
 		if config, err := os.ReadFile(filepath.Join(bundle, "config.json")); err == nil {
 			files[ConfigFile] = config
 		}

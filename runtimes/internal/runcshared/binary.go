@@ -1,4 +1,4 @@
-package runc
+package runcshared
 
 import (
 	"bufio"
@@ -23,18 +23,18 @@ func runcBinary() (string, error) {
 	return path, nil
 }
 
-// invocation is one run of the host's runc binary.
-type invocation struct {
-	root   string
-	criu   string   // criu binary for runc's --criu, "" for runc's default
-	args   []string // the runc command and its arguments
-	stdout *os.File // the container's stdout and stderr where runc passes its own; /dev/null if nil
+// Invocation is one run of the host's runc binary.
+type Invocation struct {
+	Root   string
+	CRIU   string   // criu binary for runc's --criu, "" for runc's default
+	Args   []string // the runc command and its arguments
+	Stdout *os.File // the container's stdout and stderr where runc passes its own; /dev/null if nil
 }
 
-// run runs runc and returns the error runc logged when it fails. runc's own messages go to a
+// Run runs runc and returns the error runc logged when it fails. runc's own messages go to a
 // log file (runc --log), never to the container's stdio. criu started by runc gets the
 // environment our own criu gets (criu.Env).
-func (in invocation) run(ctx context.Context) error {
+func (in Invocation) Run(ctx context.Context) error {
 	bin, err := runcBinary()
 	if err != nil {
 		return err
@@ -45,20 +45,20 @@ func (in invocation) run(ctx context.Context) error {
 	}
 	logFile.Close()
 	defer os.Remove(logFile.Name())
-	args := []string{"--root", in.root, "--log", logFile.Name(), "--log-format", "json"}
-	if in.criu != "" {
-		args = append(args, "--criu", in.criu)
+	args := []string{"--root", in.Root, "--log", logFile.Name(), "--log-format", "json"}
+	if in.CRIU != "" {
+		args = append(args, "--criu", in.CRIU)
 	}
-	cmd := exec.CommandContext(ctx, bin, append(args, in.args...)...)
+	cmd := exec.CommandContext(ctx, bin, append(args, in.Args...)...)
 	cmd.Env = criu.Env()
-	if in.stdout != nil {
-		cmd.Stdout, cmd.Stderr = in.stdout, in.stdout
+	if in.Stdout != nil {
+		cmd.Stdout, cmd.Stderr = in.Stdout, in.Stdout
 	}
 	if err := cmd.Run(); err != nil {
 		if msg := runcError(logFile.Name()); msg != "" {
-			return fmt.Errorf("runc %s: %s", in.args[0], msg)
+			return fmt.Errorf("runc %s: %s", in.Args[0], msg)
 		}
-		return fmt.Errorf("runc %s: %w", in.args[0], err)
+		return fmt.Errorf("runc %s: %w", in.Args[0], err)
 	}
 	return nil
 }
@@ -88,8 +88,8 @@ func runcError(path string) string {
 	return last
 }
 
-// version is `runc --version`'s first line.
-func version(ctx context.Context) (string, error) {
+// Version is `runc --version`'s first line, with the binary's path.
+func Version(ctx context.Context) (string, error) {
 	bin, err := runcBinary()
 	if err != nil {
 		return "", err
@@ -104,9 +104,4 @@ func version(ctx context.Context) (string, error) {
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return fmt.Sprintf("%s (%s)", first, bin), nil
-}
-
-// Check reports whether the runc runtime can be used: it needs the host's runc.
-func Check(ctx context.Context) (string, error) {
-	return version(ctx)
 }

@@ -1,4 +1,4 @@
-package runc
+package runcshared
 
 import (
 	"errors"
@@ -22,17 +22,17 @@ import (
 	"github.com/cedana/cedana/errs"
 )
 
-// container is a runc container as its state directory describes it.
-type container struct {
+// Container is a runc container as its state directory describes it.
+type Container struct {
 	id     string
 	root   string
 	status libcontainer.Status
 	state  *libcontainer.State
 }
 
-// load reads container id's state from runc's root. A missing root or container is a not-found
+// Load reads container id's state from runc's root. A missing root or container is a not-found
 // error that names the fix.
-func load(root, id string) (*container, error) {
+func Load(root, id string) (*Container, error) {
 	if id == "" {
 		return nil, errs.Invalid("no container ID: give the ID runc knows the container by")
 	}
@@ -54,17 +54,20 @@ func load(root, id string) (*container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state of runc container %s: %w", id, err)
 	}
-	return &container{id: id, root: root, status: status, state: state}, nil
+	return &Container{id: id, root: root, status: status, state: state}, nil
 }
 
-// exists reports whether runc has a container id under root.
-func exists(root, id string) bool {
+// Exists reports whether runc has a container id under root.
+func Exists(root, id string) bool {
 	_, err := os.Stat(filepath.Join(root, id, "state.json"))
 	return err == nil
 }
 
-// requireRunning refuses a container that is not running, saying what to do instead.
-func (c *container) requireRunning() error {
+// Status is the container's status when it was loaded.
+func (c *Container) Status() libcontainer.Status { return c.status }
+
+// RequireRunning refuses a container that is not running, saying what to do instead.
+func (c *Container) RequireRunning() error {
 	switch c.status {
 	case libcontainer.Running:
 		return nil
@@ -77,11 +80,11 @@ func (c *container) requireRunning() error {
 	}
 }
 
-// pid is the container's init process in our PID namespace.
-func (c *container) pid() int { return c.state.InitProcessPid }
+// PID is the container's init process in our PID namespace.
+func (c *Container) PID() int { return c.state.InitProcessPid }
 
-// bundle is the bundle runc recorded for the container, "" if none.
-func (c *container) bundle() string {
+// Bundle is the bundle runc recorded for the container, "" if none.
+func (c *Container) Bundle() string {
 	bundle, _ := utils.Annotations(c.state.Config.Labels)
 	return bundle
 }
@@ -90,7 +93,7 @@ func (c *container) bundle() string {
 // CRIU's root, the bind mounts, cgroup v1 bind mounts, masked files and device nodes as external
 // mounts, a network or PID namespace the spec points at as external, the cgroup freezer, and
 // orphan pty masters (a terminal's master lives outside the container).
-func (c *container) criuOptions() (func(*rpc.CriuOpts), error) {
+func (c *Container) criuOptions() (func(*rpc.CriuOpts), error) {
 	cfg := c.state.Config
 	var mounts []*rpc.ExtMountMap
 	external := func(dest, val string) {
@@ -110,7 +113,7 @@ func (c *container) criuOptions() (func(*rpc.CriuOpts), error) {
 				continue // a real cgroup mount CRIU dumps itself
 			}
 			// cgroup v1 without a cgroup namespace: runc bind-mounts each host hierarchy.
-			binds, err := cgroupBinds(c.pid(), m.Destination)
+			binds, err := cgroupBinds(c.PID(), m.Destination)
 			if err != nil {
 				return nil, err
 			}
@@ -120,7 +123,7 @@ func (c *container) criuOptions() (func(*rpc.CriuOpts), error) {
 		}
 	}
 	for _, path := range cfg.MaskPaths {
-		fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.pid(), path))
+		fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.PID(), path))
 		if err != nil || fi.IsDir() {
 			continue // runc masks directories with a read-only tmpfs, which CRIU dumps
 		}
