@@ -5,8 +5,9 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
 ldflags := "-s -w -X github.com/cedana/cedana/version.Version=" + version
 buf := "go run github.com/bufbuild/buf/cmd/buf@v1.75.0"
-# Build tag sets CI builds and vets: every runtime, none, and each runtime alone.
-tag_sets := "default custom custom,runtimes.process custom,runtimes.runc custom,runtimes.containerd"
+# Build tag sets CI builds and vets: every runtime (by default and by the `runtimes` tag), none, and
+# each runtime alone.
+tag_sets := "default custom,runtimes custom custom,runtimes.process custom,runtimes.runc custom,runtimes.containerd"
 
 # List the tasks.
 default:
@@ -61,15 +62,20 @@ check-gen: gen
     @git diff --exit-code -- gen || { echo "gen/ is stale: run 'just gen' and commit it" >&2; exit 1; }
     @test -z "$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has uncommitted files: run 'just gen' and commit them" >&2; exit 1; }
 
-# Build and vet every build-tag set CI checks.
+# Build and vet every build-tag set CI checks, and check that each binary holds exactly the runtimes
+# its tags ask for (`cedana features --output json`): no more, no fewer.
 matrix:
     #!/usr/bin/env bash
     set -euo pipefail
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    go build -o "$dir/checkruntimes" ./hack/checkruntimes
     for tags in {{tag_sets}}; do
       [ "$tags" = default ] && tags=""
       echo "== build and vet with tags '${tags}'"
-      CGO_ENABLED=0 go build -tags "$tags" -o /dev/null .
+      CGO_ENABLED=0 go build -tags "$tags" -o "$dir/cedana" .
       go vet -tags "$tags" ./...
+      CEDANA_CONFIG_DIR="$dir" "$dir/checkruntimes" -tags "$tags" "$dir/cedana"
     done
 
 # Benchmark cedana's dump and restore against the raw criu CLI (256 MiB and 1 GiB processes).
