@@ -85,11 +85,8 @@ func build[H any](runtime string, common adapters.Middleware[H],
 		return h, err
 	}
 	chain := append(adapters.Middleware[H]{}, common...)
-	if middleware.IsAvailable(runtime) {
-		_ = middleware.IfAvailable(func(_ string, m adapters.Middleware[H]) error {
-			chain = append(chain, m...)
-			return nil
-		}, runtime)
+	if m, ok := middleware.Lookup(runtime); ok {
+		chain = append(chain, m...)
 	}
 	return adapters.Wrap(h, chain...), nil
 }

@@ -23,14 +23,11 @@ func restoreCommands() verbCommands { return verbCommands{features.RestoreCmd} }
 func runtimeCommands(v verbCommands) kong.Plugins {
 	var plugins kong.Plugins
 	for _, name := range features.KnownRuntimes {
-		if !v.feature.IsAvailable(name) {
-			plugins = append(plugins, placeholder(name))
-			continue
+		cmd, ok := v.feature.Lookup(name)
+		if !ok {
+			cmd = placeholder(name)
 		}
-		_ = v.feature.IfAvailable(func(_ string, cmd features.Command) error {
-			plugins = append(plugins, cmd)
-			return nil
-		}, name)
+		plugins = append(plugins, cmd)
 	}
 	return plugins
 }

@@ -61,6 +61,15 @@ func (f *Feature[T]) IsAvailable(runtime string) bool {
 	return ok
 }
 
+// Lookup returns runtime's implementation, if it registered one: for code that needs one runtime's
+// implementation and handles its absence itself.
+func (f *Feature[T]) Lookup(runtime string) (T, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	impl, ok := f.impls[runtime]
+	return impl, ok
+}
+
 // Names lists the runtimes that registered an implementation, sorted.
 func (f *Feature[T]) Names() []string {
 	f.mu.RLock()

@@ -291,3 +291,24 @@ func TestNotCompiledInError(t *testing.T) {
 
 	assert.Equal(t, "not compiled in: add build tag runtimes.process", features.Absence("process"))
 }
+
+func TestLookup(t *testing.T) {
+	f := newFeature(t, "process", "runc")
+	tests := []struct {
+		runtime string
+		want    string
+		ok      bool
+	}{
+		{"process", "impl-process", true},
+		{"runc", "impl-runc", true},
+		{"containerd", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.runtime, func(t *testing.T) {
+			got, ok := f.Lookup(tt.runtime)
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
