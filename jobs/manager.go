@@ -74,51 +74,58 @@ func (m *Manager) Lock(key, what string) (func(), error) {
 	}, nil
 }
 
-// StartProcess starts path with args as job jid (a new JID when empty), with stdout and stderr
-// appended to logPath (<logDir>/<jid>.log when empty), in its own session, and records it.
-func (m *Manager) StartProcess(ctx context.Context, jid, logPath, path string, args, env []string, dir string, details []byte) (store.Job, error) {
-	jid, logPath, err := m.NewJob(ctx, jid, logPath)
-	if err != nil {
+// Command is a program a runtime starts as a job through the manager.
+type Command struct {
+	// Type is the runtime's name, recorded as the job's type.
+	Type string
+	// JID and Log are the job's ID and log file, as NewJob settled them.
+	JID, Log string
+	// Details are the runtime's details of the job, recorded with it.
+	Details []byte
+	// Cmd is the program with its arguments, directory and environment. The manager gives it the
+	// job's stdin FIFO, appends its stdout and stderr to Log and starts it in a session of its own.
+	Cmd *exec.Cmd
+}
+
+// Start starts c.Cmd as job c.JID, records the job and watches it for its exit code.
+func (m *Manager) Start(ctx context.Context, c Command) (store.Job, error) {
+	if err := ValidateJID(c.JID); err != nil {
 		return store.Job{}, err
 	}
-	bin, err := exec.LookPath(path)
-	if err != nil {
-		return store.Job{}, errs.NotFound("cannot run %s: %w", path, errors.Unwrap(err))
-	}
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(c.Log), 0o755); err != nil {
 		return store.Job{}, errs.Precondition("cannot create the log directory: %w", err)
 	}
-	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	out, err := os.OpenFile(c.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return store.Job{}, errs.Precondition("cannot open the job's log: %w", err)
 	}
 	defer out.Close()
-	in, err := m.openStdin(jid)
+	in, err := m.openStdin(c.JID)
 	if err != nil {
 		return store.Job{}, err
 	}
 	defer in.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Args[0] = path
-	cmd.Dir = dir
-	cmd.Env = env
+	cmd := c.Cmd
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, out
 	// Its own session: the job is not tied to the daemon's, and survives the daemon.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid = true
 	if err := cmd.Start(); err != nil {
-		_ = os.Remove(m.StdinPath(jid))
-		return store.Job{}, errs.Precondition("cannot start %s: %w", path, err)
+		_ = os.Remove(m.StdinPath(c.JID))
+		return store.Job{}, errs.Precondition("cannot start %s: %w", cmd.Args[0], err)
 	}
 	_ = sysinfo.SetPriority(cmd.Process.Pid, sysinfo.Normal) // not the daemon's background priority
 
-	job := store.Job{JID: jid, Type: "process", PID: cmd.Process.Pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: sysinfo.StartTime(cmd.Process.Pid)}
+	job := store.Job{JID: c.JID, Type: c.Type, PID: cmd.Process.Pid, Status: store.JobRunning, Log: c.Log, Details: c.Details, StartTime: sysinfo.StartTime(cmd.Process.Pid)}
 	if err := m.store.CreateJob(ctx, job); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return store.Job{}, fmt.Errorf("record job %s: %w", jid, err)
+		return store.Job{}, fmt.Errorf("record job %s: %w", c.JID, err)
 	}
-	m.watchChild(jid, cmd.Process)
-	return m.store.GetJob(ctx, jid)
+	m.watchChild(c.JID, cmd.Process)
+	return m.store.GetJob(ctx, c.JID)
 }
 
 // NewJob settles a new job's JID (generated when empty, else checked and not yet taken) and log

@@ -39,7 +39,16 @@ func waitStatus(t *testing.T, m *Manager, jid string, want store.JobStatus) stor
 	return job
 }
 
-func TestStartProcessRecordsExitCode(t *testing.T) {
+// start settles a job's JID and log as a runtime does, then starts name with args as the job.
+func start(m *Manager, jid, logPath, name string, args ...string) (store.Job, error) {
+	jid, logPath, err := m.NewJob(context.Background(), jid, logPath)
+	if err != nil {
+		return store.Job{}, err
+	}
+	return m.Start(context.Background(), Command{Type: "test", JID: jid, Log: logPath, Cmd: exec.Command(name, args...)})
+}
+
+func TestStartRecordsExitCode(t *testing.T) {
 	tests := []struct {
 		name   string
 		script string
@@ -52,8 +61,9 @@ func TestStartProcessRecordsExitCode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := newManager(t)
-			job, err := m.StartProcess(context.Background(), "", "", "sh", []string{"-c", "echo out; echo err >&2; " + tt.script}, nil, "", nil)
+			job, err := start(m, "", "", "sh", "-c", "echo out; echo err >&2; "+tt.script)
 			require.NoError(t, err)
+			assert.Equal(t, "test", job.Type, "the job has its runtime's type")
 			assert.Regexp(t, `^[a-z]+-[a-z]+-[0-9a-f]{4}$`, job.JID)
 			job = waitStatus(t, m, job.JID, store.JobHalted)
 			require.NotNil(t, job.ExitCode)
@@ -63,19 +73,25 @@ func TestStartProcessRecordsExitCode(t *testing.T) {
 	}
 }
 
-func TestStartProcessBadInput(t *testing.T) {
+func TestStartBadInput(t *testing.T) {
 	m := newManager(t)
-	_, err := m.StartProcess(context.Background(), "", "", "/nonexistent/program", nil, nil, "", nil)
-	assert.ErrorIs(t, err, errdefs.ErrNotFound)
-	_, err = m.StartProcess(context.Background(), "../escape", "", "true", nil, nil, "", nil)
+	_, err := start(m, "", "", "/nonexistent/program")
+	assert.ErrorIs(t, err, errdefs.ErrFailedPrecondition)
+	assert.ErrorContains(t, err, "cannot start /nonexistent/program")
+	_, err = start(m, "../escape", "", "true")
 	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
+	_, err = m.Start(context.Background(), Command{Type: "test", Cmd: exec.Command("true")})
+	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument, "a job needs its JID")
 	list, err := m.store.ListJobs(context.Background())
 	require.NoError(t, err)
 	assert.Empty(t, list, "no job recorded")
-
-	_, err = m.StartProcess(context.Background(), "taken", "", "sleep", []string{"5"}, nil, "", nil)
+	entries, err := filepath.Glob(filepath.Join(m.logDir, "*.stdin"))
 	require.NoError(t, err)
-	_, err = m.StartProcess(context.Background(), "taken", "", "true", nil, nil, "", nil)
+	assert.Empty(t, entries, "no stdin FIFO left behind")
+
+	_, err = start(m, "taken", "", "sleep", "5")
+	require.NoError(t, err)
+	_, err = start(m, "taken", "", "true")
 	assert.ErrorIs(t, err, errdefs.ErrAlreadyExists)
 	_, err = m.Signal(context.Background(), "taken", syscall.SIGKILL)
 	require.NoError(t, err)
@@ -127,7 +143,7 @@ func TestLock(t *testing.T) {
 func TestWriteStdin(t *testing.T) {
 	m := newManager(t)
 	out := filepath.Join(t.TempDir(), "out")
-	job, err := m.StartProcess(context.Background(), "reader", out, "sh", []string{"-c", "read line; echo got $line; exit 5"}, nil, "", nil)
+	job, err := start(m, "reader", out, "sh", "-c", "read line; echo got $line; exit 5")
 	require.NoError(t, err)
 	require.NoError(t, m.WriteStdin(context.Background(), job.JID, []byte("hello\n")))
 	job = waitStatus(t, m, job.JID, store.JobHalted)

@@ -2,7 +2,9 @@ package process
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -45,13 +47,26 @@ var (
 	_ features.ManageCommand = (*ManageCmd)(nil)
 )
 
-// Run starts the process a RunRequest describes as a managed job.
+// Run starts the process a RunRequest describes as a managed job (a new JID when none is given),
+// with stdout and stderr appended to the job's log, in its own session.
 func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.Job, error) {
 	p := req.GetProcess()
 	if p.GetPath() == "" {
 		return store.Job{}, errs.Invalid("nothing to run: give the program's path")
 	}
-	return m.StartProcess(ctx, req.Jid, req.Log, p.Path, p.Args, p.Env, p.WorkingDir, nil)
+	jid, logPath, err := m.NewJob(ctx, req.Jid, req.Log)
+	if err != nil {
+		return store.Job{}, err
+	}
+	bin, err := exec.LookPath(p.Path)
+	if err != nil {
+		return store.Job{}, errs.NotFound("cannot run %s: %w", p.Path, errors.Unwrap(err))
+	}
+	cmd := exec.Command(bin, p.Args...)
+	cmd.Args[0] = p.Path
+	cmd.Dir = p.WorkingDir
+	cmd.Env = p.Env
+	return m.Start(ctx, jobs.Command{Type: Name, JID: jid, Log: logPath, Cmd: cmd})
 }
 
 // Manage adopts the running process a ManageRequest names.

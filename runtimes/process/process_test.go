@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +21,8 @@ import (
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/internal/testutil"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
 )
 
 // env is an environment whose daemon is this test.
@@ -171,3 +174,29 @@ func TestCheckDumpPIDSessionOutsideNamespace(t *testing.T) {
 
 // dumpErr is the error of a dump handler's results.
 func dumpErr(_ adapters.Dumped, err error) error { return err }
+
+func TestRun(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, filepath.Join(dir, "db"))
+	require.NoError(t, err)
+	m := jobs.New(st, filepath.Join(dir, "logs"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { m.Close(); st.Close() })
+
+	_, err = Run(ctx, m, &daemonv1.RunRequest{})
+	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
+	_, err = Run(ctx, m, &daemonv1.RunRequest{Process: &daemonv1.ProcessRun{Path: "/nonexistent/program"}})
+	assert.ErrorIs(t, err, errdefs.ErrNotFound)
+	assert.ErrorContains(t, err, "cannot run /nonexistent/program")
+
+	job, err := Run(ctx, m, &daemonv1.RunRequest{Jid: "j", Process: &daemonv1.ProcessRun{
+		Path: "sh", Args: []string{"-c", "echo $GREETING from $(pwd)"}, Env: []string{"GREETING=hello"}, WorkingDir: dir,
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, Name, job.Type)
+	assert.Equal(t, filepath.Join(dir, "logs", "j.log"), job.Log)
+	require.Eventually(t, func() bool {
+		data, _ := os.ReadFile(job.Log)
+		return string(data) == "hello from "+dir+"\n"
+	}, 10*time.Second, 10*time.Millisecond, "the program runs with its arguments, environment and directory")
+}
