@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -25,32 +26,61 @@ const fake = "chain-test"
 // seen records, in order, what the fake runtime's pieces saw.
 var seen []string
 
+// fakeCmd is the fake runtime's dump and restore subcommand.
+type fakeCmd struct{}
+
+func (fakeCmd) FillDump(*daemonv1.DumpRequest) error       { return nil }
+func (fakeCmd) FillRestore(*daemonv1.RestoreRequest) error { return nil }
+
+var (
+	_ features.DumpCommand    = (*fakeCmd)(nil)
+	_ features.RestoreCommand = (*fakeCmd)(nil)
+)
+
+// fakeCommand is the subcommand of the fake runtime, as features.Command describes it.
+func fakeCommand() features.Command {
+	return &struct {
+		Cmd fakeCmd `cmd:"" name:"chain-test"`
+	}{}
+}
+
 func init() {
-	features.DumpMiddleware.Register(fake, adapters.Middleware[adapters.DumpHandler]{
-		func(next adapters.DumpHandler) adapters.DumpHandler {
-			return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
-				seen = append(seen, "dump middleware, images in "+filepath.Base(filepath.Dir(st.ImageDir)))
-				return next(ctx, env, st, req, resp)
-			}
+	features.Register(features.Runtime{
+		Name:     fake,
+		BuildTag: features.BuildTag(fake),
+		Dump: features.Dump{
+			Command: fakeCommand(),
+			Middleware: adapters.Middleware[adapters.DumpHandler]{
+				func(next adapters.DumpHandler) adapters.DumpHandler {
+					return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+						seen = append(seen, "dump middleware, images in "+filepath.Base(filepath.Dir(st.ImageDir)))
+						return next(ctx, env, st, req, resp)
+					}
+				},
+			},
+			Handler: func(_ context.Context, _ *adapters.Env, st adapters.State, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+				seen = append(seen, "dump handler")
+				resp.Checkpoint.Pid = 42
+				return true, os.WriteFile(filepath.Join(st.ImageDir, "core-42.img"), []byte("core"), 0o600)
+			},
 		},
-	})
-	features.DumpHandler.Register(fake, func(_ context.Context, _ *adapters.Env, st adapters.State, _ *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
-		seen = append(seen, "dump handler")
-		resp.Checkpoint.Pid = 42
-		return true, os.WriteFile(filepath.Join(st.ImageDir, "core-42.img"), []byte("core"), 0o600)
-	})
-	features.RestoreMiddleware.Register(fake, adapters.Middleware[adapters.RestoreHandler]{
-		func(next adapters.RestoreHandler) adapters.RestoreHandler {
-			return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-				seen = append(seen, "restore middleware of checkpoint "+resp.GetCheckpoint().GetName())
-				return next(ctx, env, st, req, resp)
-			}
+		Restore: features.Restore{
+			Command: fakeCommand(),
+			Middleware: adapters.Middleware[adapters.RestoreHandler]{
+				func(next adapters.RestoreHandler) adapters.RestoreHandler {
+					return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+						seen = append(seen, "restore middleware of checkpoint "+resp.GetCheckpoint().GetName())
+						return next(ctx, env, st, req, resp)
+					}
+				},
+			},
+			Handler: func(_ context.Context, _ *adapters.Env, _ adapters.State, _ *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+				seen = append(seen, "restore handler")
+				resp.Pid = resp.GetCheckpoint().GetPid()
+				return nil
+			},
 		},
-	})
-	features.RestoreHandler.Register(fake, func(_ context.Context, _ *adapters.Env, _ adapters.State, _ *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-		seen = append(seen, "restore handler")
-		resp.Pid = resp.GetCheckpoint().GetPid()
-		return nil
+		Health: func(context.Context) (string, error) { return "a fake", nil },
 	})
 }
 
@@ -120,4 +150,11 @@ func TestChecksTouchNothing(t *testing.T) {
 	err = adapters.RestoreHandler(rend).With(chain.RestoreChecks()...)(context.Background(), &adapters.Env{}, state(),
 		&daemonv1.RestoreRequest{}, &daemonv1.RestoreResponse{})
 	assert.ErrorIs(t, err, errdefs.ErrInvalidArgument)
+}
+
+// TestDeclaredRuntimeIsListed: a runtime cedana does not know of, once declared, is listed after
+// the known ones, for the CLI's subcommands, the features table and the health report.
+func TestDeclaredRuntimeIsListed(t *testing.T) {
+	assert.Equal(t, append(slices.Clone(features.KnownRuntimes), fake), features.Runtimes())
+	assert.Equal(t, append(slices.Clone(features.KnownRuntimes), fake), features.List().KnownRuntimes)
 }

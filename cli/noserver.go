@@ -2,10 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"syscall"
 
 	"github.com/cedana/cedana/adapters"
@@ -15,34 +13,42 @@ import (
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
-// runInProcess runs a process workload as the CLI's own child, with the CLI's stdio, and returns
-// its exit code as the command's: `cedana run process --no-server`.
+// runInProcess runs a workload as the CLI's own child, with the CLI's stdio, and returns its exit
+// code as the command's: `cedana run <runtime> --no-server`, for a runtime that has that mode.
 func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest) error {
-	if req.Type != features.Process {
-		return fmt.Errorf("--no-server runs process workloads only, not %s", req.Type)
+	run, ok := features.NoServer.Lookup(req.Type)
+	if !ok {
+		return noServerMode(req.Type)
 	}
-	p := req.GetProcess()
-	cmd := exec.Command(p.Path, p.Args...)
-	cmd.Dir, cmd.Env = p.WorkingDir, p.Env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = env.Stdin, env.Stdout, env.Stderr
+	stdio := features.Stdio{Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr}
 	if req.Log != "" {
 		out, err := os.OpenFile(req.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
 			return fmt.Errorf("open --out: %w", err)
 		}
 		defer out.Close()
-		cmd.Stdout, cmd.Stderr = out, out
+		stdio.Stdout, stdio.Stderr = out, out
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("cannot run %s: %w", p.Path, errors.Unwrap(err))
+	proc, err := run(req, stdio)
+	if err != nil {
+		return err
 	}
-	return waitFor(ctx, cmd.Process)
+	return waitFor(ctx, proc)
+}
+
+// noServerMode is the error for --no-server with a runtime that has no such mode.
+func noServerMode(runtime string) error {
+	return fmt.Errorf("the %s runtime has no --no-server mode (its workloads are not children of this command): "+
+		"drop --no-server and go through the daemon", runtime)
 }
 
 // restoreInProcess runs the daemon's restore chain in this process, which becomes the restored
 // tree's parent, waits for the tree's root and returns its exit code as the command's:
-// `cedana restore process --no-server`.
+// `cedana restore <runtime> --no-server`, for a runtime that has that mode.
 func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daemonv1.RestoreRequest) error {
+	if _, ok := features.NoServer.Lookup(req.Type); !ok {
+		return noServerMode(req.Type)
+	}
 	log := config.Log{Level: "warn", Format: cfg.Log.Format}.Logger(env.Stderr)
 	resp := &daemonv1.RestoreResponse{}
 	if err := chain.Restore()(ctx, chain.NewEnv(ctx, cfg, log), adapters.State{Log: log}, req, resp); err != nil {

@@ -22,7 +22,7 @@ func restoreCommands() verbCommands { return verbCommands{features.RestoreCmd} }
 // for each known runtime this binary lacks, so that `cedana dump runc` says how to get it.
 func runtimeCommands(v verbCommands) kong.Plugins {
 	var plugins kong.Plugins
-	for _, name := range features.KnownRuntimes {
+	for _, name := range features.Runtimes() {
 		cmd, ok := v.feature.Lookup(name)
 		if !ok {
 			cmd = placeholder(name)

@@ -1,5 +1,6 @@
-// Package features is cedana's compile-time plugin registry: typed features that runtimes register
-// implementations into from init(), and that the CLI and the daemon look up by runtime name.
+// Package features is cedana's compile-time plugin registry: typed features, filled from the
+// declaration each runtime passes to Register from its init(), that the CLI and the daemon look up
+// by runtime name.
 package features
 
 import (
@@ -18,7 +19,8 @@ import (
 var ErrUnavailable = errs.Unimplemented("not available")
 
 // Feature is one capability (a CLI subcommand, a dump middleware, ...) with an implementation of
-// type T per runtime. Implementations are registered from init() and read at request time.
+// type T per runtime. Register fills it from runtimes' declarations in init(); it is read at
+// request time.
 type Feature[T any] struct {
 	name        string
 	description string
@@ -39,9 +41,9 @@ func (f *Feature[T]) Name() string { return f.name }
 // Description says what the feature is.
 func (f *Feature[T]) Description() string { return f.description }
 
-// Register adds runtime's implementation. It is meant for init() and panics on an empty runtime
-// name or a second registration for the same runtime: both are programming mistakes.
-func (f *Feature[T]) Register(runtime string, impl T) {
+// register adds runtime's implementation, for Register. It panics on an empty runtime name or a
+// second registration for the same runtime: both are programming mistakes.
+func (f *Feature[T]) register(runtime string, impl T) {
 	if runtime == "" {
 		panic(fmt.Sprintf("features: %s: register with an empty runtime name", f.name))
 	}

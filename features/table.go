@@ -2,7 +2,8 @@ package features
 
 import (
 	"context"
-	"slices"
+	"io"
+	"os"
 
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -30,9 +31,9 @@ type Command = any
 // Checker reports whether a runtime can be used on this machine now; the string says what it found.
 type Checker func(ctx context.Context) (detail string, err error)
 
-// The table of features. Runtimes register into these from init().
+// The table of features. Register fills it from each runtime's declaration.
 var (
-	// DumpCmd is each runtime's `cedana dump <runtime>` subcommand; it its command implements DumpCommand.
+	// DumpCmd is each runtime's `cedana dump <runtime>` subcommand; its command implements DumpCommand.
 	DumpCmd = New[Command]("dump-cmd", "`cedana dump <runtime>` subcommand")
 	// RestoreCmd is each runtime's `cedana restore <runtime>` subcommand; its command implements RestoreCommand.
 	RestoreCmd = New[Command]("restore-cmd", "`cedana restore <runtime>` subcommand")
@@ -58,6 +59,11 @@ var (
 
 	// HealthCheck says whether the runtime is usable now.
 	HealthCheck = New[Checker]("health-check", "whether the runtime can be used on this machine now")
+
+	// NoServer runs a runtime's workload as the CLI's own child: `--no-server`.
+	NoServer = New[InProcessRunner]("no-server", "`--no-server`: run or restore the workload as the CLI's child, without a daemon")
+	// JobDetails completes a job's recorded details for a dump of the job.
+	JobDetails = New[JobDetailsFunc]("job-details", "complete a job's recorded details with its current process (dump job)")
 )
 
 // Described is what the features table shows of any feature.
@@ -70,7 +76,8 @@ type Described interface {
 
 // Table lists every feature, in the order `cedana features` prints them.
 func Table() []Described {
-	return []Described{DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck}
+	return []Described{DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck,
+		NoServer, JobDetails}
 }
 
 // DumpCommand is implemented by the kong command a runtime registers in DumpCmd: it puts the
@@ -86,7 +93,7 @@ type RestoreCommand interface {
 
 // List describes the table for `cedana features` and the daemon's ListFeatures.
 func List() *daemonv1.ListFeaturesResponse {
-	resp := &daemonv1.ListFeaturesResponse{KnownRuntimes: slices.Clone(KnownRuntimes)}
+	resp := &daemonv1.ListFeaturesResponse{KnownRuntimes: Runtimes()}
 	for _, f := range Table() {
 		resp.Features = append(resp.Features, &daemonv1.FeatureProviders{
 			Name: f.Name(), Description: f.Description(), Runtimes: f.Names(),
@@ -110,3 +117,19 @@ type JobStarter func(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequ
 
 // JobAdopter adopts the workload a ManageRequest names through the job manager.
 type JobAdopter func(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error)
+
+// Stdio are the standard streams a process gets.
+type Stdio struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// InProcessRunner starts the workload a RunRequest describes as a child of the calling process,
+// with stdio, for `cedana run <runtime> --no-server`; the caller waits for it and exits with its
+// exit code.
+type InProcessRunner func(req *daemonv1.RunRequest, stdio Stdio) (*os.Process, error)
+
+// JobDetailsFunc completes details, a job's runtime details as recorded when the job started,
+// with what changes while the job runs: pid is the job's current process.
+type JobDetailsFunc func(details *daemonv1.Details, pid int)

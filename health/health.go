@@ -42,7 +42,7 @@ func Report(ctx context.Context, criuBinary string) *daemonv1.HealthCheckRespons
 			r.CriuCheck = "Looks good."
 		}
 	}
-	for _, name := range features.KnownRuntimes {
+	for _, name := range features.Runtimes() {
 		rt := &daemonv1.RuntimeHealth{Name: name, CompiledIn: features.HealthCheck.IsAvailable(name)}
 		if !rt.CompiledIn {
 			rt.Detail = features.Absence(name)

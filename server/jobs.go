@@ -267,14 +267,14 @@ func (s *service) recordCheckpoint(ctx context.Context, id, jid string, resp *da
 	return nil
 }
 
-// jobDetails is the job's runtime details with its current PID.
+// jobDetails is the job's runtime details, completed by its runtime with its current process.
 func jobDetails(job store.Job) *daemonv1.Details {
 	details := &daemonv1.Details{}
 	if len(job.Details) > 0 {
 		_ = protojson.Unmarshal(job.Details, details)
 	}
-	if job.Type == features.Process {
-		details.Process = &daemonv1.ProcessDetails{Pid: int32(job.PID)}
+	if complete, ok := features.JobDetails.Lookup(job.Type); ok {
+		complete(details, job.PID)
 	}
 	return details
 }

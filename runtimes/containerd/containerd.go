@@ -113,23 +113,35 @@ func withDefaults(d *daemonv1.ContainerdDetails) *daemonv1.ContainerdDetails {
 }
 
 func init() {
-	features.DumpCmd.Register(Name, &struct {
-		Containerd DumpCmd `cmd:"" help:"Checkpoint a containerd container's running task."`
-	}{})
-	features.RestoreCmd.Register(Name, &struct {
-		Containerd RestoreCmd `cmd:"" help:"Restore a checkpoint (--path) as a containerd container and task."`
-	}{})
-	features.RunCmd.Register(Name, &struct {
-		Containerd RunCmd `cmd:"" help:"Run an image as a containerd container, as a managed job."`
-	}{})
-	features.ManageCmd.Register(Name, &struct {
-		Containerd ManageCmd `cmd:"" help:"Adopt a containerd container's running task as a managed job."`
-	}{})
-	features.DumpMiddleware.Register(Name, DumpMiddleware)
-	features.DumpHandler.Register(Name, dumpHandler)
-	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
-	features.RestoreHandler.Register(Name, RestoreTask)
-	features.RunHandler.Register(Name, Run)
-	features.ManageHandler.Register(Name, Manage)
-	features.HealthCheck.Register(Name, Check)
+	features.Register(features.Runtime{
+		Name:     Name,
+		BuildTag: "runtimes.containerd",
+		Dump: features.Dump{
+			Command: &struct {
+				Containerd DumpCmd `cmd:"" help:"Checkpoint a containerd container's running task."`
+			}{},
+			Middleware: DumpMiddleware,
+			Handler:    dumpHandler,
+		},
+		Restore: features.Restore{
+			Command: &struct {
+				Containerd RestoreCmd `cmd:"" help:"Restore a checkpoint (--path) as a containerd container and task."`
+			}{},
+			Middleware: RestoreMiddleware,
+			Handler:    RestoreTask,
+		},
+		Health: Check,
+		Run: features.Run{
+			Command: &struct {
+				Containerd RunCmd `cmd:"" help:"Run an image as a containerd container, as a managed job."`
+			}{},
+			Handler: Run,
+		},
+		Manage: features.Manage{
+			Command: &struct {
+				Containerd ManageCmd `cmd:"" help:"Adopt a containerd container's running task as a managed job."`
+			}{},
+			Handler: Manage,
+		},
+	})
 }

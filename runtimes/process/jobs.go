@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 
@@ -69,6 +70,25 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	return m.Start(ctx, jobs.Command{Type: Name, JID: jid, Log: logPath, Cmd: cmd})
 }
 
+// RunInProcess starts the process a RunRequest describes as a child of this process, with stdio:
+// `cedana run process --no-server`.
+func RunInProcess(req *daemonv1.RunRequest, stdio features.Stdio) (*os.Process, error) {
+	p := req.GetProcess()
+	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Dir, cmd.Env = p.WorkingDir, p.Env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot run %s: %w", p.Path, errors.Unwrap(err))
+	}
+	return cmd.Process, nil
+}
+
+// JobDetails points a process job's details at its current PID: a dump of the job dumps the tree
+// rooted there.
+func JobDetails(details *daemonv1.Details, pid int) {
+	details.Process = &daemonv1.ProcessDetails{Pid: int32(pid)}
+}
+
 // Manage adopts the running process a ManageRequest names.
 func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
 	pid := req.GetDetails().GetProcess().GetPid()
@@ -80,15 +100,4 @@ func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (
 		return store.Job{}, err
 	}
 	return m.Adopt(ctx, Name, req.Jid, int(pid), details, "")
-}
-
-func init() {
-	features.RunCmd.Register(Name, &struct {
-		Process RunCmd `cmd:"" help:"Start a program as a managed job."`
-	}{})
-	features.ManageCmd.Register(Name, &struct {
-		Process ManageCmd `cmd:"" help:"Adopt a running process tree as a managed job."`
-	}{})
-	features.RunHandler.Register(Name, Run)
-	features.ManageHandler.Register(Name, Manage)
 }

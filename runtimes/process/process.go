@@ -132,15 +132,37 @@ func Check(context.Context) (string, error) {
 }
 
 func init() {
-	features.DumpCmd.Register(Name, &struct {
-		Process DumpCmd `cmd:"" help:"Checkpoint a process tree by the PID of its root."`
-	}{})
-	features.RestoreCmd.Register(Name, &struct {
-		Process RestoreCmd `cmd:"" help:"Restore a process tree from a checkpoint (--path)."`
-	}{})
-	features.DumpMiddleware.Register(Name, DumpMiddleware)
-	features.DumpHandler.Register(Name, withcriu.Dump)
-	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
-	features.RestoreHandler.Register(Name, withcriu.Restore)
-	features.HealthCheck.Register(Name, Check)
+	features.Register(features.Runtime{
+		Name:     Name,
+		BuildTag: "runtimes.process",
+		Dump: features.Dump{
+			Command: &struct {
+				Process DumpCmd `cmd:"" help:"Checkpoint a process tree by the PID of its root."`
+			}{},
+			Middleware: DumpMiddleware,
+			Handler:    withcriu.Dump,
+		},
+		Restore: features.Restore{
+			Command: &struct {
+				Process RestoreCmd `cmd:"" help:"Restore a process tree from a checkpoint (--path)."`
+			}{},
+			Middleware: RestoreMiddleware,
+			Handler:    withcriu.Restore,
+		},
+		Health: Check,
+		Run: features.Run{
+			Command: &struct {
+				Process RunCmd `cmd:"" help:"Start a program as a managed job."`
+			}{},
+			Handler: Run,
+		},
+		Manage: features.Manage{
+			Command: &struct {
+				Process ManageCmd `cmd:"" help:"Adopt a running process tree as a managed job."`
+			}{},
+			Handler: Manage,
+		},
+		NoServer:   RunInProcess,
+		JobDetails: JobDetails,
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/internal/testutil"
 	"github.com/cedana/cedana/jobs"
@@ -199,4 +200,29 @@ func TestRun(t *testing.T) {
 		data, _ := os.ReadFile(job.Log)
 		return string(data) == "hello from "+dir+"\n"
 	}, 10*time.Second, 10*time.Millisecond, "the program runs with its arguments, environment and directory")
+}
+
+func TestRunInProcess(t *testing.T) {
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "out"))
+	require.NoError(t, err)
+	defer out.Close()
+	req := &daemonv1.RunRequest{Process: &daemonv1.ProcessRun{Path: "sh", Args: []string{"-c", "echo $GREETING from $(pwd); exit 3"}, Env: []string{"GREETING=hi"}, WorkingDir: dir}}
+	proc, err := RunInProcess(req, features.Stdio{Stdout: out, Stderr: out})
+	require.NoError(t, err)
+	state, err := proc.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, 3, state.ExitCode())
+	data, err := os.ReadFile(out.Name())
+	require.NoError(t, err)
+	assert.Equal(t, "hi from "+dir+"\n", string(data))
+
+	_, err = RunInProcess(&daemonv1.RunRequest{Process: &daemonv1.ProcessRun{Path: "/nonexistent/program"}}, features.Stdio{})
+	assert.ErrorContains(t, err, "cannot run /nonexistent/program")
+}
+
+func TestJobDetails(t *testing.T) {
+	details := &daemonv1.Details{}
+	JobDetails(details, 4242)
+	assert.Equal(t, int32(4242), details.GetProcess().GetPid(), "a job's dump dumps its current process")
 }

@@ -95,23 +95,35 @@ var (
 )
 
 func init() {
-	features.DumpCmd.Register(Name, &struct {
-		Runc DumpCmd `cmd:"" help:"Checkpoint a running runc container by its ID."`
-	}{})
-	features.RestoreCmd.Register(Name, &struct {
-		Runc RestoreCmd `cmd:"" help:"Restore a runc container from a checkpoint (--path); runc then runs it."`
-	}{})
-	features.RunCmd.Register(Name, &struct {
-		Runc RunCmd `cmd:"" help:"Start a runc container from a bundle as a managed job."`
-	}{})
-	features.ManageCmd.Register(Name, &struct {
-		Runc ManageCmd `cmd:"" help:"Adopt a running runc container as a managed job."`
-	}{})
-	features.DumpMiddleware.Register(Name, DumpMiddleware)
-	features.DumpHandler.Register(Name, withcriu.Dump)
-	features.RestoreMiddleware.Register(Name, RestoreMiddleware)
-	features.RestoreHandler.Register(Name, RestoreWithRunc)
-	features.RunHandler.Register(Name, Run)
-	features.ManageHandler.Register(Name, Manage)
-	features.HealthCheck.Register(Name, Check)
+	features.Register(features.Runtime{
+		Name:     Name,
+		BuildTag: "runtimes.runc",
+		Dump: features.Dump{
+			Command: &struct {
+				Runc DumpCmd `cmd:"" help:"Checkpoint a running runc container by its ID."`
+			}{},
+			Middleware: DumpMiddleware,
+			Handler:    withcriu.Dump,
+		},
+		Restore: features.Restore{
+			Command: &struct {
+				Runc RestoreCmd `cmd:"" help:"Restore a runc container from a checkpoint (--path); runc then runs it."`
+			}{},
+			Middleware: RestoreMiddleware,
+			Handler:    RestoreWithRunc,
+		},
+		Health: Check,
+		Run: features.Run{
+			Command: &struct {
+				Runc RunCmd `cmd:"" help:"Start a runc container from a bundle as a managed job."`
+			}{},
+			Handler: Run,
+		},
+		Manage: features.Manage{
+			Command: &struct {
+				Runc ManageCmd `cmd:"" help:"Adopt a running runc container as a managed job."`
+			}{},
+			Handler: Manage,
+		},
+	})
 }

@@ -1,0 +1,146 @@
+package features_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/features"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/store"
+	"github.com/cedana/cedana/withcriu"
+)
+
+// leaf implements every verb's command interface.
+type leaf struct{}
+
+func (leaf) FillDump(*daemonv1.DumpRequest) error       { return nil }
+func (leaf) FillRestore(*daemonv1.RestoreRequest) error { return nil }
+func (leaf) FillRun(*daemonv1.RunRequest) error         { return nil }
+func (leaf) FillManage(*daemonv1.ManageRequest) error   { return nil }
+
+var (
+	_ features.DumpCommand    = (*leaf)(nil)
+	_ features.RestoreCommand = (*leaf)(nil)
+	_ features.RunCommand     = (*leaf)(nil)
+	_ features.ManageCommand  = (*leaf)(nil)
+)
+
+func command() features.Command {
+	return &struct {
+		Test leaf `cmd:""`
+	}{}
+}
+
+// complete declares runtime "test" with every capability.
+func complete() features.Runtime {
+	return features.Runtime{
+		Name:     "test",
+		BuildTag: "runtimes.test",
+		Dump: features.Dump{
+			Command:    command(),
+			Middleware: adapters.Middleware[adapters.DumpHandler]{adapters.TimeDump},
+			Handler:    withcriu.Dump,
+		},
+		Restore: features.Restore{
+			Command:    command(),
+			Middleware: adapters.Middleware[adapters.RestoreHandler]{adapters.TimeRestore},
+			Handler:    withcriu.Restore,
+		},
+		Health: func(context.Context) (string, error) { return "fine", nil },
+		Run: features.Run{Command: command(), Handler: func(context.Context, *jobs.Manager, *daemonv1.RunRequest) (store.Job, error) {
+			return store.Job{}, nil
+		}},
+		Manage: features.Manage{Command: command(), Handler: func(context.Context, *jobs.Manager, *daemonv1.ManageRequest) (store.Job, error) {
+			return store.Job{}, nil
+		}},
+		NoServer:   func(*daemonv1.RunRequest, features.Stdio) (*os.Process, error) { return nil, nil },
+		JobDetails: func(*daemonv1.Details, int) {},
+	}
+}
+
+func TestRegisterComplete(t *testing.T) {
+	table := features.NewTestTables()
+	table.Register(complete())
+	assert.Equal(t, []string{"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
+		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details"},
+		table.Provides("test"))
+}
+
+func TestRegisterMinimal(t *testing.T) {
+	rt := features.Runtime{
+		Name:     "test",
+		BuildTag: "runtimes.test",
+		Dump:     features.Dump{Command: command(), Handler: withcriu.Dump},
+		Restore:  features.Restore{Command: command(), Handler: withcriu.Restore},
+		Health:   func(context.Context) (string, error) { return "", nil },
+	}
+	table := features.NewTestTables()
+	table.Register(rt)
+	assert.Equal(t, []string{"dump-cmd", "restore-cmd", "dump-handler", "restore-handler", "health-check"}, table.Provides("test"))
+}
+
+func TestRegisterPanicsOnBadDeclaration(t *testing.T) {
+	notAStruct := "dump"
+	tests := []struct {
+		name   string
+		change func(rt *features.Runtime)
+		msg    string
+	}{
+		{"no name", func(rt *features.Runtime) { rt.Name = "" }, "no name"},
+		{"no build tag", func(rt *features.Runtime) { rt.BuildTag = "" }, `want "runtimes.test"`},
+		{"wrong build tag", func(rt *features.Runtime) { rt.BuildTag = "runtimes.other" }, `build tag "runtimes.other"`},
+		{"no dump command", func(rt *features.Runtime) { rt.Dump.Command = nil }, "dump subcommand: missing"},
+		{"no dump handler", func(rt *features.Runtime) { rt.Dump.Handler = nil }, "no dump handler"},
+		{"no restore command", func(rt *features.Runtime) { rt.Restore.Command = nil }, "restore subcommand: missing"},
+		{"no restore handler", func(rt *features.Runtime) { rt.Restore.Handler = nil }, "no restore handler"},
+		{"no health check", func(rt *features.Runtime) { rt.Health = nil }, "no health check"},
+		{"run command without handler", func(rt *features.Runtime) { rt.Run.Handler = nil }, "run needs both"},
+		{"run handler without command", func(rt *features.Runtime) { rt.Run.Command = nil }, "run needs both"},
+		{"manage command without handler", func(rt *features.Runtime) { rt.Manage.Handler = nil }, "manage needs both"},
+		{"manage handler without command", func(rt *features.Runtime) { rt.Manage.Command = nil }, "manage needs both"},
+		{"no-server without run", func(rt *features.Runtime) { rt.Run = features.Run{} }, "--no-server mode needs run"},
+		{"command not a struct pointer", func(rt *features.Runtime) { rt.Dump.Command = &notAStruct }, "not a pointer to a struct"},
+		{"command that fills nothing", func(rt *features.Runtime) {
+			rt.Manage.Command = &struct {
+				Test struct{} `cmd:""`
+			}{}
+		}, "does not implement features.ManageCommand"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := complete()
+			tt.change(&rt)
+			table := features.NewTestTables()
+			msg := recoverPanic(t, func() { table.Register(rt) })
+			assert.Contains(t, msg, tt.msg)
+			assert.Contains(t, msg, fmt.Sprintf("runtime %q", rt.Name), "the panic names the runtime")
+			assert.Empty(t, table.Provides(rt.Name), "nothing of a bad declaration is registered")
+		})
+	}
+}
+
+func TestRegisterPanicsOnDuplicate(t *testing.T) {
+	table := features.NewTestTables()
+	table.Register(complete())
+	msg := recoverPanic(t, func() { table.Register(complete()) })
+	assert.Contains(t, msg, `runtime "test": declared twice`)
+}
+
+// recoverPanic runs f, which must panic, and returns the panic's message.
+func recoverPanic(t *testing.T, f func()) (msg string) {
+	t.Helper()
+	defer func() {
+		r := recover()
+		require.NotNil(t, r, "Register must panic")
+		msg = fmt.Sprint(r)
+	}()
+	f()
+	return ""
+}
