@@ -3,11 +3,16 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/cedana/cedana/cli"
+	"github.com/cedana/cedana/features"
 	_ "github.com/cedana/cedana/runtimes/all"
 )
 
@@ -69,4 +74,29 @@ func TestBadConfig(t *testing.T) {
 	code, _, stderr := run(t, map[string]string{"CEDANA_CONFIG_DIR": t.TempDir(), "CEDANA_PROTOCOL": "udp"}, "features")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `protocol "udp"`)
+}
+
+// TestHelperCommandLine: the command line a runtime's helper is started with (here runc's
+// log-copy) runs that helper, with the command's standard input.
+func TestHelperCommandLine(t *testing.T) {
+	h, ok := features.LookupHelper("log-copy")
+	require.True(t, ok, "runc declares its log-copy helper")
+	log := filepath.Join(t.TempDir(), "job.log")
+	cmd, err := h.Command(log)
+	require.NoError(t, err)
+	require.Equal(t, []string{features.HelperVerb, "log-copy", log}, cmd.Args[1:])
+
+	var stdout, stderr bytes.Buffer
+	code := cli.Main(context.Background(), cmd.Args[1:], cli.Env{
+		Stdin: strings.NewReader("container output\n"), Stdout: &stdout, Stderr: &stderr,
+		Getenv: func(k string) string { return map[string]string{"CEDANA_CONFIG_DIR": t.TempDir()}[k] },
+	})
+	require.Equal(t, 0, code, stderr.String())
+	data, err := os.ReadFile(log)
+	require.NoError(t, err)
+	assert.Equal(t, "container output\n", string(data))
+
+	code, _, stderr2 := run(t, map[string]string{"CEDANA_CONFIG_DIR": t.TempDir()}, features.HelperVerb, "no-such-helper")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr2, `no helper "no-such-helper"`)
 }

@@ -1,37 +1,24 @@
 package cli
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"io"
-	"os"
-	"syscall"
+
+	"github.com/cedana/cedana/features"
 )
 
-// InternalCmd holds commands cedana runs itself; they are hidden from help.
+// InternalCmd is `cedana internal <helper> [args...]`: the helpers runtimes declare and start as
+// processes of their own (features.Helper). It is hidden from help.
 type InternalCmd struct {
-	LogCopy LogCopyCmd `cmd:"" name:"log-copy" help:"Append standard input to a file until end of input."`
+	Helper string   `arg:"" help:"Helper to run."`
+	Args   []string `arg:"" optional:"" passthrough:"" help:"Its arguments."`
 }
 
-// LogCopyCmd is `cedana internal log-copy <file>`: the daemon starts it, in its own session, as
-// the reader of a container's output pipe, so that the container's output reaches its job's log
-// even while no daemon runs.
-type LogCopyCmd struct {
-	Path string `arg:"" help:"File to append to."`
-}
-
-// Run copies stdin to the file.
-func (c *LogCopyCmd) Run(env Env) error {
-	f, err := os.OpenFile(c.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open the log: %w", err)
+// Run runs the helper with the command's stdio.
+func (c *InternalCmd) Run(ctx context.Context, env Env) error {
+	h, ok := features.LookupHelper(c.Helper)
+	if !ok {
+		return fmt.Errorf("no helper %q in this cedana binary", c.Helper)
 	}
-	_, err = io.Copy(f, os.Stdin)
-	if errors.Is(err, syscall.EIO) {
-		err = nil // a terminal's master reads EIO once the container has closed its side
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return h.Main(ctx, c.Args, features.Stdio{Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr})
 }

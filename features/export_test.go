@@ -23,6 +23,7 @@ func NewTestTables() *TestTables {
 		health:            New[Checker]("health-check", ""),
 		noServer:          New[InProcessRunner]("no-server", ""),
 		jobDetails:        New[JobDetailsFunc]("job-details", ""),
+		helpers:           New[Helper]("helpers", ""),
 	}}
 }
 
@@ -40,3 +41,6 @@ func (tt *TestTables) Provides(runtime string) []string {
 	}
 	return names
 }
+
+// Helper returns the table's helper called name.
+func (tt *TestTables) Helper(name string) (Helper, bool) { return tt.t.helpers.Lookup(name) }

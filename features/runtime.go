@@ -40,6 +40,8 @@ type Runtime struct {
 	NoServer InProcessRunner
 	// JobDetails completes a job's recorded details with what changes while it runs (optional).
 	JobDetails JobDetailsFunc
+	// Helpers are the programs the runtime starts as processes of the cedana binary (optional).
+	Helpers []Helper
 }
 
 // Dump is a runtime's dump: its subcommand, middleware and handler.
@@ -78,7 +80,8 @@ type Manage struct {
 	Handler JobAdopter
 }
 
-// Register declares a runtime: it checks the declaration and fills the feature table from it. It is meant for the runtime package's init(), once per runtime, and panics,
+// Register declares a runtime: it checks the declaration and fills the feature table and the
+// helpers from it. It is meant for the runtime package's init(), once per runtime, and panics,
 // naming the runtime, on a declaration that lacks a mandatory capability, is inconsistent, or
 // names a runtime declared before: these are programming mistakes.
 func Register(rt Runtime) {
@@ -109,6 +112,7 @@ type tables struct {
 	health                                 *Feature[Checker]
 	noServer                               *Feature[InProcessRunner]
 	jobDetails                             *Feature[JobDetailsFunc]
+	helpers                                *Feature[Helper]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -117,7 +121,7 @@ var registry = tables{
 	dumpMiddleware: DumpMiddleware, dumpHandler: DumpHandler,
 	restoreMiddleware: RestoreMiddleware, restoreHandler: RestoreHandler,
 	runHandler: RunHandler, manageHandler: ManageHandler,
-	health: HealthCheck, noServer: NoServer, jobDetails: JobDetails,
+	health: HealthCheck, noServer: NoServer, jobDetails: JobDetails, helpers: helpers,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -137,6 +141,9 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.manageHandler, rt.Name, rt.Manage.Handler, rt.Manage.Handler != nil)
 	registerIf(t.noServer, rt.Name, rt.NoServer, rt.NoServer != nil)
 	registerIf(t.jobDetails, rt.Name, rt.JobDetails, rt.JobDetails != nil)
+	for _, h := range rt.Helpers {
+		t.helpers.register(h.Name, h)
+	}
 }
 
 func registerIf[T any](f *Feature[T], runtime string, impl T, provided bool) {
@@ -184,6 +191,14 @@ func (t *tables) check(rt Runtime) error {
 		}
 		if err := checkCommand(c.cmd, c.iface); err != nil {
 			return fmt.Errorf("%s subcommand: %w", c.verb, err)
+		}
+	}
+	for _, h := range rt.Helpers {
+		if h.Name == "" || h.Main == nil {
+			return fmt.Errorf("a helper without a name or a Main")
+		}
+		if _, dup := t.helpers.Lookup(h.Name); dup {
+			return fmt.Errorf("helper %q declared twice", h.Name)
 		}
 	}
 	return nil

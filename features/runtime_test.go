@@ -62,6 +62,9 @@ func complete() features.Runtime {
 		}},
 		NoServer:   func(*daemonv1.RunRequest, features.Stdio) (*os.Process, error) { return nil, nil },
 		JobDetails: func(*daemonv1.Details, int) {},
+		Helpers: []features.Helper{{Name: "test-helper", Main: func(context.Context, []string, features.Stdio) error {
+			return nil
+		}}},
 	}
 }
 
@@ -71,6 +74,8 @@ func TestRegisterComplete(t *testing.T) {
 	assert.Equal(t, []string{"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
 		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details"},
 		table.Provides("test"))
+	_, ok := table.Helper("test-helper")
+	assert.True(t, ok, "the runtime's helper is declared")
 }
 
 func TestRegisterMinimal(t *testing.T) {
@@ -112,6 +117,7 @@ func TestRegisterPanicsOnBadDeclaration(t *testing.T) {
 				Test struct{} `cmd:""`
 			}{}
 		}, "does not implement features.ManageCommand"},
+		{"helper without a name", func(rt *features.Runtime) { rt.Helpers[0].Name = "" }, "helper without a name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,6 +137,13 @@ func TestRegisterPanicsOnDuplicate(t *testing.T) {
 	table.Register(complete())
 	msg := recoverPanic(t, func() { table.Register(complete()) })
 	assert.Contains(t, msg, `runtime "test": declared twice`)
+
+	// Another runtime with a helper of the same name.
+	other := complete()
+	other.Name, other.BuildTag = "other", "runtimes.other"
+	msg = recoverPanic(t, func() { table.Register(other) })
+	assert.Contains(t, msg, `runtime "other": helper "test-helper" declared twice`)
+	assert.Empty(t, table.Provides("other"))
 }
 
 // recoverPanic runs f, which must panic, and returns the panic's message.
@@ -143,4 +156,11 @@ func recoverPanic(t *testing.T, f func()) (msg string) {
 	}()
 	f()
 	return ""
+}
+
+func TestHelperCommandNeedsDeclaration(t *testing.T) {
+	_, err := features.Helper{Name: "undeclared"}.Command("x")
+	assert.ErrorContains(t, err, `helper "undeclared" is not declared`)
+	_, ok := features.LookupHelper("undeclared")
+	assert.False(t, ok)
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -183,18 +182,17 @@ func logPipe(path string) (*os.File, error) {
 	return w, nil
 }
 
-// startLogCopy starts `cedana internal log-copy`, in its own session, reading from in and
-// appending to the file at path, so that what a container writes reaches its log while the
-// daemon restarts. The caller may close its copy of in.
+// startLogCopy starts the log-copy helper, in its own session, reading from in and appending to
+// the file at path, so that what a container writes reaches its log while the daemon restarts.
+// The caller may close its copy of in.
 func startLogCopy(in *os.File, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return errs.Precondition("cannot create the log directory: %w", err)
 	}
-	self, err := os.Executable()
+	cmd, err := logCopy.Command(path)
 	if err != nil {
-		return fmt.Errorf("find the cedana binary: %w", err)
+		return err
 	}
-	cmd := exec.Command(self, "internal", "log-copy", path)
 	cmd.Stdin = in
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -125,5 +125,6 @@ func init() {
 			}{},
 			Handler: Manage,
 		},
+		Helpers: []features.Helper{logCopy},
 	})
 }

@@ -1,13 +1,17 @@
 package runc
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/features"
 )
 
 func TestReadBundle(t *testing.T) {
@@ -46,4 +50,16 @@ func TestReadBundle(t *testing.T) {
 			assert.ErrorContains(t, err, tt.msg)
 		})
 	}
+}
+
+func TestCopyLog(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "job.log")
+	require.NoError(t, os.WriteFile(log, []byte("before\n"), 0o644))
+	require.NoError(t, copyLog(context.Background(), []string{log}, features.Stdio{Stdin: strings.NewReader("after\n")}))
+	data, err := os.ReadFile(log)
+	require.NoError(t, err)
+	assert.Equal(t, "before\nafter\n", string(data), "the output is appended")
+
+	assert.ErrorContains(t, copyLog(context.Background(), nil, features.Stdio{Stdin: strings.NewReader("")}), "one argument")
+	assert.ErrorContains(t, copyLog(context.Background(), []string{log}, features.Stdio{}), "no standard input")
 }
