@@ -62,7 +62,7 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 func ValidateDumpRequest(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		if req.Type == "" {
-			return false, errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
+			return false, errs.Invalid("the request names no runtime: set type to a runtime's name (see `cedana features`)")
 		}
 		if req.Dir == "" {
 			return false, errs.Invalid("no checkpoint directory: pass --dir or set checkpoint.dir in the config")

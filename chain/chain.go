@@ -5,6 +5,7 @@ package chain
 
 import (
 	"context"
+	"strings"
 
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/errs"
@@ -53,9 +54,18 @@ func commonRestore() adapters.Middleware[adapters.RestoreHandler] {
 // adapters. A runtime this binary lacks is an error wrapping features.ErrUnavailable.
 func Dump(runtime string) (adapters.DumpHandler, error) {
 	if runtime == "" {
-		return nil, errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
+		return nil, NoRuntime()
 	}
 	return build(runtime, commonDump(), features.DumpMiddleware, features.DumpHandler)
+}
+
+// NoRuntime refuses a request that names no runtime, listing the runtimes this binary has.
+func NoRuntime() error {
+	names := features.Declared()
+	if len(names) == 0 {
+		return errs.Invalid("the request names no runtime: set type (this binary has no runtime; see `cedana features`)")
+	}
+	return errs.Invalid("the request names no runtime: set type to one of %s", strings.Join(names, ", "))
 }
 
 // Restore is the restore chain: the common adapters, then the runtime named by the request or,

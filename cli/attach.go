@@ -26,7 +26,7 @@ func (c *AttachCmd) Run(ctx context.Context, env Env, client daemonv1connect.Dae
 			return attach(ctx, env, client, job.Jid, false)
 		}
 	}
-	return fmt.Errorf("no running managed job has PID %d (see `cedana ps`; adopt a process with `cedana manage process %d`)", c.PID, c.PID)
+	return fmt.Errorf("no running managed job has PID %d (see `cedana ps`; `cedana manage --help` tells how to adopt a running workload)", c.PID)
 }
 
 // JobAttachCmd is `cedana job attach <jid>`.

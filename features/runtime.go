@@ -88,11 +88,16 @@ func Register(rt Runtime) {
 	registry.register(rt)
 }
 
+// Declared lists the runtimes this binary has (those declared with Register), sorted.
+func Declared() []string {
+	return registry.dumpHandler.Names()
+}
+
 // Runtimes lists the runtimes this binary knows of: KnownRuntimes, in their order, whether it has
 // them or not, then any other runtime declared with Register.
 func Runtimes() []string {
 	names := slices.Clone(KnownRuntimes)
-	for _, name := range registry.dumpHandler.Names() {
+	for _, name := range Declared() {
 		if !slices.Contains(names, name) {
 			names = append(names, name)
 		}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/cedana/cedana/chain"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/jobs"
@@ -99,7 +100,7 @@ func firstError(errs ...error) error {
 
 func requireType(typ string) error {
 	if typ == "" {
-		return errs.Invalid("the request names no runtime: set type (e.g. \"process\")")
+		return chain.NoRuntime()
 	}
 	return nil
 }
