@@ -37,19 +37,12 @@ var (
 	_ features.RestoreCommand = (*fakeCmd)(nil)
 )
 
-// fakeCommand is the subcommand of the fake runtime, as features.Command describes it.
-func fakeCommand() features.Command {
-	return &struct {
-		Cmd fakeCmd `cmd:"" name:"chain-test"`
-	}{}
-}
-
 func init() {
 	features.Register(features.Runtime{
 		Name:     fake,
 		BuildTag: features.BuildTag(fake),
 		Dump: features.Dump{
-			Command: fakeCommand(),
+			Command: features.Subcommand(fake, "", &fakeCmd{}),
 			Middleware: adapters.Middleware[adapters.DumpHandler]{
 				func(next adapters.DumpHandler) adapters.DumpHandler {
 					return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
@@ -65,7 +58,7 @@ func init() {
 			},
 		},
 		Restore: features.Restore{
-			Command: fakeCommand(),
+			Command: features.Subcommand(fake, "", &fakeCmd{}),
 			Middleware: adapters.Middleware[adapters.RestoreHandler]{
 				func(next adapters.RestoreHandler) adapters.RestoreHandler {
 					return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {

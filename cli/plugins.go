@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"reflect"
-	"strings"
-
 	"github.com/alecthomas/kong"
 
 	"github.com/cedana/cedana/features"
@@ -40,6 +37,13 @@ type missingRuntimeCmd struct {
 	runtime string
 }
 
+var (
+	_ features.DumpCommand    = (*missingRuntimeCmd)(nil)
+	_ features.RestoreCommand = (*missingRuntimeCmd)(nil)
+	_ features.RunCommand     = (*missingRuntimeCmd)(nil)
+	_ features.ManageCommand  = (*missingRuntimeCmd)(nil)
+)
+
 func (c *missingRuntimeCmd) err() error {
 	return &features.NotCompiledInError{Runtime: c.runtime, Feature: "cli"}
 }
@@ -50,16 +54,9 @@ func (c *missingRuntimeCmd) FillDump(*daemonv1.DumpRequest) error { return c.err
 // FillRestore implements features.RestoreCommand by failing.
 func (c *missingRuntimeCmd) FillRestore(*daemonv1.RestoreRequest) error { return c.err() }
 
-// placeholder builds &struct{ <Name> missingRuntimeCmd `cmd:"" name:"<name>"` }.
+// placeholder is the subcommand that stands for runtime, which this binary lacks.
 func placeholder(runtime string) any {
-	field := reflect.StructField{
-		Name: "Missing" + strings.ToUpper(runtime[:1]) + runtime[1:],
-		Type: reflect.TypeOf(missingRuntimeCmd{}),
-		Tag:  reflect.StructTag(`cmd:"" name:"` + runtime + `" help:"(` + features.Absence(runtime) + `)"`),
-	}
-	v := reflect.New(reflect.StructOf([]reflect.StructField{field}))
-	v.Elem().Field(0).Addr().Interface().(*missingRuntimeCmd).runtime = runtime
-	return v.Interface()
+	return features.Subcommand(runtime, "("+features.Absence(runtime)+")", &missingRuntimeCmd{runtime: runtime})
 }
 
 // FillRun implements features.RunCommand by failing.

@@ -1,11 +1,13 @@
 package features_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"testing"
 
+	"github.com/alecthomas/kong"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -163,4 +165,32 @@ func TestHelperCommandNeedsDeclaration(t *testing.T) {
 	assert.ErrorContains(t, err, `helper "undeclared" is not declared`)
 	_, ok := features.LookupHelper("undeclared")
 	assert.False(t, ok)
+}
+
+// greet is a kong command with an argument and a field set before parsing.
+type greet struct {
+	Name string `arg:""`
+
+	greeting string
+}
+
+func TestSubcommand(t *testing.T) {
+	help := "Say \"hi\" to `someone`."
+	cmd := features.Subcommand("greet", help, &greet{greeting: "hello"})
+	var cli struct{ kong.Plugins }
+	cli.Plugins = kong.Plugins{cmd}
+	var out bytes.Buffer
+	parser, err := kong.New(&cli, kong.Writers(&out, &out), kong.Exit(func(int) {}))
+	require.NoError(t, err)
+	kctx, err := parser.Parse([]string{"greet", "world"})
+	require.NoError(t, err)
+	assert.Equal(t, "greet <name>", kctx.Command())
+	leaf, ok := kctx.Selected().Target.Addr().Interface().(*greet)
+	require.True(t, ok, "the leaf is the runtime's own type")
+	assert.Equal(t, greet{Name: "world", greeting: "hello"}, *leaf, "parsed into a copy of the given value")
+
+	_, _ = parser.Parse([]string{"--help"})
+	assert.Contains(t, out.String(), help, "the help text survives quoting")
+
+	assert.Panics(t, func() { features.Subcommand("x", "", greet{}) }, "the leaf must be a pointer to a struct")
 }

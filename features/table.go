@@ -2,8 +2,11 @@ package features
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"strconv"
 
 	"github.com/cedana/cedana/adapters"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -21,12 +24,29 @@ const (
 // KnownRuntimes lists every runtime cedana has, in the order help text shows them.
 var KnownRuntimes = []string{Process, Runc, Containerd}
 
-// Command is a pointer to a struct that holds one kong subcommand as a field, e.g.
+// Command is a pointer to a struct that holds one kong subcommand as its one field, e.g.
 //
 //	&struct{ Process ProcessDump `cmd:"" help:"..."` }{}
 //
-// The CLI embeds it into its verb's command with kong.Plugins.
+// as Subcommand builds it. The CLI embeds it into its verb's command with kong.Plugins.
 type Command = any
+
+// Subcommand is the Command that holds leaf, a pointer to a kong command struct, as the subcommand
+// name with help text help.
+func Subcommand(name, help string, leaf any) Command {
+	lv := reflect.ValueOf(leaf)
+	if lv.Kind() != reflect.Pointer || lv.Elem().Kind() != reflect.Struct {
+		panic(fmt.Sprintf("features: subcommand %s: %T is not a pointer to a struct", name, leaf))
+	}
+	field := reflect.StructField{
+		Name: "Cmd",
+		Type: lv.Elem().Type(),
+		Tag:  reflect.StructTag(`cmd:"" name:` + strconv.Quote(name) + ` help:` + strconv.Quote(help)),
+	}
+	v := reflect.New(reflect.StructOf([]reflect.StructField{field}))
+	v.Elem().Field(0).Set(lv.Elem())
+	return v.Interface()
+}
 
 // Checker reports whether a runtime can be used on this machine now; the string says what it found.
 type Checker func(ctx context.Context) (detail string, err error)

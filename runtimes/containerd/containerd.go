@@ -117,30 +117,22 @@ func init() {
 		Name:     Name,
 		BuildTag: "runtimes.containerd",
 		Dump: features.Dump{
-			Command: &struct {
-				Containerd DumpCmd `cmd:"" help:"Checkpoint a containerd container's running task."`
-			}{},
+			Command:    features.Subcommand(Name, "Checkpoint a containerd container's running task.", &DumpCmd{}),
 			Middleware: DumpMiddleware,
 			Handler:    dumpHandler,
 		},
 		Restore: features.Restore{
-			Command: &struct {
-				Containerd RestoreCmd `cmd:"" help:"Restore a checkpoint (--path) as a containerd container and task."`
-			}{},
+			Command:    features.Subcommand(Name, "Restore a checkpoint (--path) as a containerd container and task.", &RestoreCmd{}),
 			Middleware: RestoreMiddleware,
 			Handler:    RestoreTask,
 		},
 		Health: Check,
 		Run: features.Run{
-			Command: &struct {
-				Containerd RunCmd `cmd:"" help:"Run an image as a containerd container, as a managed job."`
-			}{},
+			Command: features.Subcommand(Name, "Run an image as a containerd container, as a managed job.", &RunCmd{}),
 			Handler: Run,
 		},
 		Manage: features.Manage{
-			Command: &struct {
-				Containerd ManageCmd `cmd:"" help:"Adopt a containerd container's running task as a managed job."`
-			}{},
+			Command: features.Subcommand(Name, "Adopt a containerd container's running task as a managed job.", &ManageCmd{}),
 			Handler: Manage,
 		},
 	})

@@ -136,30 +136,22 @@ func init() {
 		Name:     Name,
 		BuildTag: "runtimes.process",
 		Dump: features.Dump{
-			Command: &struct {
-				Process DumpCmd `cmd:"" help:"Checkpoint a process tree by the PID of its root."`
-			}{},
+			Command:    features.Subcommand(Name, "Checkpoint a process tree by the PID of its root.", &DumpCmd{}),
 			Middleware: DumpMiddleware,
 			Handler:    withcriu.Dump,
 		},
 		Restore: features.Restore{
-			Command: &struct {
-				Process RestoreCmd `cmd:"" help:"Restore a process tree from a checkpoint (--path)."`
-			}{},
+			Command:    features.Subcommand(Name, "Restore a process tree from a checkpoint (--path).", &RestoreCmd{}),
 			Middleware: RestoreMiddleware,
 			Handler:    withcriu.Restore,
 		},
 		Health: Check,
 		Run: features.Run{
-			Command: &struct {
-				Process RunCmd `cmd:"" help:"Start a program as a managed job."`
-			}{},
+			Command: features.Subcommand(Name, "Start a program as a managed job.", &RunCmd{}),
 			Handler: Run,
 		},
 		Manage: features.Manage{
-			Command: &struct {
-				Process ManageCmd `cmd:"" help:"Adopt a running process tree as a managed job."`
-			}{},
+			Command: features.Subcommand(Name, "Adopt a running process tree as a managed job.", &ManageCmd{}),
 			Handler: Manage,
 		},
 		NoServer:   RunInProcess,

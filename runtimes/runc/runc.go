@@ -99,30 +99,22 @@ func init() {
 		Name:     Name,
 		BuildTag: "runtimes.runc",
 		Dump: features.Dump{
-			Command: &struct {
-				Runc DumpCmd `cmd:"" help:"Checkpoint a running runc container by its ID."`
-			}{},
+			Command:    features.Subcommand(Name, "Checkpoint a running runc container by its ID.", &DumpCmd{}),
 			Middleware: DumpMiddleware,
 			Handler:    withcriu.Dump,
 		},
 		Restore: features.Restore{
-			Command: &struct {
-				Runc RestoreCmd `cmd:"" help:"Restore a runc container from a checkpoint (--path); runc then runs it."`
-			}{},
+			Command:    features.Subcommand(Name, "Restore a runc container from a checkpoint (--path); runc then runs it.", &RestoreCmd{}),
 			Middleware: RestoreMiddleware,
 			Handler:    RestoreWithRunc,
 		},
 		Health: Check,
 		Run: features.Run{
-			Command: &struct {
-				Runc RunCmd `cmd:"" help:"Start a runc container from a bundle as a managed job."`
-			}{},
+			Command: features.Subcommand(Name, "Start a runc container from a bundle as a managed job.", &RunCmd{}),
 			Handler: Run,
 		},
 		Manage: features.Manage{
-			Command: &struct {
-				Runc ManageCmd `cmd:"" help:"Adopt a running runc container as a managed job."`
-			}{},
+			Command: features.Subcommand(Name, "Adopt a running runc container as a managed job.", &ManageCmd{}),
 			Handler: Manage,
 		},
 		Helpers: []features.Helper{logCopy},
