@@ -1,9 +1,12 @@
 package features
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/cedana/cedana/adapters"
 )
@@ -17,7 +20,9 @@ import (
 // Dump.Handler, Restore.Command, Restore.Handler and Health. Every runtime can be checkpointed,
 // restored and checked, and the CLI and `cedana features` take a runtime with these as compiled
 // in. The rest is optional; Run and Manage are each all or nothing (a subcommand with its
-// handler), and NoServer needs Run (it starts what the run subcommand describes).
+// handler), and NoServer needs Run (it starts what the run subcommand describes). Each
+// subcommand is named after the runtime (Subcommand builds one) and implements its verb's
+// interface (DumpCommand, ...).
 type Runtime struct {
 	// Name is the runtime's name: the request type it serves and its CLI subcommands' name.
 	Name string
@@ -161,24 +166,24 @@ func registerIf[T any](f *Feature[T], runtime string, impl T, provided bool) {
 func (t *tables) check(rt Runtime) error {
 	switch {
 	case rt.Name == "":
-		return fmt.Errorf("no name")
+		return errors.New("no name")
 	case rt.BuildTag != BuildTag(rt.Name):
 		return fmt.Errorf("build tag %q, want %q (the tag of its gate file in runtimes/all)", rt.BuildTag, BuildTag(rt.Name))
 	case rt.Dump.Handler == nil:
-		return fmt.Errorf("no dump handler")
+		return errors.New("no dump handler")
 	case rt.Restore.Handler == nil:
-		return fmt.Errorf("no restore handler")
+		return errors.New("no restore handler")
 	case rt.Health == nil:
-		return fmt.Errorf("no health check")
+		return errors.New("no health check")
 	case (rt.Run.Command == nil) != (rt.Run.Handler == nil):
-		return fmt.Errorf("run needs both its subcommand and its handler")
+		return errors.New("run needs both its subcommand and its handler")
 	case (rt.Manage.Command == nil) != (rt.Manage.Handler == nil):
-		return fmt.Errorf("manage needs both its subcommand and its handler")
+		return errors.New("manage needs both its subcommand and its handler")
 	case rt.NoServer != nil && rt.Run.Handler == nil:
-		return fmt.Errorf("a --no-server mode needs run")
+		return errors.New("a --no-server mode needs run")
 	}
 	if _, dup := t.dumpHandler.Lookup(rt.Name); dup {
-		return fmt.Errorf("declared twice")
+		return errors.New("declared twice")
 	}
 	commands := []struct {
 		verb  string
@@ -194,30 +199,37 @@ func (t *tables) check(rt Runtime) error {
 		if c.cmd == nil && i >= 2 {
 			continue // optional, and checked in pairs above
 		}
-		if err := checkCommand(c.cmd, c.iface); err != nil {
+		if err := checkCommand(rt.Name, c.cmd, c.iface); err != nil {
 			return fmt.Errorf("%s subcommand: %w", c.verb, err)
 		}
 	}
+	seen := map[string]bool{}
 	for _, h := range rt.Helpers {
 		if h.Name == "" || h.Main == nil {
-			return fmt.Errorf("a helper without a name or a Main")
+			return errors.New("a helper without a name or a Main")
 		}
-		if _, dup := t.helpers.Lookup(h.Name); dup {
+		if _, dup := t.helpers.Lookup(h.Name); dup || seen[h.Name] {
 			return fmt.Errorf("helper %q declared twice", h.Name)
 		}
+		seen[h.Name] = true
 	}
 	return nil
 }
 
 // checkCommand checks the shape Command documents: a pointer to a struct whose one field is the
-// subcommand, which implements iface through its pointer.
-func checkCommand(cmd Command, iface reflect.Type) error {
+// subcommand, named after the runtime (the CLI sends it as the request's type), which implements
+// iface through its pointer.
+func checkCommand(runtime string, cmd Command, iface reflect.Type) error {
 	if cmd == nil {
-		return fmt.Errorf("missing")
+		return errors.New("missing")
 	}
 	v := reflect.ValueOf(cmd)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct || v.Elem().NumField() != 1 {
 		return fmt.Errorf("%T is not a pointer to a struct with the subcommand as its one field", cmd)
+	}
+	field := v.Elem().Type().Field(0)
+	if name := cmp.Or(field.Tag.Get("name"), strings.ToLower(field.Name)); name != runtime {
+		return fmt.Errorf("named %q, not after the runtime", name)
 	}
 	if leaf := v.Elem().Field(0).Addr().Type(); !leaf.Implements(iface) {
 		return fmt.Errorf("%s does not implement %s", leaf, iface)

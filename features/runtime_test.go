@@ -34,32 +34,34 @@ var (
 	_ features.ManageCommand  = (*leaf)(nil)
 )
 
+// command is runtime test's subcommand of a verb, written out as Subcommand builds it.
 func command() features.Command {
 	return &struct {
 		Test leaf `cmd:""`
 	}{}
 }
 
-// complete declares runtime "test" with every capability.
-func complete() features.Runtime {
+// complete declares runtime name with every capability.
+func complete(name string) features.Runtime {
+	sub := func() features.Command { return features.Subcommand(name, "", &leaf{}) }
 	return features.Runtime{
-		Name:     "test",
-		BuildTag: "runtimes.test",
+		Name:     name,
+		BuildTag: "runtimes." + name,
 		Dump: features.Dump{
-			Command:    command(),
+			Command:    sub(),
 			Middleware: adapters.Middleware[adapters.DumpHandler]{adapters.TimeDump},
 			Handler:    withcriu.Dump,
 		},
 		Restore: features.Restore{
-			Command:    command(),
+			Command:    sub(),
 			Middleware: adapters.Middleware[adapters.RestoreHandler]{adapters.TimeRestore},
 			Handler:    withcriu.Restore,
 		},
 		Health: func(context.Context) (string, error) { return "fine", nil },
-		Run: features.Run{Command: command(), Handler: func(context.Context, *jobs.Manager, *daemonv1.RunRequest) (store.Job, error) {
+		Run: features.Run{Command: sub(), Handler: func(context.Context, *jobs.Manager, *daemonv1.RunRequest) (store.Job, error) {
 			return store.Job{}, nil
 		}},
-		Manage: features.Manage{Command: command(), Handler: func(context.Context, *jobs.Manager, *daemonv1.ManageRequest) (store.Job, error) {
+		Manage: features.Manage{Command: sub(), Handler: func(context.Context, *jobs.Manager, *daemonv1.ManageRequest) (store.Job, error) {
 			return store.Job{}, nil
 		}},
 		NoServer:   func(*daemonv1.RunRequest, features.Stdio) (*os.Process, error) { return nil, nil },
@@ -72,7 +74,7 @@ func complete() features.Runtime {
 
 func TestRegisterComplete(t *testing.T) {
 	table := features.NewTestTables()
-	table.Register(complete())
+	table.Register(complete("test"))
 	assert.Equal(t, []string{"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
 		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details"},
 		table.Provides("test"))
@@ -119,11 +121,15 @@ func TestRegisterPanicsOnBadDeclaration(t *testing.T) {
 				Test struct{} `cmd:""`
 			}{}
 		}, "does not implement features.ManageCommand"},
+		{"subcommand named after another runtime", func(rt *features.Runtime) {
+			rt.Run.Command = features.Subcommand("other", "", &leaf{})
+		}, `run subcommand: named "other"`},
 		{"helper without a name", func(rt *features.Runtime) { rt.Helpers[0].Name = "" }, "helper without a name"},
+		{"helper twice", func(rt *features.Runtime) { rt.Helpers = append(rt.Helpers, rt.Helpers[0]) }, `helper "test-helper" declared twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rt := complete()
+			rt := complete("test")
 			tt.change(&rt)
 			table := features.NewTestTables()
 			msg := recoverPanic(t, func() { table.Register(rt) })
@@ -136,13 +142,12 @@ func TestRegisterPanicsOnBadDeclaration(t *testing.T) {
 
 func TestRegisterPanicsOnDuplicate(t *testing.T) {
 	table := features.NewTestTables()
-	table.Register(complete())
-	msg := recoverPanic(t, func() { table.Register(complete()) })
+	table.Register(complete("test"))
+	msg := recoverPanic(t, func() { table.Register(complete("test")) })
 	assert.Contains(t, msg, `runtime "test": declared twice`)
 
 	// Another runtime with a helper of the same name.
-	other := complete()
-	other.Name, other.BuildTag = "other", "runtimes.other"
+	other := complete("other")
 	msg = recoverPanic(t, func() { table.Register(other) })
 	assert.Contains(t, msg, `runtime "other": helper "test-helper" declared twice`)
 	assert.Empty(t, table.Provides("other"))
