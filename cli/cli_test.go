@@ -49,12 +49,18 @@ func TestGrammar(t *testing.T) {
 		{name: "exec alias", args: []string{"exec", "process", "--help"}, stdout: []string{"<path>"}},
 		{name: "bad output", args: []string{"features", "-o", "yaml"}, code: 80, stderr: []string{"--output"}},
 		{name: "features", args: []string{"features"}, stdout: []string{"dump-cmd", "PROCESS"}},
-		{name: "run without a --no-server mode", args: []string{"run", "runc", "--no-server", "--id", "c", "--bundle", "/nonexistent"}, code: 1,
-			stderr: []string{"the runc runtime has no --no-server mode", "drop --no-server"}},
-		{name: "restore without a --no-server mode", args: []string{"restore", "containerd", "--no-server", "--path", "/nonexistent"}, code: 1,
-			stderr: []string{"the containerd runtime has no --no-server mode"}},
-		{name: "no daemon", args: []string{"--address", "/nonexistent/cedana.sock", "dump", "process", "42"}, code: 1,
-			stderr: []string{"cannot reach the cedana daemon at /nonexistent/cedana.sock", "cedana daemon start"}},
+		{
+			name: "run without a --no-server mode", args: []string{"run", "runc", "--no-server", "--id", "c", "--bundle", "/nonexistent"}, code: 1,
+			stderr: []string{"the runc runtime has no --no-server mode", "drop --no-server"},
+		},
+		{
+			name: "restore without a --no-server mode", args: []string{"restore", "containerd", "--no-server", "--path", "/nonexistent"}, code: 1,
+			stderr: []string{"the containerd runtime has no --no-server mode"},
+		},
+		{
+			name: "no daemon", args: []string{"--address", "/nonexistent/cedana.sock", "dump", "process", "42"}, code: 1,
+			stderr: []string{"cannot reach the cedana daemon at /nonexistent/cedana.sock", "cedana daemon start"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

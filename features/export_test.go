@@ -33,8 +33,10 @@ func (tt *TestTables) Register(rt Runtime) { tt.t.register(rt) }
 // Provides lists the features of the table that runtime has, by name.
 func (tt *TestTables) Provides(runtime string) []string {
 	var names []string
-	for _, f := range []Described{tt.t.dumpCmd, tt.t.restoreCmd, tt.t.runCmd, tt.t.manageCmd, tt.t.runHandler, tt.t.manageHandler,
-		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails} {
+	for _, f := range []Described{
+		tt.t.dumpCmd, tt.t.restoreCmd, tt.t.runCmd, tt.t.manageCmd, tt.t.runHandler, tt.t.manageHandler,
+		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails,
+	} {
 		if f.IsAvailable(runtime) {
 			names = append(names, f.Name())
 		}

@@ -75,8 +75,10 @@ func complete(name string) features.Runtime {
 func TestRegisterComplete(t *testing.T) {
 	table := features.NewTestTables()
 	table.Register(complete("test"))
-	assert.Equal(t, []string{"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
-		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details"},
+	assert.Equal(t, []string{
+		"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
+		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details",
+	},
 		table.Provides("test"))
 	_, ok := table.Helper("test-helper")
 	assert.True(t, ok, "the runtime's helper is declared")

@@ -96,8 +96,10 @@ type Described interface {
 
 // Table lists every feature, in the order `cedana features` prints them.
 func Table() []Described {
-	return []Described{DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck,
-		NoServer, JobDetails}
+	return []Described{
+		DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck,
+		NoServer, JobDetails,
+	}
 }
 
 // DumpCommand is implemented by the kong command a runtime registers in DumpCmd: it puts the
