@@ -5,6 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
 ldflags := "-s -w -X github.com/cedana/cedana/version.Version=" + version
 buf := "go run github.com/bufbuild/buf/cmd/buf@v1.75.0"
+golangci_lint := "go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0"
 # Build tag sets CI builds and vets: every runtime (by default and by the `runtimes` tag), none, and
 # each runtime alone.
 tag_sets := "default custom,runtimes custom custom,runtimes.process custom,runtimes.runc custom,runtimes.containerd"
@@ -52,6 +53,15 @@ fuzz TIME="10s":
       done
     done
 
+# Lint the whole tree with golangci-lint (pinned, through go run) and .golangci.yml: vet, staticcheck,
+# errcheck, revive, errorlint and more, and gofumpt/goimports formatting. Any finding fails.
+lint:
+    {{golangci_lint}} run ./...
+
+# Rewrite the tree's formatting as `just lint` wants it (gofumpt, goimports with local imports last).
+fmt:
+    {{golangci_lint}} fmt ./...
+
 # Regenerate gen/ from proto/ (buf and the protoc plugins pinned, run through go run).
 gen:
     {{buf}} lint
@@ -83,4 +93,4 @@ bench: deps build
     go test ./bench -run '^$' -bench . -benchtime 1x -timeout 30m -v
 
 # Everything CI runs.
-ci: check-gen matrix test (fuzz "3s")
+ci: check-gen lint matrix test (fuzz "3s")

@@ -22,9 +22,9 @@ func freePID(t *testing.T) int32 {
 	t.Helper()
 	data, err := os.ReadFile("/proc/sys/kernel/pid_max")
 	require.NoError(t, err)
-	max, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	pidMax, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	require.NoError(t, err)
-	return int32(max)
+	return int32(pidMax)
 }
 
 // startSleep starts `sleep <seconds>` as a child of the test, which must reap it.
@@ -130,7 +130,7 @@ func TestWaitForFreePIDsBecomesFree(t *testing.T) {
 	go func() { reaped <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-reaped
+		<-reaped //nolint:errcheck // killed: its exit status says nothing
 	})
 
 	next, _, took, err := runWaitForFreePIDs(&daemonv1.Checkpoint{Pid: int32(cmd.Process.Pid)}, 5*time.Second)

@@ -3,6 +3,7 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -260,7 +261,7 @@ func TestExtractGarbage(t *testing.T) {
 				_, err := Extract(bytes.NewReader(tt.in), sb.out, workers)
 				require.ErrorIs(t, err, tt.want)
 				t.Log(err)
-				if tt.want == ErrNotArchive {
+				if errors.Is(tt.want, ErrNotArchive) {
 					assert.ErrorContains(t, err, "not a checkpoint archive (unrecognised format)")
 				}
 				sb.checkUntouched(t)

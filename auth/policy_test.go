@@ -46,8 +46,10 @@ func TestUnixPolicy(t *testing.T) {
 		{name: "root", peer: &Peer{UID: 0, GID: 0, PID: 10}, allowed: true},
 		{name: "root with groups configured", groups: groups, peer: &Peer{UID: 0, PID: 10}, allowed: true},
 		{name: "user, no groups configured", peer: &Peer{UID: 1000, GID: 1000, PID: 11}, message: "uid 1000 (pid 11) may not use the cedana daemon: it accepts root only"},
-		{name: "user outside the group", groups: groups, peer: &Peer{UID: 1000, GID: 1000, PID: 12, Groups: []uint32{100}},
-			message: "it accepts root and members of cedana (gid 4242): ask an administrator to add you (usermod -aG cedana USER)"},
+		{
+			name: "user outside the group", groups: groups, peer: &Peer{UID: 1000, GID: 1000, PID: 12, Groups: []uint32{100}},
+			message: "it accepts root and members of cedana (gid 4242): ask an administrator to add you (usermod -aG cedana USER)",
+		},
 		{name: "member by supplementary group", groups: groups, peer: &Peer{UID: 1000, GID: 1000, Groups: []uint32{100, 4242}}, allowed: true},
 		{name: "member by primary group", groups: groups, peer: &Peer{UID: 1000, GID: 4242}, allowed: true},
 		{name: "credentials not recorded", groups: groups, message: "credentials were not recorded"},

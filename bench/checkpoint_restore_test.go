@@ -331,7 +331,7 @@ func (e *env) startWorkload(mib int, args ...string) (*workload, error) {
 		}
 		select {
 		case <-w.exited:
-			return nil, fmt.Errorf("memhog -mib %d exited before it was ready: %v", mib, waitErr)
+			return nil, fmt.Errorf("memhog -mib %d exited before it was ready: %w", mib, waitErr)
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

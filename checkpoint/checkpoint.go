@@ -106,8 +106,9 @@ func DumpedPIDs(dir string, root int32) []int32 {
 	var others []int32
 	sawRoot := false
 	for _, e := range list {
-		num, ok := strings.CutPrefix(e.Name(), "core-")
-		if num, ok = strings.CutSuffix(num, ".img"); !ok {
+		num, isCore := strings.CutPrefix(e.Name(), "core-")
+		num, isImg := strings.CutSuffix(num, ".img")
+		if !isCore || !isImg {
 			continue
 		}
 		n, err := strconv.ParseInt(num, 10, 32)

@@ -93,9 +93,11 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	}
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(cfg, env, &cli.Globals)
-	kctx.BindToProvider(func() (daemonv1connect.DaemonServiceClient, error) {
+	if err := kctx.BindToProvider(func() (daemonv1connect.DaemonServiceClient, error) {
 		return NewClient(cfg)
-	})
+	}); err != nil {
+		panic(fmt.Sprintf("cli: the client provider's signature: %v", err)) // a programming mistake
+	}
 	if err := kctx.Run(); err != nil {
 		var exit exitCode
 		if errors.As(err, &exit) {

@@ -362,9 +362,9 @@ func unusedPid(t *testing.T) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
 	require.NoError(t, err)
-	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pidMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	require.NoError(t, err)
-	for pid := max - 1; pid > max-1000; pid-- {
+	for pid := pidMax - 1; pid > pidMax-1000; pid-- {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
 			return pid
 		}

@@ -16,12 +16,12 @@ var harmlessErrors = []string{
 	"rlimit: Can't setup RLIMIT_NOFILE for self",
 }
 
-// LogErrors reads the CRIU log file at path and returns its last max lines
+// LogErrors reads the CRIU log file at path and returns its last limit lines
 // that contain "Error" or "error" (such as `Error (criu/cr-dump.c:...)`),
 // oldest first, leaving out lines known to be harmless (the RLIMIT_NOFILE
-// warning). max <= 0 means no limit. A missing or unreadable file yields
+// warning). limit <= 0 means no limit. A missing or unreadable file yields
 // nil: the function serves to enrich error messages, not to fail them.
-func LogErrors(path string, max int) []string {
+func LogErrors(path string, limit int) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -35,7 +35,7 @@ func LogErrors(path string, max int) []string {
 		line = strings.TrimRight(line, "\r\n")
 		if isErrorLine(line) {
 			lines = append(lines, line)
-			if max > 0 && len(lines) > max {
+			if limit > 0 && len(lines) > limit {
 				lines = lines[1:]
 			}
 		}

@@ -271,8 +271,10 @@ func (b repeatByte) Read(p []byte) (int, error) {
 func curlAs(t *testing.T, user string, extra []string, args ...string) string {
 	t.Helper()
 	body := args[len(args)-1]
-	cmd := exec.Command("setpriv", append(append([]string{"--reuid", user, "--regid", "nogroup", "--clear-groups", "curl", "-sS",
-		"-H", "Content-Type: application/json"}, extra...), append(args[:len(args)-1], "-d", body)...)...)
+	cmd := exec.Command("setpriv", append(append([]string{
+		"--reuid", user, "--regid", "nogroup", "--clear-groups", "curl", "-sS",
+		"-H", "Content-Type: application/json",
+	}, extra...), append(args[:len(args)-1], "-d", body)...)...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	return string(out)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -150,8 +151,7 @@ func (c *containerdDaemon) taskPID(ns, id string) int {
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) == 3 && f[0] == id && f[2] == "RUNNING" {
-			var pid int
-			fmt.Sscan(f[1], &pid)
+			pid, _ := strconv.Atoi(f[1])
 			return pid
 		}
 	}

@@ -86,9 +86,11 @@ func fuzzState() adapters.State {
 func FuzzDumpRequest(f *testing.F) {
 	seeds := []*daemonv1.DumpRequest{
 		{Type: "process", Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: 4242}}},
-		{Type: "process", Dir: "/var/lib/cedana/checkpoints", Name: "counter-1", Compression: "zstd", OperationId: "op-1",
+		{
+			Type: "process", Dir: "/var/lib/cedana/checkpoints", Name: "counter-1", Compression: "zstd", OperationId: "op-1",
 			Criu:    &daemonv1.CriuOptions{LeaveRunning: true, TcpEstablished: true, FileLocks: true, External: []string{"mnt[/data]:data"}},
-			Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: 4242}}},
+			Details: &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: 4242}},
+		},
 		{Jid: "brave-otter-3f2a", Name: "nightly", Compression: "lz4"},
 		{Type: "runc", Dir: "s3://bucket/prefix", Compression: "gzip", Details: &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: "web", Root: "/run/runc"}}},
 		{Type: "containerd", Details: &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: "redis", Namespace: "k8s.io", Rootfs: true}}},
@@ -143,8 +145,10 @@ func requireDumpable(t *testing.T, req *daemonv1.DumpRequest) {
 func FuzzRestoreRequest(f *testing.F) {
 	seeds := []*daemonv1.RestoreRequest{
 		{Path: "/var/lib/cedana/checkpoints/dump-process-1700000000000000000"},
-		{Type: "process", Path: "/var/lib/cedana/checkpoints/nightly.tar.zst", OperationId: "op-2",
-			Criu: &daemonv1.CriuOptions{TcpEstablished: true, ShellJob: true}},
+		{
+			Type: "process", Path: "/var/lib/cedana/checkpoints/nightly.tar.zst", OperationId: "op-2",
+			Criu: &daemonv1.CriuOptions{TcpEstablished: true, ShellJob: true},
+		},
 		{Jid: "brave-otter-3f2a"},
 		{Type: "runc", Path: "s3://bucket/prefix/web.tar.gz", Details: &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: "web2", Bundle: "/srv/bundle"}}},
 		{Type: "containerd", Path: "ck", Details: &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: "redis2", Image: "docker.io/library/redis:7"}}},

@@ -120,13 +120,17 @@ func TestSettleDumps(t *testing.T) {
 			if tt.running {
 				pid, start = livePID, liveStart
 			}
-			ck := &daemonv1.Checkpoint{Name: "ck", Path: final, Type: "process", Pid: int32(pid), Compression: tt.compression,
-				Options: &daemonv1.CriuOptions{LeaveRunning: tt.leave}}
+			ck := &daemonv1.Checkpoint{
+				Name: "ck", Path: final, Type: "process", Pid: int32(pid), Compression: tt.compression,
+				Options: &daemonv1.CriuOptions{LeaveRunning: tt.leave},
+			}
 			if tt.metadata {
 				require.NoError(t, checkpoint.Write(work, ck))
 			}
-			pendingDump(t, st, store.PendingDump{ID: "ck-1", State: tt.state, WorkDir: work, Path: final, PID: pid, PIDStart: start,
-				CRIUPID: gonePID(t)}, ck)
+			pendingDump(t, st, store.PendingDump{
+				ID: "ck-1", State: tt.state, WorkDir: work, Path: final, PID: pid, PIDStart: start,
+				CRIUPID: gonePID(t),
+			}, ck)
 
 			require.NoError(t, s.settleDumps(ctx))
 
@@ -178,8 +182,10 @@ func TestSettleDumpsWaitsForCRIU(t *testing.T) {
 	work := filepath.Join(t.TempDir(), "ck")
 	fakeImages(t, work)
 	pid := gonePID(t)
-	pendingDump(t, st, store.PendingDump{ID: "ck-1", JID: "j1", State: store.DumpDumped, WorkDir: work, Path: work, PID: pid,
-		CRIUPID: criu.Process.Pid, CRIUStart: sysinfo.StartTime(criu.Process.Pid)},
+	pendingDump(t, st, store.PendingDump{
+		ID: "ck-1", JID: "j1", State: store.DumpDumped, WorkDir: work, Path: work, PID: pid,
+		CRIUPID: criu.Process.Pid, CRIUStart: sysinfo.StartTime(criu.Process.Pid),
+	},
 		&daemonv1.Checkpoint{Name: "ck", Path: work, Type: "process", Pid: int32(pid)})
 
 	require.NoError(t, s.settleDumps(ctx))

@@ -128,7 +128,7 @@ func TestLoad(t *testing.T) {
 	}
 	// The dumps stopped their processes and were recorded.
 	for _, jid := range hogs {
-		requireJobStatus(t, ctx, d.client, jid, "halted")
+		requireJobStatus(ctx, t, d.client, jid, "halted")
 	}
 	list, err := d.client.ListCheckpoints(ctx, &daemonv1.ListCheckpointsRequest{})
 	require.NoError(t, err)
@@ -205,14 +205,14 @@ func succeeds[Req, Resp any](rpc func(context.Context, *Req) (*Resp, error), req
 func notFound[Req, Resp any](rpc func(context.Context, *Req) (*Resp, error), req *Req) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if _, err := rpc(ctx, req); connect.CodeOf(err) != connect.CodeNotFound {
-			return fmt.Errorf("%T %v: want not_found, got %v", req, req, err)
+			return fmt.Errorf("%T %v: want not_found, got %w", req, req, err)
 		}
 		return nil
 	}
 }
 
 // requireJobStatus waits for job jid to have status.
-func requireJobStatus(t *testing.T, ctx context.Context, client daemonv1connect.DaemonServiceClient, jid, status string) {
+func requireJobStatus(ctx context.Context, t *testing.T, client daemonv1connect.DaemonServiceClient, jid, status string) {
 	t.Helper()
 	var last string
 	if !assert.Eventually(t, func() bool {

@@ -72,8 +72,10 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid S3 endpoint %q: %w; check storage.s3.endpoint (host[:port] or an http(s):// URL)", cfg.Endpoint, err)
 	}
-	return &Client{mc: mc, endpoint: endpoint, insecure: insecure, anonymous: cfg.AccessKey == "",
-		stall: stallTimeout, abortFor: abortRetryFor}, nil
+	return &Client{
+		mc: mc, endpoint: endpoint, insecure: insecure, anonymous: cfg.AccessKey == "",
+		stall: stallTimeout, abortFor: abortRetryFor,
+	}, nil
 }
 
 // Endpoint returns the host[:port] the client talks to.
@@ -178,7 +180,8 @@ func (c *Client) Upload(ctx context.Context, loc Location, r io.Reader) (int64, 
 		ConcurrentStreamParts: true,
 	})
 	if err != nil {
-		_, stalled := context.Cause(ctx).(*stallError)
+		var stall *stallError
+		stalled := errors.As(context.Cause(ctx), &stall)
 		cleaned := false
 		if rec.answered() && !stalled {
 			cleaned = c.cleanupFailedUpload(ctx, loc, prior)
@@ -276,7 +279,7 @@ type objectReader struct {
 
 func (o *objectReader) Read(p []byte) (int, error) {
 	n, err := o.obj.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		err = o.c.classify(o.ctx, o.rec, "read", o.loc, err)
 	}
 	return n, err

@@ -280,8 +280,10 @@ func TestS3MissingBucket(t *testing.T) {
 }
 
 func TestS3Unreachable(t *testing.T) {
-	c, err := New(Config{Endpoint: "127.0.0.1:1", Region: "us-east-1", AccessKey: "a", SecretKey: "b",
-		Insecure: true, PathStyle: true})
+	c, err := New(Config{
+		Endpoint: "127.0.0.1:1", Region: "us-east-1", AccessKey: "a", SecretKey: "b",
+		Insecure: true, PathStyle: true,
+	})
 	require.NoError(t, err)
 	loc := Location{Bucket: "bucket", Key: "ckpt.tar"}
 

@@ -119,7 +119,7 @@ func (c *Client) classify(ctx context.Context, rec *netRecorder, op string, loc 
 	}
 
 	// Not an answer from the server: a transport failure, or the context ending.
-	if stalled, ok := context.Cause(ctx).(*stallError); ok {
+	if stalled := (*stallError)(nil); errors.As(context.Cause(ctx), &stalled) {
 		return newError(ErrUnreachable, err, "S3 endpoint %s stopped responding during %s %s: it took no data and sent no answer for %v; check that the server is running and reachable",
 			c.endpoint, op, loc, stalled.after)
 	}

@@ -96,13 +96,17 @@ func TestFromEnv(t *testing.T) {
 		{
 			name: "all from env; S3 endpoint and AWS_REGION win",
 			env:  full,
-			want: Config{Endpoint: "127.0.0.1:7070", Region: "eu-west-1", AccessKey: "AKID", SecretKey: "SECRET",
-				SessionToken: "TOKEN", Insecure: true},
+			want: Config{
+				Endpoint: "127.0.0.1:7070", Region: "eu-west-1", AccessKey: "AKID", SecretKey: "SECRET",
+				SessionToken: "TOKEN", Insecure: true,
+			},
 		},
 		{
 			name: "AWS_DEFAULT_REGION and generic https endpoint",
-			env: map[string]string{"AWS_DEFAULT_REGION": "us-west-2",
-				"AWS_ENDPOINT_URL": "https://minio.internal:9000"},
+			env: map[string]string{
+				"AWS_DEFAULT_REGION": "us-west-2",
+				"AWS_ENDPOINT_URL":   "https://minio.internal:9000",
+			},
 			want: Config{Endpoint: "minio.internal:9000", Region: "us-west-2"},
 		},
 		{
@@ -113,18 +117,24 @@ func TestFromEnv(t *testing.T) {
 		},
 		{
 			name: "set fields are kept, and a token is not paired with configured keys",
-			cfg: Config{Endpoint: "s3.example.com", Region: "ap-south-1", AccessKey: "CFGKEY", SecretKey: "CFGSECRET",
-				PathStyle: true},
+			cfg: Config{
+				Endpoint: "s3.example.com", Region: "ap-south-1", AccessKey: "CFGKEY", SecretKey: "CFGSECRET",
+				PathStyle: true,
+			},
 			env: full,
-			want: Config{Endpoint: "s3.example.com", Region: "ap-south-1", AccessKey: "CFGKEY", SecretKey: "CFGSECRET",
-				PathStyle: true},
+			want: Config{
+				Endpoint: "s3.example.com", Region: "ap-south-1", AccessKey: "CFGKEY", SecretKey: "CFGSECRET",
+				PathStyle: true,
+			},
 		},
 		{
 			name: "configured token kept",
 			cfg:  Config{SessionToken: "CFGTOKEN"},
 			env:  full,
-			want: Config{Endpoint: "127.0.0.1:7070", Region: "eu-west-1", AccessKey: "AKID", SecretKey: "SECRET",
-				SessionToken: "CFGTOKEN", Insecure: true},
+			want: Config{
+				Endpoint: "127.0.0.1:7070", Region: "eu-west-1", AccessKey: "AKID", SecretKey: "SECRET",
+				SessionToken: "CFGTOKEN", Insecure: true,
+			},
 		},
 		{
 			name: "empty env",

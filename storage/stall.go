@@ -17,9 +17,9 @@ const (
 	// abortRetryFor bounds how long an unfinished multipart upload that could not be aborted
 	// when its upload failed (the server was down) is retried in the background.
 	abortRetryFor = 10 * time.Minute
-	// abortRetryMin and abortRetryMax are the first and the longest wait between two of those
+	// abortRetryFirst and abortRetryLongest are the first and the longest wait between two of those
 	// attempts.
-	abortRetryMin, abortRetryMax = time.Second, 15 * time.Second
+	abortRetryFirst, abortRetryLongest = time.Second, 15 * time.Second
 	// abortAttemptTimeout bounds one attempt.
 	abortAttemptTimeout = 10 * time.Second
 )
@@ -61,7 +61,7 @@ func (c *Client) watchStall(rec *netRecorder, cancel context.CancelCauseFunc) (s
 func (c *Client) abortLater(loc Location, id string) {
 	core := minio.Core{Client: c.mc}
 	deadline := time.Now().Add(c.abortFor)
-	wait := abortRetryMin
+	wait := abortRetryFirst
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), abortAttemptTimeout)
 		ctx, rec := withRecorder(ctx)
@@ -76,6 +76,6 @@ func (c *Client) abortLater(loc Location, id string) {
 			return
 		}
 		<-time.After(wait) // backoff between attempts
-		wait = min(2*wait, abortRetryMax)
+		wait = min(2*wait, abortRetryLongest)
 	}
 }

@@ -102,10 +102,14 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		make  func(t *testing.T, path string)
 		wants []string
 	}{
-		{"garbage", func(t *testing.T, path string) { require.NoError(t, os.WriteFile(path, random, 0o600)) },
-			[]string{"is not a SQLite database or is damaged (file is not a database", "it was left as it is: move it aside"}},
-		{"text", func(t *testing.T, path string) { require.NoError(t, os.WriteFile(path, []byte("hello\n"), 0o600)) },
-			[]string{"is not a SQLite database or is damaged"}},
+		{
+			"garbage", func(t *testing.T, path string) { require.NoError(t, os.WriteFile(path, random, 0o600)) },
+			[]string{"is not a SQLite database or is damaged (file is not a database", "it was left as it is: move it aside"},
+		},
+		{
+			"text", func(t *testing.T, path string) { require.NoError(t, os.WriteFile(path, []byte("hello\n"), 0o600)) },
+			[]string{"is not a SQLite database or is damaged"},
+		},
 		{"sqlite-header-then-garbage", func(t *testing.T, path string) {
 			require.NoError(t, os.WriteFile(path, append([]byte("SQLite format 3\x00"), random...), 0o600))
 		}, []string{"is not a SQLite database or is damaged"}},
@@ -119,8 +123,10 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 			copy(data[2*page:], random[:min(len(random), len(data)-2*page)])
 			require.NoError(t, os.WriteFile(path, data, 0o600))
 		}, []string{"is not a SQLite database or is damaged"}},
-		{"directory", func(t *testing.T, path string) { require.NoError(t, os.Mkdir(path, 0o700)) },
-			[]string{"is a directory, not a file: remove it, or set db.path (CEDANA_DB_PATH) to a file"}},
+		{
+			"directory", func(t *testing.T, path string) { require.NoError(t, os.Mkdir(path, 0o700)) },
+			[]string{"is a directory, not a file: remove it, or set db.path (CEDANA_DB_PATH) to a file"},
+		},
 		{"newer-schema", func(t *testing.T, path string) {
 			s, err := Open(t.Context(), path)
 			require.NoError(t, err)
@@ -163,8 +169,10 @@ func realDatabase(t *testing.T) []byte {
 	s, err := Open(t.Context(), path)
 	require.NoError(t, err)
 	for i := range 50 {
-		require.NoError(t, s.CreateJob(t.Context(), Job{JID: fmt.Sprintf("job-%d", i), Type: "process", Status: JobRunning,
-			Details: []byte(strings.Repeat("x", 500))}))
+		require.NoError(t, s.CreateJob(t.Context(), Job{
+			JID: fmt.Sprintf("job-%d", i), Type: "process", Status: JobRunning,
+			Details: []byte(strings.Repeat("x", 500)),
+		}))
 	}
 	require.NoError(t, s.Close())
 	data, err := os.ReadFile(path)

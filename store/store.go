@@ -95,7 +95,7 @@ func checkFile(path string) error {
 	info, err := os.Stat(path)
 	switch {
 	case err != nil || info.Mode().IsRegular():
-		return nil // missing (created next), or unreadable (reported when opened)
+		return nil //nolint:nilerr // missing (created next), or unreadable (reported when opened)
 	case info.IsDir():
 		return fmt.Errorf("state database %s is a directory, not a file: remove it, or set db.path (CEDANA_DB_PATH) to a file", path)
 	}
@@ -203,7 +203,7 @@ func (s *Store) commit(ctx context.Context, begin func(context.Context, *sql.TxO
 		return fmt.Errorf("store %s: begin: %w", s.path, err)
 	}
 	if err := fn(tx); err != nil {
-		tx.Rollback()
+		_ = tx.Rollback() // the error that made us roll back is the one to report
 		return err
 	}
 	if err := tx.Commit(); err != nil {

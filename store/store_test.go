@@ -401,8 +401,10 @@ func TestDeleteJobCascades(t *testing.T) {
 	require.NoError(t, s.CreateJob(ctx, Job{JID: "doomed", Type: "process", Status: JobRunning}))
 	require.NoError(t, s.CreateJob(ctx, Job{JID: "kept", Type: "process", Status: JobRunning}))
 	for _, c := range []Checkpoint{
-		{ID: "ck-d1", JID: "doomed"}, {ID: "ck-d2", JID: "doomed"},
-		{ID: "ck-k1", JID: "kept"}, {ID: "ck-p1"},
+		{ID: "ck-d1", JID: "doomed"},
+		{ID: "ck-d2", JID: "doomed"},
+		{ID: "ck-k1", JID: "kept"},
+		{ID: "ck-p1"},
 	} {
 		c.Path = "/ck/" + c.ID
 		require.NoError(t, s.AddCheckpoint(ctx, c))
