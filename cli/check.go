@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/cedana/cedana/config"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -24,7 +23,7 @@ func printHealth(env Env, output string, r *daemonv1.HealthCheckResponse) error 
 			return err
 		}
 	} else {
-		w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		w := newTable(env.Stdout)
 		fmt.Fprintf(w, "cedana\t%s\n", r.Version)
 		fmt.Fprintf(w, "kernel\t%s\n", r.Kernel)
 		fmt.Fprintf(w, "criu\t%s (%s)\n", orDash(r.CriuPath), health.FormatCRIUVersion(r.CriuVersion))

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
@@ -27,21 +26,13 @@ type CheckpointListCmd struct {
 
 // Run prints the checkpoint table, or the ListCheckpointsResponse with --output json.
 func (c *CheckpointListCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	resp, err := client.ListCheckpoints(ctx, &daemonv1.ListCheckpointsRequest{Jid: c.JID})
-	if err != nil {
-		return err
-	}
-	if g.Output == "json" {
-		return printJSON(env.Stdout, resp)
-	}
-	return printCheckpointTable(env.Stdout, resp.GetCheckpoints())
+	return show(ctx, env, g, client.ListCheckpoints, &daemonv1.ListCheckpointsRequest{Jid: c.JID}, printCheckpointTable)
 }
 
 // printCheckpointTable writes one row per checkpoint under a header.
-func printCheckpointTable(out io.Writer, entries []*daemonv1.CheckpointEntry) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tJOB\tTYPE\tSIZE\tCREATED\tPATH")
-	for _, e := range entries {
+func printCheckpointTable(out io.Writer, resp *daemonv1.ListCheckpointsResponse) error {
+	w := newTable(out, "ID", "JOB", "TYPE", "SIZE", "CREATED", "PATH")
+	for _, e := range resp.GetCheckpoints() {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n",
 			e.GetId(), orDash(e.GetJid()), orDash(e.GetType()), humanSize(e.GetSizeBytes()),
 			formatTime(e.GetCreatedAt()), orDash(e.GetPath()))
@@ -60,36 +51,38 @@ func (c *CheckpointInspectCmd) Run(ctx context.Context, g *Globals, env Env, cli
 	if err != nil {
 		return err
 	}
-	if g.Output == "json" {
-		return printJSON(env.Stdout, entry)
-	}
-	return printCheckpoint(env.Stdout, entry)
+	return printAs(env, g, entry, printCheckpoint)
 }
 
 // printCheckpoint writes a catalog entry and its metadata as key/value lines.
 func printCheckpoint(out io.Writer, e *daemonv1.CheckpointEntry) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "id\t%s\n", e.GetId())
-	fmt.Fprintf(w, "job\t%s\n", orDash(e.GetJid()))
-	fmt.Fprintf(w, "type\t%s\n", orDash(e.GetType()))
-	fmt.Fprintf(w, "path\t%s\n", orDash(e.GetPath()))
-	fmt.Fprintf(w, "size\t%s\n", humanSize(e.GetSizeBytes()))
-	fmt.Fprintf(w, "created\t%s\n", formatTime(e.GetCreatedAt()))
-	if cp := e.GetCheckpoint(); cp != nil {
-		fmt.Fprintf(w, "name\t%s\n", orDash(cp.GetName()))
-		fmt.Fprintf(w, "pid\t%s\n", pidString(cp.GetPid()))
-		fmt.Fprintf(w, "pids\t%s\n", joinPIDs(cp.GetPids()))
-		fmt.Fprintf(w, "cmdline\t%s\n", orDash(strings.Join(cp.GetCmdline(), " ")))
-		fmt.Fprintf(w, "hostname\t%s\n", orDash(cp.GetHostname()))
-		fmt.Fprintf(w, "kernel\t%s\n", orDash(cp.GetKernel()))
-		fmt.Fprintf(w, "criu version\t%s\n", health.FormatCRIUVersion(cp.GetCriuVersion()))
-		fmt.Fprintf(w, "cedana version\t%s\n", orDash(cp.GetCedanaVersion()))
-		fmt.Fprintf(w, "options\t%s\n", formatOptions(cp.GetOptions()))
-		fmt.Fprintf(w, "details\t%s\n", formatDetails(cp.GetDetails()))
-	} else {
-		fmt.Fprintf(w, "metadata\t-\n")
+	f := append(fields{{"id", e.GetId()}, {"job", orDash(e.GetJid())}}, entryFields(e, "")...)
+	cp := e.GetCheckpoint()
+	if cp == nil {
+		return append(f, field{"metadata", "-"}).print(out)
 	}
-	return w.Flush()
+	return append(f, fields{
+		{"name", orDash(cp.GetName())},
+		{"pid", pidString(cp.GetPid())},
+		{"pids", joinPIDs(cp.GetPids())},
+		{"cmdline", orDash(strings.Join(cp.GetCmdline(), " "))},
+		{"hostname", orDash(cp.GetHostname())},
+		{"kernel", orDash(cp.GetKernel())},
+		{"criu version", health.FormatCRIUVersion(cp.GetCriuVersion())},
+		{"cedana version", orDash(cp.GetCedanaVersion())},
+		{"options", formatOptions(cp.GetOptions())},
+		{"details", formatDetails(cp.GetDetails())},
+	}...).print(out)
+}
+
+// entryFields are a catalog entry's runtime, location, size and time, each key after prefix.
+func entryFields(e *daemonv1.CheckpointEntry, prefix string) fields {
+	return fields{
+		{prefix + "type", orDash(e.GetType())},
+		{prefix + "path", orDash(e.GetPath())},
+		{prefix + "size", humanSize(e.GetSizeBytes())},
+		{prefix + "created", formatTime(e.GetCreatedAt())},
+	}
 }
 
 // CheckpointDeleteCmd is `cedana checkpoint delete <id>`.

@@ -25,20 +25,31 @@ type DumpCmd struct {
 	External       []string `help:"External resource, in CRIU's --external syntax (repeatable)." placeholder:"RES" sep:"none"`
 	LinkRemap      bool     `help:"Checkpoint open files that were deleted, by link-remapping them."`
 
-	Job DumpJobCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
+	Job JobTargetCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
 
 	kong.Plugins
 }
 
-// DumpJobCmd is `cedana dump job <jid>`.
-type DumpJobCmd struct {
-	JID string `arg:"" name:"jid" help:"Job to checkpoint."`
+// JobTargetCmd is `cedana dump job <jid>` and `cedana restore job <jid>`: the daemon takes the runtime
+// and its details from the job.
+type JobTargetCmd struct {
+	JID string `arg:"" name:"jid" help:"The job's ID."`
 }
 
-// FillDump implements features.DumpCommand: the daemon takes the runtime and details from the job.
-func (c *DumpJobCmd) FillDump(req *daemonv1.DumpRequest) error {
-	req.Type = ""
-	req.Jid = c.JID
+var (
+	_ features.DumpCommand    = (*JobTargetCmd)(nil)
+	_ features.RestoreCommand = (*JobTargetCmd)(nil)
+)
+
+// FillDump implements features.DumpCommand.
+func (c *JobTargetCmd) FillDump(req *daemonv1.DumpRequest) error {
+	req.Type, req.Jid = "", c.JID
+	return nil
+}
+
+// FillRestore implements features.RestoreCommand.
+func (c *JobTargetCmd) FillRestore(req *daemonv1.RestoreRequest) error {
+	req.Type, req.Jid = "", c.JID
 	return nil
 }
 

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/cedana/cedana/features"
 )
@@ -17,7 +16,7 @@ func (c *FeaturesCmd) Run(g *Globals, env Env) error {
 	if g.Output == "json" {
 		return printJSON(env.Stdout, list)
 	}
-	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	w := newTable(env.Stdout)
 	fmt.Fprintf(w, "FEATURE\t%s\tDESCRIPTION\n", strings.Join(upper(list.KnownRuntimes), "\t"))
 	for _, f := range list.Features {
 		cells := make([]string, len(list.KnownRuntimes))

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,21 +42,13 @@ func (c *JobListCmd) Run(ctx context.Context, g *Globals, env Env, client daemon
 
 // listJobs prints the job table, or the ListJobsResponse with --output json.
 func listJobs(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	resp, err := client.ListJobs(ctx, &daemonv1.ListJobsRequest{})
-	if err != nil {
-		return err
-	}
-	if g.Output == "json" {
-		return printJSON(env.Stdout, resp)
-	}
-	return printJobTable(env.Stdout, resp.GetJobs())
+	return show(ctx, env, g, client.ListJobs, &daemonv1.ListJobsRequest{}, printJobTable)
 }
 
 // printJobTable writes one row per job under a header, the header alone when there are none.
-func printJobTable(out io.Writer, jobs []*daemonv1.Job) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tTYPE\tPID\tSTATUS\tCHECKPOINT\tSIZE\tLOG")
-	for _, j := range jobs {
+func printJobTable(out io.Writer, resp *daemonv1.ListJobsResponse) error {
+	w := newTable(out, "JOB", "TYPE", "PID", "STATUS", "CHECKPOINT", "SIZE", "LOG")
+	for _, j := range resp.GetJobs() {
 		path, size := "-", "-"
 		if cp := j.GetLatestCheckpoint(); cp != nil {
 			path, size = orDash(cp.GetPath()), humanSize(cp.GetSizeBytes())
@@ -83,39 +74,32 @@ func (c *JobInspectCmd) Run(ctx context.Context, g *Globals, env Env, client dae
 	if job == nil {
 		return fmt.Errorf("daemon returned no job for %q", c.JID)
 	}
-	if g.Output == "json" {
-		return printJSON(env.Stdout, job)
-	}
-	return printJob(env.Stdout, job)
+	return printAs(env, g, job, printJob)
 }
 
 // printJob writes every field of a job as key/value lines.
 func printJob(out io.Writer, j *daemonv1.Job) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "jid\t%s\n", j.GetJid())
-	fmt.Fprintf(w, "type\t%s\n", orDash(j.GetType()))
-	fmt.Fprintf(w, "pid\t%s\n", pidString(j.GetPid()))
-	fmt.Fprintf(w, "status\t%s\n", jobStatus(j))
 	exit := "-"
 	if j.ExitCode != nil {
 		exit = strconv.Itoa(int(j.GetExitCode()))
 	}
-	fmt.Fprintf(w, "exit code\t%s\n", exit)
-	fmt.Fprintf(w, "log\t%s\n", orDash(j.GetLog()))
-	fmt.Fprintf(w, "details\t%s\n", formatDetails(j.GetDetails()))
-	fmt.Fprintf(w, "created\t%s\n", formatTime(j.GetCreatedAt()))
-	fmt.Fprintf(w, "updated\t%s\n", formatTime(j.GetUpdatedAt()))
+	f := fields{
+		{"jid", j.GetJid()},
+		{"type", orDash(j.GetType())},
+		{"pid", pidString(j.GetPid())},
+		{"status", jobStatus(j)},
+		{"exit code", exit},
+		{"log", orDash(j.GetLog())},
+		{"details", formatDetails(j.GetDetails())},
+		{"created", formatTime(j.GetCreatedAt())},
+		{"updated", formatTime(j.GetUpdatedAt())},
+	}
 	cp := j.GetLatestCheckpoint()
 	if cp == nil {
-		fmt.Fprintf(w, "latest checkpoint\t-\n")
-	} else {
-		fmt.Fprintf(w, "latest checkpoint\t%s\n", orDash(cp.GetId()))
-		fmt.Fprintf(w, "  path\t%s\n", orDash(cp.GetPath()))
-		fmt.Fprintf(w, "  type\t%s\n", orDash(cp.GetType()))
-		fmt.Fprintf(w, "  size\t%s\n", humanSize(cp.GetSizeBytes()))
-		fmt.Fprintf(w, "  created\t%s\n", formatTime(cp.GetCreatedAt()))
+		return append(f, field{"latest checkpoint", "-"}).print(out)
 	}
-	return w.Flush()
+	f = append(f, field{"latest checkpoint", orDash(cp.GetId())})
+	return append(f, entryFields(cp, "  ")...).print(out)
 }
 
 // JobKillCmd is `cedana job kill <jid>... [--signal SIG]`.

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -24,13 +26,56 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// printResult prints m as JSON with --output json, else the formatted line.
-func printResult(env Env, g *Globals, m proto.Message, format string, args ...any) error {
+// printAs prints m as JSON with --output json, else as text writes it.
+func printAs[M proto.Message](env Env, g *Globals, m M, text func(io.Writer, M) error) error {
 	if g.Output == "json" {
 		return printJSON(env.Stdout, m)
 	}
-	_, err := fmt.Fprintf(env.Stdout, format, args...)
-	return err
+	return text(env.Stdout, m)
+}
+
+// show calls rpc with req and prints its answer as printAs does.
+func show[Req any, Resp proto.Message](ctx context.Context, env Env, g *Globals,
+	rpc func(context.Context, *Req) (Resp, error), req *Req, text func(io.Writer, Resp) error,
+) error {
+	resp, err := rpc(ctx, req)
+	if err != nil {
+		return err
+	}
+	return printAs(env, g, resp, text)
+}
+
+// newTable returns a writer that aligns tab-separated columns, with the header row written if
+// there is one; Flush writes the table.
+func newTable(out io.Writer, header ...string) *tabwriter.Writer {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if len(header) > 0 {
+		fmt.Fprintln(w, strings.Join(header, "\t"))
+	}
+	return w
+}
+
+// field is a key and its value, a line of a record printed as key/value lines.
+type field [2]string
+
+// fields are a record's key/value lines, in order.
+type fields []field
+
+// print writes the lines with their values aligned.
+func (f fields) print(out io.Writer) error {
+	w := newTable(out)
+	for _, kv := range f {
+		fmt.Fprintf(w, "%s\t%s\n", kv[0], kv[1])
+	}
+	return w.Flush()
+}
+
+// printResult prints m as JSON with --output json, else the formatted line.
+func printResult(env Env, g *Globals, m proto.Message, format string, args ...any) error {
+	return printAs(env, g, m, func(w io.Writer, _ proto.Message) error {
+		_, err := fmt.Fprintf(w, format, args...)
+		return err
+	})
 }
 
 // printStats writes a short summary of a dump's or restore's phases and sizes.

@@ -25,21 +25,9 @@ type RestoreCmd struct {
 	Attach   bool `help:"With restore job: stay attached to the restored job and exit with its exit code."`
 	NoServer bool `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
 
-	Job RestoreJobCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID."`
+	Job JobTargetCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID."`
 
 	kong.Plugins
-}
-
-// RestoreJobCmd is `cedana restore job <jid>`.
-type RestoreJobCmd struct {
-	JID string `arg:"" name:"jid" help:"Job to restore."`
-}
-
-// FillRestore implements features.RestoreCommand: the daemon takes the runtime from the job.
-func (c *RestoreJobCmd) FillRestore(req *daemonv1.RestoreRequest) error {
-	req.Type = ""
-	req.Jid = c.JID
-	return nil
 }
 
 // Run sends the restore built from the common flags and the selected runtime's subcommand.
