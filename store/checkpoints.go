@@ -49,18 +49,12 @@ func (s *Store) addCheckpoint(ctx context.Context, c Checkpoint, also func(*sql.
 	}
 	what := fmt.Sprintf("add checkpoint %q", c.ID)
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if err := jobExists(ctx, tx, c.JID); err != nil {
-			return s.wrapJobErr(what, c.JID, err)
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO checkpoints
+		if err := s.insertForJob(ctx, tx, what, c.JID, fmt.Errorf("checkpoint %q: %w", c.ID, errdefs.ErrAlreadyExists),
+			`INSERT INTO checkpoints
 			(id, jid, path, type, size, created_at, metadata)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO NOTHING`,
-			c.ID, nullString(c.JID), c.Path, c.Type, c.Size, formatTime(c.CreatedAt), nullText(c.Metadata))
-		if err != nil {
-			return s.dbErr(what, err)
-		}
-		if err := oneRow(res, s, what, fmt.Errorf("checkpoint %q: %w", c.ID, errdefs.ErrAlreadyExists)); err != nil {
+			c.ID, nullString(c.JID), c.Path, c.Type, c.Size, formatTime(c.CreatedAt), nullText(c.Metadata)); err != nil {
 			return err
 		}
 		if also != nil {
@@ -149,16 +143,8 @@ func (s *Store) listCheckpoints(ctx context.Context, jid string, limit int) ([]C
 // (not its files), or returns errdefs.ErrNotFound.
 func (s *Store) DeleteCheckpoint(ctx context.Context, id string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM checkpoints WHERE id = ?", id)
-		if err != nil {
-			return s.dbErr(fmt.Sprintf("delete checkpoint %q", id), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return s.dbErr(fmt.Sprintf("delete checkpoint %q", id), err)
-		} else if n == 0 {
-			return fmt.Errorf("checkpoint %q: %w", id, errdefs.ErrNotFound)
-		}
-		return nil
+		return s.execOne(ctx, tx, fmt.Sprintf("delete checkpoint %q", id), fmt.Errorf("checkpoint %q: %w", id, errdefs.ErrNotFound),
+			"DELETE FROM checkpoints WHERE id = ?", id)
 	})
 }
 

@@ -91,21 +91,13 @@ func (s *Store) CreateJob(ctx context.Context, j Job) error {
 		j.UpdatedAt = j.CreatedAt
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO jobs
+		return s.execOne(ctx, tx, fmt.Sprintf("create job %q", j.JID), fmt.Errorf("job %q: %w", j.JID, errdefs.ErrAlreadyExists),
+			`INSERT INTO jobs
 			(jid, type, pid, status, exit_code, log, details, start_time, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (jid) DO NOTHING`,
 			j.JID, j.Type, j.PID, string(j.Status), exitCodeArg(j.ExitCode), j.Log,
 			nullText(j.Details), int64(j.StartTime), formatTime(j.CreatedAt), formatTime(j.UpdatedAt))
-		if err != nil {
-			return s.dbErr(fmt.Sprintf("create job %q", j.JID), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return s.dbErr(fmt.Sprintf("create job %q", j.JID), err)
-		} else if n == 0 {
-			return fmt.Errorf("job %q: %w", j.JID, errdefs.ErrAlreadyExists)
-		}
-		return nil
 	})
 }
 
@@ -186,16 +178,8 @@ func (s *Store) UpdateJob(ctx context.Context, jid string, fn func(*Job) error) 
 // checkpoints (not the checkpoint files), or returns errdefs.ErrNotFound.
 func (s *Store) DeleteJob(ctx context.Context, jid string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM jobs WHERE jid = ?", jid)
-		if err != nil {
-			return s.dbErr(fmt.Sprintf("delete job %q", jid), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return s.dbErr(fmt.Sprintf("delete job %q", jid), err)
-		} else if n == 0 {
-			return fmt.Errorf("job %q: %w", jid, errdefs.ErrNotFound)
-		}
-		return nil
+		return s.execOne(ctx, tx, fmt.Sprintf("delete job %q", jid), fmt.Errorf("job %q: %w", jid, errdefs.ErrNotFound),
+			"DELETE FROM jobs WHERE jid = ?", jid)
 	})
 }
 

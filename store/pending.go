@@ -58,18 +58,12 @@ func (s *Store) BeginDump(ctx context.Context, d PendingDump) error {
 	what := fmt.Sprintf("begin dump %q", d.ID)
 	t := formatTime(now())
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if err := jobExists(ctx, tx, d.JID); err != nil {
-			return s.wrapJobErr(what, d.JID, err)
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO pending_dumps
+		return s.insertForJob(ctx, tx, what, d.JID, fmt.Errorf("pending dump %q: %w", d.ID, errdefs.ErrAlreadyExists),
+			`INSERT INTO pending_dumps
 			(id, jid, state, work_dir, path, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO NOTHING`,
 			d.ID, nullString(d.JID), string(DumpDumping), d.WorkDir, d.Path, t, t)
-		if err != nil {
-			return s.dbErr(what, err)
-		}
-		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", d.ID, errdefs.ErrAlreadyExists))
 	})
 }
 
@@ -122,12 +116,8 @@ func (s *Store) writeUnsynced(ctx context.Context, fn func(*sql.Tx) error) error
 func (s *Store) updatePending(ctx context.Context, write func(context.Context, func(*sql.Tx) error) error, id, verb, set string, args ...any) error {
 	what := fmt.Sprintf("%s dump %q", verb, id)
 	return write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE pending_dumps SET "+set+", updated_at = ? WHERE id = ?",
-			append(args, formatTime(now()), id)...)
-		if err != nil {
-			return s.dbErr(what, err)
-		}
-		return oneRow(res, s, what, fmt.Errorf("pending dump %q: %w", id, errdefs.ErrNotFound))
+		return s.execOne(ctx, tx, what, fmt.Errorf("pending dump %q: %w", id, errdefs.ErrNotFound),
+			"UPDATE pending_dumps SET "+set+", updated_at = ? WHERE id = ?", append(args, formatTime(now()), id)...)
 	})
 }
 
@@ -211,8 +201,13 @@ func (s *Store) wrapJobErr(what, jid string, err error) error {
 	return s.dbErr(what, err)
 }
 
-// oneRow checks that res changed a row: none yields ifNone.
-func oneRow(res sql.Result, s *Store, what string, ifNone error) error {
+// execOne runs query, which must change a row, in tx: none yields ifNone. what names the operation
+// in a database error.
+func (s *Store) execOne(ctx context.Context, tx *sql.Tx, what string, ifNone error, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return s.dbErr(what, err)
+	}
 	n, err := res.RowsAffected()
 	if err != nil {
 		return s.dbErr(what, err)
@@ -221,6 +216,15 @@ func oneRow(res sql.Result, s *Store, what string, ifNone error) error {
 		return ifNone
 	}
 	return nil
+}
+
+// insertForJob runs insert, an INSERT ... ON CONFLICT DO NOTHING of a row that belongs to job jid
+// (none when ""), in tx: a jid that names no job is not found, a row already there is taken.
+func (s *Store) insertForJob(ctx context.Context, tx *sql.Tx, what, jid string, taken error, insert string, args ...any) error {
+	if err := jobExists(ctx, tx, jid); err != nil {
+		return s.wrapJobErr(what, jid, err)
+	}
+	return s.execOne(ctx, tx, what, taken, insert, args...)
 }
 
 // nullString stores "" as NULL.
