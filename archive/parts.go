@@ -2,7 +2,6 @@ package archive
 
 import (
 	"archive/tar"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,18 +39,9 @@ func ParsePartName(entry string) (name string, n int, ok bool) {
 // must already be in the file: the writer of a growing file appends, so what lies below its
 // current size is final.
 func (a *Writer) AddFilePart(path, name string, n int, offset, size int64) (int64, error) {
-	if a.closed {
-		return 0, errors.New("add file part to archive: writer is closed")
-	}
-	if a.err != nil {
-		return 0, fmt.Errorf("add file part to archive: earlier failure: %w", a.err)
-	}
 	entry := PartName(name, n)
-	if reason := checkName(entry); reason != "" {
-		return 0, fmt.Errorf("add %q to archive: invalid name: %s", entry, reason)
-	}
-	if _, dup := a.names[entry]; dup {
-		return 0, fmt.Errorf("add %q to archive: duplicate name", entry)
+	if err := a.ready(entry); err != nil {
+		return 0, fmt.Errorf("add %q to archive: %w", entry, err)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -59,20 +49,8 @@ func (a *Writer) AddFilePart(path, name string, n int, offset, size int64) (int6
 	}
 	defer f.Close()
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: entry, Size: size, Mode: 0o600, ModTime: time.Now().Truncate(time.Second)}
-	if err := a.tw.WriteHeader(hdr); err != nil {
-		a.err = err
-		return 0, fmt.Errorf("add %q to archive: write header: %w", entry, err)
-	}
-	a.names[entry] = struct{}{}
-	bufp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bufp)
-	copied, err := io.CopyBuffer(struct{ io.Writer }{a.tw}, struct{ io.Reader }{io.NewSectionReader(f, offset, size)}, *bufp)
-	a.raw += copied
-	if err == nil && copied < size {
-		err = fmt.Errorf("file part shorter than announced (%d of %d bytes): %w", copied, size, io.ErrUnexpectedEOF)
-	}
+	copied, err := a.write(hdr, io.NewSectionReader(f, offset, size), "file part shorter than announced")
 	if err != nil {
-		a.err = err
 		return copied, fmt.Errorf("add %q to archive: %w", entry, err)
 	}
 	return copied, nil

@@ -69,19 +69,9 @@ func newWriterWith(comp compressor, c Codec) *Writer {
 // number of content bytes added. After an error other than a refused name or
 // file the archive is unusable.
 func (a *Writer) AddFile(path, name string) (int64, error) {
-	if a.closed {
-		return 0, errors.New("add file to archive: writer is closed")
+	if err := a.ready(name); err != nil {
+		return 0, fmt.Errorf("add file %q to archive: %w", name, err)
 	}
-	if a.err != nil {
-		return 0, fmt.Errorf("add file to archive: earlier failure: %w", a.err)
-	}
-	if reason := checkName(name); reason != "" {
-		return 0, fmt.Errorf("add file %q to archive: invalid name: %s", name, reason)
-	}
-	if _, dup := a.names[name]; dup {
-		return 0, fmt.Errorf("add file %q to archive: duplicate name", name)
-	}
-
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("add file %q to archive: %w", name, err)
@@ -103,26 +93,52 @@ func (a *Writer) AddFile(path, name string) (int64, error) {
 		Mode:     int64(fi.Mode().Perm()),
 		ModTime:  fi.ModTime().Truncate(time.Second),
 	}
-	if err := a.tw.WriteHeader(hdr); err != nil {
-		a.err = err
-		return 0, fmt.Errorf("add file %q to archive: write header: %w", name, err)
-	}
-	a.names[name] = struct{}{}
-
-	bufp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bufp)
-	// The anonymous structs hide ReadFrom/WriteTo so that the large buffer
-	// is used; LimitReader guards against a file that grows meanwhile.
-	n, err := io.CopyBuffer(struct{ io.Writer }{a.tw}, struct{ io.Reader }{io.LimitReader(f, size)}, *bufp)
-	a.raw += n
-	if err == nil && n < size {
-		err = fmt.Errorf("file shrank while being archived (%d of %d bytes): %w", n, size, io.ErrUnexpectedEOF)
-	}
+	// LimitReader guards against a file that grows meanwhile.
+	n, err := a.write(hdr, io.LimitReader(f, size), "file shrank while being archived")
 	if err != nil {
-		a.err = err
 		return n, fmt.Errorf("add file %q to archive: %w", name, err)
 	}
 	return n, nil
+}
+
+// ready refuses to add an entry to a closed or failed archive, or under a name that is invalid
+// or already in it.
+func (a *Writer) ready(entry string) error {
+	if a.closed {
+		return errors.New("writer is closed")
+	}
+	if a.err != nil {
+		return fmt.Errorf("earlier failure: %w", a.err)
+	}
+	if reason := checkName(entry); reason != "" {
+		return fmt.Errorf("invalid name: %s", reason)
+	}
+	if _, dup := a.names[entry]; dup {
+		return errors.New("duplicate name")
+	}
+	return nil
+}
+
+// write adds hdr and hdr.Size bytes of r to the archive; short says what it means that r ends
+// sooner. A failure makes the archive unusable.
+func (a *Writer) write(hdr *tar.Header, r io.Reader, short string) (int64, error) {
+	if err := a.tw.WriteHeader(hdr); err != nil {
+		a.err = err
+		return 0, fmt.Errorf("write header: %w", err)
+	}
+	a.names[hdr.Name] = struct{}{}
+	bufp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bufp)
+	// The anonymous structs hide ReadFrom/WriteTo so that the large buffer is used.
+	n, err := io.CopyBuffer(struct{ io.Writer }{a.tw}, struct{ io.Reader }{r}, *bufp)
+	a.raw += n
+	if err == nil && n < hdr.Size {
+		err = fmt.Errorf("%s (%d of %d bytes): %w", short, n, hdr.Size, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		a.err = err
+	}
+	return n, err
 }
 
 // Close writes the tar trailer and flushes the codec. It does not close the
