@@ -87,11 +87,8 @@ func restoreWithRuntime(ctx context.Context, env *adapters.Env, st adapters.Stat
 func build[H any](runtime string, common adapters.Middleware[H],
 	middleware *features.Feature[adapters.Middleware[H]], handler *features.Feature[H],
 ) (H, error) {
-	var h H
-	if err := handler.IfAvailable(func(_ string, impl H) error {
-		h = impl
-		return nil
-	}, runtime); err != nil {
+	h, err := handler.Get(runtime)
+	if err != nil {
 		return h, err
 	}
 	chain := append(adapters.Middleware[H]{}, common...)

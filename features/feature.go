@@ -72,6 +72,17 @@ func (f *Feature[T]) Lookup(runtime string) (T, bool) {
 	return impl, ok
 }
 
+// Get returns runtime's implementation, resolved through IfAvailable: for a runtime without one,
+// an error wrapping ErrUnavailable that says how to get a binary that has it.
+func (f *Feature[T]) Get(runtime string) (T, error) {
+	var impl T
+	err := f.IfAvailable(func(_ string, i T) error {
+		impl = i
+		return nil
+	}, runtime)
+	return impl, err
+}
+
 // Names lists the runtimes that registered an implementation, sorted.
 func (f *Feature[T]) Names() []string {
 	f.mu.RLock()

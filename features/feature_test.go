@@ -312,3 +312,28 @@ func TestLookup(t *testing.T) {
 		})
 	}
 }
+
+func TestGet(t *testing.T) {
+	f := newFeature(t, "process")
+	tests := []struct {
+		runtime string
+		want    string
+		err     string
+	}{
+		{"process", "impl-process", ""},
+		{"containerd", "", "the containerd runtime is not compiled into this cedana binary"},
+		{"podman", "", `unknown runtime "podman"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.runtime, func(t *testing.T) {
+			got, err := f.Get(tt.runtime)
+			assert.Equal(t, tt.want, got)
+			if tt.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, features.ErrUnavailable)
+			assert.ErrorContains(t, err, tt.err)
+		})
+	}
+}

@@ -24,12 +24,11 @@ func (s *service) Run(ctx context.Context, req *daemonv1.RunRequest) (*daemonv1.
 	if err := validateRun(req); err != nil {
 		return nil, err
 	}
-	var job store.Job
-	err := features.RunHandler.IfAvailable(func(_ string, run features.JobStarter) error {
-		var err error
-		job, err = run(ctx, s.jobs, req)
-		return err
-	}, req.Type)
+	run, err := features.RunHandler.Get(req.Type)
+	if err != nil {
+		return nil, err
+	}
+	job, err := run(ctx, s.jobs, req)
 	if err != nil {
 		return nil, err
 	}
@@ -42,12 +41,11 @@ func (s *service) Manage(ctx context.Context, req *daemonv1.ManageRequest) (*dae
 	if err := validateManage(req); err != nil {
 		return nil, err
 	}
-	var job store.Job
-	err := features.ManageHandler.IfAvailable(func(_ string, adopt features.JobAdopter) error {
-		var err error
-		job, err = adopt(ctx, s.jobs, req)
-		return err
-	}, req.Type)
+	adopt, err := features.ManageHandler.Get(req.Type)
+	if err != nil {
+		return nil, err
+	}
+	job, err := adopt(ctx, s.jobs, req)
 	if err != nil {
 		return nil, err
 	}
