@@ -71,3 +71,12 @@ func timeTotal(stats **daemonv1.Stats) func() {
 	s := *stats
 	return func() { s.Total = durationpb.New(time.Since(start)) }
 }
+
+// OrNew returns *p, set first to a new, empty M if it is nil: for the optional messages of a
+// request that a handler fills in.
+func OrNew[M any](p **M) *M {
+	if *p == nil {
+		*p = new(M)
+	}
+	return *p
+}

@@ -46,12 +46,8 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 		if req.Compression == "" {
 			req.Compression = string(archive.None)
 		}
-		if req.Criu == nil {
-			req.Criu = &daemonv1.CriuOptions{}
-		}
-		if req.Details == nil {
-			req.Details = &daemonv1.Details{}
-		}
+		OrNew(&req.Criu)
+		OrNew(&req.Details)
 		return next(ctx, env, st, req, resp)
 	}
 }

@@ -37,12 +37,8 @@ func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 		if _, _, err := storage.ParseURL(req.Path); err != nil {
 			return errs.Invalid("%w", err)
 		}
-		if req.Criu == nil {
-			req.Criu = &daemonv1.CriuOptions{}
-		}
-		if req.Details == nil {
-			req.Details = &daemonv1.Details{}
-		}
+		OrNew(&req.Criu)
+		OrNew(&req.Details)
 		return next(ctx, env, st, req, resp)
 	}
 }

@@ -34,10 +34,7 @@ var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{ResolveRest
 func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		dumped := resp.GetCheckpoint().GetDetails().GetContainerd()
-		d := req.GetDetails().GetContainerd()
-		if d == nil {
-			d = &daemonv1.ContainerdDetails{}
-		}
+		d := adapters.OrNew(&adapters.OrNew(&req.Details).Containerd)
 		d.Id = cmp.Or(d.Id, dumped.GetId())
 		d.Image = cmp.Or(d.Image, dumped.GetImage())
 		d.Namespace = cmp.Or(d.Namespace, dumped.GetNamespace())
@@ -62,10 +59,6 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		} else if _, err := getImage(nsCtx, c, d); err != nil {
 			return err
 		}
-		if req.Details == nil {
-			req.Details = &daemonv1.Details{}
-		}
-		req.Details.Containerd = d
 		return next(ctx, env, st, req, resp)
 	}
 }

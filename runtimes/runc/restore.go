@@ -32,10 +32,7 @@ var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{ResolveRest
 func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		dumped := resp.GetCheckpoint().GetDetails().GetRunc()
-		d := req.GetDetails().GetRunc()
-		if d == nil {
-			d = &daemonv1.RuncDetails{}
-		}
+		d := adapters.OrNew(&adapters.OrNew(&req.Details).Runc)
 		d.Id = cmp.Or(d.Id, dumped.GetId())
 		d.Bundle = cmp.Or(d.Bundle, dumped.GetBundle())
 		d.Root = cmp.Or(d.Root, dumped.GetRoot(), DefaultRoot)
@@ -56,10 +53,6 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 				return err
 			}
 		}
-		if req.Details == nil {
-			req.Details = &daemonv1.Details{}
-		}
-		req.Details.Runc = d
 		return next(ctx, env, st, req, resp)
 	}
 }
