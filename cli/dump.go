@@ -55,9 +55,9 @@ func (c *JobTargetCmd) FillRestore(req *daemonv1.RestoreRequest) error {
 
 // Run sends the dump built from the common flags and the selected runtime's subcommand.
 func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	leaf, ok := selected[features.DumpCommand](kctx)
-	if !ok {
-		return fmt.Errorf("%q is not a dump subcommand", kctx.Command())
+	leaf, err := selected[features.DumpCommand](kctx, "dump")
+	if err != nil {
+		return err
 	}
 	dir, err := localOrRemote(c.Dir)
 	if err != nil {
@@ -96,13 +96,13 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 	return nil
 }
 
-// selected returns the selected command's value as a T.
-func selected[T any](kctx *kong.Context) (T, bool) {
-	node := kctx.Selected()
-	if node == nil {
-		var zero T
-		return zero, false
+// selected returns the selected subcommand of verb as a T, the interface its subcommands implement.
+func selected[T any](kctx *kong.Context, verb string) (T, error) {
+	if node := kctx.Selected(); node != nil {
+		if v, ok := node.Target.Addr().Interface().(T); ok {
+			return v, nil
+		}
 	}
-	v, ok := node.Target.Addr().Interface().(T)
-	return v, ok
+	var zero T
+	return zero, fmt.Errorf("%q is not a %s subcommand", kctx.Command(), verb)
 }

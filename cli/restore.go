@@ -32,9 +32,9 @@ type RestoreCmd struct {
 
 // Run sends the restore built from the common flags and the selected runtime's subcommand.
 func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cfg config.Config, env Env, client daemonv1connect.DaemonServiceClient) error {
-	leaf, ok := selected[features.RestoreCommand](kctx)
-	if !ok {
-		return fmt.Errorf("%q is not a restore subcommand", kctx.Command())
+	leaf, err := selected[features.RestoreCommand](kctx, "restore")
+	if err != nil {
+		return err
 	}
 	path, err := localOrRemote(c.Path)
 	if err != nil {

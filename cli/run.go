@@ -26,9 +26,9 @@ type RunCmd struct {
 
 // Run starts the job through the daemon.
 func (c *RunCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	leaf, ok := selected[features.RunCommand](kctx)
-	if !ok {
-		return fmt.Errorf("%q is not a run subcommand", kctx.Command())
+	leaf, err := selected[features.RunCommand](kctx, "run")
+	if err != nil {
+		return err
 	}
 	req := &daemonv1.RunRequest{Type: kctx.Selected().Name, Jid: c.JID, Log: c.Out}
 	if err := leaf.FillRun(req); err != nil {
@@ -61,9 +61,9 @@ type ManageCmd struct {
 
 // Run adopts the workload through the daemon.
 func (c *ManageCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	leaf, ok := selected[features.ManageCommand](kctx)
-	if !ok {
-		return fmt.Errorf("%q is not a manage subcommand", kctx.Command())
+	leaf, err := selected[features.ManageCommand](kctx, "manage")
+	if err != nil {
+		return err
 	}
 	req := &daemonv1.ManageRequest{Type: kctx.Selected().Name, Jid: c.JID}
 	if err := leaf.FillManage(req); err != nil {

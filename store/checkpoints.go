@@ -142,10 +142,7 @@ func (s *Store) listCheckpoints(ctx context.Context, jid string, limit int) ([]C
 // DeleteCheckpoint deletes the record of the checkpoint with the given ID
 // (not its files), or returns errdefs.ErrNotFound.
 func (s *Store) DeleteCheckpoint(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		return s.execOne(ctx, tx, fmt.Sprintf("delete checkpoint %q", id), fmt.Errorf("checkpoint %q: %w", id, errdefs.ErrNotFound),
-			"DELETE FROM checkpoints WHERE id = ?", id)
-	})
+	return s.deleteRow(ctx, "checkpoint", "DELETE FROM checkpoints WHERE id = ?", id)
 }
 
 // checkpointColumns are the columns scanCheckpoint reads, in order.

@@ -177,10 +177,7 @@ func (s *Store) UpdateJob(ctx context.Context, jid string, fn func(*Job) error) 
 // DeleteJob deletes the job with the given JID and the records of its
 // checkpoints (not the checkpoint files), or returns errdefs.ErrNotFound.
 func (s *Store) DeleteJob(ctx context.Context, jid string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		return s.execOne(ctx, tx, fmt.Sprintf("delete job %q", jid), fmt.Errorf("job %q: %w", jid, errdefs.ErrNotFound),
-			"DELETE FROM jobs WHERE jid = ?", jid)
-	})
+	return s.deleteRow(ctx, "job", "DELETE FROM jobs WHERE jid = ?", jid)
 }
 
 // jobColumns are the columns scanJob reads, in order.

@@ -218,6 +218,13 @@ func (s *Store) execOne(ctx context.Context, tx *sql.Tx, what string, ifNone err
 	return nil
 }
 
+// deleteRow deletes, with query, the row of a kind ("job") whose key is key; none is not found.
+func (s *Store) deleteRow(ctx context.Context, kind, query, key string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		return s.execOne(ctx, tx, fmt.Sprintf("delete %s %q", kind, key), fmt.Errorf("%s %q: %w", kind, key, errdefs.ErrNotFound), query, key)
+	})
+}
+
 // insertForJob runs insert, an INSERT ... ON CONFLICT DO NOTHING of a row that belongs to job jid
 // (none when ""), in tx: a jid that names no job is not found, a row already there is taken.
 func (s *Store) insertForJob(ctx context.Context, tx *sql.Tx, what, jid string, taken error, insert string, args ...any) error {
