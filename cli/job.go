@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -252,10 +253,54 @@ func pidString(pid int32) string {
 	return strconv.Itoa(int(pid))
 }
 
-// formatDetails renders the runtime-specific description of a workload.
+// formatDetails renders the runtime-specific description of a workload, whichever runtime gave
+// it: "<runtime> field=value ...", in the order of the message's fields.
 func formatDetails(d *daemonv1.Details) string {
-	if p := d.GetProcess(); p != nil {
-		return fmt.Sprintf("process pid %d", p.GetPid())
+	var parts []string
+	for _, set := range setFields(d.ProtoReflect()) {
+		words := []string{string(set.fd.Name())}
+		if set.fd.Message() != nil {
+			for _, f := range setFields(set.v.Message()) {
+				words = append(words, fmt.Sprintf("%s=%s", f.fd.Name(), formatValue(f.fd, f.v)))
+			}
+		}
+		parts = append(parts, strings.Join(words, " "))
 	}
-	return "-"
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// setField is a field that a message has set, and its value.
+type setField struct {
+	fd protoreflect.FieldDescriptor
+	v  protoreflect.Value
+}
+
+// setFields lists the fields m has set, in the order the message declares them.
+func setFields(m protoreflect.Message) []setField {
+	var out []setField
+	if !m.IsValid() {
+		return nil
+	}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		if fd := fields.Get(i); m.Has(fd) {
+			out = append(out, setField{fd, m.Get(fd)})
+		}
+	}
+	return out
+}
+
+// formatValue renders a scalar or a list of scalars.
+func formatValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) string {
+	if !fd.IsList() {
+		return fmt.Sprint(v.Interface())
+	}
+	items := make([]string, v.List().Len())
+	for i := range items {
+		items[i] = fmt.Sprint(v.List().Get(i).Interface())
+	}
+	return "[" + strings.Join(items, ",") + "]"
 }

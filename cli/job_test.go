@@ -330,3 +330,26 @@ func TestCheckpointCommands(t *testing.T) {
 		assert.Equal(t, "Deleted checkpoint c1 (/var/lib/cedana/dump-1)\n", out.String())
 	})
 }
+
+func TestFormatDetails(t *testing.T) {
+	tests := []struct {
+		name string
+		in   *daemonv1.Details
+		want string
+	}{
+		{"none", nil, "-"},
+		{"empty", &daemonv1.Details{}, "-"},
+		{"process", &daemonv1.Details{Process: &daemonv1.ProcessDetails{Pid: 42}}, "process pid=42"},
+		{"runc", &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: "web", Root: "/run/runc"}}, "runc id=web root=/run/runc"},
+		{
+			"containerd, a list and a flag",
+			&daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: "r", Namespace: "k8s.io", Rootfs: true, Args: []string{"a", "b"}}},
+			"containerd id=r namespace=k8s.io rootfs=true args=[a,b]",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, formatDetails(tt.in))
+		})
+	}
+}
