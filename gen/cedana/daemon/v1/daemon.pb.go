@@ -2884,6 +2884,512 @@ func (x *WatchProgressResponse) GetFinished() bool {
 	return false
 }
 
+// DumpPodRequest asks to checkpoint a Kubernetes pod's app containers.
+type DumpPodRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pod's name, as Kubernetes knows it.
+	Pod string `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	// The pod's Kubernetes namespace ("default" when empty).
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Only these containers, by their names in the pod (all app containers when empty).
+	Containers []string `protobuf:"bytes,3,rep,name=containers,proto3" json:"containers,omitempty"`
+	// Parent of the pod checkpoint: a directory or s3://bucket/prefix; the daemon's checkpoint.dir
+	// when empty.
+	Dir string `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
+	// Name of the pod checkpoint (default pod-<namespace>-<pod>-<unix nanoseconds>).
+	Name string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// Each container's entry: none (a directory) or an archive codec, as for Dump.
+	Compression string `protobuf:"bytes,6,opt,name=compression,proto3" json:"compression,omitempty"`
+	// CRIU options for every container (leave_running, tcp_established, ...).
+	Criu *CriuOptions `protobuf:"bytes,7,opt,name=criu,proto3" json:"criu,omitempty"`
+	// containerd's socket (default /run/containerd/containerd.sock).
+	Address string `protobuf:"bytes,8,opt,name=address,proto3" json:"address,omitempty"`
+	// containerd's namespace of the CRI ("k8s.io" when empty).
+	ContainerdNamespace string `protobuf:"bytes,9,opt,name=containerd_namespace,json=containerdNamespace,proto3" json:"containerd_namespace,omitempty"`
+	// A client-chosen ID under which WatchProgress reports the dump's progress.
+	OperationId   string `protobuf:"bytes,10,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DumpPodRequest) Reset() {
+	*x = DumpPodRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DumpPodRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DumpPodRequest) ProtoMessage() {}
+
+func (x *DumpPodRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DumpPodRequest.ProtoReflect.Descriptor instead.
+func (*DumpPodRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DumpPodRequest) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *DumpPodRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DumpPodRequest) GetContainers() []string {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
+func (x *DumpPodRequest) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *DumpPodRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DumpPodRequest) GetCompression() string {
+	if x != nil {
+		return x.Compression
+	}
+	return ""
+}
+
+func (x *DumpPodRequest) GetCriu() *CriuOptions {
+	if x != nil {
+		return x.Criu
+	}
+	return nil
+}
+
+func (x *DumpPodRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *DumpPodRequest) GetContainerdNamespace() string {
+	if x != nil {
+		return x.ContainerdNamespace
+	}
+	return ""
+}
+
+func (x *DumpPodRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+// PodContainer is one container of a pod checkpoint.
+type PodContainer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container's name in the pod (io.kubernetes.container.name).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The image it ran, as the CRI names it.
+	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// The dumped container's containerd ID.
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// The container's entry, relative to the pod checkpoint's location: "<name>" (a directory) or
+	// "<name>.tar.<codec>".
+	Entry         string `protobuf:"bytes,4,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodContainer) Reset() {
+	*x = PodContainer{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodContainer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodContainer) ProtoMessage() {}
+
+func (x *PodContainer) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodContainer.ProtoReflect.Descriptor instead.
+func (*PodContainer) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PodContainer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PodContainer) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *PodContainer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PodContainer) GetEntry() string {
+	if x != nil {
+		return x.Entry
+	}
+	return ""
+}
+
+// PodCheckpoint is a pod checkpoint's manifest, written as pod.json at its location.
+type PodCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pod's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The pod's Kubernetes namespace.
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The pod's UID.
+	Uid string `protobuf:"bytes,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	// Its checkpointed containers.
+	Containers []*PodContainer `protobuf:"bytes,4,rep,name=containers,proto3" json:"containers,omitempty"`
+	// When the dump began.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The cedana version that wrote it.
+	CedanaVersion string `protobuf:"bytes,6,opt,name=cedana_version,json=cedanaVersion,proto3" json:"cedana_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodCheckpoint) Reset() {
+	*x = PodCheckpoint{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodCheckpoint) ProtoMessage() {}
+
+func (x *PodCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodCheckpoint.ProtoReflect.Descriptor instead.
+func (*PodCheckpoint) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PodCheckpoint) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PodCheckpoint) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PodCheckpoint) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *PodCheckpoint) GetContainers() []*PodContainer {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
+func (x *PodCheckpoint) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *PodCheckpoint) GetCedanaVersion() string {
+	if x != nil {
+		return x.CedanaVersion
+	}
+	return ""
+}
+
+// DumpPodResponse describes the pod checkpoint that was written.
+type DumpPodResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pod checkpoint's location: a directory or an s3:// URL; the annotation cedana.io/restore
+	// names it.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The manifest, as written to pod.json.
+	Manifest *PodCheckpoint `protobuf:"bytes,2,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// Each container's dump, in the manifest's order.
+	Containers []*DumpResponse `protobuf:"bytes,3,rep,name=containers,proto3" json:"containers,omitempty"`
+	// Durations of the whole dump: total, and frozen (from the freezing of the first container to
+	// the end of the last container's dump).
+	Stats         *Stats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DumpPodResponse) Reset() {
+	*x = DumpPodResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DumpPodResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DumpPodResponse) ProtoMessage() {}
+
+func (x *DumpPodResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DumpPodResponse.ProtoReflect.Descriptor instead.
+func (*DumpPodResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DumpPodResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DumpPodResponse) GetManifest() *PodCheckpoint {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *DumpPodResponse) GetContainers() []*DumpResponse {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
+func (x *DumpPodResponse) GetStats() *Stats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+// PrepareRestoreRequest names a container's entry of a pod checkpoint.
+type PrepareRestoreRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pod checkpoint's location (the annotation cedana.io/restore): a directory or an s3:// URL.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The container's name in the pod.
+	Container string `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`
+	// The image the new container runs; refused when it differs from the dumped container's (not
+	// checked when empty).
+	Image         string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareRestoreRequest) Reset() {
+	*x = PrepareRestoreRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareRestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareRestoreRequest) ProtoMessage() {}
+
+func (x *PrepareRestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareRestoreRequest.ProtoReflect.Descriptor instead.
+func (*PrepareRestoreRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *PrepareRestoreRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PrepareRestoreRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *PrepareRestoreRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+// PrepareRestoreResponse is where the container's images are.
+type PrepareRestoreResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A local directory of the entry's images, for runc restore --image-path.
+	Dir string `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
+	// dir was made for this request (fetched or unpacked): the caller removes it when done.
+	Temporary bool `protobuf:"varint,2,opt,name=temporary,proto3" json:"temporary,omitempty"`
+	// The dumped container's checkpoint metadata.
+	Checkpoint *Checkpoint `protobuf:"bytes,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// The manifest's entry for the container.
+	Container     *PodContainer `protobuf:"bytes,4,opt,name=container,proto3" json:"container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareRestoreResponse) Reset() {
+	*x = PrepareRestoreResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareRestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareRestoreResponse) ProtoMessage() {}
+
+func (x *PrepareRestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareRestoreResponse.ProtoReflect.Descriptor instead.
+func (*PrepareRestoreResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *PrepareRestoreResponse) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *PrepareRestoreResponse) GetTemporary() bool {
+	if x != nil {
+		return x.Temporary
+	}
+	return false
+}
+
+func (x *PrepareRestoreResponse) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *PrepareRestoreResponse) GetContainer() *PodContainer {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
@@ -3107,8 +3613,54 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"done_bytes\x18\x02 \x01(\x03R\tdoneBytes\x12\x1f\n" +
 	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
 	"totalBytes\x12\x1a\n" +
-	"\bfinished\x18\x04 \x01(\bR\bfinished2\xf9\n" +
+	"\bfinished\x18\x04 \x01(\bR\bfinished\"\xcb\x02\n" +
+	"\x0eDumpPodRequest\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1e\n" +
 	"\n" +
+	"containers\x18\x03 \x03(\tR\n" +
+	"containers\x12\x10\n" +
+	"\x03dir\x18\x04 \x01(\tR\x03dir\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12 \n" +
+	"\vcompression\x18\x06 \x01(\tR\vcompression\x121\n" +
+	"\x04criu\x18\a \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x12\x18\n" +
+	"\aaddress\x18\b \x01(\tR\aaddress\x121\n" +
+	"\x14containerd_namespace\x18\t \x01(\tR\x13containerdNamespace\x12!\n" +
+	"\foperation_id\x18\n" +
+	" \x01(\tR\voperationId\"^\n" +
+	"\fPodContainer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05image\x18\x02 \x01(\tR\x05image\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x14\n" +
+	"\x05entry\x18\x04 \x01(\tR\x05entry\"\xf5\x01\n" +
+	"\rPodCheckpoint\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\tR\x03uid\x12>\n" +
+	"\n" +
+	"containers\x18\x04 \x03(\v2\x1e.cedana.daemon.v1.PodContainerR\n" +
+	"containers\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n" +
+	"\x0ecedana_version\x18\x06 \x01(\tR\rcedanaVersion\"\xd1\x01\n" +
+	"\x0fDumpPodResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12;\n" +
+	"\bmanifest\x18\x02 \x01(\v2\x1f.cedana.daemon.v1.PodCheckpointR\bmanifest\x12>\n" +
+	"\n" +
+	"containers\x18\x03 \x03(\v2\x1e.cedana.daemon.v1.DumpResponseR\n" +
+	"containers\x12-\n" +
+	"\x05stats\x18\x04 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\"_\n" +
+	"\x15PrepareRestoreRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
+	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12\x14\n" +
+	"\x05image\x18\x03 \x01(\tR\x05image\"\xc4\x01\n" +
+	"\x16PrepareRestoreResponse\x12\x10\n" +
+	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1c\n" +
+	"\ttemporary\x18\x02 \x01(\bR\ttemporary\x12<\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
+	"checkpoint\x12<\n" +
+	"\tcontainer\x18\x04 \x01(\v2\x1e.cedana.daemon.v1.PodContainerR\tcontainer2\xae\f\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
 	"\aRestore\x12 .cedana.daemon.v1.RestoreRequest\x1a!.cedana.daemon.v1.RestoreResponse\x12Z\n" +
@@ -3126,7 +3678,9 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rWatchProgress\x12&.cedana.daemon.v1.WatchProgressRequest\x1a'.cedana.daemon.v1.WatchProgressResponse0\x01\x12f\n" +
 	"\x0fListCheckpoints\x12(.cedana.daemon.v1.ListCheckpointsRequest\x1a).cedana.daemon.v1.ListCheckpointsResponse\x12`\n" +
 	"\rGetCheckpoint\x12&.cedana.daemon.v1.GetCheckpointRequest\x1a'.cedana.daemon.v1.GetCheckpointResponse\x12i\n" +
-	"\x10DeleteCheckpoint\x12).cedana.daemon.v1.DeleteCheckpointRequest\x1a*.cedana.daemon.v1.DeleteCheckpointResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
+	"\x10DeleteCheckpoint\x12).cedana.daemon.v1.DeleteCheckpointRequest\x1a*.cedana.daemon.v1.DeleteCheckpointResponse\x12N\n" +
+	"\aDumpPod\x12 .cedana.daemon.v1.DumpPodRequest\x1a!.cedana.daemon.v1.DumpPodResponse\x12c\n" +
+	"\x0ePrepareRestore\x12'.cedana.daemon.v1.PrepareRestoreRequest\x1a(.cedana.daemon.v1.PrepareRestoreResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_cedana_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -3140,7 +3694,7 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
@@ -3186,20 +3740,26 @@ var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*WriteStdinResponse)(nil),       // 41: cedana.daemon.v1.WriteStdinResponse
 	(*WatchProgressRequest)(nil),     // 42: cedana.daemon.v1.WatchProgressRequest
 	(*WatchProgressResponse)(nil),    // 43: cedana.daemon.v1.WatchProgressResponse
-	nil,                              // 44: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 46: google.protobuf.Duration
+	(*DumpPodRequest)(nil),           // 44: cedana.daemon.v1.DumpPodRequest
+	(*PodContainer)(nil),             // 45: cedana.daemon.v1.PodContainer
+	(*PodCheckpoint)(nil),            // 46: cedana.daemon.v1.PodCheckpoint
+	(*DumpPodResponse)(nil),          // 47: cedana.daemon.v1.DumpPodResponse
+	(*PrepareRestoreRequest)(nil),    // 48: cedana.daemon.v1.PrepareRestoreRequest
+	(*PrepareRestoreResponse)(nil),   // 49: cedana.daemon.v1.PrepareRestoreResponse
+	nil,                              // 50: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),    // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 52: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
 	2,  // 1: cedana.daemon.v1.Details.runc:type_name -> cedana.daemon.v1.RuncDetails
 	3,  // 2: cedana.daemon.v1.Details.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
-	45, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	51, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 5: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	46, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	44, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	46, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	52, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	50, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	52, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
 	0,  // 9: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 10: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
 	5,  // 11: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
@@ -3217,54 +3777,66 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	4,  // 23: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
 	22, // 24: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
 	4,  // 25: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	45, // 26: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	45, // 27: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	51, // 26: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	51, // 27: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	23, // 28: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	45, // 29: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	51, // 29: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 30: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
 	22, // 31: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
 	22, // 32: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
 	22, // 33: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
 	23, // 34: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
 	23, // 35: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	46, // 36: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	7,  // 37: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	9,  // 38: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	11, // 39: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	14, // 40: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	18, // 41: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	20, // 42: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	24, // 43: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	26, // 44: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	28, // 45: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	30, // 46: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	38, // 47: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	40, // 48: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	42, // 49: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
-	32, // 50: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	34, // 51: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	36, // 52: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	8,  // 53: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	10, // 54: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	13, // 55: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	16, // 56: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	19, // 57: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	21, // 58: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	25, // 59: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	27, // 60: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	29, // 61: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	31, // 62: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	39, // 63: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	41, // 64: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	43, // 65: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	33, // 66: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	35, // 67: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	37, // 68: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	53, // [53:69] is the sub-list for method output_type
-	37, // [37:53] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	0,  // 36: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	45, // 37: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
+	51, // 38: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	46, // 39: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
+	8,  // 40: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
+	6,  // 41: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
+	5,  // 42: cedana.daemon.v1.PrepareRestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	45, // 43: cedana.daemon.v1.PrepareRestoreResponse.container:type_name -> cedana.daemon.v1.PodContainer
+	52, // 44: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	7,  // 45: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	9,  // 46: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	11, // 47: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	14, // 48: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	18, // 49: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	20, // 50: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	24, // 51: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	26, // 52: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	28, // 53: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	30, // 54: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	38, // 55: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	40, // 56: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	42, // 57: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	32, // 58: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	34, // 59: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	36, // 60: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	44, // 61: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
+	48, // 62: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
+	8,  // 63: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	10, // 64: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	13, // 65: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	16, // 66: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	19, // 67: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	21, // 68: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	25, // 69: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	27, // 70: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	29, // 71: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	31, // 72: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	39, // 73: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	41, // 74: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	43, // 75: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	33, // 76: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	35, // 77: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	37, // 78: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	47, // 79: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
+	49, // 80: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
+	63, // [63:81] is the sub-list for method output_type
+	45, // [45:63] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
@@ -3280,7 +3852,7 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

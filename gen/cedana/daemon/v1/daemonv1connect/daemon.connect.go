@@ -73,6 +73,11 @@ const (
 	// DaemonServiceDeleteCheckpointProcedure is the fully-qualified name of the DaemonService's
 	// DeleteCheckpoint RPC.
 	DaemonServiceDeleteCheckpointProcedure = "/cedana.daemon.v1.DaemonService/DeleteCheckpoint"
+	// DaemonServiceDumpPodProcedure is the fully-qualified name of the DaemonService's DumpPod RPC.
+	DaemonServiceDumpPodProcedure = "/cedana.daemon.v1.DaemonService/DumpPod"
+	// DaemonServicePrepareRestoreProcedure is the fully-qualified name of the DaemonService's
+	// PrepareRestore RPC.
+	DaemonServicePrepareRestoreProcedure = "/cedana.daemon.v1.DaemonService/PrepareRestore"
 )
 
 // DaemonServiceClient is a client for the cedana.daemon.v1.DaemonService service.
@@ -109,6 +114,13 @@ type DaemonServiceClient interface {
 	GetCheckpoint(context.Context, *v1.GetCheckpointRequest) (*v1.GetCheckpointResponse, error)
 	// DeleteCheckpoint deletes a checkpoint's files and its record.
 	DeleteCheckpoint(context.Context, *v1.DeleteCheckpointRequest) (*v1.DeleteCheckpointResponse, error)
+	// Checkpoint every app container of a Kubernetes pod, held frozen together, into one pod
+	// checkpoint: an entry per container and a manifest (pod.json).
+	DumpPod(context.Context, *v1.DumpPodRequest) (*v1.DumpPodResponse, error)
+	// Make one container's entry of a pod checkpoint available as a local directory of images, for
+	// the runtime handler that restores the container: the manifest read, the container's image
+	// checked, the entry fetched and unpacked.
+	PrepareRestore(context.Context, *v1.PrepareRestoreRequest) (*v1.PrepareRestoreResponse, error)
 }
 
 // NewDaemonServiceClient constructs a client for the cedana.daemon.v1.DaemonService service. By
@@ -218,6 +230,18 @@ func NewDaemonServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(daemonServiceMethods.ByName("DeleteCheckpoint")),
 			connect.WithClientOptions(opts...),
 		),
+		dumpPod: connect.NewClient[v1.DumpPodRequest, v1.DumpPodResponse](
+			httpClient,
+			baseURL+DaemonServiceDumpPodProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("DumpPod")),
+			connect.WithClientOptions(opts...),
+		),
+		prepareRestore: connect.NewClient[v1.PrepareRestoreRequest, v1.PrepareRestoreResponse](
+			httpClient,
+			baseURL+DaemonServicePrepareRestoreProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("PrepareRestore")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -239,6 +263,8 @@ type daemonServiceClient struct {
 	listCheckpoints  *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
 	getCheckpoint    *connect.Client[v1.GetCheckpointRequest, v1.GetCheckpointResponse]
 	deleteCheckpoint *connect.Client[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse]
+	dumpPod          *connect.Client[v1.DumpPodRequest, v1.DumpPodResponse]
+	prepareRestore   *connect.Client[v1.PrepareRestoreRequest, v1.PrepareRestoreResponse]
 }
 
 // Dump calls cedana.daemon.v1.DaemonService.Dump.
@@ -377,6 +403,24 @@ func (c *daemonServiceClient) DeleteCheckpoint(ctx context.Context, req *v1.Dele
 	return nil, err
 }
 
+// DumpPod calls cedana.daemon.v1.DaemonService.DumpPod.
+func (c *daemonServiceClient) DumpPod(ctx context.Context, req *v1.DumpPodRequest) (*v1.DumpPodResponse, error) {
+	response, err := c.dumpPod.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PrepareRestore calls cedana.daemon.v1.DaemonService.PrepareRestore.
+func (c *daemonServiceClient) PrepareRestore(ctx context.Context, req *v1.PrepareRestoreRequest) (*v1.PrepareRestoreResponse, error) {
+	response, err := c.prepareRestore.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // DaemonServiceHandler is an implementation of the cedana.daemon.v1.DaemonService service.
 type DaemonServiceHandler interface {
 	// Dump checkpoints a workload into a checkpoint directory.
@@ -411,6 +455,13 @@ type DaemonServiceHandler interface {
 	GetCheckpoint(context.Context, *v1.GetCheckpointRequest) (*v1.GetCheckpointResponse, error)
 	// DeleteCheckpoint deletes a checkpoint's files and its record.
 	DeleteCheckpoint(context.Context, *v1.DeleteCheckpointRequest) (*v1.DeleteCheckpointResponse, error)
+	// Checkpoint every app container of a Kubernetes pod, held frozen together, into one pod
+	// checkpoint: an entry per container and a manifest (pod.json).
+	DumpPod(context.Context, *v1.DumpPodRequest) (*v1.DumpPodResponse, error)
+	// Make one container's entry of a pod checkpoint available as a local directory of images, for
+	// the runtime handler that restores the container: the manifest read, the container's image
+	// checked, the entry fetched and unpacked.
+	PrepareRestore(context.Context, *v1.PrepareRestoreRequest) (*v1.PrepareRestoreResponse, error)
 }
 
 // NewDaemonServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -516,6 +567,18 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(daemonServiceMethods.ByName("DeleteCheckpoint")),
 		connect.WithHandlerOptions(opts...),
 	)
+	daemonServiceDumpPodHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceDumpPodProcedure,
+		svc.DumpPod,
+		connect.WithSchema(daemonServiceMethods.ByName("DumpPod")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServicePrepareRestoreHandler := connect.NewUnaryHandlerSimple(
+		DaemonServicePrepareRestoreProcedure,
+		svc.PrepareRestore,
+		connect.WithSchema(daemonServiceMethods.ByName("PrepareRestore")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/cedana.daemon.v1.DaemonService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DaemonServiceDumpProcedure:
@@ -550,6 +613,10 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 			daemonServiceGetCheckpointHandler.ServeHTTP(w, r)
 		case DaemonServiceDeleteCheckpointProcedure:
 			daemonServiceDeleteCheckpointHandler.ServeHTTP(w, r)
+		case DaemonServiceDumpPodProcedure:
+			daemonServiceDumpPodHandler.ServeHTTP(w, r)
+		case DaemonServicePrepareRestoreProcedure:
+			daemonServicePrepareRestoreHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -621,4 +688,12 @@ func (UnimplementedDaemonServiceHandler) GetCheckpoint(context.Context, *v1.GetC
 
 func (UnimplementedDaemonServiceHandler) DeleteCheckpoint(context.Context, *v1.DeleteCheckpointRequest) (*v1.DeleteCheckpointResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.DeleteCheckpoint is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) DumpPod(context.Context, *v1.DumpPodRequest) (*v1.DumpPodResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.DumpPod is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) PrepareRestore(context.Context, *v1.PrepareRestoreRequest) (*v1.PrepareRestoreResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.PrepareRestore is not implemented"))
 }
