@@ -3261,7 +3261,10 @@ type PrepareRestoreRequest struct {
 	Container string `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`
 	// The image the new container runs; refused when it differs from the dumped container's (not
 	// checked when empty).
-	Image         string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	Image string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	// The new container's root filesystem, mounted (overlayfs): the entry's writable layer, when it
+	// has one, is applied to its upper directory before the restore (nothing is applied when empty).
+	Rootfs        string `protobuf:"bytes,4,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3313,6 +3316,13 @@ func (x *PrepareRestoreRequest) GetContainer() string {
 func (x *PrepareRestoreRequest) GetImage() string {
 	if x != nil {
 		return x.Image
+	}
+	return ""
+}
+
+func (x *PrepareRestoreRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
 	}
 	return ""
 }
@@ -3649,11 +3659,12 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"containers\x18\x03 \x03(\v2\x1e.cedana.daemon.v1.DumpResponseR\n" +
 	"containers\x12-\n" +
-	"\x05stats\x18\x04 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\"_\n" +
+	"\x05stats\x18\x04 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\"w\n" +
 	"\x15PrepareRestoreRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12\x14\n" +
-	"\x05image\x18\x03 \x01(\tR\x05image\"\xc4\x01\n" +
+	"\x05image\x18\x03 \x01(\tR\x05image\x12\x16\n" +
+	"\x06rootfs\x18\x04 \x01(\tR\x06rootfs\"\xc4\x01\n" +
 	"\x16PrepareRestoreResponse\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1c\n" +
 	"\ttemporary\x18\x02 \x01(\bR\ttemporary\x12<\n" +
