@@ -11,8 +11,8 @@ const (
 	// WrapperName is the name of the symlink to the cedana binary that the runc shim runs as its
 	// runc (the runtime's options.BinaryName): cedana acts as the runtime handler when called so.
 	WrapperName = "cedana-runc"
-	// RestoreAnnotation, on a pod (and so in its containers' OCI specs), names the pod checkpoint
-	// to restore the pod's containers from: a directory or an s3:// URL.
+	// RestoreAnnotation names the pod checkpoint to restore a pod's containers from (a directory
+	// or an s3:// URL); set on the pod, it reaches its containers' OCI specs.
 	RestoreAnnotation = "cedana.io/restore"
 	// AnnotationPrefix is what containerd's pod_annotations must let through for RestoreAnnotation
 	// to reach the containers' specs.
