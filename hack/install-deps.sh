@@ -22,3 +22,5 @@ fi
 "$here/install-containerd.sh"
 # The S3 server the storage tests run against (a Go build, a few minutes the first time).
 "$here/install-versitygw.sh" >/dev/null
+# crictl, with which the Kubernetes end-to-end tests drive containerd's CRI as the kubelet would.
+"$here/install-crictl.sh" >/dev/null
