@@ -1,6 +1,6 @@
 // Package cli is cedana's command line, built with kong. Runtime subcommands (`dump process`, ...)
-// come from the features table; every command except `daemon start`, `check` and `features` is a
-// Connect client of the daemon.
+// come from the features table; every command except `daemon start`, `check`, `features` and `k8s`
+// is a Connect client of the daemon.
 package cli
 
 import (
@@ -18,6 +18,7 @@ import (
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/features"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/k8s"
 	"github.com/cedana/cedana/version"
 )
 
@@ -46,6 +47,7 @@ type CLI struct {
 	Checkpoint CheckpointCmd `cmd:"" help:"List, inspect and delete recorded checkpoints."`
 	Check      CheckCmd      `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
 	Features   FeaturesCmd   `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
+	K8s        K8sCmd        `cmd:"" name:"k8s" help:"Set up a Kubernetes node for cedana (as root on the node, no daemon needed)."`
 	Internal   InternalCmd   `cmd:"" hidden:"" help:"Commands cedana runs itself."`
 }
 
@@ -121,7 +123,7 @@ func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 		kong.Description("Checkpoint and restore processes and containers with CRIU."),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": version.Version},
+		kong.Vars{"version": version.Version, "k8sContainerdConfig": k8s.DefaultContainerdConfig, "k8sBinDir": k8s.DefaultBinDir},
 		kong.Writers(env.Stdout, env.Stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 	)

@@ -50,6 +50,11 @@ func TestGrammar(t *testing.T) {
 		{name: "bad output", args: []string{"features", "-o", "yaml"}, code: 80, stderr: []string{"--output"}},
 		{name: "features", args: []string{"features"}, stdout: []string{"dump-cmd", "PROCESS"}},
 		{
+			name: "k8s setup help", args: []string{"k8s", "setup", "--help"},
+			stdout: []string{"--containerd-config", "/etc/containerd/config.toml", "--bin-dir", "/usr/local/bin", "--restart"},
+		},
+		{name: "k8s destroy help", args: []string{"k8s", "destroy", "--help"}, stdout: []string{"byte for byte", "--containerd-config"}},
+		{
 			name: "run without a --no-server mode", args: []string{"run", "runc", "--no-server", "--id", "c", "--bundle", "/nonexistent"}, code: 1,
 			stderr: []string{"the runc runtime has no --no-server mode", "drop --no-server"},
 		},
