@@ -18,6 +18,8 @@ const (
 	noteCreated = "# cedana k8s setup created this file."
 	// noteNewline says that setup added a newline after the file's last line, which had none.
 	noteNewline = "# cedana k8s setup ended the line before this block."
+	// noteRunc explains the runc runtime setup defines when the file defines no runtime.
+	noteRunc = "# containerd's default runc, which a runtimes table in this file replaces:"
 )
 
 // The CRI plugin's names, and the tables its runtimes live in, by configuration version.
@@ -75,6 +77,13 @@ func AddRuntime(path string, current ConfigFile, binaryName string) ([]byte, err
 	}
 	if addVersion {
 		fmt.Fprintf(&block, "version = %d\n", version)
+	}
+	if runtimes, _ := lookup(parsed, table); len(asTable(runtimes)) == 0 {
+		// containerd's own runtimes table, with runc, is replaced by the file's, even one that
+		// holds only cedana: then the CRI plugin does not load, for want of its default runtime.
+		block.WriteString(noteRunc + "\n")
+		fmt.Fprintf(&block, "[%s]\n", tableName(table, "runc"))
+		fmt.Fprintf(&block, "  runtime_type = %q\n", "io.containerd.runc.v2")
 	}
 	fmt.Fprintf(&block, "[%s]\n", tableName(table, RuntimeHandler))
 	fmt.Fprintf(&block, "  runtime_type = %q\n", "io.containerd.runc.v2")
@@ -197,6 +206,12 @@ func lookup(doc map[string]any, key []string) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+// asTable is v as a TOML table, nil if it is none.
+func asTable(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
 }
 
 // tableName is the TOML header name of the table at path+more, with dotted keys quoted.

@@ -45,7 +45,7 @@ func TestAddRuntime(t *testing.T) {
 		contain []string
 		keep    []string // keys of in that the result still has
 	}{
-		{name: "missing file", in: ConfigFile{}, table: v2Runtime, version: 2, contain: []string{noteCreated, "version = 2\n"}},
+		{name: "missing file", in: ConfigFile{}, table: v2Runtime, version: 2, contain: []string{noteCreated, "version = 2\n", noteRunc}},
 		{
 			name: "version 2 with another runtime", in: ConfigFile{Data: []byte(v2Config), Exists: true}, table: v2Runtime, version: 2,
 			keep: []string{`plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options.SystemdCgroup`, "root"},
@@ -60,8 +60,12 @@ func TestAddRuntime(t *testing.T) {
 		},
 		{name: "empty file", in: ConfigFile{Data: []byte{}, Exists: true}, table: v2Runtime, version: 2, contain: []string{"version = 2\n"}},
 		{
+			name: "version 3 without runtimes", in: ConfigFile{Data: []byte("version = 3\n[plugins.\"io.containerd.cri.v1.images\"]\n  snapshotter = \"overlayfs\"\n"), Exists: true},
+			table: v3Runtime, version: 3, contain: []string{noteRunc},
+		},
+		{
 			name: "comments only", in: ConfigFile{Data: []byte("# containerd's settings\n# none yet"), Exists: true}, table: v2Runtime, version: 2,
-			contain: []string{"version = 2\n", noteNewline},
+			contain: []string{"version = 2\n", noteNewline, noteRunc},
 		},
 		{
 			name: "dotted keys", in: ConfigFile{Data: []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nruntimes.runc.runtime_type = \"io.containerd.runc.v2\"\n"), Exists: true},
@@ -82,6 +86,8 @@ func TestAddRuntime(t *testing.T) {
 			assert.Equal(t, "io.containerd.runc.v2", get(t, parsed, runtime+".runtime_type"))
 			assert.Equal(t, []any{"cedana.io/*"}, get(t, parsed, runtime+".pod_annotations"))
 			assert.Equal(t, testBinary, get(t, parsed, runtime+".options.BinaryName"))
+			runc := strings.TrimSuffix(runtime, "cedana") + "runc"
+			assert.Equal(t, "io.containerd.runc.v2", get(t, parsed, runc+".runtime_type"), "containerd's default runtime is still there")
 			for _, key := range tt.keep {
 				get(t, parsed, strings.ReplaceAll(key, `"`, ""))
 			}
