@@ -94,7 +94,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		return c
 	}
 	c.image = filepath.Join(c.dir, "image.tar")
-	if c.err = writeTestImage(c.image, testImage); c.err != nil {
+	if c.err = writeTestImage(c.image, testImage, "/bin/sh"); c.err != nil {
 		return c
 	}
 	c.cmd = exec.Command(filepath.Join(containerdBin, "containerd"), "--config", configPath)
@@ -158,8 +158,9 @@ func (c *containerdDaemon) taskPID(ns, id string) int {
 	return 0
 }
 
-// writeTestImage writes an OCI image layout tarball of a one-layer busybox-static image named ref.
-func writeTestImage(path, ref string) error {
+// writeTestImage writes an OCI image layout tarball of a one-layer busybox-static image named ref,
+// whose command is cmd.
+func writeTestImage(path, ref string, cmd ...string) error {
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
 		return fmt.Errorf("busybox-static (just deps) is needed for the test image: %w", err)
@@ -198,7 +199,7 @@ func writeTestImage(path, ref string) error {
 	layerDigest, layerSize := add(layer.Bytes())
 	config, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Env": []string{"PATH=/bin"}, "Cmd": []string{"/bin/sh"}, "WorkingDir": "/"},
+		"config": map[string]any{"Env": []string{"PATH=/bin"}, "Cmd": cmd, "WorkingDir": "/"},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
 	})
 	configDigest, configSize := add(config)
