@@ -11,16 +11,8 @@ version=${CEDANA_CRICTL_VERSION:-v1.37.0}
 
 say() { printf '[install-crictl] %s\n' "$*" >&2; }
 
-# usable BINARY: true when BINARY runs and `crictl --version` reports the pinned version
-# ("crictl version v1.37.0").
-usable() {
-  local out
-  [ -x "$1" ] || return 1
-  out=$("$1" --version 2>/dev/null) || return 1
-  printf '%s\n' "$out" | grep -Eq "^crictl version v?${version#v}\$"
-}
-
 # shellcheck source=hack/go-tool.sh
 . "$(dirname "$0")/go-tool.sh"
 # Plain `go install` leaves crictl's version "unknown"; stamp it as cri-tools' Makefile does.
-go_tool_install crictl "sigs.k8s.io/cri-tools/cmd/crictl@$version" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$version"
+go_tool_install crictl "sigs.k8s.io/cri-tools/cmd/crictl@$version" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$version" \
+  "^crictl version v?${version#v}\$"
