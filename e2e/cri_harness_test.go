@@ -233,6 +233,14 @@ func kubeletLabels(p criPod, container string) map[string]string {
 // runPod runs p's sandbox (crictl runp) on the host's network.
 func (n *criNode) runPod(p criPod) *criSandbox {
 	n.t.Helper()
+	s, err := n.tryRunPod(p)
+	require.NoError(n.t, err)
+	return s
+}
+
+// tryRunPod is runPod returning crictl's failure.
+func (n *criNode) tryRunPod(p criPod) (*criSandbox, error) {
+	n.t.Helper()
 	config := map[string]any{
 		"metadata":      map[string]any{"name": p.Name, "namespace": p.Namespace, "uid": p.UID, "attempt": 0},
 		"labels":        kubeletLabels(p, ""),
@@ -245,8 +253,9 @@ func (n *criNode) runPod(p criPod) *criSandbox {
 	if p.RuntimeHandler != "" {
 		args = append(args, "--runtime", p.RuntimeHandler)
 	}
-	s.ID = n.mustCrictl(append(args, s.config)...)
-	return s
+	out, err := n.crictl(append(args, s.config)...)
+	s.ID = strings.TrimSpace(out)
+	return s, err
 }
 
 // createContainer creates c in the sandbox s (crictl create) and returns its ID.

@@ -106,11 +106,7 @@ func TestK8sRuntimeHandlerPod(t *testing.T) {
 	}
 
 	require.NoError(t, os.Remove(n.symlink()))
-	pod := criPod{Name: "nosymlink", Namespace: "default", UID: "uid-nosymlink", RuntimeHandler: k8s.RuntimeHandler}
-	_, err := n.crictl("runp", "--runtime", k8s.RuntimeHandler, n.writeJSON("pod-nosymlink", map[string]any{
-		"metadata": map[string]any{"name": pod.Name, "namespace": pod.Namespace, "uid": pod.UID},
-		"linux":    map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
-	}))
+	_, err := n.tryRunPod(criPod{Name: "nosymlink", Namespace: "default", UID: "uid-nosymlink", RuntimeHandler: k8s.RuntimeHandler})
 	require.Error(t, err, "a pod in the cedana runtime started without cedana-runc")
 	assert.Contains(t, err.Error(), k8s.WrapperName)
 }
