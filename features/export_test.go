@@ -24,6 +24,7 @@ func NewTestTables() *TestTables {
 		noServer:          New[InProcessRunner]("no-server", ""),
 		jobDetails:        New[JobDetailsFunc]("job-details", ""),
 		helpers:           New[Helper]("helpers", ""),
+		podDump:           New[PodDumper]("pod-dump", ""),
 	}}
 }
 
@@ -35,7 +36,7 @@ func (tt *TestTables) Provides(runtime string) []string {
 	var names []string
 	for _, f := range []Described{
 		tt.t.dumpCmd, tt.t.restoreCmd, tt.t.runCmd, tt.t.manageCmd, tt.t.runHandler, tt.t.manageHandler,
-		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails,
+		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails, tt.t.podDump,
 	} {
 		if f.IsAvailable(runtime) {
 			names = append(names, f.Name())

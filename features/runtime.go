@@ -47,6 +47,8 @@ type Runtime struct {
 	JobDetails JobDetailsFunc
 	// Helpers are the programs the runtime starts as processes of the cedana binary (optional).
 	Helpers []Helper
+	// PodDump checkpoints a Kubernetes pod's containers that the runtime runs (optional).
+	PodDump PodDumper
 }
 
 // Dump is a runtime's dump: its subcommand, middleware and handler.
@@ -123,6 +125,7 @@ type tables struct {
 	noServer                               *Feature[InProcessRunner]
 	jobDetails                             *Feature[JobDetailsFunc]
 	helpers                                *Feature[Helper]
+	podDump                                *Feature[PodDumper]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -132,6 +135,7 @@ var registry = tables{
 	restoreMiddleware: RestoreMiddleware, restoreHandler: RestoreHandler,
 	runHandler: RunHandler, manageHandler: ManageHandler,
 	health: HealthCheck, noServer: NoServer, jobDetails: JobDetails, helpers: helpers,
+	podDump: PodDump,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -151,6 +155,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.manageHandler, rt.Name, rt.Manage.Handler, rt.Manage.Handler != nil)
 	registerIf(t.noServer, rt.Name, rt.NoServer, rt.NoServer != nil)
 	registerIf(t.jobDetails, rt.Name, rt.JobDetails, rt.JobDetails != nil)
+	registerIf(t.podDump, rt.Name, rt.PodDump, rt.PodDump != nil)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}

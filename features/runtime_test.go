@@ -66,6 +66,9 @@ func complete(name string) features.Runtime {
 		}},
 		NoServer:   func(*daemonv1.RunRequest, features.Stdio) (*os.Process, error) { return nil, nil },
 		JobDetails: func(*daemonv1.Details, int) {},
+		PodDump: func(context.Context, *daemonv1.DumpPodRequest, features.PodDumpSteps) (*daemonv1.DumpPodResponse, error) {
+			return nil, nil
+		},
 		Helpers: []features.Helper{{Name: "test-helper", Main: func(context.Context, []string, features.Stdio) error {
 			return nil
 		}}},
@@ -78,6 +81,7 @@ func TestRegisterComplete(t *testing.T) {
 	assert.Equal(t, []string{
 		"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
 		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details",
+		"pod-dump",
 	},
 		table.Provides("test"))
 	_, ok := table.Helper("test-helper")

@@ -45,3 +45,12 @@ func TestList(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyPodDumperUnavailable: without a runtime that dumps pods (this test binary has none),
+// the error says how to get one and wraps ErrUnavailable.
+func TestOnlyPodDumperUnavailable(t *testing.T) {
+	_, impl, err := features.OnlyPodDumper()
+	require.ErrorIs(t, err, features.ErrUnavailable)
+	assert.Nil(t, impl)
+	assert.Contains(t, err.Error(), "rebuild without -tags custom")
+}
