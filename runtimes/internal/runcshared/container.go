@@ -1,6 +1,7 @@
 package runcshared
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -78,6 +79,42 @@ func (c *Container) RequireRunning() error {
 	default:
 		return errs.Precondition("container %s is %s: there is nothing to checkpoint", c.id, c.status)
 	}
+}
+
+// frozenKey is the context key of FrozenOnPurpose's set of containers.
+type frozenKey struct{}
+
+// FrozenOnPurpose returns ctx under which a dump accepts containers ids paused: the caller froze
+// their cgroups itself to dump them together (a pod's containers), and resumes them itself. CRIU
+// dumps a frozen cgroup's tasks and, with --leave-running, leaves the cgroup frozen as it found
+// it.
+func FrozenOnPurpose(ctx context.Context, ids ...string) context.Context {
+	set := map[string]bool{}
+	for id := range frozenSet(ctx) {
+		set[id] = true
+	}
+	for _, id := range ids {
+		set[id] = true
+	}
+	return context.WithValue(ctx, frozenKey{}, set)
+}
+
+// frozenSet is the set of containers ctx lets a dump take paused.
+func frozenSet(ctx context.Context) map[string]bool {
+	set, _ := ctx.Value(frozenKey{}).(map[string]bool)
+	return set
+}
+
+// IsFrozenOnPurpose reports whether ctx lets a dump take container id paused (FrozenOnPurpose).
+func IsFrozenOnPurpose(ctx context.Context, id string) bool { return frozenSet(ctx)[id] }
+
+// RequireDumpable is RequireRunning, except that a container ctx names as frozen on purpose
+// (FrozenOnPurpose) may also be paused.
+func (c *Container) RequireDumpable(ctx context.Context) error {
+	if c.status == libcontainer.Paused && IsFrozenOnPurpose(ctx, c.id) {
+		return nil
+	}
+	return c.RequireRunning()
 }
 
 // PID is the container's init process in our PID namespace.

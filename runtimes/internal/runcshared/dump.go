@@ -36,7 +36,8 @@ type ContainerDump struct {
 	DeleteAfter bool
 }
 
-// Adapter resolves the container a dump names (details.runc), refuses one that is not running,
+// Adapter resolves the container a dump names (details.runc), refuses one that is not running
+// (paused only when its caller froze it on purpose: FrozenOnPurpose),
 // records it in the checkpoint, and adds runc's CRIU options and files.
 func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler {
 	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
@@ -49,7 +50,7 @@ func (cd ContainerDump) Adapter(next adapters.DumpHandler) adapters.DumpHandler 
 		if err != nil {
 			return false, err
 		}
-		if err := c.RequireRunning(); err != nil {
+		if err := c.RequireDumpable(ctx); err != nil {
 			return false, err
 		}
 		d.Bundle = c.Bundle()

@@ -1,11 +1,14 @@
 package runcshared
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,4 +71,35 @@ not json
 `), 0o600))
 	assert.Equal(t, `container "x" does not exist`, runcError(log))
 	assert.Empty(t, runcError(filepath.Join(t.TempDir(), "missing")))
+}
+
+// TestRequireDumpable: a paused container is refused, as by RequireRunning, unless the dump's
+// context says its caller froze it on purpose; other states are refused either way.
+func TestRequireDumpable(t *testing.T) {
+	ctx := FrozenOnPurpose(FrozenOnPurpose(context.Background(), "a"), "b")
+	tests := []struct {
+		id     string
+		status libcontainer.Status
+		ctx    context.Context
+		ok     bool
+	}{
+		{"a", libcontainer.Running, context.Background(), true},
+		{"a", libcontainer.Paused, context.Background(), false},
+		{"a", libcontainer.Paused, ctx, true},
+		{"b", libcontainer.Paused, ctx, true},
+		{"c", libcontainer.Paused, ctx, false},
+		{"a", libcontainer.Stopped, ctx, false},
+		{"a", libcontainer.Created, ctx, false},
+	}
+	for _, tt := range tests {
+		c := &Container{id: tt.id, root: "/run/runc", status: tt.status}
+		err := c.RequireDumpable(tt.ctx)
+		if tt.ok {
+			assert.NoError(t, err, "%s %s", tt.id, tt.status)
+			continue
+		}
+		require.Error(t, err, "%s %s", tt.id, tt.status)
+		assert.True(t, errdefs.IsFailedPrecondition(err), "%v", err)
+	}
+	assert.Error(t, (&Container{id: "a", status: libcontainer.Paused}).RequireRunning(), "RequireRunning is unchanged")
 }
