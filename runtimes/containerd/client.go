@@ -50,8 +50,9 @@ func loadContainer(ctx context.Context, c *client.Client, d *daemonv1.Containerd
 	return ctr, nil
 }
 
-// runningTask returns the container's task, which must be running.
-func runningTask(ctx context.Context, ctr client.Container, d *daemonv1.ContainerdDetails) (client.Task, error) {
+// runningTask returns the container's task, which must be running, or paused when pausedOK
+// (a pod dump froze it on purpose).
+func runningTask(ctx context.Context, ctr client.Container, d *daemonv1.ContainerdDetails, pausedOK bool) (client.Task, error) {
 	task, err := ctr.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
 		return nil, errs.Precondition("container %s has no running task: there is nothing to checkpoint", d.Id)
@@ -63,7 +64,7 @@ func runningTask(ctx context.Context, ctr client.Container, d *daemonv1.Containe
 	if err != nil {
 		return nil, fmt.Errorf("status of container %s's task: %w", d.Id, err)
 	}
-	if st.Status != client.Running {
+	if st.Status != client.Running && !(pausedOK && st.Status == client.Paused) {
 		return nil, errs.Precondition("container %s's task is %s, not running: there is nothing to checkpoint", d.Id, st.Status)
 	}
 	return task, nil

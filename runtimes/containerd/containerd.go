@@ -135,5 +135,6 @@ func init() {
 			Command: features.Subcommand(Name, "Adopt a containerd container's running task as a managed job.", &ManageCmd{}),
 			Handler: Manage,
 		},
+		PodDump: DumpPod,
 	})
 }

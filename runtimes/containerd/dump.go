@@ -70,7 +70,7 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 		if info.Runtime.Name != RuncShim {
 			return false, errs.Precondition("container %s runs under %s: cedana checkpoints containers of containerd's runc shim (%s)", d.Id, info.Runtime.Name, RuncShim)
 		}
-		task, err := runningTask(nsCtx, ctr, d)
+		task, err := runningTask(nsCtx, ctr, d, runcshared.IsFrozenOnPurpose(ctx, d.Id))
 		if err != nil {
 			return false, err
 		}

@@ -84,7 +84,7 @@ func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (
 	if err != nil {
 		return store.Job{}, err
 	}
-	task, err := runningTask(nsCtx, ctr, d)
+	task, err := runningTask(nsCtx, ctr, d, false)
 	if err != nil {
 		return store.Job{}, err
 	}
