@@ -24,7 +24,8 @@ func NewTestTables() *TestTables {
 		noServer:          New[InProcessRunner]("no-server", ""),
 		jobDetails:        New[JobDetailsFunc]("job-details", ""),
 		helpers:           New[Helper]("helpers", ""),
-		podDump:           New[PodDumper]("pod-dump", ""),
+		podDumpFlags:      New[PodDumpCommand]("pod-dump-flags", ""),
+		podDump:           New[PodDumper]("pod-dump-handler", ""),
 	}}
 }
 
@@ -36,7 +37,7 @@ func (tt *TestTables) Provides(runtime string) []string {
 	var names []string
 	for _, f := range []Described{
 		tt.t.dumpCmd, tt.t.restoreCmd, tt.t.runCmd, tt.t.manageCmd, tt.t.runHandler, tt.t.manageHandler,
-		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails, tt.t.podDump,
+		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails, tt.t.podDumpFlags, tt.t.podDump,
 	} {
 		if f.IsAvailable(runtime) {
 			names = append(names, f.Name())

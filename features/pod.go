@@ -29,21 +29,41 @@ type PodDumpSteps struct {
 	Commit func(ctx context.Context, resp *daemonv1.DumpPodResponse) error
 }
 
-// PodDump is each runtime's dump of a Kubernetes pod's containers (`cedana dump pod`).
-var PodDump = New[PodDumper]("pod-dump", "`cedana dump pod`: checkpoint a Kubernetes pod's containers, frozen together")
+// PodDump is a runtime's checkpoint of the Kubernetes pods whose containers it runs, `cedana
+// dump pod`: the flags that say where the runtime finds pods, and the daemon's handler.
+type PodDump struct {
+	// Flags are embedded into `cedana dump pod` (kong.Plugins): a pointer to a struct of flags,
+	// which implements PodDumpCommand.
+	Flags PodDumpCommand
+	// Handler dumps the pod in the daemon.
+	Handler PodDumper
+}
+
+// PodDumpCommand is implemented by a runtime's flags of `cedana dump pod`: it puts them into the
+// request the CLI sends.
+type PodDumpCommand interface {
+	FillDumpPod(req *daemonv1.DumpPodRequest) error
+}
+
+var (
+	// PodDumpFlags are each runtime's flags of `cedana dump pod` (where it finds pods).
+	PodDumpFlags = New[PodDumpCommand]("pod-dump-flags", "flags of `cedana dump pod` that say where the runtime finds pods")
+	// PodDumpHandler checkpoints a Kubernetes pod's containers, frozen together.
+	PodDumpHandler = New[PodDumper]("pod-dump-handler", "`cedana dump pod`: checkpoint a Kubernetes pod's containers, frozen together")
+)
 
 // OnlyPodDumper returns the one runtime of this binary that dumps pods, and its PodDumper. A
 // binary without one answers with an error wrapping ErrUnavailable that says how to get one.
 func OnlyPodDumper() (string, PodDumper, error) {
-	names := PodDump.Names()
+	names := PodDumpHandler.Names()
 	if len(names) == 0 {
 		return "", nil, fmt.Errorf("this cedana binary has no runtime that checkpoints pods (%s): "+
 			"rebuild without -tags custom, or with the tag of a runtime that provides it (see `cedana features`): %w",
-			PodDump.Name(), ErrUnavailable)
+			PodDumpHandler.Name(), ErrUnavailable)
 	}
 	if len(names) > 1 {
 		return "", nil, fmt.Errorf("runtimes %s all checkpoint pods: cedana cannot tell which runs the pod", strings.Join(names, ", "))
 	}
-	impl, err := PodDump.Get(names[0])
+	impl, err := PodDumpHandler.Get(names[0])
 	return names[0], impl, err
 }

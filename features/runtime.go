@@ -47,8 +47,9 @@ type Runtime struct {
 	JobDetails JobDetailsFunc
 	// Helpers are the programs the runtime starts as processes of the cedana binary (optional).
 	Helpers []Helper
-	// PodDump checkpoints a Kubernetes pod's containers that the runtime runs (optional).
-	PodDump PodDumper
+	// PodDump checkpoints a Kubernetes pod's containers that the runtime runs (optional; its
+	// flags and handler, both or neither).
+	PodDump PodDump
 }
 
 // Dump is a runtime's dump: its subcommand, middleware and handler.
@@ -125,6 +126,7 @@ type tables struct {
 	noServer                               *Feature[InProcessRunner]
 	jobDetails                             *Feature[JobDetailsFunc]
 	helpers                                *Feature[Helper]
+	podDumpFlags                           *Feature[PodDumpCommand]
 	podDump                                *Feature[PodDumper]
 }
 
@@ -135,7 +137,7 @@ var registry = tables{
 	restoreMiddleware: RestoreMiddleware, restoreHandler: RestoreHandler,
 	runHandler: RunHandler, manageHandler: ManageHandler,
 	health: HealthCheck, noServer: NoServer, jobDetails: JobDetails, helpers: helpers,
-	podDump: PodDump,
+	podDumpFlags: PodDumpFlags, podDump: PodDumpHandler,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -155,7 +157,8 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.manageHandler, rt.Name, rt.Manage.Handler, rt.Manage.Handler != nil)
 	registerIf(t.noServer, rt.Name, rt.NoServer, rt.NoServer != nil)
 	registerIf(t.jobDetails, rt.Name, rt.JobDetails, rt.JobDetails != nil)
-	registerIf(t.podDump, rt.Name, rt.PodDump, rt.PodDump != nil)
+	registerIf(t.podDumpFlags, rt.Name, rt.PodDump.Flags, rt.PodDump.Flags != nil)
+	registerIf(t.podDump, rt.Name, rt.PodDump.Handler, rt.PodDump.Handler != nil)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}
@@ -184,6 +187,8 @@ func (t *tables) check(rt Runtime) error {
 		return errors.New("run needs both its subcommand and its handler")
 	case (rt.Manage.Command == nil) != (rt.Manage.Handler == nil):
 		return errors.New("manage needs both its subcommand and its handler")
+	case (rt.PodDump.Flags == nil) != (rt.PodDump.Handler == nil):
+		return errors.New("pod dump needs both its flags and its handler")
 	case rt.NoServer != nil && rt.Run.Handler == nil:
 		return errors.New("a --no-server mode needs run")
 	}

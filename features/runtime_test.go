@@ -34,6 +34,11 @@ var (
 	_ features.ManageCommand  = (*leaf)(nil)
 )
 
+// podFlags are runtime test's flags of `cedana dump pod`.
+type podFlags struct{}
+
+func (podFlags) FillDumpPod(*daemonv1.DumpPodRequest) error { return nil }
+
 // command is runtime test's subcommand of a verb, written out as Subcommand builds it.
 func command() features.Command {
 	return &struct {
@@ -66,9 +71,9 @@ func complete(name string) features.Runtime {
 		}},
 		NoServer:   func(*daemonv1.RunRequest, features.Stdio) (*os.Process, error) { return nil, nil },
 		JobDetails: func(*daemonv1.Details, int) {},
-		PodDump: func(context.Context, *daemonv1.DumpPodRequest, features.PodDumpSteps) (*daemonv1.DumpPodResponse, error) {
+		PodDump: features.PodDump{Flags: podFlags{}, Handler: func(context.Context, *daemonv1.DumpPodRequest, features.PodDumpSteps) (*daemonv1.DumpPodResponse, error) {
 			return nil, nil
-		},
+		}},
 		Helpers: []features.Helper{{Name: "test-helper", Main: func(context.Context, []string, features.Stdio) error {
 			return nil
 		}}},
@@ -81,7 +86,7 @@ func TestRegisterComplete(t *testing.T) {
 	assert.Equal(t, []string{
 		"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
 		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details",
-		"pod-dump",
+		"pod-dump-flags", "pod-dump-handler",
 	},
 		table.Provides("test"))
 	_, ok := table.Helper("test-helper")
@@ -120,6 +125,8 @@ func TestRegisterPanicsOnBadDeclaration(t *testing.T) {
 		{"run handler without command", func(rt *features.Runtime) { rt.Run.Command = nil }, "run needs both"},
 		{"manage command without handler", func(rt *features.Runtime) { rt.Manage.Handler = nil }, "manage needs both"},
 		{"manage handler without command", func(rt *features.Runtime) { rt.Manage.Command = nil }, "manage needs both"},
+		{"pod dump flags without handler", func(rt *features.Runtime) { rt.PodDump.Handler = nil }, "pod dump needs both"},
+		{"pod dump handler without flags", func(rt *features.Runtime) { rt.PodDump.Flags = nil }, "pod dump needs both"},
 		{"no-server without run", func(rt *features.Runtime) { rt.Run = features.Run{} }, "--no-server mode needs run"},
 		{"command not a struct pointer", func(rt *features.Runtime) { rt.Dump.Command = &notAStruct }, "not a pointer to a struct"},
 		{"command that fills nothing", func(rt *features.Runtime) {

@@ -98,7 +98,7 @@ type Described interface {
 func Table() []Described {
 	return []Described{
 		DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck,
-		NoServer, JobDetails, PodDump,
+		NoServer, JobDetails, PodDumpFlags, PodDumpHandler,
 	}
 }
 

@@ -51,6 +51,18 @@ func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
 	return nil
 }
 
+// PodTarget are the flags of `cedana dump pod` that find the containerd whose CRI runs the pod.
+type PodTarget struct {
+	Address      string `name:"containerd-address" help:"containerd's socket (--address is the cedana daemon's)." default:"/run/containerd/containerd.sock" placeholder:"SOCKET"`
+	CtrNamespace string `name:"containerd-namespace" help:"containerd namespace of the CRI (Kubernetes' containers)." default:"k8s.io" placeholder:"NS"`
+}
+
+// FillDumpPod implements features.PodDumpCommand.
+func (t *PodTarget) FillDumpPod(req *daemonv1.DumpPodRequest) error {
+	req.Address, req.ContainerdNamespace = t.Address, t.CtrNamespace
+	return nil
+}
+
 // RestoreCmd is `cedana restore containerd --id <id> --path <checkpoint>`.
 type RestoreCmd struct {
 	ID        string `name:"id" help:"ID of the restored container (default: the dumped container's, which must have no task)." placeholder:"ID"`
@@ -100,6 +112,7 @@ var (
 	_ features.RestoreCommand = (*RestoreCmd)(nil)
 	_ features.RunCommand     = (*RunCmd)(nil)
 	_ features.ManageCommand  = (*ManageCmd)(nil)
+	_ features.PodDumpCommand = (*PodTarget)(nil)
 )
 
 // withDefaults fills the namespace and address of d.
@@ -135,6 +148,6 @@ func init() {
 			Command: features.Subcommand(Name, "Adopt a containerd container's running task as a managed job.", &ManageCmd{}),
 			Handler: Manage,
 		},
-		PodDump: DumpPod,
+		PodDump: features.PodDump{Flags: &PodTarget{}, Handler: DumpPod},
 	})
 }
