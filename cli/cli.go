@@ -115,6 +115,7 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 // this binary lacks.
 func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 	cli.Dump.Plugins = runtimeCommands(dumpCommands())
+	cli.Dump.Pod.Plugins = podDumpFlags()
 	cli.Restore.Plugins = runtimeCommands(restoreCommands())
 	cli.Run.Plugins = runtimeCommands(verbCommands{features.RunCmd})
 	cli.Manage.Plugins = runtimeCommands(verbCommands{features.ManageCmd})

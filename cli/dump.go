@@ -26,6 +26,7 @@ type DumpCmd struct {
 	LinkRemap      bool     `help:"Checkpoint open files that were deleted, by link-remapping them."`
 
 	Job JobTargetCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
+	Pod PodCmd       `cmd:"" help:"Checkpoint a Kubernetes pod's containers, frozen together, into one pod checkpoint."`
 
 	kong.Plugins
 }
@@ -55,6 +56,9 @@ func (c *JobTargetCmd) FillRestore(req *daemonv1.RestoreRequest) error {
 
 // Run sends the dump built from the common flags and the selected runtime's subcommand.
 func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	if pod, err := selected[*PodCmd](kctx, "dump"); err == nil {
+		return c.runPod(ctx, pod, g, env, client)
+	}
 	leaf, err := selected[features.DumpCommand](kctx, "dump")
 	if err != nil {
 		return err
@@ -68,14 +72,7 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 		Dir:         dir,
 		Name:        c.Name,
 		Compression: c.Compression,
-		Criu: &daemonv1.CriuOptions{
-			LeaveRunning:   c.LeaveRunning,
-			TcpEstablished: c.TCPEstablished,
-			FileLocks:      c.FileLocks,
-			ShellJob:       c.ShellJob,
-			External:       c.External,
-			LinkRemap:      c.LinkRemap,
-		},
+		Criu:        c.criuOptions(),
 	}
 	if err := leaf.FillDump(req); err != nil {
 		return err
@@ -94,6 +91,18 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 		printStats(env.Stdout, resp.Stats)
 	}
 	return nil
+}
+
+// criuOptions are the CRIU options the flags ask for.
+func (c *DumpCmd) criuOptions() *daemonv1.CriuOptions {
+	return &daemonv1.CriuOptions{
+		LeaveRunning:   c.LeaveRunning,
+		TcpEstablished: c.TCPEstablished,
+		FileLocks:      c.FileLocks,
+		ShellJob:       c.ShellJob,
+		External:       c.External,
+		LinkRemap:      c.LinkRemap,
+	}
 }
 
 // selected returns the selected subcommand of verb as a T, the interface its subcommands implement.

@@ -7,11 +7,6 @@ import (
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
-// DumpPod checkpoints a Kubernetes pod's app containers into one pod checkpoint.
-func (s *service) DumpPod(context.Context, *daemonv1.DumpPodRequest) (*daemonv1.DumpPodResponse, error) {
-	return nil, errs.Unimplemented("pod checkpoints are not implemented yet")
-}
-
 // PrepareRestore makes one container's entry of a pod checkpoint available as local images.
 func (s *service) PrepareRestore(context.Context, *daemonv1.PrepareRestoreRequest) (*daemonv1.PrepareRestoreResponse, error) {
 	return nil, errs.Unimplemented("pod checkpoints are not implemented yet")
