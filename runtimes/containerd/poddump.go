@@ -25,21 +25,22 @@ type frozenPod struct {
 	ns      string // containerd's namespace
 	members []podMember
 	tasks   []client.Task
-	paused  []bool // tasks[i] was paused by DumpPod and not resumed yet
-	ended   bool   // the tasks were killed: nothing to resume
+	runc    []*runcshared.Container // the tasks' runc containers, whose cgroups DumpPod freezes
+	paused  []bool                  // runc[i] was paused by DumpPod and not resumed yet
+	ended   bool                    // the tasks were killed: nothing to resume
 }
 
 var _ features.PodDumper = DumpPod
 
 // DumpPod is the containerd runtime's pod dump (features.PodDumper). It finds the pod's running
 // app containers in containerd's CRI namespace (k8s.io unless the request names another), by the
-// kubelet's labels or else the CRI's annotations, and pauses them all (the cgroup freezer), so
+// kubelet's labels or else the CRI's annotations, and freezes them all (their cgroups, as runc pause does), so
 // that none runs ahead of another. Then it dumps each, with its writable layer, through
 // steps.Dump as `cedana dump containerd --rootfs --leave-running` would (CRIU leaves a cgroup it
 // found frozen frozen), has steps.Commit write the manifest, and resumes the containers
 // (--leave-running) or kills them and deletes their tasks. Whatever fails, every container is
 // resumed and keeps running.
-func DumpPod(ctx context.Context, req *daemonv1.DumpPodRequest, steps features.PodDumpSteps) (*daemonv1.DumpPodResponse, error) {
+func DumpPod(ctx context.Context, req *daemonv1.DumpPodRequest, steps features.PodDumpSteps) (_ *daemonv1.DumpPodResponse, err error) {
 	d := withDefaults(&daemonv1.ContainerdDetails{Namespace: cmp.Or(req.ContainerdNamespace, K8sNamespace), Address: req.Address})
 	q := podQuery{Pod: req.Pod, Namespace: cmp.Or(req.Namespace, "default"), Names: req.Containers, CtrNamespace: d.Namespace, Address: d.Address}
 	c, nsCtx, err := connect(ctx, d)
@@ -65,19 +66,28 @@ func DumpPod(ctx context.Context, req *daemonv1.DumpPodRequest, steps features.P
 		if err != nil {
 			return nil, err
 		}
+		rc, err := runcshared.Load(runcRoot(d.Namespace), m.ID)
+		if err != nil {
+			return nil, err
+		}
 		pod.tasks = append(pod.tasks, task)
+		pod.runc = append(pod.runc, rc)
 	}
 	pod.paused = make([]bool, len(pod.tasks))
 	// Resuming must happen even when the client has gone away.
 	keep := context.WithoutCancel(nsCtx)
-	defer pod.resume(keep)
+	defer func() {
+		if rerr := pod.resume(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
 
 	resp := &daemonv1.DumpPodResponse{
 		Manifest: &daemonv1.PodCheckpoint{Name: q.Pod, Namespace: q.Namespace, Uid: selected[0].UID},
 		Stats:    &daemonv1.Stats{},
 	}
 	frozenAt := time.Now()
-	if err := pod.pause(nsCtx, q); err != nil {
+	if err := pod.pause(q); err != nil {
 		return nil, err
 	}
 	ids := make([]string, len(selected))
@@ -108,7 +118,7 @@ func DumpPod(ctx context.Context, req *daemonv1.DumpPodRequest, steps features.P
 	}
 	resp.Stats.Frozen = durationpb.New(time.Since(frozenAt))
 	if req.GetCriu().GetLeaveRunning() {
-		if err := pod.resume(keep); err != nil {
+		if err := pod.resume(); err != nil {
 			return nil, err
 		}
 	}
@@ -121,10 +131,12 @@ func DumpPod(ctx context.Context, req *daemonv1.DumpPodRequest, steps features.P
 	return resp, nil
 }
 
-// pause pauses every task, first to last; on failure it resumes those it paused.
-func (p *frozenPod) pause(ctx context.Context, q podQuery) error {
-	for i, task := range p.tasks {
-		if err := task.Pause(ctx); err != nil {
+// pause freezes every container's cgroup, one right after the other (microseconds apart: no
+// runc process is started), so that they stop at one instant; on failure the caller resumes
+// those it froze.
+func (p *frozenPod) pause(q podQuery) error {
+	for i, rc := range p.runc {
+		if err := rc.Pause(); err != nil {
 			return errs.Precondition("freeze container %q (%s) of pod %s/%s: %w; the pod runs on", p.members[i].Name, p.members[i].ID, q.Namespace, q.Pod, err)
 		}
 		p.paused[i] = true
@@ -132,19 +144,18 @@ func (p *frozenPod) pause(ctx context.Context, q podQuery) error {
 	return nil
 }
 
-// resume resumes the tasks pause paused, unless they were ended.
-func (p *frozenPod) resume(ctx context.Context) error {
+// resume thaws the containers pause froze, unless they were ended.
+func (p *frozenPod) resume() error {
 	if p.ended {
 		return nil
 	}
 	var failed []error
-	for i, task := range p.tasks {
+	for i, rc := range p.runc {
 		if !p.paused[i] {
 			continue
 		}
-		if err := task.Resume(ctx); err != nil {
-			failed = append(failed, fmt.Errorf("resume container %q (%s): %w (resume it with `ctr -n %s task resume %s`)",
-				p.members[i].Name, p.members[i].ID, err, p.ns, p.members[i].ID))
+		if err := rc.Resume(); err != nil {
+			failed = append(failed, fmt.Errorf("%w (resume it with `runc --root %s resume %s`)", err, runcRoot(p.ns), p.members[i].ID))
 			continue
 		}
 		p.paused[i] = false
@@ -162,7 +173,7 @@ func (p *frozenPod) end(ctx context.Context) {
 	p.ended = true
 	for i, task := range p.tasks {
 		if p.paused[i] {
-			_ = task.Resume(ctx) // a killed task in a frozen cgroup dies once thawed
+			_ = p.runc[i].Resume() // a killed task in a frozen cgroup dies once thawed
 		}
 		_ = deleteStoppedTask(ctx, task)
 	}

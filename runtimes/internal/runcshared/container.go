@@ -29,6 +29,7 @@ type Container struct {
 	root   string
 	status libcontainer.Status
 	state  *libcontainer.State
+	lc     *libcontainer.Container
 }
 
 // Load reads container id's state from runc's root. A missing root or container is a not-found
@@ -55,7 +56,7 @@ func Load(root, id string) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state of runc container %s: %w", id, err)
 	}
-	return &Container{id: id, root: root, status: status, state: state}, nil
+	return &Container{id: id, root: root, status: status, state: state, lc: c}, nil
 }
 
 // Exists reports whether runc has a container id under root.
@@ -115,6 +116,23 @@ func (c *Container) RequireDumpable(ctx context.Context) error {
 		return nil
 	}
 	return c.RequireRunning()
+}
+
+// Pause freezes the container's cgroup, as `runc pause` does, without running runc.
+func (c *Container) Pause() error {
+	if err := c.lc.Pause(); err != nil {
+		return fmt.Errorf("pause runc container %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// Resume thaws the container's cgroup, as `runc resume` does; a container that is not paused
+// (any more) is left alone.
+func (c *Container) Resume() error {
+	if err := c.lc.Resume(); err != nil && !errors.Is(err, libcontainer.ErrNotPaused) {
+		return fmt.Errorf("resume runc container %s: %w", c.id, err)
+	}
+	return nil
 }
 
 // PID is the container's init process in our PID namespace.
