@@ -22,7 +22,14 @@ const countScript = `i=0; while true; do i=$((i+1)); printf "%08d\n" $i 1<>/tmp/
 // waits until its task runs (and counts, for a counting script). It returns the task's PID.
 func ctrRun(t *testing.T, c *containerdDaemon, ns, id, script string) int {
 	t.Helper()
-	out, err := c.ctr(ns, "run", "-d", "--null-io", testImage, id, "/bin/sh", "-c", script)
+	return ctrRunWith(t, c, ns, id, script)
+}
+
+// ctrRunWith is ctrRun with more options of `ctr run` (labels, annotations, ...).
+func ctrRunWith(t *testing.T, c *containerdDaemon, ns, id, script string, opts ...string) int {
+	t.Helper()
+	args := append(append([]string{"run", "-d", "--null-io"}, opts...), testImage, id, "/bin/sh", "-c", script)
+	out, err := c.ctr(ns, args...)
 	require.NoError(t, err, "ctr run: %s", out)
 	t.Cleanup(func() { removeContainer(c, ns, id) })
 	var pid int
