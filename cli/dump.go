@@ -77,10 +77,10 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 	if err := leaf.FillDump(req); err != nil {
 		return err
 	}
-	var stopProgress func()
-	req.OperationId, stopProgress = watchProgress(ctx, g, env, client)
-	resp, err := client.Dump(ctx, req)
-	stopProgress()
+	resp, err := callWatched(ctx, g, env, client, func(id string) (*daemonv1.DumpResponse, error) {
+		req.OperationId = id
+		return client.Dump(ctx, req)
+	})
 	if err != nil {
 		return err
 	}

@@ -55,10 +55,10 @@ func (c *DumpCmd) runPod(ctx context.Context, pod *PodCmd, g *Globals, env Env, 
 			return err
 		}
 	}
-	var stopProgress func()
-	req.OperationId, stopProgress = watchProgress(ctx, g, env, client)
-	resp, err := client.DumpPod(ctx, req)
-	stopProgress()
+	resp, err := callWatched(ctx, g, env, client, func(id string) (*daemonv1.DumpPodResponse, error) {
+		req.OperationId = id
+		return client.DumpPod(ctx, req)
+	})
 	if err != nil {
 		return err
 	}

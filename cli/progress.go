@@ -20,6 +20,14 @@ import (
 // show none; CEDANA_PROGRESS_DELAY (a Go duration) changes it.
 const progressDelay = 500 * time.Millisecond
 
+// callWatched calls rpc with the operation ID watchProgress chose, showing the operation's
+// progress while it runs.
+func callWatched[Resp any](ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient, rpc func(id string) (Resp, error)) (Resp, error) {
+	id, stop := watchProgress(ctx, g, env, client)
+	defer stop()
+	return rpc(id)
+}
+
 // watchProgress returns an operation ID for a dump or restore and shows its progress on stderr
 // until stop is called, when stderr is a terminal (and text output was asked for). Otherwise it returns ""
 // and shows nothing: a pipe or a file gets no progress bar.

@@ -65,10 +65,10 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 		}
 		return restoreInProcess(ctx, cfg, env, req)
 	}
-	var stopProgress func()
-	req.OperationId, stopProgress = watchProgress(ctx, g, env, client)
-	resp, err := client.Restore(ctx, req)
-	stopProgress()
+	resp, err := callWatched(ctx, g, env, client, func(id string) (*daemonv1.RestoreResponse, error) {
+		req.OperationId = id
+		return client.Restore(ctx, req)
+	})
 	if err != nil {
 		return err
 	}
