@@ -130,61 +130,77 @@ func KeepImages(work, name string, remote bool) (string, error) {
 	return "", err
 }
 
-// FetchCheckpoint makes the checkpoint at req.Path available as a directory of images: a
-// directory is used as it is; an archive file, or an s3:// object, is streamed (downloaded and)
-// decompressed into a temporary directory, removed after the restore. It never needs more
-// temporary disk than the uncompressed images.
+// FetchCheckpoint makes the checkpoint at req.Path available as a directory of images (see
+// FetchImages); a temporary one is removed after the restore.
 func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-		loc, remote, _ := storage.ParseURL(req.Path)
-		if !remote {
-			if info, err := os.Stat(req.Path); err == nil && info.IsDir() {
-				st.ImageDir = req.Path
-				return next(ctx, env, st, req, resp)
-			}
-		}
-		tmp, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
+		dir, temporary, err := FetchImages(ctx, env, st.Progress, req.Path, resp.Stats)
 		if err != nil {
-			return errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+			return err
 		}
-		defer os.RemoveAll(tmp)
-
-		var src io.ReadCloser
-		var stored int64
-		phase := "decompress"
-		if remote {
-			phase = "download"
-			client, err := storage.New(env.S3)
-			if err != nil {
-				return errs.Invalid("%w", err)
-			}
-			if src, stored, err = client.Open(ctx, loc); err != nil {
-				return err // not found, unreachable, ...: storage's errors have their kinds
-			}
-		} else {
-			f, err := os.Open(req.Path)
-			if err != nil {
-				return errs.Precondition("open checkpoint %s: %w", req.Path, err)
-			}
-			if info, err := f.Stat(); err == nil {
-				stored = info.Size()
-			}
-			src = f
+		if temporary {
+			defer os.RemoveAll(dir)
 		}
-		start := time.Now()
-		st.Progress.Start(phase, stored)
-		raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, st.Progress}, 1<<20), tmp, env.Workers)
-		src.Close()
-		Observe(resp.Stats, phase, start)
-		if err != nil {
-			return errs.Invalid("checkpoint %s cannot be read: %w", req.Path, err)
-		}
-		if resp.Stats != nil {
-			resp.Stats.RawBytes, resp.Stats.StoredBytes = raw, stored
-		}
-		st.ImageDir = tmp
+		st.ImageDir = dir
 		return next(ctx, env, st, req, resp)
 	}
+}
+
+// FetchImages makes the checkpoint at path available as a local directory of images: a local
+// directory is used as it is (temporary false); an archive file, or an s3:// object, is streamed
+// (downloaded and) decompressed into a new directory under env.TempDir (temporary true), which
+// the caller removes when done with it. It never needs more temporary disk than the uncompressed
+// images. The phase's duration and the sizes go into stats (nil: not recorded).
+func FetchImages(ctx context.Context, env *Env, progress *Progress, path string, stats *daemonv1.Stats) (dir string, temporary bool, err error) {
+	loc, remote, _ := storage.ParseURL(path)
+	if !remote {
+		if info, err := os.Stat(path); err == nil && info.IsDir() {
+			return path, false, nil
+		}
+	}
+	tmp, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
+	if err != nil {
+		return "", false, errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	var src io.ReadCloser
+	var stored int64
+	phase := "decompress"
+	if remote {
+		phase = "download"
+		client, err := storage.New(env.S3)
+		if err != nil {
+			return "", false, errs.Invalid("%w", err)
+		}
+		if src, stored, err = client.Open(ctx, loc); err != nil {
+			return "", false, err // not found, unreachable, ...: storage's errors have their kinds
+		}
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", false, errs.Precondition("open checkpoint %s: %w", path, err)
+		}
+		if info, err := f.Stat(); err == nil {
+			stored = info.Size()
+		}
+		src = f
+	}
+	start := time.Now()
+	progress.Start(phase, stored)
+	raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, progress}, 1<<20), tmp, env.Workers)
+	src.Close()
+	Observe(stats, phase, start)
+	if err != nil {
+		return "", false, errs.Invalid("checkpoint %s cannot be read: %w", path, err)
+	}
+	if stats != nil {
+		stats.RawBytes, stats.StoredBytes = raw, stored
+	}
+	return tmp, true, nil
 }
 
 // codecOf is the request's codec; no compression when it names none.
