@@ -50,6 +50,8 @@ type Runtime struct {
 	// PodDump checkpoints a Kubernetes pod's containers that the runtime runs (optional; its
 	// flags and handler, both or neither).
 	PodDump PodDump
+	// PodRestore readies a pod checkpoint's container for the runtime handler's restore (optional).
+	PodRestore PodPreparer
 }
 
 // Dump is a runtime's dump: its subcommand, middleware and handler.
@@ -125,6 +127,7 @@ type tables struct {
 	health                                 *Feature[Checker]
 	noServer                               *Feature[InProcessRunner]
 	jobDetails                             *Feature[JobDetailsFunc]
+	podRestore                             *Feature[PodPreparer]
 	helpers                                *Feature[Helper]
 	podDumpFlags                           *Feature[PodDumpCommand]
 	podDump                                *Feature[PodDumper]
@@ -138,6 +141,7 @@ var registry = tables{
 	runHandler: RunHandler, manageHandler: ManageHandler,
 	health: HealthCheck, noServer: NoServer, jobDetails: JobDetails, helpers: helpers,
 	podDumpFlags: PodDumpFlags, podDump: PodDumpHandler,
+	podRestore: PodRestore,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -159,6 +163,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.jobDetails, rt.Name, rt.JobDetails, rt.JobDetails != nil)
 	registerIf(t.podDumpFlags, rt.Name, rt.PodDump.Flags, rt.PodDump.Flags != nil)
 	registerIf(t.podDump, rt.Name, rt.PodDump.Handler, rt.PodDump.Handler != nil)
+	registerIf(t.podRestore, rt.Name, rt.PodRestore, rt.PodRestore != nil)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}

@@ -74,6 +74,7 @@ func complete(name string) features.Runtime {
 		PodDump: features.PodDump{Flags: podFlags{}, Handler: func(context.Context, *daemonv1.DumpPodRequest, features.PodDumpSteps) (*daemonv1.DumpPodResponse, error) {
 			return nil, nil
 		}},
+		PodRestore: func(context.Context, string, string) error { return nil },
 		Helpers: []features.Helper{{Name: "test-helper", Main: func(context.Context, []string, features.Stdio) error {
 			return nil
 		}}},
@@ -86,7 +87,7 @@ func TestRegisterComplete(t *testing.T) {
 	assert.Equal(t, []string{
 		"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
 		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details",
-		"pod-dump-flags", "pod-dump-handler",
+		"pod-dump-flags", "pod-dump-handler", "pod-restore",
 	},
 		table.Provides("test"))
 	_, ok := table.Helper("test-helper")

@@ -84,6 +84,9 @@ var (
 	NoServer = New[InProcessRunner]("no-server", "`--no-server`: run or restore the workload as the CLI's child, without a daemon")
 	// JobDetails completes a job's recorded details for a dump of the job.
 	JobDetails = New[JobDetailsFunc]("job-details", "complete a job's recorded details with its current process (dump job)")
+
+	// PodRestore readies a container's entry of a pod checkpoint for the runtime handler's restore.
+	PodRestore = New[PodPreparer]("pod-restore", "ready a pod checkpoint's container for its restore by the Kubernetes runtime handler")
 )
 
 // Described is what the features table shows of any feature.
@@ -98,7 +101,7 @@ type Described interface {
 func Table() []Described {
 	return []Described{
 		DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck,
-		NoServer, JobDetails, PodDumpFlags, PodDumpHandler,
+		NoServer, JobDetails, PodDumpFlags, PodDumpHandler, PodRestore,
 	}
 }
 
@@ -155,3 +158,10 @@ type InProcessRunner func(req *daemonv1.RunRequest, stdio Stdio) (*os.Process, e
 // JobDetailsFunc completes details, a job's runtime details as recorded when the job started,
 // with what changes while the job runs: pid is the job's current process.
 type JobDetailsFunc func(details *daemonv1.Details, pid int)
+
+// PodPreparer readies dir, the images of a container's entry of a pod checkpoint, for the restore
+// of that container by the Kubernetes runtime handler (`runc restore`): it refuses a checkpoint
+// the runtime cannot restore into a pod, and applies the checkpoint's writable layer to the
+// overlayfs upper directory of rootfs, the new container's mounted root filesystem (nothing is
+// applied when rootfs is "").
+type PodPreparer func(ctx context.Context, dir, rootfs string) error
