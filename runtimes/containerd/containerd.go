@@ -149,5 +149,6 @@ func init() {
 			Handler: Manage,
 		},
 		PodDump: features.PodDump{Flags: &PodTarget{}, Handler: DumpPod},
+		PodRestore: PreparePodRestore,
 	})
 }
