@@ -148,7 +148,7 @@ func init() {
 			Command: features.Subcommand(Name, "Adopt a containerd container's running task as a managed job.", &ManageCmd{}),
 			Handler: Manage,
 		},
-		PodDump: features.PodDump{Flags: &PodTarget{}, Handler: DumpPod},
+		PodDump:    features.PodDump{Flags: &PodTarget{}, Handler: DumpPod},
 		PodRestore: PreparePodRestore,
 	})
 }

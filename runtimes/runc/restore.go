@@ -20,6 +20,7 @@ import (
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/runccli"
 	"github.com/cedana/cedana/runtimes/internal/runcshared"
 )
 
@@ -123,12 +124,7 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 		defer console.close()
 		args = append(args, "--console-socket", console.path)
 	}
-	if req.Criu.GetTcpEstablished() {
-		args = append(args, "--tcp-established")
-	}
-	if req.Criu.GetFileLocks() {
-		args = append(args, "--file-locks")
-	}
+	args = append(args, runccli.RestoreFlags(req.Criu)...)
 	in := runcshared.Invocation{Root: d.Root, CRIU: env.CRIU.Binary, Args: append(args, d.Id)}
 	if st.JobLog != "" && console == nil {
 		if in.Stdout, err = logPipe(st.JobLog); err != nil {

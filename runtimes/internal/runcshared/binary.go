@@ -1,9 +1,7 @@
 package runcshared
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/errs"
+	"github.com/cedana/cedana/internal/runccli"
 )
 
 // runcBinary finds the host's runc, or says how to install it.
@@ -55,37 +54,12 @@ func (in Invocation) Run(ctx context.Context) error {
 		cmd.Stdout, cmd.Stderr = in.Stdout, in.Stdout
 	}
 	if err := cmd.Run(); err != nil {
-		if msg := runcError(logFile.Name()); msg != "" {
+		if msg := runccli.LastError(logFile.Name()); msg != "" {
 			return fmt.Errorf("runc %s: %s", in.Args[0], msg)
 		}
 		return fmt.Errorf("runc %s: %w", in.Args[0], err)
 	}
 	return nil
-}
-
-// runcError is the last error runc wrote to its JSON log, "" if none.
-func runcError(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var last string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var entry struct {
-			Level string `json:"level"`
-			Msg   string `json:"msg"`
-		}
-		if json.Unmarshal(sc.Bytes(), &entry) != nil {
-			continue
-		}
-		if entry.Level == "error" || entry.Level == "fatal" {
-			last = strings.TrimSpace(entry.Msg)
-		}
-	}
-	return last
 }
 
 // Version is `runc --version`'s first line, with the binary's path.

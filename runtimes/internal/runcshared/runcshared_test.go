@@ -62,17 +62,6 @@ func TestMountDest(t *testing.T) {
 	assert.Equal(t, "/b", mountDest("relative/../root", "/a/../b"), "an unclean rootfs is only cleaned")
 }
 
-func TestRuncError(t *testing.T) {
-	log := filepath.Join(t.TempDir(), "runc.log")
-	require.NoError(t, os.WriteFile(log, []byte(`{"level":"info","msg":"starting"}
-not json
-{"level":"error","msg":"first"}
-{"level":"fatal","msg":" container \"x\" does not exist \n"}
-`), 0o600))
-	assert.Equal(t, `container "x" does not exist`, runcError(log))
-	assert.Empty(t, runcError(filepath.Join(t.TempDir(), "missing")))
-}
-
 // TestRequireDumpable: a paused container is refused, as by RequireRunning, unless the dump's
 // context says its caller froze it on purpose; other states are refused either way.
 func TestRequireDumpable(t *testing.T) {
