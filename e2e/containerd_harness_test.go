@@ -31,10 +31,13 @@ const testImage = "docker.io/library/cedana-e2e:latest"
 type containerdDaemon struct {
 	dir     string
 	address string
-	cmd     *exec.Cmd
-	image   string // OCI layout tarball of testImage
-	log     *testutil.Buffer
-	err     error
+	// cedanaSocket is where the runtime handler (the shim's runc) looks for the cedana daemon: a
+	// test that restores through the handler starts its daemon there (CEDANA_ADDRESS).
+	cedanaSocket string
+	cmd          *exec.Cmd
+	image        string // OCI layout tarball of testImage
+	log          *testutil.Buffer
+	err          error
 
 	mu       sync.Mutex
 	imported map[string]bool // namespaces testImage is in
@@ -80,6 +83,7 @@ func startContainerd() *containerdDaemon {
 		return c
 	}
 	c.address = filepath.Join(c.dir, "containerd.sock")
+	c.cedanaSocket = filepath.Join(c.dir, "cedana.sock")
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -98,7 +102,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		return c
 	}
 	c.cmd = exec.Command(filepath.Join(containerdBin, "containerd"), "--config", configPath)
-	c.cmd.Env = append(os.Environ(), "PATH="+containerdBin+":"+os.Getenv("PATH"), "CRIU_FAULT=130")
+	c.cmd.Env = append(os.Environ(), "PATH="+containerdBin+":"+os.Getenv("PATH"), "CRIU_FAULT=130",
+		"CEDANA_ADDRESS="+c.cedanaSocket)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if c.err = c.cmd.Start(); c.err != nil {

@@ -169,7 +169,7 @@ func prepare(ctx context.Context, t restoreTarget) (*daemonv1.PrepareRestoreResp
 	case errors.As(err, &cerr) && connect.IsWireError(cerr):
 		return nil, errors.New(cerr.Message())
 	default:
-		return nil, fmt.Errorf("cannot reach the cedana daemon at %s (%v): is it running (`cedana daemon start`)?", cfg.Address, err)
+		return nil, fmt.Errorf("cannot reach the cedana daemon at %s: is it running (`cedana daemon start`)? %w", cfg.Address, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package runtimehandler
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,10 +20,20 @@ func TestParseInvocation(t *testing.T) {
 		want    invocation
 		globals int
 	}{
-		{"shim create", []string{"--root", "/run/containerd/runc/k8s.io", "--log", "/b/log.json", "--log-format", "json", "--systemd-cgroup", "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "app"},
-			true, invocation{root: "/run/containerd/runc/k8s.io", log: "/b/log.json", logFormat: "json", command: "create", args: []string{"--bundle", "/b", "--pid-file", "/b/init.pid", "app"}}, 7},
-		{"equals and single dash", []string{"-root=/r", "--debug", "--criu=/usr/sbin/criu", "-log-format=text", "start", "app"},
-			true, invocation{root: "/r", logFormat: "text", command: "start", args: []string{"app"}}, 4},
+		{
+			"shim create",
+			[]string{"--root", "/run/containerd/runc/k8s.io", "--log", "/b/log.json", "--log-format", "json", "--systemd-cgroup", "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "app"},
+			true,
+			invocation{root: "/run/containerd/runc/k8s.io", log: "/b/log.json", logFormat: "json", command: "create", args: []string{"--bundle", "/b", "--pid-file", "/b/init.pid", "app"}},
+			7,
+		},
+		{
+			"equals and single dash",
+			[]string{"-root=/r", "--debug", "--criu=/usr/sbin/criu", "-log-format=text", "start", "app"},
+			true,
+			invocation{root: "/r", logFormat: "text", command: "start", args: []string{"app"}},
+			4,
+		},
 		{"no command", []string{"--root", "/r"}, true, invocation{root: "/r"}, 2},
 		{"help", []string{"--help"}, false, invocation{}, 0},
 		{"version", []string{"-v"}, false, invocation{}, 0},
@@ -51,8 +62,12 @@ func TestParseCreate(t *testing.T) {
 		want createFlags
 	}{
 		{"shim", []string{"--bundle", "/b", "--pid-file", "/b/init.pid", "app"}, true, createFlags{id: "app", bundle: "/b", pidFile: "/b/init.pid"}},
-		{"console, no pivot", []string{"-b=/b", "--console-socket", "/tmp/s.sock", "--no-pivot", "--no-new-keyring", "--pid-file=/p", "app"}, true,
-			createFlags{id: "app", bundle: "/b", pidFile: "/p", consoleSocket: "/tmp/s.sock", noPivot: true}},
+		{
+			"console, no pivot",
+			[]string{"-b=/b", "--console-socket", "/tmp/s.sock", "--no-pivot", "--no-new-keyring", "--pid-file=/p", "app"},
+			true,
+			createFlags{id: "app", bundle: "/b", pidFile: "/p", consoleSocket: "/tmp/s.sock", noPivot: true},
+		},
 		{"id first", []string{"app", "--bundle", "/b"}, true, createFlags{id: "app", bundle: "/b"}},
 		{"no bundle", []string{"app"}, true, createFlags{id: "app"}},
 		{"preserve-fds 0", []string{"--preserve-fds", "0", "app"}, true, createFlags{id: "app"}},
@@ -105,18 +120,14 @@ func TestRestoreTargetOf(t *testing.T) {
 func TestReport(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "log.json")
 	require.NoError(t, os.WriteFile(log, []byte(`{"level":"info","msg":"x"}`+"\n"), 0o600))
-	var stderr testWriter
+	var stderr bytes.Buffer
 	report(invocation{log: log, logFormat: "json"}, &stderr, `pod checkpoint /ck: no such "checkpoint"`)
-	assert.Equal(t, "pod checkpoint /ck: no such \"checkpoint\"\n", string(stderr))
+	assert.Equal(t, "pod checkpoint /ck: no such \"checkpoint\"\n", stderr.String())
 	data, err := os.ReadFile(log)
 	require.NoError(t, err)
 	assert.Regexp(t, `^\{"level":"info","msg":"x"\}\n\{"level":"error","msg":"pod checkpoint /ck: no such \\"checkpoint\\"","time":"[^"]+"\}\n$`, string(data))
 
-	stderr = nil
+	stderr.Reset()
 	report(invocation{}, &stderr, "no log")
-	assert.Equal(t, "no log\n", string(stderr))
+	assert.Equal(t, "no log\n", stderr.String())
 }
-
-type testWriter []byte
-
-func (w *testWriter) Write(p []byte) (int, error) { *w = append(*w, p...); return len(p), nil }
