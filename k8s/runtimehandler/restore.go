@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -84,7 +85,11 @@ func restore(ctx context.Context, runc string, inv invocation, c createFlags, t 
 	if err == nil {
 		return 0
 	}
-	report(inv, stderr, fmt.Sprintf("cedana: restore container %s from pod checkpoint %s: %v", cmp.Or(t.container, c.id), t.checkpoint, err))
+	msg := err.Error()
+	if !strings.Contains(msg, t.checkpoint) { // the daemon's errors name it already
+		msg = fmt.Sprintf("pod checkpoint %s: %s", t.checkpoint, msg)
+	}
+	report(inv, stderr, fmt.Sprintf("cedana: restore container %s: %s", cmp.Or(t.container, c.id), msg))
 	var failed *runcFailed
 	if errors.As(err, &failed) && failed.code > 0 {
 		return failed.code
