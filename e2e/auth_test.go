@@ -87,6 +87,15 @@ func TestUnixSocketAuthorization(t *testing.T) {
 		`{"type":"process","process":{"path":"/bin/sh","args":["-c","id > `+filepath.Join(g.dir, "x")+`"]}}`)
 	assert.Contains(t, out, `"code":"permission_denied"`)
 	assert.NoFileExists(t, filepath.Join(g.dir, "x"))
+	// The Kubernetes endpoints too: a pod dump, and the runtime handler's PrepareRestore, which
+	// would write into a rootfs as root.
+	for procedure, body := range map[string]string{
+		"DumpPod":        `{"pod":"web","namespace":"default"}`,
+		"PrepareRestore": `{"path":"` + g.dir + `","container":"app","rootfs":"` + g.dir + `"}`,
+	} {
+		out := curlAs(t, nobody, nil, "--unix-socket", g.socket, "http://localhost/cedana.daemon.v1.DaemonService/"+procedure, body)
+		assert.Contains(t, out, `"code":"permission_denied"`, procedure)
+	}
 
 	// A member may: unary calls, and a streaming one (run --attach follows the job's output).
 	r = asNobody(t, g, []string{testGroupN}, nil, "ps")
