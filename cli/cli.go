@@ -27,6 +27,9 @@ type Globals struct {
 	Address   string `help:"Daemon address: a unix socket path, or host:port with --protocol tcp (default /run/cedana.sock; env CEDANA_ADDRESS)." placeholder:"ADDR"`
 	Protocol  string `help:"Daemon protocol: unix or tcp (env CEDANA_PROTOCOL)." enum:"unix,tcp," default:""`
 	ConfigDir string `help:"Directory holding config.json (default /etc/cedana; env CEDANA_CONFIG_DIR)." type:"path" placeholder:"DIR"`
+	// ConfigJSON is Cedana's --config.
+	ConfigJSON  string `name:"config" help:"Configuration JSON merged over config.json's for this command (CEDANA_* variables still win)." placeholder:"JSON"`
+	MergeConfig bool   `help:"Write the configuration (config.json, --config, CEDANA_* variables, --address, --protocol) back into config.json."`
 	Output    string `help:"Output format: text or json." enum:"text,json" default:"text" short:"o"`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
@@ -48,6 +51,7 @@ type CLI struct {
 	Check      CheckCmd      `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
 	Features   FeaturesCmd   `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
 	K8s        K8sCmd        `cmd:"" name:"k8s" help:"Set up a Kubernetes node for cedana (as root on the node, no daemon needed)."`
+	ConfigCmd  ConfigCmd     `cmd:"" name:"config" help:"Show the configuration in effect."`
 	Internal   InternalCmd   `cmd:"" hidden:"" help:"Commands cedana runs itself."`
 }
 
@@ -88,13 +92,19 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 		fmt.Fprintf(env.Stderr, "cedana: error: %v\n", err)
 		return 2
 	}
-	cfg, err := loadConfig(&cli.Globals, env.Getenv)
+	loaded, err := loadConfig(&cli.Globals, env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "cedana: error: %v\n", err)
 		return 2
 	}
+	if kctx.Command() != "daemon start" { // the daemon logs them
+		for _, w := range loaded.Warnings {
+			fmt.Fprintf(env.Stderr, "cedana: warning: %s\n", w)
+		}
+	}
+	cfg := loaded.Config
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	kctx.Bind(cfg, env, &cli.Globals)
+	kctx.Bind(cfg, loaded, env, &cli.Globals)
 	if err := kctx.BindToProvider(func() (daemonv1connect.DaemonServiceClient, error) {
 		return NewClient(cfg)
 	}); err != nil {
@@ -130,19 +140,30 @@ func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 	)
 }
 
-// loadConfig reads the configuration and applies the global flags on top.
-func loadConfig(g *Globals, getenv func(string) string) (config.Config, error) {
-	cfg, err := config.Load(g.ConfigDir, getenv)
+// loadConfig reads the configuration, applies the global flags on top, and with --merge-config
+// writes it into config.json.
+func loadConfig(g *Globals, env Env) (config.Loaded, error) {
+	l, err := config.LoadWith(config.Options{Dir: g.ConfigDir, Getenv: env.Getenv, JSON: g.ConfigJSON})
 	if err != nil {
-		return cfg, err
+		return l, err
 	}
 	if g.Address != "" {
-		cfg.Address = g.Address
+		l.Config.Address, l.Sources["address"] = g.Address, config.SourceFlag
 	}
 	if g.Protocol != "" {
-		cfg.Protocol = g.Protocol
+		l.Config.Protocol, l.Sources["protocol"] = g.Protocol, config.SourceFlag
 	}
-	return cfg, cfg.Validate()
+	if err := l.Config.Validate(); err != nil {
+		return l, err
+	}
+	if g.MergeConfig {
+		mode, err := l.WriteFile(l.Config)
+		if err != nil {
+			return l, err
+		}
+		fmt.Fprintf(env.Stderr, "cedana: wrote the configuration into %s (mode %04o)\n", l.File, mode)
+	}
+	return l, nil
 }
 
 // exitCode is returned by a command that has printed its own failure and only needs an exit code.

@@ -38,7 +38,7 @@ func TestGrammar(t *testing.T) {
 		stderr []string
 	}{
 		{name: "help", args: []string{"--help"}, stdout: []string{"dump process", "restore process", "daemon start", "features", "check"}},
-		{name: "dump help", args: []string{"dump", "process", "--help"}, stdout: []string{"--leave-running", "--tcp-established", "--external", "<pid>"}},
+		{name: "dump help", args: []string{"dump", "process", "--help"}, stdout: []string{"--[no-]leave-running", "--tcp-established", "--external", "<pid>"}},
 		{name: "restore help", args: []string{"restore", "process", "--help"}, stdout: []string{"--path"}},
 		{name: "version", args: []string{"--version"}, stdout: []string{"dev"}},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 80, stderr: []string{"unexpected argument frobnicate"}},

@@ -21,9 +21,13 @@ type DaemonStartCmd struct {
 }
 
 // Run serves until ctx ends (SIGINT or SIGTERM).
-func (c *DaemonStartCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env Env) error {
-	return server.Run(ctx, cfg, cfg.Log.Logger(env.Stderr),
-		server.StartOptions{Insecure: c.Insecure, ConfigFile: config.File(g.ConfigDir, env.Getenv)})
+func (c *DaemonStartCmd) Run(ctx context.Context, loaded config.Loaded, env Env) error {
+	cfg := loaded.Config
+	log := cfg.Log.Logger(env.Stderr)
+	for _, w := range loaded.Warnings {
+		log.Warn(w)
+	}
+	return server.Run(ctx, cfg, log, server.StartOptions{Insecure: c.Insecure, ConfigFile: loaded.File})
 }
 
 // DaemonCheckCmd is `cedana daemon check`.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
@@ -18,7 +19,7 @@ type DumpCmd struct {
 	Compression    string   `help:"none (a directory), tar, gzip, lz4, zlib or zstd (one archive); default: the daemon's checkpoint.compression." placeholder:"CODEC"`
 	Stats          bool     `help:"Print how long each phase took and the sizes."`
 	Name           string   `help:"Name of the checkpoint directory (default dump-<runtime>-<unix ns>)." placeholder:"NAME"`
-	LeaveRunning   bool     `help:"Leave the workload running after the dump."`
+	LeaveRunning   *bool    `negatable:"" help:"Leave the workload running after the dump (default: criu.leave_running)."`
 	TCPEstablished bool     `name:"tcp-established" help:"Checkpoint established TCP connections."`
 	FileLocks      bool     `help:"Checkpoint file locks."`
 	ShellJob       bool     `help:"Allow a workload whose session or group leader is outside it (detected for a process tree)."`
@@ -55,9 +56,9 @@ func (c *JobTargetCmd) FillRestore(req *daemonv1.RestoreRequest) error {
 }
 
 // Run sends the dump built from the common flags and the selected runtime's subcommand.
-func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cfg config.Config, env Env, client daemonv1connect.DaemonServiceClient) error {
 	if pod, err := selected[*PodCmd](kctx, "dump"); err == nil {
-		return c.runPod(ctx, pod, g, env, client)
+		return c.runPod(ctx, pod, g, cfg, env, client)
 	}
 	leaf, err := selected[features.DumpCommand](kctx, "dump")
 	if err != nil {
@@ -72,7 +73,7 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 		Dir:         dir,
 		Name:        c.Name,
 		Compression: c.Compression,
-		Criu:        c.criuOptions(),
+		Criu:        c.criuOptions(cfg),
 	}
 	if err := leaf.FillDump(req); err != nil {
 		return err
@@ -93,10 +94,14 @@ func (c *DumpCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env E
 	return nil
 }
 
-// criuOptions are the CRIU options the flags ask for.
-func (c *DumpCmd) criuOptions() *daemonv1.CriuOptions {
+// criuOptions are the CRIU options the flags ask for, with cfg's defaults for those not given.
+func (c *DumpCmd) criuOptions(cfg config.Config) *daemonv1.CriuOptions {
+	leave := cfg.CRIU.LeaveRunning
+	if c.LeaveRunning != nil {
+		leave = *c.LeaveRunning
+	}
 	return &daemonv1.CriuOptions{
-		LeaveRunning:   c.LeaveRunning,
+		LeaveRunning:   leave,
 		TcpEstablished: c.TCPEstablished,
 		FileLocks:      c.FileLocks,
 		ShellJob:       c.ShellJob,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
@@ -35,7 +36,7 @@ func podDumpFlags() kong.Plugins {
 
 // runPod sends the pod dump built from the common dump flags and the pod's, and prints where
 // the pod checkpoint is.
-func (c *DumpCmd) runPod(ctx context.Context, pod *PodCmd, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+func (c *DumpCmd) runPod(ctx context.Context, pod *PodCmd, g *Globals, cfg config.Config, env Env, client daemonv1connect.DaemonServiceClient) error {
 	dir, err := localOrRemote(c.Dir)
 	if err != nil {
 		return err
@@ -47,7 +48,7 @@ func (c *DumpCmd) runPod(ctx context.Context, pod *PodCmd, g *Globals, env Env, 
 		Dir:         dir,
 		Name:        c.Name,
 		Compression: c.Compression,
-		Criu:        c.criuOptions(),
+		Criu:        c.criuOptions(cfg),
 	}
 	for _, name := range features.PodDumpFlags.Names() {
 		flags, _ := features.PodDumpFlags.Lookup(name)

@@ -6,13 +6,9 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"strings"
 	"time"
 )
@@ -136,6 +132,8 @@ type S3 struct {
 type CRIU struct {
 	// BinaryPath is the CRIU binary; empty means search PATH and cedana's own install prefix.
 	BinaryPath string `json:"binary_path" env:"BINARY_PATH"`
+	// LeaveRunning is the default of dump's --leave-running.
+	LeaveRunning bool `json:"leave_running" env:"LEAVE_RUNNING"`
 }
 
 // Restore configures restores.
@@ -190,63 +188,6 @@ func Default() Config {
 		Jobs:       Jobs{LogDir: "/var/log/cedana"},
 		Limits:     Limits{MaxRequestBytes: DefaultMaxRequestBytes},
 	}
-}
-
-// Load builds the configuration from the defaults, dir's config.json if it exists, and the
-// environment as read by getenv. An empty dir means CEDANA_CONFIG_DIR or DefaultDir.
-func Load(dir string, getenv func(string) string) (Config, error) {
-	path := File(dir, getenv)
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		data = nil
-	case err != nil:
-		return Default(), fmt.Errorf("read config %s: %w", path, err)
-	}
-	return parse(data, "config "+path, getenv)
-}
-
-// Parse builds the configuration from the defaults, data (the contents of a config.json; nil when
-// there is none) and the environment as read by getenv. It reads nothing else.
-func Parse(data []byte, getenv func(string) string) (Config, error) {
-	return parse(data, "config", getenv)
-}
-
-// parse is Parse, naming the file source in its errors.
-func parse(data []byte, source string, getenv func(string) string) (Config, error) {
-	cfg := Default()
-	if data != nil {
-		if err := decode(data, &cfg); err != nil {
-			return cfg, fmt.Errorf("%s: %w", source, err)
-		}
-	}
-	if err := applyEnv(&cfg, getenv); err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
-}
-
-// decode reads data, one JSON object, into cfg: unknown keys and anything after the object are
-// errors, and syntax errors say where they are.
-func decode(data []byte, cfg *Config) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(cfg)
-	var syntax *json.SyntaxError
-	switch {
-	case errors.Is(err, io.EOF):
-		return errors.New("the file is empty: write a JSON object ({} for the defaults)")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("the JSON ends too early: an object or a string is not closed")
-	case errors.As(err, &syntax):
-		return fmt.Errorf("%w (at byte %d)", err, syntax.Offset)
-	case err != nil:
-		return err
-	}
-	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
-		return fmt.Errorf("more after the JSON object, at byte %d: a config file holds one object", len(data)-len(rest))
-	}
-	return nil
 }
 
 // Validate checks values that have a fixed set of choices.

@@ -36,7 +36,7 @@ type Config struct {
 //   - SessionToken: AWS_SESSION_TOKEN, only when the access key is empty in c too, so that a
 //     token is never paired with keys it does not belong to
 //   - Region: AWS_REGION, else AWS_DEFAULT_REGION
-//   - Endpoint: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL; a URL whose host becomes Endpoint
+//   - Endpoint: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS_ENDPOINT (Cedana's name); a URL whose host becomes Endpoint
 //     and whose scheme http sets Insecure (the scheme is ignored when Endpoint is already set)
 func (c Config) FromEnv(getenv func(string) string) Config {
 	first := func(names ...string) string {
@@ -60,7 +60,7 @@ func (c Config) FromEnv(getenv func(string) string) Config {
 		c.Region = first("AWS_REGION", "AWS_DEFAULT_REGION")
 	}
 	if c.Endpoint == "" {
-		if raw := first("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"); raw != "" {
+		if raw := first("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"); raw != "" {
 			c.Endpoint, c.Insecure = splitEndpoint(raw, c.Insecure)
 		}
 	}

@@ -110,6 +110,16 @@ func TestFromEnv(t *testing.T) {
 			want: Config{Endpoint: "minio.internal:9000", Region: "us-west-2"},
 		},
 		{
+			name: "Cedana's AWS_ENDPOINT when no AWS_ENDPOINT_URL",
+			env:  map[string]string{"AWS_ENDPOINT": "http://127.0.0.1:9000"},
+			want: Config{Endpoint: "127.0.0.1:9000", Insecure: true},
+		},
+		{
+			name: "AWS_ENDPOINT_URL wins over AWS_ENDPOINT",
+			env:  map[string]string{"AWS_ENDPOINT": "http://127.0.0.1:9000", "AWS_ENDPOINT_URL": "https://minio.internal:9000"},
+			want: Config{Endpoint: "minio.internal:9000"},
+		},
+		{
 			name: "endpoint without scheme keeps Insecure",
 			cfg:  Config{Insecure: true},
 			env:  map[string]string{"AWS_ENDPOINT_URL": "minio.internal:9000"},

@@ -1,0 +1,78 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Secrets are the keys whose values Masked hides.
+var Secrets = []string{"token", "storage.s3.access_key", "storage.s3.secret_key"}
+
+// Masked returns c as a JSON object with every secret that is set replaced by "***".
+func Masked(c Config) map[string]any {
+	tree := tree(c)
+	for _, key := range Secrets {
+		parent, leaf, _ := parentOf(tree, key)
+		if v, _ := parent[leaf].(string); v != "" {
+			parent[leaf] = "***"
+		}
+	}
+	return tree
+}
+
+// tree is c as a decoded JSON object.
+func tree(c Config) map[string]any {
+	var t map[string]any
+	data, _ := json.Marshal(c)
+	_ = json.Unmarshal(data, &t)
+	return t
+}
+
+// WriteFile writes c into l.File (Cedana's --merge-config): c's keys, Cedana's names written as
+// ours, and the unknown keys of the file l was loaded from, kept as they were. The file keeps its
+// mode (0644 when new), except that one holding a secret becomes 0600: the daemon refuses a token
+// in a file others may read. It returns the mode written.
+func (l Loaded) WriteFile(c Config) (os.FileMode, error) {
+	t := tree(c)
+	for _, u := range l.unknown {
+		if parent, leaf, ok := parentOf(t, u.path); ok {
+			parent[leaf] = u.value
+		}
+	}
+	data, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return 0, err
+	}
+	mode := os.FileMode(0o644)
+	if info, err := os.Stat(l.File); err == nil {
+		mode = info.Mode().Perm()
+	}
+	if c.Token != "" || c.Storage.S3.SecretKey != "" {
+		mode &^= 0o077
+	}
+	if err := os.MkdirAll(filepath.Dir(l.File), 0o755); err != nil {
+		return 0, fmt.Errorf("create the config directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(l.File), ".config-*.json")
+	if err != nil {
+		return 0, fmt.Errorf("write config %s: %w", l.File, err)
+	}
+	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after the rename
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		_ = tmp.Close()
+		return 0, fmt.Errorf("write config %s: %w", l.File, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		_ = tmp.Close()
+		return 0, fmt.Errorf("write config %s: %w", l.File, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, fmt.Errorf("write config %s: %w", l.File, err)
+	}
+	if err := os.Rename(tmp.Name(), l.File); err != nil {
+		return 0, fmt.Errorf("write config %s: %w", l.File, err)
+	}
+	return mode, nil
+}
