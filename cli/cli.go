@@ -30,7 +30,7 @@ type Globals struct {
 	// ConfigJSON is Cedana's --config.
 	ConfigJSON  string `name:"config" help:"Configuration JSON merged over config.json's for this command (CEDANA_* variables still win)." placeholder:"JSON"`
 	MergeConfig bool   `help:"Write the configuration (config.json, --config, CEDANA_* variables, --address, --protocol) back into config.json."`
-	Output    string `help:"Output format: text or json." enum:"text,json" default:"text" short:"o"`
+	Output      string `help:"Output format: text or json." enum:"text,json" default:"text" short:"o"`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
