@@ -25,9 +25,9 @@ func TestLoadCompat(t *testing.T) {
 	}{
 		{
 			name:     "typo warned with a suggestion",
-			file:     `{"adress":"/x.sock","checkpoint":{"compresion":"zstd"},"log":{"levle":"debug"}}`,
+			file:     `{"adress":"/x.sock","checkpoint":{"comprssion":"zstd"},"log":{"lvel":"debug"}}`,
 			check:    func(t *testing.T, c Config) { assert.Equal(t, Default(), c) },
-			warnings: []string{`unknown key "adress" ignored (did you mean "address"?)`, `unknown key "checkpoint.compresion" ignored (did you mean "checkpoint.compression"?)`, `unknown key "log.levle" ignored (did you mean "log.level"?)`},
+			warnings: []string{`unknown key "adress" ignored (did you mean "address"?)`, `unknown key "checkpoint.comprssion" ignored (did you mean "checkpoint.compression"?)`, `unknown key "log.lvel" ignored (did you mean "log.level"?)`},
 		},
 		{
 			name:     "key outside its section",
@@ -144,7 +144,7 @@ func TestWriteFile(t *testing.T) {
 
 func TestNearestKey(t *testing.T) {
 	for path, want := range map[string]string{
-		"adress": "address", "protocl": "protocol", "db.pth": "db.path", "endpoint": "storage.s3.endpoint", "aws.acess_key_id": "aws.access_key_id",
+		"adress": "address", "protcol": "protocol", "db.pth": "db.path", "endpoint": "storage.s3.endpoint", "aws.acess_key_id": "aws.access_key_id",
 		"checkpoint.streams": "", "metrics": "", "gpu": "",
 	} {
 		assert.Equal(t, want, nearestKey(path), path)
