@@ -26,6 +26,21 @@ func run(t *testing.T, env map[string]string, args ...string) (int, string, stri
 	return code, stdout.String(), stderr.String()
 }
 
+// assertRun runs args and checks the exit code and that stdout and stderr hold the wanted texts;
+// it returns stdout.
+func assertRun(t *testing.T, env map[string]string, args []string, wantCode int, wantStdout, wantStderr []string) string {
+	t.Helper()
+	code, stdout, stderr := run(t, env, args...)
+	assert.Equal(t, wantCode, code, "stdout: %s\nstderr: %s", stdout, stderr)
+	for _, want := range wantStdout {
+		assert.Contains(t, stdout, want)
+	}
+	for _, want := range wantStderr {
+		assert.Contains(t, stderr, want)
+	}
+	return stdout
+}
+
 // TestGrammar builds the whole grammar with every runtime compiled in: a clash between a runtime's
 // flags and the common ones would fail here.
 func TestGrammar(t *testing.T) {
@@ -69,14 +84,7 @@ func TestGrammar(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, stdout, stderr := run(t, env, tt.args...)
-			assert.Equal(t, tt.code, code, "stdout: %s\nstderr: %s", stdout, stderr)
-			for _, want := range tt.stdout {
-				assert.Contains(t, stdout, want)
-			}
-			for _, want := range tt.stderr {
-				assert.Contains(t, stderr, want)
-			}
+			assertRun(t, env, tt.args, tt.code, tt.stdout, tt.stderr)
 		})
 	}
 }

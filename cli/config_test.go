@@ -43,16 +43,9 @@ func TestConfigShow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, stdout, stderr := run(t, env, tt.args...)
-			assert.Equal(t, tt.code, code, "stdout: %s\nstderr: %s", stdout, stderr)
-			for _, want := range tt.stdout {
-				assert.Contains(t, stdout, want)
-			}
+			stdout := assertRun(t, env, tt.args, tt.code, tt.stdout, tt.stderr)
 			for _, no := range tt.notStdout {
 				assert.NotContains(t, stdout, no)
-			}
-			for _, want := range tt.stderr {
-				assert.Contains(t, stderr, want)
 			}
 		})
 	}
