@@ -38,13 +38,12 @@ func TestK8sPodMigration(t *testing.T) {
 	for _, name := range podCounters {
 		ids[name] = n.runContainer(original, criContainer{Name: name, Command: []string{"/bin/sh", "-c", countScript}})
 	}
+	// Each container logs "count N" at every tenth count: its log tells where it stopped, exactly
+	// (the dump froze it less than ten counts after its last line), and where the restored one
+	// goes on from (its first line is the next tenth), however long each step takes.
 	for _, name := range podCounters {
-		counter := containerCounter(n.inspect(ids[name]).Info.Pid)
-		require.Eventually(t, func() bool { return readCounter(counter) >= 3 }, 10*time.Second, 20*time.Millisecond, "%s does not count", name)
-	}
-	before := map[string]int{}
-	for _, name := range podCounters {
-		before[name] = readCounter(containerCounter(n.inspect(ids[name]).Info.Pid))
+		id := ids[name]
+		require.Eventually(t, func() bool { return len(loggedCounts(n.logs(id))) > 0 }, 10*time.Second, 20*time.Millisecond, "%s does not count", name)
 	}
 	r := d.cli("dump", "pod", "trainer", "-n", "ml", "--containerd-address", n.address,
 		"--dir", "s3://"+srv.Bucket+"/pods", "--compression", "zstd", "-o", "json")
@@ -54,9 +53,12 @@ func TestK8sPodMigration(t *testing.T) {
 	location := dumped.GetPath()
 	require.True(t, strings.HasPrefix(location, "s3://"+srv.Bucket+"/pods/"), location)
 	require.Len(t, dumped.GetManifest().GetContainers(), len(podCounters))
+	last := map[string]int{}
 	for _, name := range podCounters {
 		// Without --leave-running the dump ended the workload, as a preemption would.
 		n.waitState(ids[name], "CONTAINER_EXITED")
+		counts := loggedCounts(n.logs(ids[name]))
+		last[name] = counts[len(counts)-1]
 	}
 	n.stopPod(original.ID)
 	n.removePod(original.ID)
@@ -78,17 +80,17 @@ func TestK8sPodMigration(t *testing.T) {
 		st := n.inspect(id)
 		assert.Equal(t, "CONTAINER_RUNNING", st.Status.State)
 		assert.Equal(t, location, st.Info.RuntimeSpec.Annotations[k8s.RestoreAnnotation])
-		counter := containerCounter(st.Info.Pid)
-		requireCounting(t, counter, before[name])
-		// Output written after the restore reaches the new container's log.
-		next := (readCounter(counter)/10 + 1) * 10
-		require.Eventually(t, func() bool { return strings.Contains(n.logs(id), "count "+strconv.Itoa(next)) }, 10*time.Second, 50*time.Millisecond,
-			"crictl logs %s has no count %d: %s", name, next, n.logs(id))
+		// It goes on from its own count, and what it writes after the restore reaches its log.
+		var counts []int
+		require.Eventually(t, func() bool { counts = loggedCounts(n.logs(id)); return len(counts) >= 2 }, 10*time.Second, 20*time.Millisecond,
+			"crictl logs %s shows no counting after the restore: %s", name, n.logs(id))
+		assert.Equal(t, last[name]+10, counts[0], "%s's first line after the restore follows its last before the dump (%d)", name, last[name])
+		assert.Equal(t, counts[0]+10, counts[1], "%s counts on", name)
 		out, err := n.exec(id, "cat", "/tmp/count")
 		require.NoError(t, err, "crictl exec %s", name)
 		v, err := strconv.Atoi(strings.TrimSpace(out))
 		require.NoError(t, err, out)
-		assert.GreaterOrEqual(t, v, before[name], "crictl exec sees the restored counter of %s", name)
+		assert.GreaterOrEqual(t, v, counts[1], "crictl exec sees the restored counter of %s", name)
 	}
 	n.stopPod(s.ID)
 	for _, name := range podCounters {
@@ -132,4 +134,17 @@ func TestK8sPodMigration(t *testing.T) {
 			n.removePod(s.ID)
 		})
 	}
+}
+
+// loggedCounts are the N of the "count N" lines of a counting container's log, in order.
+func loggedCounts(log string) []int {
+	var counts []int
+	for _, line := range strings.Split(log, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "count "); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				counts = append(counts, n)
+			}
+		}
+	}
+	return counts
 }
