@@ -48,6 +48,9 @@ type CLI struct {
 	Dump       DumpCmd       `cmd:"" help:"Checkpoint a workload."`
 	Restore    RestoreCmd    `cmd:"" help:"Restore a workload from a checkpoint."`
 	Checkpoint CheckpointCmd `cmd:"" help:"List, inspect and delete recorded checkpoints."`
+	Freeze     FreezeCmd     `cmd:"" help:"Hold a workload stopped without checkpointing it."`
+	Unfreeze   UnfreezeCmd   `cmd:"" help:"Let a frozen or stopped workload run again."`
+	Query      QueryCmd      `cmd:"" help:"Describe workloads as cedana sees them: processes, state, runtime details."`
 	Check      CheckCmd      `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
 	Features   FeaturesCmd   `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
 	K8s        K8sCmd        `cmd:"" name:"k8s" help:"Set up a Kubernetes node for cedana (as root on the node, no daemon needed)."`
@@ -129,6 +132,9 @@ func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 	cli.Restore.Plugins = runtimeCommands(restoreCommands())
 	cli.Run.Plugins = runtimeCommands(verbCommands{features.RunCmd})
 	cli.Manage.Plugins = runtimeCommands(verbCommands{features.ManageCmd})
+	cli.Freeze.Plugins = runtimeCommands(verbCommands{features.FreezeCmd})
+	cli.Unfreeze.Plugins = runtimeCommands(verbCommands{features.UnfreezeCmd})
+	cli.Query.Plugins = runtimeCommands(verbCommands{features.QueryCmd})
 	return kong.New(cli,
 		kong.Name("cedana"),
 		kong.Description("Checkpoint and restore processes and containers with CRIU."),

@@ -25,6 +25,7 @@ type DumpCmd struct {
 	ShellJob       bool     `help:"Allow a workload whose session or group leader is outside it (detected for a process tree)."`
 	External       []string `help:"External resource, in CRIU's --external syntax (repeatable)." placeholder:"RES" sep:"none"`
 	LinkRemap      bool     `help:"Checkpoint open files that were deleted, by link-remapping them."`
+	SkipInFlight   bool     `help:"Skip TCP connections still being set up instead of failing."`
 
 	Job JobTargetCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
 	Pod PodCmd       `cmd:"" help:"Checkpoint a Kubernetes pod's containers, frozen together, into one pod checkpoint."`
@@ -107,6 +108,7 @@ func (c *DumpCmd) criuOptions(cfg config.Config) *daemonv1.CriuOptions {
 		ShellJob:       c.ShellJob,
 		External:       c.External,
 		LinkRemap:      c.LinkRemap,
+		SkipInFlight:   c.SkipInFlight,
 	}
 }
 

@@ -45,7 +45,7 @@ func noServerMode(runtime string) error {
 // restoreInProcess runs the daemon's restore chain in this process, which becomes the restored
 // tree's parent, waits for the tree's root and returns its exit code as the command's:
 // `cedana restore <runtime> --no-server`, for a runtime that has that mode.
-func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daemonv1.RestoreRequest) error {
+func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daemonv1.RestoreRequest, pidFile string) error {
 	if _, ok := features.NoServer.Lookup(req.Type); !ok {
 		return noServerMode(req.Type)
 	}
@@ -55,6 +55,9 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)
+	if err := writePIDFile(pidFile, resp.Pid); err != nil {
+		return err
+	}
 	proc, err := os.FindProcess(int(resp.Pid))
 	if err != nil {
 		return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/alecthomas/kong"
 
@@ -21,6 +23,10 @@ type RestoreCmd struct {
 	FileLocks      bool     `help:"Restore file locks (on by default when the dump had them)."`
 	ShellJob       bool     `help:"Restore as a shell job (on by default when the dump was one)."`
 	External       []string `help:"External resource, in CRIU's --inherit-fd/--external syntax (repeatable)." placeholder:"RES" sep:"none"`
+	PIDFile        string   `name:"pid-file" help:"Write the restored root PID to this file (atomically)." type:"path" placeholder:"FILE"`
+	LeaveStopped   bool     `help:"Leave the restored tree stopped; cedana unfreeze resumes it (process trees)."`
+	TCPClose       bool     `name:"tcp-close" help:"Close the checkpoint's established TCP connections instead of restoring them (process trees)."`
+	LinkRemap      bool     `help:"Harmless here: files link-remapped at dump time are restored without it."`
 
 	Attach   bool `help:"With restore job: stay attached to the restored job and exit with its exit code."`
 	NoServer bool `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
@@ -48,6 +54,8 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 			FileLocks:      c.FileLocks,
 			ShellJob:       c.ShellJob,
 			External:       c.External,
+			LeaveStopped:   c.LeaveStopped,
+			TcpClose:       c.TCPClose,
 		},
 	}
 	if err := leaf.FillRestore(req); err != nil {
@@ -63,13 +71,16 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 		if req.Jid != "" {
 			return errors.New("--no-server restores a checkpoint by --path; jobs are the daemon's")
 		}
-		return restoreInProcess(ctx, cfg, env, req)
+		return restoreInProcess(ctx, cfg, env, req, c.PIDFile)
 	}
 	resp, err := callWatched(ctx, g, env, client, func(id string) (*daemonv1.RestoreResponse, error) {
 		req.OperationId = id
 		return client.Restore(ctx, req)
 	})
 	if err != nil {
+		return err
+	}
+	if err := writePIDFile(c.PIDFile, resp.Pid); err != nil {
 		return err
 	}
 	if c.Attach {
@@ -81,6 +92,33 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 	}
 	if c.Stats && g.Output != "json" {
 		printStats(env.Stdout, resp.Stats)
+	}
+	return nil
+}
+
+// writePIDFile writes pid to path, when set, through a temporary file renamed into place, so
+// that a reader never sees a partial file.
+func writePIDFile(path string, pid int32) error {
+	if path == "" {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("restored PID %d, but cannot write --pid-file: %w", pid, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = fmt.Fprintf(tmp, "%d", pid)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("restored PID %d, but cannot write --pid-file %s: %w", pid, path, err)
 	}
 	return nil
 }

@@ -52,6 +52,10 @@ type Runtime struct {
 	PodDump PodDump
 	// PodRestore readies a pod checkpoint's container for the runtime handler's restore (optional).
 	PodRestore PodPreparer
+	// Freeze holds the runtime's workloads stopped and lets them run again (optional).
+	Freeze Freeze
+	// Query describes the runtime's workloads (optional).
+	Query Query
 }
 
 // Dump is a runtime's dump: its subcommand, middleware and handler.
@@ -131,6 +135,9 @@ type tables struct {
 	helpers                                *Feature[Helper]
 	podDumpFlags                           *Feature[PodDumpCommand]
 	podDump                                *Feature[PodDumper]
+	freezeCmd, unfreezeCmd, queryCmd       *Feature[Command]
+	freezeHandler                          *Feature[Freezer]
+	queryHandler                           *Feature[Querier]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -142,6 +149,8 @@ var registry = tables{
 	health: HealthCheck, noServer: NoServer, jobDetails: JobDetails, helpers: helpers,
 	podDumpFlags: PodDumpFlags, podDump: PodDumpHandler,
 	podRestore: PodRestore,
+	freezeCmd:  FreezeCmd, unfreezeCmd: UnfreezeCmd, freezeHandler: FreezeHandler,
+	queryCmd: QueryCmd, queryHandler: QueryHandler,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -164,6 +173,11 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.podDumpFlags, rt.Name, rt.PodDump.Flags, rt.PodDump.Flags != nil)
 	registerIf(t.podDump, rt.Name, rt.PodDump.Handler, rt.PodDump.Handler != nil)
 	registerIf(t.podRestore, rt.Name, rt.PodRestore, rt.PodRestore != nil)
+	registerIf(t.freezeCmd, rt.Name, rt.Freeze.Freeze, rt.Freeze.Handler != nil)
+	registerIf(t.unfreezeCmd, rt.Name, rt.Freeze.Unfreeze, rt.Freeze.Handler != nil)
+	registerIf(t.freezeHandler, rt.Name, rt.Freeze.Handler, rt.Freeze.Handler != nil)
+	registerIf(t.queryCmd, rt.Name, rt.Query.Command, rt.Query.Handler != nil)
+	registerIf(t.queryHandler, rt.Name, rt.Query.Handler, rt.Query.Handler != nil)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}
@@ -194,6 +208,10 @@ func (t *tables) check(rt Runtime) error {
 		return errors.New("manage needs both its subcommand and its handler")
 	case (rt.PodDump.Flags == nil) != (rt.PodDump.Handler == nil):
 		return errors.New("pod dump needs both its flags and its handler")
+	case (rt.Freeze.Freeze == nil) != (rt.Freeze.Handler == nil) || (rt.Freeze.Unfreeze == nil) != (rt.Freeze.Handler == nil):
+		return errors.New("freeze needs its freeze and unfreeze subcommands and its handler")
+	case (rt.Query.Command == nil) != (rt.Query.Handler == nil):
+		return errors.New("query needs both its subcommand and its handler")
 	case rt.NoServer != nil && rt.Run.Handler == nil:
 		return errors.New("a --no-server mode needs run")
 	}
@@ -209,6 +227,9 @@ func (t *tables) check(rt Runtime) error {
 		{"restore", rt.Restore.Command, reflect.TypeFor[RestoreCommand]()},
 		{"run", rt.Run.Command, reflect.TypeFor[RunCommand]()},
 		{"manage", rt.Manage.Command, reflect.TypeFor[ManageCommand]()},
+		{"freeze", rt.Freeze.Freeze, reflect.TypeFor[TargetCommand]()},
+		{"unfreeze", rt.Freeze.Unfreeze, reflect.TypeFor[TargetCommand]()},
+		{"query", rt.Query.Command, reflect.TypeFor[TargetCommand]()},
 	}
 	for i, c := range commands {
 		if c.cmd == nil && i >= 2 {

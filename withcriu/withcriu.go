@@ -59,6 +59,7 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 	criuOpts.Pid = proto.Int32(pid)
 	criuOpts.LeaveRunning = proto.Bool(req.Criu.LeaveRunning)
 	criuOpts.LinkRemap = proto.Bool(req.Criu.LinkRemap)
+	criuOpts.TcpSkipInFlight = proto.Bool(req.Criu.SkipInFlight)
 	for _, add := range st.DumpCRIU {
 		add(criuOpts)
 	}
@@ -128,6 +129,8 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	}
 	defer dir.Close()
 	criuOpts.RstSibling = proto.Bool(true)
+	criuOpts.TcpClose = proto.Bool(req.Criu.TcpClose)
+	criuOpts.LeaveStopped = proto.Bool(req.Criu.LeaveStopped)
 	start := time.Now()
 	out, err := env.CRIU.Restore(ctx, criuOpts, criu.Call{})
 	adapters.Observe(resp.Stats, "criu_restore", start)

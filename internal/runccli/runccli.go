@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
@@ -80,4 +81,16 @@ func RestoreFlags(opts *daemonv1.CriuOptions) []string {
 		flags = append(flags, "--file-locks")
 	}
 	return flags
+}
+
+// RefuseRestoreOptions refuses the CRIU restore options that a restore through runc (`runc
+// restore`, containerd's shim) cannot pass on, naming the way to get the same effect.
+func RefuseRestoreOptions(opts *daemonv1.CriuOptions) error {
+	switch {
+	case opts.GetLeaveStopped():
+		return errs.Invalid("--leave-stopped: runc restore cannot leave a container stopped: restore it, then `cedana freeze` it")
+	case opts.GetTcpClose():
+		return errs.Invalid("--tcp-close: runc restore cannot close TCP connections; only a process tree's restore can")
+	}
+	return nil
 }

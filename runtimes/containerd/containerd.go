@@ -150,5 +150,14 @@ func init() {
 		},
 		PodDump:    features.PodDump{Flags: &PodTarget{}, Handler: DumpPod},
 		PodRestore: PreparePodRestore,
+		Freeze: features.Freeze{
+			Freeze:   features.Subcommand(Name, "Pause a containerd container's task (as ctr task pause).", &FreezeCmd{}),
+			Unfreeze: features.Subcommand(Name, "Resume a paused containerd container's task.", &FreezeCmd{}),
+			Handler:  Freeze,
+		},
+		Query: features.Query{
+			Command: features.Subcommand(Name, "Describe containerd containers by their IDs.", &QueryCmd{}),
+			Handler: Query,
+		},
 	})
 }

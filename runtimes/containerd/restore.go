@@ -22,6 +22,7 @@ import (
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/runccli"
 )
 
 // RestoreMiddleware is the containerd runtime's part of a restore.
@@ -40,6 +41,9 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		d.Namespace = cmp.Or(d.Namespace, dumped.GetNamespace())
 		d.Address = cmp.Or(d.Address, dumped.GetAddress())
 		d = withDefaults(d)
+		if err := runccli.RefuseRestoreOptions(req.Criu); err != nil {
+			return err
+		}
 		if _, err := os.Stat(filepath.Join(st.ImageDir, SpecFile)); err != nil {
 			return errs.Invalid("checkpoint has no %s: it was not made from a containerd container", SpecFile)
 		}

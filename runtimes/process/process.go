@@ -156,5 +156,14 @@ func init() {
 		},
 		NoServer:   RunInProcess,
 		JobDetails: JobDetails,
+		Freeze: features.Freeze{
+			Freeze:   features.Subcommand(Name, "Stop a process tree (its own cgroup's freezer, else SIGSTOP).", &FreezeCmd{}),
+			Unfreeze: features.Subcommand(Name, "Let a frozen or stopped process tree run again.", &FreezeCmd{}),
+			Handler:  Freeze,
+		},
+		Query: features.Query{
+			Command: features.Subcommand(Name, "Describe process trees by their roots' PIDs.", &QueryCmd{}),
+			Handler: Query,
+		},
 	})
 }

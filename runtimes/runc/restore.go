@@ -37,6 +37,9 @@ func ResolveRestore(next adapters.RestoreHandler) adapters.RestoreHandler {
 		d.Id = cmp.Or(d.Id, dumped.GetId())
 		d.Bundle = cmp.Or(d.Bundle, dumped.GetBundle())
 		d.Root = cmp.Or(d.Root, dumped.GetRoot(), DefaultRoot)
+		if err := runccli.RefuseRestoreOptions(req.Criu); err != nil {
+			return err
+		}
 		if d.Id == "" {
 			return errs.Invalid("no container ID to restore under: pass --id")
 		}

@@ -118,5 +118,14 @@ func init() {
 			Handler: Manage,
 		},
 		Helpers: []features.Helper{logCopy},
+		Freeze: features.Freeze{
+			Freeze:   features.Subcommand(Name, "Pause a runc container (as runc pause).", &FreezeCmd{}),
+			Unfreeze: features.Subcommand(Name, "Resume a paused runc container (as runc resume).", &FreezeCmd{}),
+			Handler:  Freeze,
+		},
+		Query: features.Query{
+			Command: features.Subcommand(Name, "Describe runc containers by their IDs.", &QueryCmd{}),
+			Handler: Query,
+		},
 	})
 }

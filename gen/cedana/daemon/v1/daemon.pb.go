@@ -39,7 +39,13 @@ type CriuOptions struct {
 	// External resources, in CRIU's --external syntax (e.g. "mnt[/path]:key").
 	External []string `protobuf:"bytes,5,rep,name=external,proto3" json:"external,omitempty"`
 	// Link-remap open but unlinked files instead of failing.
-	LinkRemap     bool `protobuf:"varint,6,opt,name=link_remap,json=linkRemap,proto3" json:"link_remap,omitempty"`
+	LinkRemap bool `protobuf:"varint,6,opt,name=link_remap,json=linkRemap,proto3" json:"link_remap,omitempty"`
+	// Restore: close established TCP connections instead of restoring them.
+	TcpClose bool `protobuf:"varint,7,opt,name=tcp_close,json=tcpClose,proto3" json:"tcp_close,omitempty"`
+	// Restore: leave the restored tree stopped (SIGSTOP); Unfreeze resumes it.
+	LeaveStopped bool `protobuf:"varint,8,opt,name=leave_stopped,json=leaveStopped,proto3" json:"leave_stopped,omitempty"`
+	// Dump: skip TCP connections still being established (in flight) instead of failing.
+	SkipInFlight  bool `protobuf:"varint,9,opt,name=skip_in_flight,json=skipInFlight,proto3" json:"skip_in_flight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -112,6 +118,27 @@ func (x *CriuOptions) GetExternal() []string {
 func (x *CriuOptions) GetLinkRemap() bool {
 	if x != nil {
 		return x.LinkRemap
+	}
+	return false
+}
+
+func (x *CriuOptions) GetTcpClose() bool {
+	if x != nil {
+		return x.TcpClose
+	}
+	return false
+}
+
+func (x *CriuOptions) GetLeaveStopped() bool {
+	if x != nil {
+		return x.LeaveStopped
+	}
+	return false
+}
+
+func (x *CriuOptions) GetSkipInFlight() bool {
+	if x != nil {
+		return x.SkipInFlight
 	}
 	return false
 }
@@ -978,9 +1005,11 @@ func (x *RestoreResponse) GetStats() *Stats {
 	return nil
 }
 
-// HealthCheckRequest takes no arguments.
+// HealthCheckRequest asks for a health report.
 type HealthCheckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also dump and restore a tiny process through the daemon's own chains, step by step.
+	Full          bool `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1013,6 +1042,13 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
 	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HealthCheckRequest) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
 }
 
 // RuntimeHealth says whether one runtime can be used now.
@@ -1106,7 +1142,9 @@ type HealthCheckResponse struct {
 	// Each known runtime.
 	Runtimes []*RuntimeHealth `protobuf:"bytes,7,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
 	// Problems that make cedana unusable; empty when healthy.
-	Errors        []string `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
+	Errors []string `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
+	// The steps of a full check (HealthCheckRequest.full), in order; it stops at the first failure.
+	Steps         []*CheckStep `protobuf:"bytes,9,rep,name=steps,proto3" json:"steps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1197,6 +1235,86 @@ func (x *HealthCheckResponse) GetErrors() []string {
 	return nil
 }
 
+func (x *HealthCheckResponse) GetSteps() []*CheckStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+// CheckStep is one step of a full check.
+type CheckStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Step name: spawn, dump, restore, verify, cleanup.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether it succeeded.
+	Ok bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// How long it took.
+	Took *durationpb.Duration `protobuf:"bytes,3,opt,name=took,proto3" json:"took,omitempty"`
+	// What it did, or why it failed.
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckStep) Reset() {
+	*x = CheckStep{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckStep) ProtoMessage() {}
+
+func (x *CheckStep) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckStep.ProtoReflect.Descriptor instead.
+func (*CheckStep) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CheckStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CheckStep) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *CheckStep) GetTook() *durationpb.Duration {
+	if x != nil {
+		return x.Took
+	}
+	return nil
+}
+
+func (x *CheckStep) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // ListFeaturesRequest takes no arguments.
 type ListFeaturesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1206,7 +1324,7 @@ type ListFeaturesRequest struct {
 
 func (x *ListFeaturesRequest) Reset() {
 	*x = ListFeaturesRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1336,7 @@ func (x *ListFeaturesRequest) String() string {
 func (*ListFeaturesRequest) ProtoMessage() {}
 
 func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1349,7 @@ func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*ListFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 // FeatureProviders is one feature and the runtimes this binary has for it.
@@ -1249,7 +1367,7 @@ type FeatureProviders struct {
 
 func (x *FeatureProviders) Reset() {
 	*x = FeatureProviders{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1379,7 @@ func (x *FeatureProviders) String() string {
 func (*FeatureProviders) ProtoMessage() {}
 
 func (x *FeatureProviders) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1392,7 @@ func (x *FeatureProviders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureProviders.ProtoReflect.Descriptor instead.
 func (*FeatureProviders) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeatureProviders) GetName() string {
@@ -1311,7 +1429,7 @@ type ListFeaturesResponse struct {
 
 func (x *ListFeaturesResponse) Reset() {
 	*x = ListFeaturesResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1441,7 @@ func (x *ListFeaturesResponse) String() string {
 func (*ListFeaturesResponse) ProtoMessage() {}
 
 func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1454,7 @@ func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListFeaturesResponse) GetFeatures() []*FeatureProviders {
@@ -1370,7 +1488,7 @@ type ProcessRun struct {
 
 func (x *ProcessRun) Reset() {
 	*x = ProcessRun{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1500,7 @@ func (x *ProcessRun) String() string {
 func (*ProcessRun) ProtoMessage() {}
 
 func (x *ProcessRun) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1513,7 @@ func (x *ProcessRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRun.ProtoReflect.Descriptor instead.
 func (*ProcessRun) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ProcessRun) GetPath() string {
@@ -1447,7 +1565,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1577,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1590,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RunRequest) GetType() string {
@@ -1528,7 +1646,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1658,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1671,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RunResponse) GetJob() *Job {
@@ -1578,7 +1696,7 @@ type ManageRequest struct {
 
 func (x *ManageRequest) Reset() {
 	*x = ManageRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1708,7 @@ func (x *ManageRequest) String() string {
 func (*ManageRequest) ProtoMessage() {}
 
 func (x *ManageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1721,7 @@ func (x *ManageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManageRequest.ProtoReflect.Descriptor instead.
 func (*ManageRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ManageRequest) GetType() string {
@@ -1638,7 +1756,7 @@ type ManageResponse struct {
 
 func (x *ManageResponse) Reset() {
 	*x = ManageResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1768,7 @@ func (x *ManageResponse) String() string {
 func (*ManageResponse) ProtoMessage() {}
 
 func (x *ManageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1781,7 @@ func (x *ManageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManageResponse.ProtoReflect.Descriptor instead.
 func (*ManageResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ManageResponse) GetJob() *Job {
@@ -1702,7 +1820,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1832,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1845,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Job) GetJid() string {
@@ -1823,7 +1941,7 @@ type CheckpointEntry struct {
 
 func (x *CheckpointEntry) Reset() {
 	*x = CheckpointEntry{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1953,7 @@ func (x *CheckpointEntry) String() string {
 func (*CheckpointEntry) ProtoMessage() {}
 
 func (x *CheckpointEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1966,7 @@ func (x *CheckpointEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointEntry.ProtoReflect.Descriptor instead.
 func (*CheckpointEntry) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CheckpointEntry) GetId() string {
@@ -1909,7 +2027,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2039,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2052,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
 }
 
 // ListJobsResponse lists the jobs, oldest first.
@@ -1948,7 +2066,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2078,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2091,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1994,7 +2112,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2124,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2137,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetJobRequest) GetJid() string {
@@ -2040,7 +2158,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2170,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2183,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2088,7 +2206,7 @@ type KillJobRequest struct {
 
 func (x *KillJobRequest) Reset() {
 	*x = KillJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2218,7 @@ func (x *KillJobRequest) String() string {
 func (*KillJobRequest) ProtoMessage() {}
 
 func (x *KillJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2231,7 @@ func (x *KillJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillJobRequest.ProtoReflect.Descriptor instead.
 func (*KillJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KillJobRequest) GetJids() []string {
@@ -2141,7 +2259,7 @@ type KillJobResponse struct {
 
 func (x *KillJobResponse) Reset() {
 	*x = KillJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2271,7 @@ func (x *KillJobResponse) String() string {
 func (*KillJobResponse) ProtoMessage() {}
 
 func (x *KillJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2284,7 @@ func (x *KillJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillJobResponse.ProtoReflect.Descriptor instead.
 func (*KillJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KillJobResponse) GetJobs() []*Job {
@@ -2189,7 +2307,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2319,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2332,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteJobRequest) GetJids() []string {
@@ -2240,7 +2358,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2370,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2383,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 // ListCheckpointsRequest filters the catalog.
@@ -2279,7 +2397,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2409,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2422,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListCheckpointsRequest) GetJid() string {
@@ -2325,7 +2443,7 @@ type ListCheckpointsResponse struct {
 
 func (x *ListCheckpointsResponse) Reset() {
 	*x = ListCheckpointsResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2455,7 @@ func (x *ListCheckpointsResponse) String() string {
 func (*ListCheckpointsResponse) ProtoMessage() {}
 
 func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2468,7 @@ func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointEntry {
@@ -2371,7 +2489,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2501,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2514,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetCheckpointRequest) GetId() string {
@@ -2417,7 +2535,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2547,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2560,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() *CheckpointEntry {
@@ -2463,7 +2581,7 @@ type DeleteCheckpointRequest struct {
 
 func (x *DeleteCheckpointRequest) Reset() {
 	*x = DeleteCheckpointRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2593,7 @@ func (x *DeleteCheckpointRequest) String() string {
 func (*DeleteCheckpointRequest) ProtoMessage() {}
 
 func (x *DeleteCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2606,7 @@ func (x *DeleteCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteCheckpointRequest) GetId() string {
@@ -2507,7 +2625,7 @@ type DeleteCheckpointResponse struct {
 
 func (x *DeleteCheckpointResponse) Reset() {
 	*x = DeleteCheckpointResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2637,7 @@ func (x *DeleteCheckpointResponse) String() string {
 func (*DeleteCheckpointResponse) ProtoMessage() {}
 
 func (x *DeleteCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2650,7 @@ func (x *DeleteCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 // AttachRequest names the job to attach to.
@@ -2550,7 +2668,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2680,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2693,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AttachRequest) GetJid() string {
@@ -2616,7 +2734,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +2746,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +2759,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AttachResponse) GetOutput() []byte {
@@ -2685,7 +2803,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2815,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2828,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WriteStdinRequest) GetJid() string {
@@ -2736,7 +2854,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +2866,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +2879,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 // WatchProgressRequest names the operation to follow.
@@ -2775,7 +2893,7 @@ type WatchProgressRequest struct {
 
 func (x *WatchProgressRequest) Reset() {
 	*x = WatchProgressRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +2905,7 @@ func (x *WatchProgressRequest) String() string {
 func (*WatchProgressRequest) ProtoMessage() {}
 
 func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +2918,7 @@ func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchProgressRequest.ProtoReflect.Descriptor instead.
 func (*WatchProgressRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WatchProgressRequest) GetOperationId() string {
@@ -2828,7 +2946,7 @@ type WatchProgressResponse struct {
 
 func (x *WatchProgressResponse) Reset() {
 	*x = WatchProgressResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2840,7 +2958,7 @@ func (x *WatchProgressResponse) String() string {
 func (*WatchProgressResponse) ProtoMessage() {}
 
 func (x *WatchProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2853,7 +2971,7 @@ func (x *WatchProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchProgressResponse.ProtoReflect.Descriptor instead.
 func (*WatchProgressResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchProgressResponse) GetPhase() string {
@@ -2914,7 +3032,7 @@ type DumpPodRequest struct {
 
 func (x *DumpPodRequest) Reset() {
 	*x = DumpPodRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3044,7 @@ func (x *DumpPodRequest) String() string {
 func (*DumpPodRequest) ProtoMessage() {}
 
 func (x *DumpPodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3057,7 @@ func (x *DumpPodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpPodRequest.ProtoReflect.Descriptor instead.
 func (*DumpPodRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DumpPodRequest) GetPod() string {
@@ -3030,7 +3148,7 @@ type PodContainer struct {
 
 func (x *PodContainer) Reset() {
 	*x = PodContainer{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3160,7 @@ func (x *PodContainer) String() string {
 func (*PodContainer) ProtoMessage() {}
 
 func (x *PodContainer) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3173,7 @@ func (x *PodContainer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodContainer.ProtoReflect.Descriptor instead.
 func (*PodContainer) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PodContainer) GetName() string {
@@ -3107,7 +3225,7 @@ type PodCheckpoint struct {
 
 func (x *PodCheckpoint) Reset() {
 	*x = PodCheckpoint{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3237,7 @@ func (x *PodCheckpoint) String() string {
 func (*PodCheckpoint) ProtoMessage() {}
 
 func (x *PodCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3250,7 @@ func (x *PodCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodCheckpoint.ProtoReflect.Descriptor instead.
 func (*PodCheckpoint) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PodCheckpoint) GetName() string {
@@ -3196,7 +3314,7 @@ type DumpPodResponse struct {
 
 func (x *DumpPodResponse) Reset() {
 	*x = DumpPodResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3208,7 +3326,7 @@ func (x *DumpPodResponse) String() string {
 func (*DumpPodResponse) ProtoMessage() {}
 
 func (x *DumpPodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3221,7 +3339,7 @@ func (x *DumpPodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpPodResponse.ProtoReflect.Descriptor instead.
 func (*DumpPodResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DumpPodResponse) GetPath() string {
@@ -3271,7 +3389,7 @@ type PrepareRestoreRequest struct {
 
 func (x *PrepareRestoreRequest) Reset() {
 	*x = PrepareRestoreRequest{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3401,7 @@ func (x *PrepareRestoreRequest) String() string {
 func (*PrepareRestoreRequest) ProtoMessage() {}
 
 func (x *PrepareRestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3414,7 @@ func (x *PrepareRestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareRestoreRequest.ProtoReflect.Descriptor instead.
 func (*PrepareRestoreRequest) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PrepareRestoreRequest) GetPath() string {
@@ -3344,7 +3462,7 @@ type PrepareRestoreResponse struct {
 
 func (x *PrepareRestoreResponse) Reset() {
 	*x = PrepareRestoreResponse{}
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3474,7 @@ func (x *PrepareRestoreResponse) String() string {
 func (*PrepareRestoreResponse) ProtoMessage() {}
 
 func (x *PrepareRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3487,7 @@ func (x *PrepareRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareRestoreResponse.ProtoReflect.Descriptor instead.
 func (*PrepareRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PrepareRestoreResponse) GetDir() string {
@@ -3400,11 +3518,580 @@ func (x *PrepareRestoreResponse) GetContainer() *PodContainer {
 	return nil
 }
 
+// Target names one workload: by its runtime and details, or by its job.
+type Target struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Runtime of the workload: "process", ...; taken from the job when jid is set.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The workload, in the runtime's own terms.
+	Details *Details `protobuf:"bytes,2,opt,name=details,proto3" json:"details,omitempty"`
+	// A managed job, instead of type and details.
+	Jid           string `protobuf:"bytes,3,opt,name=jid,proto3" json:"jid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Target) Reset() {
+	*x = Target{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Target) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Target) ProtoMessage() {}
+
+func (x *Target) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Target.ProtoReflect.Descriptor instead.
+func (*Target) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *Target) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Target) GetDetails() *Details {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *Target) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+// FreezeRequest names the workload to freeze.
+type FreezeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The workload.
+	Target        *Target `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeRequest) Reset() {
+	*x = FreezeRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeRequest) ProtoMessage() {}
+
+func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
+func (*FreezeRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *FreezeRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+// FreezeResponse says how the workload was frozen.
+type FreezeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How: "cgroup" (cgroup v2 cgroup.freeze), "signal" (SIGSTOP of every process of the tree) or
+	// "pause" (the container runtime's pause).
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// The workload's processes, root first.
+	Pids []int32 `protobuf:"varint,2,rep,packed,name=pids,proto3" json:"pids,omitempty"`
+	// What was frozen (the cgroup, the container).
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeResponse) Reset() {
+	*x = FreezeResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeResponse) ProtoMessage() {}
+
+func (x *FreezeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeResponse.ProtoReflect.Descriptor instead.
+func (*FreezeResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *FreezeResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *FreezeResponse) GetPids() []int32 {
+	if x != nil {
+		return x.Pids
+	}
+	return nil
+}
+
+func (x *FreezeResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// UnfreezeRequest names the workload to let run again.
+type UnfreezeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The workload.
+	Target        *Target `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnfreezeRequest) Reset() {
+	*x = UnfreezeRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnfreezeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnfreezeRequest) ProtoMessage() {}
+
+func (x *UnfreezeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnfreezeRequest.ProtoReflect.Descriptor instead.
+func (*UnfreezeRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *UnfreezeRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+// UnfreezeResponse says how the workload was resumed.
+type UnfreezeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How: "cgroup", "signal", "cgroup+signal", "resume" (the container runtime's), or "none"
+	// when nothing was stopped.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// The workload's processes, root first.
+	Pids []int32 `protobuf:"varint,2,rep,packed,name=pids,proto3" json:"pids,omitempty"`
+	// What was thawed.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnfreezeResponse) Reset() {
+	*x = UnfreezeResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnfreezeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnfreezeResponse) ProtoMessage() {}
+
+func (x *UnfreezeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnfreezeResponse.ProtoReflect.Descriptor instead.
+func (*UnfreezeResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *UnfreezeResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *UnfreezeResponse) GetPids() []int32 {
+	if x != nil {
+		return x.Pids
+	}
+	return nil
+}
+
+func (x *UnfreezeResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// QueryRequest names workloads to describe.
+type QueryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The workloads.
+	Targets       []*Target `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryRequest) Reset() {
+	*x = QueryRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryRequest) ProtoMessage() {}
+
+func (x *QueryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
+func (*QueryRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *QueryRequest) GetTargets() []*Target {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+// ProcessInfo is one process as cedana sees it.
+type ProcessInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PID.
+	Pid int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Parent PID.
+	Ppid int32 `protobuf:"varint,2,opt,name=ppid,proto3" json:"ppid,omitempty"`
+	// running, sleeping, disk-sleep, stopped, frozen, zombie, ...
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// Command line.
+	Cmdline       []string `protobuf:"bytes,4,rep,name=cmdline,proto3" json:"cmdline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessInfo) Reset() {
+	*x = ProcessInfo{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessInfo) ProtoMessage() {}
+
+func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessInfo.ProtoReflect.Descriptor instead.
+func (*ProcessInfo) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ProcessInfo) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetPpid() int32 {
+	if x != nil {
+		return x.Ppid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ProcessInfo) GetCmdline() []string {
+	if x != nil {
+		return x.Cmdline
+	}
+	return nil
+}
+
+// Workload describes one workload.
+type Workload struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Runtime.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The container's ID, or the root PID of a process tree.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Root PID.
+	Pid int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Overall state: running, stopped, frozen, paused, zombie, created, ...
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Bundle directory of a container.
+	Bundle string `protobuf:"bytes,5,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// containerd namespace of a container.
+	Namespace string `protobuf:"bytes,6,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// runc's state directory of a container.
+	Root string `protobuf:"bytes,7,opt,name=root,proto3" json:"root,omitempty"`
+	// The processes of the tree, root first.
+	Processes []*ProcessInfo `protobuf:"bytes,8,rep,name=processes,proto3" json:"processes,omitempty"`
+	// Image a containerd container runs.
+	Image         string `protobuf:"bytes,9,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Workload) Reset() {
+	*x = Workload{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Workload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Workload) ProtoMessage() {}
+
+func (x *Workload) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Workload.ProtoReflect.Descriptor instead.
+func (*Workload) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *Workload) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Workload) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Workload) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Workload) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Workload) GetBundle() string {
+	if x != nil {
+		return x.Bundle
+	}
+	return ""
+}
+
+func (x *Workload) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Workload) GetRoot() string {
+	if x != nil {
+		return x.Root
+	}
+	return ""
+}
+
+func (x *Workload) GetProcesses() []*ProcessInfo {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+func (x *Workload) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+// QueryResponse describes the workloads, in the request's order.
+type QueryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The workloads.
+	Workloads     []*Workload `protobuf:"bytes,1,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryResponse) Reset() {
+	*x = QueryResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryResponse) ProtoMessage() {}
+
+func (x *QueryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
+func (*QueryResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *QueryResponse) GetWorkloads() []*Workload {
+	if x != nil {
+		return x.Workloads
+	}
+	return nil
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcedana/daemon/v1/daemon.proto\x12\x10cedana.daemon.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x01\n" +
+	"\x1dcedana/daemon/v1/daemon.proto\x12\x10cedana.daemon.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x02\n" +
 	"\vCriuOptions\x12#\n" +
 	"\rleave_running\x18\x01 \x01(\bR\fleaveRunning\x12'\n" +
 	"\x0ftcp_established\x18\x02 \x01(\bR\x0etcpEstablished\x12\x1d\n" +
@@ -3413,7 +4100,10 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tshell_job\x18\x04 \x01(\bR\bshellJob\x12\x1a\n" +
 	"\bexternal\x18\x05 \x03(\tR\bexternal\x12\x1d\n" +
 	"\n" +
-	"link_remap\x18\x06 \x01(\bR\tlinkRemap\"\"\n" +
+	"link_remap\x18\x06 \x01(\bR\tlinkRemap\x12\x1b\n" +
+	"\ttcp_close\x18\a \x01(\bR\btcpClose\x12#\n" +
+	"\rleave_stopped\x18\b \x01(\bR\fleaveStopped\x12$\n" +
+	"\x0eskip_in_flight\x18\t \x01(\bR\fskipInFlight\"\"\n" +
 	"\x0eProcessDetails\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\"I\n" +
 	"\vRuncDetails\x12\x0e\n" +
@@ -3490,14 +4180,15 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
 	"checkpoint\x12-\n" +
-	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\"\x14\n" +
-	"\x12HealthCheckRequest\"t\n" +
+	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\"(\n" +
+	"\x12HealthCheckRequest\x12\x12\n" +
+	"\x04full\x18\x01 \x01(\bR\x04full\"t\n" +
 	"\rRuntimeHealth\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcompiled_in\x18\x02 \x01(\bR\n" +
 	"compiledIn\x12\x16\n" +
 	"\x06usable\x18\x03 \x01(\bR\x06usable\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x9f\x02\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xd2\x02\n" +
 	"\x13HealthCheckResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tcriu_path\x18\x02 \x01(\tR\bcriuPath\x12!\n" +
@@ -3507,7 +4198,13 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"criu_check\x18\x05 \x01(\tR\tcriuCheck\x12\x16\n" +
 	"\x06kernel\x18\x06 \x01(\tR\x06kernel\x12;\n" +
 	"\bruntimes\x18\a \x03(\v2\x1f.cedana.daemon.v1.RuntimeHealthR\bruntimes\x12\x16\n" +
-	"\x06errors\x18\b \x03(\tR\x06errors\"\x15\n" +
+	"\x06errors\x18\b \x03(\tR\x06errors\x121\n" +
+	"\x05steps\x18\t \x03(\v2\x1b.cedana.daemon.v1.CheckStepR\x05steps\"v\n" +
+	"\tCheckStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12-\n" +
+	"\x04took\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04took\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x15\n" +
 	"\x13ListFeaturesRequest\"d\n" +
 	"\x10FeatureProviders\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
@@ -3671,7 +4368,42 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\x03 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
 	"checkpoint\x12<\n" +
-	"\tcontainer\x18\x04 \x01(\v2\x1e.cedana.daemon.v1.PodContainerR\tcontainer2\xae\f\n" +
+	"\tcontainer\x18\x04 \x01(\v2\x1e.cedana.daemon.v1.PodContainerR\tcontainer\"c\n" +
+	"\x06Target\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x123\n" +
+	"\adetails\x18\x02 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
+	"\x03jid\x18\x03 \x01(\tR\x03jid\"A\n" +
+	"\rFreezeRequest\x120\n" +
+	"\x06target\x18\x01 \x01(\v2\x18.cedana.daemon.v1.TargetR\x06target\"T\n" +
+	"\x0eFreezeResponse\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
+	"\x04pids\x18\x02 \x03(\x05R\x04pids\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"C\n" +
+	"\x0fUnfreezeRequest\x120\n" +
+	"\x06target\x18\x01 \x01(\v2\x18.cedana.daemon.v1.TargetR\x06target\"V\n" +
+	"\x10UnfreezeResponse\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
+	"\x04pids\x18\x02 \x03(\x05R\x04pids\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"B\n" +
+	"\fQueryRequest\x122\n" +
+	"\atargets\x18\x01 \x03(\v2\x18.cedana.daemon.v1.TargetR\atargets\"c\n" +
+	"\vProcessInfo\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
+	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x18\n" +
+	"\acmdline\x18\x04 \x03(\tR\acmdline\"\xf5\x01\n" +
+	"\bWorkload\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x16\n" +
+	"\x06bundle\x18\x05 \x01(\tR\x06bundle\x12\x1c\n" +
+	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04root\x18\a \x01(\tR\x04root\x12;\n" +
+	"\tprocesses\x18\b \x03(\v2\x1d.cedana.daemon.v1.ProcessInfoR\tprocesses\x12\x14\n" +
+	"\x05image\x18\t \x01(\tR\x05image\"I\n" +
+	"\rQueryResponse\x128\n" +
+	"\tworkloads\x18\x01 \x03(\v2\x1a.cedana.daemon.v1.WorkloadR\tworkloads2\x98\x0e\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
 	"\aRestore\x12 .cedana.daemon.v1.RestoreRequest\x1a!.cedana.daemon.v1.RestoreResponse\x12Z\n" +
@@ -3691,7 +4423,10 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rGetCheckpoint\x12&.cedana.daemon.v1.GetCheckpointRequest\x1a'.cedana.daemon.v1.GetCheckpointResponse\x12i\n" +
 	"\x10DeleteCheckpoint\x12).cedana.daemon.v1.DeleteCheckpointRequest\x1a*.cedana.daemon.v1.DeleteCheckpointResponse\x12N\n" +
 	"\aDumpPod\x12 .cedana.daemon.v1.DumpPodRequest\x1a!.cedana.daemon.v1.DumpPodResponse\x12c\n" +
-	"\x0ePrepareRestore\x12'.cedana.daemon.v1.PrepareRestoreRequest\x1a(.cedana.daemon.v1.PrepareRestoreResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
+	"\x0ePrepareRestore\x12'.cedana.daemon.v1.PrepareRestoreRequest\x1a(.cedana.daemon.v1.PrepareRestoreResponse\x12K\n" +
+	"\x06Freeze\x12\x1f.cedana.daemon.v1.FreezeRequest\x1a .cedana.daemon.v1.FreezeResponse\x12Q\n" +
+	"\bUnfreeze\x12!.cedana.daemon.v1.UnfreezeRequest\x1a\".cedana.daemon.v1.UnfreezeResponse\x12H\n" +
+	"\x05Query\x12\x1e.cedana.daemon.v1.QueryRequest\x1a\x1f.cedana.daemon.v1.QueryResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_cedana_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -3705,7 +4440,7 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
@@ -3721,56 +4456,66 @@ var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*HealthCheckRequest)(nil),       // 11: cedana.daemon.v1.HealthCheckRequest
 	(*RuntimeHealth)(nil),            // 12: cedana.daemon.v1.RuntimeHealth
 	(*HealthCheckResponse)(nil),      // 13: cedana.daemon.v1.HealthCheckResponse
-	(*ListFeaturesRequest)(nil),      // 14: cedana.daemon.v1.ListFeaturesRequest
-	(*FeatureProviders)(nil),         // 15: cedana.daemon.v1.FeatureProviders
-	(*ListFeaturesResponse)(nil),     // 16: cedana.daemon.v1.ListFeaturesResponse
-	(*ProcessRun)(nil),               // 17: cedana.daemon.v1.ProcessRun
-	(*RunRequest)(nil),               // 18: cedana.daemon.v1.RunRequest
-	(*RunResponse)(nil),              // 19: cedana.daemon.v1.RunResponse
-	(*ManageRequest)(nil),            // 20: cedana.daemon.v1.ManageRequest
-	(*ManageResponse)(nil),           // 21: cedana.daemon.v1.ManageResponse
-	(*Job)(nil),                      // 22: cedana.daemon.v1.Job
-	(*CheckpointEntry)(nil),          // 23: cedana.daemon.v1.CheckpointEntry
-	(*ListJobsRequest)(nil),          // 24: cedana.daemon.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 25: cedana.daemon.v1.ListJobsResponse
-	(*GetJobRequest)(nil),            // 26: cedana.daemon.v1.GetJobRequest
-	(*GetJobResponse)(nil),           // 27: cedana.daemon.v1.GetJobResponse
-	(*KillJobRequest)(nil),           // 28: cedana.daemon.v1.KillJobRequest
-	(*KillJobResponse)(nil),          // 29: cedana.daemon.v1.KillJobResponse
-	(*DeleteJobRequest)(nil),         // 30: cedana.daemon.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),        // 31: cedana.daemon.v1.DeleteJobResponse
-	(*ListCheckpointsRequest)(nil),   // 32: cedana.daemon.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil),  // 33: cedana.daemon.v1.ListCheckpointsResponse
-	(*GetCheckpointRequest)(nil),     // 34: cedana.daemon.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),    // 35: cedana.daemon.v1.GetCheckpointResponse
-	(*DeleteCheckpointRequest)(nil),  // 36: cedana.daemon.v1.DeleteCheckpointRequest
-	(*DeleteCheckpointResponse)(nil), // 37: cedana.daemon.v1.DeleteCheckpointResponse
-	(*AttachRequest)(nil),            // 38: cedana.daemon.v1.AttachRequest
-	(*AttachResponse)(nil),           // 39: cedana.daemon.v1.AttachResponse
-	(*WriteStdinRequest)(nil),        // 40: cedana.daemon.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),       // 41: cedana.daemon.v1.WriteStdinResponse
-	(*WatchProgressRequest)(nil),     // 42: cedana.daemon.v1.WatchProgressRequest
-	(*WatchProgressResponse)(nil),    // 43: cedana.daemon.v1.WatchProgressResponse
-	(*DumpPodRequest)(nil),           // 44: cedana.daemon.v1.DumpPodRequest
-	(*PodContainer)(nil),             // 45: cedana.daemon.v1.PodContainer
-	(*PodCheckpoint)(nil),            // 46: cedana.daemon.v1.PodCheckpoint
-	(*DumpPodResponse)(nil),          // 47: cedana.daemon.v1.DumpPodResponse
-	(*PrepareRestoreRequest)(nil),    // 48: cedana.daemon.v1.PrepareRestoreRequest
-	(*PrepareRestoreResponse)(nil),   // 49: cedana.daemon.v1.PrepareRestoreResponse
-	nil,                              // 50: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),    // 51: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 52: google.protobuf.Duration
+	(*CheckStep)(nil),                // 14: cedana.daemon.v1.CheckStep
+	(*ListFeaturesRequest)(nil),      // 15: cedana.daemon.v1.ListFeaturesRequest
+	(*FeatureProviders)(nil),         // 16: cedana.daemon.v1.FeatureProviders
+	(*ListFeaturesResponse)(nil),     // 17: cedana.daemon.v1.ListFeaturesResponse
+	(*ProcessRun)(nil),               // 18: cedana.daemon.v1.ProcessRun
+	(*RunRequest)(nil),               // 19: cedana.daemon.v1.RunRequest
+	(*RunResponse)(nil),              // 20: cedana.daemon.v1.RunResponse
+	(*ManageRequest)(nil),            // 21: cedana.daemon.v1.ManageRequest
+	(*ManageResponse)(nil),           // 22: cedana.daemon.v1.ManageResponse
+	(*Job)(nil),                      // 23: cedana.daemon.v1.Job
+	(*CheckpointEntry)(nil),          // 24: cedana.daemon.v1.CheckpointEntry
+	(*ListJobsRequest)(nil),          // 25: cedana.daemon.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 26: cedana.daemon.v1.ListJobsResponse
+	(*GetJobRequest)(nil),            // 27: cedana.daemon.v1.GetJobRequest
+	(*GetJobResponse)(nil),           // 28: cedana.daemon.v1.GetJobResponse
+	(*KillJobRequest)(nil),           // 29: cedana.daemon.v1.KillJobRequest
+	(*KillJobResponse)(nil),          // 30: cedana.daemon.v1.KillJobResponse
+	(*DeleteJobRequest)(nil),         // 31: cedana.daemon.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),        // 32: cedana.daemon.v1.DeleteJobResponse
+	(*ListCheckpointsRequest)(nil),   // 33: cedana.daemon.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),  // 34: cedana.daemon.v1.ListCheckpointsResponse
+	(*GetCheckpointRequest)(nil),     // 35: cedana.daemon.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),    // 36: cedana.daemon.v1.GetCheckpointResponse
+	(*DeleteCheckpointRequest)(nil),  // 37: cedana.daemon.v1.DeleteCheckpointRequest
+	(*DeleteCheckpointResponse)(nil), // 38: cedana.daemon.v1.DeleteCheckpointResponse
+	(*AttachRequest)(nil),            // 39: cedana.daemon.v1.AttachRequest
+	(*AttachResponse)(nil),           // 40: cedana.daemon.v1.AttachResponse
+	(*WriteStdinRequest)(nil),        // 41: cedana.daemon.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),       // 42: cedana.daemon.v1.WriteStdinResponse
+	(*WatchProgressRequest)(nil),     // 43: cedana.daemon.v1.WatchProgressRequest
+	(*WatchProgressResponse)(nil),    // 44: cedana.daemon.v1.WatchProgressResponse
+	(*DumpPodRequest)(nil),           // 45: cedana.daemon.v1.DumpPodRequest
+	(*PodContainer)(nil),             // 46: cedana.daemon.v1.PodContainer
+	(*PodCheckpoint)(nil),            // 47: cedana.daemon.v1.PodCheckpoint
+	(*DumpPodResponse)(nil),          // 48: cedana.daemon.v1.DumpPodResponse
+	(*PrepareRestoreRequest)(nil),    // 49: cedana.daemon.v1.PrepareRestoreRequest
+	(*PrepareRestoreResponse)(nil),   // 50: cedana.daemon.v1.PrepareRestoreResponse
+	(*Target)(nil),                   // 51: cedana.daemon.v1.Target
+	(*FreezeRequest)(nil),            // 52: cedana.daemon.v1.FreezeRequest
+	(*FreezeResponse)(nil),           // 53: cedana.daemon.v1.FreezeResponse
+	(*UnfreezeRequest)(nil),          // 54: cedana.daemon.v1.UnfreezeRequest
+	(*UnfreezeResponse)(nil),         // 55: cedana.daemon.v1.UnfreezeResponse
+	(*QueryRequest)(nil),             // 56: cedana.daemon.v1.QueryRequest
+	(*ProcessInfo)(nil),              // 57: cedana.daemon.v1.ProcessInfo
+	(*Workload)(nil),                 // 58: cedana.daemon.v1.Workload
+	(*QueryResponse)(nil),            // 59: cedana.daemon.v1.QueryResponse
+	nil,                              // 60: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 62: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
 	2,  // 1: cedana.daemon.v1.Details.runc:type_name -> cedana.daemon.v1.RuncDetails
 	3,  // 2: cedana.daemon.v1.Details.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
-	51, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	61, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 5: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	52, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	50, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	52, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	62, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	60, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	62, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
 	0,  // 9: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 10: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
 	5,  // 11: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
@@ -3780,74 +4525,88 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 15: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
 	6,  // 16: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
 	12, // 17: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
-	15, // 18: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
-	17, // 19: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
-	2,  // 20: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
-	3,  // 21: cedana.daemon.v1.RunRequest.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
-	22, // 22: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
-	4,  // 23: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
-	22, // 24: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
-	4,  // 25: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	51, // 26: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	51, // 27: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 28: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	51, // 29: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 30: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	22, // 31: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
-	22, // 32: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
-	22, // 33: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
-	23, // 34: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
-	23, // 35: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	0,  // 36: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	45, // 37: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
-	51, // 38: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
-	46, // 39: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
-	8,  // 40: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
-	6,  // 41: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
-	5,  // 42: cedana.daemon.v1.PrepareRestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	45, // 43: cedana.daemon.v1.PrepareRestoreResponse.container:type_name -> cedana.daemon.v1.PodContainer
-	52, // 44: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	7,  // 45: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	9,  // 46: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	11, // 47: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	14, // 48: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	18, // 49: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	20, // 50: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	24, // 51: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	26, // 52: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	28, // 53: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	30, // 54: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	38, // 55: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	40, // 56: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	42, // 57: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
-	32, // 58: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	34, // 59: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	36, // 60: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	44, // 61: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
-	48, // 62: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
-	8,  // 63: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	10, // 64: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	13, // 65: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	16, // 66: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	19, // 67: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	21, // 68: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	25, // 69: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	27, // 70: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	29, // 71: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	31, // 72: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	39, // 73: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	41, // 74: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	43, // 75: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	33, // 76: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	35, // 77: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	37, // 78: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	47, // 79: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
-	49, // 80: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
-	63, // [63:81] is the sub-list for method output_type
-	45, // [45:63] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	14, // 18: cedana.daemon.v1.HealthCheckResponse.steps:type_name -> cedana.daemon.v1.CheckStep
+	62, // 19: cedana.daemon.v1.CheckStep.took:type_name -> google.protobuf.Duration
+	16, // 20: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
+	18, // 21: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
+	2,  // 22: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
+	3,  // 23: cedana.daemon.v1.RunRequest.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
+	23, // 24: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
+	4,  // 25: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
+	23, // 26: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
+	4,  // 27: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
+	61, // 28: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	61, // 29: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 30: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	61, // 31: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 32: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	23, // 33: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
+	23, // 34: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
+	23, // 35: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
+	24, // 36: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
+	24, // 37: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	0,  // 38: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	46, // 39: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
+	61, // 40: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	47, // 41: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
+	8,  // 42: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
+	6,  // 43: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
+	5,  // 44: cedana.daemon.v1.PrepareRestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	46, // 45: cedana.daemon.v1.PrepareRestoreResponse.container:type_name -> cedana.daemon.v1.PodContainer
+	4,  // 46: cedana.daemon.v1.Target.details:type_name -> cedana.daemon.v1.Details
+	51, // 47: cedana.daemon.v1.FreezeRequest.target:type_name -> cedana.daemon.v1.Target
+	51, // 48: cedana.daemon.v1.UnfreezeRequest.target:type_name -> cedana.daemon.v1.Target
+	51, // 49: cedana.daemon.v1.QueryRequest.targets:type_name -> cedana.daemon.v1.Target
+	57, // 50: cedana.daemon.v1.Workload.processes:type_name -> cedana.daemon.v1.ProcessInfo
+	58, // 51: cedana.daemon.v1.QueryResponse.workloads:type_name -> cedana.daemon.v1.Workload
+	62, // 52: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	7,  // 53: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	9,  // 54: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	11, // 55: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	15, // 56: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	19, // 57: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	21, // 58: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	25, // 59: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	27, // 60: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	29, // 61: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	31, // 62: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	39, // 63: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	41, // 64: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	43, // 65: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	33, // 66: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	35, // 67: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	37, // 68: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	45, // 69: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
+	49, // 70: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
+	52, // 71: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
+	54, // 72: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
+	56, // 73: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
+	8,  // 74: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	10, // 75: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	13, // 76: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	17, // 77: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	20, // 78: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	22, // 79: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	26, // 80: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	28, // 81: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	30, // 82: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	32, // 83: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	40, // 84: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	42, // 85: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	44, // 86: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	34, // 87: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	36, // 88: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	38, // 89: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	48, // 90: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
+	50, // 91: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
+	53, // 92: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
+	55, // 93: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
+	59, // 94: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
+	74, // [74:95] is the sub-list for method output_type
+	53, // [53:74] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
@@ -3855,15 +4614,15 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 	if File_cedana_daemon_v1_daemon_proto != nil {
 		return
 	}
-	file_cedana_daemon_v1_daemon_proto_msgTypes[22].OneofWrappers = []any{}
-	file_cedana_daemon_v1_daemon_proto_msgTypes[39].OneofWrappers = []any{}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[23].OneofWrappers = []any{}
+	file_cedana_daemon_v1_daemon_proto_msgTypes[40].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

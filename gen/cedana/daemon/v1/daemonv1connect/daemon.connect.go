@@ -78,6 +78,12 @@ const (
 	// DaemonServicePrepareRestoreProcedure is the fully-qualified name of the DaemonService's
 	// PrepareRestore RPC.
 	DaemonServicePrepareRestoreProcedure = "/cedana.daemon.v1.DaemonService/PrepareRestore"
+	// DaemonServiceFreezeProcedure is the fully-qualified name of the DaemonService's Freeze RPC.
+	DaemonServiceFreezeProcedure = "/cedana.daemon.v1.DaemonService/Freeze"
+	// DaemonServiceUnfreezeProcedure is the fully-qualified name of the DaemonService's Unfreeze RPC.
+	DaemonServiceUnfreezeProcedure = "/cedana.daemon.v1.DaemonService/Unfreeze"
+	// DaemonServiceQueryProcedure is the fully-qualified name of the DaemonService's Query RPC.
+	DaemonServiceQueryProcedure = "/cedana.daemon.v1.DaemonService/Query"
 )
 
 // DaemonServiceClient is a client for the cedana.daemon.v1.DaemonService service.
@@ -121,6 +127,12 @@ type DaemonServiceClient interface {
 	// the runtime handler that restores the container: the manifest read, the container's image
 	// checked, the entry fetched and unpacked.
 	PrepareRestore(context.Context, *v1.PrepareRestoreRequest) (*v1.PrepareRestoreResponse, error)
+	// Freeze holds a workload stopped, without checkpointing it, until Unfreeze.
+	Freeze(context.Context, *v1.FreezeRequest) (*v1.FreezeResponse, error)
+	// Unfreeze lets a workload that Freeze (or a restore with leave_stopped) stopped run again.
+	Unfreeze(context.Context, *v1.UnfreezeRequest) (*v1.UnfreezeResponse, error)
+	// Query describes workloads as cedana sees them: their processes, state and runtime details.
+	Query(context.Context, *v1.QueryRequest) (*v1.QueryResponse, error)
 }
 
 // NewDaemonServiceClient constructs a client for the cedana.daemon.v1.DaemonService service. By
@@ -242,6 +254,24 @@ func NewDaemonServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(daemonServiceMethods.ByName("PrepareRestore")),
 			connect.WithClientOptions(opts...),
 		),
+		freeze: connect.NewClient[v1.FreezeRequest, v1.FreezeResponse](
+			httpClient,
+			baseURL+DaemonServiceFreezeProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Freeze")),
+			connect.WithClientOptions(opts...),
+		),
+		unfreeze: connect.NewClient[v1.UnfreezeRequest, v1.UnfreezeResponse](
+			httpClient,
+			baseURL+DaemonServiceUnfreezeProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Unfreeze")),
+			connect.WithClientOptions(opts...),
+		),
+		query: connect.NewClient[v1.QueryRequest, v1.QueryResponse](
+			httpClient,
+			baseURL+DaemonServiceQueryProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Query")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -265,6 +295,9 @@ type daemonServiceClient struct {
 	deleteCheckpoint *connect.Client[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse]
 	dumpPod          *connect.Client[v1.DumpPodRequest, v1.DumpPodResponse]
 	prepareRestore   *connect.Client[v1.PrepareRestoreRequest, v1.PrepareRestoreResponse]
+	freeze           *connect.Client[v1.FreezeRequest, v1.FreezeResponse]
+	unfreeze         *connect.Client[v1.UnfreezeRequest, v1.UnfreezeResponse]
+	query            *connect.Client[v1.QueryRequest, v1.QueryResponse]
 }
 
 // Dump calls cedana.daemon.v1.DaemonService.Dump.
@@ -421,6 +454,33 @@ func (c *daemonServiceClient) PrepareRestore(ctx context.Context, req *v1.Prepar
 	return nil, err
 }
 
+// Freeze calls cedana.daemon.v1.DaemonService.Freeze.
+func (c *daemonServiceClient) Freeze(ctx context.Context, req *v1.FreezeRequest) (*v1.FreezeResponse, error) {
+	response, err := c.freeze.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// Unfreeze calls cedana.daemon.v1.DaemonService.Unfreeze.
+func (c *daemonServiceClient) Unfreeze(ctx context.Context, req *v1.UnfreezeRequest) (*v1.UnfreezeResponse, error) {
+	response, err := c.unfreeze.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// Query calls cedana.daemon.v1.DaemonService.Query.
+func (c *daemonServiceClient) Query(ctx context.Context, req *v1.QueryRequest) (*v1.QueryResponse, error) {
+	response, err := c.query.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // DaemonServiceHandler is an implementation of the cedana.daemon.v1.DaemonService service.
 type DaemonServiceHandler interface {
 	// Dump checkpoints a workload into a checkpoint directory.
@@ -462,6 +522,12 @@ type DaemonServiceHandler interface {
 	// the runtime handler that restores the container: the manifest read, the container's image
 	// checked, the entry fetched and unpacked.
 	PrepareRestore(context.Context, *v1.PrepareRestoreRequest) (*v1.PrepareRestoreResponse, error)
+	// Freeze holds a workload stopped, without checkpointing it, until Unfreeze.
+	Freeze(context.Context, *v1.FreezeRequest) (*v1.FreezeResponse, error)
+	// Unfreeze lets a workload that Freeze (or a restore with leave_stopped) stopped run again.
+	Unfreeze(context.Context, *v1.UnfreezeRequest) (*v1.UnfreezeResponse, error)
+	// Query describes workloads as cedana sees them: their processes, state and runtime details.
+	Query(context.Context, *v1.QueryRequest) (*v1.QueryResponse, error)
 }
 
 // NewDaemonServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -579,6 +645,24 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(daemonServiceMethods.ByName("PrepareRestore")),
 		connect.WithHandlerOptions(opts...),
 	)
+	daemonServiceFreezeHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceFreezeProcedure,
+		svc.Freeze,
+		connect.WithSchema(daemonServiceMethods.ByName("Freeze")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceUnfreezeHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceUnfreezeProcedure,
+		svc.Unfreeze,
+		connect.WithSchema(daemonServiceMethods.ByName("Unfreeze")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceQueryHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceQueryProcedure,
+		svc.Query,
+		connect.WithSchema(daemonServiceMethods.ByName("Query")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/cedana.daemon.v1.DaemonService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DaemonServiceDumpProcedure:
@@ -617,6 +701,12 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 			daemonServiceDumpPodHandler.ServeHTTP(w, r)
 		case DaemonServicePrepareRestoreProcedure:
 			daemonServicePrepareRestoreHandler.ServeHTTP(w, r)
+		case DaemonServiceFreezeProcedure:
+			daemonServiceFreezeHandler.ServeHTTP(w, r)
+		case DaemonServiceUnfreezeProcedure:
+			daemonServiceUnfreezeHandler.ServeHTTP(w, r)
+		case DaemonServiceQueryProcedure:
+			daemonServiceQueryHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -696,4 +786,16 @@ func (UnimplementedDaemonServiceHandler) DumpPod(context.Context, *v1.DumpPodReq
 
 func (UnimplementedDaemonServiceHandler) PrepareRestore(context.Context, *v1.PrepareRestoreRequest) (*v1.PrepareRestoreResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.PrepareRestore is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Freeze(context.Context, *v1.FreezeRequest) (*v1.FreezeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Freeze is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Unfreeze(context.Context, *v1.UnfreezeRequest) (*v1.UnfreezeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Unfreeze is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Query(context.Context, *v1.QueryRequest) (*v1.QueryResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Query is not implemented"))
 }
