@@ -12,25 +12,21 @@ import (
 
 // Freeze holds the target stopped through its runtime's freezer, without checkpointing it.
 func (s *service) Freeze(ctx context.Context, req *daemonv1.FreezeRequest) (*daemonv1.FreezeResponse, error) {
-	rt, details, err := s.resolveTarget(ctx, req.GetTarget())
-	if err != nil {
-		return nil, err
-	}
-	freeze, err := features.FreezeHandler.Get(rt)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := freeze(ctx, details, false)
-	if err != nil {
-		return nil, err
-	}
-	s.log.Info("froze", "type", rt, "method", resp.Method, "pids", resp.Pids)
-	return resp, nil
+	return s.freeze(ctx, req.GetTarget(), false)
 }
 
 // Unfreeze lets the target run again through its runtime's freezer.
 func (s *service) Unfreeze(ctx context.Context, req *daemonv1.UnfreezeRequest) (*daemonv1.UnfreezeResponse, error) {
-	rt, details, err := s.resolveTarget(ctx, req.GetTarget())
+	resp, err := s.freeze(ctx, req.GetTarget(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &daemonv1.UnfreezeResponse{Method: resp.Method, Pids: resp.Pids, Detail: resp.Detail}, nil
+}
+
+// freeze freezes or thaws the target through its runtime's freezer.
+func (s *service) freeze(ctx context.Context, t *daemonv1.Target, thaw bool) (*daemonv1.FreezeResponse, error) {
+	rt, details, err := s.resolveTarget(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -38,12 +34,12 @@ func (s *service) Unfreeze(ctx context.Context, req *daemonv1.UnfreezeRequest) (
 	if err != nil {
 		return nil, err
 	}
-	resp, err := freeze(ctx, details, true)
+	resp, err := freeze(ctx, details, thaw)
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("unfroze", "type", rt, "method", resp.Method, "pids", resp.Pids)
-	return &daemonv1.UnfreezeResponse{Method: resp.Method, Pids: resp.Pids, Detail: resp.Detail}, nil
+	s.log.Info("freeze", "type", rt, "thaw", thaw, "method", resp.Method, "pids", resp.Pids)
+	return resp, nil
 }
 
 // Query describes each target through its runtime, in the request's order.
