@@ -40,7 +40,8 @@ type CLI struct {
 	Globals
 
 	Daemon     DaemonCmd     `cmd:"" help:"Run or query the cedana daemon."`
-	Run        RunCmd        `cmd:"" aliases:"exec" help:"Start a workload as a managed job."`
+	Run        RunCmd        `cmd:"" help:"Start a workload as a managed job."`
+	Exec       ExecCmd       `cmd:"" help:"Start a program as a managed job (same as run process)."`
 	Manage     ManageCmd     `cmd:"" help:"Adopt a running workload as a managed job."`
 	Ps         PsCmd         `cmd:"" help:"List managed jobs (same as job list)."`
 	Job        JobCmd        `cmd:"" help:"Inspect and control managed jobs."`
@@ -85,7 +86,7 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 		fmt.Fprintf(env.Stderr, "cedana: %v\n", err)
 		return 2
 	}
-	kctx, err := parser.Parse(args)
+	kctx, err := parseArgs(parser, args)
 	if err != nil {
 		var parseErr *kong.ParseError
 		if errors.As(err, &parseErr) {
@@ -135,6 +136,7 @@ func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 	cli.Freeze.Plugins = runtimeCommands(verbCommands{features.FreezeCmd})
 	cli.Unfreeze.Plugins = runtimeCommands(verbCommands{features.UnfreezeCmd})
 	cli.Query.Plugins = runtimeCommands(verbCommands{features.QueryCmd})
+	cli.Exec.Plugins = execArgs()
 	return kong.New(cli,
 		kong.Name("cedana"),
 		kong.Description("Checkpoint and restore processes and containers with CRIU."),

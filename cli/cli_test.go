@@ -61,7 +61,7 @@ func TestGrammar(t *testing.T) {
 		{name: "restore needs path", args: []string{"restore", "process"}, code: 1, stderr: []string{"pass --path"}},
 		{name: "dump job help", args: []string{"dump", "job", "--help"}, stdout: []string{"<jid>"}},
 		{name: "run help", args: []string{"run", "process", "--help"}, stdout: []string{"<path>", "--jid", "--out", "--pid-file"}},
-		{name: "exec alias", args: []string{"exec", "process", "--help"}, stdout: []string{"<path>"}},
+		{name: "exec", args: []string{"exec", "--help"}, stdout: []string{"<path>", "--jid", "--attachable"}},
 		{name: "bad output", args: []string{"features", "-o", "yaml"}, code: 80, stderr: []string{"--output"}},
 		{name: "features", args: []string{"features"}, stdout: []string{"dump-cmd", "PROCESS"}},
 		{

@@ -14,8 +14,9 @@ import (
 )
 
 // runInProcess runs a workload as the CLI's own child, with the CLI's stdio, and returns its exit
-// code as the command's: `cedana run <runtime> --no-server`, for a runtime that has that mode.
-func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest) error {
+// code as the command's: `cedana run <runtime> --no-server`, for a runtime that has that mode; its
+// PID goes to pidFile when there is one.
+func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest, pidFile string) error {
 	run, ok := features.NoServer.Lookup(req.Type)
 	if !ok {
 		return noServerMode(req.Type)
@@ -31,6 +32,11 @@ func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest) error 
 	}
 	proc, err := run(req, stdio)
 	if err != nil {
+		return err
+	}
+	if err := writeJobPIDFile(pidFile, proc.Pid); err != nil {
+		_ = proc.Kill()
+		_, _ = proc.Wait()
 		return err
 	}
 	return waitFor(ctx, proc)

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"strconv"
 
 	"github.com/alecthomas/kong"
 
@@ -96,28 +95,12 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 	return nil
 }
 
-// writePIDFile writes pid to path, when set, through a temporary file renamed into place, so
-// that a reader never sees a partial file.
+// writePIDFile writes pid to path, when set, atomically (writeFileAtomic).
 func writePIDFile(path string, pid int32) error {
 	if path == "" {
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("restored PID %d, but cannot write --pid-file: %w", pid, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = fmt.Fprintf(tmp, "%d", pid)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	if err := writeFileAtomic(path, []byte(strconv.Itoa(int(pid)))); err != nil {
 		return fmt.Errorf("restored PID %d, but cannot write --pid-file %s: %w", pid, path, err)
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strconv"
 
 	"github.com/alecthomas/kong"
@@ -13,13 +15,20 @@ import (
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
 )
 
+// RunFlags are the flags of `cedana run <runtime>` and `cedana exec`. Like Cedana's, they may also
+// follow the program's words (see parseArgs).
+type RunFlags struct {
+	JID        string `name:"jid" help:"Job ID (default: generated)." placeholder:"JID"`
+	Out        string `help:"File for the workload's stdout and stderr (default /var/log/cedana/<jid>.log)." type:"path" placeholder:"FILE"`
+	PIDFile    string `name:"pid-file" help:"Write the workload's PID to this file." type:"path" placeholder:"FILE"`
+	Attach     bool   `help:"Stay attached: stream the job's output, forward stdin, exit with its exit code."`
+	Attachable bool   `help:"Accepted for Cedana's syntax, harmless: every job can be attached to (cedana job attach)."`
+	NoServer   bool   `name:"no-server" help:"Run the workload as this command's child, without a daemon or a job; exit with its exit code."`
+}
+
 // RunCmd is `cedana run <runtime> ...`.
 type RunCmd struct {
-	JID      string `name:"jid" help:"Job ID (default: generated)." placeholder:"JID"`
-	Out      string `help:"File for the workload's stdout and stderr (default /var/log/cedana/<jid>.log)." type:"path" placeholder:"FILE"`
-	PIDFile  string `name:"pid-file" help:"Write the workload's PID to this file." type:"path" placeholder:"FILE"`
-	Attach   bool   `help:"Stay attached: stream the job's output, forward stdin, exit with its exit code."`
-	NoServer bool   `name:"no-server" help:"Run the workload as this command's child, without a daemon or a job; exit with its exit code."`
+	RunFlags `embed:""`
 
 	kong.Plugins
 }
@@ -30,26 +39,89 @@ func (c *RunCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env En
 	if err != nil {
 		return err
 	}
-	req := &daemonv1.RunRequest{Type: kctx.Selected().Name, Jid: c.JID, Log: c.Out}
+	return c.start(ctx, kctx.Selected().Name, leaf, g, env, client)
+}
+
+// ExecCmd is `cedana exec <program> [args...]`, Cedana's short form of `cedana run process`.
+type ExecCmd struct {
+	RunFlags `embed:""`
+
+	// Plugins holds the process runtime's `run` arguments, embedded (see execArgs).
+	kong.Plugins
+}
+
+// Run starts the program as `cedana run process` does.
+func (c *ExecCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	leaf, ok := c.Plugins[0].(features.RunCommand)
+	if !ok {
+		return fmt.Errorf("exec: %T is not a run command", c.Plugins[0]) // a programming mistake
+	}
+	return c.start(ctx, features.Process, leaf, g, env, client)
+}
+
+// execArgs are the arguments of the process runtime's `run` subcommand, for kong.Plugins to embed
+// in `exec`, or the placeholder that says the runtime is missing.
+func execArgs() kong.Plugins {
+	cmd, ok := features.RunCmd.Lookup(features.Process)
+	if !ok {
+		return kong.Plugins{&missingRuntimeCmd{runtime: features.Process}}
+	}
+	// features.Subcommand's struct holds the leaf as its one field.
+	return kong.Plugins{reflect.ValueOf(cmd).Elem().Field(0).Addr().Interface()}
+}
+
+// start runs the workload leaf describes: through the daemon, or as this command's child.
+func (c *RunFlags) start(ctx context.Context, runtime string, leaf features.RunCommand, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	req := &daemonv1.RunRequest{Type: runtime, Jid: c.JID, Log: c.Out}
 	if err := leaf.FillRun(req); err != nil {
 		return err
 	}
 	if c.NoServer {
-		return runInProcess(ctx, env, req)
+		return runInProcess(ctx, env, req, c.PIDFile)
 	}
 	resp, err := client.Run(ctx, req)
 	if err != nil {
 		return err
 	}
-	if c.PIDFile != "" {
-		if err := os.WriteFile(c.PIDFile, []byte(strconv.Itoa(int(resp.Job.Pid))+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write --pid-file: %w", err)
-		}
+	if err := writeJobPIDFile(c.PIDFile, int(resp.Job.Pid)); err != nil {
+		return err
 	}
 	if c.Attach {
 		return attach(ctx, env, client, resp.Job.Jid, true)
 	}
 	return printResult(env, g, resp.Job, "Running managed %s PID %d (job %s, log %s)\n", resp.Job.Type, resp.Job.Pid, resp.Job.Jid, resp.Job.Log)
+}
+
+// writeJobPIDFile writes a started workload's PID, and a newline, to path, when there is one.
+func writeJobPIDFile(path string, pid int) error {
+	if path == "" {
+		return nil
+	}
+	if err := writeFileAtomic(path, []byte(strconv.Itoa(pid)+"\n")); err != nil {
+		return fmt.Errorf("started PID %d, but cannot write --pid-file %s: %w", pid, path, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path (mode 0644) through a temporary file beside it renamed into
+// place, so that a reader never sees a partial file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op after the rename
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return err
 }
 
 // ManageCmd is `cedana manage <runtime> ...`.

@@ -87,11 +87,7 @@ type RunCmd struct {
 
 // FillRun implements features.RunCommand.
 func (c *RunCmd) FillRun(req *daemonv1.RunRequest) error {
-	args := c.Args
-	if len(args) > 0 && args[0] == "--" { // kong passes the separator through
-		args = args[1:]
-	}
-	req.Containerd = &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image, Args: args}
+	req.Containerd = &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image, Args: c.Args}
 	return nil
 }
 
