@@ -45,6 +45,8 @@ type CLI struct {
 	Manage     ManageCmd     `cmd:"" help:"Adopt a running workload as a managed job."`
 	Ps         PsCmd         `cmd:"" help:"List managed jobs (same as job list)."`
 	Job        JobCmd        `cmd:"" help:"Inspect and control managed jobs."`
+	Kill       JobKillCmd    `cmd:"" help:"Signal jobs (same as job kill)."`
+	Delete     JobDeleteCmd  `cmd:"" help:"Forget jobs and delete their checkpoints (same as job delete)."`
 	Attach     AttachCmd     `cmd:"" help:"Attach to the managed job whose process has this PID."`
 	Dump       DumpCmd       `cmd:"" help:"Checkpoint a workload."`
 	Restore    RestoreCmd    `cmd:"" help:"Restore a workload from a checkpoint."`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,12 +18,7 @@ import (
 )
 
 // PsCmd is `cedana ps`: the managed jobs, as `cedana job list` prints them.
-type PsCmd struct{}
-
-// Run lists the jobs.
-func (c *PsCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	return listJobs(ctx, g, env, client)
-}
+type PsCmd = JobListCmd
 
 // JobCmd is `cedana job ...`: inspect and control managed jobs.
 type JobCmd struct {
@@ -33,17 +29,21 @@ type JobCmd struct {
 	Attach  JobAttachCmd  `cmd:"" help:"Stream a job's output and forward stdin to it; exit with its exit code."`
 }
 
-// JobListCmd is `cedana job list`.
-type JobListCmd struct{}
-
-// Run lists the jobs.
-func (c *JobListCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	return listJobs(ctx, g, env, client)
+// JobListCmd is `cedana job list [--jid J]...`, also `cedana ps`.
+type JobListCmd struct {
+	JIDs []string `name:"jid" help:"Only this job (repeatable)." placeholder:"JID"`
 }
 
-// listJobs prints the job table, or the ListJobsResponse with --output json.
-func listJobs(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	return show(ctx, env, g, client.ListJobs, &daemonv1.ListJobsRequest{}, printJobTable)
+// Run prints the job table, or the ListJobsResponse with --output json.
+func (c *JobListCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	resp, err := client.ListJobs(ctx, &daemonv1.ListJobsRequest{})
+	if err != nil {
+		return err
+	}
+	if len(c.JIDs) > 0 {
+		resp.Jobs = slices.DeleteFunc(resp.Jobs, func(j *daemonv1.Job) bool { return !slices.Contains(c.JIDs, j.GetJid()) })
+	}
+	return printAs(env, g, resp, printJobTable)
 }
 
 // printJobTable writes one row per job under a header, the header alone when there are none.
@@ -103,9 +103,10 @@ func printJob(out io.Writer, j *daemonv1.Job) error {
 	return append(f, entryFields(cp, "  ")...).print(out)
 }
 
-// JobKillCmd is `cedana job kill <jid>... [--signal SIG]`.
+// JobKillCmd is `cedana job kill <jid>... [--signal SIG]`, also `cedana kill`.
 type JobKillCmd struct {
-	JIDs   []string `arg:"" name:"jid" help:"Job IDs."`
+	JIDs   []string `arg:"" optional:"" name:"jid" help:"Job IDs."`
+	All    bool     `short:"a" help:"Signal every running job."`
 	Signal string   `short:"s" default:"KILL" help:"Signal to send, by name (TERM, SIGTERM) or number (default KILL)." placeholder:"SIG"`
 
 	signal unix.Signal
@@ -118,7 +119,7 @@ func (c *JobKillCmd) Validate() error {
 		return fmt.Errorf("--signal: %w", err)
 	}
 	c.signal = sig
-	return nil
+	return checkSelection(c.JIDs, c.All)
 }
 
 // Run signals the jobs and prints one line per job, or the KillJobResponse with --output json.
@@ -128,9 +129,19 @@ func (c *JobKillCmd) Run(ctx context.Context, g *Globals, env Env, client daemon
 			return err
 		}
 	}
-	resp, err := client.KillJob(ctx, &daemonv1.KillJobRequest{Jids: c.JIDs, Signal: int32(c.signal)})
-	if err != nil {
-		return err
+	if c.All {
+		jids, err := selectJobs(ctx, client, func(j *daemonv1.Job) bool { return j.GetStatus() == "running" })
+		if err != nil {
+			return err
+		}
+		c.JIDs = jids
+	}
+	resp := &daemonv1.KillJobResponse{}
+	if len(c.JIDs) > 0 { // none with --all and no running job
+		var err error
+		if resp, err = client.KillJob(ctx, &daemonv1.KillJobRequest{Jids: c.JIDs, Signal: int32(c.signal)}); err != nil {
+			return err
+		}
 	}
 	if g.Output == "json" {
 		return printJSON(env.Stdout, resp)
@@ -152,17 +163,31 @@ func (c *JobKillCmd) Run(ctx context.Context, g *Globals, env Env, client daemon
 	return nil
 }
 
-// JobDeleteCmd is `cedana job delete <jid>... [--force]`.
+// JobDeleteCmd is `cedana job delete <jid>... [--force]`, also `cedana delete`.
 type JobDeleteCmd struct {
-	JIDs  []string `arg:"" name:"jid" help:"Job IDs."`
+	JIDs  []string `arg:"" optional:"" name:"jid" help:"Job IDs."`
+	All   bool     `short:"a" help:"Delete every halted job; with --force every job."`
 	Force bool     `short:"f" help:"Delete running jobs too, killing them first."`
 }
 
+// Validate requires job IDs or --all.
+func (c *JobDeleteCmd) Validate() error { return checkSelection(c.JIDs, c.All) }
+
 // Run deletes the jobs and prints one line per job, or the DeleteJobResponse with --output json.
 func (c *JobDeleteCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	resp, err := client.DeleteJob(ctx, &daemonv1.DeleteJobRequest{Jids: c.JIDs, Force: c.Force})
-	if err != nil {
-		return err
+	if c.All {
+		jids, err := selectJobs(ctx, client, func(j *daemonv1.Job) bool { return c.Force || j.GetStatus() != "running" })
+		if err != nil {
+			return err
+		}
+		c.JIDs = jids
+	}
+	resp := &daemonv1.DeleteJobResponse{}
+	if len(c.JIDs) > 0 { // none with --all and no job to delete
+		var err error
+		if resp, err = client.DeleteJob(ctx, &daemonv1.DeleteJobRequest{Jids: c.JIDs, Force: c.Force}); err != nil {
+			return err
+		}
 	}
 	if g.Output == "json" {
 		return printJSON(env.Stdout, resp)
