@@ -3,7 +3,8 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
-ldflags := "-s -w -X github.com/cedana/cedana/version.Version=" + version
+commit := `git rev-parse HEAD 2>/dev/null || true`
+ldflags := "-s -w -X github.com/cedana/cedana/version.Version=" + version + " -X github.com/cedana/cedana/version.Commit=" + commit
 buf := "go run github.com/bufbuild/buf/cmd/buf@v1.75.0"
 golangci_lint := "go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0"
 # Build tag sets CI builds and vets: every runtime (by default and by the `runtimes` tag), none, and

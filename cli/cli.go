@@ -56,6 +56,7 @@ type CLI struct {
 	Query      QueryCmd      `cmd:"" help:"Describe workloads as cedana sees them: processes, state, runtime details."`
 	Check      CheckCmd      `cmd:"" help:"Check that this machine can checkpoint and restore (in-process, no daemon needed)."`
 	Features   FeaturesCmd   `cmd:"" help:"List the features of this binary and the runtimes that provide them."`
+	Version    VersionCmd    `cmd:"" help:"Print the version, commit, Go and CRIU versions and the runtimes compiled in (no daemon needed)."`
 	K8s        K8sCmd        `cmd:"" name:"k8s" help:"Set up a Kubernetes node for cedana (as root on the node, no daemon needed)."`
 	ConfigCmd  ConfigCmd     `cmd:"" name:"config" help:"Show the configuration in effect."`
 	Internal   InternalCmd   `cmd:"" hidden:"" help:"Commands cedana runs itself."`
