@@ -59,7 +59,9 @@ type CLI struct {
 	Version    VersionCmd    `cmd:"" help:"Print the version, commit, Go and CRIU versions and the runtimes compiled in (no daemon needed)."`
 	K8s        K8sCmd        `cmd:"" name:"k8s" help:"Set up a Kubernetes node for cedana (as root on the node, no daemon needed)."`
 	ConfigCmd  ConfigCmd     `cmd:"" name:"config" help:"Show the configuration in effect."`
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: cedana completion bash|zsh|fish."`
 	Internal   InternalCmd   `cmd:"" hidden:"" help:"Commands cedana runs itself."`
+	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:"" help:"Complete a command line (called by the completion scripts)."`
 }
 
 // Env is what commands get besides their flags.
