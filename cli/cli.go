@@ -40,7 +40,7 @@ type CLI struct {
 	Globals
 
 	Daemon     DaemonCmd     `cmd:"" help:"Run or query the cedana daemon."`
-	Run        RunCmd        `cmd:"" help:"Start a workload as a managed job."`
+	Run        RunCmd        `cmd:"" help:"Start a workload as a managed job (its flags may also follow the program's words)."`
 	Exec       ExecCmd       `cmd:"" help:"Start a program as a managed job (same as run process)."`
 	Manage     ManageCmd     `cmd:"" help:"Adopt a running workload as a managed job."`
 	Ps         PsCmd         `cmd:"" help:"List managed jobs (same as job list)."`

@@ -118,3 +118,19 @@ func TestHoistFlagsLeavesOthers(t *testing.T) {
 		assert.Equal(t, args, hoistFlags(parser, args), args)
 	}
 }
+
+// TestManageFlagsAfterArguments: manage takes no program's words, so its flags already go anywhere.
+func TestManageFlagsAfterArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"manage", "process", "123", "--jid", "m"},
+		{"manage", "--jid", "m", "process", "123"},
+		{"manage", "containerd", "c1", "--jid", "m", "-n", "ns"},
+	} {
+		cli := &CLI{}
+		parser, err := newParser(cli, Env{Stdout: io.Discard, Stderr: io.Discard})
+		require.NoError(t, err)
+		_, err = parseArgs(parser, args)
+		require.NoError(t, err, args)
+		assert.Equal(t, "m", cli.Manage.JID, args)
+	}
+}
