@@ -3,6 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/chain"
 
 	"github.com/cedana/cedana/config"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -10,11 +14,18 @@ import (
 )
 
 // CheckCmd is `cedana check`: the health report of this binary on this machine, without a daemon.
-type CheckCmd struct{}
+type CheckCmd struct {
+	Full bool `help:"Also dump and restore a tiny process, step by step (spawn, dump, restore, verify, cleanup)."`
+}
 
 // Run prints the report; the exit code is 1 when it lists problems.
 func (c *CheckCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env Env) error {
-	return printHealth(env, g.Output, health.Report(ctx, cfg.CRIU.BinaryPath))
+	r := health.Report(ctx, cfg.CRIU.BinaryPath)
+	if c.Full {
+		log := config.Log{Level: "warn", Format: cfg.Log.Format}.Logger(env.Stderr)
+		health.AddFull(ctx, r, chain.NewEnv(ctx, cfg, log), adapters.State{Log: log})
+	}
+	return printHealth(env, g.Output, r)
 }
 
 func printHealth(env Env, output string, r *daemonv1.HealthCheckResponse) error {
@@ -41,6 +52,13 @@ func printHealth(env Env, output string, r *daemonv1.HealthCheckResponse) error 
 				state = "unusable"
 			}
 			fmt.Fprintf(w, "runtime %s\t%s\t%s\n", rt.Name, state, rt.Detail)
+		}
+		for _, s := range r.Steps {
+			state := "ok"
+			if !s.Ok {
+				state = "FAILED"
+			}
+			fmt.Fprintf(w, "step %s\t%s\t%s\t%s\n", s.Name, state, s.Took.AsDuration().Round(time.Millisecond), s.Detail)
 		}
 		if err := w.Flush(); err != nil {
 			return err

@@ -31,11 +31,13 @@ func (c *DaemonStartCmd) Run(ctx context.Context, loaded config.Loaded, env Env)
 }
 
 // DaemonCheckCmd is `cedana daemon check`.
-type DaemonCheckCmd struct{}
+type DaemonCheckCmd struct {
+	Full bool `help:"Also have the daemon dump and restore a tiny process of its own, step by step."`
+}
 
 // Run prints the daemon's health report; the exit code is 1 when it lists problems.
 func (c *DaemonCheckCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
-	resp, err := client.HealthCheck(ctx, &daemonv1.HealthCheckRequest{})
+	resp, err := client.HealthCheck(ctx, &daemonv1.HealthCheckRequest{Full: c.Full})
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,8 @@ type Runtime struct {
 	Freeze Freeze
 	// Query describes the runtime's workloads (optional).
 	Query Query
+	// SelfTest starts a tiny workload for `cedana check --full` (optional).
+	SelfTest SelfTester
 }
 
 // Dump is a runtime's dump: its subcommand, middleware and handler.
@@ -138,6 +140,7 @@ type tables struct {
 	freezeCmd, unfreezeCmd, queryCmd       *Feature[Command]
 	freezeHandler                          *Feature[Freezer]
 	queryHandler                           *Feature[Querier]
+	selfTest                               *Feature[SelfTester]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -151,6 +154,7 @@ var registry = tables{
 	podRestore: PodRestore,
 	freezeCmd:  FreezeCmd, unfreezeCmd: UnfreezeCmd, freezeHandler: FreezeHandler,
 	queryCmd: QueryCmd, queryHandler: QueryHandler,
+	selfTest: SelfTest,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -178,6 +182,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.freezeHandler, rt.Name, rt.Freeze.Handler, rt.Freeze.Handler != nil)
 	registerIf(t.queryCmd, rt.Name, rt.Query.Command, rt.Query.Handler != nil)
 	registerIf(t.queryHandler, rt.Name, rt.Query.Handler, rt.Query.Handler != nil)
+	registerIf(t.selfTest, rt.Name, rt.SelfTest, rt.SelfTest != nil)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}

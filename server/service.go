@@ -160,8 +160,13 @@ func (s *service) reap(pid int) {
 }
 
 // HealthCheck reports the daemon's own view of CRIU and the runtimes.
-func (s *service) HealthCheck(ctx context.Context, _ *daemonv1.HealthCheckRequest) (*daemonv1.HealthCheckResponse, error) {
-	return health.Report(ctx, s.env.CRIU.Binary), nil
+// With full, it also dumps and restores a tiny workload through its own chains.
+func (s *service) HealthCheck(ctx context.Context, req *daemonv1.HealthCheckRequest) (*daemonv1.HealthCheckResponse, error) {
+	r := health.Report(ctx, s.env.CRIU.Binary)
+	if req.Full {
+		health.AddFull(ctx, r, s.env, adapters.State{Log: s.log.With("op", "check")})
+	}
+	return r, nil
 }
 
 // ListFeatures lists the daemon's features.

@@ -165,5 +165,7 @@ func init() {
 			Command: features.Subcommand(Name, "Describe process trees by their roots' PIDs.", &QueryCmd{}),
 			Handler: Query,
 		},
+		SelfTest: SelfTest,
+		Helpers:  []features.Helper{counter},
 	})
 }

@@ -1143,7 +1143,7 @@ type HealthCheckResponse struct {
 	Runtimes []*RuntimeHealth `protobuf:"bytes,7,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
 	// Problems that make cedana unusable; empty when healthy.
 	Errors []string `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
-	// The steps of a full check (HealthCheckRequest.full), in order; it stops at the first failure.
+	// The steps of a full check (HealthCheckRequest.full), in order; after a failure only cleanup follows.
 	Steps         []*CheckStep `protobuf:"bytes,9,rep,name=steps,proto3" json:"steps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
