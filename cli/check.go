@@ -22,7 +22,7 @@ type CheckCmd struct {
 func (c *CheckCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env Env) error {
 	r := health.Report(ctx, cfg.CRIU.BinaryPath)
 	if c.Full {
-		log := config.Log{Level: "warn", Format: cfg.Log.Format}.Logger(env.Stderr)
+		log := config.Log{Level: "error", Format: cfg.Log.Format}.Logger(env.Stderr) // the report says what is wrong
 		health.AddFull(ctx, r, chain.NewEnv(ctx, cfg, log), adapters.State{Log: log})
 	}
 	return printHealth(env, g.Output, r)

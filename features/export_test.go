@@ -27,6 +27,7 @@ func NewTestTables() *TestTables {
 		podDumpFlags:      New[PodDumpCommand]("pod-dump-flags", ""),
 		podDump:           New[PodDumper]("pod-dump-handler", ""),
 		podRestore:        New[PodPreparer]("pod-restore", ""),
+		selfTest:          New[SelfTester]("self-test", ""),
 	}}
 }
 
@@ -39,7 +40,7 @@ func (tt *TestTables) Provides(runtime string) []string {
 	for _, f := range []Described{
 		tt.t.dumpCmd, tt.t.restoreCmd, tt.t.runCmd, tt.t.manageCmd, tt.t.runHandler, tt.t.manageHandler,
 		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails, tt.t.podDumpFlags, tt.t.podDump,
-		tt.t.podRestore,
+		tt.t.podRestore, tt.t.selfTest,
 	} {
 		if f.IsAvailable(runtime) {
 			names = append(names, f.Name())

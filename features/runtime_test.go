@@ -75,6 +75,7 @@ func complete(name string) features.Runtime {
 			return nil, nil
 		}},
 		PodRestore: func(context.Context, string, string) error { return nil },
+		SelfTest:   func(context.Context, string) (features.SelfTestWorkload, error) { return nil, nil },
 		Helpers: []features.Helper{{Name: "test-helper", Main: func(context.Context, []string, features.Stdio) error {
 			return nil
 		}}},
@@ -87,7 +88,7 @@ func TestRegisterComplete(t *testing.T) {
 	assert.Equal(t, []string{
 		"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
 		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details",
-		"pod-dump-flags", "pod-dump-handler", "pod-restore",
+		"pod-dump-flags", "pod-dump-handler", "pod-restore", "self-test",
 	},
 		table.Provides("test"))
 	_, ok := table.Helper("test-helper")

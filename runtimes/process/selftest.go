@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-		"path/filepath"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
