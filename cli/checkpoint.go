@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -40,13 +41,32 @@ func printCheckpointTable(out io.Writer, resp *daemonv1.ListCheckpointsResponse)
 	return w.Flush()
 }
 
-// CheckpointInspectCmd is `cedana checkpoint inspect <id>`.
+// CheckpointInspectCmd is `cedana checkpoint inspect <id> [-t ps|fd|mem|rss|sk]`.
 type CheckpointInspectCmd struct {
-	ID string `arg:"" name:"id" help:"Checkpoint ID."`
+	ID   string `arg:"" name:"id" optional:"" help:"Checkpoint ID (or --path)."`
+	Path string `help:"Inspect the checkpoint at this directory, archive or s3:// URL instead." placeholder:"PATH"`
+	Type string `short:"t" enum:"ps,fd,mem,rss,sk," default:"" help:"Decode the CRIU images (in the daemon): ps (process tree), fd (open files), mem (mappings), rss (resident pages), sk (sockets)."`
 }
 
-// Run prints the record and the checkpoint's metadata, or the CheckpointEntry with --output json.
+// Validate (called by kong) requires an ID or --path, and --type with --path.
+func (c *CheckpointInspectCmd) Validate() error {
+	switch {
+	case c.ID == "" && c.Path == "":
+		return errors.New(`expected "<id>" or --path: give a checkpoint ID (see ` + "`cedana checkpoint list`" + `) or its path`)
+	case c.ID != "" && c.Path != "":
+		return errors.New("both a checkpoint ID and --path: give one of them")
+	case c.Path != "" && c.Type == "":
+		return errors.New("--path needs --type (-t): only the images can be inspected by path")
+	}
+	return nil
+}
+
+// Run prints the record and the checkpoint's metadata, or the CheckpointEntry with --output json;
+// with --type, what the daemon decoded of the images.
 func (c *CheckpointInspectCmd) Run(ctx context.Context, g *Globals, env Env, client daemonv1connect.DaemonServiceClient) error {
+	if c.Type != "" {
+		return c.inspectImages(ctx, g, env, client)
+	}
 	entry, err := getCheckpoint(ctx, client, c.ID)
 	if err != nil {
 		return err

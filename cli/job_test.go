@@ -142,6 +142,9 @@ func TestJobGrammar(t *testing.T) {
 		{name: "ps jid without daemon", args: []string{"ps", "--jid", "a", "--jid", "b"}, code: 1, stderr: []string{"cannot reach the cedana daemon"}},
 		{name: "kill bad signal", args: []string{"job", "kill", "--signal", "bogus", "j1"}, code: 80, stderr: []string{`unknown signal "bogus"`}},
 		{name: "checkpoint inspect needs id", args: []string{"checkpoint", "inspect"}, code: 80, stderr: []string{`expected "<id>"`}},
+		{name: "checkpoint inspect path needs type", args: []string{"checkpoint", "inspect", "--path", "/ck"}, code: 80, stderr: []string{"--path needs --type"}},
+		{name: "checkpoint inspect id and path", args: []string{"checkpoint", "inspect", "ck1", "--path", "/ck", "-t", "ps"}, code: 80, stderr: []string{"give one of them"}},
+		{name: "checkpoint inspect bad type", args: []string{"checkpoint", "inspect", "ck1", "-t", "gpu"}, code: 80, stderr: []string{`--type must be one of "ps","fd"`}},
 		{name: "ps without daemon", args: []string{"ps"}, code: 1, stderr: []string{"cannot reach the cedana daemon"}},
 	}
 	for _, tt := range tests {

@@ -595,7 +595,10 @@ type Stats struct {
 	StoredBytes int64 `protobuf:"varint,4,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
 	// How long the workload was frozen (CRIU's own freeze-to-resume time when it reports it, else
 	// the CRIU dump phase).
-	Frozen        *durationpb.Duration `protobuf:"bytes,5,opt,name=frozen,proto3" json:"frozen,omitempty"`
+	Frozen *durationpb.Duration `protobuf:"bytes,5,opt,name=frozen,proto3" json:"frozen,omitempty"`
+	// What the daemon decided for the user, one line each (a dump to s3:// without compression is
+	// uploaded as a tar).
+	Notes         []string `protobuf:"bytes,6,rep,name=notes,proto3" json:"notes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -661,6 +664,13 @@ func (x *Stats) GetStoredBytes() int64 {
 func (x *Stats) GetFrozen() *durationpb.Duration {
 	if x != nil {
 		return x.Frozen
+	}
+	return nil
+}
+
+func (x *Stats) GetNotes() []string {
+	if x != nil {
+		return x.Notes
 	}
 	return nil
 }
@@ -4087,6 +4097,156 @@ func (x *QueryResponse) GetWorkloads() []*Workload {
 	return nil
 }
 
+// InspectCheckpointRequest names a checkpoint, by its catalog ID or its location, and what to
+// decode of its images.
+type InspectCheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint's catalog ID (or set path).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The checkpoint's location: a directory, an archive or an s3:// URL (or set id).
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// What to decode: ps (the process tree), fd (open files), mem (memory mappings), rss (resident
+	// pages) or sk (sockets).
+	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectCheckpointRequest) Reset() {
+	*x = InspectCheckpointRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectCheckpointRequest) ProtoMessage() {}
+
+func (x *InspectCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*InspectCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *InspectCheckpointRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InspectCheckpointRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *InspectCheckpointRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// InspectCheckpointResponse is what was decoded.
+type InspectCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint's location.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// What was decoded (the request's type).
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// The decoded images as JSON, in the shapes of go-criu's crit explore: an object (ps: pid,
+	// pgid, sid, comm, children) or an array with one element per process (fd, mem, rss, sk).
+	Json string `protobuf:"bytes,3,opt,name=json,proto3" json:"json,omitempty"`
+	// Some processes had more entries than the daemon returns (max_entries): the rest were left
+	// out.
+	Truncated bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// The most entries returned per process.
+	MaxEntries    int32 `protobuf:"varint,5,opt,name=max_entries,json=maxEntries,proto3" json:"max_entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectCheckpointResponse) Reset() {
+	*x = InspectCheckpointResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectCheckpointResponse) ProtoMessage() {}
+
+func (x *InspectCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*InspectCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *InspectCheckpointResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *InspectCheckpointResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *InspectCheckpointResponse) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
+func (x *InspectCheckpointResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *InspectCheckpointResponse) GetMaxEntries() int32 {
+	if x != nil {
+		return x.MaxEntries
+	}
+	return 0
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
@@ -4142,13 +4302,14 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"size_bytes\x18\f \x01(\x03R\tsizeBytes\x127\n" +
 	"\aoptions\x18\r \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\aoptions\x123\n" +
 	"\adetails\x18\x0e \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12 \n" +
-	"\vcompression\x18\x0f \x01(\tR\vcompression\"\xbe\x02\n" +
+	"\vcompression\x18\x0f \x01(\tR\vcompression\"\xd4\x02\n" +
 	"\x05Stats\x12/\n" +
 	"\x05total\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05total\x12;\n" +
 	"\x06phases\x18\x02 \x03(\v2#.cedana.daemon.v1.Stats.PhasesEntryR\x06phases\x12\x1b\n" +
 	"\traw_bytes\x18\x03 \x01(\x03R\brawBytes\x12!\n" +
 	"\fstored_bytes\x18\x04 \x01(\x03R\vstoredBytes\x121\n" +
-	"\x06frozen\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06frozen\x1aT\n" +
+	"\x06frozen\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06frozen\x12\x14\n" +
+	"\x05notes\x18\x06 \x03(\tR\x05notes\x1aT\n" +
 	"\vPhasesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\x86\x02\n" +
@@ -4403,7 +4564,18 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tprocesses\x18\b \x03(\v2\x1d.cedana.daemon.v1.ProcessInfoR\tprocesses\x12\x14\n" +
 	"\x05image\x18\t \x01(\tR\x05image\"I\n" +
 	"\rQueryResponse\x128\n" +
-	"\tworkloads\x18\x01 \x03(\v2\x1a.cedana.daemon.v1.WorkloadR\tworkloads2\x98\x0e\n" +
+	"\tworkloads\x18\x01 \x03(\v2\x1a.cedana.daemon.v1.WorkloadR\tworkloads\"R\n" +
+	"\x18InspectCheckpointRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"\x96\x01\n" +
+	"\x19InspectCheckpointResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
+	"\x04json\x18\x03 \x01(\tR\x04json\x12\x1c\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\x12\x1f\n" +
+	"\vmax_entries\x18\x05 \x01(\x05R\n" +
+	"maxEntries2\x86\x0f\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
 	"\aRestore\x12 .cedana.daemon.v1.RestoreRequest\x1a!.cedana.daemon.v1.RestoreResponse\x12Z\n" +
@@ -4426,7 +4598,8 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0ePrepareRestore\x12'.cedana.daemon.v1.PrepareRestoreRequest\x1a(.cedana.daemon.v1.PrepareRestoreResponse\x12K\n" +
 	"\x06Freeze\x12\x1f.cedana.daemon.v1.FreezeRequest\x1a .cedana.daemon.v1.FreezeResponse\x12Q\n" +
 	"\bUnfreeze\x12!.cedana.daemon.v1.UnfreezeRequest\x1a\".cedana.daemon.v1.UnfreezeResponse\x12H\n" +
-	"\x05Query\x12\x1e.cedana.daemon.v1.QueryRequest\x1a\x1f.cedana.daemon.v1.QueryResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
+	"\x05Query\x12\x1e.cedana.daemon.v1.QueryRequest\x1a\x1f.cedana.daemon.v1.QueryResponse\x12l\n" +
+	"\x11InspectCheckpoint\x12*.cedana.daemon.v1.InspectCheckpointRequest\x1a+.cedana.daemon.v1.InspectCheckpointResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_cedana_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -4440,82 +4613,84 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
-	(*CriuOptions)(nil),              // 0: cedana.daemon.v1.CriuOptions
-	(*ProcessDetails)(nil),           // 1: cedana.daemon.v1.ProcessDetails
-	(*RuncDetails)(nil),              // 2: cedana.daemon.v1.RuncDetails
-	(*ContainerdDetails)(nil),        // 3: cedana.daemon.v1.ContainerdDetails
-	(*Details)(nil),                  // 4: cedana.daemon.v1.Details
-	(*Checkpoint)(nil),               // 5: cedana.daemon.v1.Checkpoint
-	(*Stats)(nil),                    // 6: cedana.daemon.v1.Stats
-	(*DumpRequest)(nil),              // 7: cedana.daemon.v1.DumpRequest
-	(*DumpResponse)(nil),             // 8: cedana.daemon.v1.DumpResponse
-	(*RestoreRequest)(nil),           // 9: cedana.daemon.v1.RestoreRequest
-	(*RestoreResponse)(nil),          // 10: cedana.daemon.v1.RestoreResponse
-	(*HealthCheckRequest)(nil),       // 11: cedana.daemon.v1.HealthCheckRequest
-	(*RuntimeHealth)(nil),            // 12: cedana.daemon.v1.RuntimeHealth
-	(*HealthCheckResponse)(nil),      // 13: cedana.daemon.v1.HealthCheckResponse
-	(*CheckStep)(nil),                // 14: cedana.daemon.v1.CheckStep
-	(*ListFeaturesRequest)(nil),      // 15: cedana.daemon.v1.ListFeaturesRequest
-	(*FeatureProviders)(nil),         // 16: cedana.daemon.v1.FeatureProviders
-	(*ListFeaturesResponse)(nil),     // 17: cedana.daemon.v1.ListFeaturesResponse
-	(*ProcessRun)(nil),               // 18: cedana.daemon.v1.ProcessRun
-	(*RunRequest)(nil),               // 19: cedana.daemon.v1.RunRequest
-	(*RunResponse)(nil),              // 20: cedana.daemon.v1.RunResponse
-	(*ManageRequest)(nil),            // 21: cedana.daemon.v1.ManageRequest
-	(*ManageResponse)(nil),           // 22: cedana.daemon.v1.ManageResponse
-	(*Job)(nil),                      // 23: cedana.daemon.v1.Job
-	(*CheckpointEntry)(nil),          // 24: cedana.daemon.v1.CheckpointEntry
-	(*ListJobsRequest)(nil),          // 25: cedana.daemon.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 26: cedana.daemon.v1.ListJobsResponse
-	(*GetJobRequest)(nil),            // 27: cedana.daemon.v1.GetJobRequest
-	(*GetJobResponse)(nil),           // 28: cedana.daemon.v1.GetJobResponse
-	(*KillJobRequest)(nil),           // 29: cedana.daemon.v1.KillJobRequest
-	(*KillJobResponse)(nil),          // 30: cedana.daemon.v1.KillJobResponse
-	(*DeleteJobRequest)(nil),         // 31: cedana.daemon.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),        // 32: cedana.daemon.v1.DeleteJobResponse
-	(*ListCheckpointsRequest)(nil),   // 33: cedana.daemon.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil),  // 34: cedana.daemon.v1.ListCheckpointsResponse
-	(*GetCheckpointRequest)(nil),     // 35: cedana.daemon.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),    // 36: cedana.daemon.v1.GetCheckpointResponse
-	(*DeleteCheckpointRequest)(nil),  // 37: cedana.daemon.v1.DeleteCheckpointRequest
-	(*DeleteCheckpointResponse)(nil), // 38: cedana.daemon.v1.DeleteCheckpointResponse
-	(*AttachRequest)(nil),            // 39: cedana.daemon.v1.AttachRequest
-	(*AttachResponse)(nil),           // 40: cedana.daemon.v1.AttachResponse
-	(*WriteStdinRequest)(nil),        // 41: cedana.daemon.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),       // 42: cedana.daemon.v1.WriteStdinResponse
-	(*WatchProgressRequest)(nil),     // 43: cedana.daemon.v1.WatchProgressRequest
-	(*WatchProgressResponse)(nil),    // 44: cedana.daemon.v1.WatchProgressResponse
-	(*DumpPodRequest)(nil),           // 45: cedana.daemon.v1.DumpPodRequest
-	(*PodContainer)(nil),             // 46: cedana.daemon.v1.PodContainer
-	(*PodCheckpoint)(nil),            // 47: cedana.daemon.v1.PodCheckpoint
-	(*DumpPodResponse)(nil),          // 48: cedana.daemon.v1.DumpPodResponse
-	(*PrepareRestoreRequest)(nil),    // 49: cedana.daemon.v1.PrepareRestoreRequest
-	(*PrepareRestoreResponse)(nil),   // 50: cedana.daemon.v1.PrepareRestoreResponse
-	(*Target)(nil),                   // 51: cedana.daemon.v1.Target
-	(*FreezeRequest)(nil),            // 52: cedana.daemon.v1.FreezeRequest
-	(*FreezeResponse)(nil),           // 53: cedana.daemon.v1.FreezeResponse
-	(*UnfreezeRequest)(nil),          // 54: cedana.daemon.v1.UnfreezeRequest
-	(*UnfreezeResponse)(nil),         // 55: cedana.daemon.v1.UnfreezeResponse
-	(*QueryRequest)(nil),             // 56: cedana.daemon.v1.QueryRequest
-	(*ProcessInfo)(nil),              // 57: cedana.daemon.v1.ProcessInfo
-	(*Workload)(nil),                 // 58: cedana.daemon.v1.Workload
-	(*QueryResponse)(nil),            // 59: cedana.daemon.v1.QueryResponse
-	nil,                              // 60: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 62: google.protobuf.Duration
+	(*CriuOptions)(nil),               // 0: cedana.daemon.v1.CriuOptions
+	(*ProcessDetails)(nil),            // 1: cedana.daemon.v1.ProcessDetails
+	(*RuncDetails)(nil),               // 2: cedana.daemon.v1.RuncDetails
+	(*ContainerdDetails)(nil),         // 3: cedana.daemon.v1.ContainerdDetails
+	(*Details)(nil),                   // 4: cedana.daemon.v1.Details
+	(*Checkpoint)(nil),                // 5: cedana.daemon.v1.Checkpoint
+	(*Stats)(nil),                     // 6: cedana.daemon.v1.Stats
+	(*DumpRequest)(nil),               // 7: cedana.daemon.v1.DumpRequest
+	(*DumpResponse)(nil),              // 8: cedana.daemon.v1.DumpResponse
+	(*RestoreRequest)(nil),            // 9: cedana.daemon.v1.RestoreRequest
+	(*RestoreResponse)(nil),           // 10: cedana.daemon.v1.RestoreResponse
+	(*HealthCheckRequest)(nil),        // 11: cedana.daemon.v1.HealthCheckRequest
+	(*RuntimeHealth)(nil),             // 12: cedana.daemon.v1.RuntimeHealth
+	(*HealthCheckResponse)(nil),       // 13: cedana.daemon.v1.HealthCheckResponse
+	(*CheckStep)(nil),                 // 14: cedana.daemon.v1.CheckStep
+	(*ListFeaturesRequest)(nil),       // 15: cedana.daemon.v1.ListFeaturesRequest
+	(*FeatureProviders)(nil),          // 16: cedana.daemon.v1.FeatureProviders
+	(*ListFeaturesResponse)(nil),      // 17: cedana.daemon.v1.ListFeaturesResponse
+	(*ProcessRun)(nil),                // 18: cedana.daemon.v1.ProcessRun
+	(*RunRequest)(nil),                // 19: cedana.daemon.v1.RunRequest
+	(*RunResponse)(nil),               // 20: cedana.daemon.v1.RunResponse
+	(*ManageRequest)(nil),             // 21: cedana.daemon.v1.ManageRequest
+	(*ManageResponse)(nil),            // 22: cedana.daemon.v1.ManageResponse
+	(*Job)(nil),                       // 23: cedana.daemon.v1.Job
+	(*CheckpointEntry)(nil),           // 24: cedana.daemon.v1.CheckpointEntry
+	(*ListJobsRequest)(nil),           // 25: cedana.daemon.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 26: cedana.daemon.v1.ListJobsResponse
+	(*GetJobRequest)(nil),             // 27: cedana.daemon.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 28: cedana.daemon.v1.GetJobResponse
+	(*KillJobRequest)(nil),            // 29: cedana.daemon.v1.KillJobRequest
+	(*KillJobResponse)(nil),           // 30: cedana.daemon.v1.KillJobResponse
+	(*DeleteJobRequest)(nil),          // 31: cedana.daemon.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),         // 32: cedana.daemon.v1.DeleteJobResponse
+	(*ListCheckpointsRequest)(nil),    // 33: cedana.daemon.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),   // 34: cedana.daemon.v1.ListCheckpointsResponse
+	(*GetCheckpointRequest)(nil),      // 35: cedana.daemon.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),     // 36: cedana.daemon.v1.GetCheckpointResponse
+	(*DeleteCheckpointRequest)(nil),   // 37: cedana.daemon.v1.DeleteCheckpointRequest
+	(*DeleteCheckpointResponse)(nil),  // 38: cedana.daemon.v1.DeleteCheckpointResponse
+	(*AttachRequest)(nil),             // 39: cedana.daemon.v1.AttachRequest
+	(*AttachResponse)(nil),            // 40: cedana.daemon.v1.AttachResponse
+	(*WriteStdinRequest)(nil),         // 41: cedana.daemon.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),        // 42: cedana.daemon.v1.WriteStdinResponse
+	(*WatchProgressRequest)(nil),      // 43: cedana.daemon.v1.WatchProgressRequest
+	(*WatchProgressResponse)(nil),     // 44: cedana.daemon.v1.WatchProgressResponse
+	(*DumpPodRequest)(nil),            // 45: cedana.daemon.v1.DumpPodRequest
+	(*PodContainer)(nil),              // 46: cedana.daemon.v1.PodContainer
+	(*PodCheckpoint)(nil),             // 47: cedana.daemon.v1.PodCheckpoint
+	(*DumpPodResponse)(nil),           // 48: cedana.daemon.v1.DumpPodResponse
+	(*PrepareRestoreRequest)(nil),     // 49: cedana.daemon.v1.PrepareRestoreRequest
+	(*PrepareRestoreResponse)(nil),    // 50: cedana.daemon.v1.PrepareRestoreResponse
+	(*Target)(nil),                    // 51: cedana.daemon.v1.Target
+	(*FreezeRequest)(nil),             // 52: cedana.daemon.v1.FreezeRequest
+	(*FreezeResponse)(nil),            // 53: cedana.daemon.v1.FreezeResponse
+	(*UnfreezeRequest)(nil),           // 54: cedana.daemon.v1.UnfreezeRequest
+	(*UnfreezeResponse)(nil),          // 55: cedana.daemon.v1.UnfreezeResponse
+	(*QueryRequest)(nil),              // 56: cedana.daemon.v1.QueryRequest
+	(*ProcessInfo)(nil),               // 57: cedana.daemon.v1.ProcessInfo
+	(*Workload)(nil),                  // 58: cedana.daemon.v1.Workload
+	(*QueryResponse)(nil),             // 59: cedana.daemon.v1.QueryResponse
+	(*InspectCheckpointRequest)(nil),  // 60: cedana.daemon.v1.InspectCheckpointRequest
+	(*InspectCheckpointResponse)(nil), // 61: cedana.daemon.v1.InspectCheckpointResponse
+	nil,                               // 62: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 64: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
 	2,  // 1: cedana.daemon.v1.Details.runc:type_name -> cedana.daemon.v1.RuncDetails
 	3,  // 2: cedana.daemon.v1.Details.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
-	61, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	63, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 5: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	62, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	60, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	62, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	64, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	62, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	64, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
 	0,  // 9: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 10: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
 	5,  // 11: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
@@ -4526,7 +4701,7 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	6,  // 16: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
 	12, // 17: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
 	14, // 18: cedana.daemon.v1.HealthCheckResponse.steps:type_name -> cedana.daemon.v1.CheckStep
-	62, // 19: cedana.daemon.v1.CheckStep.took:type_name -> google.protobuf.Duration
+	64, // 19: cedana.daemon.v1.CheckStep.took:type_name -> google.protobuf.Duration
 	16, // 20: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
 	18, // 21: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
 	2,  // 22: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
@@ -4535,10 +4710,10 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	4,  // 25: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
 	23, // 26: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
 	4,  // 27: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	61, // 28: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	61, // 29: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	63, // 28: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	63, // 29: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	24, // 30: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	61, // 31: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	63, // 31: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 32: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
 	23, // 33: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
 	23, // 34: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
@@ -4547,7 +4722,7 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	24, // 37: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
 	0,  // 38: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	46, // 39: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
-	61, // 40: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	63, // 40: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
 	47, // 41: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
 	8,  // 42: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
 	6,  // 43: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
@@ -4559,7 +4734,7 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	51, // 49: cedana.daemon.v1.QueryRequest.targets:type_name -> cedana.daemon.v1.Target
 	57, // 50: cedana.daemon.v1.Workload.processes:type_name -> cedana.daemon.v1.ProcessInfo
 	58, // 51: cedana.daemon.v1.QueryResponse.workloads:type_name -> cedana.daemon.v1.Workload
-	62, // 52: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	64, // 52: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
 	7,  // 53: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
 	9,  // 54: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
 	11, // 55: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
@@ -4581,29 +4756,31 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	52, // 71: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
 	54, // 72: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
 	56, // 73: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
-	8,  // 74: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	10, // 75: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	13, // 76: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	17, // 77: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	20, // 78: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	22, // 79: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	26, // 80: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	28, // 81: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	30, // 82: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	32, // 83: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	40, // 84: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	42, // 85: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	44, // 86: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	34, // 87: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	36, // 88: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	38, // 89: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	48, // 90: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
-	50, // 91: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
-	53, // 92: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
-	55, // 93: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
-	59, // 94: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
-	74, // [74:95] is the sub-list for method output_type
-	53, // [53:74] is the sub-list for method input_type
+	60, // 74: cedana.daemon.v1.DaemonService.InspectCheckpoint:input_type -> cedana.daemon.v1.InspectCheckpointRequest
+	8,  // 75: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	10, // 76: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	13, // 77: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	17, // 78: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	20, // 79: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	22, // 80: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	26, // 81: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	28, // 82: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	30, // 83: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	32, // 84: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	40, // 85: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	42, // 86: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	44, // 87: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	34, // 88: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	36, // 89: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	38, // 90: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	48, // 91: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
+	50, // 92: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
+	53, // 93: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
+	55, // 94: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
+	59, // 95: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
+	61, // 96: cedana.daemon.v1.DaemonService.InspectCheckpoint:output_type -> cedana.daemon.v1.InspectCheckpointResponse
+	75, // [75:97] is the sub-list for method output_type
+	53, // [53:75] is the sub-list for method input_type
 	53, // [53:53] is the sub-list for extension type_name
 	53, // [53:53] is the sub-list for extension extendee
 	0,  // [0:53] is the sub-list for field type_name
@@ -4622,7 +4799,7 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -84,6 +84,9 @@ const (
 	DaemonServiceUnfreezeProcedure = "/cedana.daemon.v1.DaemonService/Unfreeze"
 	// DaemonServiceQueryProcedure is the fully-qualified name of the DaemonService's Query RPC.
 	DaemonServiceQueryProcedure = "/cedana.daemon.v1.DaemonService/Query"
+	// DaemonServiceInspectCheckpointProcedure is the fully-qualified name of the DaemonService's
+	// InspectCheckpoint RPC.
+	DaemonServiceInspectCheckpointProcedure = "/cedana.daemon.v1.DaemonService/InspectCheckpoint"
 )
 
 // DaemonServiceClient is a client for the cedana.daemon.v1.DaemonService service.
@@ -133,6 +136,10 @@ type DaemonServiceClient interface {
 	Unfreeze(context.Context, *v1.UnfreezeRequest) (*v1.UnfreezeResponse, error)
 	// Query describes workloads as cedana sees them: their processes, state and runtime details.
 	Query(context.Context, *v1.QueryRequest) (*v1.QueryResponse, error)
+	// Decode a checkpoint's CRIU images (as `crit x` does): its process tree, open files, memory
+	// mappings, resident pages or sockets. The daemon fetches and unpacks archives and s3://
+	// objects itself.
+	InspectCheckpoint(context.Context, *v1.InspectCheckpointRequest) (*v1.InspectCheckpointResponse, error)
 }
 
 // NewDaemonServiceClient constructs a client for the cedana.daemon.v1.DaemonService service. By
@@ -272,32 +279,39 @@ func NewDaemonServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(daemonServiceMethods.ByName("Query")),
 			connect.WithClientOptions(opts...),
 		),
+		inspectCheckpoint: connect.NewClient[v1.InspectCheckpointRequest, v1.InspectCheckpointResponse](
+			httpClient,
+			baseURL+DaemonServiceInspectCheckpointProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("InspectCheckpoint")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // daemonServiceClient implements DaemonServiceClient.
 type daemonServiceClient struct {
-	dump             *connect.Client[v1.DumpRequest, v1.DumpResponse]
-	restore          *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
-	healthCheck      *connect.Client[v1.HealthCheckRequest, v1.HealthCheckResponse]
-	listFeatures     *connect.Client[v1.ListFeaturesRequest, v1.ListFeaturesResponse]
-	run              *connect.Client[v1.RunRequest, v1.RunResponse]
-	manage           *connect.Client[v1.ManageRequest, v1.ManageResponse]
-	listJobs         *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
-	getJob           *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
-	killJob          *connect.Client[v1.KillJobRequest, v1.KillJobResponse]
-	deleteJob        *connect.Client[v1.DeleteJobRequest, v1.DeleteJobResponse]
-	attach           *connect.Client[v1.AttachRequest, v1.AttachResponse]
-	writeStdin       *connect.Client[v1.WriteStdinRequest, v1.WriteStdinResponse]
-	watchProgress    *connect.Client[v1.WatchProgressRequest, v1.WatchProgressResponse]
-	listCheckpoints  *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
-	getCheckpoint    *connect.Client[v1.GetCheckpointRequest, v1.GetCheckpointResponse]
-	deleteCheckpoint *connect.Client[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse]
-	dumpPod          *connect.Client[v1.DumpPodRequest, v1.DumpPodResponse]
-	prepareRestore   *connect.Client[v1.PrepareRestoreRequest, v1.PrepareRestoreResponse]
-	freeze           *connect.Client[v1.FreezeRequest, v1.FreezeResponse]
-	unfreeze         *connect.Client[v1.UnfreezeRequest, v1.UnfreezeResponse]
-	query            *connect.Client[v1.QueryRequest, v1.QueryResponse]
+	dump              *connect.Client[v1.DumpRequest, v1.DumpResponse]
+	restore           *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
+	healthCheck       *connect.Client[v1.HealthCheckRequest, v1.HealthCheckResponse]
+	listFeatures      *connect.Client[v1.ListFeaturesRequest, v1.ListFeaturesResponse]
+	run               *connect.Client[v1.RunRequest, v1.RunResponse]
+	manage            *connect.Client[v1.ManageRequest, v1.ManageResponse]
+	listJobs          *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
+	getJob            *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
+	killJob           *connect.Client[v1.KillJobRequest, v1.KillJobResponse]
+	deleteJob         *connect.Client[v1.DeleteJobRequest, v1.DeleteJobResponse]
+	attach            *connect.Client[v1.AttachRequest, v1.AttachResponse]
+	writeStdin        *connect.Client[v1.WriteStdinRequest, v1.WriteStdinResponse]
+	watchProgress     *connect.Client[v1.WatchProgressRequest, v1.WatchProgressResponse]
+	listCheckpoints   *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
+	getCheckpoint     *connect.Client[v1.GetCheckpointRequest, v1.GetCheckpointResponse]
+	deleteCheckpoint  *connect.Client[v1.DeleteCheckpointRequest, v1.DeleteCheckpointResponse]
+	dumpPod           *connect.Client[v1.DumpPodRequest, v1.DumpPodResponse]
+	prepareRestore    *connect.Client[v1.PrepareRestoreRequest, v1.PrepareRestoreResponse]
+	freeze            *connect.Client[v1.FreezeRequest, v1.FreezeResponse]
+	unfreeze          *connect.Client[v1.UnfreezeRequest, v1.UnfreezeResponse]
+	query             *connect.Client[v1.QueryRequest, v1.QueryResponse]
+	inspectCheckpoint *connect.Client[v1.InspectCheckpointRequest, v1.InspectCheckpointResponse]
 }
 
 // Dump calls cedana.daemon.v1.DaemonService.Dump.
@@ -481,6 +495,15 @@ func (c *daemonServiceClient) Query(ctx context.Context, req *v1.QueryRequest) (
 	return nil, err
 }
 
+// InspectCheckpoint calls cedana.daemon.v1.DaemonService.InspectCheckpoint.
+func (c *daemonServiceClient) InspectCheckpoint(ctx context.Context, req *v1.InspectCheckpointRequest) (*v1.InspectCheckpointResponse, error) {
+	response, err := c.inspectCheckpoint.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // DaemonServiceHandler is an implementation of the cedana.daemon.v1.DaemonService service.
 type DaemonServiceHandler interface {
 	// Dump checkpoints a workload into a checkpoint directory.
@@ -528,6 +551,10 @@ type DaemonServiceHandler interface {
 	Unfreeze(context.Context, *v1.UnfreezeRequest) (*v1.UnfreezeResponse, error)
 	// Query describes workloads as cedana sees them: their processes, state and runtime details.
 	Query(context.Context, *v1.QueryRequest) (*v1.QueryResponse, error)
+	// Decode a checkpoint's CRIU images (as `crit x` does): its process tree, open files, memory
+	// mappings, resident pages or sockets. The daemon fetches and unpacks archives and s3://
+	// objects itself.
+	InspectCheckpoint(context.Context, *v1.InspectCheckpointRequest) (*v1.InspectCheckpointResponse, error)
 }
 
 // NewDaemonServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -663,6 +690,12 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(daemonServiceMethods.ByName("Query")),
 		connect.WithHandlerOptions(opts...),
 	)
+	daemonServiceInspectCheckpointHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceInspectCheckpointProcedure,
+		svc.InspectCheckpoint,
+		connect.WithSchema(daemonServiceMethods.ByName("InspectCheckpoint")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/cedana.daemon.v1.DaemonService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DaemonServiceDumpProcedure:
@@ -707,6 +740,8 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 			daemonServiceUnfreezeHandler.ServeHTTP(w, r)
 		case DaemonServiceQueryProcedure:
 			daemonServiceQueryHandler.ServeHTTP(w, r)
+		case DaemonServiceInspectCheckpointProcedure:
+			daemonServiceInspectCheckpointHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -798,4 +833,8 @@ func (UnimplementedDaemonServiceHandler) Unfreeze(context.Context, *v1.UnfreezeR
 
 func (UnimplementedDaemonServiceHandler) Query(context.Context, *v1.QueryRequest) (*v1.QueryResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Query is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) InspectCheckpoint(context.Context, *v1.InspectCheckpointRequest) (*v1.InspectCheckpointResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.InspectCheckpoint is not implemented"))
 }
