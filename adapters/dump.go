@@ -30,8 +30,12 @@ func TimeDump(next DumpHandler) DumpHandler {
 	}
 }
 
+// RemoteTarNote says why a dump to s3:// without compression wrote a tar.
+const RemoteTarNote = "compression none: an s3:// checkpoint is one object, uploaded as an uncompressed tar"
+
 // FillDumpDefaults fills the parent directory (env.CheckpointDir), the name
-// (dump-<type>-<unix nanoseconds>) and empty option and detail messages.
+// (dump-<type>-<unix nanoseconds>), the codec (env.Compression, else none; none to s3:// is tar)
+// and empty option and detail messages.
 func FillDumpDefaults(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		if req.Dir == "" {
@@ -45,6 +49,14 @@ func FillDumpDefaults(next DumpHandler) DumpHandler {
 		}
 		if req.Compression == "" {
 			req.Compression = string(archive.None)
+		}
+		if _, remote, _ := storage.ParseURL(req.Dir); remote && req.Compression == string(archive.None) {
+			// An s3:// checkpoint is one object: as Cedana does, "none" uploads a plain tar.
+			req.Compression = string(archive.Tar)
+			OrNew(&resp.Stats).Notes = append(resp.Stats.Notes, RemoteTarNote)
+			if st.Log != nil {
+				st.Log.Info(RemoteTarNote)
+			}
 		}
 		OrNew(&req.Criu)
 		OrNew(&req.Details)
@@ -78,7 +90,7 @@ func ValidateDumpRequest(next DumpHandler) DumpHandler {
 		case err != nil:
 			return false, errs.Invalid("%w", err)
 		case remote && codec == archive.None:
-			return false, errs.Invalid("an s3:// checkpoint is one archive: pass --compression (tar, gzip, lz4, zlib or zstd)")
+			return false, errs.Invalid("an s3:// checkpoint is one archive: set compression to tar, gzip, lz4, zlib or zstd")
 		case !remote && !filepath.IsAbs(req.Dir):
 			return false, errs.Invalid("checkpoint directory %q is not an absolute path", req.Dir)
 		}

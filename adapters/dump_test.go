@@ -114,6 +114,26 @@ func TestFillDumpDefaults(t *testing.T) {
 		assert.NotEqual(t, a.Name, b.Name)
 	})
 
+	t.Run("s3 without compression is a tar", func(t *testing.T) {
+		for _, tc := range []struct{ dir, codec, want string }{
+			{"s3://bucket/ck", "", "tar"},
+			{"s3://bucket/ck", "none", "tar"},
+			{"s3://bucket/ck", "zstd", "zstd"},
+			{"/ck", "none", "none"},
+			{"/ck", "", "none"},
+		} {
+			req := &daemonv1.DumpRequest{Type: "process", Dir: tc.dir, Compression: tc.codec}
+			resp := &daemonv1.DumpResponse{}
+			require.NoError(t, dumpErr(adapters.FillDumpDefaults((&dumpCapture{}).handle)(context.Background(), env, st, req, resp)))
+			assert.Equal(t, tc.want, req.Compression, "%s with %q", tc.dir, tc.codec)
+			if tc.want == "tar" {
+				assert.Equal(t, []string{adapters.RemoteTarNote}, resp.Stats.GetNotes())
+			} else {
+				assert.Empty(t, resp.Stats.GetNotes())
+			}
+		}
+	})
+
 	t.Run("error from next returned", func(t *testing.T) {
 		errNext := errors.New("next failed")
 		_, err := adapters.FillDumpDefaults((&dumpCapture{err: errNext}).handle)(context.Background(), env, st, &daemonv1.DumpRequest{Type: "process"}, &daemonv1.DumpResponse{})

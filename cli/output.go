@@ -103,6 +103,9 @@ func printStats(w io.Writer, s *daemonv1.Stats) {
 		}
 		fmt.Fprintf(w, "images %s, stored %s%s\n", humanSize(s.RawBytes), humanSize(s.StoredBytes), ratio)
 	}
+	for _, note := range s.Notes {
+		fmt.Fprintln(w, "note:", note)
+	}
 }
 
 // localOrRemote makes a local path absolute (the daemon has another working directory) and leaves
