@@ -16,7 +16,7 @@ import (
 // subcommands.
 type DumpCmd struct {
 	Dir            string   `help:"Parent directory of the checkpoint, or s3://bucket/prefix (default: the daemon's checkpoint.dir)." placeholder:"DIR"`
-	Compression    string   `help:"none (a directory), tar, gzip, lz4, zlib or zstd (one archive); default: the daemon's checkpoint.compression." placeholder:"CODEC"`
+	Compression    string   `help:"none (a directory; a plain tar for s3://), tar, gzip, lz4, zlib or zstd (one archive); default: the daemon's checkpoint.compression." placeholder:"CODEC"`
 	Stats          bool     `help:"Print how long each phase took and the sizes."`
 	Name           string   `help:"Name of the checkpoint directory (default dump-<runtime>-<unix ns>)." placeholder:"NAME"`
 	LeaveRunning   *bool    `negatable:"" help:"Leave the workload running after the dump (default: criu.leave_running)."`
