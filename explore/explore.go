@@ -81,36 +81,29 @@ func decode(dir, kind string) (v any, truncated bool, err error) {
 	switch kind {
 	case "ps":
 		v, err = c.ExplorePs()
+		return v, false, err
 	case "fd":
-		var fds []*crit.Fd
-		fds, err = c.ExploreFds()
-		for _, f := range fds {
-			truncated = bound(&f.Files) || truncated
-		}
-		v = fds
+		fds, err := c.ExploreFds()
+		return boundEach(fds, err, func(f *crit.Fd) *[]*crit.File { return &f.Files })
 	case "mem":
-		var mems []*crit.MemMap
-		mems, err = c.ExploreMems()
-		for _, m := range mems {
-			truncated = bound(&m.Mems) || truncated
-		}
-		v = mems
+		mems, err := c.ExploreMems()
+		return boundEach(mems, err, func(m *crit.MemMap) *[]*crit.Mem { return &m.Mems })
 	case "rss":
-		var rss []*crit.RssMap
-		rss, err = c.ExploreRss()
-		for _, r := range rss {
-			truncated = bound(&r.Rsses) || truncated
-		}
-		v = rss
-	case "sk":
-		var sks []*crit.Sk
-		sks, err = c.ExploreSk()
-		for _, s := range sks {
-			truncated = bound(&s.Sockets) || truncated
-		}
-		v = sks
+		rss, err := c.ExploreRss()
+		return boundEach(rss, err, func(r *crit.RssMap) *[]*crit.Rss { return &r.Rsses })
+	default: // "sk"
+		sks, err := c.ExploreSk()
+		return boundEach(sks, err, func(s *crit.Sk) *[]*crit.Socket { return &s.Sockets })
 	}
-	return v, truncated, err
+}
+
+// boundEach bounds each process's entries (at entries) and says whether any was cut.
+func boundEach[P, E any](procs []*P, err error, entries func(*P) *[]E) (any, bool, error) {
+	truncated := false
+	for _, p := range procs {
+		truncated = bound(entries(p)) || truncated
+	}
+	return procs, truncated, err
 }
 
 // bound cuts *list to MaxEntries and says whether it did.

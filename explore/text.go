@@ -52,8 +52,10 @@ func Print(w io.Writer, kind string, data []byte) error {
 		err = printRows(tw, data, "PID\tFD\tKIND\tFAMILY\tPROTO\tTYPE\tSTATE\tSOURCE\tDESTINATION", func(s *crit.Sk) (uint32, [][]string) {
 			rows := make([][]string, 0, len(s.Sockets))
 			for _, sk := range s.Sockets {
-				rows = append(rows, []string{strconv.FormatUint(uint64(sk.Fd), 10), sk.FdType, dash(sk.Family), dash(sk.Protocol),
-					dash(sk.Type), dash(sk.State), endpoint(sk.SrcAddr, sk.SrcPort), endpoint(sk.DestAddr, sk.DestPort)})
+				rows = append(rows, []string{
+					strconv.FormatUint(uint64(sk.Fd), 10), sk.FdType, dash(sk.Family), dash(sk.Protocol),
+					dash(sk.Type), dash(sk.State), endpoint(sk.SrcAddr, sk.SrcPort), endpoint(sk.DestAddr, sk.DestPort),
+				})
 			}
 			return s.PId, rows
 		})

@@ -249,6 +249,18 @@ func FuzzDeleteCheckpointRequest(f *testing.F) {
 	fuzzRequest(f, []*daemonv1.DeleteCheckpointRequest{{Id: "ck-9c1e04b7a2"}, {Id: ""}}, checkedBy(validateDeleteCheckpoint))
 }
 
+func FuzzInspectCheckpointRequest(f *testing.F) {
+	seeds := []*daemonv1.InspectCheckpointRequest{
+		{Id: "ck-9c1e04b7a2", Type: "ps"},
+		{Path: "/ck/a.tar.zst", Type: "fd"},
+		{Path: "s3://bucket/ck/a.tar", Type: "sk"},
+		{Path: "ck", Type: "mem"},
+		{Id: "a", Path: "/b", Type: "rss"},
+		{Id: "x"},
+	}
+	fuzzRequest(f, seeds, checkedBy(validateInspectCheckpoint))
+}
+
 // FuzzEmptyRequests covers the requests that take no arguments (HealthCheck, ListFeatures,
 // ListJobs): whatever the bytes, what decodes holds no field a handler could see, only unknown
 // fields, and ListFeatures (the one of them that needs nothing else) answers it.

@@ -39,8 +39,10 @@ func (s *service) InspectCheckpoint(ctx context.Context, req *daemonv1.InspectCh
 	if err != nil {
 		return nil, fmt.Errorf("inspect checkpoint %s: %w", path, err)
 	}
-	return &daemonv1.InspectCheckpointResponse{Path: path, Type: req.Type, Json: string(res.JSON),
-		Truncated: res.Truncated, MaxEntries: explore.MaxEntries}, nil
+	return &daemonv1.InspectCheckpointResponse{
+		Path: path, Type: req.Type, Json: string(res.JSON),
+		Truncated: res.Truncated, MaxEntries: explore.MaxEntries,
+	}, nil
 }
 
 // validateInspectCheckpoint requires one of a checkpoint ID or an absolute path (or s3:// URL),

@@ -35,8 +35,10 @@ func TestInspectCheckpoint(t *testing.T) {
 	fifo, held := filepath.Join(dir, "tick"), filepath.Join(dir, "held.txt")
 	require.NoError(t, unix.Mkfifo(fifo, 0o600))
 	require.NoError(t, os.WriteFile(held, []byte("kept open\n"), 0o644))
-	run, err := d.client.Run(ctx, &daemonv1.RunRequest{Type: "process", Jid: "inspect-holder",
-		Process: &daemonv1.ProcessRun{Path: "bash", Args: []string{"-c", holderScript, fifo, held}}})
+	run, err := d.client.Run(ctx, &daemonv1.RunRequest{
+		Type: "process", Jid: "inspect-holder",
+		Process: &daemonv1.ProcessRun{Path: "bash", Args: []string{"-c", holderScript, fifo, held}},
+	})
 	require.NoError(t, err)
 	pid := uint32(run.Job.Pid)
 	t.Cleanup(func() { _ = unix.Kill(int(pid), unix.SIGKILL) })
