@@ -11,6 +11,7 @@ import (
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // runInProcess runs a workload as the CLI's own child, with the CLI's stdio, and returns its exit
@@ -39,6 +40,9 @@ func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest, pidFil
 		_, _ = proc.Wait()
 		return err
 	}
+	if !isChild(proc.Pid) {
+		return nil // left to the runtime's own supervisor (runc's --detach)
+	}
 	return waitFor(ctx, proc)
 }
 
@@ -64,11 +68,20 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 	if err := writePIDFile(pidFile, resp.Pid); err != nil {
 		return err
 	}
+	if !isChild(int(resp.Pid)) {
+		return nil // the runtime's own supervisor keeps it (runc's --detach): nothing to wait for
+	}
 	proc, err := os.FindProcess(int(resp.Pid))
 	if err != nil {
 		return err
 	}
 	return waitFor(ctx, proc)
+}
+
+// isChild reports whether pid is this process's child, which it can wait for.
+func isChild(pid int) bool {
+	st, err := sysinfo.ReadStat(pid)
+	return err == nil && st.PPID == os.Getpid()
 }
 
 // waitFor waits for a child, passing on SIGINT/SIGTERM (ctx's end) to it, and returns its exit

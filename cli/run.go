@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"time"
 
 	"github.com/alecthomas/kong"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -126,7 +128,9 @@ func writeFileAtomic(path string, data []byte) error {
 
 // ManageCmd is `cedana manage <runtime> ...`.
 type ManageCmd struct {
-	JID string `name:"jid" help:"Job ID (default: generated)." placeholder:"JID"`
+	JID             string        `name:"jid" help:"Job ID (default: generated)." placeholder:"JID"`
+	Upcoming        bool          `help:"Wait for a container of this ID to appear, then adopt it (containers only)."`
+	UpcomingTimeout time.Duration `name:"upcoming-timeout" help:"How long --upcoming waits." default:"1m" placeholder:"DURATION"`
 
 	kong.Plugins
 }
@@ -137,7 +141,10 @@ func (c *ManageCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env
 	if err != nil {
 		return err
 	}
-	req := &daemonv1.ManageRequest{Type: kctx.Selected().Name, Jid: c.JID}
+	req := &daemonv1.ManageRequest{Type: kctx.Selected().Name, Jid: c.JID, Upcoming: c.Upcoming}
+	if c.Upcoming {
+		req.UpcomingTimeout = durationpb.New(c.UpcomingTimeout)
+	}
 	if err := leaf.FillManage(req); err != nil {
 		return err
 	}

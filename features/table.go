@@ -153,7 +153,8 @@ type Stdio struct {
 
 // InProcessRunner starts the workload a RunRequest describes as a child of the calling process,
 // with stdio, for `cedana run <runtime> --no-server`; the caller waits for it and exits with its
-// exit code.
+// exit code. A process that is not the caller's child is a workload started and left to its own
+// supervisor (runc's --detach): there is nothing to wait for.
 type InProcessRunner func(req *daemonv1.RunRequest, stdio Stdio) (*os.Process, error)
 
 // JobDetailsFunc completes details, a job's runtime details as recorded when the job started,

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -218,6 +217,41 @@ func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details [
 	return m.store.GetJob(ctx, jid)
 }
 
+// AdoptWaiting records pid as job jid, like Adopt, for a workload whose exit code wait returns
+// when it ends: one whose supervisor is the daemon's child (`runc run`, which waits for its
+// container) or that its runtime reports (containerd's task exit). The workload may have ended
+// already: wait then returns at once, and the job is recorded halted with that code.
+func (m *Manager) AdoptWaiting(ctx context.Context, typ, jid string, pid int, details []byte, logPath string, wait func() (int, error)) (store.Job, error) {
+	if err := ValidateJID(jid); err != nil {
+		return store.Job{}, err
+	}
+	var start uint64
+	if st, err := sysinfo.ReadStat(pid); err == nil && st.State != 'Z' {
+		start = st.StartTime
+	}
+	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: start}
+	if err := m.store.CreateJob(ctx, job); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return store.Job{}, errs.Reword(err, "job %s already exists: choose another --jid or delete it", jid)
+		}
+		return store.Job{}, fmt.Errorf("record job %s: %w", jid, err)
+	}
+	go func() {
+		code, err := wait()
+		if err != nil {
+			m.log.Warn("cannot learn the job's exit code", "jid", jid, "pid", pid, "error", err)
+			m.halt(jid, pid, nil)
+			return
+		}
+		m.log.Info("job exited", "jid", jid, "pid", pid, "exit_code", code)
+		m.halt(jid, pid, &code)
+	}()
+	return m.store.GetJob(ctx, jid)
+}
+
+// ExitCode is the shell's view of a finished process: its exit status, or 128+signal.
+func ExitCode(state *os.ProcessState) int { return exitCode(state) }
+
 // Restored records that job jid runs again as pid and watches it: for its exit code when it is
 // the daemon's child (CRIU restored it so), else until it is gone (a container runtime owns it).
 func (m *Manager) Restored(ctx context.Context, jid string, pid int) (store.Job, error) {
@@ -361,25 +395,4 @@ func exitCode(state *os.ProcessState) int {
 func IsChild(pid int) bool {
 	st, err := sysinfo.ReadStat(pid)
 	return err == nil && st.PPID == os.Getpid()
-}
-
-// MaxJIDLen is the longest job ID, in bytes.
-const MaxJIDLen = 64
-
-// ValidateJID allows 1 to MaxJIDLen letters, digits, '-', '_' and '.', not starting with '.': what
-// every job's ID is, and what a log or stdin file name can be made of.
-func ValidateJID(jid string) error {
-	switch {
-	case jid == "":
-		return errs.Invalid("empty job ID: a job ID is 1-%d letters, digits, '-', '_' or '.'", MaxJIDLen)
-	case len(jid) > MaxJIDLen:
-		return errs.Invalid("job ID of %d bytes is too long: the limit is %d", len(jid), MaxJIDLen)
-	case jid[0] == '.' || strings.IndexFunc(jid, notJIDRune) >= 0:
-		return errs.Invalid("job ID %q must be 1-%d letters, digits, '-', '_' or '.', not starting with '.'", jid, MaxJIDLen)
-	}
-	return nil
-}
-
-func notJIDRune(r rune) bool {
-	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }

@@ -91,6 +91,9 @@ func JobDetails(details *daemonv1.Details, pid int) {
 
 // Manage adopts the running process a ManageRequest names.
 func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
+	if req.Upcoming {
+		return store.Job{}, errs.Invalid("--upcoming waits for a container to appear by its ID, and a process has none: start it, then manage its PID")
+	}
 	pid := req.GetDetails().GetProcess().GetPid()
 	if pid <= 0 {
 		return store.Job{}, errs.Invalid("no PID to manage: give the PID of a running process")

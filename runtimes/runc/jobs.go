@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -14,62 +16,104 @@ import (
 	"github.com/cedana/cedana/store"
 )
 
-// Run starts the container a RunRequest describes with `runc run --detach` and records its init
-// process as a managed job. Its stdout and stderr go, through a pipe, to the job's log; its stdin
-// is /dev/null.
+// Run starts the container a RunRequest describes and records its init process as a managed
+// job. The container's ID is the request's, else the job's ID.
+//
+// Without a terminal, the container runs under `runc run` in the foreground, a child of the
+// daemon in a session of its own: runc waits for the container's init, reaps it, deletes the
+// stopped container and exits with the init's exit code, which the daemon records as the job's.
+// runc copies the container's stdout and stderr (pipes, which CRIU can checkpoint) into the
+// job's log; its stdin is /dev/null. A container with a terminal runs under `runc run --detach`;
+// its terminal's output goes to the job's log, and its exit code is not known.
 func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.Job, error) {
 	d := req.GetRunc()
-	if d.GetId() == "" || d.GetBundle() == "" {
-		return store.Job{}, errs.Invalid("give the container's --id and --bundle")
+	if d.GetBundle() == "" {
+		return store.Job{}, errs.Invalid("give the container's --bundle")
 	}
-	d.Root = cmp.Or(d.Root, DefaultRoot)
 	spec, err := readBundle(d.Bundle)
 	if err != nil {
 		return store.Job{}, err
-	}
-	if runcshared.Exists(d.Root, d.Id) {
-		return store.Job{}, errs.Exists("runc already has a container %q under %s: choose another --id", d.Id, d.Root)
 	}
 	jid, logPath, err := m.NewJob(ctx, req.Jid, req.Log)
 	if err != nil {
 		return store.Job{}, err
 	}
-	in := runcshared.Invocation{Root: d.Root, Args: []string{"run", "--detach", "--bundle", d.Bundle}}
-	if spec.Process != nil && spec.Process.Terminal {
-		// The terminal's output is the job's log.
-		console, err := newConsoleSocket(logPath)
-		if err != nil {
-			return store.Job{}, err
-		}
-		defer console.close()
-		in.Args = append(in.Args, "--console-socket", console.path, d.Id)
-		if err := in.Run(ctx); err != nil {
-			return store.Job{}, errs.Precondition("%w", err)
-		}
-		if err := console.wait(ctx); err != nil {
-			return store.Job{}, fmt.Errorf("container %s runs, but its terminal: %w", d.Id, err)
-		}
-		return adopt(ctx, m, jid, logPath, d)
+	d.Id = cmp.Or(d.Id, jid)
+	d.Root = cmp.Or(d.Root, DefaultRoot)
+	if runcshared.Exists(d.Root, d.Id) {
+		return store.Job{}, errs.Exists("runc already has a container %q under %s: choose another --id", d.Id, d.Root)
 	}
-	if in.Stdout, err = logPipe(logPath); err != nil {
+	if spec.Process != nil && spec.Process.Terminal {
+		return runWithTerminal(ctx, m, jid, logPath, d)
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return store.Job{}, errs.Precondition("cannot create the log directory: %w", err)
+	}
+	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return store.Job{}, errs.Precondition("cannot open the job's log: %w", err)
+	}
+	defer out.Close()
+	dir, err := os.MkdirTemp("", "cedana-runc-run-")
+	if err != nil {
 		return store.Job{}, err
 	}
-	in.Args = append(in.Args, d.Id)
-	err = in.Run(ctx)
-	in.Stdout.Close() // the container holds its own copy
+	defer os.RemoveAll(dir)
+	pidFile := filepath.Join(dir, "pid")
+	runc, err := runcshared.Invocation{Root: d.Root, Stdout: out,
+		Args: []string{"run", "--bundle", d.Bundle, "--pid-file", pidFile, d.Id}}.Start()
 	if err != nil {
+		return store.Job{}, err
+	}
+	pid, err := runc.WaitPID(ctx, pidFile)
+	if err != nil {
+		if runcshared.Exists(d.Root, d.Id) {
+			_ = (runcshared.Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(context.WithoutCancel(ctx))
+		}
 		return store.Job{}, errs.Precondition("%w", err)
+	}
+	details, err := protojson.Marshal(&daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: d.Id, Root: d.Root, Bundle: d.Bundle}})
+	if err != nil {
+		return store.Job{}, err
+	}
+	job, err := m.AdoptWaiting(ctx, Name, jid, pid, details, logPath, runc.Wait)
+	if err != nil {
+		return store.Job{}, fmt.Errorf("container %s runs, but: %w", d.Id, err)
+	}
+	return job, nil
+}
+
+// runWithTerminal starts container d, whose spec asks for a terminal, with `runc run --detach`;
+// the terminal's master goes to a log-copy helper that writes the job's log.
+func runWithTerminal(ctx context.Context, m *jobs.Manager, jid, logPath string, d *daemonv1.RuncDetails) (store.Job, error) {
+	console, err := newConsoleSocket(logPath)
+	if err != nil {
+		return store.Job{}, err
+	}
+	defer console.close()
+	in := runcshared.Invocation{Root: d.Root, Args: []string{"run", "--detach", "--bundle", d.Bundle, "--console-socket", console.path, d.Id}}
+	if err := in.Run(ctx); err != nil {
+		return store.Job{}, errs.Precondition("%w", err)
+	}
+	if err := console.wait(ctx); err != nil {
+		return store.Job{}, fmt.Errorf("container %s runs, but its terminal: %w", d.Id, err)
 	}
 	return adopt(ctx, m, jid, logPath, d)
 }
 
-// Manage adopts the running container a ManageRequest names as a managed job.
+// Manage adopts the running container a ManageRequest names as a managed job; with upcoming, it
+// first waits for runc to run a container of that ID.
 func Manage(ctx context.Context, m *jobs.Manager, req *daemonv1.ManageRequest) (store.Job, error) {
 	d := req.GetDetails().GetRunc()
-	if d == nil {
+	if d.GetId() == "" {
 		return store.Job{}, errs.Invalid("no container to manage: give its ID")
 	}
 	d.Root = cmp.Or(d.Root, DefaultRoot)
+	if req.Upcoming {
+		if _, err := runcshared.WaitRunning(ctx, d.Root, d.Id, runcshared.UpcomingTimeout(req)); err != nil {
+			return store.Job{}, err
+		}
+	}
 	return adopt(ctx, m, req.Jid, "", d)
 }
 
@@ -81,6 +125,9 @@ func adopt(ctx context.Context, m *jobs.Manager, jid, logPath string, d *daemonv
 	}
 	if err := c.RequireRunning(); err != nil {
 		return store.Job{}, err
+	}
+	if d.Bundle != "" && filepath.Clean(d.Bundle) != filepath.Clean(c.Bundle()) {
+		return store.Job{}, errs.Invalid("container %s runs from bundle %s, not %s: drop --bundle or correct it", d.Id, c.Bundle(), d.Bundle)
 	}
 	d.Bundle = c.Bundle()
 	details, err := protojson.Marshal(&daemonv1.Details{Runc: d})

@@ -61,29 +61,30 @@ func (c *RestoreCmd) FillRestore(req *daemonv1.RestoreRequest) error {
 	return nil
 }
 
-// RunCmd is `cedana run runc --id <id> --bundle <dir>`.
+// RunCmd is `cedana run runc --bundle <dir> [--id <id>]`.
 type RunCmd struct {
-	ID     string `name:"id" required:"" help:"ID of the new container." placeholder:"ID"`
+	ID     string `name:"id" help:"ID of the new container (default: the job's ID)." placeholder:"ID"`
 	Bundle string `required:"" help:"Bundle directory: config.json and the rootfs it names." type:"path" placeholder:"DIR"`
 	Root   string `help:"runc's state directory (runc --root)." default:"/run/runc" placeholder:"DIR"`
-	Detach bool   `help:"Return as soon as the container runs (the default; --attach stays)."`
+	Detach bool   `help:"With --no-server: leave the container running under runc and return. Through the daemon, accepted: the container always runs detached from this command."`
 }
 
 // FillRun implements features.RunCommand.
 func (c *RunCmd) FillRun(req *daemonv1.RunRequest) error {
-	req.Runc = &daemonv1.RuncDetails{Id: c.ID, Root: c.Root, Bundle: c.Bundle}
+	req.Runc = &daemonv1.RuncDetails{Id: c.ID, Root: c.Root, Bundle: c.Bundle, Detach: c.Detach}
 	return nil
 }
 
 // ManageCmd is `cedana manage runc <id>`.
 type ManageCmd struct {
-	ID   string `arg:"" name:"id" help:"ID of the running container to adopt."`
-	Root string `help:"runc's state directory (runc --root)." default:"/run/runc" placeholder:"DIR"`
+	ID     string `arg:"" name:"id" help:"ID of the running container to adopt."`
+	Root   string `help:"runc's state directory (runc --root)." default:"/run/runc" placeholder:"DIR"`
+	Bundle string `help:"The container's bundle: checked against runc's record of it." type:"path" placeholder:"DIR"`
 }
 
 // FillManage implements features.ManageCommand.
 func (c *ManageCmd) FillManage(req *daemonv1.ManageRequest) error {
-	req.Details = &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: c.ID, Root: c.Root}}
+	req.Details = &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: c.ID, Root: c.Root, Bundle: c.Bundle}}
 	return nil
 }
 
@@ -117,7 +118,8 @@ func init() {
 			Command: features.Subcommand(Name, "Adopt a running runc container as a managed job.", &ManageCmd{}),
 			Handler: Manage,
 		},
-		Helpers: []features.Helper{logCopy},
+		NoServer: RunInProcess,
+		Helpers:  []features.Helper{logCopy},
 		Freeze: features.Freeze{
 			Freeze:   features.Subcommand(Name, "Pause a runc container (as runc pause).", &FreezeCmd{}),
 			Unfreeze: features.Subcommand(Name, "Resume a paused runc container (as runc resume).", &FreezeCmd{}),

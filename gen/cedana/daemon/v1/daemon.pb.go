@@ -198,7 +198,9 @@ type RuncDetails struct {
 	Root string `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
 	// Bundle directory (holding config.json and the rootfs): where a container is run or restored;
 	// recorded from the container's state on a dump.
-	Bundle        string `protobuf:"bytes,3,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	Bundle string `protobuf:"bytes,3,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// Run without a daemon (--no-server): leave the container running under runc and return.
+	Detach        bool `protobuf:"varint,4,opt,name=detach,proto3" json:"detach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +256,13 @@ func (x *RuncDetails) GetBundle() string {
 	return ""
 }
 
+func (x *RuncDetails) GetDetach() bool {
+	if x != nil {
+		return x.Detach
+	}
+	return false
+}
+
 // ContainerdDetails names a containerd container.
 type ContainerdDetails struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -268,7 +277,15 @@ type ContainerdDetails struct {
 	// Dump: put the container's writable-layer changes into the checkpoint too.
 	Rootfs bool `protobuf:"varint,5,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
 	// Run: the command to run instead of the image's.
-	Args          []string `protobuf:"bytes,6,rep,name=args,proto3" json:"args,omitempty"`
+	Args []string `protobuf:"bytes,6,rep,name=args,proto3" json:"args,omitempty"`
+	// Run: environment variables (K=V) added to the image's.
+	Env []string `protobuf:"bytes,7,rep,name=env,proto3" json:"env,omitempty"`
+	// Run: the snapshotter of the container's root filesystem; containerd's default when empty.
+	Snapshotter string `protobuf:"bytes,8,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	// Dump: commit the container's writable layer as this new image in containerd.
+	CommitImage string `protobuf:"bytes,9,opt,name=commit_image,json=commitImage,proto3" json:"commit_image,omitempty"`
+	// Dump: only commit the writable layer (commit_image), no CRIU dump: the container runs on.
+	RootfsOnly    bool `protobuf:"varint,10,opt,name=rootfs_only,json=rootfsOnly,proto3" json:"rootfs_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +360,34 @@ func (x *ContainerdDetails) GetArgs() []string {
 		return x.Args
 	}
 	return nil
+}
+
+func (x *ContainerdDetails) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ContainerdDetails) GetSnapshotter() string {
+	if x != nil {
+		return x.Snapshotter
+	}
+	return ""
+}
+
+func (x *ContainerdDetails) GetCommitImage() string {
+	if x != nil {
+		return x.CommitImage
+	}
+	return ""
+}
+
+func (x *ContainerdDetails) GetRootfsOnly() bool {
+	if x != nil {
+		return x.RootfsOnly
+	}
+	return false
 }
 
 // Details carries the runtime-specific part of a request; the field named after the request's type is used.
@@ -1699,9 +1744,13 @@ type ManageRequest struct {
 	// Job ID; generated when empty.
 	Jid string `protobuf:"bytes,2,opt,name=jid,proto3" json:"jid,omitempty"`
 	// The workload, in the runtime's own terms.
-	Details       *Details `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Details *Details `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"`
+	// Wait for the workload to appear (a container by its ID), then adopt it.
+	Upcoming bool `protobuf:"varint,4,opt,name=upcoming,proto3" json:"upcoming,omitempty"`
+	// How long upcoming waits; a minute when unset.
+	UpcomingTimeout *durationpb.Duration `protobuf:"bytes,5,opt,name=upcoming_timeout,json=upcomingTimeout,proto3" json:"upcoming_timeout,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ManageRequest) Reset() {
@@ -1751,6 +1800,20 @@ func (x *ManageRequest) GetJid() string {
 func (x *ManageRequest) GetDetails() *Details {
 	if x != nil {
 		return x.Details
+	}
+	return nil
+}
+
+func (x *ManageRequest) GetUpcoming() bool {
+	if x != nil {
+		return x.Upcoming
+	}
+	return false
+}
+
+func (x *ManageRequest) GetUpcomingTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.UpcomingTimeout
 	}
 	return nil
 }
@@ -4265,18 +4328,25 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rleave_stopped\x18\b \x01(\bR\fleaveStopped\x12$\n" +
 	"\x0eskip_in_flight\x18\t \x01(\bR\fskipInFlight\"\"\n" +
 	"\x0eProcessDetails\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\x05R\x03pid\"I\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\"a\n" +
 	"\vRuncDetails\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\tR\x04root\x12\x16\n" +
-	"\x06bundle\x18\x03 \x01(\tR\x06bundle\"\x9d\x01\n" +
+	"\x06bundle\x18\x03 \x01(\tR\x06bundle\x12\x16\n" +
+	"\x06detach\x18\x04 \x01(\bR\x06detach\"\x95\x02\n" +
 	"\x11ContainerdDetails\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05image\x18\x04 \x01(\tR\x05image\x12\x16\n" +
 	"\x06rootfs\x18\x05 \x01(\bR\x06rootfs\x12\x12\n" +
-	"\x04args\x18\x06 \x03(\tR\x04args\"\xbd\x01\n" +
+	"\x04args\x18\x06 \x03(\tR\x04args\x12\x10\n" +
+	"\x03env\x18\a \x03(\tR\x03env\x12 \n" +
+	"\vsnapshotter\x18\b \x01(\tR\vsnapshotter\x12!\n" +
+	"\fcommit_image\x18\t \x01(\tR\vcommitImage\x12\x1f\n" +
+	"\vrootfs_only\x18\n" +
+	" \x01(\bR\n" +
+	"rootfsOnly\"\xbd\x01\n" +
 	"\aDetails\x12:\n" +
 	"\aprocess\x18\x01 \x01(\v2 .cedana.daemon.v1.ProcessDetailsR\aprocess\x121\n" +
 	"\x04runc\x18\x02 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\x12C\n" +
@@ -4392,11 +4462,13 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"containerd\x18\x06 \x01(\v2#.cedana.daemon.v1.ContainerdDetailsR\n" +
 	"containerd\"6\n" +
 	"\vRunResponse\x12'\n" +
-	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"j\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"\xcc\x01\n" +
 	"\rManageRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x123\n" +
-	"\adetails\x18\x03 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\"9\n" +
+	"\adetails\x18\x03 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x1a\n" +
+	"\bupcoming\x18\x04 \x01(\bR\bupcoming\x12D\n" +
+	"\x10upcoming_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fupcomingTimeout\"9\n" +
 	"\x0eManageResponse\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"\x92\x03\n" +
 	"\x03Job\x12\x10\n" +
@@ -4708,82 +4780,83 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	3,  // 23: cedana.daemon.v1.RunRequest.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
 	23, // 24: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
 	4,  // 25: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
-	23, // 26: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
-	4,  // 27: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	63, // 28: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	63, // 29: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	24, // 30: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	63, // 31: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 32: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	23, // 33: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
-	23, // 34: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
-	23, // 35: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
-	24, // 36: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
-	24, // 37: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	0,  // 38: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	46, // 39: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
-	63, // 40: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
-	47, // 41: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
-	8,  // 42: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
-	6,  // 43: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
-	5,  // 44: cedana.daemon.v1.PrepareRestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	46, // 45: cedana.daemon.v1.PrepareRestoreResponse.container:type_name -> cedana.daemon.v1.PodContainer
-	4,  // 46: cedana.daemon.v1.Target.details:type_name -> cedana.daemon.v1.Details
-	51, // 47: cedana.daemon.v1.FreezeRequest.target:type_name -> cedana.daemon.v1.Target
-	51, // 48: cedana.daemon.v1.UnfreezeRequest.target:type_name -> cedana.daemon.v1.Target
-	51, // 49: cedana.daemon.v1.QueryRequest.targets:type_name -> cedana.daemon.v1.Target
-	57, // 50: cedana.daemon.v1.Workload.processes:type_name -> cedana.daemon.v1.ProcessInfo
-	58, // 51: cedana.daemon.v1.QueryResponse.workloads:type_name -> cedana.daemon.v1.Workload
-	64, // 52: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	7,  // 53: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	9,  // 54: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	11, // 55: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	15, // 56: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	19, // 57: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	21, // 58: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	25, // 59: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	27, // 60: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	29, // 61: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	31, // 62: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	39, // 63: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	41, // 64: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	43, // 65: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
-	33, // 66: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	35, // 67: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	37, // 68: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	45, // 69: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
-	49, // 70: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
-	52, // 71: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
-	54, // 72: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
-	56, // 73: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
-	60, // 74: cedana.daemon.v1.DaemonService.InspectCheckpoint:input_type -> cedana.daemon.v1.InspectCheckpointRequest
-	8,  // 75: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	10, // 76: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	13, // 77: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	17, // 78: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	20, // 79: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	22, // 80: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	26, // 81: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	28, // 82: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	30, // 83: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	32, // 84: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	40, // 85: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	42, // 86: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	44, // 87: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	34, // 88: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	36, // 89: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	38, // 90: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	48, // 91: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
-	50, // 92: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
-	53, // 93: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
-	55, // 94: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
-	59, // 95: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
-	61, // 96: cedana.daemon.v1.DaemonService.InspectCheckpoint:output_type -> cedana.daemon.v1.InspectCheckpointResponse
-	75, // [75:97] is the sub-list for method output_type
-	53, // [53:75] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	64, // 26: cedana.daemon.v1.ManageRequest.upcoming_timeout:type_name -> google.protobuf.Duration
+	23, // 27: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
+	4,  // 28: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
+	63, // 29: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	63, // 30: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 31: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	63, // 32: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 33: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	23, // 34: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
+	23, // 35: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
+	23, // 36: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
+	24, // 37: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
+	24, // 38: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	0,  // 39: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	46, // 40: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
+	63, // 41: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	47, // 42: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
+	8,  // 43: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
+	6,  // 44: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
+	5,  // 45: cedana.daemon.v1.PrepareRestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	46, // 46: cedana.daemon.v1.PrepareRestoreResponse.container:type_name -> cedana.daemon.v1.PodContainer
+	4,  // 47: cedana.daemon.v1.Target.details:type_name -> cedana.daemon.v1.Details
+	51, // 48: cedana.daemon.v1.FreezeRequest.target:type_name -> cedana.daemon.v1.Target
+	51, // 49: cedana.daemon.v1.UnfreezeRequest.target:type_name -> cedana.daemon.v1.Target
+	51, // 50: cedana.daemon.v1.QueryRequest.targets:type_name -> cedana.daemon.v1.Target
+	57, // 51: cedana.daemon.v1.Workload.processes:type_name -> cedana.daemon.v1.ProcessInfo
+	58, // 52: cedana.daemon.v1.QueryResponse.workloads:type_name -> cedana.daemon.v1.Workload
+	64, // 53: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	7,  // 54: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	9,  // 55: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	11, // 56: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	15, // 57: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	19, // 58: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	21, // 59: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	25, // 60: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	27, // 61: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	29, // 62: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	31, // 63: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	39, // 64: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	41, // 65: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	43, // 66: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	33, // 67: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	35, // 68: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	37, // 69: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	45, // 70: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
+	49, // 71: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
+	52, // 72: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
+	54, // 73: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
+	56, // 74: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
+	60, // 75: cedana.daemon.v1.DaemonService.InspectCheckpoint:input_type -> cedana.daemon.v1.InspectCheckpointRequest
+	8,  // 76: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	10, // 77: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	13, // 78: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	17, // 79: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	20, // 80: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	22, // 81: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	26, // 82: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	28, // 83: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	30, // 84: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	32, // 85: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	40, // 86: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	42, // 87: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	44, // 88: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	34, // 89: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	36, // 90: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	38, // 91: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	48, // 92: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
+	50, // 93: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
+	53, // 94: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
+	55, // 95: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
+	59, // 96: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
+	61, // 97: cedana.daemon.v1.DaemonService.InspectCheckpoint:output_type -> cedana.daemon.v1.InspectCheckpointResponse
+	76, // [76:98] is the sub-list for method output_type
+	54, // [54:76] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
