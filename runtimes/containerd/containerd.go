@@ -13,6 +13,8 @@ package containerd
 
 import (
 	"cmp"
+	"fmt"
+	"strings"
 
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -77,17 +79,25 @@ func (c *RestoreCmd) FillRestore(req *daemonv1.RestoreRequest) error {
 	return nil
 }
 
-// RunCmd is `cedana run containerd <image> [cmd...] --id <id>`.
+// RunCmd is `cedana run containerd [--id <id>] <image> [cmd...]`.
 type RunCmd struct {
-	Image  string   `arg:"" help:"Image to run (it must be in containerd already: no registry is pulled from)."`
-	Args   []string `arg:"" optional:"" passthrough:"" help:"Command to run instead of the image's."`
-	ID     string   `name:"id" required:"" help:"ID of the new container." placeholder:"ID"`
-	Target `embed:""`
+	Image       string   `arg:"" help:"Image to run (it must be in containerd already: no registry is pulled from)."`
+	Args        []string `arg:"" optional:"" passthrough:"" help:"Command to run instead of the image's."`
+	ID          string   `name:"id" help:"ID of the new container (default: the job's ID)." placeholder:"ID"`
+	Env         []string `short:"e" help:"Environment variable for the container, added to the image's (repeatable)." placeholder:"K=V"`
+	Snapshotter string   `help:"Snapshotter of the container's root filesystem (default: containerd's)." placeholder:"NAME"`
+	Target      `embed:""`
 }
 
 // FillRun implements features.RunCommand.
 func (c *RunCmd) FillRun(req *daemonv1.RunRequest) error {
-	req.Containerd = &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image, Args: c.Args}
+	for _, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--env %q is not K=V", kv)
+		}
+	}
+	req.Containerd = &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image, Args: c.Args,
+		Env: c.Env, Snapshotter: c.Snapshotter}
 	return nil
 }
 
