@@ -97,3 +97,39 @@ func TestContainerdCompatManageUpcoming(t *testing.T) {
 	assert.NotEqual(t, 0, r.code, r.String())
 	assert.Contains(t, r.stderr, `no container "rtflags-cd-never" started`)
 }
+
+// TestContainerdCompatCommit: `dump containerd --rootfs-only --image REF` commits the writable
+// layer as an image while the task runs on; `dump containerd --image REF` commits it with the
+// checkpoint, and `restore containerd --image REF` restores onto it.
+func TestContainerdCompatCommit(t *testing.T) {
+	c := needContainerd(t, "default")
+	d := startDaemon(t, cedanaBin)
+	at := "--containerd-address=" + c.address
+	pid := ctrRun(t, c, "default", "rtflags-cd-commit", `echo committed >/etc/rtflags-marker; `+countScript)
+
+	r := d.cli("dump", "containerd", "--rootfs-only", "--image", "docker.io/library/rtflags-commit:live", at, "rtflags-cd-commit")
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, pid, c.taskPID("default", "rtflags-cd-commit"), "--rootfs-only left the task running")
+	counter := containerCounter(pid)
+	requireCounting(t, counter, readCounter(counter))
+	out, err := c.ctr("default", "run", "--rm", "docker.io/library/rtflags-commit:live", "rtflags-cd-check", "cat", "/etc/rtflags-marker")
+	require.NoError(t, err, out)
+	assert.Equal(t, "committed\n", out)
+
+	ck := filepath.Join(t.TempDir(), "ck")
+	count := readCounter(counter)
+	r = d.cli("dump", "containerd", "--image", "docker.io/library/rtflags-commit:ck", "--dir", filepath.Dir(ck), "--name", filepath.Base(ck), at, "rtflags-cd-commit")
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	t.Cleanup(func() { removeContainer(c, "default", "rtflags-cd-restored") })
+	r = d.cli("restore", "containerd", "--path", ck, "--id", "rtflags-cd-restored", "--image", "docker.io/library/rtflags-commit:ck", at)
+	require.Equal(t, 0, r.code, r.String())
+	restored := c.taskPID("default", "rtflags-cd-restored")
+	require.Positive(t, restored)
+	require.Eventually(t, func() bool { return readCounter(containerCounter(restored)) > count }, 10*time.Second, 20*time.Millisecond,
+		"the restored container does not count on from %d", count)
+
+	r = d.cli("dump", "containerd", "--rootfs-only", at, "rtflags-cd-restored")
+	assert.NotEqual(t, 0, r.code, r.String())
+	assert.Contains(t, r.stderr, "--image REF")
+}

@@ -13,6 +13,7 @@ package containerd
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -42,14 +43,29 @@ type Target struct {
 
 // DumpCmd is `cedana dump containerd <id>`.
 type DumpCmd struct {
-	ID     string `arg:"" name:"id" help:"ID of the container with a running task to checkpoint."`
-	Rootfs bool   `help:"Also store the container's writable-layer changes, for a restore onto a fresh snapshot."`
-	Target `embed:""`
+	ID         string `arg:"" name:"id" help:"ID of the container with a running task to checkpoint."`
+	Rootfs     bool   `help:"Also store the container's writable-layer changes, for a restore onto a fresh snapshot."`
+	Image      string `help:"Also commit the container's writable layer as this image in containerd (for restore --image)." placeholder:"REF"`
+	RootfsOnly bool   `name:"rootfs-only" help:"Only commit the writable layer (--image): no CRIU dump, the container runs on."`
+	Target     `embed:""`
 }
 
 // FillDump implements features.DumpCommand.
 func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
-	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Rootfs: c.Rootfs}}
+	if c.RootfsOnly && c.Image == "" {
+		return errors.New("--rootfs-only commits the container's writable layer as an image: give it a name with --image REF")
+	}
+	if c.RootfsOnly && c.Rootfs {
+		return errors.New("--rootfs-only makes no checkpoint to store --rootfs in: drop --rootfs")
+	}
+	if c.RootfsOnly {
+		if req.Criu == nil {
+			req.Criu = &daemonv1.CriuOptions{}
+		}
+		req.Criu.LeaveRunning = true // the container is not checkpointed: it runs on
+	}
+	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Rootfs: c.Rootfs,
+		CommitImage: c.Image, RootfsOnly: c.RootfsOnly}}
 	return nil
 }
 

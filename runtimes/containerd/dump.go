@@ -86,6 +86,15 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 		if err := writeJSON(st.ImageDir, ContainerFile, record); err != nil {
 			return false, err
 		}
+		if d.RootfsOnly {
+			return commitRunning(nsCtx, c, task, record, d, resp)
+		}
+		if d.CommitImage != "" {
+			st.DumpFrozen = append(st.DumpFrozen, func() error {
+				_, err := commitImage(nsCtx, c, record, d.Id, d.CommitImage)
+				return err
+			})
+		}
 		if d.Rootfs {
 			// Found before the dump, stored while CRIU holds the task frozen: consistent with
 			// the memory images, and a failure resumes the task instead of losing it.
@@ -114,6 +123,24 @@ func ResolveContainer(next adapters.DumpHandler) adapters.DumpHandler {
 		}
 		return dumped, nil
 	}
+}
+
+// commitRunning is `dump containerd --rootfs-only --image REF`: the container's writable layer
+// becomes image REF while its task is paused, and no CRIU dump is made; the task then runs on.
+// The checkpoint directory keeps what containerd knows of the container.
+func commitRunning(ctx context.Context, c *client.Client, task client.Task, record containerRecord, d *daemonv1.ContainerdDetails, resp *daemonv1.DumpResponse) (adapters.Dumped, error) {
+	if err := task.Pause(ctx); err != nil {
+		return false, fmt.Errorf("pause container %s for the commit: %w", d.Id, err)
+	}
+	_, err := commitImage(ctx, c, record, d.Id, d.CommitImage)
+	if rerr := task.Resume(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+		err = fmt.Errorf("committed, but could not resume container %s: %w", d.Id, rerr)
+	}
+	if err != nil {
+		return false, err
+	}
+	adapters.RecordTree(resp.Checkpoint, int(task.Pid()))
+	return true, nil
 }
 
 // deleteStoppedTask waits, up to 10 s, for the shim to report the task's end (CRIU killed it)

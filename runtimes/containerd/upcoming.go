@@ -2,7 +2,6 @@ package containerd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,9 +17,10 @@ import (
 // containerd --upcoming`. It subscribes to containerd's task-start events before it looks, so
 // that a task started in between is not missed, and returns the task.
 func waitStarted(nsCtx context.Context, c *client.Client, d *daemonv1.ContainerdDetails, timeout time.Duration) (client.Task, error) {
-	parent := nsCtx
-	nsCtx, cancel := context.WithTimeout(nsCtx, timeout)
+	nsCtx, cancel := context.WithCancel(nsCtx)
 	defer cancel()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	events, errc := c.Subscribe(nsCtx, fmt.Sprintf(`topic=="/tasks/start",namespace==%q`, d.Namespace))
 	for {
 		if ctr, err := c.LoadContainer(nsCtx, d.Id); err == nil {
@@ -35,12 +35,11 @@ func waitStarted(nsCtx context.Context, c *client.Client, d *daemonv1.Containerd
 					continue
 				}
 			}
+		case <-deadline.C:
+			return nil, errs.Timeout("no container %q started in containerd namespace %q within %s: start it, or raise --upcoming-timeout", d.Id, d.Namespace, timeout)
 		case err := <-errc:
-			if errors.Is(nsCtx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
-				return nil, errs.Timeout("no container %q started in containerd namespace %q within %s: start it, or raise --upcoming-timeout", d.Id, d.Namespace, timeout)
-			}
-			if parent.Err() != nil {
-				return nil, parent.Err()
+			if nsCtx.Err() != nil {
+				return nil, nsCtx.Err()
 			}
 			return nil, fmt.Errorf("containerd's events: %w", err)
 		}
