@@ -70,8 +70,8 @@ func TestGrammar(t *testing.T) {
 		},
 		{name: "k8s destroy help", args: []string{"k8s", "destroy", "--help"}, stdout: []string{"byte for byte", "--containerd-config"}},
 		{
-			name: "run without a --no-server mode", args: []string{"run", "runc", "--no-server", "--id", "c", "--bundle", "/nonexistent"}, code: 1,
-			stderr: []string{"the runc runtime has no --no-server mode", "drop --no-server"},
+			name: "run without a --no-server mode", args: []string{"run", "containerd", "--no-server", "--id", "c", "img"}, code: 1,
+			stderr: []string{"the containerd runtime has no --no-server mode", "drop --no-server"},
 		},
 		{
 			name: "restore without a --no-server mode", args: []string{"restore", "containerd", "--no-server", "--path", "/nonexistent"}, code: 1,

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os/exec"
@@ -184,3 +185,45 @@ func TestValidateJID(t *testing.T) {
 		})
 	}
 }
+
+// TestAdoptWaiting: the exit code wait returns is the job's; a failed wait leaves it unknown; a
+// workload that ended before it was recorded is still recorded, then halted.
+func TestAdoptWaiting(t *testing.T) {
+	tests := []struct {
+		name  string
+		alive bool
+		code  int
+		err   error
+		want  *int
+	}{
+		{name: "exit code known", alive: true, code: 3, want: ptr(3)},
+		{name: "killed", alive: true, code: 137, want: ptr(137)},
+		{name: "wait failed", alive: true, err: errors.New("containerd went away")},
+		{name: "ended before it was recorded", code: 0, want: ptr(0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newManager(t)
+			pid := 1 << 22 // no such process
+			release := make(chan struct{})
+			if tt.alive {
+				cmd := exec.Command("sleep", "30")
+				require.NoError(t, cmd.Start())
+				t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+				pid = cmd.Process.Pid
+			}
+			job, err := m.AdoptWaiting(context.Background(), "runc", "w", pid, nil, "", func() (int, error) {
+				<-release
+				return tt.code, tt.err
+			})
+			require.NoError(t, err)
+			assert.Equal(t, store.JobRunning, job.Status)
+			assert.Equal(t, pid, job.PID)
+			close(release)
+			halted := waitStatus(t, m, "w", store.JobHalted)
+			assert.Equal(t, tt.want, halted.ExitCode)
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

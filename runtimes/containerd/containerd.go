@@ -64,8 +64,10 @@ func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
 		}
 		req.Criu.LeaveRunning = true // the container is not checkpointed: it runs on
 	}
-	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Rootfs: c.Rootfs,
-		CommitImage: c.Image, RootfsOnly: c.RootfsOnly}}
+	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{
+		Id: c.ID, Namespace: c.Namespace, Address: c.Address, Rootfs: c.Rootfs,
+		CommitImage: c.Image, RootfsOnly: c.RootfsOnly,
+	}}
 	return nil
 }
 

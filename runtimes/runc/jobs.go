@@ -60,8 +60,10 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	}
 	defer os.RemoveAll(dir)
 	pidFile := filepath.Join(dir, "pid")
-	runc, err := runcshared.Invocation{Root: d.Root, Stdout: out,
-		Args: []string{"run", "--bundle", d.Bundle, "--pid-file", pidFile, d.Id}}.Start()
+	runc, err := runcshared.Invocation{
+		Root: d.Root, Stdout: out,
+		Args: []string{"run", "--bundle", d.Bundle, "--pid-file", pidFile, d.Id},
+	}.Start()
 	if err != nil {
 		return store.Job{}, err
 	}

@@ -92,3 +92,30 @@ func TestRequireDumpable(t *testing.T) {
 	}
 	assert.Error(t, (&Container{id: "a", status: libcontainer.Paused}).RequireRunning(), "RequireRunning is unchanged")
 }
+
+func TestReadPIDFile(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          int
+		wantErr       bool
+	}{
+		{name: "runc's format", content: "1234", want: 1234},
+		{name: "with a newline", content: "42\n", want: 42},
+		{name: "empty", content: "", wantErr: true},
+		{name: "not a number", content: "abc", wantErr: true},
+		{name: "zero", content: "0", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "pid")
+			require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o644))
+			got, err := readPIDFile(path)
+			if tt.wantErr {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
