@@ -207,11 +207,8 @@ func (m *Manager) Adopt(ctx context.Context, typ, jid string, pid int, details [
 		return store.Job{}, fmt.Errorf("read process %d: %w", pid, err)
 	}
 	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: st.StartTime}
-	if err := m.store.CreateJob(ctx, job); err != nil {
-		if errdefs.IsAlreadyExists(err) {
-			return store.Job{}, errs.Reword(err, "job %s already exists: choose another --jid or delete it", jid)
-		}
-		return store.Job{}, fmt.Errorf("record job %s: %w", jid, err)
+	if err := m.create(ctx, job); err != nil {
+		return store.Job{}, err
 	}
 	m.watchForeign(jid, pid, st.StartTime)
 	return m.store.GetJob(ctx, jid)
@@ -230,11 +227,8 @@ func (m *Manager) AdoptWaiting(ctx context.Context, typ, jid string, pid int, de
 		start = st.StartTime
 	}
 	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: start}
-	if err := m.store.CreateJob(ctx, job); err != nil {
-		if errdefs.IsAlreadyExists(err) {
-			return store.Job{}, errs.Reword(err, "job %s already exists: choose another --jid or delete it", jid)
-		}
-		return store.Job{}, fmt.Errorf("record job %s: %w", jid, err)
+	if err := m.create(ctx, job); err != nil {
+		return store.Job{}, err
 	}
 	go func() {
 		code, err := wait()
@@ -249,8 +243,16 @@ func (m *Manager) AdoptWaiting(ctx context.Context, typ, jid string, pid int, de
 	return m.store.GetJob(ctx, jid)
 }
 
-// ExitCode is the shell's view of a finished process: its exit status, or 128+signal.
-func ExitCode(state *os.ProcessState) int { return exitCode(state) }
+// create records a new job, or says that its JID is taken.
+func (m *Manager) create(ctx context.Context, job store.Job) error {
+	if err := m.store.CreateJob(ctx, job); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return errs.Reword(err, "job %s already exists: choose another --jid or delete it", job.JID)
+		}
+		return fmt.Errorf("record job %s: %w", job.JID, err)
+	}
+	return nil
+}
 
 // Restored records that job jid runs again as pid and watches it: for its exit code when it is
 // the daemon's child (CRIU restored it so), else until it is gone (a container runtime owns it).

@@ -16,8 +16,10 @@ func TestRunCmdFillRun(t *testing.T) {
 		wantErr string
 		want    *daemonv1.ContainerdDetails
 	}{
-		{name: "separator dropped, env kept", cmd: RunCmd{Image: "img", Args: []string{"--", "sh", "-c", "exit 3"}, Env: []string{"A=1", "B="}, Snapshotter: "native"},
-			want: &daemonv1.ContainerdDetails{Image: "img", Args: []string{"sh", "-c", "exit 3"}, Env: []string{"A=1", "B="}, Snapshotter: "native"}},
+		{
+			name: "separator dropped, env kept", cmd: RunCmd{Image: "img", Args: []string{"--", "sh", "-c", "exit 3"}, Env: []string{"A=1", "B="}, Snapshotter: "native"},
+			want: &daemonv1.ContainerdDetails{Image: "img", Args: []string{"sh", "-c", "exit 3"}, Env: []string{"A=1", "B="}, Snapshotter: "native"},
+		},
 		{name: "no ID: the daemon uses the JID", cmd: RunCmd{Image: "img"}, want: &daemonv1.ContainerdDetails{Image: "img"}},
 		{name: "env without =", cmd: RunCmd{Image: "img", Env: []string{"A"}}, wantErr: `--env "A" is not K=V`},
 		{name: "env without a name", cmd: RunCmd{Image: "img", Env: []string{"=1"}}, wantErr: `--env "=1" is not K=V`},

@@ -34,16 +34,32 @@ type Invocation struct {
 // log file (runc --log), never to the container's stdio. criu started by runc gets the
 // environment our own criu gets (criu.Env).
 func (in Invocation) Run(ctx context.Context) error {
-	bin, err := runcBinary()
+	cmd, logPath, err := in.command(ctx)
 	if err != nil {
 		return err
 	}
+	defer os.Remove(logPath)
+	if err := cmd.Run(); err != nil {
+		if msg := runccli.LastError(logPath); msg != "" {
+			return fmt.Errorf("runc %s: %s", in.Args[0], msg)
+		}
+		return fmt.Errorf("runc %s: %w", in.Args[0], err)
+	}
+	return nil
+}
+
+// command is in's runc, not started, killed when ctx ends, with runc's own messages going to a
+// fresh log file (runc --log) whose path it returns; the caller removes that file.
+func (in Invocation) command(ctx context.Context) (*exec.Cmd, string, error) {
+	bin, err := runcBinary()
+	if err != nil {
+		return nil, "", err
+	}
 	logFile, err := os.CreateTemp("", "cedana-runc-*.log")
 	if err != nil {
-		return fmt.Errorf("create runc's log: %w", err)
+		return nil, "", fmt.Errorf("create runc's log: %w", err)
 	}
 	logFile.Close()
-	defer os.Remove(logFile.Name())
 	args := []string{"--root", in.Root, "--log", logFile.Name(), "--log-format", "json"}
 	if in.CRIU != "" {
 		args = append(args, "--criu", in.CRIU)
@@ -53,13 +69,7 @@ func (in Invocation) Run(ctx context.Context) error {
 	if in.Stdout != nil {
 		cmd.Stdout, cmd.Stderr = in.Stdout, in.Stdout
 	}
-	if err := cmd.Run(); err != nil {
-		if msg := runccli.LastError(logFile.Name()); msg != "" {
-			return fmt.Errorf("runc %s: %s", in.Args[0], msg)
-		}
-		return fmt.Errorf("runc %s: %w", in.Args[0], err)
-	}
-	return nil
+	return cmd, logFile.Name(), nil
 }
 
 // Version is `runc --version`'s first line, with the binary's path.

@@ -32,30 +32,17 @@ type Supervisor struct {
 // so that it outlives the daemon. The container's stdio are in.Stdout (runc copies them through
 // pipes of its own); runc's own messages go to a log that Err reads.
 func (in Invocation) Start() (*Supervisor, error) {
-	bin, err := runcBinary()
+	// Not the request's context: runc outlives the request.
+	cmd, logPath, err := in.command(context.Background())
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := os.CreateTemp("", "cedana-runc-*.log")
-	if err != nil {
-		return nil, fmt.Errorf("create runc's log: %w", err)
-	}
-	logFile.Close()
-	args := []string{"--root", in.Root, "--log", logFile.Name(), "--log-format", "json"}
-	if in.CRIU != "" {
-		args = append(args, "--criu", in.CRIU)
-	}
-	cmd := exec.Command(bin, append(args, in.Args...)...)
-	cmd.Env = criu.Env()
-	if in.Stdout != nil {
-		cmd.Stdout, cmd.Stderr = in.Stdout, in.Stdout
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		os.Remove(logFile.Name())
+		os.Remove(logPath)
 		return nil, fmt.Errorf("start runc %s: %w", in.Args[0], err)
 	}
-	s := &Supervisor{cmd: cmd, log: logFile.Name(), done: make(chan struct{})}
+	s := &Supervisor{cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		s.err = cmd.Wait()
