@@ -65,7 +65,7 @@ func TestContainerdCompatRunFlags(t *testing.T) {
 	require.Equal(t, 0, r.code, r.String())
 	data, err := os.ReadFile(pidFile)
 	require.NoError(t, err)
-	assert.Equal(t, strconv.Itoa(c.taskPID("default", "rtflags-cd-flags"))+"\n", string(data))
+	assert.Equal(t, strconv.Itoa(c.taskPID("default", "rtflags-cd-flags")), strings.TrimSpace(string(data)))
 	info, err := c.ctr("default", "containers", "info", "rtflags-cd-flags")
 	require.NoError(t, err, info)
 	assert.Contains(t, info, `"Snapshotter": "native"`)

@@ -71,7 +71,7 @@ func TestRuncCompatRunFlags(t *testing.T) {
 	assert.Equal(t, "running", e.state("rtflags-flags"))
 	data, err := os.ReadFile(pidFile)
 	require.NoError(t, err)
-	assert.Equal(t, strconv.Itoa(e.pid("rtflags-flags"))+"\n", string(data))
+	assert.Equal(t, strconv.Itoa(e.pid("rtflags-flags")), strings.TrimSpace(string(data)))
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(out); return strings.Contains(string(data), "count 10") },
 		10*time.Second, 50*time.Millisecond, "the container's output did not reach --out")
 
