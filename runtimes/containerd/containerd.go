@@ -114,8 +114,10 @@ func (c *RunCmd) FillRun(req *daemonv1.RunRequest) error {
 			return fmt.Errorf("--env %q is not K=V", kv)
 		}
 	}
-	req.Containerd = &daemonv1.ContainerdDetails{Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image, Args: c.Args,
-		Env: c.Env, Snapshotter: c.Snapshotter}
+	req.Containerd = &daemonv1.ContainerdDetails{
+		Id: c.ID, Namespace: c.Namespace, Address: c.Address, Image: c.Image, Args: c.Args,
+		Env: c.Env, Snapshotter: c.Snapshotter,
+	}
 	return nil
 }
 

@@ -17,7 +17,7 @@ func TestRunCmdFillRun(t *testing.T) {
 		want    *daemonv1.ContainerdDetails
 	}{
 		{
-			name: "separator dropped, env kept", cmd: RunCmd{Image: "img", Args: []string{"--", "sh", "-c", "exit 3"}, Env: []string{"A=1", "B="}, Snapshotter: "native"},
+			name: "args and env kept (the CLI drops the -- separator)", cmd: RunCmd{Image: "img", Args: []string{"sh", "-c", "exit 3"}, Env: []string{"A=1", "B="}, Snapshotter: "native"},
 			want: &daemonv1.ContainerdDetails{Image: "img", Args: []string{"sh", "-c", "exit 3"}, Env: []string{"A=1", "B="}, Snapshotter: "native"},
 		},
 		{name: "no ID: the daemon uses the JID", cmd: RunCmd{Image: "img"}, want: &daemonv1.ContainerdDetails{Image: "img"}},
