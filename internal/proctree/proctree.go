@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/errs"
@@ -75,11 +76,21 @@ func Freeze(ctx context.Context, root, self int) (Result, error) {
 	}
 	res := Result{PIDs: pids32(tree)}
 	if dir, ok := ownCgroup(tree); ok {
+		// The kernel notifies a change of cgroup.events (its "frozen" line) to inotify watchers:
+		// watch it before freezing, so that the change cannot be missed.
+		var changed <-chan fsnotify.Event
+		var failed <-chan error
+		if w, err := fsnotify.NewWatcher(); err == nil {
+			defer w.Close()
+			if w.Add(dir+"/cgroup.events") == nil {
+				changed, failed = w.Events, w.Errors
+			}
+		}
 		if err := os.WriteFile(dir+"/cgroup.freeze", []byte("1"), 0); err != nil {
 			return res, fmt.Errorf("freeze cgroup %s: %w", dir, err)
 		}
 		res.Method, res.Detail = MethodCgroup, dir
-		return res, waitFor(ctx, func() bool { return cgroupFrozen(dir) }, "cgroup "+dir+" to report itself frozen")
+		return res, waitFor(ctx, func() bool { return cgroupFrozen(dir) }, "cgroup "+dir+" to report itself frozen", changed, failed)
 	}
 	for _, pid := range tree {
 		if err := unix.Kill(pid, unix.SIGSTOP); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -87,7 +98,8 @@ func Freeze(ctx context.Context, root, self int) (Result, error) {
 		}
 	}
 	res.Method = MethodSignal
-	return res, waitFor(ctx, func() bool { return allStopped(tree) }, fmt.Sprintf("the processes of tree %d to stop", root))
+	// A process stopping by SIGSTOP notifies only its parent (waitid): look every few ms.
+	return res, waitFor(ctx, func() bool { return allStopped(tree) }, fmt.Sprintf("the processes of tree %d to stop", root), nil, nil)
 }
 
 // Thaw lets the tree rooted at root run again: it thaws its own cgroup if that is frozen and
@@ -198,17 +210,26 @@ func allStopped(tree []int) bool {
 	return true
 }
 
-// waitFor polls cond until it holds, ctx ends or settle passes.
-func waitFor(ctx context.Context, cond func() bool, what string) error {
-	deadline := time.Now().Add(settle)
+// waitFor waits until cond holds, ctx ends or settle passes. It looks again at each event of
+// changed (or error of failed, an overflow among them); without them (nil), every 5 ms.
+func waitFor(ctx context.Context, cond func() bool, what string, changed <-chan fsnotify.Event, failed <-chan error) error {
+	deadline := time.NewTimer(settle)
+	defer deadline.Stop()
+	var tick <-chan time.Time
+	if changed == nil {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
 	for !cond() {
-		if time.Now().After(deadline) {
-			return errs.Precondition("timed out after %s waiting for %s", settle, what)
-		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-deadline.C:
+			return errs.Precondition("timed out after %s waiting for %s", settle, what)
+		case <-changed:
+		case <-failed: //nolint:errcheck // an error (an overflow) is one more reason to look again
+		case <-tick:
 		}
 	}
 	return nil
