@@ -35,6 +35,7 @@ func RestoreChecks() adapters.Middleware[adapters.RestoreHandler] {
 // commonDump are the adapters every dump goes through before the runtime's own.
 func commonDump() adapters.Middleware[adapters.DumpHandler] {
 	return append(DumpChecks(),
+		CommitImage,
 		adapters.PrepareDumpDir,
 		adapters.CompressCheckpoint,
 		adapters.WriteDumpMetadata,

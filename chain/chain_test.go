@@ -148,6 +148,6 @@ func TestChecksTouchNothing(t *testing.T) {
 // TestDeclaredRuntimeIsListed: a runtime cedana does not know of, once declared, is listed after
 // the known ones, for the CLI's subcommands, the features table and the health report.
 func TestDeclaredRuntimeIsListed(t *testing.T) {
-	assert.Equal(t, append(slices.Clone(features.KnownRuntimes), fake), features.Runtimes())
-	assert.Equal(t, append(slices.Clone(features.KnownRuntimes), fake), features.List().KnownRuntimes)
+	assert.Equal(t, append(slices.Clone(features.KnownRuntimes), committer, fake), features.Runtimes())
+	assert.Equal(t, append(slices.Clone(features.KnownRuntimes), committer, fake), features.List().KnownRuntimes)
 }

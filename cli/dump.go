@@ -27,7 +27,7 @@ type DumpCmd struct {
 	LinkRemap      bool     `help:"Checkpoint open files that were deleted, by link-remapping them."`
 	SkipInFlight   bool     `help:"Skip TCP connections still being set up instead of failing."`
 
-	Job JobTargetCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
+	Job DumpJobCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
 	Pod PodCmd       `cmd:"" help:"Checkpoint a Kubernetes pod's containers, frozen together, into one pod checkpoint."`
 
 	kong.Plugins
@@ -41,12 +41,31 @@ type JobTargetCmd struct {
 
 var (
 	_ features.DumpCommand    = (*JobTargetCmd)(nil)
+	_ features.DumpCommand    = (*DumpJobCmd)(nil)
 	_ features.RestoreCommand = (*JobTargetCmd)(nil)
 )
 
 // FillDump implements features.DumpCommand.
 func (c *JobTargetCmd) FillDump(req *daemonv1.DumpRequest) error {
 	req.Type, req.Jid = "", c.JID
+	return nil
+}
+
+// DumpJobCmd is `cedana dump job <jid> [--image REF [--rootfs-only]]`. The daemon refuses the
+// image flags for a job whose runtime cannot commit an image (features.DumpCommit), before it
+// touches the job.
+type DumpJobCmd struct {
+	JobTargetCmd
+	Image      string `help:"Also commit the job's writable layer as this image, if its runtime can (dump-commit in cedana features)." placeholder:"REF"`
+	RootfsOnly bool   `name:"rootfs-only" help:"Only commit the writable layer (--image): no CRIU dump, the job runs on, no checkpoint of the job."`
+}
+
+// FillDump implements features.DumpCommand.
+func (c *DumpJobCmd) FillDump(req *daemonv1.DumpRequest) error {
+	if err := c.JobTargetCmd.FillDump(req); err != nil {
+		return err
+	}
+	req.Image, req.RootfsOnly = c.Image, c.RootfsOnly
 	return nil
 }
 

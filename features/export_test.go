@@ -28,6 +28,7 @@ func NewTestTables() *TestTables {
 		podDump:           New[PodDumper]("pod-dump-handler", ""),
 		podRestore:        New[PodPreparer]("pod-restore", ""),
 		selfTest:          New[SelfTester]("self-test", ""),
+		dumpCommit:        New[Committer]("dump-commit", ""),
 	}}
 }
 
@@ -40,7 +41,7 @@ func (tt *TestTables) Provides(runtime string) []string {
 	for _, f := range []Described{
 		tt.t.dumpCmd, tt.t.restoreCmd, tt.t.runCmd, tt.t.manageCmd, tt.t.runHandler, tt.t.manageHandler,
 		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails, tt.t.podDumpFlags, tt.t.podDump,
-		tt.t.podRestore, tt.t.selfTest,
+		tt.t.podRestore, tt.t.selfTest, tt.t.dumpCommit,
 	} {
 		if f.IsAvailable(runtime) {
 			names = append(names, f.Name())

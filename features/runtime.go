@@ -68,6 +68,9 @@ type Dump struct {
 	Middleware adapters.Middleware[adapters.DumpHandler]
 	// Handler performs the dump at the end of the chain (usually adapters.DumpWithCRIU).
 	Handler adapters.DumpHandler
+	// Commit takes a request's image and rootfs_only into the runtime's details (optional: a
+	// runtime without it refuses them).
+	Commit Committer
 }
 
 // Restore is a runtime's restore: its subcommand, middleware and handler.
@@ -141,6 +144,7 @@ type tables struct {
 	freezeHandler                          *Feature[Freezer]
 	queryHandler                           *Feature[Querier]
 	selfTest                               *Feature[SelfTester]
+	dumpCommit                             *Feature[Committer]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -154,7 +158,7 @@ var registry = tables{
 	podRestore: PodRestore,
 	freezeCmd:  FreezeCmd, unfreezeCmd: UnfreezeCmd, freezeHandler: FreezeHandler,
 	queryCmd: QueryCmd, queryHandler: QueryHandler,
-	selfTest: SelfTest,
+	selfTest: SelfTest, dumpCommit: DumpCommit,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -183,6 +187,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.queryCmd, rt.Name, rt.Query.Command, rt.Query.Handler != nil)
 	registerIf(t.queryHandler, rt.Name, rt.Query.Handler, rt.Query.Handler != nil)
 	registerIf(t.selfTest, rt.Name, rt.SelfTest, rt.SelfTest != nil)
+	registerIf(t.dumpCommit, rt.Name, rt.Dump.Commit, rt.Dump.Commit != nil)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}

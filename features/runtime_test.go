@@ -56,6 +56,7 @@ func complete(name string) features.Runtime {
 			Command:    sub(),
 			Middleware: adapters.Middleware[adapters.DumpHandler]{adapters.TimeDump},
 			Handler:    withcriu.Dump,
+			Commit:     func(*daemonv1.DumpRequest) error { return nil },
 		},
 		Restore: features.Restore{
 			Command:    sub(),
@@ -88,7 +89,7 @@ func TestRegisterComplete(t *testing.T) {
 	assert.Equal(t, []string{
 		"dump-cmd", "restore-cmd", "run-cmd", "manage-cmd", "run-handler", "manage-handler",
 		"dump-middleware", "dump-handler", "restore-middleware", "restore-handler", "health-check", "no-server", "job-details",
-		"pod-dump-flags", "pod-dump-handler", "pod-restore", "self-test",
+		"pod-dump-flags", "pod-dump-handler", "pod-restore", "self-test", "dump-commit",
 	},
 		table.Provides("test"))
 	_, ok := table.Helper("test-helper")

@@ -94,13 +94,19 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 	resp := &daemonv1.DumpResponse{}
 	st := adapters.State{Log: s.log.With("op", "dump", "type", req.Type), Progress: s.progress.start(req.OperationId)}
 	defer s.progress.finish(req.OperationId, st.Progress)
-	journal := newDumpJournal(ctx, s.jobs.Store(), st.Log, req.Jid)
+	// A commit alone (rootfs_only) is no checkpoint of the job's state: it is listed, but
+	// `restore job` goes on restoring the job's latest CRIU checkpoint.
+	catalogJID := req.Jid
+	if req.RootfsOnly {
+		catalogJID = ""
+	}
+	journal := newDumpJournal(ctx, s.jobs.Store(), st.Log, catalogJID)
 	st.Journal = journal
 	if _, err := dump(ctx, s.env, st, req, resp); err != nil {
 		journal.forget()
 		return nil, err
 	}
-	if err := s.recordCheckpoint(ctx, journal.id, req.Jid, resp); err != nil {
+	if err := s.recordCheckpoint(ctx, journal.id, catalogJID, resp); err != nil {
 		// The checkpoint on disk is complete; only the catalog entry is missing.
 		st.Log.Error("checkpoint written but not recorded", "path", resp.Path, "error", err)
 		return nil, err

@@ -13,10 +13,10 @@ package containerd
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
@@ -46,28 +46,41 @@ type DumpCmd struct {
 	ID         string `arg:"" name:"id" help:"ID of the container with a running task to checkpoint."`
 	Rootfs     bool   `help:"Also store the container's writable-layer changes, for a restore onto a fresh snapshot."`
 	Image      string `help:"Also commit the container's writable layer as this image in containerd (for restore --image)." placeholder:"REF"`
-	RootfsOnly bool   `name:"rootfs-only" help:"Only commit the writable layer (--image): no CRIU dump, the container runs on."`
+	RootfsOnly bool   `name:"rootfs-only" help:"Only commit the writable layer (--image): no CRIU dump, the container runs on, no job's checkpoint."`
 	Target     `embed:""`
 }
 
-// FillDump implements features.DumpCommand.
+// FillDump implements features.DumpCommand. --image and --rootfs-only go into the request's
+// runtime-neutral fields, as for `dump job --image`: Commit takes both into the details.
 func (c *DumpCmd) FillDump(req *daemonv1.DumpRequest) error {
-	if c.RootfsOnly && c.Image == "" {
-		return errors.New("--rootfs-only commits the container's writable layer as an image: give it a name with --image REF")
+	req.Image, req.RootfsOnly = c.Image, c.RootfsOnly
+	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{
+		Id: c.ID, Namespace: c.Namespace, Address: c.Address, Rootfs: c.Rootfs,
+	}}
+	return nil
+}
+
+// Commit implements features.Committer: the request's image becomes the container's commit_image
+// and rootfs_only its rootfs_only, with the task left running (no CRIU dump stops it).
+func Commit(req *daemonv1.DumpRequest) error {
+	if req.Details == nil {
+		req.Details = &daemonv1.Details{}
 	}
-	if c.RootfsOnly && c.Rootfs {
-		return errors.New("--rootfs-only makes no checkpoint to store --rootfs in: drop --rootfs")
+	d := req.Details.Containerd
+	if d == nil {
+		d = &daemonv1.ContainerdDetails{}
+		req.Details.Containerd = d
 	}
-	if c.RootfsOnly {
+	if req.RootfsOnly && d.Rootfs {
+		return errs.Invalid("--rootfs-only makes no checkpoint to store --rootfs in: drop --rootfs")
+	}
+	d.CommitImage, d.RootfsOnly = req.Image, req.RootfsOnly
+	if req.RootfsOnly {
 		if req.Criu == nil {
 			req.Criu = &daemonv1.CriuOptions{}
 		}
 		req.Criu.LeaveRunning = true // the container is not checkpointed: it runs on
 	}
-	req.Details = &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{
-		Id: c.ID, Namespace: c.Namespace, Address: c.Address, Rootfs: c.Rootfs,
-		CommitImage: c.Image, RootfsOnly: c.RootfsOnly,
-	}}
 	return nil
 }
 
@@ -159,6 +172,7 @@ func init() {
 			Command:    features.Subcommand(Name, "Checkpoint a containerd container's running task.", &DumpCmd{}),
 			Middleware: DumpMiddleware,
 			Handler:    dumpHandler,
+			Commit:     Commit,
 		},
 		Restore: features.Restore{
 			Command:    features.Subcommand(Name, "Restore a checkpoint (--path) as a containerd container and task.", &RestoreCmd{}),

@@ -38,7 +38,7 @@ func TestRunCmdFillRun(t *testing.T) {
 	}
 }
 
-func TestDumpCmdFillDump(t *testing.T) {
+func TestDumpCmdFillDumpAndCommit(t *testing.T) {
 	tests := []struct {
 		name        string
 		cmd         DumpCmd
@@ -47,15 +47,18 @@ func TestDumpCmdFillDump(t *testing.T) {
 		wantCommit  string
 		wantRootfsO bool
 	}{
+		{name: "no image: nothing to commit", cmd: DumpCmd{ID: "c"}},
 		{name: "image with a checkpoint", cmd: DumpCmd{ID: "c", Image: "ref"}, wantCommit: "ref"},
 		{name: "rootfs only leaves the container running", cmd: DumpCmd{ID: "c", Image: "ref", RootfsOnly: true}, wantLeave: true, wantCommit: "ref", wantRootfsO: true},
-		{name: "rootfs only needs an image", cmd: DumpCmd{ID: "c", RootfsOnly: true}, wantErr: "--image REF"},
 		{name: "rootfs only has no checkpoint for --rootfs", cmd: DumpCmd{ID: "c", Image: "ref", RootfsOnly: true, Rootfs: true}, wantErr: "drop --rootfs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := &daemonv1.DumpRequest{Criu: &daemonv1.CriuOptions{}}
-			err := tt.cmd.FillDump(req)
+			require.NoError(t, tt.cmd.FillDump(req))
+			assert.Equal(t, tt.cmd.Image, req.Image)
+			assert.Equal(t, tt.cmd.RootfsOnly, req.RootfsOnly)
+			err := Commit(req)
 			if tt.wantErr != "" {
 				assert.ErrorContains(t, err, tt.wantErr)
 				return
@@ -66,4 +69,19 @@ func TestDumpCmdFillDump(t *testing.T) {
 			assert.Equal(t, tt.wantRootfsO, req.Details.Containerd.RootfsOnly)
 		})
 	}
+}
+
+// TestCommitJobDetails: a `dump job --image` request carries the job's details and no CRIU
+// options of its own yet; Commit adds to them without losing the container.
+func TestCommitJobDetails(t *testing.T) {
+	req := &daemonv1.DumpRequest{Image: "ref", RootfsOnly: true, Details: &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: "job", Namespace: "ns"}}}
+	require.NoError(t, Commit(req))
+	assert.Equal(t, "job", req.Details.Containerd.Id)
+	assert.Equal(t, "ns", req.Details.Containerd.Namespace)
+	assert.Equal(t, "ref", req.Details.Containerd.CommitImage)
+	assert.True(t, req.Criu.LeaveRunning)
+
+	req = &daemonv1.DumpRequest{Image: "ref"}
+	require.NoError(t, Commit(req))
+	assert.Equal(t, "ref", req.Details.Containerd.CommitImage)
 }

@@ -740,7 +740,13 @@ type DumpRequest struct {
 	// defaults to the daemon's checkpoint.compression.
 	Compression string `protobuf:"bytes,7,opt,name=compression,proto3" json:"compression,omitempty"`
 	// A client-chosen ID under which WatchProgress reports this dump's progress.
-	OperationId   string `protobuf:"bytes,8,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	OperationId string `protobuf:"bytes,8,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// Also commit the workload's writable layer as this image, for runtimes with the dump-commit
+	// feature (`cedana features`); refused for the others before anything is frozen.
+	Image string `protobuf:"bytes,9,opt,name=image,proto3" json:"image,omitempty"`
+	// Only commit the writable layer (image): no CRIU dump, the workload runs on, and the entry
+	// recorded in the catalog belongs to no job.
+	RootfsOnly    bool `protobuf:"varint,10,opt,name=rootfs_only,json=rootfsOnly,proto3" json:"rootfs_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,6 +835,20 @@ func (x *DumpRequest) GetOperationId() string {
 		return x.OperationId
 	}
 	return ""
+}
+
+func (x *DumpRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *DumpRequest) GetRootfsOnly() bool {
+	if x != nil {
+		return x.RootfsOnly
+	}
+	return false
 }
 
 // DumpResponse describes the checkpoint that was written.
@@ -4382,7 +4402,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x05notes\x18\x06 \x03(\tR\x05notes\x1aT\n" +
 	"\vPhasesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\x86\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"\xbd\x02\n" +
 	"\vDumpRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x12\n" +
@@ -4391,7 +4411,11 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\adetails\x18\x05 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
 	"\x03jid\x18\x06 \x01(\tR\x03jid\x12 \n" +
 	"\vcompression\x18\a \x01(\tR\vcompression\x12!\n" +
-	"\foperation_id\x18\b \x01(\tR\voperationId\"\xb4\x01\n" +
+	"\foperation_id\x18\b \x01(\tR\voperationId\x12\x14\n" +
+	"\x05image\x18\t \x01(\tR\x05image\x12\x1f\n" +
+	"\vrootfs_only\x18\n" +
+	" \x01(\bR\n" +
+	"rootfsOnly\"\xb4\x01\n" +
 	"\fDumpResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12<\n" +
 	"\n" +

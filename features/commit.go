@@ -1,0 +1,12 @@
+package features
+
+import daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+
+// Committer takes a dump request's runtime-neutral commit fields (image, rootfs_only: `dump
+// --image REF [--rootfs-only]`, `dump job J --image REF`) into the runtime's own details, and
+// refuses combinations the runtime cannot do. It runs before anything of the workload is touched.
+type Committer func(req *daemonv1.DumpRequest) error
+
+// DumpCommit is each runtime's Committer: the runtimes whose dumps can commit the workload's
+// writable layer as an image. A dump that asks for an image of another runtime is refused.
+var DumpCommit = New[Committer]("dump-commit", "`dump --image REF [--rootfs-only]`: commit the writable layer as an image")
