@@ -28,7 +28,7 @@ type DumpCmd struct {
 	SkipInFlight   bool     `help:"Skip TCP connections still being set up instead of failing."`
 
 	Job DumpJobCmd `cmd:"" help:"Checkpoint a managed job and record the checkpoint against it."`
-	Pod PodCmd       `cmd:"" help:"Checkpoint a Kubernetes pod's containers, frozen together, into one pod checkpoint."`
+	Pod PodCmd     `cmd:"" help:"Checkpoint a Kubernetes pod's containers, frozen together, into one pod checkpoint."`
 
 	kong.Plugins
 }
