@@ -100,7 +100,7 @@ func writeJobPIDFile(path string, pid int) error {
 		return nil
 	}
 	if err := writeFileAtomic(path, []byte(strconv.Itoa(pid)+"\n")); err != nil {
-		return fmt.Errorf("started PID %d, but cannot write --pid-file %s: %w", pid, path, err)
+		return fmt.Errorf("job PID %d, but cannot write --pid-file %s: %w", pid, path, err)
 	}
 	return nil
 }
@@ -131,6 +131,7 @@ type ManageCmd struct {
 	JID             string        `name:"jid" help:"Job ID (default: generated)." placeholder:"JID"`
 	Upcoming        bool          `help:"Wait for a container of this ID to appear, then adopt it (containers only)."`
 	UpcomingTimeout time.Duration `name:"upcoming-timeout" help:"How long --upcoming waits." default:"1m" placeholder:"DURATION"`
+	PIDFile         string        `name:"pid-file" help:"Write the adopted workload's PID to this file." type:"path" placeholder:"FILE"`
 
 	kong.Plugins
 }
@@ -150,6 +151,9 @@ func (c *ManageCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env
 	}
 	resp, err := client.Manage(ctx, req)
 	if err != nil {
+		return err
+	}
+	if err := writeJobPIDFile(c.PIDFile, int(resp.Job.Pid)); err != nil {
 		return err
 	}
 	return printResult(env, g, resp.Job, "Managing PID %d as job %s\n", resp.Job.Pid, resp.Job.Jid)

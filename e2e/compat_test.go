@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -85,7 +86,10 @@ func TestParseCompat(t *testing.T) {
 // binary, against one daemon. Each line gets, when it names them: $PID, a counting process tree
 // of its own (killed afterwards); $DIR, an empty scratch directory; $S3, an s3:// prefix on a real
 // S3 server the daemon is configured for; $BUNDLE, $RUNC_ROOT and $CID, a runc bundle (busybox,
-// counting), a private runc root and a container ID; $JID, a job ID of its own.
+// counting), a private runc root and a container ID; $JID, a job ID of its own. A line that names
+// containerd (or ctr) runs against the shared containerd, which CONTAINERD_ADDRESS names for cedana
+// and ctr alike, with $CTRD_ADDR, $NS (its namespace), $IMAGE (busybox) and $CTR_ID (a container
+// ID of its own); its containers are removed afterwards.
 func TestCedanaCompat(t *testing.T) {
 	requireE2E(t)
 	lines, err := parseCompat(compatFile)
@@ -101,10 +105,12 @@ func TestCedanaCompat(t *testing.T) {
 	binDir := t.TempDir()
 	require.NoError(t, os.Symlink(cedanaBin, filepath.Join(binDir, "cedana")))
 	t.Cleanup(func() { killJobs(t, d) })
+	var removals sync.WaitGroup
+	t.Cleanup(removals.Wait)
 
 	for _, l := range lines {
 		t.Run(fmt.Sprintf("line %d", l.n), func(t *testing.T) {
-			env := append(slices.Clone(d.env), "PATH="+binDir+":"+os.Getenv("PATH"), "DIR="+t.TempDir(), "JID=compat-"+strconv.Itoa(l.n))
+			env := append(slices.Clone(d.env), "DIR="+t.TempDir(), "JID=compat-"+strconv.Itoa(l.n))
 			if names(l.command, "$PID") {
 				env = append(env, "PID="+strconv.Itoa(startCounter(t, false).pid))
 			}
@@ -115,8 +121,12 @@ func TestCedanaCompat(t *testing.T) {
 				e := newRuncEnv(t)
 				env = append(env, "BUNDLE="+e.bundle, "RUNC_ROOT="+e.root, "CID=compat-"+strconv.Itoa(l.n))
 			}
+			if usesContainerd(l.command) {
+				t.Parallel()
+				env = append(env, containerdLineEnv(t, &removals, l.n)...)
+			}
 			cmd := exec.Command("bash", "-c", l.command)
-			cmd.Env = env
+			cmd.Env = append(env, "PATH="+binDir+":"+containerdBin+":"+os.Getenv("PATH"))
 			out, err := cmd.CombinedOutput()
 			code := 0
 			if exitErr := (*exec.ExitError)(nil); err != nil {
@@ -126,6 +136,39 @@ func TestCedanaCompat(t *testing.T) {
 			assert.Equal(t, l.code, code, "%s:%d: %s\n%s", compatFile, l.n, l.command, out)
 			assert.Contains(t, string(out), l.expect, "%s:%d: %s", compatFile, l.n, l.command)
 		})
+	}
+}
+
+// usesContainerd tells whether command runs cedana's containerd commands or ctr.
+func usesContainerd(command string) bool {
+	return strings.Contains(command, "containerd") || strings.Contains(command, "ctr ") ||
+		names(command, "$CTRD_ADDR", "$NS", "$IMAGE", "$CTR_ID")
+}
+
+// containerdLineEnv is the environment of compatFile's line n that uses containerd: the shared
+// containerd (for cedana and ctr, which read CONTAINERD_ADDRESS and CONTAINERD_NAMESPACE), ctr on
+// PATH and the line's own container ID. The line's containers (ccd-<n>*, and the job's, named
+// after $JID) are removed when it ends.
+func containerdLineEnv(t *testing.T, removals *sync.WaitGroup, n int) []string {
+	const ns = "default"
+	c := needContainerd(t, ns)
+	id, jid := "ccd-"+strconv.Itoa(n), "compat-"+strconv.Itoa(n)
+	// The removal (a second or so) overlaps the next lines; the test waits for it at its end.
+	t.Cleanup(func() {
+		removals.Add(1)
+		go func() {
+			defer removals.Done()
+			out, _ := c.ctr(ns, "containers", "ls", "-q")
+			for _, name := range strings.Fields(out) {
+				if strings.HasPrefix(name, id) || name == jid {
+					removeContainer(c, ns, name)
+				}
+			}
+		}()
+	})
+	return []string{
+		"CONTAINERD_ADDRESS=" + c.address, "CONTAINERD_NAMESPACE=" + ns, "CTRD_ADDR=" + c.address, "NS=" + ns,
+		"IMAGE=" + testImage, "CTR_ID=" + id,
 	}
 }
 

@@ -37,8 +37,8 @@ const (
 
 // Target are the flags that find a containerd.
 type Target struct {
-	Namespace string `short:"n" help:"containerd namespace (k8s.io for Kubernetes' containers)." default:"default" placeholder:"NS"`
-	Address   string `name:"containerd-address" help:"containerd's socket (--address is the cedana daemon's)." default:"/run/containerd/containerd.sock" placeholder:"SOCKET"`
+	Namespace string `short:"n" help:"containerd namespace (k8s.io for Kubernetes' containers)." default:"default" env:"CONTAINERD_NAMESPACE" placeholder:"NS"`
+	Address   string `name:"containerd-address" help:"containerd's socket (--address is the cedana daemon's)." default:"/run/containerd/containerd.sock" env:"CONTAINERD_ADDRESS" placeholder:"SOCKET"`
 }
 
 // DumpCmd is `cedana dump containerd <id>`.
@@ -86,7 +86,7 @@ func Commit(req *daemonv1.DumpRequest) error {
 
 // PodTarget are the flags of `cedana dump pod` that find the containerd whose CRI runs the pod.
 type PodTarget struct {
-	Address      string `name:"containerd-address" help:"containerd's socket (--address is the cedana daemon's)." default:"/run/containerd/containerd.sock" placeholder:"SOCKET"`
+	Address      string `name:"containerd-address" help:"containerd's socket (--address is the cedana daemon's)." default:"/run/containerd/containerd.sock" env:"CONTAINERD_ADDRESS" placeholder:"SOCKET"`
 	CtrNamespace string `name:"containerd-namespace" help:"containerd namespace of the CRI (Kubernetes' containers)." default:"k8s.io" placeholder:"NS"`
 }
 
@@ -100,8 +100,8 @@ func (t *PodTarget) FillDumpPod(req *daemonv1.DumpPodRequest) error {
 type RestoreCmd struct {
 	ID        string `name:"id" help:"ID of the restored container (default: the dumped container's, which must have no task)." placeholder:"ID"`
 	Image     string `help:"Image for the restored container's root filesystem (default: the dumped container's); it must be in containerd already." placeholder:"REF"`
-	Namespace string `short:"n" help:"containerd namespace (default: the dumped container's)." placeholder:"NS"`
-	Address   string `name:"containerd-address" help:"containerd's socket (default: the dumped container's containerd)." placeholder:"SOCKET"`
+	Namespace string `short:"n" help:"containerd namespace (default: the dumped container's)." env:"CONTAINERD_NAMESPACE" placeholder:"NS"`
+	Address   string `name:"containerd-address" help:"containerd's socket (default: the dumped container's containerd)." env:"CONTAINERD_ADDRESS" placeholder:"SOCKET"`
 }
 
 // FillRestore implements features.RestoreCommand.

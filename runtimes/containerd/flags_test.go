@@ -1,7 +1,10 @@
 package containerd
 
 import (
+	"os"
 	"testing"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -84,4 +87,39 @@ func TestCommitJobDetails(t *testing.T) {
 	req = &daemonv1.DumpRequest{Image: "ref"}
 	require.NoError(t, Commit(req))
 	assert.Equal(t, "ref", req.Details.Containerd.CommitImage)
+}
+
+// TestTargetEnv: CONTAINERD_ADDRESS and CONTAINERD_NAMESPACE, which ctr and Cedana read, give the
+// defaults of --containerd-address and -n; the flags win over them.
+func TestTargetEnv(t *testing.T) {
+	tests := []struct {
+		name          string
+		env           map[string]string
+		args          []string
+		wantAddr      string
+		wantNamespace string
+	}{
+		{name: "defaults", args: []string{"c"}, wantAddr: DefaultAddress, wantNamespace: DefaultNamespace},
+		{name: "from the environment", env: map[string]string{"CONTAINERD_ADDRESS": "/x.sock", "CONTAINERD_NAMESPACE": "k8s.io"}, args: []string{"c"}, wantAddr: "/x.sock", wantNamespace: "k8s.io"},
+		{name: "empty in the environment: the daemon's defaults (withDefaults)", env: map[string]string{"CONTAINERD_ADDRESS": "", "CONTAINERD_NAMESPACE": ""}, args: []string{"c"}},
+		{name: "flags win", env: map[string]string{"CONTAINERD_ADDRESS": "/x.sock", "CONTAINERD_NAMESPACE": "k8s.io"}, args: []string{"c", "--containerd-address", "/y.sock", "-n", "ns"}, wantAddr: "/y.sock", wantNamespace: "ns"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"} {
+				t.Setenv(k, "") // restored when the test ends
+				require.NoError(t, os.Unsetenv(k))
+			}
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var cmd ManageCmd
+			parser, err := kong.New(&cmd)
+			require.NoError(t, err)
+			_, err = parser.Parse(tt.args)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantAddr, cmd.Address)
+			assert.Equal(t, tt.wantNamespace, cmd.Namespace)
+		})
+	}
 }
