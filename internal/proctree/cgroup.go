@@ -1,7 +1,6 @@
 package proctree
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,22 +14,29 @@ var v2Mounts = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
 
 // cgroupDir is the directory of pid's cgroup v2, false when it has none or is in the root.
 func cgroupDir(pid int) (string, bool) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return "", false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		rel, ok := strings.CutPrefix(sc.Text(), "0::")
-		if !ok || rel == "/" || rel == "" {
-			continue
+	rel, ok := cgroupV2Path(string(data))
+	if !ok {
+		return "", false
+	}
+	for _, mnt := range v2Mounts {
+		dir := filepath.Join(mnt, rel)
+		if _, err := os.Stat(filepath.Join(dir, "cgroup.freeze")); err == nil {
+			return dir, true
 		}
-		for _, mnt := range v2Mounts {
-			dir := filepath.Join(mnt, rel)
-			if _, err := os.Stat(filepath.Join(dir, "cgroup.freeze")); err == nil {
-				return dir, true
-			}
+	}
+	return "", false
+}
+
+// cgroupV2Path is the cgroup v2 path in the text of /proc/<pid>/cgroup (its "0::" line), false
+// when there is none or it is the root.
+func cgroupV2Path(procCgroup string) (string, bool) {
+	for _, line := range strings.Split(procCgroup, "\n") {
+		if rel, ok := strings.CutPrefix(line, "0::"); ok && rel != "/" && rel != "" {
+			return rel, true
 		}
 	}
 	return "", false
@@ -38,13 +44,16 @@ func cgroupDir(pid int) (string, bool) {
 
 // ownCgroup is the cgroup v2 of tree's root when every process in it (and its descendants) is
 // of the tree, and every process of the tree is in it or below it.
-func ownCgroup(tree []int) (string, bool) {
-	dir, ok := cgroupDir(tree[0])
+func ownCgroup(tree []int) (string, bool) { return ownCgroupOf(tree, cgroupDir) }
+
+// ownCgroupOf is ownCgroup with dirOf telling each process's cgroup directory.
+func ownCgroupOf(tree []int, dirOf func(pid int) (string, bool)) (string, bool) {
+	dir, ok := dirOf(tree[0])
 	if !ok {
 		return "", false
 	}
 	for _, pid := range tree[1:] {
-		if d, ok := cgroupDir(pid); !ok || (d != dir && !strings.HasPrefix(d, dir+"/")) {
+		if d, ok := dirOf(pid); !ok || (d != dir && !strings.HasPrefix(d, dir+"/")) {
 			return "", false
 		}
 	}
