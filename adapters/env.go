@@ -6,6 +6,7 @@ package adapters
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -65,9 +66,28 @@ type State struct {
 	// killed during the dump settles it when it starts again. nil: nothing is recorded
 	// (--no-server).
 	Journal DumpJournal
-	// JobLog is the log of the job a restore brings back, for runtimes that connect their
-	// workload's output themselves (runc); "" outside job restores.
+	// JobLog is the log of the job a restore brings back or starts, for runtimes that connect
+	// their workload's output themselves (runc, containerd); "" outside job restores.
 	JobLog string
+	// Supervise, when set, asks a restore handler to leave the restored workload under a
+	// supervisor of the caller's (a child, such as runc restore in the foreground) that learns its
+	// exit code, and receives how to wait for it. nil: the handler leaves the workload to its
+	// runtime as that runtime's own restore would (runc's --detach).
+	Supervise *Supervision
+}
+
+// Supervision is what a restore's caller (a job's restore, --no-server) and a handler that
+// supervises the restored workload share.
+type Supervision struct {
+	// Stdout receives the workload's stdout and stderr through its supervisor; nil: JobLog, or
+	// else /dev/null. Set by the caller.
+	Stdout *os.File
+	// Wait waits for the workload's end and returns its exit code (128+signal when killed). Set by
+	// a handler that supervises the workload; nil: nobody learns its exit code (a terminal
+	// container, a runtime without a supervisor), watch its PID.
+	Wait func() (int, error)
+	// Signal passes a signal on to the workload through its supervisor; set with Wait.
+	Signal func(os.Signal) error
 }
 
 // DumpJournal records where a dump stands, so that a daemon killed during the dump can settle it

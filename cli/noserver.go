@@ -60,13 +60,26 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 		return noServerMode(req.Type)
 	}
 	log := config.Log{Level: "warn", Format: cfg.Log.Format}.Logger(env.Stderr)
+	sup := &adapters.Supervision{}
+	sup.Stdout, _ = env.Stdout.(*os.File)
+	if req.Log != "" {
+		out, err := os.OpenFile(req.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("open --out: %w", err)
+		}
+		defer out.Close()
+		sup.Stdout = out
+	}
 	resp := &daemonv1.RestoreResponse{}
-	if err := chain.Restore()(ctx, chain.NewEnv(ctx, cfg, log), adapters.State{Log: log}, req, resp); err != nil {
+	if err := chain.Restore()(ctx, chain.NewEnv(ctx, cfg, log), adapters.State{Log: log, Supervise: sup}, req, resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)
 	if err := writePIDFile(pidFile, resp.Pid); err != nil {
 		return err
+	}
+	if sup.Wait != nil {
+		return waitSupervised(ctx, sup)
 	}
 	if !isChild(int(resp.Pid)) {
 		return nil // the runtime's own supervisor keeps it (runc's --detach): nothing to wait for
@@ -76,6 +89,25 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 		return err
 	}
 	return waitFor(ctx, proc)
+}
+
+// waitSupervised waits for a workload its runtime's supervisor (this process's child) reports
+// the end of, passing on SIGINT/SIGTERM (ctx's end) to it, and returns its exit code.
+func waitSupervised(ctx context.Context, sup *adapters.Supervision) error {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = sup.Signal(syscall.SIGTERM)
+		case <-done:
+		}
+	}()
+	code, err := sup.Wait()
+	if err != nil {
+		return err
+	}
+	return exitCode(code)
 }
 
 // isChild reports whether pid is this process's child, which it can wait for.

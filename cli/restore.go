@@ -27,8 +27,10 @@ type RestoreCmd struct {
 	TCPClose       bool     `name:"tcp-close" help:"Close the checkpoint's established TCP connections instead of restoring them (process trees)."`
 	LinkRemap      bool     `help:"Harmless here: files link-remapped at dump time are restored without it."`
 
-	Attach   bool `help:"With restore job: stay attached to the restored job and exit with its exit code."`
-	NoServer bool `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
+	Attach     bool   `help:"Stay attached to the restored job (a new one unless restore job): stream its output, exit with its exit code."`
+	Attachable bool   `help:"Record the restored workload as a new job (cedana attach follows it) and return."`
+	Out        string `help:"File for the restored workload's output; makes it a new job (with --no-server: this command's output)." type:"path" placeholder:"FILE"`
+	NoServer   bool   `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
 
 	Job JobTargetCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID."`
 
@@ -63,15 +65,17 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 	if req.Path == "" && req.Jid == "" {
 		return errors.New("no checkpoint to restore: pass --path <checkpoint directory>")
 	}
-	if c.Attach && req.Jid == "" {
-		return errors.New("--attach works with `cedana restore job <jid>`: only a job's output is recorded")
+	if req.Jid != "" && c.Out != "" {
+		return errors.New("--out: a restored job writes to its own log (cedana job inspect shows it): drop --out")
 	}
+	req.Log = c.Out
 	if c.NoServer {
-		if req.Jid != "" {
-			return errors.New("--no-server restores a checkpoint by --path; jobs are the daemon's")
+		if req.Jid != "" || c.Attachable {
+			return errors.New("--no-server restores a checkpoint by --path, in this process; jobs are the daemon's")
 		}
 		return restoreInProcess(ctx, cfg, env, req, c.PIDFile)
 	}
+	req.NewJob = req.Jid == "" && (c.Attach || c.Attachable || c.Out != "")
 	resp, err := callWatched(ctx, g, env, client, func(id string) (*daemonv1.RestoreResponse, error) {
 		req.OperationId = id
 		return client.Restore(ctx, req)
@@ -83,10 +87,14 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 		return err
 	}
 	if c.Attach {
-		fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)
-		return attach(ctx, env, client, req.Jid, false)
+		fmt.Fprintf(env.Stderr, "Restored, PID: %d (job %s)\n", resp.Pid, resp.Jid)
+		return attach(ctx, env, client, resp.Jid, false)
 	}
-	if err := printResult(env, g, resp, "Restored, PID: %d\n", resp.Pid); err != nil {
+	format, args := "Restored, PID: %d\n", []any{resp.Pid}
+	if req.NewJob {
+		format, args = "Restored, PID: %d (job %s)\n", []any{resp.Pid, resp.Jid}
+	}
+	if err := printResult(env, g, resp, format, args...); err != nil {
 		return err
 	}
 	if c.Stats && g.Output != "json" {

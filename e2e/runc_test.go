@@ -263,12 +263,12 @@ func TestRuncJobs(t *testing.T) {
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), next) },
 		10*time.Second, 50*time.Millisecond, "the restored container's output did not reach the job's log (%s)", next)
 
-	// Killing the job kills the container; runc sees it stopped, and the job comes back from its
-	// checkpoint in its place (preemption).
+	// Killing the job kills the container; runc, the restored job's supervisor, deletes it and
+	// reports 128+SIGKILL, and the job comes back from its checkpoint in its place (preemption).
 	r = d.cli("job", "kill", "ctjob")
 	require.Equal(t, 0, r.code, r.String())
-	require.Eventually(t, func() bool { reapAll(e.pid("job-ct")); return e.state("job-ct") == "stopped" }, 10*time.Second, 50*time.Millisecond)
-	require.Eventually(t, func() bool { return strings.Contains(d.cli("ps").stdout, "halted") }, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return e.state("job-ct") == "" }, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(d.cli("ps").stdout, "halted (exit 137)") }, 10*time.Second, 50*time.Millisecond)
 	r = d.cli("restore", "job", "ctjob")
 	require.Equal(t, 0, r.code, r.String())
 	assert.Equal(t, "running", e.state("job-ct"))

@@ -230,6 +230,12 @@ func (m *Manager) AdoptWaiting(ctx context.Context, typ, jid string, pid int, de
 	if err := m.create(ctx, job); err != nil {
 		return store.Job{}, err
 	}
+	m.watchWaiting(jid, pid, wait)
+	return m.store.GetJob(ctx, jid)
+}
+
+// watchWaiting records job jid's exit code, which wait returns when the job's workload ends.
+func (m *Manager) watchWaiting(jid string, pid int, wait func() (int, error)) {
 	go func() {
 		code, err := wait()
 		if err != nil {
@@ -240,7 +246,6 @@ func (m *Manager) AdoptWaiting(ctx context.Context, typ, jid string, pid int, de
 		m.log.Info("job exited", "jid", jid, "pid", pid, "exit_code", code)
 		m.halt(jid, pid, &code)
 	}()
-	return m.store.GetJob(ctx, jid)
 }
 
 // create records a new job, or says that its JID is taken.
@@ -252,32 +257,6 @@ func (m *Manager) create(ctx context.Context, job store.Job) error {
 		return fmt.Errorf("record job %s: %w", job.JID, err)
 	}
 	return nil
-}
-
-// Restored records that job jid runs again as pid and watches it: for its exit code when it is
-// the daemon's child (CRIU restored it so), else until it is gone (a container runtime owns it).
-func (m *Manager) Restored(ctx context.Context, jid string, pid int) (store.Job, error) {
-	start := sysinfo.StartTime(pid)
-	job, err := m.store.UpdateJob(ctx, jid, func(j *store.Job) error {
-		j.PID = pid
-		j.Status = store.JobRunning
-		j.ExitCode = nil
-		j.StartTime = start
-		return nil
-	})
-	if err != nil {
-		return job, err
-	}
-	if !IsChild(pid) {
-		m.watchForeign(jid, pid, start)
-		return job, nil
-	}
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		return job, err
-	}
-	m.watchChild(jid, proc)
-	return job, nil
 }
 
 // Reconcile runs when the daemon starts: jobs recorded as running are watched again if their

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 
 	"github.com/cedana/cedana/adapters"
@@ -113,56 +112,6 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 	}
 	st.Log.Info("dumped", "path", resp.Path, "pid", resp.Checkpoint.GetPid(), "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil
-}
-
-// Restore runs the restore chain and reaps the restored tree when it exits: it is the daemon's
-// child. A job's restore makes the job run again under its JID, watched for its exit code.
-func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
-	if err := validateRestore(req); err != nil {
-		return nil, err
-	}
-	st := adapters.State{Log: s.log.With("op", "restore", "path", req.Path)}
-	if req.Jid != "" {
-		unlock, err := s.lockJob(req.Jid)
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-		if st.JobLog, err = s.prepareJobRestore(ctx, req); err != nil {
-			return nil, err
-		}
-	}
-	resp := &daemonv1.RestoreResponse{}
-	st.Progress = s.progress.start(req.OperationId)
-	defer s.progress.finish(req.OperationId, st.Progress)
-	if err := chain.Restore()(ctx, s.env, st, req, resp); err != nil {
-		return nil, err
-	}
-	switch {
-	case req.Jid != "":
-		if _, err := s.jobs.Restored(ctx, req.Jid, int(resp.Pid)); err != nil {
-			return nil, fmt.Errorf("restored PID %d but could not record it on job %s: %w", resp.Pid, req.Jid, err)
-		}
-	case resp.Pid > 0 && jobs.IsChild(int(resp.Pid)):
-		go s.reap(int(resp.Pid)) // else a container runtime owns it
-	}
-	st.Log.Info("restored", "pid", resp.Pid, "took", resp.Stats.GetTotal().AsDuration())
-	return resp, nil
-}
-
-// reap waits for a restored process so that it does not linger as a zombie once it exits.
-func (s *service) reap(pid int) {
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		s.log.Warn("cannot wait for restored process", "pid", pid, "error", err)
-		return
-	}
-	state, err := proc.Wait()
-	if err != nil {
-		s.log.Warn("cannot wait for restored process", "pid", pid, "error", err)
-		return
-	}
-	s.log.Info("restored process exited", "pid", pid, "status", state.String())
 }
 
 // HealthCheck reports the daemon's own view of CRIU and the runtimes.

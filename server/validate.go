@@ -35,7 +35,18 @@ func validateDump(req *daemonv1.DumpRequest) error {
 }
 
 func validateRestore(req *daemonv1.RestoreRequest) error {
-	return firstError(noNUL(req), optionalJID(req.Jid), checkOperationID(req.OperationId, false))
+	if err := firstError(noNUL(req), optionalJID(req.Jid), checkOperationID(req.OperationId, false)); err != nil {
+		return err
+	}
+	switch {
+	case req.NewJob && req.Jid != "":
+		return errs.Invalid("a job's restore (jid %s) runs that job again: new_job is for a restore by path", req.Jid)
+	case req.Log != "" && !req.NewJob:
+		return errs.Invalid("log is a new job's: set new_job, or restore the job (its own log)")
+	case req.Log != "" && !filepath.IsAbs(req.Log):
+		return errs.Invalid("log %q is not an absolute path", req.Log)
+	}
+	return nil
 }
 
 func validateRun(req *daemonv1.RunRequest) error {

@@ -47,7 +47,18 @@ var (
 var DumpMiddleware = adapters.Middleware[adapters.DumpHandler]{CheckDumpPID, DescribeTree}
 
 // RestoreMiddleware is the process runtime's part of a restore.
-var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{adapters.WaitForFreePIDs}
+var RestoreMiddleware = adapters.Middleware[adapters.RestoreHandler]{RefuseOut, adapters.WaitForFreePIDs}
+
+// RefuseOut refuses an output file (--out) for the restored tree: CRIU restores its open files as
+// they were, so its output goes where it went when it was dumped.
+func RefuseOut(next adapters.RestoreHandler) adapters.RestoreHandler {
+	return func(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		if req.Log != "" {
+			return errs.Invalid("--out: a restored process tree writes where it wrote when it was dumped (its files are restored as they were): drop --out")
+		}
+		return next(ctx, env, st, req, resp)
+	}
+}
 
 // CheckDumpPID refuses a PID that does not exist, is a zombie, is PID 1 or is the daemon itself,
 // before anything touches the process.

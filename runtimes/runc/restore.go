@@ -105,9 +105,12 @@ func readBundle(bundle string) (*specs.Spec, error) {
 	return &spec, nil
 }
 
-// RestoreWithRunc restores the checkpoint with `runc restore --detach`, so that runc owns the
-// container as if it had restored it itself, and answers with the container's init PID. A job's
-// restored container writes its output into the job's log again.
+// RestoreWithRunc restores the checkpoint with runc and answers with the container's init PID.
+// Asked to supervise (st.Supervise: a job's restore, --no-server) and unless details.runc.detach
+// or a terminal, runc restores in the foreground (restoreSupervised), which reports the exit code;
+// else `runc restore --detach` leaves runc owning the container as if it had restored it itself
+// (a terminal container's exit code is then unknown). A job's restored container writes its output
+// into the job's log again.
 func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 	d := req.GetDetails().GetRunc()
 	spec, err := readBundle(d.Bundle)
@@ -117,9 +120,16 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 	if _, err := os.Stat(filepath.Join(st.ImageDir, runcshared.DescriptorsFile)); err != nil {
 		return errs.Invalid("checkpoint has no %s: it was not made from a runc container", runcshared.DescriptorsFile)
 	}
+	terminal := spec.Process != nil && spec.Process.Terminal
+	if st.Supervise != nil && !d.Detach && !terminal {
+		return restoreSupervised(ctx, env, st, req, resp)
+	}
+	if st.JobLog == "" && req.Log != "" {
+		return errs.Invalid("--out: a container restored with --detach (or with a terminal) keeps runc's stdio, /dev/null here: drop --out or --detach")
+	}
 	args := []string{"restore", "--detach", "--image-path", st.ImageDir, "--bundle", d.Bundle}
 	var console *consoleSocket
-	if spec.Process != nil && spec.Process.Terminal {
+	if terminal {
 		// The container's terminal comes back with a new master, which runc sends here.
 		if console, err = newConsoleSocket(cmp.Or(st.JobLog, os.DevNull)); err != nil {
 			return err

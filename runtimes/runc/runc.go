@@ -52,12 +52,12 @@ type RestoreCmd struct {
 	ID     string `name:"id" help:"ID of the restored container (default: the dumped container's)." placeholder:"ID"`
 	Bundle string `help:"Bundle (config.json and rootfs) to restore into (default: the dumped container's)." type:"path" placeholder:"DIR"`
 	Root   string `help:"runc's state directory (runc --root) (default: the dumped container's, else /run/runc)." placeholder:"DIR"`
-	Detach bool   `help:"Accepted for runc's syntax: the restored container always runs detached, under runc."`
+	Detach bool   `help:"Leave the restored container under runc (runc restore --detach), as a plain restore does; its exit code is then unknown."`
 }
 
 // FillRestore implements features.RestoreCommand.
 func (c *RestoreCmd) FillRestore(req *daemonv1.RestoreRequest) error {
-	req.Details = &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: c.ID, Root: c.Root, Bundle: c.Bundle}}
+	req.Details = &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: c.ID, Root: c.Root, Bundle: c.Bundle, Detach: c.Detach}}
 	return nil
 }
 

@@ -76,6 +76,9 @@ func (s *Supervisor) Wait() (int, error) {
 	return s.state.ExitCode(), nil
 }
 
+// Signal sends sig to runc, which passes it on to its container (SIGKILL kills runc itself).
+func (s *Supervisor) Signal(sig os.Signal) error { return s.cmd.Process.Signal(sig) }
+
 // Command is the host's runc with root and args, run as the caller's child with its stdio:
 // `cedana run runc --no-server`.
 func Command(root string, args ...string) (*exec.Cmd, error) {

@@ -199,7 +199,8 @@ type RuncDetails struct {
 	// Bundle directory (holding config.json and the rootfs): where a container is run or restored;
 	// recorded from the container's state on a dump.
 	Bundle string `protobuf:"bytes,3,opt,name=bundle,proto3" json:"bundle,omitempty"`
-	// Run without a daemon (--no-server): leave the container running under runc and return.
+	// Run without a daemon (--no-server), or restore: leave the container running under runc
+	// (runc --detach) and return; its exit code is then unknown.
 	Detach        bool `protobuf:"varint,4,opt,name=detach,proto3" json:"detach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -939,7 +940,13 @@ type RestoreRequest struct {
 	// under the same JID.
 	Jid string `protobuf:"bytes,5,opt,name=jid,proto3" json:"jid,omitempty"`
 	// A client-chosen ID under which WatchProgress reports this restore's progress.
-	OperationId   string `protobuf:"bytes,6,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	OperationId string `protobuf:"bytes,6,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// Record the restored workload as a new managed job (jid empty), under a generated JID; its exit
+	// code is recorded when its runtime supervises it.
+	NewJob bool `protobuf:"varint,7,opt,name=new_job,json=newJob,proto3" json:"new_job,omitempty"`
+	// File that receives the restored workload's stdout and stderr: a new job's log
+	// (<log dir>/<jid>.log when empty), or the output of a restore without a daemon.
+	Log           string `protobuf:"bytes,8,opt,name=log,proto3" json:"log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1016,6 +1023,20 @@ func (x *RestoreRequest) GetOperationId() string {
 	return ""
 }
 
+func (x *RestoreRequest) GetNewJob() bool {
+	if x != nil {
+		return x.NewJob
+	}
+	return false
+}
+
+func (x *RestoreRequest) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
 // RestoreResponse describes the restored workload.
 type RestoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1024,7 +1045,9 @@ type RestoreResponse struct {
 	// The checkpoint that was restored.
 	Checkpoint *Checkpoint `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	// Durations of the restore's phases.
-	Stats         *Stats `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *Stats `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"`
+	// The job the restored workload runs as: the request's jid, or the new job's; empty otherwise.
+	Jid           string `protobuf:"bytes,4,opt,name=jid,proto3" json:"jid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1078,6 +1101,13 @@ func (x *RestoreResponse) GetStats() *Stats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *RestoreResponse) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
 }
 
 // HealthCheckRequest asks for a health report.
@@ -4422,20 +4452,23 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"checkpoint\x18\x02 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
 	"checkpoint\x12-\n" +
 	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\x12#\n" +
-	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\xd5\x01\n" +
+	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\x80\x02\n" +
 	"\x0eRestoreRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x121\n" +
 	"\x04criu\x18\x03 \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x123\n" +
 	"\adetails\x18\x04 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
 	"\x03jid\x18\x05 \x01(\tR\x03jid\x12!\n" +
-	"\foperation_id\x18\x06 \x01(\tR\voperationId\"\x90\x01\n" +
+	"\foperation_id\x18\x06 \x01(\tR\voperationId\x12\x17\n" +
+	"\anew_job\x18\a \x01(\bR\x06newJob\x12\x10\n" +
+	"\x03log\x18\b \x01(\tR\x03log\"\xa2\x01\n" +
 	"\x0fRestoreResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12<\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
 	"checkpoint\x12-\n" +
-	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\"(\n" +
+	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\x12\x10\n" +
+	"\x03jid\x18\x04 \x01(\tR\x03jid\"(\n" +
 	"\x12HealthCheckRequest\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\"t\n" +
 	"\rRuntimeHealth\x12\x12\n" +

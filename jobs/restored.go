@@ -1,0 +1,50 @@
+package jobs
+
+import (
+	"context"
+	"os"
+
+	"github.com/cedana/cedana/store"
+	"github.com/cedana/cedana/sysinfo"
+)
+
+// Restored records that job jid runs again as pid and watches it: for the exit code wait returns
+// when the restore left the workload under a supervisor that reports it (nil: none), else for its
+// exit code when it is the daemon's child (CRIU restored it so), else until it is gone (a
+// container runtime owns it).
+func (m *Manager) Restored(ctx context.Context, jid string, pid int, wait func() (int, error)) (store.Job, error) {
+	start := sysinfo.StartTime(pid)
+	job, err := m.store.UpdateJob(ctx, jid, func(j *store.Job) error {
+		j.PID = pid
+		j.Status = store.JobRunning
+		j.ExitCode = nil
+		j.StartTime = start
+		return nil
+	})
+	if err != nil {
+		return job, err
+	}
+	switch {
+	case wait != nil:
+		m.watchWaiting(jid, pid, wait)
+	case !IsChild(pid):
+		m.watchForeign(jid, pid, start)
+	default:
+		proc, err := os.FindProcess(pid)
+		if err != nil {
+			return job, err
+		}
+		m.watchChild(jid, proc)
+	}
+	return job, nil
+}
+
+// RestoredAsNew records a restored workload, pid, as a new job jid (settled by NewJob) of runtime
+// typ, whose output goes to logPath, and watches it as Restored does.
+func (m *Manager) RestoredAsNew(ctx context.Context, typ, jid string, pid int, details []byte, logPath string, wait func() (int, error)) (store.Job, error) {
+	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details}
+	if err := m.create(ctx, job); err != nil {
+		return store.Job{}, err
+	}
+	return m.Restored(ctx, jid, pid, wait)
+}

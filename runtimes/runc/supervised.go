@@ -1,0 +1,67 @@
+package runc
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/errs"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/runccli"
+	"github.com/cedana/cedana/runtimes/internal/runcshared"
+)
+
+// restoreSupervised restores the checkpoint with `runc restore` in the foreground, a child of
+// the caller in a session of its own, as `runc run` runs a job (Run): runc copies the
+// container's stdout and stderr to st.Supervise.Stdout (else the job's log, else /dev/null),
+// passes signals on, waits for the container, deletes it once it has ended and exits with its
+// exit code, which st.Supervise.Wait returns. The restore is done when runc writes its pid file
+// (after CRIU has restored the container and runc recorded it running). If runc ends first, or
+// ctx does, runc is killed and the container deleted.
+func restoreSupervised(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+	d := req.GetDetails().GetRunc()
+	out := st.Supervise.Stdout
+	if out == nil && st.JobLog != "" {
+		if err := os.MkdirAll(filepath.Dir(st.JobLog), 0o755); err != nil {
+			return errs.Precondition("cannot create the log directory: %w", err)
+		}
+		f, err := os.OpenFile(st.JobLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return errs.Precondition("cannot open the job's log: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	dir, err := os.MkdirTemp("", "cedana-runc-restore-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	pidFile := filepath.Join(dir, "pid")
+	args := append([]string{"restore", "--image-path", st.ImageDir, "--bundle", d.Bundle, "--pid-file", pidFile},
+		runccli.RestoreFlags(req.Criu)...)
+	start := time.Now()
+	runc, err := runcshared.Invocation{Root: d.Root, CRIU: env.CRIU.Binary, Stdout: out, Args: append(args, d.Id)}.Start()
+	if err != nil {
+		return errs.Precondition("%w", err)
+	}
+	pid, err := runc.WaitPID(ctx, pidFile)
+	adapters.Observe(resp.Stats, "criu_restore", start)
+	if err != nil {
+		_ = runc.Signal(syscall.SIGKILL)
+		<-runc.Done()
+		if runcshared.Exists(d.Root, d.Id) {
+			_ = (runcshared.Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(context.WithoutCancel(ctx))
+		}
+		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
+	}
+	st.Supervise.Wait, st.Supervise.Signal = runc.Wait, runc.Signal
+	resp.Pid = int32(pid)
+	st.Log.Info("restored runc container under runc in the foreground", "id", d.Id, "root", d.Root, "pid", pid, "bundle", d.Bundle)
+	return nil
+}
