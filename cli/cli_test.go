@@ -78,6 +78,14 @@ func TestGrammar(t *testing.T) {
 			stderr: []string{"the containerd runtime has no --no-server mode"},
 		},
 		{
+			name: "restore job with --out", args: []string{"restore", "job", "j1", "--out", "/tmp/x.log"}, code: 1,
+			stderr: []string{"a restored job writes to its own log", "drop --out"},
+		},
+		{
+			name: "restore --no-server --attachable", args: []string{"restore", "process", "--no-server", "--attachable", "--path", "/nonexistent"}, code: 1,
+			stderr: []string{"jobs are the daemon's"},
+		},
+		{
 			name: "no daemon", args: []string{"--address", "/nonexistent/cedana.sock", "dump", "process", "42"}, code: 1,
 			stderr: []string{"cannot reach the cedana daemon at /nonexistent/cedana.sock", "cedana daemon start"},
 		},

@@ -227,3 +227,39 @@ func TestAdoptWaiting(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestRestoredAsNew: a restored workload recorded as a new job halts with the exit code its
+// supervisor's wait returns; without one, a workload that is not the daemon's child halts with
+// its exit code unknown; a JID taken is refused.
+func TestRestoredAsNew(t *testing.T) {
+	tests := []struct {
+		name string
+		wait func() (int, error)
+		want *int
+	}{
+		{name: "supervised", wait: func() (int, error) { return 42, nil }, want: ptr(42)},
+		{name: "supervisor failed", wait: func() (int, error) { return 0, errors.New("runtime went away") }},
+		{name: "not supervised, foreign", wait: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newManager(t)
+			ended := make(chan struct{})
+			wait := tt.wait
+			if wait != nil {
+				inner := wait
+				wait = func() (int, error) { <-ended; return inner() }
+			}
+			pid := 1 << 22 // no such process: a foreign workload that has ended
+			job, err := m.RestoredAsNew(context.Background(), "test", "r1", pid, nil, "/tmp/r1.log", wait)
+			require.NoError(t, err)
+			assert.Equal(t, store.JobRunning, job.Status)
+			assert.Equal(t, "/tmp/r1.log", job.Log)
+			close(ended)
+			halted := waitStatus(t, m, "r1", store.JobHalted)
+			assert.Equal(t, tt.want, halted.ExitCode)
+			_, err = m.RestoredAsNew(context.Background(), "test", "r1", pid, nil, "", nil)
+			require.ErrorContains(t, err, "already exists")
+		})
+	}
+}
