@@ -94,20 +94,7 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 // waitSupervised waits for a workload its runtime's supervisor (this process's child) reports
 // the end of, passing on SIGINT/SIGTERM (ctx's end) to it, and returns its exit code.
 func waitSupervised(ctx context.Context, sup *adapters.Supervision) error {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = sup.Signal(syscall.SIGTERM)
-		case <-done:
-		}
-	}()
-	code, err := sup.Wait()
-	if err != nil {
-		return err
-	}
-	return exitCode(code)
+	return waitSignalling(ctx, sup.Signal, sup.Wait)
 }
 
 // isChild reports whether pid is this process's child, which it can wait for.
@@ -119,21 +106,33 @@ func isChild(pid int) bool {
 // waitFor waits for a child, passing on SIGINT/SIGTERM (ctx's end) to it, and returns its exit
 // code in the shell's convention (128+signal when killed).
 func waitFor(ctx context.Context, proc *os.Process) error {
+	return waitSignalling(ctx, proc.Signal, func() (int, error) {
+		state, err := proc.Wait()
+		if err != nil {
+			return 0, err
+		}
+		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return state.ExitCode(), nil
+	})
+}
+
+// waitSignalling returns, as the command's exit code, the code wait returns, sending SIGTERM with
+// signal if ctx ends (SIGINT/SIGTERM) first.
+func waitSignalling(ctx context.Context, signal func(os.Signal) error, wait func() (int, error)) error {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
 		select {
 		case <-ctx.Done():
-			_ = proc.Signal(syscall.SIGTERM)
+			_ = signal(syscall.SIGTERM)
 		case <-done:
 		}
 	}()
-	state, err := proc.Wait()
+	code, err := wait()
 	if err != nil {
 		return err
 	}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return exitCode(128 + int(ws.Signal()))
-	}
-	return exitCode(state.ExitCode())
+	return exitCode(code)
 }

@@ -46,12 +46,9 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	if spec.Process != nil && spec.Process.Terminal {
 		return runWithTerminal(ctx, m, jid, logPath, d)
 	}
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-		return store.Job{}, errs.Precondition("cannot create the log directory: %w", err)
-	}
-	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	out, err := openJobLog(logPath)
 	if err != nil {
-		return store.Job{}, errs.Precondition("cannot open the job's log: %w", err)
+		return store.Job{}, err
 	}
 	defer out.Close()
 	dir, err := os.MkdirTemp("", "cedana-runc-run-")
@@ -69,9 +66,7 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 	}
 	pid, err := runc.WaitPID(ctx, pidFile)
 	if err != nil {
-		if runcshared.Exists(d.Root, d.Id) {
-			_ = (runcshared.Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(context.WithoutCancel(ctx))
-		}
+		forceDelete(ctx, d)
 		return store.Job{}, errs.Precondition("%w", err)
 	}
 	details, err := protojson.Marshal(&daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: d.Id, Root: d.Root, Bundle: d.Bundle}})

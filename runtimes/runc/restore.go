@@ -149,9 +149,7 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 	err = in.Run(ctx)
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
-		if runcshared.Exists(d.Root, d.Id) {
-			_ = (runcshared.Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(context.WithoutCancel(ctx))
-		}
+		forceDelete(ctx, d)
 		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
 	}
 	if console != nil {

@@ -27,12 +27,9 @@ func restoreSupervised(ctx context.Context, env *adapters.Env, st adapters.State
 	d := req.GetDetails().GetRunc()
 	out := st.Supervise.Stdout
 	if out == nil && st.JobLog != "" {
-		if err := os.MkdirAll(filepath.Dir(st.JobLog), 0o755); err != nil {
-			return errs.Precondition("cannot create the log directory: %w", err)
-		}
-		f, err := os.OpenFile(st.JobLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := openJobLog(st.JobLog)
 		if err != nil {
-			return errs.Precondition("cannot open the job's log: %w", err)
+			return err
 		}
 		defer f.Close()
 		out = f
@@ -55,13 +52,31 @@ func restoreSupervised(ctx context.Context, env *adapters.Env, st adapters.State
 	if err != nil {
 		_ = runc.Signal(syscall.SIGKILL)
 		<-runc.Done()
-		if runcshared.Exists(d.Root, d.Id) {
-			_ = (runcshared.Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(context.WithoutCancel(ctx))
-		}
+		forceDelete(ctx, d)
 		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
 	}
 	st.Supervise.Wait, st.Supervise.Signal = runc.Wait, runc.Signal
 	resp.Pid = int32(pid)
 	st.Log.Info("restored runc container under runc in the foreground", "id", d.Id, "root", d.Root, "pid", pid, "bundle", d.Bundle)
 	return nil
+}
+
+// forceDelete deletes container d, whatever its state, if runc has it: what a failed run or
+// restore leaves.
+func forceDelete(ctx context.Context, d *daemonv1.RuncDetails) {
+	if runcshared.Exists(d.Root, d.Id) {
+		_ = (runcshared.Invocation{Root: d.Root, Args: []string{"delete", "--force", d.Id}}).Run(context.WithoutCancel(ctx))
+	}
+}
+
+// openJobLog opens a job's log to append to, creating it and its directory if need be.
+func openJobLog(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, errs.Precondition("cannot create the log directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, errs.Precondition("cannot open the job's log: %w", err)
+	}
+	return f, nil
 }
