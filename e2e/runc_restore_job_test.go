@@ -31,6 +31,16 @@ func (e *runcEnv) resume() {
 	require.NoError(e.t, os.Remove(filepath.Join(filepath.Dir(e.counter), "stop")))
 }
 
+// killSupervised kills container id, restored as a job, with runc; runc, its supervisor in the
+// foreground, deletes it.
+func (e *runcEnv) killSupervised(id string) {
+	e.t.Helper()
+	out, err := e.cmd("kill", id, "KILL")
+	require.NoError(e.t, err, "runc kill: %s", out)
+	require.Eventually(e.t, func() bool { return e.state(id) == "" }, 10*time.Second, 20*time.Millisecond,
+		"runc, the restored job's supervisor, did not delete the container")
+}
+
 // dumpDetached starts container id with runc (stdio /dev/null), dumps it through d into a new
 // checkpoint directory and returns its path once the container's init is gone.
 func dumpDetached(t *testing.T, e *runcEnv, d *daemon, id string) string {

@@ -273,7 +273,7 @@ func TestRuncJobs(t *testing.T) {
 	require.Equal(t, 0, r.code, r.String())
 	assert.Equal(t, "running", e.state("job-ct"))
 	requireCounting(t, e.counter, count)
-	e.killAndDelete("job-ct")
+	e.killSupervised("job-ct")
 
 	// manage: a container started by runc itself.
 	e.start("adopted")
@@ -288,7 +288,7 @@ func TestRuncJobs(t *testing.T) {
 	require.Equal(t, 0, r.code, r.String())
 	assert.Equal(t, "running", e.state("adopted"))
 	requireCounting(t, e.counter, count)
-	e.killAndDelete("adopted")
+	e.killSupervised("adopted")
 }
 
 // TestRuncBadInput: an unknown container, a wrong root, a paused and a stopped container, a bundle
