@@ -57,7 +57,7 @@ fuzz TIME="10s":
 # Lint the whole tree with golangci-lint (pinned, through go run) and .golangci.yml: vet, staticcheck,
 # errcheck, revive, errorlint and more, and gofumpt/goimports formatting. Any finding fails.
 lint:
-    {{golangci_lint}} run ./...
+    {{golangci_lint}} run --allow-serial-runners ./...
 
 # Rewrite the tree's formatting as `just lint` wants it (gofumpt, goimports with local imports last).
 fmt:
