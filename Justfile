@@ -24,6 +24,12 @@ build TAGS="":
     CGO_ENABLED=0 go build -trimpath -tags '{{TAGS}}' -ldflags '{{ldflags}}' -o bin/cedana .
     @file bin/cedana | grep -q 'statically linked' || { echo "bin/cedana is not statically linked" >&2; exit 1; }
 
+# Build bin/cedana-image.tar, cedana's container image as an OCI image layout tarball (no Docker, no
+# registry): the static binary, CRIU, runc and iptables. `ctr image import bin/cedana-image.tar` names it REF.
+image REF=("docker.io/cedana/cedana:" + version): deps build
+    go run ./hack/image -binary bin/cedana -o bin/cedana-image.tar -ref '{{REF}}' -version '{{version}}' \
+      -revision '{{commit}}' -created "$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)"
+
 # Start a daemon, checkpoint a live counting process, restore it, and show it counting on.
 demo: deps build
     hack/demo.sh bin/cedana
