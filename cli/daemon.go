@@ -17,7 +17,8 @@ type DaemonCmd struct {
 
 // DaemonStartCmd is `cedana daemon start`.
 type DaemonStartCmd struct {
-	Insecure bool `help:"Allow TCP on a non-loopback address without TLS (the token crosses the network in clear text)."`
+	Insecure    bool   `help:"Allow TCP on a non-loopback address without TLS (the token crosses the network in clear text)."`
+	HostMountNS string `name:"host-mount-ns" help:"In a hostPID, privileged container: serve from this mount namespace (/proc/1/ns/mnt, the host's), so CRIU works on host processes; a no-op when already in it." placeholder:"PATH"`
 }
 
 // Run serves until ctx ends (SIGINT or SIGTERM).
@@ -26,6 +27,15 @@ func (c *DaemonStartCmd) Run(ctx context.Context, loaded config.Loaded, env Env)
 	log := cfg.Log.Logger(env.Stderr)
 	for _, w := range loaded.Warnings {
 		log.Warn(w)
+	}
+	if c.HostMountNS != "" {
+		root, err := enterHostMountNS(c.HostMountNS, loaded)
+		if err != nil {
+			return err
+		}
+		if root != "" {
+			log.Info("serving in the host's mount namespace", "mount_ns", c.HostMountNS, "image_root", root)
+		}
 	}
 	return server.Run(ctx, cfg, log, server.StartOptions{Insecure: c.Insecure, ConfigFile: loaded.File})
 }

@@ -1,10 +1,13 @@
 package criu
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 )
 
 // Well-known install locations of criu, tried in this order after $PATH.
@@ -57,4 +60,21 @@ func checkExecutable(path string) error {
 		return fmt.Errorf("%s is not executable", path)
 	}
 	return nil
+}
+
+// command runs criu binary bin with args. A criu of a private prefix (<prefix>/bin/criu beside
+// <prefix>/lib) reached through /proc, as the daemon reaches its image's from the host's mount
+// namespace (internal/hostns), runs through the prefix's own dynamic loader: its interpreter is an
+// absolute path, which names a file of the other mount namespace.
+func command(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	if strings.HasPrefix(bin, "/proc/") {
+		lib := filepath.Join(filepath.Dir(filepath.Dir(bin)), "lib")
+		loader := filepath.Join(lib, "ld-linux-x86-64.so.2")
+		if checkExecutable(loader) == nil {
+			// #nosec G204 -- the binary is configured by the operator.
+			return exec.CommandContext(ctx, loader, append([]string{"--library-path", lib, bin}, args...)...)
+		}
+	}
+	// #nosec G204 -- the binary is configured by the operator.
+	return exec.CommandContext(ctx, bin, args...)
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -96,8 +95,7 @@ func (c *Client) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// #nosec G204 -- the binary is configured by the operator.
-	out, err := exec.CommandContext(ctx, bin, "check").CombinedOutput()
+	out, err := command(ctx, bin, "check").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("criu check failed: %w: %s", err, strings.TrimSpace(string(out)))
 	}

@@ -4,6 +4,7 @@
 package criu
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -63,8 +64,7 @@ func startSwrk(bin string, call Call) (*swrk, error) {
 		out = io.MultiWriter(tail, errorlessWriter{call.Stderr})
 	}
 
-	// #nosec G204 -- the binary is configured by the operator.
-	cmd := exec.Command(bin, "swrk", fmt.Sprint(swrkFD))
+	cmd := command(context.Background(), bin, "swrk", fmt.Sprint(swrkFD))
 	cmd.ExtraFiles = append([]*os.File{child}, call.ExtraFiles...)
 	cmd.Stdout = out
 	cmd.Stderr = out

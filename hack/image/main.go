@@ -29,7 +29,7 @@ import (
 // options are the command line.
 type options struct {
 	binary, criu, out, ref, version, revision, source, created string
-	tools                                                     []string
+	tools                                                      []string
 }
 
 func main() {
@@ -43,8 +43,10 @@ func main() {
 	flag.StringVar(&o.source, "source", "https://github.com/cedana/cedana", "org.opencontainers.image.source")
 	flag.StringVar(&o.created, "created", "1970-01-01T00:00:00Z", "the image's and its files' date (RFC 3339), e.g. the commit's")
 	flag.Parse()
-	o.tools = []string{"/usr/sbin/runc", "/usr/sbin/iptables", "/usr/sbin/iptables-restore", "/usr/sbin/iptables-save",
-		"/usr/sbin/ip6tables", "/usr/sbin/ip6tables-restore", "/usr/sbin/ip6tables-save"}
+	o.tools = []string{
+		"/usr/sbin/runc", "/usr/sbin/iptables", "/usr/sbin/iptables-restore", "/usr/sbin/iptables-save",
+		"/usr/sbin/ip6tables", "/usr/sbin/ip6tables-restore", "/usr/sbin/ip6tables-save",
+	}
 	if err := build(o); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
