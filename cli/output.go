@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -16,13 +18,20 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// printJSON writes m as one JSON object with the proto field names (snake_case).
+// printJSON writes m as one JSON object with the proto field names (snake_case), indented the
+// same way by every build: protojson varies its whitespace on purpose, which scripts that grep
+// the output (`"status": "running"`) must not see.
 func printJSON(w io.Writer, m proto.Message) error {
-	data, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.Marshal(m)
+	data, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode output: %w", err)
 	}
-	_, err = fmt.Fprintln(w, string(data))
+	var out bytes.Buffer
+	if err := json.Indent(&out, data, "", "  "); err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	out.WriteByte('\n')
+	_, err = out.WriteTo(w)
 	return err
 }
 
