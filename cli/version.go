@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 	"strings"
 
 	"github.com/cedana/cedana/config"
@@ -32,7 +31,7 @@ type versionInfo struct {
 
 // Run prints the version fields.
 func (c *VersionCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env Env) error {
-	info := versionInfo{Version: version.Version, Commit: buildCommit(), GoVersion: runtime.Version(), CRIUVersion: "unknown", Runtimes: features.Runtimes()}
+	info := versionInfo{Version: version.Version, Commit: version.BuildCommit(), GoVersion: runtime.Version(), CRIUVersion: "unknown", Runtimes: features.Runtimes()}
 	if path, err := criu.FindBinary(cfg.CRIU.BinaryPath); err != nil {
 		info.CRIUError = err.Error()
 	} else if v, err := (&criu.Client{Binary: path}).Version(ctx); err != nil {
@@ -61,27 +60,3 @@ func (c *VersionCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env
 	return w.Flush()
 }
 
-// buildCommit is the commit stamped at link time, else the VCS revision Go recorded ("-dirty" when
-// the tree had changes), else "unknown" (a plain go build with -buildvcs=false, or go test).
-func buildCommit() string {
-	if version.Commit != "" {
-		return version.Commit
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	commit, dirty := "unknown", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			commit = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if dirty && commit != "unknown" {
-		commit += "-dirty"
-	}
-	return commit
-}

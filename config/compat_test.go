@@ -49,6 +49,17 @@ func TestLoadCompat(t *testing.T) {
 			sources:  map[string]string{"log.level": SourceFile, "storage.s3.access_key": SourceFile, "criu.leave_running": SourceFile},
 		},
 		{
+			name:     "Cedana's metrics switch beside our metrics section's key",
+			file:     `{"metrics":false}`,
+			check:    func(t *testing.T, c Config) { assert.Empty(t, c.Metrics.Address) },
+			warnings: []string{`unknown key "metrics" ignored (Cedana's telemetry switch; set metrics.address`},
+		},
+		{
+			name:  "our metrics section",
+			file:  `{"metrics":{"address":":9464"}}`,
+			check: func(t *testing.T, c Config) { assert.Equal(t, ":9464", c.Metrics.Address) },
+		},
+		{
 			name:     "ours wins a conflict",
 			file:     `{"storage":{"s3":{"region":"eu-west-1"}},"aws":{"region":"us-east-1","access_key_id":"AK"},"log":{"level":"warn"},"log_level":"warn"}`,
 			check:    func(t *testing.T, c Config) { assert.Equal(t, S3{Region: "eu-west-1", AccessKey: "AK"}, c.Storage.S3) },
@@ -134,7 +145,7 @@ func TestWriteFile(t *testing.T) {
 	require.NoError(t, err)
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(data, &got))
-	assert.Equal(t, true, got["metrics"])
+	assert.Equal(t, true, got["metrics"], "Cedana's switch is kept while our metrics section is empty")
 	assert.Equal(t, map[string]any{"pool_size": 2.0}, got["gpu"])
 	assert.NotContains(t, got, "aws")
 	again, err := Load(dir, envOf(nil))

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 )
@@ -52,6 +53,14 @@ type Config struct {
 	DB         DB         `json:"db" envPrefix:"DB_"`
 	Jobs       Jobs       `json:"jobs" envPrefix:"JOBS_"`
 	Storage    Storage    `json:"storage" envPrefix:"STORAGE_"`
+	Metrics    Metrics    `json:"metrics,omitzero" envPrefix:"METRICS_"`
+}
+
+// Metrics configures the Prometheus metrics endpoint.
+type Metrics struct {
+	// Address is the host:port (":9464") of a plain HTTP listener that serves /metrics and nothing
+	// else, without a token: it exposes no control. Empty: no metrics endpoint.
+	Address string `json:"address" env:"ADDRESS"`
 }
 
 // Auth says who may use the daemon's unix socket besides root.
@@ -219,8 +228,25 @@ func (c Config) Validate() error {
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
 		return errors.New("tls.client_ca_file needs tls.cert_file and tls.key_file: client certificates are checked only over TLS")
 	}
+	if err := c.validateMetrics(); err != nil {
+		return err
+	}
 	if c.Restore.PIDWaitTimeout < 0 {
 		return fmt.Errorf("restore.pid_wait_timeout %s is negative", time.Duration(c.Restore.PIDWaitTimeout))
+	}
+	return nil
+}
+
+// validateMetrics checks that metrics.address, when set, is a host:port other than the daemon's.
+func (c Config) validateMetrics() error {
+	if c.Metrics.Address == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.Metrics.Address); err != nil {
+		return fmt.Errorf("metrics.address %q is not a host:port such as \":9464\": %w", c.Metrics.Address, err)
+	}
+	if c.Protocol == ProtocolTCP && c.Metrics.Address == c.Address {
+		return fmt.Errorf("metrics.address %q is the daemon's own address: give the metrics endpoint a port of its own", c.Metrics.Address)
 	}
 	return nil
 }

@@ -92,6 +92,11 @@ func TestLoad(t *testing.T) {
 		{name: "bad duration", dir: t.TempDir(), env: map[string]string{"CEDANA_RESTORE_PID_WAIT_TIMEOUT": "soon"}, err: "CEDANA_RESTORE_PID_WAIT_TIMEOUT"},
 		{name: "bad number", dir: t.TempDir(), env: map[string]string{"CEDANA_LIMITS_MAX_REQUEST_BYTES": "lots"}, err: `environment variable CEDANA_LIMITS_MAX_REQUEST_BYTES="lots": strconv.ParseInt`},
 		{name: "first bad variable named", dir: t.TempDir(), env: map[string]string{"CEDANA_STORAGE_S3_INSECURE": "maybe", "CEDANA_LIMITS_MAX_REQUEST_BYTES": "lots"}, err: "CEDANA_LIMITS_MAX_REQUEST_BYTES"},
+		{name: "metrics address", dir: t.TempDir(), env: map[string]string{"CEDANA_METRICS_ADDRESS": ":9464"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, ":9464", c.Metrics.Address)
+		}},
+		{name: "metrics address without port", dir: t.TempDir(), env: map[string]string{"CEDANA_METRICS_ADDRESS": "9464"}, err: `metrics.address "9464" is not a host:port`},
+		{name: "metrics on the daemon's address", dir: t.TempDir(), env: map[string]string{"CEDANA_PROTOCOL": "tcp", "CEDANA_ADDRESS": "127.0.0.1:9", "CEDANA_METRICS_ADDRESS": "127.0.0.1:9"}, err: "port of its own"},
 		{name: "empty variables ignored", dir: t.TempDir(), env: map[string]string{"CEDANA_LOG_LEVEL": "", "CEDANA_AUTH_ALLOWED_GROUPS": ""}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, Default(), c)
 		}},
@@ -121,7 +126,7 @@ func TestEnvNames(t *testing.T) {
 		"CEDANA_CRIU_BINARY_PATH", "CEDANA_CRIU_LEAVE_RUNNING", "CEDANA_RESTORE_PID_WAIT_TIMEOUT", "CEDANA_LOG_LEVEL", "CEDANA_LOG_FORMAT",
 		"CEDANA_DB_PATH", "CEDANA_JOBS_LOG_DIR",
 		"CEDANA_STORAGE_S3_ENDPOINT", "CEDANA_STORAGE_S3_REGION", "CEDANA_STORAGE_S3_ACCESS_KEY",
-		"CEDANA_STORAGE_S3_SECRET_KEY", "CEDANA_STORAGE_S3_INSECURE",
+		"CEDANA_STORAGE_S3_SECRET_KEY", "CEDANA_STORAGE_S3_INSECURE", "CEDANA_METRICS_ADDRESS",
 	}, EnvNames())
 }
 

@@ -19,6 +19,12 @@ var CedanaAliases = map[string]string{
 	"connection.auth_token": "token",
 }
 
+// CedanaScalars are keys of Cedana's config.json that name one of our sections but hold a plain
+// value there, with what the value meant to Cedana: it is ignored with a warning saying so.
+var CedanaScalars = map[string]string{
+	"metrics": "Cedana's telemetry switch; set metrics.address (e.g. \":9464\") to serve Prometheus metrics",
+}
+
 // schema is the tree of Config's JSON keys: a section maps to its keys, a leaf to nil.
 type schema map[string]schema
 
@@ -84,9 +90,15 @@ func sift(obj map[string]any, prefix string, s schema) (unknown []unknownKey, al
 	for k, v := range obj {
 		full := prefix + k
 		if sub, ok := s.lookup(k); ok {
-			if m, isObj := v.(map[string]any); isObj && sub != nil {
+			m, isObj := v.(map[string]any)
+			_, scalar := CedanaScalars[full]
+			switch {
+			case isObj && sub != nil:
 				u, a := sift(m, full+".", sub)
 				unknown, aliases = append(unknown, u...), append(aliases, a...)
+			case scalar && sub != nil && v != nil:
+				delete(obj, k)
+				unknown = append(unknown, unknownKey{path: full, value: v})
 			}
 			continue
 		}
@@ -169,6 +181,9 @@ func ensureObject(obj map[string]any, path string) (map[string]any, bool) {
 // unknownWarning says that path is ignored, suggesting the known key it is closest to.
 func unknownWarning(source, path string) string {
 	msg := fmt.Sprintf("%s: unknown key %q ignored", source, path)
+	if note, ok := CedanaScalars[path]; ok {
+		return msg + " (" + note + ")"
+	}
 	if near := nearestKey(path); near != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", near)
 	}
@@ -189,6 +204,9 @@ func nearestKey(path string) string {
 		bestDist = 2
 	}
 	for _, k := range known {
+		if k == path {
+			continue // a known key given a value of the wrong kind (CedanaScalars)
+		}
 		if strings.HasSuffix(k, "."+path) {
 			return k
 		}

@@ -38,6 +38,9 @@ func (l Loaded) WriteFile(c Config) (os.FileMode, error) {
 	t := tree(c)
 	for _, u := range l.unknown {
 		if parent, leaf, ok := parentOf(t, u.path); ok {
+			if _, ours := parent[leaf]; ours {
+				continue // one of CedanaScalars, whose section we write
+			}
 			parent[leaf] = u.value
 		}
 	}

@@ -93,3 +93,36 @@ func (e *rewordedError) Unwrap() error { return e.err }
 func Reword(err error, format string, args ...any) error {
 	return &rewordedError{msg: fmt.Sprintf(format, args...), err: err}
 }
+
+// kindNames names each kind for metrics and logs, as Connect names the code it maps to, except
+// busy (errdefs.ErrConflict), which Connect calls aborted.
+var kindNames = map[error]string{
+	errdefs.ErrInvalidArgument:    "invalid_argument",
+	errdefs.ErrNotFound:           "not_found",
+	errdefs.ErrAlreadyExists:      "already_exists",
+	errdefs.ErrPermissionDenied:   "permission_denied",
+	errdefs.ErrResourceExhausted:  "resource_exhausted",
+	errdefs.ErrFailedPrecondition: "failed_precondition",
+	errdefs.ErrNotModified:        "failed_precondition",
+	errdefs.ErrConflict:           "busy",
+	errdefs.ErrAborted:            "aborted",
+	errdefs.ErrOutOfRange:         "out_of_range",
+	errdefs.ErrNotImplemented:     "unimplemented",
+	errdefs.ErrUnavailable:        "unavailable",
+	errdefs.ErrDataLoss:           "data_loss",
+	errdefs.ErrUnauthenticated:    "unauthenticated",
+	context.DeadlineExceeded:      "deadline_exceeded",
+	context.Canceled:              "canceled",
+}
+
+// KindName names err's kind (the outermost, as errdefs.Resolve finds it): "invalid_argument",
+// "not_found", "busy", ...; "internal" for an error of no kind, "" for nil.
+func KindName(err error) string {
+	if err == nil {
+		return ""
+	}
+	if name, ok := kindNames[errdefs.Resolve(err)]; ok {
+		return name
+	}
+	return "internal"
+}

@@ -62,3 +62,23 @@ func TestReword(t *testing.T) {
 	assert.ErrorIs(t, err, inner)
 	assert.Equal(t, errdefs.ErrNotFound, errdefs.Resolve(err), "the kind is the reworded error's")
 }
+
+func TestKindName(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{errs.Invalid("bad"), "invalid_argument"},
+		{errs.NotFound("gone"), "not_found"},
+		{errs.Busy("taken"), "busy"},
+		{errs.Timeout("slow"), "deadline_exceeded"},
+		{fmt.Errorf("wrapped: %w", errs.Unimplemented("no")), "unimplemented"},
+		{errs.Precondition("outer: %w", errs.NotFound("inner")), "failed_precondition"},
+		{context.Canceled, "canceled"},
+		{errors.New("no kind"), "internal"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, errs.KindName(tt.err), "%v", tt.err)
+	}
+}
