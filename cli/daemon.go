@@ -17,13 +17,20 @@ type DaemonCmd struct {
 
 // DaemonStartCmd is `cedana daemon start`.
 type DaemonStartCmd struct {
-	Insecure    bool   `help:"Allow TCP on a non-loopback address without TLS (the token crosses the network in clear text)."`
-	HostMountNS string `name:"host-mount-ns" help:"In a hostPID, privileged container: serve from this mount namespace (/proc/1/ns/mnt, the host's), so CRIU works on host processes; a no-op when already in it." placeholder:"PATH"`
+	Insecure       bool   `help:"Allow TCP on a non-loopback address without TLS (the token crosses the network in clear text)."`
+	HostMountNS    string `name:"host-mount-ns" help:"In a hostPID, privileged container: serve from this mount namespace (/proc/1/ns/mnt, the host's), so CRIU works on host processes; a no-op when already in it." placeholder:"PATH"`
+	MetricsAddress string `help:"Serve Prometheus metrics at http://HOST:PORT/metrics, no token needed (metrics.address; off by default)." placeholder:"HOST:PORT"`
 }
 
 // Run serves until ctx ends (SIGINT or SIGTERM).
 func (c *DaemonStartCmd) Run(ctx context.Context, loaded config.Loaded, env Env) error {
 	cfg := loaded.Config
+	if c.MetricsAddress != "" {
+		cfg.Metrics.Address = c.MetricsAddress
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
 	log := cfg.Log.Logger(env.Stderr)
 	for _, w := range loaded.Warnings {
 		log.Warn(w)

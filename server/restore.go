@@ -21,6 +21,13 @@ import (
 // workload under a supervisor that reports it (adapters.Supervision), else the daemon learns it
 // when the workload is its child.
 func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
+	resp, err := s.restore(ctx, req)
+	s.metrics.Restore(req.Type, resp.GetStats(), err) // the type is the checkpoint's once its metadata is read
+	return resp, err
+}
+
+// restore is Restore, but for its metrics.
+func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
 	if err := validateRestore(req); err != nil {
 		return nil, err
 	}

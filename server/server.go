@@ -53,6 +53,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, start StartOp
 		return err
 	}
 	defer svc.close()
+	if cfg.Metrics.Address != "" {
+		stop, err := svc.metrics.Serve(ctx, cfg.Metrics.Address, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	// The daemon's own work (compressing and uploading checkpoints, serving requests) yields the
 	// CPU to CRIU and the workloads: archiving while CRIU writes must not keep a workload frozen
 	// longer. CRIU and started jobs are set back to normal priority.

@@ -14,6 +14,7 @@ import (
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
 	"github.com/cedana/cedana/health"
 	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/metrics"
 	"github.com/cedana/cedana/store"
 )
 
@@ -23,6 +24,7 @@ type service struct {
 	env      *adapters.Env
 	log      *slog.Logger
 	jobs     *jobs.Manager
+	metrics  *metrics.Metrics
 	progress progressBoard
 	// stopping is closed when the daemon starts to shut down: streams that would outlast it end.
 	stopping <-chan struct{}
@@ -50,7 +52,8 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 	}
 	env := chain.NewEnv(ctx, cfg, log)
 	env.Claim = manager.Lock
-	s := &service{cfg: cfg, log: log, jobs: manager, env: env, stopping: ctx.Done()}
+	m := metrics.New(metrics.Options{Runtimes: features.Declared(), CRIU: health.FormatCRIUVersion(env.CRIUVersion), Jobs: metrics.CountJobs(st)})
+	s := &service{cfg: cfg, log: log, jobs: manager, env: env, metrics: m, stopping: ctx.Done()}
 	s.backgroundCtx, s.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.settleDumps(ctx); err != nil {
 		s.close()
@@ -73,6 +76,13 @@ func (s *service) close() {
 // Dump runs the dump chain for the request's runtime (or the job's) and records the checkpoint in
 // the catalog. One dump at a time per job, and per tree whatever names it (withcriu.Dump claims it).
 func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
+	resp, err := s.dump(ctx, req)
+	s.metrics.Dump(req.Type, resp.GetStats(), err)
+	return resp, err
+}
+
+// dump is Dump, but for its metrics.
+func (s *service) dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
 	if err := validateDump(req); err != nil {
 		return nil, err
 	}
