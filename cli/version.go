@@ -59,4 +59,3 @@ func (c *VersionCmd) Run(ctx context.Context, g *Globals, cfg config.Config, env
 	fmt.Fprintf(w, "runtimes\t%s\n", strings.Join(info.Runtimes, ", "))
 	return w.Flush()
 }
-

@@ -145,7 +145,7 @@ func TestWriteFile(t *testing.T) {
 	require.NoError(t, err)
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(data, &got))
-	assert.Equal(t, true, got["metrics"], "Cedana's switch is kept while our metrics section is empty")
+	assert.Equal(t, map[string]any{"address": ""}, got["metrics"], "our section replaces Cedana's switch of the same name")
 	assert.Equal(t, map[string]any{"pool_size": 2.0}, got["gpu"])
 	assert.NotContains(t, got, "aws")
 	again, err := Load(dir, envOf(nil))

@@ -53,7 +53,7 @@ type Config struct {
 	DB         DB         `json:"db" envPrefix:"DB_"`
 	Jobs       Jobs       `json:"jobs" envPrefix:"JOBS_"`
 	Storage    Storage    `json:"storage" envPrefix:"STORAGE_"`
-	Metrics    Metrics    `json:"metrics,omitzero" envPrefix:"METRICS_"`
+	Metrics    Metrics    `json:"metrics" envPrefix:"METRICS_"`
 }
 
 // Metrics configures the Prometheus metrics endpoint.

@@ -39,7 +39,7 @@ func (l Loaded) WriteFile(c Config) (os.FileMode, error) {
 	for _, u := range l.unknown {
 		if parent, leaf, ok := parentOf(t, u.path); ok {
 			if _, ours := parent[leaf]; ours {
-				continue // one of CedanaScalars, whose section we write
+				continue // one of CedanaScalars: our section of that name replaces it
 			}
 			parent[leaf] = u.value
 		}

@@ -117,9 +117,11 @@ func TestJobsByState(t *testing.T) {
 		err   string
 	}{
 		{
-			name:  "every state, 0 when empty",
-			count: func(context.Context) (map[store.JobStatus]int, error) { return map[store.JobStatus]int{store.JobRunning: 2}, nil },
-			want:  []string{`cedana_jobs{state="running"} 2`, `cedana_jobs{state="halted"} 0`, `cedana_jobs{state="unknown"} 0`},
+			name: "every state, 0 when empty",
+			count: func(context.Context) (map[store.JobStatus]int, error) {
+				return map[store.JobStatus]int{store.JobRunning: 2}, nil
+			},
+			want: []string{`cedana_jobs{state="running"} 2`, `cedana_jobs{state="halted"} 0`, `cedana_jobs{state="unknown"} 0`},
 		},
 		{
 			name:  "database unreadable",
