@@ -124,12 +124,10 @@ func (m *Metrics) Dump(runtime string, stats *daemonv1.Stats, err error) {
 	if m == nil {
 		return
 	}
-	rt := m.runtime(runtime)
-	m.dumps.WithLabelValues(rt, Outcome(err)).Inc()
-	if err != nil || stats == nil {
+	rt, ok := m.count(m.dumps, OpDump, runtime, stats, err)
+	if !ok {
 		return
 	}
-	m.observe(OpDump, rt, stats)
 	if stats.Frozen != nil {
 		m.frozen.WithLabelValues(rt).Observe(stats.Frozen.AsDuration().Seconds())
 	}
@@ -140,15 +138,21 @@ func (m *Metrics) Dump(runtime string, stats *daemonv1.Stats, err error) {
 // Restore records a restore of runtime (the request's type, else the checkpoint's) that ended
 // with err; the durations of stats only when it succeeded.
 func (m *Metrics) Restore(runtime string, stats *daemonv1.Stats, err error) {
-	if m == nil {
-		return
+	if m != nil {
+		m.count(m.restores, OpRestore, runtime, stats, err)
 	}
+}
+
+// count counts an operation of runtime that ended with err in counter and, when it succeeded
+// with stats, records its durations; it returns the runtime label and whether it did.
+func (m *Metrics) count(counter *prometheus.CounterVec, op, runtime string, stats *daemonv1.Stats, err error) (string, bool) {
 	rt := m.runtime(runtime)
-	m.restores.WithLabelValues(rt, Outcome(err)).Inc()
+	counter.WithLabelValues(rt, Outcome(err)).Inc()
 	if err != nil || stats == nil {
-		return
+		return rt, false
 	}
-	m.observe(OpRestore, rt, stats)
+	m.observe(op, rt, stats)
+	return rt, true
 }
 
 // observe records the total and each phase's duration.
