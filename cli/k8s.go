@@ -19,7 +19,7 @@ type K8sCmd struct {
 type K8sNodeFlags struct {
 	ContainerdConfig string `help:"containerd's configuration file (default ${default})." default:"${k8sContainerdConfig}" type:"path" placeholder:"PATH"`
 	BinDir           string `help:"Directory of the cedana-runc symlink containerd's runc shim runs (default ${default})." default:"${k8sBinDir}" type:"path" placeholder:"DIR"`
-	Restart          bool   `help:"Restart containerd (systemctl restart containerd) so that it reads the change."`
+	Restart          bool   `help:"Restart containerd (systemctl restart containerd) when its configuration changed, so that it reads the change."`
 }
 
 func (f K8sNodeFlags) node() k8s.Node {
@@ -70,8 +70,9 @@ func (c *K8sDestroyCmd) Run(ctx context.Context, g *Globals, env Env) error {
 	})
 }
 
-// reportK8s prints what a set-up changed (text or JSON) and restarts containerd when asked, or
-// says that it must be restarted.
+// reportK8s prints what a set-up changed (text or JSON) and, when containerd's configuration
+// changed, restarts containerd if asked or says that it must be restarted. A run that changed
+// nothing leaves containerd alone, so that an agent can run it at every start.
 func reportK8s(ctx context.Context, env Env, g *Globals, ch k8s.Changes, restart bool, text func(io.Writer)) error {
 	if g.Output == "json" {
 		enc := json.NewEncoder(env.Stdout)
@@ -82,7 +83,7 @@ func reportK8s(ctx context.Context, env Env, g *Globals, ch k8s.Changes, restart
 	} else {
 		text(env.Stdout)
 	}
-	if restart {
+	if restart && ch.ConfigChanged {
 		if err := k8s.RestartContainerd(ctx); err != nil {
 			return err
 		}
