@@ -6,6 +6,7 @@ version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
 commit := `git rev-parse HEAD 2>/dev/null || true`
 ldflags := "-s -w -X github.com/cedana/cedana/version.Version=" + version + " -X github.com/cedana/cedana/version.Commit=" + commit
 buf := "go run github.com/bufbuild/buf/cmd/buf@v1.75.0"
+helm := "go run helm.sh/helm/v3/cmd/helm@v3.22.0"
 golangci_lint := "go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0"
 # Build tag sets CI builds and vets: every runtime (by default and by the `runtimes` tag), none, and
 # each runtime alone.
@@ -37,6 +38,25 @@ demo: deps build
 # Run every test: unit tests and end-to-end tests with the real CRIU and daemon (as root).
 test: deps build
     go test -count=1 -p 1 -timeout 20m ./...
+
+# Lint the Helm chart (helm pinned, through go run) with its defaults and other values, and check
+# that deploy/kubernetes is what `helm template` renders (`go test ./deploy -update` rewrites it).
+chart:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    {{helm}} lint --strict charts/cedana
+    {{helm}} lint --strict charts/cedana --set namespace.create=true,s3.existingSecret=s3,metrics.enabled=false,setup.enabled=false
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    {{helm}} template cedana charts/cedana --namespace cedana --set namespace.create=true --output-dir "$dir" >/dev/null
+    for f in "$dir"/cedana/templates/*.yaml; do
+      # helm writes "---" and "# Source: ..." first, the manifests a "Generated ..." line.
+      diff <(tail -n +3 "$f") <(tail -n +2 "deploy/kubernetes/$(basename "$f")") \
+        || { echo "deploy/kubernetes/$(basename "$f") differs from helm template: run go test ./deploy -update" >&2; exit 1; }
+    done
+    [ "$(ls "$dir"/cedana/templates | wc -l)" = "$(ls deploy/kubernetes/*.yaml | wc -l)" ] \
+      || { echo "deploy/kubernetes does not hold exactly the chart's templates: run go test ./deploy -update" >&2; exit 1; }
+    go test -count=1 ./deploy
 
 # Fuzz each fuzz target for TIME (e.g. 1m); a failing input lands in the package's testdata/fuzz/<target>/.
 fuzz TIME="10s":
@@ -100,4 +120,4 @@ bench: deps build
     go test ./bench -run '^$' -bench . -benchtime 1x -timeout 30m -v
 
 # Everything CI runs.
-ci: check-gen lint matrix test (fuzz "3s")
+ci: check-gen lint matrix chart test (fuzz "3s")
