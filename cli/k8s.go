@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cedana/cedana/internal/hostns"
 	"github.com/cedana/cedana/k8s"
 )
 
@@ -20,24 +21,41 @@ type K8sNodeFlags struct {
 	ContainerdConfig string `help:"containerd's configuration file (default ${default})." default:"${k8sContainerdConfig}" type:"path" placeholder:"PATH"`
 	BinDir           string `help:"Directory of the cedana-runc symlink containerd's runc shim runs (default ${default})." default:"${k8sBinDir}" type:"path" placeholder:"DIR"`
 	Restart          bool   `help:"Restart containerd (systemctl restart containerd) when its configuration changed, so that it reads the change."`
+	HostMountNS      string `name:"host-mount-ns" help:"In a hostPID, privileged container: work in this mount namespace (/proc/1/ns/mnt, the host's); a no-op when already in it." placeholder:"PATH"`
 }
 
-func (f K8sNodeFlags) node() k8s.Node {
-	return k8s.Node{ContainerdConfig: f.ContainerdConfig, BinDir: f.BinDir}
+// node enters the mount namespace asked for, if any, and returns the node to change.
+func (f K8sNodeFlags) node() (k8s.Node, error) {
+	if f.HostMountNS != "" {
+		if _, err := hostns.Enter(f.HostMountNS, nil); err != nil {
+			return k8s.Node{}, err
+		}
+	}
+	return k8s.Node{ContainerdConfig: f.ContainerdConfig, BinDir: f.BinDir}, nil
 }
 
 // K8sSetupCmd is `cedana k8s setup`.
 type K8sSetupCmd struct {
 	K8sNodeFlags
+	CopyBinary bool `help:"Copy this cedana into --bin-dir and link cedana-runc to the copy (for a cedana run from a container image)."`
 }
 
 // Run installs the runtime handler and says what it changed.
 func (c *K8sSetupCmd) Run(ctx context.Context, g *Globals, env Env) error {
-	ch, err := c.node().Setup()
+	node, err := c.node()
+	if err != nil {
+		return err
+	}
+	node.CopyBinary = c.CopyBinary
+	ch, err := node.Setup()
 	if err != nil {
 		return err
 	}
 	return reportK8s(ctx, env, g, ch, c.Restart, func(w io.Writer) {
+		if c.CopyBinary {
+			state := map[bool]string{true: "copied", false: "already current"}[ch.BinaryChanged]
+			fmt.Fprintf(w, "binary %s: %s\n", ch.Target, state)
+		}
 		state := map[bool]string{true: "created", false: "already in place"}[ch.SymlinkChanged]
 		fmt.Fprintf(w, "symlink %s -> %s: %s\n", ch.Symlink, ch.Target, state)
 		state = map[bool]string{true: "added", false: "already there"}[ch.ConfigChanged]
@@ -52,7 +70,11 @@ type K8sDestroyCmd struct {
 
 // Run undoes setup and says what it changed.
 func (c *K8sDestroyCmd) Run(ctx context.Context, g *Globals, env Env) error {
-	ch, err := c.node().Destroy()
+	node, err := c.node()
+	if err != nil {
+		return err
+	}
+	ch, err := node.Destroy()
 	if err != nil {
 		return err
 	}

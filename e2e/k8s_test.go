@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,37 @@ func TestK8sSetupDestroy(t *testing.T) {
 
 	r = runCmd(t, cedanaBin, os.Environ(), "k8s", "setup", "--containerd-config", filepath.Join(dir, "none", "config.toml"), "--bin-dir", dir)
 	requireOneLineError(t, r, "is containerd installed", "--containerd-config")
+}
+
+// TestK8sSetupCopyBinary: `k8s setup --copy-binary`, as the DaemonSet's init container runs it
+// (with --host-mount-ns naming its own mount namespace here, a no-op), copies the
+// binary into --bin-dir, links cedana-runc to the copy, and leaves an identical copy alone.
+func TestK8sSetupCopyBinary(t *testing.T) {
+	requireE2E(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.toml")
+	args := []string{"k8s", "setup", "--copy-binary", "--host-mount-ns", "/proc/self/ns/mnt", "--containerd-config", config, "--bin-dir", dir}
+	copied := filepath.Join(dir, k8s.BinaryName)
+
+	r := runCmd(t, cedanaBin, os.Environ(), args...)
+	require.Equal(t, 0, r.code, r.String())
+	assert.Contains(t, r.stdout, "binary "+copied+": copied")
+	want, err := os.ReadFile(cedanaBin)
+	require.NoError(t, err)
+	got, err := os.ReadFile(copied)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want, got), "the copy is the binary")
+	info, err := os.Stat(copied)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), info.Mode().Perm())
+	target, err := os.Readlink(filepath.Join(dir, k8s.WrapperName))
+	require.NoError(t, err)
+	assert.Equal(t, copied, target)
+
+	r = runCmd(t, cedanaBin, os.Environ(), args...)
+	require.Equal(t, 0, r.code, r.String())
+	assert.Contains(t, r.stdout, "binary "+copied+": already current")
+	assert.Contains(t, r.stdout, "already there")
 }
 
 // TestK8sRuntimeHandlerPod runs a pod through the CRI as the kubelet would, in the cedana runtime

@@ -27,7 +27,14 @@ type Node struct {
 	ContainerdConfig string
 	// BinDir is the directory of the WrapperName symlink.
 	BinDir string
+	// CopyBinary makes Setup copy the running cedana binary into BinDir as BinaryName and point
+	// the symlink at the copy: for a cedana that runs from a container image, whose own binary
+	// the host cannot reach.
+	CopyBinary bool
 }
+
+// BinaryName is the name of the binary Setup copies into BinDir when asked to.
+const BinaryName = "cedana"
 
 // Changes says what Setup or Destroy did.
 type Changes struct {
@@ -44,6 +51,8 @@ type Changes struct {
 	Target string `json:"target,omitempty"`
 	// SymlinkChanged tells whether the symlink was created, replaced or removed.
 	SymlinkChanged bool `json:"symlink_changed"`
+	// BinaryChanged tells whether Setup wrote its copy of the binary (Target), with CopyBinary.
+	BinaryChanged bool `json:"binary_changed,omitempty"`
 }
 
 // Setup installs the cedana runtime handler on this node: the symlink BinDir/WrapperName to the
@@ -55,14 +64,6 @@ func (n Node) Setup() (Changes, error) {
 	if err != nil {
 		return ch, err
 	}
-	exe, err := os.Executable()
-	if err == nil {
-		exe, err = filepath.EvalSymlinks(exe)
-	}
-	if err != nil {
-		return ch, fmt.Errorf("find the running cedana binary for the %s symlink: %w", ch.Symlink, err)
-	}
-	ch.Target = exe
 	current, mode, err := readConfig(ch.Config)
 	if err != nil {
 		return ch, err
@@ -71,6 +72,17 @@ func (n Node) Setup() (Changes, error) {
 	if err != nil {
 		return ch, err
 	}
+	var exe string
+	if n.CopyBinary {
+		exe = filepath.Join(filepath.Dir(ch.Symlink), BinaryName)
+		ch.BinaryChanged, err = copySelf(exe)
+	} else if exe, err = os.Executable(); err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		return ch, fmt.Errorf("find the running cedana binary for the %s symlink: %w", ch.Symlink, err)
+	}
+	ch.Target = exe
 	if ch.SymlinkChanged, err = ensureSymlink(ch.Symlink, exe); err != nil {
 		return ch, err
 	}
@@ -235,6 +247,28 @@ func removeSymlink(link string) (bool, error) {
 	}
 	if err := os.Remove(link); err != nil {
 		return false, fmt.Errorf("remove the runtime handler's symlink %s: %w", link, err)
+	}
+	return true, nil
+}
+
+// copySelf copies the running binary (through /proc/self/exe, which works from any mount
+// namespace) to dst, atomically, unless dst already holds the same bytes; it reports whether it
+// wrote dst.
+func copySelf(dst string) (bool, error) {
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		return false, fmt.Errorf("read the running cedana binary: %w", err)
+	}
+	if have, err := os.ReadFile(dst); err == nil && bytes.Equal(have, self) {
+		return false, nil
+	}
+	tmp := dst + ".cedana-new"
+	if err := os.WriteFile(tmp, self, 0o755); err != nil {
+		return false, fmt.Errorf("copy cedana to %s: %w; pass a writable --bin-dir", tmp, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		_ = os.Remove(tmp)
+		return false, fmt.Errorf("copy cedana to %s: %w", dst, err)
 	}
 	return true, nil
 }
