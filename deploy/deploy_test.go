@@ -221,6 +221,7 @@ func TestChart(t *testing.T) {
 			assert.Equal(t, "registry.example/cedana:v1.2.3", daemon(t, o).Image)
 			assert.Equal(t, corev1.PullAlways, daemon(t, o).ImagePullPolicy)
 			assert.Equal(t, "registry.example/cedana:v1.2.3", spec.InitContainers[0].Image)
+			assert.Equal(t, corev1.PullAlways, spec.InitContainers[0].ImagePullPolicy)
 			assert.Equal(t, map[string]string{"cedana.io/node": "true"}, spec.NodeSelector)
 			assert.Equal(t, []corev1.Toleration{{Operator: corev1.TolerationOpExists}}, spec.Tolerations)
 			require.NotNil(t, o.runtimeClass.Scheduling, "pods of the RuntimeClass go where cedana runs")
@@ -247,9 +248,9 @@ func TestChart(t *testing.T) {
 		{
 			name: "setup without restart", values: map[string]any{"setup": map[string]any{"restartContainerd": false}},
 			check: func(t *testing.T, o objects) {
-				script := o.daemonSet.Spec.Template.Spec.InitContainers[0].Command[2]
-				assert.NotContains(t, script, "nsenter")
-				assert.NotContains(t, script, "--restart")
+				cmd := o.daemonSet.Spec.Template.Spec.InitContainers[0].Command
+				assert.NotContains(t, cmd, "--host-mount-ns")
+				assert.NotContains(t, cmd, "--restart")
 			},
 		},
 		{
@@ -305,7 +306,7 @@ func checkEssentials(t *testing.T, o objects, defaults bool) {
 	assert.True(t, spec.HostNetwork, "hostNetwork")
 	assert.Equal(t, o.serviceAccount.Name, spec.ServiceAccountName)
 	c := daemon(t, o)
-	assert.Equal(t, []string{"/usr/local/bin/cedana", "daemon", "start"}, c.Command)
+	assert.Equal(t, []string{"/usr/bin/cedana", "daemon", "start", "--host-mount-ns", "/proc/1/ns/mnt"}, c.Command)
 	require.NotNil(t, c.SecurityContext)
 	require.NotNil(t, c.SecurityContext.Privileged)
 	assert.True(t, *c.SecurityContext.Privileged, "privileged")
@@ -313,7 +314,7 @@ func checkEssentials(t *testing.T, o objects, defaults bool) {
 	assert.False(t, c.Resources.Requests.Memory().IsZero(), "a memory request")
 	require.NotNil(t, c.ReadinessProbe)
 	require.NotNil(t, c.ReadinessProbe.Exec)
-	assert.Equal(t, []string{"/usr/local/bin/cedana", "daemon", "check"}, c.ReadinessProbe.Exec.Command)
+	assert.Equal(t, []string{"/usr/bin/cedana", "daemon", "check"}, c.ReadinessProbe.Exec.Command)
 
 	hostPaths := map[string]string{}
 	for _, v := range spec.Volumes {
@@ -361,8 +362,8 @@ func checkEssentials(t *testing.T, o objects, defaults bool) {
 	}
 }
 
-// checkSetup checks the default init container: it copies the binary to the host and runs
-// `cedana k8s setup --restart` in the host's namespaces.
+// checkSetup checks the default init container: `cedana k8s setup` copies the binary to the
+// host and restarts containerd, in the host's mount namespace.
 func checkSetup(t *testing.T, o objects) {
 	t.Helper()
 	spec := o.daemonSet.Spec.Template.Spec
@@ -370,15 +371,11 @@ func checkSetup(t *testing.T, o objects) {
 	ic := spec.InitContainers[0]
 	require.NotNil(t, ic.SecurityContext)
 	assert.True(t, *ic.SecurityContext.Privileged)
-	require.Len(t, ic.Command, 3)
-	script := ic.Command[2]
-	for _, want := range []string{
-		"cp /usr/local/bin/cedana /var/lib/cedana/bin/cedana.new",
-		"nsenter -t 1 -m -u -i -n -p -- /var/lib/cedana/bin/cedana k8s setup",
-		"--containerd-config " + k8s.DefaultContainerdConfig, "--bin-dir /var/lib/cedana/bin", "--restart",
-	} {
-		assert.Contains(t, script, want)
-	}
+	assert.Equal(t, []string{
+		"/usr/bin/cedana", "k8s", "setup", "--copy-binary",
+		"--containerd-config", k8s.DefaultContainerdConfig, "--bin-dir", "/var/lib/cedana/bin",
+		"--host-mount-ns", "/proc/1/ns/mnt", "--restart",
+	}, ic.Command)
 	var mountPaths []string
 	for _, m := range ic.VolumeMounts {
 		mountPaths = append(mountPaths, m.MountPath)
