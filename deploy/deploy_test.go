@@ -82,6 +82,11 @@ func render(t *testing.T, values map[string]any) map[string]string {
 func decode(t *testing.T, files map[string]string) objects {
 	t.Helper()
 	var o objects
+	targets := map[string]any{
+		"apps/v1 DaemonSet": &o.daemonSet, "v1 ConfigMap": &o.configMap, "v1 Secret": &o.secret,
+		"v1 Service": &o.service, "v1 ServiceAccount": &o.serviceAccount, "v1 Namespace": &o.namespace,
+		"node.k8s.io/v1 RuntimeClass": &o.runtimeClass,
+	}
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
@@ -94,32 +99,11 @@ func decode(t *testing.T, files map[string]string) objects {
 			}
 			var tm metav1.TypeMeta
 			require.NoError(t, yaml.Unmarshal([]byte(doc), &tm), name)
-			var obj any
-			switch tm.APIVersion + " " + tm.Kind {
-			case "apps/v1 DaemonSet":
-				o.daemonSet = &appsv1.DaemonSet{}
-				obj = o.daemonSet
-			case "v1 ConfigMap":
-				o.configMap = &corev1.ConfigMap{}
-				obj = o.configMap
-			case "v1 Secret":
-				o.secret = &corev1.Secret{}
-				obj = o.secret
-			case "v1 Service":
-				o.service = &corev1.Service{}
-				obj = o.service
-			case "v1 ServiceAccount":
-				o.serviceAccount = &corev1.ServiceAccount{}
-				obj = o.serviceAccount
-			case "v1 Namespace":
-				o.namespace = &corev1.Namespace{}
-				obj = o.namespace
-			case "node.k8s.io/v1 RuntimeClass":
-				o.runtimeClass = &nodev1.RuntimeClass{}
-				obj = o.runtimeClass
-			default:
-				require.Failf(t, "unexpected object", "%s: %s %s", name, tm.APIVersion, tm.Kind)
-			}
+			target, ok := targets[tm.APIVersion+" "+tm.Kind]
+			require.True(t, ok, "%s: unexpected object %s %s", name, tm.APIVersion, tm.Kind)
+			field := reflect.ValueOf(target).Elem() // a *T field of o, set to a new T
+			field.Set(reflect.New(field.Type().Elem()))
+			obj := field.Interface()
 			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), obj), "%s is not a valid %s", name, tm.Kind)
 		}
 	}
