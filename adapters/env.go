@@ -24,6 +24,8 @@ type Env struct {
 	CRIU *criu.Client
 	// CRIUVersion is the CRIU version as CRIU reports it (e.g. 40101), recorded in checkpoints.
 	CRIUVersion int32
+	// CRIULogLevel is the verbosity of the logs CRIU writes beside the images (criu.log_level).
+	CRIULogLevel int32
 	// CheckpointDir is the default parent directory of new checkpoints.
 	CheckpointDir string
 	// Compression is the default codec of new checkpoints ("none" keeps a directory).

@@ -22,6 +22,7 @@ func NewEnv(ctx context.Context, cfg config.Config, log *slog.Logger) *adapters.
 	return &adapters.Env{
 		CRIU:           client,
 		CRIUVersion:    v,
+		CRIULogLevel:   int32(cfg.CRIU.LogLevel),
 		CheckpointDir:  cfg.Checkpoint.Dir,
 		Compression:    cfg.Checkpoint.Compression,
 		TempDir:        cfg.Checkpoint.TempDir,

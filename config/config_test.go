@@ -123,7 +123,7 @@ func TestEnvNames(t *testing.T) {
 		"CEDANA_TLS_CLIENT_CERT_FILE", "CEDANA_TLS_CLIENT_KEY_FILE", "CEDANA_TLS_SERVER_NAME",
 		"CEDANA_LIMITS_MAX_REQUEST_BYTES",
 		"CEDANA_CHECKPOINT_DIR", "CEDANA_CHECKPOINT_COMPRESSION", "CEDANA_CHECKPOINT_TEMP_DIR",
-		"CEDANA_CRIU_BINARY_PATH", "CEDANA_CRIU_LEAVE_RUNNING", "CEDANA_RESTORE_PID_WAIT_TIMEOUT", "CEDANA_LOG_LEVEL", "CEDANA_LOG_FORMAT",
+		"CEDANA_CRIU_BINARY_PATH", "CEDANA_CRIU_LEAVE_RUNNING", "CEDANA_CRIU_LOG_LEVEL", "CEDANA_RESTORE_PID_WAIT_TIMEOUT", "CEDANA_LOG_LEVEL", "CEDANA_LOG_FORMAT",
 		"CEDANA_DB_PATH", "CEDANA_JOBS_LOG_DIR",
 		"CEDANA_STORAGE_S3_ENDPOINT", "CEDANA_STORAGE_S3_REGION", "CEDANA_STORAGE_S3_ACCESS_KEY",
 		"CEDANA_STORAGE_S3_SECRET_KEY", "CEDANA_STORAGE_S3_INSECURE", "CEDANA_METRICS_ADDRESS",
@@ -196,6 +196,10 @@ func TestParse(t *testing.T) {
 		{name: "not an object", data: `[]`, err: "cannot unmarshal array"},
 		{name: "bad duration", data: `{"restore":{"pid_wait_timeout":"soon"}}`, err: `invalid duration "soon"`},
 		{name: "negative duration", data: `{"restore":{"pid_wait_timeout":"-1s"}}`, err: "restore.pid_wait_timeout -1s is negative"},
+		{name: "criu log level 2", data: `{"criu":{"log_level":2}}`},
+		{name: "criu log level 0", data: `{"criu":{"log_level":0}}`, err: "criu.log_level 0 is out of range"},
+		{name: "criu log level 5", data: `{"criu":{"log_level":5}}`, err: "criu.log_level 5 is out of range"},
+		{name: "criu log level from env", nil: true, env: map[string]string{"CEDANA_CRIU_LOG_LEVEL": "9"}, err: "criu.log_level 9 is out of range"},
 		{name: "bad env", nil: true, env: map[string]string{"CEDANA_STORAGE_S3_INSECURE": "maybe"}, err: "CEDANA_STORAGE_S3_INSECURE"},
 	}
 	for _, tt := range tests {
@@ -221,4 +225,25 @@ func TestLoadNamesTheFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(`{} {}`), 0o600))
 	_, err := Load(dir, envOf(nil))
 	assert.ErrorContains(t, err, "config "+path+": more after the JSON object")
+}
+
+// TestCRIULogLevel: criu.log_level is CRIU's default unless the file or the environment says.
+func TestCRIULogLevel(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		env  map[string]string
+		want int
+	}{
+		{name: "default", data: `{}`, want: DefaultCRIULogLevel},
+		{name: "file", data: `{"criu":{"log_level":4}}`, want: 4},
+		{name: "environment", data: `{}`, env: map[string]string{"CEDANA_CRIU_LOG_LEVEL": "1"}, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.data), envOf(tt.env))
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, c.CRIU.LogLevel)
+		})
+	}
 }

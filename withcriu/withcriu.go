@@ -3,6 +3,7 @@
 package withcriu
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,13 +19,11 @@ import (
 
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
-
-// criuLogLevel is CRIU's most verbose level short of debug; its logs explain failures.
-const criuLogLevel = 4
 
 // Dump is the handler that dumps resp.Checkpoint.Pid's tree into st.ImageDir with CRIU.
 // A tree another request is dumping is refused as busy (env.Claim). On failure CRIU has resumed
@@ -51,7 +50,7 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 		}
 		defer release()
 	}
-	dir, criuOpts, err := openImages(st.ImageDir, checkpoint.DumpLog, req.Criu)
+	dir, criuOpts, err := openImages(st.ImageDir, checkpoint.DumpLog, env.CRIULogLevel, req.Criu)
 	if err != nil {
 		return false, err
 	}
@@ -65,10 +64,13 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 	}
 	before := snapshotTree(int(pid), criuOpts.GetFreezeCgroup())
 	done := false // the post-dump notification was answered: the images are complete
+	var marks timings
 	call := criu.Call{Notify: func(script string, _ int32) error {
 		if script != "post-dump" {
 			return nil
 		}
+		marks.mark("criu_to_post_dump")
+		defer marks.mark("post_dump_answer")
 		for _, capture := range st.DumpFrozen {
 			if err := capture(); err != nil {
 				return err
@@ -84,6 +86,8 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 	}}
 	if st.Journal != nil {
 		call.Started = func(criuPID int) error {
+			marks.mark("criu_spawn")
+			defer marks.mark("journal_started")
 			ck := proto.CloneOf(resp.Checkpoint)
 			ck.Options = proto.CloneOf(req.Criu)
 			ck.CriuVersion = env.CRIUVersion
@@ -94,8 +98,11 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 		}
 	}
 	start := time.Now()
+	marks.start = start
 	_, err = env.CRIU.Dump(ctx, criuOpts, call)
 	adapters.Observe(resp.Stats, "criu_dump", start)
+	marks.mark("criu_answer")
+	defer func() { st.Log.Debug("criu dump timings", marks.attrs...) }()
 	var died *criu.DiedError
 	switch {
 	case err != nil && errors.As(err, &died) && done:
@@ -106,9 +113,9 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 			before.kill()
 		}
 	case err != nil && errors.As(err, &died):
-		return false, criuFailure(fmt.Errorf("%w; %s", err, before.resume()), st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+		return false, criuFailure(fmt.Errorf("%w; %s", err, before.resume()), env, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	case err != nil:
-		return false, criuFailure(err, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+		return false, criuFailure(err, env, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
 	resp.Checkpoint.CriuVersion = env.CRIUVersion
 	if st, err := stats.CriuGetDumpStats(dir); err == nil && resp.Stats != nil {
@@ -117,13 +124,14 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 	if pids := checkpoint.DumpedPIDs(st.ImageDir, pid); len(pids) > 0 {
 		resp.Checkpoint.Pids = pids
 	}
+	marks.mark("stats_and_pids")
 	return true, nil
 }
 
 // Restore is the handler that restores the checkpoint in st.ImageDir as a child of the
 // calling process (CRIU's restore-sibling mode), which must reap it.
 func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-	dir, criuOpts, err := openImages(st.ImageDir, checkpoint.RestoreLog, req.Criu)
+	dir, criuOpts, err := openImages(st.ImageDir, checkpoint.RestoreLog, env.CRIULogLevel, req.Criu)
 	if err != nil {
 		return err
 	}
@@ -135,15 +143,16 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	out, err := env.CRIU.Restore(ctx, criuOpts, criu.Call{})
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
-		return criuFailure(err, st.ImageDir, checkpoint.RestoreLog, "")
+		return criuFailure(err, env, st.ImageDir, checkpoint.RestoreLog, "")
 	}
 	resp.Pid = out.GetRestore().GetPid()
 	return nil
 }
 
-// openImages opens the image directory and builds the CRIU options dump and restore share. The
+// openImages opens the image directory and builds the CRIU options dump and restore share, with
+// CRIU's log at logLevel (CRIU's default, 2, when 0: an Env built without a configuration). The
 // directory must stay open until CRIU is done: CRIU reads it through our file descriptor.
-func openImages(imageDir, logName string, c *daemonv1.CriuOptions) (*os.File, *rpc.CriuOpts, error) {
+func openImages(imageDir, logName string, logLevel int32, c *daemonv1.CriuOptions) (*os.File, *rpc.CriuOpts, error) {
 	dir, err := os.Open(imageDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open checkpoint directory: %w", err)
@@ -151,7 +160,7 @@ func openImages(imageDir, logName string, c *daemonv1.CriuOptions) (*os.File, *r
 	return dir, &rpc.CriuOpts{
 		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
 		LogFile:        proto.String(logName),
-		LogLevel:       proto.Int32(criuLogLevel),
+		LogLevel:       proto.Int32(cmp.Or(logLevel, config.DefaultCRIULogLevel)),
 		TcpEstablished: proto.Bool(c.TcpEstablished),
 		FileLocks:      proto.Bool(c.FileLocks),
 		ShellJob:       proto.Bool(c.ShellJob),
@@ -161,7 +170,9 @@ func openImages(imageDir, logName string, c *daemonv1.CriuOptions) (*os.File, *r
 
 // criuFailure builds a one-line error from CRIU's error and its log's error lines. When keepAs is
 // set the log is copied to the temporary directory under that name, since its directory will go.
-func criuFailure(err error, dir, logName, keepAs string) error {
+// A log written below level 4 has CRIU's errors and warnings only: the message says how to get
+// every step.
+func criuFailure(err error, env *adapters.Env, dir, logName, keepAs string) error {
 	logPath := filepath.Join(dir, logName)
 	msg := criu.LogQuote(logPath)
 	if keepAs != "" {
@@ -174,6 +185,9 @@ func criuFailure(err error, dir, logName, keepAs string) error {
 	}
 	if logPath != "" {
 		msg += "; full log: " + logPath
+		if cmp.Or(env.CRIULogLevel, config.DefaultCRIULogLevel) < 4 {
+			msg += " (set criu.log_level to 4 to log every step)"
+		}
 	}
 	return errs.Precondition("%w%s", err, msg)
 }
