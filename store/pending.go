@@ -51,13 +51,20 @@ type PendingDump struct {
 
 // BeginDump records a pending dump in state DumpDumping. It fails with errdefs.ErrNotFound when JID is not
 // "" and names no job, and with errdefs.ErrAlreadyExists when the ID is taken.
+//
+// Like DumpStarted and DumpDone, it does not wait for the disk (see writeUnsynced): a pending
+// dump's record serves a daemon that dies during the dump, and the kernel keeps it for the next
+// start. A power failure ends CRIU and the workload too; the record would then only have let the
+// next start remove the partial images, which stay as what they are, an incomplete checkpoint (no
+// checkpoint.json, nothing in the catalog). The WAL keeps commits in order, so a later synced
+// commit (CommitDump) makes these durable with it. Each sync here cost about 20 ms per dump.
 func (s *Store) BeginDump(ctx context.Context, d PendingDump) error {
 	if d.ID == "" || d.WorkDir == "" || d.Path == "" {
 		return fmt.Errorf("begin dump %q: the ID, work directory and path must be set", d.ID)
 	}
 	what := fmt.Sprintf("begin dump %q", d.ID)
 	t := formatTime(now())
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.writeUnsynced(ctx, func(tx *sql.Tx) error {
 		return s.insertForJob(ctx, tx, what, d.JID, fmt.Errorf("pending dump %q: %w", d.ID, errdefs.ErrAlreadyExists),
 			`INSERT INTO pending_dumps
 			(id, jid, state, work_dir, path, created_at, updated_at)
@@ -68,12 +75,12 @@ func (s *Store) BeginDump(ctx context.Context, d PendingDump) error {
 }
 
 // DumpStarted records the criu process of pending dump id, the tree it dumps and the checkpoint's
-// metadata.
+// metadata, without waiting for the disk (see BeginDump).
 func (s *Store) DumpStarted(ctx context.Context, id string, pid int, pidStart uint64, criuPID int, criuStart uint64, metadata []byte) error {
 	if pidStart > math.MaxInt64 || criuStart > math.MaxInt64 {
 		return fmt.Errorf("dump %q started: start time out of range", id)
 	}
-	return s.updatePending(ctx, s.write, id, "record the start of", `pid = ?, pid_start = ?, criu_pid = ?, criu_start = ?, metadata = ?`,
+	return s.updatePending(ctx, s.writeUnsynced, id, "record the start of", `pid = ?, pid_start = ?, criu_pid = ?, criu_start = ?, metadata = ?`,
 		pid, int64(pidStart), criuPID, int64(criuStart), nullText(metadata))
 }
 
