@@ -214,7 +214,8 @@ func unwrapPath(err error) error {
 }
 
 // WriteDumpMetadata writes checkpoint.json once everything after it succeeded, which marks the
-// checkpoint complete. The CRIU options recorded are the final ones, after runtime adapters.
+// checkpoint complete: for an uncompressed checkpoint, once its images are durable too
+// (checkpoint.Commit). The CRIU options recorded are the final ones, after runtime adapters.
 func WriteDumpMetadata(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		dumped, err := next(ctx, env, st, req, resp)
@@ -231,6 +232,14 @@ func WriteDumpMetadata(next DumpHandler) DumpHandler {
 		ck.SizeBytes = size
 		if resp.Stats != nil {
 			resp.Stats.RawBytes, resp.Stats.StoredBytes = size, size
+		}
+		if codecOf(req) == archive.None {
+			// The directory is the checkpoint: its images must be on disk before it says it is
+			// complete. (An archive is synced whole when it is finished.)
+			start := time.Now()
+			err := checkpoint.Commit(st.ImageDir, ck)
+			Observe(resp.Stats, "sync", start)
+			return dumped, err
 		}
 		return dumped, checkpoint.Write(st.ImageDir, ck)
 	}

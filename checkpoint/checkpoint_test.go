@@ -283,3 +283,48 @@ func TestDumpedPIDsDirWithGlobMetacharacters(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestCommit: Commit writes the same metadata file as Write, 0644, and leaves no temporary file
+// beside the images, whose contents it does not touch.
+func TestCommit(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string // images already in the directory
+	}{
+		{name: "empty directory"},
+		{name: "beside images", files: []string{"core-1.img", "pages-1.img", "dump.log"}},
+		{name: "over an older checkpoint.json", files: []string{checkpoint.MetadataFile}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range tt.files {
+				writeFile(t, filepath.Join(dir, f), 10)
+			}
+			want := sampleCheckpoint()
+			require.NoError(t, checkpoint.Commit(dir, want))
+			got, err := checkpoint.Read(dir)
+			require.NoError(t, err)
+			assert.True(t, proto.Equal(want, got))
+			info, err := os.Stat(filepath.Join(dir, checkpoint.MetadataFile))
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o644), info.Mode().Perm())
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			for _, e := range entries {
+				assert.False(t, strings.HasPrefix(e.Name(), "."), "temporary file %s left", e.Name())
+			}
+			for _, f := range tt.files {
+				if f != checkpoint.MetadataFile {
+					data, err := os.ReadFile(filepath.Join(dir, f))
+					require.NoError(t, err)
+					assert.Len(t, data, 10)
+				}
+			}
+		})
+	}
+}
+
+func TestCommitMissingDir(t *testing.T) {
+	assert.Error(t, checkpoint.Commit(filepath.Join(t.TempDir(), "missing"), sampleCheckpoint()))
+}

@@ -245,7 +245,7 @@ func (s *service) completeDump(ctx context.Context, d store.PendingDump, ck *dae
 		if ck.SizeBytes, err = checkpoint.Size(dir); err != nil {
 			return "", 0, fmt.Errorf("measure checkpoint: %w", err)
 		}
-		if err := checkpoint.Write(dir, ck); err != nil {
+		if err := checkpoint.Commit(dir, ck); err != nil {
 			return "", 0, err
 		}
 	}
