@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/chain"
@@ -83,6 +84,7 @@ func (s *service) Dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 
 // dump is Dump, but for its metrics.
 func (s *service) dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.DumpResponse, error) {
+	received := time.Now()
 	if err := validateDump(req); err != nil {
 		return nil, err
 	}
@@ -115,11 +117,13 @@ func (s *service) dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 		journal.forget()
 		return nil, err
 	}
+	recordStart := time.Now()
 	if err := s.recordCheckpoint(ctx, journal.id, catalogJID, resp); err != nil {
 		// The checkpoint on disk is complete; only the catalog entry is missing.
 		st.Log.Error("checkpoint written but not recorded", "path", resp.Path, "error", err)
 		return nil, err
 	}
+	st.Log.Debug("dump recorded in the catalog", "record", time.Since(recordStart), "since_request", time.Since(received))
 	st.Log.Info("dumped", "path", resp.Path, "pid", resp.Checkpoint.GetPid(), "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil
 }
