@@ -30,10 +30,11 @@ var fullLogRe = regexp.MustCompile(`full log: (\S+)`)
 // to its own code when CRIU's socket closes: the workload runs on, neither stopped nor traced.
 // Nothing is recorded and nothing is left in the checkpoint directory; the one-line error says
 // that CRIU was killed, that the workload runs, and where CRIU's whole log is kept. No claim is
-// left either: the tree dumps again at once, and that checkpoint restores.
+// left either: the tree dumps again at once, and that checkpoint restores. CRIU logs every step
+// (criu.log_level 4), so the kept log shows how far it got.
 func TestCRIUKilledMidDump(t *testing.T) {
 	requireE2E(t)
-	d := startDaemon(t, cedanaBin)
+	d := startDaemon(t, cedanaBin, "CEDANA_CRIU_LOG_LEVEL=4")
 	w := startMemCounter(t, false, 512)
 	memhog := childNamed(t, w.pid, "memhog")
 
