@@ -55,3 +55,18 @@ func (a *Writer) AddFilePart(path, name string, n int, offset, size int64) (int6
 	}
 	return copied, nil
 }
+
+// AddReader adds an entry name holding the next size bytes of r: a whole file, or a part named by
+// PartName. It is how a stream whose total length is not known up front (an image CRIU streams
+// through a pipe) goes into an archive chunk by chunk.
+func (a *Writer) AddReader(name string, size int64, r io.Reader) (int64, error) {
+	if err := a.ready(name); err != nil {
+		return 0, fmt.Errorf("add %q to archive: %w", name, err)
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: time.Now().Truncate(time.Second)}
+	n, err := a.write(hdr, io.LimitReader(r, size), "stream shorter than announced")
+	if err != nil {
+		return n, fmt.Errorf("add %q to archive: %w", name, err)
+	}
+	return n, nil
+}

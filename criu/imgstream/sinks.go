@@ -1,0 +1,224 @@
+package imgstream
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cedana/cedana/archive"
+)
+
+// DirSink writes the images into a directory, as CRIU itself would (--compression none).
+type DirSink struct {
+	Dir string
+	f   *os.File
+}
+
+// Put appends a chunk to its image file.
+func (d *DirSink) Put(name string, n int, last bool, _ int64, r io.Reader) error {
+	if n == 0 {
+		f, err := os.OpenFile(filepath.Join(d.Dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("write streamed image: %w", err)
+		}
+		d.f = f
+	}
+	if d.f == nil || d.f.Name() != filepath.Join(d.Dir, name) {
+		return fmt.Errorf("write streamed image %s: chunk %d without its start", name, n)
+	}
+	if _, err := io.Copy(d.f, r); err != nil {
+		return fmt.Errorf("write streamed image %s: %w", name, err)
+	}
+	if last {
+		err := d.f.Close()
+		d.f = nil
+		if err != nil {
+			return fmt.Errorf("write streamed image %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ArchiveSink adds the images to an archive: a one-chunk image as itself, a longer one in
+// parts (archive.PartName), which Extract joins again.
+type ArchiveSink struct{ W *archive.Writer }
+
+// Put adds a chunk to the archive.
+func (a ArchiveSink) Put(name string, n int, last bool, size int64, r io.Reader) error {
+	entry := name
+	if n > 0 || !last {
+		entry = archive.PartName(name, n)
+	}
+	_, err := a.W.AddReader(entry, size, r)
+	return err
+}
+
+// ArchiveSource serves images from an archive read once, front to back: CRIU's request for an
+// image reads the archive up to it, keeping the images passed over for later requests (in
+// memory up to memLimit bytes, then in files in spillDir).
+type ArchiveSource struct {
+	ts       *archive.TarStream
+	spillDir string
+	memLeft  int64
+	kept     map[string]*kept
+	pending  *tar.Header // read but not yet consumed
+	eof      bool
+}
+
+// kept is an image passed over, with its parts joined.
+type kept struct {
+	mem  bytes.Buffer
+	file *os.File
+}
+
+// NewArchiveSource reads the archive ts.
+func NewArchiveSource(ts *archive.TarStream, memLimit int64, spillDir string) *ArchiveSource {
+	if memLimit <= 0 {
+		memLimit = DefaultMemoryLimit
+	}
+	return &ArchiveSource{ts: ts, spillDir: spillDir, memLeft: memLimit, kept: map[string]*kept{}}
+}
+
+// next returns the next entry's image name and part number (-1: a whole image).
+func (s *ArchiveSource) next() (string, int, error) {
+	if s.pending == nil {
+		if s.eof {
+			return "", 0, io.EOF
+		}
+		hdr, err := s.ts.Next()
+		if errors.Is(err, io.EOF) {
+			s.eof = true
+			return "", 0, io.EOF
+		}
+		if err != nil {
+			return "", 0, fmt.Errorf("read checkpoint archive: %w", err)
+		}
+		if hdr.Typeflag != tar.TypeReg || hdr.Name != filepath.Base(hdr.Name) {
+			return "", 0, fmt.Errorf("checkpoint archive entry %q is not a plain image file", hdr.Name)
+		}
+		s.pending = hdr
+	}
+	if base, n, ok := archive.ParsePartName(s.pending.Name); ok {
+		return base, n, nil
+	}
+	return s.pending.Name, -1, nil
+}
+
+// keep stores the pending entry's body under name.
+func (s *ArchiveSource) keep(name string) error {
+	k := s.kept[name]
+	if k == nil {
+		k = &kept{}
+		s.kept[name] = k
+	}
+	size := s.pending.Size
+	s.pending = nil
+	if k.file == nil && size <= s.memLeft {
+		s.memLeft -= size
+		_, err := io.Copy(&k.mem, s.ts)
+		return err
+	}
+	if k.file == nil {
+		f, err := os.CreateTemp(s.spillDir, "cedana-restore-spill-*")
+		if err != nil {
+			return fmt.Errorf("keep an image from the archive for later: %w", err)
+		}
+		_ = os.Remove(f.Name())
+		if _, err := k.mem.WriteTo(f); err != nil {
+			f.Close()
+			return fmt.Errorf("keep an image from the archive for later: %w", err)
+		}
+		k.file = f
+	}
+	if _, err := io.Copy(k.file, s.ts); err != nil {
+		return fmt.Errorf("keep an image from the archive for later: %w", err)
+	}
+	return nil
+}
+
+// Open returns the image name: from what was kept, or read on from the archive.
+func (s *ArchiveSource) Open(name string) (io.ReadCloser, error) {
+	for {
+		if k, ok := s.kept[name]; ok {
+			base, _, err := s.next()
+			if err == nil && base == name {
+				if err := s.keep(name); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			delete(s.kept, name)
+			return k.reader()
+		}
+		base, _, err := s.next()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("image %s: %w", name, fs.ErrNotExist)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if base == name {
+			return &partsReader{s: s, name: name}, nil
+		}
+		if err := s.keep(base); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (k *kept) reader() (io.ReadCloser, error) {
+	if k.file == nil {
+		return io.NopCloser(&k.mem), nil
+	}
+	if _, err := k.file.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return k.file, nil
+}
+
+// partsReader reads an image straight from the archive, joining its parts and keeping the
+// entries between them.
+type partsReader struct {
+	s     *ArchiveSource
+	name  string
+	cur   bool // in the body of one of its entries
+	whole bool // its one entry was a whole image, not a part
+}
+
+func (p *partsReader) Read(b []byte) (int, error) {
+	for {
+		if p.cur {
+			n, err := p.s.ts.Read(b)
+			if errors.Is(err, io.EOF) {
+				p.cur = false
+				if p.whole {
+					return n, io.EOF
+				}
+				if n > 0 {
+					return n, nil
+				}
+				continue
+			}
+			return n, err
+		}
+		base, part, err := p.s.next()
+		if err != nil {
+			return 0, err
+		}
+		if base == p.name {
+			p.s.pending = nil
+			p.cur, p.whole = true, part == -1
+			continue
+		}
+		if err := p.s.keep(base); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (p *partsReader) Close() error { return nil }

@@ -1,0 +1,139 @@
+package imgstream
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// ChunkSize is the size of the pieces an image is drained in and handed to a Sink.
+const ChunkSize = 16 << 20
+
+// DefaultMemoryLimit is how much of CRIU's images may wait in memory for the Sink before the
+// rest waits in a spill file (checkpoint.stream_memory_limit).
+const DefaultMemoryLimit = 256 << 20
+
+// spool holds drained chunks until the Sink takes them: in memory while the total stays under
+// the limit, else appended to a spill file in dir (created on first need, removed at close).
+type spool struct {
+	mu      sync.Mutex
+	limit   int64
+	inMem   int64
+	peak    int64
+	dir     string
+	spill   *os.File
+	spillAt int64
+	spilled int64
+	free    [][]byte
+}
+
+// chunk is one drained piece of an image: in memory (data) or in the spill file (segs).
+type chunk struct {
+	data []byte
+	segs []seg
+}
+
+// seg is a range of the spill file.
+type seg struct{ off, n int64 }
+
+// size is the number of bytes in c.
+func (c chunk) size() int64 {
+	if c.data != nil {
+		return int64(len(c.data))
+	}
+	var n int64
+	for _, s := range c.segs {
+		n += s.n
+	}
+	return n
+}
+
+func newSpool(limit int64, dir string) *spool {
+	if limit <= 0 {
+		limit = DefaultMemoryLimit
+	}
+	return &spool{limit: limit, dir: dir}
+}
+
+// buffer returns a ChunkSize buffer to read into, or nil when memory is at its limit.
+func (s *spool) buffer() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inMem+ChunkSize > s.limit {
+		return nil
+	}
+	s.inMem += ChunkSize
+	s.peak = max(s.peak, s.inMem)
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b
+	}
+	return make([]byte, ChunkSize)
+}
+
+// release gives a memory chunk's buffer back.
+func (s *spool) release(c chunk) {
+	if c.data == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inMem -= ChunkSize
+	s.free = append(s.free, c.data[:cap(c.data)])
+}
+
+// spillTo appends p to the spill file and records where in c.
+func (s *spool) spillTo(c *chunk, p []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.spill == nil {
+		f, err := os.CreateTemp(s.dir, "cedana-stream-spill-*")
+		if err != nil {
+			return fmt.Errorf("memory for streamed images is full and no spill file could be made (raise checkpoint.stream_memory_limit or free %s): %w", s.dir, err)
+		}
+		_ = os.Remove(f.Name()) // the open file lives on; nothing to clean up after a crash
+		s.spill = f
+	}
+	if _, err := s.spill.WriteAt(p, s.spillAt); err != nil {
+		return fmt.Errorf("spill streamed image data to %s: %w", s.dir, err)
+	}
+	c.segs = append(c.segs, seg{s.spillAt, int64(len(p))})
+	s.spillAt += int64(len(p))
+	s.spilled += int64(len(p))
+	return nil
+}
+
+// reader returns the content of c.
+func (s *spool) reader(c chunk) io.Reader {
+	if c.data != nil {
+		return &byteReader{c.data}
+	}
+	rs := make([]io.Reader, len(c.segs))
+	for i, g := range c.segs {
+		rs[i] = io.NewSectionReader(s.spill, g.off, g.n)
+	}
+	return io.MultiReader(rs...)
+}
+
+// close removes the spill file.
+func (s *spool) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.spill != nil {
+		s.spill.Close()
+		s.spill = nil
+	}
+}
+
+type byteReader struct{ b []byte }
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
