@@ -27,16 +27,14 @@ type Stats struct {
 
 // Capture receives the images of one `criu dump --stream`.
 type Capture struct {
-	l     *net.UnixListener
+	session
 	spool *spool
 	sink  Sink
 
 	queue   chan item
 	drained chan struct{} // closed when CRIU has handed over everything
 	done    chan struct{} // closed when the sink has taken everything
-	mu      sync.Mutex
-	conn    *net.UnixConn
-	err     error // the first failure of ours
+	err     error         // the first failure of ours
 	stats   Stats
 }
 
@@ -56,7 +54,7 @@ func StartCapture(dir string, memLimit int64, spillDir string, sink Sink) (*Capt
 		return nil, err
 	}
 	c := &Capture{
-		l: l, spool: newSpool(memLimit, spillDir), sink: sink,
+		session: session{l: l}, spool: newSpool(memLimit, spillDir), sink: sink,
 		queue: make(chan item, 1<<16), drained: make(chan struct{}), done: make(chan struct{}),
 	}
 	go c.receive()
@@ -81,15 +79,11 @@ func (c *Capture) receive() {
 		close(c.queue)
 		close(c.drained)
 	}()
-	conn, err := accept(c.l)
-	c.l.Close()
+	conn, err := c.accept()
 	if err != nil {
 		c.fail(err)
 		return
 	}
-	c.mu.Lock()
-	c.conn = conn
-	c.mu.Unlock()
 	defer conn.Close()
 	for {
 		name, err := readRequest(conn)
@@ -194,12 +188,7 @@ func (c *Capture) Wait() (Stats, error) {
 // Abort stops waiting for CRIU (call it when CRIU has exited, to end a capture it never
 // connected to) and returns once everything received is released.
 func (c *Capture) Abort() {
-	c.l.Close()
-	c.mu.Lock()
-	if c.conn != nil {
-		c.conn.Close()
-	}
-	c.mu.Unlock()
+	c.close()
 	<-c.done
 	c.spool.close()
 }

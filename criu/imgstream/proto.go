@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -135,11 +136,33 @@ func recvPipe(c *net.UnixConn, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), name), nil
 }
 
-// accept waits for CRIU's connection; closing l (when CRIU exits first) ends the wait.
-func accept(l *net.UnixListener) (*net.UnixConn, error) {
-	c, err := l.AcceptUnix()
+// session is the listener CRIU connects to and, once it has, its one connection.
+type session struct {
+	l    *net.UnixListener
+	mu   sync.Mutex
+	conn *net.UnixConn
+}
+
+// accept waits for CRIU's connection and stops listening; close (when CRIU exits first) ends the
+// wait.
+func (s *session) accept() (*net.UnixConn, error) {
+	c, err := s.l.AcceptUnix()
+	s.l.Close()
 	if err != nil {
 		return nil, fmt.Errorf("wait for criu to connect to the image streamer: %w", err)
 	}
+	s.mu.Lock()
+	s.conn = c
+	s.mu.Unlock()
 	return c, nil
+}
+
+// close stops listening and closes CRIU's connection.
+func (s *session) close() {
+	s.l.Close()
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	s.mu.Unlock()
 }

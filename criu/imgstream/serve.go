@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,11 +28,9 @@ func (d DirSource) Open(name string) (io.ReadCloser, error) {
 
 // Server serves the images of one `criu restore --stream`.
 type Server struct {
-	l    *net.UnixListener
+	session
 	src  Source
 	done chan struct{}
-	mu   sync.Mutex
-	conn *net.UnixConn
 	err  error
 	sent int64
 }
@@ -45,22 +42,18 @@ func StartServe(dir string, src Source) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{l: l, src: src, done: make(chan struct{})}
+	s := &Server{session: session{l: l}, src: src, done: make(chan struct{})}
 	go s.run()
 	return s, nil
 }
 
 func (s *Server) run() {
 	defer close(s.done)
-	conn, err := accept(s.l)
-	s.l.Close()
+	conn, err := s.accept()
 	if err != nil {
 		s.err = err
 		return
 	}
-	s.mu.Lock()
-	s.conn = conn
-	s.mu.Unlock()
 	defer conn.Close()
 	for {
 		name, err := readRequest(conn)
@@ -116,11 +109,6 @@ func (s *Server) Wait() (int64, error) {
 
 // Abort stops serving (call it when CRIU has exited) and waits for the server to end.
 func (s *Server) Abort() {
-	s.l.Close()
-	s.mu.Lock()
-	if s.conn != nil {
-		s.conn.Close()
-	}
-	s.mu.Unlock()
+	s.close()
 	<-s.done
 }
