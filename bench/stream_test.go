@@ -99,7 +99,7 @@ func (e *env) cedanaZstd(pid int, name string) (frozen, wall time.Duration, err 
 }
 
 // streamZstd dumps pid with `criu dump --stream` into a capture that writes a zstd archive next
-// to dir, and returns CRIU's frozen time (from its log), the time until CRIU
+// to dir, and returns CRIU's frozen time (from its --display-stats output), the time until CRIU
 // exited and the time until the archive was complete.
 func (e *env) streamZstd(pid int, dir string) (frozen, criuDone, archived time.Duration, st imgstream.Stats, err error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -123,7 +123,8 @@ func (e *env) streamZstd(pid int, dir string) (frozen, criuDone, archived time.D
 	}
 	cmd := exec.Command(e.criu, "dump", "--stream", "-t", strconv.Itoa(pid), "-D", dir, "-o", "dump.log", "--display-stats")
 	cmd.Env = e.criuEnv
-	if outp, err := cmd.CombinedOutput(); err != nil {
+	outp, err := cmd.CombinedOutput()
+	if err != nil {
 		c.Abort()
 		return 0, 0, 0, st, fmt.Errorf("criu dump --stream: %w: %s%s", err, outp, logErrors(filepath.Join(dir, "dump.log")))
 	}
@@ -139,14 +140,13 @@ func (e *env) streamZstd(pid int, dir string) (frozen, criuDone, archived time.D
 		err = out.Sync()
 	}
 	archived = time.Since(start)
-	return loggedFrozen(filepath.Join(dir, "dump.log")), criuDone, archived, st, err
+	return printedFrozen(outp), criuDone, archived, st, err
 }
 
-// loggedFrozen is the frozen time --display-stats wrote into a CRIU log: a streamed dump has no
+// printedFrozen is the frozen time CRIU printed with --display-stats: a streamed dump has no
 // stats-dump image, since CRIU writes it after it has dismissed the streamer.
-func loggedFrozen(log string) time.Duration {
-	data, _ := os.ReadFile(log)
-	m := frozenLine.FindSubmatch(data)
+func printedFrozen(out []byte) time.Duration {
+	m := frozenLine.FindSubmatch(out)
 	if m == nil {
 		return 0
 	}

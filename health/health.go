@@ -14,12 +14,18 @@ import (
 	"github.com/cedana/cedana/version"
 )
 
+// imageStreaming is what `cedana check` says about streaming CRIU's images (criu --stream,
+// criu/imgstream): the daemon drives CRIU through its RPC (criu swrk), and CRIU's RPC opens the
+// images directory with no dump/restore mode, which its streamer code rejects with BUG() (SIGABRT)
+// as soon as --stream is set, from the request's config file or otherwise (CRIU 4.1.1).
+const imageStreaming = "not used: CRIU's RPC (criu swrk) aborts with --stream (BUG in img-streamer.c: no dump/restore mode); dumps archive image files as CRIU writes them"
+
 // minCRIU is the oldest CRIU that works on kernels from 6.13 (split vvar/vvar_vclock areas).
 const minCRIU = 40100
 
 // Report checks the CRIU at criuBinary (resolved as criu.FindBinary does) and every known runtime.
 func Report(ctx context.Context, criuBinary string) *daemonv1.HealthCheckResponse {
-	r := &daemonv1.HealthCheckResponse{Version: version.Version, Kernel: sysinfo.Kernel()}
+	r := &daemonv1.HealthCheckResponse{Version: version.Version, Kernel: sysinfo.Kernel(), ImageStreaming: imageStreaming}
 	path, err := criu.FindBinary(criuBinary)
 	if err != nil {
 		r.Errors = append(r.Errors, err.Error())

@@ -1249,9 +1249,11 @@ type HealthCheckResponse struct {
 	// Problems that make cedana unusable; empty when healthy.
 	Errors []string `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
 	// The steps of a full check (HealthCheckRequest.full), in order; after a failure only cleanup follows.
-	Steps         []*CheckStep `protobuf:"bytes,9,rep,name=steps,proto3" json:"steps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Steps []*CheckStep `protobuf:"bytes,9,rep,name=steps,proto3" json:"steps,omitempty"`
+	// Whether dumps and restores stream CRIU's images (criu --stream) and, when they do not, why.
+	ImageStreaming string `protobuf:"bytes,10,opt,name=image_streaming,json=imageStreaming,proto3" json:"image_streaming,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HealthCheckResponse) Reset() {
@@ -1345,6 +1347,13 @@ func (x *HealthCheckResponse) GetSteps() []*CheckStep {
 		return x.Steps
 	}
 	return nil
+}
+
+func (x *HealthCheckResponse) GetImageStreaming() string {
+	if x != nil {
+		return x.ImageStreaming
+	}
+	return ""
 }
 
 // CheckStep is one step of a full check.
@@ -4476,7 +4485,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vcompiled_in\x18\x02 \x01(\bR\n" +
 	"compiledIn\x12\x16\n" +
 	"\x06usable\x18\x03 \x01(\bR\x06usable\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xd2\x02\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xfb\x02\n" +
 	"\x13HealthCheckResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tcriu_path\x18\x02 \x01(\tR\bcriuPath\x12!\n" +
@@ -4487,7 +4496,9 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06kernel\x18\x06 \x01(\tR\x06kernel\x12;\n" +
 	"\bruntimes\x18\a \x03(\v2\x1f.cedana.daemon.v1.RuntimeHealthR\bruntimes\x12\x16\n" +
 	"\x06errors\x18\b \x03(\tR\x06errors\x121\n" +
-	"\x05steps\x18\t \x03(\v2\x1b.cedana.daemon.v1.CheckStepR\x05steps\"v\n" +
+	"\x05steps\x18\t \x03(\v2\x1b.cedana.daemon.v1.CheckStepR\x05steps\x12'\n" +
+	"\x0fimage_streaming\x18\n" +
+	" \x01(\tR\x0eimageStreaming\"v\n" +
 	"\tCheckStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12-\n" +
