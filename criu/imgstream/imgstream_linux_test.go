@@ -18,9 +18,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/archive"
+	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/criu/imgstream"
 	"github.com/cedana/cedana/internal/testutil"
+	"github.com/cedana/cedana/storage"
+	"github.com/cedana/cedana/storage/storagetest"
 )
 
 // memWorkload is a process holding 20 MB of random data (more than one ChunkSize of pages) that
@@ -64,30 +67,51 @@ func runCRIU(bin string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// TestStreamedDumpRestore dumps a process with `criu dump --stream` into a directory or an archive
-// of every codec and restores it with `criu restore --stream` from there, checking its memory.
+// TestStreamedDumpRestore dumps a process with `criu dump --stream` into a directory, an archive
+// of every codec, or a zstd archive streamed to S3, and restores it with `criu restore --stream` from there, checking its memory.
 func TestStreamedDumpRestore(t *testing.T) {
 	bin := testutil.RequireCRIU(t).Binary
 	for _, tc := range []struct {
 		codec    archive.Codec
 		memLimit int64
+		s3       bool // the archive goes to and comes from an S3 object (versitygw)
 	}{
-		{archive.None, 0},
-		{archive.Tar, 0},
-		{archive.Gzip, 0},
-		{archive.LZ4, 0},
-		{archive.Zlib, imgstream.ChunkSize},
-		{archive.Zstd, imgstream.ChunkSize},
+		{archive.None, 0, false},
+		{archive.Tar, 0, false},
+		{archive.Gzip, 0, false},
+		{archive.LZ4, 0, false},
+		{archive.Zlib, imgstream.ChunkSize, false},
+		{archive.Zstd, imgstream.ChunkSize, false},
+		{archive.Zstd, 0, true},
 	} {
-		t.Run(string(tc.codec), func(t *testing.T) {
+		name := string(tc.codec)
+		if tc.s3 {
+			name += "-s3"
+		}
+		t.Run(name, func(t *testing.T) {
 			w := startWorkload(t)
 			imgs, out := t.TempDir(), t.TempDir()
 			var sink imgstream.Sink = &imgstream.DirSink{Dir: out}
 			var aw *archive.Writer
 			var buf bytes.Buffer
+			var dest io.Writer = &buf
+			var upload live.Sink
+			var s3 *storage.Client
+			loc := storage.Location{Key: "strm/" + name + tc.codec.Extension()}
+			if tc.s3 {
+				srv := storagetest.Start(t)
+				cfg := storage.Config{Endpoint: "http://" + srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+				loc.Bucket = srv.Bucket
+				var err error
+				upload, err = live.NewUploadSink(context.Background(), cfg, loc)
+				require.NoError(t, err)
+				dest = upload
+				s3, err = storage.New(cfg)
+				require.NoError(t, err)
+			}
 			if tc.codec.IsArchive() {
 				var err error
-				aw, err = archive.NewWriter(&buf, tc.codec, 2)
+				aw, err = archive.NewWriter(dest, tc.codec, 2)
 				require.NoError(t, err)
 				sink = imgstream.ArchiveSink{W: aw}
 			}
@@ -113,7 +137,16 @@ func TestStreamedDumpRestore(t *testing.T) {
 			var src imgstream.Source = imgstream.DirSource(out)
 			if aw != nil {
 				require.NoError(t, aw.Close())
-				ts, err := archive.OpenTar(&buf, 2)
+				var from io.Reader = &buf
+				if upload != nil {
+					_, err := upload.Commit()
+					require.NoError(t, err)
+					obj, _, err := s3.Open(context.Background(), loc)
+					require.NoError(t, err)
+					defer obj.Close()
+					from = obj
+				}
+				ts, err := archive.OpenTar(from, 2)
 				require.NoError(t, err)
 				defer ts.Close()
 				src = imgstream.NewArchiveSource(ts, tc.memLimit, t.TempDir())
