@@ -86,12 +86,7 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 			code = int(exit)
 		}
 	}()
-	parser, err := newParser(cli, env)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "cedana: %v\n", err)
-		return 2
-	}
-	kctx, err := parseArgs(parser, args)
+	kctx, globals, err := parseCommandLine(cli, env, args)
 	if err != nil {
 		var parseErr *kong.ParseError
 		if errors.As(err, &parseErr) {
@@ -101,7 +96,7 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 		fmt.Fprintf(env.Stderr, "cedana: error: %v\n", err)
 		return 2
 	}
-	loaded, err := loadConfig(&cli.Globals, env)
+	loaded, err := loadConfig(globals, env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "cedana: error: %v\n", err)
 		return 2
@@ -113,7 +108,7 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	}
 	cfg := loaded.Config
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	kctx.Bind(cfg, loaded, env, &cli.Globals)
+	kctx.Bind(cfg, loaded, env, globals)
 	if err := kctx.BindToProvider(func() (daemonv1connect.DaemonServiceClient, error) {
 		return NewClient(cfg)
 	}); err != nil {
@@ -130,9 +125,16 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	return 0
 }
 
-// newParser builds the grammar, with every runtime's subcommands and placeholders for the runtimes
-// this binary lacks.
+// newParser builds the whole grammar, with every runtime's subcommands and placeholders for the
+// runtimes this binary lacks.
 func newParser(cli *CLI, env Env) (*kong.Kong, error) {
+	fillPlugins(cli)
+	return kong.New(cli, parserOptions(env)...)
+}
+
+// fillPlugins mounts every runtime's subcommands, and placeholders for the runtimes this binary
+// lacks, under the verbs of cli.
+func fillPlugins(cli *CLI) {
 	cli.Dump.Plugins = runtimeCommands(dumpCommands())
 	cli.Dump.Pod.Plugins = podDumpFlags()
 	cli.Restore.Plugins = runtimeCommands(restoreCommands())
@@ -142,7 +144,11 @@ func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 	cli.Unfreeze.Plugins = runtimeCommands(verbCommands{features.UnfreezeCmd})
 	cli.Query.Plugins = runtimeCommands(verbCommands{features.QueryCmd})
 	cli.Exec.Plugins = execArgs()
-	return kong.New(cli,
+}
+
+// parserOptions are kong's options for cedana's grammar, whole or pruned to one command.
+func parserOptions(env Env) []kong.Option {
+	return []kong.Option{
 		kong.Name("cedana"),
 		kong.Description("Checkpoint and restore processes and containers with CRIU."),
 		kong.UsageOnError(),
@@ -150,7 +156,7 @@ func newParser(cli *CLI, env Env) (*kong.Kong, error) {
 		kong.Vars{"version": version.Version, "k8sContainerdConfig": k8s.DefaultContainerdConfig, "k8sBinDir": k8s.DefaultBinDir},
 		kong.Writers(env.Stdout, env.Stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
-	)
+	}
 }
 
 // loadConfig reads the configuration, applies the global flags on top, and with --merge-config
