@@ -24,6 +24,7 @@ type DaemonStartCmd struct {
 
 // Run serves until ctx ends (SIGINT or SIGTERM).
 func (c *DaemonStartCmd) Run(ctx context.Context, loaded config.Loaded, env Env) error {
+	restoreGC()
 	cfg := loaded.Config
 	if c.MetricsAddress != "" {
 		cfg.Metrics.Address = c.MetricsAddress

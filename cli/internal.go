@@ -16,6 +16,7 @@ type InternalCmd struct {
 
 // Run runs the helper with the command's stdio.
 func (c *InternalCmd) Run(ctx context.Context, env Env) error {
+	restoreGC()
 	h, ok := features.LookupHelper(c.Helper)
 	if !ok {
 		return fmt.Errorf("no helper %q in this cedana binary", c.Helper)
