@@ -115,9 +115,10 @@ matrix:
       CEDANA_CONFIG_DIR="$dir" "$dir/checkruntimes" -tags "$tags" "$dir/cedana"
     done
 
-# Benchmark cedana's dump and restore against the raw criu CLI (256 MiB and 1 GiB processes).
-bench: deps build
-    go test ./bench -run '^$' -bench . -benchtime 1x -timeout 30m -v
+# Benchmark cedana against raw CRIU and issue 14's goals: one table, random and compressible memory
+# of `mib` MiB per workload (`just bench 128` for a quick run), none/zstd/lz4, medians of 5 runs.
+bench mib=env_var_or_default("CEDANA_BENCH_MIB", "1024"): deps build
+    CEDANA_BENCH_MIB={{mib}} go test ./bench -run '^$' -bench '^BenchmarkReport$' -benchtime 1x -timeout 60m -v
 
 # Everything CI runs.
 ci: check-gen lint matrix chart test (fuzz "3s")

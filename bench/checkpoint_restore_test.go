@@ -156,6 +156,7 @@ type env struct {
 	daemonPID int
 
 	criuEnv   []string // raw criu: our environment plus CRIU_FAULT
+	rawFlags  []string // rawDump's and rawRestore's log level flags (default -v4)
 	cedanaEnv []string // the daemon and the CLI: our environment with only our CEDANA_ variables
 
 	seq int
@@ -184,6 +185,8 @@ func setup(b *testing.B, criuBin string) *env {
 		cedana: filepath.Join(tmp, "cedana"),
 		memhog: filepath.Join(tmp, "memhog"),
 		socket: filepath.Join(tmp, "cedana.sock"),
+
+		rawFlags: []string{"-v4"},
 	}
 	goBuild(b, root, e.cedana, ".")
 	goBuild(b, root, e.memhog, "./bench/memhog")

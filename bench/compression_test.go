@@ -338,7 +338,7 @@ func (e *env) rawDump(pid int, dir string) (compSample, error) {
 		return compSample{}, err
 	}
 	start := time.Now()
-	_, stderr, cpu, err := e.runCPU(e.criuEnv, e.criu, "dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", "dump.log", "-v4")
+	_, stderr, cpu, err := e.runCPU(e.criuEnv, e.criu, append([]string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", "dump.log"}, e.rawFlags...)...)
 	s := compSample{wall: time.Since(start), cpu: cpu}
 	if err != nil {
 		return s, fmt.Errorf("criu dump: %w: %s%s", err, stderr, logErrors(filepath.Join(dir, "dump.log")))
@@ -411,7 +411,7 @@ func dumpedGone(w *workload) error {
 func (e *env) rawRestore(pid int, dir string) (rs restoreSample, err error) {
 	defer e.reapStrays()
 	start := time.Now()
-	_, stderr, err := e.run(e.criuEnv, e.criu, "restore", "-D", dir, "-o", "restore.log", "-v4", "-d")
+	_, stderr, err := e.run(e.criuEnv, e.criu, append([]string{"restore", "-D", dir, "-o", "restore.log", "-d"}, e.rawFlags...)...)
 	rs.wall = time.Since(start)
 	return rs, e.checkRestored(raw, pid, err, func() string {
 		return fmt.Sprintf("criu restore: %s%s", stderr, logErrors(filepath.Join(dir, "restore.log")))

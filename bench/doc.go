@@ -1,6 +1,16 @@
 // Package bench holds cedana's end-to-end performance benchmarks. They are not part of `just test`:
 // run them with `just bench`, as root, with CRIU installed.
 //
+// BenchmarkReport is `just bench`: on workloads of CEDANA_BENCH_MIB MiB (default 1024) of random
+// and of compressible memory, it measures raw `criu dump`/`criu restore` (default log level),
+// compressing the raw dump's images (zstd, lz4), and `cedana dump process --compression
+// none|zstd|lz4` and `cedana restore process` of each, in an order rotated per iteration; then the
+// dump of a `sleep` by both (alternating) and `cedana --version` and `cedana ps`. It prints one table:
+// each figure a median of CEDANA_BENCH_ITER (at least 5) runs with its min..max, its reference, and
+// met or MISSED against issue 14's goals. Peak daemon RSS is the daemon's VmHWM, reset through
+// /proc/<pid>/clear_refs before each command, against checkpoint.stream_memory_limit (read from
+// `cedana config show`) + 64 MiB.
+//
 // BenchmarkCheckpointRestore dumps and restores a process holding 256 MiB and 1 GiB of touched
 // memory (the memhog workload), alternately with `cedana dump/restore process` through a daemon
 // it starts and with the raw `criu dump`/`criu restore` CLI, and prints the median wall times and
@@ -24,11 +34,12 @@
 //
 // Environment:
 //
-//	CEDANA_BENCH_ITER        timed iterations per size (and data kind) (default 3)
+//	CEDANA_BENCH_MIB         BenchmarkReport's workload size in MiB (default 1024; `just bench 128`)
+//	CEDANA_BENCH_ITER        timed iterations per size (and data kind) (default 3; BenchmarkReport 5, at least 5)
 //	CEDANA_BENCH_WARMUP      untimed warm-up iterations per size (default 1); BenchmarkCompression:
 //	                         untimed rounds of every step at 64 MiB before the timed ones
 //	CEDANA_BENCH_SIZES       comma-separated sizes in MiB (default 256,1024; BenchmarkCompression 1024)
-//	CEDANA_BENCH_KINDS       BenchmarkCompression's data kinds: random, compressible (default both)
+//	CEDANA_BENCH_KINDS       BenchmarkCompression's and BenchmarkReport's data kinds: random, compressible (default both)
 //	CEDANA_BENCH_IMAGE_DIR   parent of the image directories (default a fresh dir in /dev/shm)
 //	CEDANA_BENCH_DAEMON_LOG  file that keeps the daemon's log (default: a temporary file)
 //	CEDANA_BENCH_ENFORCE     "1": fail when a ratio misses the target

@@ -1,0 +1,62 @@
+package bench
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseBytes(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want int64
+		err  bool
+	}{
+		{in: float64(1 << 20), want: 1 << 20},
+		{in: "256MiB", want: 256 << 20},
+		{in: "1G", want: 1 << 30},
+		{in: " 512 mb ", want: 512 << 20},
+		{in: "0.5GiB", want: 512 << 20},
+		{in: "4096", want: 4096},
+		{in: "12 parsecs", err: true},
+		{in: "MiB", err: true},
+		{in: true, err: true},
+	} {
+		got, err := parseBytes(tc.in)
+		if tc.err {
+			assert.Error(t, err, "%v", tc.in)
+			continue
+		}
+		require.NoError(t, err, "%v", tc.in)
+		assert.Equal(t, tc.want, got, "%v", tc.in)
+	}
+}
+
+func TestDistAndGoals(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		ced, ref []time.Duration
+		g        goal
+		want     dist
+		met      bool
+	}{
+		{"odd count, ratio met", []time.Duration{3 * ms, 1 * ms, 2 * ms}, []time.Duration{2 * ms}, ratioGoal(1.05), dist{2e6, 1e6, 3e6}, true},
+		{"even count, ratio missed", []time.Duration{4 * ms, 1 * ms, 2 * ms, 3 * ms}, []time.Duration{2 * ms}, ratioGoal(1.05), dist{2.5e6, 1e6, 4e6}, false},
+		{"plus goal met", []time.Duration{100 * ms}, []time.Duration{85 * ms}, plusGoal(20 * ms), dist{100e6, 100e6, 100e6}, true},
+		{"plus goal missed", []time.Duration{150 * ms}, []time.Duration{85 * ms}, plusGoal(20 * ms), dist{150e6, 150e6, 150e6}, false},
+		{"absolute goal", []time.Duration{14 * ms, 16 * ms, 15 * ms}, nil, absGoal(15 * ms), dist{15e6, 14e6, 16e6}, true},
+		{"no reference, ratio missed", []time.Duration{1 * ms}, nil, ratioGoal(1.10), dist{1e6, 1e6, 1e6}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := distOf(tc.ced)
+			assert.Equal(t, tc.want, c)
+			assert.Equal(t, tc.met, tc.g.ok(c, distOf(tc.ref)))
+		})
+	}
+	assert.Equal(t, dist{}, distOf([]int64(nil)))
+	assert.Equal(t, "2.0 ms [1.0..3.0 ms]", cell(dist{2e6, 1e6, 3e6}, fmtMs))
+	assert.Equal(t, "-", cell(dist{}, fmtMs))
+}
