@@ -287,19 +287,11 @@ func (e *env) runUnit(r *compResult, u compUnit, kind string, mib int, label str
 	path := dir + codec.Extension()
 	defer os.RemoveAll(path)
 	defer os.RemoveAll(filepath.Join(e.images, "."+name+".images")) // a failed compressed dump's
-	start, daemon0 := time.Now(), processCPU(e.daemonPID)
-	stdout, stderr, cli, err := e.runCPU(e.cedanaEnv, e.cedana, "dump", "process", strconv.Itoa(pid),
-		"--dir", e.images, "--name", name, "--compression", string(codec), "-o", "json")
-	s := compSample{wall: time.Since(start), cpu: cli + processCPU(e.daemonPID) - daemon0}
+	daemon0 := processCPU(e.daemonPID)
+	resp, wall, cli, err := e.cedanaDump(pid, name, codec)
+	s := compSample{wall: wall, cpu: cli + processCPU(e.daemonPID) - daemon0}
 	if err != nil {
-		return fmt.Errorf("cedana dump --compression %s: %w: %s", codec, err, stderr)
-	}
-	var resp compResponse
-	if err := json.Unmarshal(stdout, &resp); err != nil {
-		return fmt.Errorf("cedana dump -o json: %w: %s", err, stdout)
-	}
-	if resp.Path != path {
-		return fmt.Errorf("cedana dumped to %q, expected %q", resp.Path, path)
+		return err
 	}
 	s.frozen = resp.Stats.Frozen.d
 	s.images = resp.Stats.RawBytes
@@ -329,6 +321,30 @@ func (e *env) runUnit(r *compResult, u compUnit, kind string, mib int, label str
 	r.restores[row] = append(r.restores[row], rs)
 	logRestore(row, rs)
 	return nil
+}
+
+// cedanaDump runs `cedana dump process <pid> --name <name> --compression <codec> -o json` into
+// e.images and checks that the checkpoint is where it should be. It returns the command's output,
+// wall time and CPU time.
+func (e *env) cedanaDump(pid int, name string, codec archive.Codec) (resp compResponse, wall, cpu time.Duration, err error) {
+	start := time.Now()
+	stdout, stderr, cpu, err := e.runCPU(e.cedanaEnv, e.cedana, "dump", "process", strconv.Itoa(pid),
+		"--dir", e.images, "--name", name, "--compression", string(codec), "-o", "json")
+	wall = time.Since(start)
+	if err != nil {
+		return resp, wall, cpu, fmt.Errorf("cedana dump --compression %s: %w: %s", codec, err, stderr)
+	}
+	if err := json.Unmarshal(stdout, &resp); err != nil {
+		return resp, wall, cpu, fmt.Errorf("cedana dump -o json: %w: %s", err, stdout)
+	}
+	path := filepath.Join(e.images, name) + codec.Extension()
+	if resp.Path != path {
+		return resp, wall, cpu, fmt.Errorf("cedana dumped to %q, expected %q", resp.Path, path)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return resp, wall, cpu, fmt.Errorf("cedana's checkpoint after the dump returned: %w", err)
+	}
+	return resp, wall, cpu, nil
 }
 
 // rawDump dumps pid into dir (created here) with the criu CLI, as BenchmarkCheckpointRestore

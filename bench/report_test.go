@@ -175,23 +175,10 @@ func (e *env) reportUnit(k *kindSamples, u reportUnit, mib int, label string) er
 
 	resetPeakRSS(e.daemonPID)
 	c.dumpRSS0 = append(c.dumpRSS0, peakRSS(e.daemonPID))
-	start := time.Now()
-	stdout, stderr, err := e.run(e.cedanaEnv, e.cedana, "dump", "process", strconv.Itoa(w.pid),
-		"--dir", e.images, "--name", name, "--compression", string(codec), "-o", "json")
-	wall := time.Since(start)
+	resp, wall, _, err := e.cedanaDump(w.pid, name, codec)
 	hwm := peakRSS(e.daemonPID)
 	if err != nil {
-		return fmt.Errorf("cedana dump --compression %s: %w: %s", codec, err, stderr)
-	}
-	var resp compResponse
-	if err := json.Unmarshal(stdout, &resp); err != nil {
-		return fmt.Errorf("cedana dump -o json: %w: %s", err, stdout)
-	}
-	if resp.Path != path {
-		return fmt.Errorf("cedana dumped to %q, expected %q", resp.Path, path)
-	}
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("cedana's checkpoint after the dump returned: %w", err)
+		return err
 	}
 	c.dump, c.frozen, c.dumpHWM = append(c.dump, wall), append(c.frozen, resp.Stats.Frozen.d), append(c.dumpHWM, hwm)
 	if err := dumpedGone(w); err != nil {
