@@ -2,63 +2,87 @@ package checkpoint
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/encoding/protojson"
+	"sync"
 
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
 
-// Commit makes the uncompressed checkpoint in dir complete, and durable: CRIU writes its images
-// without syncing them, so Commit writes ck as dir's metadata into a temporary file, syncs the file
-// system dir is on once (syncfs: the images and that file, however many files CRIU wrote, in one
-// journal commit), renames the file to checkpoint.json and syncs dir. After a crash at any point,
-// dir holds either no checkpoint.json or checkpoint.json and every image, never a checkpoint.json
-// beside half-written images. On tmpfs the syncs cost nothing.
-func Commit(dir string, ck *daemonv1.Checkpoint) error {
-	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(ck)
-	if err != nil {
-		return fmt.Errorf("encode checkpoint metadata: %w", err)
-	}
-	if err := commitFile(dir, MetadataFile, append(data, '\n')); err != nil {
-		return fmt.Errorf("write checkpoint metadata: %w", err)
-	}
-	return nil
-}
+// syncWorkers bounds the images synced at once: enough to keep a disk's queue full.
+const syncWorkers = 8
 
-// commitFile writes data to dir/name (mode 0644) through a temporary file, after syncing dir's
-// file system, and syncs dir once the file has its name.
-func commitFile(dir, name string, data []byte) error {
+// Commit makes the uncompressed checkpoint in dir complete, and durable: CRIU writes its images
+// without syncing them, so Commit syncs every file in dir (a few at a time), then writes ck as
+// dir's metadata (Write: a synced temporary file renamed to checkpoint.json) and syncs dir. After a
+// crash at any point, dir holds either no checkpoint.json or checkpoint.json and every image,
+// never a checkpoint.json beside half-written images. Only the checkpoint's own files are synced,
+// not the file system under it (a syncfs would wait for every other writer's data too).
+func Commit(dir string, ck *daemonv1.Checkpoint) error {
+	if err := syncFiles(dir); err != nil {
+		return fmt.Errorf("sync the images in %s: %w", dir, err)
+	}
+	if err := Write(dir, ck); err != nil {
+		return err
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	tmp, err := os.CreateTemp(dir, "."+name+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("sync the images in %s: %w", dir, err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// syncFiles fsyncs every regular file under dir and every directory, syncWorkers at a time, and
+// returns the first error.
+func syncFiles(dir string) error {
+	paths := make(chan string)
+	errs := make(chan error, syncWorkers)
+	var wg sync.WaitGroup
+	for range syncWorkers {
+		wg.Go(func() {
+			var first error
+			for p := range paths {
+				if err := syncPath(p); err != nil && first == nil {
+					first = err
+				}
+			}
+			errs <- first
+		})
+	}
+	walkErr := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() || e.IsDir() {
+			paths <- p
+		}
+		return nil
+	})
+	close(paths)
+	wg.Wait()
+	close(errs)
+	if walkErr != nil {
+		return walkErr
+	}
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncPath fsyncs the file or directory at p.
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

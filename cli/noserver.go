@@ -35,7 +35,7 @@ func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest, pidFil
 	if err != nil {
 		return err
 	}
-	if err := writeJobPIDFile(pidFile, proc.Pid); err != nil {
+	if err := writePIDFile(pidFile, "job", proc.Pid); err != nil {
 		_ = proc.Kill()
 		_, _ = proc.Wait()
 		return err
@@ -75,7 +75,7 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)
-	if err := writePIDFile(pidFile, resp.Pid); err != nil {
+	if err := writePIDFile(pidFile, "restored", int(resp.Pid)); err != nil {
 		return err
 	}
 	if sup.Wait != nil {

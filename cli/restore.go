@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/alecthomas/kong"
 
@@ -83,7 +82,7 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 	if err != nil {
 		return err
 	}
-	if err := writePIDFile(c.PIDFile, resp.Pid); err != nil {
+	if err := writePIDFile(c.PIDFile, "restored", int(resp.Pid)); err != nil {
 		return err
 	}
 	if c.Attach {
@@ -99,17 +98,6 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 	}
 	if c.Stats && g.Output != "json" {
 		printStats(env.Stdout, resp.Stats)
-	}
-	return nil
-}
-
-// writePIDFile writes pid to path, when set, atomically (writeFileAtomic).
-func writePIDFile(path string, pid int32) error {
-	if path == "" {
-		return nil
-	}
-	if err := writeFileAtomic(path, []byte(strconv.Itoa(int(pid)))); err != nil {
-		return fmt.Errorf("restored PID %d, but cannot write --pid-file %s: %w", pid, path, err)
 	}
 	return nil
 }

@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
@@ -85,7 +84,7 @@ func (c *RunFlags) start(ctx context.Context, runtime string, leaf features.RunC
 	if err != nil {
 		return err
 	}
-	if err := writeJobPIDFile(c.PIDFile, int(resp.Job.Pid)); err != nil {
+	if err := writePIDFile(c.PIDFile, "job", int(resp.Job.Pid)); err != nil {
 		return err
 	}
 	if c.Attach {
@@ -94,36 +93,16 @@ func (c *RunFlags) start(ctx context.Context, runtime string, leaf features.RunC
 	return printResult(env, g, resp.Job, "Running managed %s PID %d (job %s, log %s)\n", resp.Job.Type, resp.Job.Pid, resp.Job.Jid, resp.Job.Log)
 }
 
-// writeJobPIDFile writes a started workload's PID, and a newline, to path, when there is one.
-func writeJobPIDFile(path string, pid int) error {
+// writePIDFile writes a workload's PID and a newline to path, when set, atomically and synced
+// (checkpoint.WriteFileAtomic); what names the PID in the error ("job", "restored").
+func writePIDFile(path, what string, pid int) error {
 	if path == "" {
 		return nil
 	}
-	if err := writeFileAtomic(path, []byte(strconv.Itoa(pid)+"\n")); err != nil {
-		return fmt.Errorf("job PID %d, but cannot write --pid-file %s: %w", pid, path, err)
+	if err := checkpoint.WriteFileAtomic(path, []byte(strconv.Itoa(pid)+"\n")); err != nil {
+		return fmt.Errorf("%s PID %d, but cannot write --pid-file %s: %w", what, pid, path, err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path (mode 0644) through a temporary file beside it renamed into
-// place, so that a reader never sees a partial file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	return err
 }
 
 // ManageCmd is `cedana manage <runtime> ...`.
@@ -153,7 +132,7 @@ func (c *ManageCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, env
 	if err != nil {
 		return err
 	}
-	if err := writeJobPIDFile(c.PIDFile, int(resp.Job.Pid)); err != nil {
+	if err := writePIDFile(c.PIDFile, "job", int(resp.Job.Pid)); err != nil {
 		return err
 	}
 	return printResult(env, g, resp.Job, "Managing PID %d as job %s\n", resp.Job.Pid, resp.Job.Jid)
