@@ -90,6 +90,10 @@ type Supervision struct {
 	Wait func() (int, error)
 	// Signal passes a signal on to the workload through its supervisor; set with Wait.
 	Signal func(os.Signal) error
+	// Abort ends the workload and its supervisor and removes what the restore made, for a caller
+	// that cannot take the restored workload on (its job not recorded, its PID file not written);
+	// set with Wait.
+	Abort func()
 }
 
 // DumpJournal records where a dump stands, so that a daemon killed during the dump can settle it

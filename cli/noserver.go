@@ -76,6 +76,9 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 	}
 	fmt.Fprintf(env.Stderr, "Restored, PID: %d\n", resp.Pid)
 	if err := writePIDFile(pidFile, "restored", int(resp.Pid)); err != nil {
+		if sup.Abort != nil {
+			sup.Abort() // runc runs in a session of its own: it would outlive this command
+		}
 		return err
 	}
 	if sup.Wait != nil {

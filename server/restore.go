@@ -61,6 +61,9 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 		return nil, err
 	}
 	if err := s.recordRestored(ctx, st, req, resp, newJID); err != nil {
+		if st.Supervise != nil && st.Supervise.Abort != nil {
+			st.Supervise.Abort() // unrecorded, it would run on with nobody to learn of its end
+		}
 		return nil, err
 	}
 	st.Log.Info("restored", "pid", resp.Pid, "jid", resp.Jid, "took", resp.Stats.GetTotal().AsDuration())

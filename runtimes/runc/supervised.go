@@ -47,15 +47,18 @@ func restoreSupervised(ctx context.Context, env *adapters.Env, st adapters.State
 	if err != nil {
 		return errs.Precondition("%w", err)
 	}
-	pid, err := runc.WaitPID(ctx, pidFile)
-	adapters.Observe(resp.Stats, "criu_restore", start)
-	if err != nil {
+	abort := func() {
 		_ = runc.Signal(syscall.SIGKILL)
 		<-runc.Done()
 		forceDelete(ctx, d)
+	}
+	pid, err := runc.WaitPID(ctx, pidFile)
+	adapters.Observe(resp.Stats, "criu_restore", start)
+	if err != nil {
+		abort()
 		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
 	}
-	st.Supervise.Wait, st.Supervise.Signal = runc.Wait, runc.Signal
+	st.Supervise.Wait, st.Supervise.Signal, st.Supervise.Abort = runc.Wait, runc.Signal, abort
 	resp.Pid = int32(pid)
 	st.Log.Info("restored runc container under runc in the foreground", "id", d.Id, "root", d.Root, "pid", pid, "bundle", d.Bundle)
 	return nil
