@@ -3,7 +3,6 @@ package features
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 )
 
@@ -35,9 +34,8 @@ func (h Helper) Command(args ...string) (*exec.Cmd, error) {
 	if _, ok := LookupHelper(h.Name); !ok {
 		return nil, fmt.Errorf("helper %q is not declared: add it to its runtime's Helpers", h.Name)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find the cedana binary: %w", err)
-	}
-	return exec.Command(self, append([]string{HelperVerb, h.Name}, args...)...), nil
+	// /proc/self/exe is this binary in any mount namespace, also after a daemon re-executed
+	// itself from its image into the host's (daemon start --host-mount-ns), where the path
+	// os.Executable reports names another file or none.
+	return exec.Command("/proc/self/exe", append([]string{HelperVerb, h.Name}, args...)...), nil
 }

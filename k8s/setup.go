@@ -75,12 +75,16 @@ func (n Node) Setup() (Changes, error) {
 	var exe string
 	if n.CopyBinary {
 		exe = filepath.Join(filepath.Dir(ch.Symlink), BinaryName)
-		ch.BinaryChanged, err = copySelf(exe)
-	} else if exe, err = os.Executable(); err == nil {
-		exe, err = filepath.EvalSymlinks(exe)
-	}
-	if err != nil {
-		return ch, fmt.Errorf("find the running cedana binary for the %s symlink: %w", ch.Symlink, err)
+		if ch.BinaryChanged, err = copySelf(exe); err != nil {
+			return ch, err
+		}
+	} else {
+		if exe, err = os.Executable(); err == nil {
+			exe, err = filepath.EvalSymlinks(exe)
+		}
+		if err != nil {
+			return ch, fmt.Errorf("find the running cedana binary for the %s symlink: %w", ch.Symlink, err)
+		}
 	}
 	ch.Target = exe
 	if ch.SymlinkChanged, err = ensureSymlink(ch.Symlink, exe); err != nil {

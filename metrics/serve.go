@@ -20,10 +20,13 @@ const Path = "/metrics"
 func (m *Metrics) Handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+Path, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ErrorHandling:     promhttp.ContinueOnError,
-		Registry:          m.reg, // promhttp_metric_handler_errors_total
-		EnableOpenMetrics: true,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+		// Anyone who reaches the port may scrape (no token): one scrape at a time bounds what
+		// they can make the daemon do (each reads the jobs from the store).
+		MaxRequestsInFlight: 1,
+		Registry:            m.reg, // promhttp_metric_handler_errors_total
+		EnableOpenMetrics:   true,
 	}))
 	return mux
 }

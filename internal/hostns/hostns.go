@@ -31,7 +31,7 @@ func Enter(nsPath string, env map[string]string) (string, error) {
 		_ = os.Unsetenv(rootFDEnv)
 		fd, err := strconv.Atoi(v)
 		if err != nil {
-			return "", fmt.Errorf("%s=%q is not a descriptor", rootFDEnv, v)
+			return "", fmt.Errorf("%s=%q is not a descriptor: %w", rootFDEnv, v, err)
 		}
 		unix.CloseOnExec(fd) // the daemon's children (workloads, CRIU) must not inherit it
 		return imageRoot(fd)
