@@ -93,13 +93,18 @@ func (c *RunFlags) start(ctx context.Context, runtime string, leaf features.RunC
 	return printResult(env, g, resp.Job, "Running managed %s PID %d (job %s, log %s)\n", resp.Job.Type, resp.Job.Pid, resp.Job.Jid, resp.Job.Log)
 }
 
-// writePIDFile writes a workload's PID and a newline to path, when set, atomically and synced
-// (checkpoint.WriteFileAtomic); what names the PID in the error ("job", "restored").
+// writePIDFile writes a workload's PID to path, when set, atomically and synced
+// (checkpoint.WriteFileAtomic): a job's with a newline, a restored tree's without (as runc writes
+// it); what names the PID in the error ("job", "restored").
 func writePIDFile(path, what string, pid int) error {
 	if path == "" {
 		return nil
 	}
-	if err := checkpoint.WriteFileAtomic(path, []byte(strconv.Itoa(pid)+"\n")); err != nil {
+	data := strconv.Itoa(pid)
+	if what == "job" {
+		data += "\n"
+	}
+	if err := checkpoint.WriteFileAtomic(path, []byte(data)); err != nil {
 		return fmt.Errorf("%s PID %d, but cannot write --pid-file %s: %w", what, pid, path, err)
 	}
 	return nil

@@ -15,28 +15,32 @@ import (
 
 // DirSink writes the images into a directory, as CRIU itself would (--compression none).
 type DirSink struct {
-	Dir string
-	f   *os.File
+	Dir   string
+	files map[string]*os.File // images begun and not finished: chunks of several may interleave
 }
 
 // Put appends a chunk to its image file.
 func (d *DirSink) Put(name string, n int, last bool, _ int64, r io.Reader) error {
+	if d.files == nil {
+		d.files = map[string]*os.File{}
+	}
 	if n == 0 {
 		f, err := os.OpenFile(filepath.Join(d.Dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
 			return fmt.Errorf("write streamed image: %w", err)
 		}
-		d.f = f
+		d.files[name] = f
 	}
-	if d.f == nil || d.f.Name() != filepath.Join(d.Dir, name) {
+	f := d.files[name]
+	if f == nil {
 		return fmt.Errorf("write streamed image %s: chunk %d without its start", name, n)
 	}
-	if _, err := io.Copy(d.f, r); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		return fmt.Errorf("write streamed image %s: %w", name, err)
 	}
 	if last {
-		err := d.f.Close()
-		d.f = nil
+		err := f.Close()
+		delete(d.files, name)
 		if err != nil {
 			return fmt.Errorf("write streamed image %s: %w", name, err)
 		}
