@@ -2,6 +2,7 @@ package adapters
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/cedana/cedana/archive"
 	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/criu/imgstream"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
@@ -66,6 +68,9 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 			return false, errs.Precondition("%w", err)
 		}
 		st.Progress.Start("archive", 0)
+		if env.StreamImages {
+			return streamArchive(ctx, env, st, req, resp, next, out, codec, phase)
+		}
 		arch, err := live.Start(st.ImageDir, out, codec, env.Workers, st.Progress)
 		if err != nil {
 			_ = out.Abort() // the archiver's failure is the one to tell
@@ -76,20 +81,87 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 			arch.Abort()
 			return dumped, err
 		}
-		start := time.Now()
-		stored, err := arch.Finish()
-		Observe(resp.Stats, phase, start)
-		if err != nil {
-			return dumped, err // PrepareDumpDir keeps the images if the workload was stopped
-		}
-		if resp.Stats != nil {
-			resp.Stats.StoredBytes = stored
-		}
-		if err := os.RemoveAll(st.ImageDir); err != nil {
-			st.Log.Warn("remove archived images", "path", st.ImageDir, "error", err)
-		}
-		return dumped, nil
+		return dumped, finishLive(st, resp, arch, phase)
 	}
+}
+
+// finishLive completes the archive the live archiver made and removes the images.
+func finishLive(st State, resp *daemonv1.DumpResponse, arch *live.Archiver, phase string) error {
+	start := time.Now()
+	stored, err := arch.Finish()
+	Observe(resp.Stats, phase, start)
+	if err != nil {
+		return err // PrepareDumpDir keeps the images if the workload was stopped
+	}
+	if resp.Stats != nil {
+		resp.Stats.StoredBytes = stored
+	}
+	if err := os.RemoveAll(st.ImageDir); err != nil {
+		st.Log.Warn("remove archived images", "path", st.ImageDir, "error", err)
+	}
+	return nil
+}
+
+// streamArchive offers the handler to stream CRIU's images into the archive (DumpStream). CRIU
+// resumes or kills the workload once it has handed everything over, which takes no longer than
+// writing the images: they wait in memory (then in a spill file) while the archive is written,
+// in the order a restore reads them. A handler that declines gets the live archiver.
+func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse,
+	next DumpHandler, out live.Sink, codec archive.Codec, phase string,
+) (Dumped, error) {
+	var arch *live.Archiver
+	ds := &DumpStream{
+		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress,
+		writer: func() (*archive.Writer, error) { return archive.NewWriter(out, codec, env.Workers) },
+		plain: func(why string) error {
+			note(resp.Stats, NotStreamedNote+why)
+			var err error
+			arch, err = live.Start(st.ImageDir, out, codec, env.Workers, st.Progress)
+			return err
+		},
+	}
+	st.DumpStream = ds
+	dumped, err := next(ctx, env, st, req, resp)
+	switch {
+	case err != nil && ds.Streamed():
+		if dumped {
+			// The workload is checkpointed and, unless --leave-running, gone: its images must
+			// survive for PrepareDumpDir to keep.
+			err = ds.rescue(st.ImageDir, err)
+		}
+		ds.capture.Abort()
+		_ = out.Abort()
+		return dumped, err
+	case err != nil && arch != nil:
+		arch.Abort()
+		return dumped, err
+	case err != nil:
+		_ = out.Abort()
+		return dumped, err
+	case arch != nil:
+		return dumped, finishLive(st, resp, arch, phase)
+	case !ds.Streamed():
+		// The handler ran no CRIU of ours: archive what it left.
+		if err := ds.plain("the handler wrote its images itself"); err != nil {
+			_ = out.Abort()
+			return dumped, err
+		}
+		return dumped, finishLive(st, resp, arch, phase)
+	}
+	start := time.Now()
+	stored, err := ds.finish(st.ImageDir, out)
+	Observe(resp.Stats, phase, start)
+	if err != nil {
+		return dumped, err // PrepareDumpDir keeps the images finish wrote into ImageDir
+	}
+	note(resp.Stats, StreamedNote)
+	if resp.Stats != nil {
+		resp.Stats.StoredBytes = stored
+	}
+	if err := os.RemoveAll(st.ImageDir); err != nil {
+		st.Log.Warn("remove the checkpoint's work directory", "path", st.ImageDir, "error", err)
+	}
+	return dumped, nil
 }
 
 // keepImages keeps the images in work after a failure that followed the dump of a workload CRIU
@@ -130,10 +202,15 @@ func KeepImages(work, name string, remote bool) (string, error) {
 	return "", err
 }
 
-// FetchCheckpoint makes the checkpoint at req.Path available as a directory of images (see
-// FetchImages); a temporary one is removed after the restore.
+// FetchCheckpoint makes the checkpoint at req.Path available to the restore: a directory as it is;
+// an archive, local or s3://, as a stream the handler feeds CRIU from (RestoreStream) when
+// checkpoint.stream_images is on, or else unpacked into a temporary directory (FetchImages).
+// Temporary directories are removed after the restore.
 func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
+		if env.StreamImages && !isDir(req.Path) {
+			return streamCheckpoint(ctx, env, st, req, resp, next)
+		}
 		dir, temporary, err := FetchImages(ctx, env, st.Progress, req.Path, resp.Stats)
 		if err != nil {
 			return err
@@ -146,48 +223,120 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 	}
 }
 
+// isDir reports whether path is a local directory (an s3:// URL is not).
+func isDir(path string) bool {
+	if storage.IsURL(path) {
+		return false
+	}
+	info, err := os.Stat(path)
+	return err == nil && info.IsDir()
+}
+
+// maxMetadataSize bounds the checkpoint.json read from an archive.
+const maxMetadataSize = 16 << 20
+
+// streamCheckpoint reads the archive at req.Path up to its checkpoint.json, into a temporary
+// directory that becomes st.ImageDir, and offers the rest as st.RestoreStream. An archive that
+// has its checkpoint.json at the end (written by an older cedana) still works: what comes before
+// waits in memory and spill files.
+func streamCheckpoint(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse, next RestoreHandler) error {
+	src, stored, phase, err := openArchive(ctx, env, req.Path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
+	if err != nil {
+		return errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+	}
+	defer os.RemoveAll(tmp)
+	start := time.Now()
+	st.Progress.Start(phase, stored)
+	ts, err := archive.OpenTar(countingReader{src, st.Progress}, env.Workers)
+	if err != nil {
+		return errs.Invalid("checkpoint %s cannot be read: %w", req.Path, err)
+	}
+	defer ts.Close()
+	images := imgstream.NewArchiveSource(ts, env.StreamMemory, cmp.Or(env.TempDir, os.TempDir()))
+	if err := copyMetadata(images, tmp); err != nil {
+		return errs.Invalid("checkpoint %s cannot be read: %w", req.Path, err)
+	}
+	st.ImageDir = tmp
+	rs := &RestoreStream{dir: tmp, src: images}
+	st.RestoreStream = rs
+	err = next(ctx, env, st, req, resp)
+	Observe(resp.Stats, phase, start)
+	if resp.Stats != nil {
+		resp.Stats.StoredBytes = stored
+	}
+	if rs.served {
+		note(resp.Stats, RestoreFromNote)
+	} else if rs.why != "" {
+		note(resp.Stats, UnpackedFirstNote+rs.why)
+	}
+	return err
+}
+
+// copyMetadata copies the archive's checkpoint.json into dir.
+func copyMetadata(images *imgstream.ArchiveSource, dir string) error {
+	r, err := images.Open(checkpoint.MetadataFile)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, maxMetadataSize+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxMetadataSize {
+		return fmt.Errorf("its %s is over %d bytes", checkpoint.MetadataFile, maxMetadataSize)
+	}
+	return os.WriteFile(filepath.Join(dir, checkpoint.MetadataFile), data, 0o600)
+}
+
+// openArchive opens the archive at path, a local file or an s3:// object, and returns its size and
+// the name of the phase that reads it (decompress, or download).
+func openArchive(ctx context.Context, env *Env, path string) (io.ReadCloser, int64, string, error) {
+	loc, remote, _ := storage.ParseURL(path)
+	if remote {
+		client, err := storage.New(env.S3)
+		if err != nil {
+			return nil, 0, "", errs.Invalid("%w", err)
+		}
+		src, stored, err := client.Open(ctx, loc)
+		if err != nil {
+			return nil, 0, "", err // not found, unreachable, ...: storage's errors have their kinds
+		}
+		return src, stored, "download", nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, "", errs.Precondition("open checkpoint %s: %w", path, err)
+	}
+	var stored int64
+	if info, err := f.Stat(); err == nil {
+		stored = info.Size()
+	}
+	return f, stored, "decompress", nil
+}
+
 // FetchImages makes the checkpoint at path available as a local directory of images: a local
 // directory is used as it is (temporary false); an archive file, or an s3:// object, is streamed
 // (downloaded and) decompressed into a new directory under env.TempDir (temporary true), which
 // the caller removes when done with it. It never needs more temporary disk than the uncompressed
 // images. The phase's duration and the sizes go into stats (nil: not recorded).
 func FetchImages(ctx context.Context, env *Env, progress *Progress, path string, stats *daemonv1.Stats) (dir string, temporary bool, err error) {
-	loc, remote, _ := storage.ParseURL(path)
-	if !remote {
-		if info, err := os.Stat(path); err == nil && info.IsDir() {
-			return path, false, nil
-		}
+	if isDir(path) {
+		return path, false, nil
+	}
+	src, stored, phase, err := openArchive(ctx, env, path)
+	if err != nil {
+		return "", false, err
 	}
 	tmp, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
 	if err != nil {
+		src.Close()
 		return "", false, errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	var src io.ReadCloser
-	var stored int64
-	phase := "decompress"
-	if remote {
-		phase = "download"
-		client, err := storage.New(env.S3)
-		if err != nil {
-			return "", false, errs.Invalid("%w", err)
-		}
-		if src, stored, err = client.Open(ctx, loc); err != nil {
-			return "", false, err // not found, unreachable, ...: storage's errors have their kinds
-		}
-	} else {
-		f, err := os.Open(path)
-		if err != nil {
-			return "", false, errs.Precondition("open checkpoint %s: %w", path, err)
-		}
-		if info, err := f.Stat(); err == nil {
-			stored = info.Size()
-		}
-		src = f
 	}
 	start := time.Now()
 	progress.Start(phase, stored)
@@ -195,6 +344,7 @@ func FetchImages(ctx context.Context, env *Env, progress *Progress, path string,
 	src.Close()
 	Observe(stats, phase, start)
 	if err != nil {
+		os.RemoveAll(tmp)
 		return "", false, errs.Invalid("checkpoint %s cannot be read: %w", path, err)
 	}
 	if stats != nil {

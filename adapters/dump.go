@@ -229,6 +229,7 @@ func WriteDumpMetadata(next DumpHandler) DumpHandler {
 		if err != nil {
 			return dumped, fmt.Errorf("measure checkpoint: %w", err)
 		}
+		size += st.DumpStream.Received() // images streamed into the archive are not in ImageDir
 		ck.SizeBytes = size
 		if resp.Stats != nil {
 			resp.Stats.RawBytes, resp.Stats.StoredBytes = size, size

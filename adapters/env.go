@@ -32,6 +32,11 @@ type Env struct {
 	Compression string
 	// TempDir holds images of archived or remote checkpoints while they are made or restored.
 	TempDir string
+	// StreamImages has CRIU stream the images of archives and s3:// checkpoints (DumpStream,
+	// RestoreStream) rather than pass them through TempDir.
+	StreamImages bool
+	// StreamMemory bounds the streamed images held in memory; beyond it they spill into TempDir.
+	StreamMemory int64
 	// Workers is how many cores compression and decompression may use.
 	Workers int
 	// S3 reaches the object store for s3:// checkpoints.
@@ -64,6 +69,12 @@ type State struct {
 	// container's writable layer. An error fails the dump and CRIU resumes the tree, so a failure
 	// there loses nothing. Set by runtime middleware; they add to the frozen time.
 	DumpFrozen []func() error
+	// DumpStream, when set, offers the dump handler to stream CRIU's images into the checkpoint's
+	// archive (criu --stream); see DumpStream. Set by CompressCheckpoint.
+	DumpStream *DumpStream
+	// RestoreStream, when set, offers the restore handler the checkpoint's archive as a stream;
+	// see RestoreStream. Set by FetchCheckpoint.
+	RestoreStream *RestoreStream
 	// Journal, when set, records where this dump stands in the daemon's state, so that a daemon
 	// killed during the dump settles it when it starts again. nil: nothing is recorded
 	// (--no-server).

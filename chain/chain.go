@@ -81,6 +81,12 @@ func restoreWithRuntime(ctx context.Context, env *adapters.Env, st adapters.Stat
 	if err != nil {
 		return err
 	}
+	if st.RestoreStream.Pending() && !features.RestoreStream.IsAvailable(req.Type) {
+		// This runtime's restore reads files (its own CRIU, through its own runtime).
+		if err := st.RestoreStream.Extract("the " + req.Type + " runtime's restore reads image files"); err != nil {
+			return errs.Invalid("checkpoint %s cannot be read: %w", req.Path, err)
+		}
+	}
 	return h(ctx, env, st, req, resp)
 }
 

@@ -26,6 +26,8 @@ func NewEnv(ctx context.Context, cfg config.Config, log *slog.Logger) *adapters.
 		CheckpointDir:  cfg.Checkpoint.Dir,
 		Compression:    cfg.Checkpoint.Compression,
 		TempDir:        cfg.Checkpoint.TempDir,
+		StreamImages:   cfg.Checkpoint.StreamImages,
+		StreamMemory:   cfg.Checkpoint.StreamMemoryLimit,
 		Workers:        runtime.NumCPU(),
 		S3:             s3Config(cfg.Storage.S3),
 		PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),

@@ -76,7 +76,7 @@ func TestLoadCompat(t *testing.T) {
 			json: `{"checkpoint":{"dir":"/j"},"address":"/j.sock","protocol":"UNIX"}`,
 			env:  map[string]string{"CEDANA_ADDRESS": "/e.sock"},
 			check: func(t *testing.T, c Config) {
-				assert.Equal(t, Checkpoint{Dir: "/j", Compression: "gzip"}, c.Checkpoint)
+				assert.Equal(t, Checkpoint{Dir: "/j", Compression: "gzip", StreamImages: true, StreamMemoryLimit: DefaultStreamMemoryLimit}, c.Checkpoint)
 				assert.Equal(t, "/e.sock", c.Address)
 			},
 			sources: map[string]string{"checkpoint.dir": SourceJSON, "checkpoint.compression": SourceFile, "address": SourceEnv},

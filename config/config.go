@@ -116,7 +116,20 @@ type Checkpoint struct {
 	// TempDir holds the images of archived or remote checkpoints while they are made or restored;
 	// the system's temporary directory when empty.
 	TempDir string `json:"temp_dir" env:"TEMP_DIR"`
+	// StreamImages has CRIU hand the images of an archived or s3:// checkpoint straight to the
+	// daemon (criu --stream) instead of writing them into TempDir first, and a restore from an
+	// archive feed them straight to CRIU. Off: the images pass through TempDir.
+	StreamImages bool `json:"stream_images" env:"STREAM_IMAGES"`
+	// StreamMemoryLimit bounds, in bytes, the streamed images the daemon holds in memory while it
+	// archives them; beyond it they wait in a spill file in TempDir.
+	StreamMemoryLimit int64 `json:"stream_memory_limit" env:"STREAM_MEMORY_LIMIT"`
 }
+
+// DefaultStreamMemoryLimit is checkpoint.stream_memory_limit's default: 256 MiB.
+const DefaultStreamMemoryLimit = 256 << 20
+
+// minStreamMemoryLimit is the least checkpoint.stream_memory_limit: one 16 MiB chunk.
+const minStreamMemoryLimit = 16 << 20
 
 // Storage configures remote checkpoint storage.
 type Storage struct {
@@ -197,7 +210,7 @@ func Default() Config {
 	return Config{
 		Address:    "/run/cedana.sock",
 		Protocol:   ProtocolUnix,
-		Checkpoint: Checkpoint{Dir: "/var/lib/cedana/checkpoints", Compression: "none"},
+		Checkpoint: Checkpoint{Dir: "/var/lib/cedana/checkpoints", Compression: "none", StreamImages: true, StreamMemoryLimit: DefaultStreamMemoryLimit},
 		CRIU:       CRIU{LogLevel: DefaultCRIULogLevel},
 		Restore:    Restore{PIDWaitTimeout: Duration(10 * time.Second)},
 		Log:        Log{Level: "info", Format: "text"},
@@ -241,6 +254,9 @@ func (c Config) Validate() error {
 	}
 	if c.CRIU.LogLevel < 1 || c.CRIU.LogLevel > 4 {
 		return fmt.Errorf("criu.log_level %d is out of range: set 1 (errors only) to 4 (every step), 2 by default", c.CRIU.LogLevel)
+	}
+	if c.Checkpoint.StreamMemoryLimit < minStreamMemoryLimit {
+		return fmt.Errorf("checkpoint.stream_memory_limit %d is below 16 MiB (%d bytes), the size of one streamed chunk", c.Checkpoint.StreamMemoryLimit, minStreamMemoryLimit)
 	}
 	if c.Restore.PIDWaitTimeout < 0 {
 		return fmt.Errorf("restore.pid_wait_timeout %s is negative", time.Duration(c.Restore.PIDWaitTimeout))

@@ -10,3 +10,7 @@ type Committer func(req *daemonv1.DumpRequest) error
 // DumpCommit is each runtime's Committer: the runtimes whose dumps can commit the workload's
 // writable layer as an image. A dump that asks for an image of another runtime is refused.
 var DumpCommit = New[Committer]("dump-commit", "`dump --image REF [--rootfs-only]`: commit the writable layer as an image")
+
+// RestoreStream lists the runtimes whose restore handler takes an archive's images as a stream
+// (adapters.RestoreStream, criu restore --stream); for the others the chain unpacks them first.
+var RestoreStream = New[struct{}]("restore-stream", "restore straight from an archive or s3:// object (criu restore --stream)")

@@ -81,6 +81,9 @@ type Restore struct {
 	Middleware adapters.Middleware[adapters.RestoreHandler]
 	// Handler performs the restore at the end of the chain.
 	Handler adapters.RestoreHandler
+	// Streams says that Handler restores from an archive's stream when the chain offers one
+	// (State.RestoreStream); for other runtimes the chain unpacks the images first.
+	Streams bool
 }
 
 // Run is a runtime's `cedana run`: its subcommand and the handler that starts the job.
@@ -145,6 +148,7 @@ type tables struct {
 	queryHandler                           *Feature[Querier]
 	selfTest                               *Feature[SelfTester]
 	dumpCommit                             *Feature[Committer]
+	restoreStream                          *Feature[struct{}]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -158,7 +162,7 @@ var registry = tables{
 	podRestore: PodRestore,
 	freezeCmd:  FreezeCmd, unfreezeCmd: UnfreezeCmd, freezeHandler: FreezeHandler,
 	queryCmd: QueryCmd, queryHandler: QueryHandler,
-	selfTest: SelfTest, dumpCommit: DumpCommit,
+	selfTest: SelfTest, dumpCommit: DumpCommit, restoreStream: RestoreStream,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -188,6 +192,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.queryHandler, rt.Name, rt.Query.Handler, rt.Query.Handler != nil)
 	registerIf(t.selfTest, rt.Name, rt.SelfTest, rt.SelfTest != nil)
 	registerIf(t.dumpCommit, rt.Name, rt.Dump.Commit, rt.Dump.Commit != nil)
+	registerIf(t.restoreStream, rt.Name, struct{}{}, rt.Restore.Streams)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}

@@ -15,10 +15,14 @@ import (
 )
 
 // imageStreaming is what `cedana check` says about streaming CRIU's images (criu --stream,
-// criu/imgstream): the daemon drives CRIU through its RPC (criu swrk), and CRIU's RPC opens the
-// images directory with no dump/restore mode, which its streamer code rejects with BUG() (SIGABRT)
-// as soon as --stream is set, from the request's config file or otherwise (CRIU 4.1.1).
-const imageStreaming = "not used: CRIU's RPC (criu swrk) aborts with --stream (BUG in img-streamer.c: no dump/restore mode); dumps archive image files as CRIU writes them"
+// criu/imgstream). CRIU's RPC (criu swrk) cannot stream: it opens the images directory with no
+// dump/restore mode, which its streamer code rejects with BUG() (SIGABRT, CRIU 4.1.1). So a streamed
+// dump or restore runs `criu dump|restore --stream` as a command, with the request's options as
+// flags; a request with an option that has no flag, or a runtime that captures state in CRIU's
+// post-dump notification, takes the RPC and the images directory instead.
+const imageStreaming = "used for archives and s3:// checkpoints (criu --stream, run as a command: CRIU's RPC cannot stream); " +
+	"not for a directory checkpoint, which CRIU writes itself, nor where the RPC is needed (containerd's rootfs capture, runc terminals); " +
+	"checkpoint.stream_images=false turns it off"
 
 // minCRIU is the oldest CRIU that works on kernels from 6.13 (split vvar/vvar_vclock areas).
 const minCRIU = 40100

@@ -63,6 +63,20 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 		add(criuOpts)
 	}
 	before := snapshotTree(int(pid), criuOpts.GetFreezeCgroup())
+	if ds := st.DumpStream; ds != nil {
+		why := ""
+		if len(st.DumpFrozen) > 0 {
+			why = "the runtime captures state while CRIU holds the tree frozen, which needs CRIU's RPC"
+		} else if _, err := criu.StreamArgs(rpc.CriuReqType_DUMP, criuOpts, st.ImageDir); err != nil {
+			why = err.Error()
+		}
+		if why == "" {
+			return dumpStreamed(ctx, env, st, req, resp, criuOpts, dir, before)
+		}
+		if err := ds.Decline(why); err != nil {
+			return false, err
+		}
+	}
 	done := false // the post-dump notification was answered: the images are complete
 	var marks timings
 	call := criu.Call{Notify: func(script string, _ int32) error {
@@ -84,19 +98,7 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 		done = true
 		return nil
 	}}
-	if st.Journal != nil {
-		call.Started = func(criuPID int) error {
-			marks.mark("criu_spawn")
-			defer marks.mark("journal_started")
-			ck := proto.CloneOf(resp.Checkpoint)
-			ck.Options = proto.CloneOf(req.Criu)
-			ck.CriuVersion = env.CRIUVersion
-			if err := st.Journal.Started(criuPID, ck); err != nil {
-				return fmt.Errorf("record the dump: %w", err)
-			}
-			return nil
-		}
-	}
+	call.Started = journalStarted(env, st, req, resp, &marks)
 	start := time.Now()
 	marks.start = start
 	_, err = env.CRIU.Dump(ctx, criuOpts, call)
@@ -117,14 +119,68 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 	case err != nil:
 		return false, criuFailure(err, env, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
-	resp.Checkpoint.CriuVersion = env.CRIUVersion
-	if st, err := stats.CriuGetDumpStats(dir); err == nil && resp.Stats != nil {
-		resp.Stats.Frozen = durationpb.New(time.Duration(st.GetFrozenTime()) * time.Microsecond)
+	dumpDone(env, st, resp, dir)
+	marks.mark("stats_and_pids")
+	return true, nil
+}
+
+// journalStarted is the Started callback that records the CRIU process in the dump's journal;
+// nil without a journal.
+func journalStarted(env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse, marks *timings) func(int) error {
+	if st.Journal == nil {
+		return nil
 	}
-	if pids := checkpoint.DumpedPIDs(st.ImageDir, pid); len(pids) > 0 {
+	return func(criuPID int) error {
+		marks.mark("criu_spawn")
+		defer marks.mark("journal_started")
+		ck := proto.CloneOf(resp.Checkpoint)
+		ck.Options = proto.CloneOf(req.Criu)
+		ck.CriuVersion = env.CRIUVersion
+		if err := st.Journal.Started(criuPID, ck); err != nil {
+			return fmt.Errorf("record the dump: %w", err)
+		}
+		return nil
+	}
+}
+
+// dumpDone records what a successful dump tells: CRIU's version, its frozen time (from the
+// stats-dump file CRIU writes into the images directory, streamed or not) and the PIDs it dumped.
+func dumpDone(env *adapters.Env, st adapters.State, resp *daemonv1.DumpResponse, dir *os.File) {
+	resp.Checkpoint.CriuVersion = env.CRIUVersion
+	if s, err := stats.CriuGetDumpStats(dir); err == nil && resp.Stats != nil {
+		resp.Stats.Frozen = durationpb.New(time.Duration(s.GetFrozenTime()) * time.Microsecond)
+	}
+	if pids := checkpoint.DumpedPIDs(st.ImageDir, resp.Checkpoint.Pid); len(pids) > 0 {
 		resp.Checkpoint.Pids = pids
 	}
-	marks.mark("stats_and_pids")
+}
+
+// dumpStreamed dumps with `criu dump --stream`, CRIU handing its images to st.DumpStream's capture
+// in st.ImageDir. There is no post-dump notification: the images are complete only once the
+// archive is, so the journal never records this dump as done, and a daemon killed before the
+// archive is complete rolls it back. A CRIU that dies is handled as in Dump.
+func dumpStreamed(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse,
+	criuOpts *rpc.CriuOpts, dir *os.File, before treeBefore,
+) (adapters.Dumped, error) {
+	short := fdPath(dir)
+	if _, err := st.DumpStream.Capture(short); err != nil {
+		return false, err
+	}
+	var marks timings
+	start := time.Now()
+	marks.start = start
+	err := env.CRIU.DumpStream(ctx, criuOpts, short, criu.Call{Started: journalStarted(env, st, req, resp, &marks)})
+	adapters.Observe(resp.Stats, "criu_dump", start)
+	marks.mark("criu_exit")
+	defer func() { st.Log.Debug("criu dump --stream timings", marks.attrs...) }()
+	var died *criu.DiedError
+	switch {
+	case err != nil && errors.As(err, &died):
+		return false, criuFailure(fmt.Errorf("%w; %s", err, before.resume()), env, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+	case err != nil:
+		return false, criuFailure(err, env, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
+	}
+	dumpDone(env, st, resp, dir)
 	return true, nil
 }
 
@@ -139,6 +195,15 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	criuOpts.RstSibling = proto.Bool(true)
 	criuOpts.TcpClose = proto.Bool(req.Criu.TcpClose)
 	criuOpts.LeaveStopped = proto.Bool(req.Criu.LeaveStopped)
+	if rs := st.RestoreStream; rs.Pending() {
+		if _, err := criu.StreamArgs(rpc.CriuReqType_RESTORE, criuOpts, st.ImageDir); err != nil {
+			if err := rs.Extract(err.Error()); err != nil {
+				return err
+			}
+		} else {
+			return restoreStreamed(ctx, env, st, resp, criuOpts, dir)
+		}
+	}
 	start := time.Now()
 	out, err := env.CRIU.Restore(ctx, criuOpts, criu.Call{})
 	adapters.Observe(resp.Stats, "criu_restore", start)
@@ -147,6 +212,41 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	}
 	resp.Pid = out.GetRestore().GetPid()
 	return nil
+}
+
+// restoreStreamed restores with `criu restore --stream`, fed from st.RestoreStream's archive.
+func restoreStreamed(ctx context.Context, env *adapters.Env, st adapters.State, resp *daemonv1.RestoreResponse, criuOpts *rpc.CriuOpts, dir *os.File) error {
+	short := fdPath(dir)
+	srv, err := st.RestoreStream.Serve(short)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	pid, err := env.CRIU.RestoreStream(ctx, criuOpts, short, criu.Call{})
+	adapters.Observe(resp.Stats, "criu_restore", start)
+	if err != nil {
+		srv.Abort()
+		if _, serr := srv.Wait(); serr != nil {
+			err = fmt.Errorf("%w (reading the checkpoint: %w)", err, serr)
+		}
+		return criuFailure(err, env, st.ImageDir, checkpoint.RestoreLog, "")
+	}
+	sent, err := srv.Wait()
+	if err != nil {
+		st.Log.Warn("restored, but serving the images ended with an error", "error", err)
+	}
+	if resp.Stats != nil {
+		resp.Stats.RawBytes = sent
+	}
+	resp.Pid = pid
+	return nil
+}
+
+// fdPath names the open directory dir through /proc: the streamer's socket is made in the images
+// directory, and a unix socket's path must be short (108 bytes), which a checkpoint's directory
+// under a long --dir or checkpoint.temp_dir may not be.
+func fdPath(dir *os.File) string {
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), dir.Fd())
 }
 
 // openImages opens the image directory and builds the CRIU options dump and restore share, with

@@ -1,11 +1,14 @@
 package imgstream
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -31,11 +34,16 @@ type Capture struct {
 	spool *spool
 	sink  Sink
 
-	queue   chan item
-	drained chan struct{} // closed when CRIU has handed over everything
-	done    chan struct{} // closed when the sink has taken everything
-	err     error         // the first failure of ours
-	stats   Stats
+	queue    chan item
+	hold     bool          // keep every image until Flush, then hand them over in restore order
+	flush    chan struct{} // closed by Flush or Abort
+	flushed  sync.Once
+	drained  chan struct{} // closed when CRIU has handed over everything
+	done     chan struct{} // closed when the sink has taken everything
+	err      error         // the first failure of ours
+	stats    Stats
+	received int64  // bytes drained from CRIU's pipes
+	held     []item // a held capture's chunks, in restore order once flushed
 }
 
 type item struct {
@@ -49,12 +57,25 @@ type item struct {
 // to memLimit bytes (<= 0: DefaultMemoryLimit), beyond that in a spill file in spillDir.
 // Start CRIU with --stream and the images directory dir after it.
 func StartCapture(dir string, memLimit int64, spillDir string, sink Sink) (*Capture, error) {
+	return startCapture(dir, memLimit, spillDir, sink, false)
+}
+
+// StartHeldCapture is StartCapture for an archive that a restore reads front to back: the images
+// wait (in memory up to memLimit, then in the spill file) until Flush, which hands them to the
+// sink in the order `criu restore` asks for them: every other image in the order CRIU sent it,
+// then the pages images (CRIU dumps the pages first and restores them last). Whatever the caller
+// adds to the archive before Flush comes first.
+func StartHeldCapture(dir string, memLimit int64, spillDir string, sink Sink) (*Capture, error) {
+	return startCapture(dir, memLimit, spillDir, sink, true)
+}
+
+func startCapture(dir string, memLimit int64, spillDir string, sink Sink, hold bool) (*Capture, error) {
 	l, err := listen(dir, CaptureSocket)
 	if err != nil {
 		return nil, err
 	}
 	c := &Capture{
-		session: session{l: l}, spool: newSpool(memLimit, spillDir), sink: sink,
+		session: session{l: l}, spool: newSpool(memLimit, spillDir), sink: sink, hold: hold, flush: make(chan struct{}),
 		queue: make(chan item, 1<<16), drained: make(chan struct{}), done: make(chan struct{}),
 	}
 	go c.receive()
@@ -143,6 +164,9 @@ func (c *Capture) drain(name string, pipe *os.File) error {
 			c.spool.release(ch)
 			return fmt.Errorf("read image %s from criu: %w", name, err)
 		}
+		c.mu.Lock()
+		c.received += int64(got)
+		c.mu.Unlock()
 		c.queue <- item{name: name, n: n, last: last, c: ch}
 		if last {
 			return nil
@@ -150,9 +174,28 @@ func (c *Capture) drain(name string, pipe *os.File) error {
 	}
 }
 
-// consume hands the chunks to the sink; after a failure it only frees them, so CRIU never waits.
+// consume hands the chunks to the sink as they come; after a failure it only frees them, so
+// CRIU never waits. A held capture keeps them until Flush, then hands them over in restore order
+// and keeps them until Release (for Rescue).
 func (c *Capture) consume() {
 	defer close(c.done)
+	if c.hold {
+		var held []item
+		for it := range c.queue {
+			held = append(held, it)
+		}
+		<-c.flush
+		c.held = restoreOrder(held)
+		c.mu.Lock()
+		aborted := c.err != nil
+		c.mu.Unlock()
+		if !aborted {
+			if err := c.putAll(c.sink); err != nil {
+				c.fail(err)
+			}
+		}
+		return
+	}
 	failed := false
 	for it := range c.queue {
 		size := it.c.size()
@@ -169,6 +212,90 @@ func (c *Capture) consume() {
 	}
 }
 
+// putAll hands the held chunks to sink.
+func (c *Capture) putAll(sink Sink) error {
+	var n int64
+	for _, it := range c.held {
+		size := it.c.size()
+		if err := sink.Put(it.name, it.n, it.last, size, c.spool.reader(it.c)); err != nil {
+			return err
+		}
+		n += size
+	}
+	c.mu.Lock()
+	c.stats.Bytes = n
+	c.mu.Unlock()
+	return nil
+}
+
+// Skip ends a held capture without handing its images to the sink (which failed): they stay
+// for Rescue until Release.
+func (c *Capture) Skip(err error) {
+	c.fail(err)
+	c.Flush()
+	<-c.done
+}
+
+// Rescue hands a held capture's images, once more and in the same order, to sink: after the
+// capture's own sink failed (an archive that could not be written, an upload that broke off), so
+// that nothing CRIU dumped is lost. Call it after Wait and before Release.
+func (c *Capture) Rescue(sink Sink) error {
+	<-c.done
+	return c.putAll(sink)
+}
+
+// Release frees what a held capture keeps: its memory and its spill file.
+func (c *Capture) Release() {
+	<-c.done
+	for _, it := range c.held {
+		c.spool.release(it.c)
+	}
+	c.held = nil
+	c.spool.close()
+}
+
+// Received is the number of image bytes CRIU has handed over so far; once Drained, all of them.
+func (c *Capture) Received() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.received
+}
+
+// restoreOrder sorts held chunks image by image: the other images in the order they began, then
+// the pages images in the order they began, each image's chunks in order.
+func restoreOrder(held []item) []item {
+	first := map[string]int{}
+	for i, it := range held {
+		if _, ok := first[it.name]; !ok {
+			first[it.name] = i
+		}
+	}
+	sorted := slices.Clone(held)
+	slices.SortStableFunc(sorted, func(a, b item) int {
+		pa, pb := isPages(a.name), isPages(b.name)
+		if pa != pb {
+			if pa {
+				return 1
+			}
+			return -1
+		}
+		if c := cmp.Compare(first[a.name], first[b.name]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.n, b.n)
+	})
+	return sorted
+}
+
+// isPages says whether name is a pages image, which CRIU restores last.
+func isPages(name string) bool {
+	return strings.HasPrefix(name, "pages-") && strings.HasSuffix(name, ".img")
+}
+
+// Flush lets a held capture hand its images to the sink, once CRIU has handed everything over
+// (Drained) and the caller has added what must come first.
+func (c *Capture) Flush() { c.flushed.Do(func() { close(c.flush) }) }
+
 // Drained waits until CRIU has closed its connection and every image pipe has reached its end:
 // from then on CRIU waits for nothing of ours.
 func (c *Capture) Drained() <-chan struct{} { return c.drained }
@@ -177,7 +304,9 @@ func (c *Capture) Drained() <-chan struct{} { return c.drained }
 // does not say whether the images are complete: only CRIU's exit status does.
 func (c *Capture) Wait() (Stats, error) {
 	<-c.done
-	c.spool.close()
+	if !c.hold {
+		c.spool.close()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.stats
@@ -188,7 +317,8 @@ func (c *Capture) Wait() (Stats, error) {
 // Abort stops waiting for CRIU (call it when CRIU has exited, to end a capture it never
 // connected to) and returns once everything received is released.
 func (c *Capture) Abort() {
+	c.fail(errors.New("capture aborted"))
 	c.close()
-	<-c.done
-	c.spool.close()
+	c.Flush()
+	c.Release()
 }

@@ -175,6 +175,54 @@ func (s *ArchiveSource) Open(name string) (io.ReadCloser, error) {
 	}
 }
 
+// WriteAll writes every image not served yet into dir, parts joined: for a restore that needs
+// the images as files after all.
+func (s *ArchiveSource) WriteAll(dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for {
+		name := ""
+		for k := range s.kept {
+			name = k
+			break
+		}
+		if name == "" {
+			base, _, err := s.next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			name = base
+		}
+		if err := s.writeOne(root, name); err != nil {
+			return err
+		}
+	}
+}
+
+// writeOne writes the image name into root.
+func (s *ArchiveSource) writeOne(root *os.Root, name string) error {
+	r, err := s.Open(name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("write image %s: %w", name, err)
+	}
+	return f.Close()
+}
+
 func (k *kept) reader() (io.ReadCloser, error) {
 	if k.file == nil {
 		return io.NopCloser(&k.mem), nil

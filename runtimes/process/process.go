@@ -155,6 +155,7 @@ func init() {
 			Command:    features.Subcommand(Name, "Restore a process tree from a checkpoint (--path).", &RestoreCmd{}),
 			Middleware: RestoreMiddleware,
 			Handler:    withcriu.Restore,
+			Streams:    true,
 		},
 		Health: Check,
 		Run: features.Run{

@@ -1,0 +1,215 @@
+// Streamed images (criu --stream): what the archive adapters offer a handler, and how they finish.
+
+package adapters
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cedana/cedana/archive"
+	"github.com/cedana/cedana/archive/live"
+	"github.com/cedana/cedana/checkpoint"
+	"github.com/cedana/cedana/criu/imgstream"
+	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+)
+
+// Notes a dump or restore adds to its stats to say how the images went (Stats.Notes).
+const (
+	StreamedNote      = "CRIU streamed its images straight into the archive (criu --stream)"
+	NotStreamedNote   = "CRIU wrote its images into a directory first: "
+	RestoreFromNote   = "CRIU read its images straight from the archive (criu --stream)"
+	UnpackedFirstNote = "the images were unpacked first: "
+)
+
+// note adds a line to stats' notes; nil stats record nothing.
+func note(stats *daemonv1.Stats, line string) {
+	if stats != nil {
+		stats.Notes = append(stats.Notes, line)
+	}
+}
+
+// DumpStream is an archive that a dump handler may fill straight from CRIU's pipes (criu dump
+// --stream), offered in State by CompressCheckpoint. The handler calls Capture, then runs CRIU
+// with --stream on the same directory; or Decline, and CRIU writes the images into ImageDir,
+// archived as it writes them. CompressCheckpoint finishes the archive either way.
+type DumpStream struct {
+	memLimit int64
+	spillDir string
+	progress *Progress
+	writer   func() (*archive.Writer, error)
+	plain    func(why string) error
+
+	capture  *imgstream.Capture
+	archive  *archive.Writer
+	declined string
+}
+
+// Capture listens in dir for CRIU's images, which wait for the archive in memory up to
+// checkpoint.stream_memory_limit, then in a spill file.
+func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
+	w, err := d.writer()
+	if err != nil {
+		return nil, err
+	}
+	c, err := imgstream.StartHeldCapture(dir, d.memLimit, d.spillDir, countingSink{imgstream.ArchiveSink{W: w}, d.progress})
+	if err != nil {
+		return nil, fmt.Errorf("stream the images: %w", err)
+	}
+	d.capture, d.archive = c, w
+	return c, nil
+}
+
+// Decline says why the handler does not stream: CRIU writes the images into ImageDir instead.
+func (d *DumpStream) Decline(why string) error {
+	d.declined = why
+	return d.plain(why)
+}
+
+// Streamed reports whether the images were captured from CRIU's stream.
+func (d *DumpStream) Streamed() bool { return d != nil && d.capture != nil }
+
+// Received is the size of the images CRIU streamed (all of them once CRIU has exited).
+func (d *DumpStream) Received() int64 {
+	if !d.Streamed() {
+		return 0
+	}
+	return d.capture.Received()
+}
+
+// finish completes a streamed archive into out: the files CRIU and the chain left in dir
+// (checkpoint.json first, then CRIU's log and stats), then CRIU's images in the order a restore
+// reads them; and commits it, returning its size. On failure the images are written into dir, so
+// that nothing the dump took is lost.
+func (d *DumpStream) finish(dir string, out live.Sink) (int64, error) {
+	c := d.capture
+	defer c.Release()
+	<-c.Drained()
+	err := d.addFiles(dir)
+	if err != nil {
+		c.Skip(err) // nothing more goes into an archive that has failed
+	} else {
+		c.Flush()
+		_, err = c.Wait()
+	}
+	if err == nil {
+		err = d.archive.Close()
+	}
+	var stored int64
+	if err == nil {
+		stored, err = out.Commit()
+	} else if sinkErr := out.Abort(); sinkErr != nil {
+		err = sinkErr // the sink failed first (an upload whose server went away): that is the cause
+	} else {
+		err = fmt.Errorf("archive images: %w", err)
+	}
+	if err == nil {
+		return stored, nil
+	}
+	return 0, d.rescue(dir, err)
+}
+
+// rescue writes the streamed images into dir after the chain failed past the dump (cause).
+func (d *DumpStream) rescue(dir string, cause error) error {
+	c := d.capture
+	<-c.Drained()
+	c.Skip(cause)
+	if err := c.Rescue(&imgstream.DirSink{Dir: dir}); err != nil {
+		return fmt.Errorf("%w; writing the images into %s failed too: %w", cause, dir, err)
+	}
+	return cause
+}
+
+// addFiles adds dir's regular files to the archive, checkpoint.json first.
+func (d *DumpStream) addFiles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("archive the checkpoint's files: %w", err)
+	}
+	slices.SortStableFunc(entries, func(a, b os.DirEntry) int {
+		switch {
+		case a.Name() == checkpoint.MetadataFile:
+			return -1
+		case b.Name() == checkpoint.MetadataFile:
+			return 1
+		}
+		return 0
+	})
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue // the streamer's socket
+		}
+		n, err := d.archive.AddFile(filepath.Join(dir, e.Name()), e.Name())
+		if err != nil {
+			return err
+		}
+		d.progress.Add(n)
+	}
+	return nil
+}
+
+// countingSink counts what goes into the archive.
+type countingSink struct {
+	imgstream.Sink
+	progress *Progress
+}
+
+// Put implements imgstream.Sink.
+func (c countingSink) Put(name string, n int, last bool, size int64, r io.Reader) error {
+	if err := c.Sink.Put(name, n, last, size, r); err != nil {
+		return err
+	}
+	c.progress.Add(size)
+	return nil
+}
+
+// RestoreStream is an archive, local or in S3, that a restore handler may feed straight to CRIU
+// (criu restore --stream), offered in State by FetchCheckpoint once it has read the checkpoint's
+// metadata from the archive's front into ImageDir. The handler calls Serve, then runs CRIU with
+// --stream on ImageDir; a handler that needs the images as files calls Extract, as the chain does
+// for runtimes that do not stream (features.RestoreStream).
+type RestoreStream struct {
+	dir       string
+	src       *imgstream.ArchiveSource
+	served    bool
+	extracted bool
+	why       string // why the images were extracted
+}
+
+// Serve starts answering CRIU's requests for images from the archive, in dir: ImageDir, or a
+// shorter path to it.
+func (r *RestoreStream) Serve(dir string) (*imgstream.Server, error) {
+	if r.served || r.extracted {
+		return nil, errors.New("the archive's images were taken already")
+	}
+	r.served = true
+	s, err := imgstream.StartServe(dir, r.src)
+	if err != nil {
+		return nil, fmt.Errorf("stream the images: %w", err)
+	}
+	return s, nil
+}
+
+// Extract unpacks the archive's images into ImageDir, for a restore that reads files; why says
+// why it does (Stats.Notes).
+func (r *RestoreStream) Extract(why string) error {
+	if r.extracted {
+		return nil
+	}
+	r.why = why
+	if r.served {
+		return errors.New("the archive's images were streamed already")
+	}
+	r.extracted = true
+	if err := r.src.WriteAll(r.dir); err != nil {
+		return fmt.Errorf("unpack the checkpoint's images: %w", err)
+	}
+	return nil
+}
+
+// Pending reports whether the archive's images are still to be taken (neither served nor
+// extracted).
+func (r *RestoreStream) Pending() bool { return r != nil && !r.served && !r.extracted }

@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/storage/storagetest"
+)
+
+// checksummed is a process holding random data in memory that writes the data's checksum to
+// before at start, and to after whenever check appears: a restore that lost or mangled a page
+// shows as a different checksum.
+type checksummed struct {
+	pid                  int
+	before, after, check string
+	exited               chan struct{}
+}
+
+// startChecksummed starts a checksummed process holding about mb MB of base64 text made from
+// random bytes, and waits for its first checksum.
+func startChecksummed(t *testing.T, mb int) *checksummed {
+	t.Helper()
+	dir := t.TempDir()
+	c := &checksummed{before: filepath.Join(dir, "sum-before"), after: filepath.Join(dir, "sum-after"), check: filepath.Join(dir, "check"), exited: make(chan struct{})}
+	tick := filepath.Join(dir, "tick")
+	require.NoError(t, unix.Mkfifo(tick, 0o600))
+	script := `exec 3<>"$1"; big=$(head -c "$5" /dev/urandom | base64 -w0); printf %s "$big" | md5sum >"$2"
+while :; do if [ -e "$4" ]; then printf %s "$big" | md5sum >"$3"; rm -f "$4"; fi; read -t 0.1 -u 3 || :; done`
+	cmd := newSetsidCmd("bash", "-c", script, "big", tick, c.before, c.after, c.check, strconv.Itoa(mb*750_000))
+	require.NoError(t, cmd.Start())
+	c.pid = cmd.Process.Pid
+	go func() { _ = cmd.Wait(); close(c.exited) }()
+	t.Cleanup(func() { killTree(c.pid) })
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(c.before); return len(data) > 32 }, time.Minute, 20*time.Millisecond)
+	return c
+}
+
+// waitDumped waits until the dump has stopped the process and nothing of it is left.
+func (c *checksummed) waitDumped(t *testing.T) {
+	t.Helper()
+	<-c.exited
+	require.Eventually(t, func() bool { reapAll(c.pid); return pidGone(c.pid) }, 10*time.Second, 20*time.Millisecond)
+}
+
+// verify asks the (restored) process for its checksum and compares it with the first one.
+func (c *checksummed) verify(t *testing.T) {
+	t.Helper()
+	_ = os.Remove(c.after)
+	require.NoError(t, os.WriteFile(c.check, nil, 0o600))
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(c.after); return len(data) > 32 }, 30*time.Second, 20*time.Millisecond)
+	want, _ := os.ReadFile(c.before)
+	got, _ := os.ReadFile(c.after)
+	assert.Equal(t, string(want), string(got), "memory restored intact")
+}
+
+// streamOut is the JSON of a dump or restore, with the notes.
+type streamOut struct {
+	Path  string `json:"path"`
+	Pid   int    `json:"pid"`
+	Stats struct {
+		RawBytes string   `json:"raw_bytes"`
+		Notes    []string `json:"notes"`
+	} `json:"stats"`
+}
+
+// TestStreamedCheckpoints: for every codec, to a local archive and to s3://, CRIU streams the
+// images of a process holding 40 MB of random data into the archive, and the restore feeds them
+// from the archive (or the S3 object) straight back to CRIU; the memory is intact. With a stream
+// memory limit of one chunk, the images spill to a file and the result is the same; with
+// streaming off, the images go through a directory.
+func TestStreamedCheckpoints(t *testing.T) {
+	requireE2E(t)
+	srv := storagetest.Start(t)
+	scratch := t.TempDir()
+	env := append(srv.Env(), "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)
+	d := startDaemon(t, cedanaBin, env...)
+	spill := startDaemon(t, cedanaBin, append(env, "CEDANA_CHECKPOINT_STREAM_MEMORY_LIMIT=16777216")...)
+	off := startDaemon(t, cedanaBin, append(env, "CEDANA_CHECKPOINT_STREAM_IMAGES=false")...)
+	type tc struct {
+		name, codec string
+		s3          bool
+		d           *daemon
+		streamed    bool
+	}
+	var cases []tc
+	for _, codec := range []string{"tar", "gzip", "lz4", "zlib", "zstd"} {
+		cases = append(cases, tc{codec, codec, false, d, true}, tc{codec + "-s3", codec, true, d, true})
+	}
+	cases = append(cases, tc{"zstd-spill", "zstd", false, spill, true}, tc{"lz4-s3-spill", "lz4", true, spill, true},
+		tc{"zstd-off", "zstd", false, off, false})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := startChecksummed(t, 40)
+			dir := t.TempDir()
+			if c.s3 {
+				dir = "s3://" + srv.Bucket + "/stream"
+			}
+			r := c.d.cli("dump", "process", strconv.Itoa(w.pid), "--dir", dir, "--name", "strm-"+c.name, "--compression", c.codec, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var out streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+			raw, _ := strconv.ParseInt(out.Stats.RawBytes, 10, 64)
+			assert.Greater(t, raw, int64(35_000_000), "the images hold the data")
+			if c.streamed {
+				assert.Contains(t, out.Stats.Notes, adapters.StreamedNote)
+			} else {
+				assert.NotContains(t, out.Stats.Notes, adapters.StreamedNote)
+			}
+			if !c.s3 {
+				assert.Len(t, entries(dir), 1, "one archive, nothing else")
+			}
+			w.waitDumped(t)
+
+			r = c.d.cli("restore", "process", "--path", out.Path, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var rout streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &rout), r.stdout)
+			t.Cleanup(func() { killTree(rout.Pid) })
+			assert.Equal(t, c.streamed, contains(rout.Stats.Notes, adapters.RestoreFromNote), "restore notes: %v", rout.Stats.Notes)
+			w.verify(t)
+			assert.Empty(t, entries(scratch), "no temporary images or spill files are left")
+		})
+	}
+}
+
+// contains reports whether list holds s.
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCRIUKilledMidStream: CRIU killed while it streams the pages of a 512 MiB workload into a
+// zstd archive fails the dump with the reason; the workload runs on, untraced, and nothing is left
+// behind or recorded. The workload then dumps and restores normally.
+func TestCRIUKilledMidStream(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin, "CEDANA_CRIU_LOG_LEVEL=4")
+	w := startMemCounter(t, false, 512)
+	memhog := childNamed(t, w.pid, "memhog")
+
+	wait := d.cliAsync("dump", "process", strconv.Itoa(w.pid), "--name", "strm-victim", "--compression", "zstd")
+	// CRIU logs page transfers (at level 4) as it streams the pages.
+	log := filepath.Join(d.ckDir, ".strm-victim.images", "dump.log")
+	criuPID := awaitMoment(t, d, "CRIU streaming pages", func() bool {
+		data, _ := os.ReadFile(log)
+		return strings.Count(string(data), "page-xfer") > 10
+	})
+	require.NoError(t, unix.Kill(criuPID, unix.SIGKILL))
+	r := wait()
+	requireOneLineError(t, r, "criu dump: criu died without answering: killed by signal SIGKILL", "the workload runs again")
+
+	require.True(t, w.running(), "the workload was not killed")
+	for _, pid := range []int{w.pid, memhog} {
+		state, tracer := procStatus(t, pid)
+		assert.Contains(t, "RS", state, "PID %d is neither stopped nor a zombie", pid)
+		assert.Equal(t, 0, tracer, "PID %d is traced by no one", pid)
+	}
+	assert.Empty(t, listCheckpoints(t, d), "nothing is recorded")
+	assert.Empty(t, entries(d.ckDir), "nothing is left in the checkpoint directory")
+
+	path := dump(t, d, w, "--name", "strm-again", "--compression", "zstd")
+	w.waitExited(t)
+	dumped := requireStopped(t, w.counter)
+	reapAll(memhog)
+	restore(t, d, w, path)
+	requireCounting(t, w.counter, dumped)
+}
