@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	_ "github.com/cedana/cedana/internal/startgc" // first: no collection while packages initialize
+
 	"github.com/cedana/cedana/cli"
 	"github.com/cedana/cedana/k8s"
 	"github.com/cedana/cedana/k8s/runtimehandler"

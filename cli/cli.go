@@ -215,6 +215,5 @@ func isDialError(err error) bool {
 
 // Run is a convenience for main: Main with the process's own stdio and environment.
 func Run(ctx context.Context) int {
-	quietGC()
 	return Main(ctx, os.Args[1:], Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/cedana/cedana/config"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/internal/startgc"
 	"github.com/cedana/cedana/server"
 )
 
@@ -24,7 +25,7 @@ type DaemonStartCmd struct {
 
 // Run serves until ctx ends (SIGINT or SIGTERM).
 func (c *DaemonStartCmd) Run(ctx context.Context, loaded config.Loaded, env Env) error {
-	restoreGC()
+	startgc.Restore()
 	cfg := loaded.Config
 	if c.MetricsAddress != "" {
 		cfg.Metrics.Address = c.MetricsAddress

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cedana/cedana/features"
+	"github.com/cedana/cedana/internal/startgc"
 )
 
 // InternalCmd is `cedana internal <helper> [args...]`: the helpers runtimes declare and start as
@@ -16,7 +17,7 @@ type InternalCmd struct {
 
 // Run runs the helper with the command's stdio.
 func (c *InternalCmd) Run(ctx context.Context, env Env) error {
-	restoreGC()
+	startgc.Restore()
 	h, ok := features.LookupHelper(c.Helper)
 	if !ok {
 		return fmt.Errorf("no helper %q in this cedana binary", c.Helper)
