@@ -85,6 +85,14 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 	}
 }
 
+// localPath is path, or "" for an s3:// URL.
+func localPath(path string) string {
+	if storage.IsURL(path) {
+		return ""
+	}
+	return path
+}
+
 // finishLive completes the archive the live archiver made and removes the images.
 func finishLive(st State, resp *daemonv1.DumpResponse, arch *live.Archiver, phase string) error {
 	start := time.Now()
@@ -111,7 +119,7 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 ) (Dumped, error) {
 	var arch *live.Archiver
 	ds := &DumpStream{
-		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress,
+		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress, dest: localPath(resp.Path),
 		writer: func() (*archive.Writer, error) { return archive.NewWriter(out, codec, env.Workers) },
 		plain: func(why string) error {
 			note(resp.Stats, NotStreamedNote+why)

@@ -10,11 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cedana/cedana/archive"
 	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/criu/imgstream"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // Notes a dump or restore adds to its stats to say how the images went (Stats.Notes).
@@ -39,6 +42,7 @@ func note(stats *daemonv1.Stats, line string) {
 type DumpStream struct {
 	memLimit int64
 	spillDir string
+	dest     string // the local archive's path; "" for an upload
 	progress *Progress
 	writer   func() (*archive.Writer, error)
 	plain    func(why string) error
@@ -61,6 +65,26 @@ func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
 	}
 	d.capture, d.archive = c, w
 	return c, nil
+}
+
+// Unfit says why the tree rooted at pid should not be streamed, "" when it may: a local archive
+// whose file system has less room than the tree's memory (what its images hold at most). Streamed,
+// a full disk would stop the archive after CRIU released, and so stopped, the workload; through a
+// directory, it stops CRIU, which resumes the workload.
+func (d *DumpStream) Unfit(pid int) string {
+	if d.dest == "" {
+		return ""
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(d.dest), &fs); err != nil {
+		return fmt.Sprintf("the free space of %s is unknown: %v", filepath.Dir(d.dest), err)
+	}
+	free, need := int64(fs.Bavail)*fs.Bsize, sysinfo.TreeMemory(pid)
+	if free < need+need/10 {
+		return fmt.Sprintf("%s has %d MiB free, less than the workload's memory (%d MiB): a full disk must stop CRIU, which resumes the workload",
+			filepath.Dir(d.dest), free>>20, need>>20)
+	}
+	return ""
 }
 
 // Decline says why the handler does not stream: CRIU writes the images into ImageDir instead.

@@ -83,7 +83,11 @@ func TestCompressionBadInput(t *testing.T) {
 	assert.Empty(t, entries(dir))
 	assert.True(t, w.running())
 
-	path := dump(t, d, w, "--dir", dir, "--name", "good", "--compression", "zstd", "--leave-running")
+	// A truncated archive reads well up to where it was cut: that restore fails as CRIU asks for
+	// the missing images. Its workload must be gone for the restore to get that far.
+	w2 := startCounter(t, false)
+	path := dump(t, d, w2, "--dir", dir, "--name", "good", "--compression", "zstd")
+	w2.waitExited(t)
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	truncated := filepath.Join(dir, "truncated.tar.zst")
@@ -95,6 +99,7 @@ func TestCompressionBadInput(t *testing.T) {
 		requireOneLineError(t, r, "cannot be read")
 	}
 	assert.Empty(t, entries(scratch), "no unpacked images left behind")
+	require.Eventually(t, func() bool { return pidGone(w2.pid) }, 10*time.Second, 20*time.Millisecond, "nothing of the truncated checkpoint runs")
 	assert.True(t, w.running())
 }
 

@@ -84,6 +84,7 @@ func TestDaemonKilledMidDump(t *testing.T) {
 		name        string
 		job         bool
 		compression string
+		env         []string
 		at          func(dumpState) bool
 		want        string // "runs", "checkpoint", or "" when either is right
 	}{
@@ -92,12 +93,15 @@ func TestDaemonKilledMidDump(t *testing.T) {
 		// The journal's line comes just before the daemon answers CRIU: CRIU may or may not hear it.
 		{name: "as the dump is done", at: dumpDone},
 		{name: "once CRIU has stopped the dumped workload", at: workloadStopped, want: "checkpoint"},
-		{name: "while a job's compressed dump writes pages", job: true, compression: "zstd", at: writingPages, want: "runs"},
-		{name: "while a job's stopped workload is archived", job: true, compression: "zstd", at: workloadStopped, want: "checkpoint"},
+		// Through a directory (streaming off), the journal makes a complete checkpoint of what CRIU
+		// finished; streamed, the images live in the daemon until the archive is complete.
+		{name: "while a job's compressed dump writes pages", job: true, compression: "zstd", env: noStream, at: writingPages, want: "runs"},
+		{name: "while a job's stopped workload is archived", job: true, compression: "zstd", env: noStream, at: workloadStopped, want: "checkpoint"},
+		{name: "while a job's streamed dump hands over pages", job: true, compression: "zstd", env: []string{"CEDANA_CRIU_LOG_LEVEL=4"}, at: streamingPages, want: "runs"},
 	}
 	for _, m := range moments {
 		t.Run(m.name, func(t *testing.T) {
-			d := startDaemon(t, cedanaBin)
+			d := startDaemon(t, cedanaBin, m.env...)
 			var target []string
 			var pid int
 			var w *workload
@@ -213,6 +217,15 @@ type dumpState struct {
 // writingPages reports whether CRIU has written pagesMiB of a pages image.
 func writingPages(s dumpState) bool {
 	return biggestPages(s.images) >= pagesMiB<<20
+}
+
+// noStream turns image streaming off: CRIU writes the images into a directory.
+var noStream = []string{"CEDANA_CHECKPOINT_STREAM_IMAGES=false"}
+
+// streamingPages reports whether CRIU, streaming, has logged (at level 4) page transfers.
+func streamingPages(s dumpState) bool {
+	data, _ := os.ReadFile(filepath.Join(s.images, "dump.log"))
+	return strings.Count(string(data), "page-xfer") > 10
 }
 
 // dumpDone reports whether the daemon has logged that the dump is done: its journal records the

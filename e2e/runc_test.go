@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/internal/testutil"
 )
 
@@ -206,16 +207,18 @@ func TestRuncLeaveRunningCompressedNewID(t *testing.T) {
 	e.start("original")
 	dir := t.TempDir()
 
-	r := d.cli("dump", "runc", "original", "--root", e.root, "--dir", dir, "--name", "ck", "--compression", "zstd", "--leave-running")
+	r := d.cli("dump", "runc", "original", "--root", e.root, "--dir", dir, "--name", "ck", "--compression", "zstd", "--leave-running", "--stats")
 	require.Equal(t, 0, r.code, r.String())
+	assert.Contains(t, r.stdout, adapters.StreamedNote, "a container without a terminal streams its images")
 	assert.FileExists(t, filepath.Join(dir, "ck.tar.zst"))
 	assert.Equal(t, "running", e.state("original"))
 	requireCounting(t, e.counter, readCounter(e.counter))
 	e.killAndDelete("original")
 	count := readCounter(e.counter)
 
-	r = d.cli("restore", "runc", "--path", filepath.Join(dir, "ck.tar.zst"), "--root", e.root, "--id", "copy", "--bundle", e.bundle)
+	r = d.cli("restore", "runc", "--path", filepath.Join(dir, "ck.tar.zst"), "--root", e.root, "--id", "copy", "--bundle", e.bundle, "--stats")
 	require.Equal(t, 0, r.code, r.String())
+	assert.Contains(t, r.stdout, adapters.UnpackedFirstNote, "runc restores from files")
 	assert.Equal(t, []string{"copy"}, e.ids())
 	assert.Equal(t, "running", e.state("copy"))
 	requireCounting(t, e.counter, count-1)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/prometheus/procfs"
 )
 
 // ProcStat is the part of /proc/<pid>/stat that cedana uses.
@@ -120,4 +122,27 @@ func StartTime(pid int) uint64 {
 		return 0
 	}
 	return st.StartTime
+}
+
+// TreeMemory is the memory a dump of the tree rooted at pid writes at most: the resident and
+// swapped-out memory of each of its processes (shared pages counted once per process, so it may
+// overstate), in bytes. Processes that are gone are skipped.
+func TreeMemory(pid int) int64 {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, p := range Tree(pid) {
+		proc, err := fs.Proc(p)
+		if err != nil {
+			continue
+		}
+		st, err := proc.NewStatus()
+		if err != nil {
+			continue
+		}
+		total += int64(st.VmRSS + st.VmSwap)
+	}
+	return total
 }

@@ -69,6 +69,8 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 			why = "the runtime captures state while CRIU holds the tree frozen, which needs CRIU's RPC"
 		} else if _, err := criu.StreamArgs(rpc.CriuReqType_DUMP, criuOpts, st.ImageDir); err != nil {
 			why = err.Error()
+		} else {
+			why = ds.Unfit(int(pid))
 		}
 		if why == "" {
 			return dumpStreamed(ctx, env, st, req, resp, criuOpts, dir, before)
@@ -227,7 +229,8 @@ func restoreStreamed(ctx context.Context, env *adapters.Env, st adapters.State, 
 	if err != nil {
 		srv.Abort()
 		if _, serr := srv.Wait(); serr != nil {
-			err = fmt.Errorf("%w (reading the checkpoint: %w)", err, serr)
+			// What CRIU got was cut short: the archive is the problem, not CRIU.
+			return errs.Invalid("the checkpoint's archive cannot be read: %w (%w)", serr, err)
 		}
 		return criuFailure(err, env, st.ImageDir, checkpoint.RestoreLog, "")
 	}

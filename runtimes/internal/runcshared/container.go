@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cedana/cedana/errs"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // Container is a runc container as its state directory describes it.
@@ -204,17 +205,36 @@ func (c *Container) criuOptions() (func(*rpc.CriuOpts), error) {
 		freezer = c.state.CgroupPaths[""]
 	}
 	mode := rpc.CriuCgMode_DEFAULT
+	terminal := onTerminal(c.PID())
 	return func(o *rpc.CriuOpts) {
 		o.Root = proto.String(cfg.Rootfs)
 		o.ManageCgroups = proto.Bool(true)
 		o.ManageCgroupsMode = &mode
-		o.OrphanPtsMaster = proto.Bool(true)
+		// Only CRIU's RPC takes orphan pty masters: asked for only where a terminal is, the other
+		// dumps may stream their images (criu --stream runs as a command).
+		o.OrphanPtsMaster = proto.Bool(terminal)
 		o.ExtMnt = append(o.ExtMnt, mounts...)
 		o.External = append(o.External, namespaces...)
 		if freezer != "" {
 			o.FreezeCgroup = proto.String(freezer)
 		}
 	}, nil
+}
+
+// onTerminal reports whether a process of the tree rooted at pid has a pseudo-terminal open (a
+// container with terminal: true has its stdio there), whose master may live outside the
+// container: CRIU must then be asked to take orphan pty masters.
+func onTerminal(pid int) bool {
+	for _, p := range sysinfo.Tree(pid) {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p))
+		for _, fd := range fds {
+			target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p, fd.Name()))
+			if err == nil && (strings.HasPrefix(target, "/dev/pts/") || target == "/dev/ptmx") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // externalNSKey is the key runc uses for an external namespace: runc restore passes the
