@@ -150,41 +150,25 @@ func TestS3Checkpoints(t *testing.T) {
 	requireOneLineError(t, r, "missing.tar.zst")
 }
 
-// TestCompressedLargeProcess: a process with 48 MB of random data in memory, dumped with zstd
-// while CRIU writes (its pages image is archived in parts as it grows), restores with that data
-// intact.
+// TestCompressedLargeProcess: with streaming off, a process with 48 MB of data in memory, dumped
+// with zstd while CRIU writes (its pages image is archived in parts as it grows), restores with
+// that data intact. (Streamed dumps: TestStreamedCheckpoints.)
 func TestCompressedLargeProcess(t *testing.T) {
 	requireE2E(t)
-	d := startDaemon(t, cedanaBin)
+	d := startDaemon(t, cedanaBin, noStream...)
+	w := startChecksummed(t, 48)
 	dir := t.TempDir()
-	tick, before, after, check := filepath.Join(dir, "tick"), filepath.Join(dir, "sum-before"), filepath.Join(dir, "sum-after"), filepath.Join(dir, "check")
-	require.NoError(t, unix.Mkfifo(tick, 0o600))
-	script := `exec 3<>"$1"; big=$(head -c 36000000 /dev/urandom | base64 -w0); printf %s "$big" | md5sum >"$2"
-while :; do if [ -e "$4" ]; then printf %s "$big" | md5sum >"$3"; rm -f "$4"; fi; read -t 0.1 -u 3 || :; done`
-	cmd := newSetsidCmd("bash", "-c", script, "big", tick, before, after, check)
-	require.NoError(t, cmd.Start())
-	pid := cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { killTree(pid) })
-	require.Eventually(t, func() bool { data, _ := os.ReadFile(before); return len(data) > 32 }, 60*time.Second, 50*time.Millisecond)
-
-	r := d.cli("dump", "process", strconv.Itoa(pid), "--dir", dir, "--name", "big", "--compression", "zstd", "-o", "json")
+	r := d.cli("dump", "process", strconv.Itoa(w.pid), "--dir", dir, "--name", "big", "--compression", "zstd", "-o", "json")
 	require.Equal(t, 0, r.code, r.String())
 	var out dumpStats
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
 	raw, _ := strconv.ParseInt(out.Stats.RawBytes, 10, 64)
 	assert.Greater(t, raw, int64(45_000_000), "the images hold the data (more than one 32 MiB part)")
-	<-exited
-	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	w.waitDumped(t)
 
 	r = d.cli("restore", "process", "--path", out.Path)
 	require.Equal(t, 0, r.code, r.String())
-	require.NoError(t, os.WriteFile(check, nil, 0o600))
-	require.Eventually(t, func() bool { data, _ := os.ReadFile(after); return len(data) > 32 }, 30*time.Second, 50*time.Millisecond)
-	want, _ := os.ReadFile(before)
-	got, _ := os.ReadFile(after)
-	assert.Equal(t, string(want), string(got), "memory restored intact")
+	w.verify(t)
 }
 
 // TestProgressBar: on a terminal, a compressed dump and its restore show progress bars; on a pipe,

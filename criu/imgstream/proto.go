@@ -133,8 +133,14 @@ func recvPipe(c *net.UnixConn, name string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("criu passed %d file descriptors for %s, want one pipe", len(fds), name)
 	}
+	// A pipe holds 64 KiB by default: CRIU and we would take turns every 64 KiB. 1 MiB (the
+	// unprivileged maximum, fs.pipe-max-size) lets both run; failing that, the default does.
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
 	return os.NewFile(uintptr(fds[0]), name), nil
 }
+
+// pipeSize is the capacity asked for CRIU's pipes.
+const pipeSize = 1 << 20
 
 // session is the listener CRIU connects to and, once it has, its one connection.
 type session struct {

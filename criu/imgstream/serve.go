@@ -88,7 +88,8 @@ func (s *Server) serveOne(conn *net.UnixConn, name string) error {
 		return err
 	}
 	defer pipe.Close()
-	n, err := io.Copy(pipe, r)
+	// Plain writes of pipeSize: os.File's ReadFrom would go 32 KiB at a time for a decompressor.
+	n, err := io.CopyBuffer(struct{ io.Writer }{pipe}, r, make([]byte, pipeSize))
 	s.mu.Lock()
 	s.sent += n
 	s.mu.Unlock()
