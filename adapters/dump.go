@@ -153,6 +153,7 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 			CedanaVersion: version.Version,
 			Details:       req.Details,
 			Compression:   req.Compression,
+			Job:           st.Job,
 		}
 		dumped, err := next(ctx, env, st, req, resp)
 		if err == nil {

@@ -87,6 +87,26 @@ type State struct {
 	// exit code, and receives how to wait for it. nil: the handler leaves the workload to its
 	// runtime as that runtime's own restore would (runc's --detach).
 	Supervise *Supervision
+	// Job, in a dump of a job, is the job's record, which PrepareDumpDir puts in the
+	// checkpoint's metadata so that another daemon can take the job on.
+	Job *daemonv1.JobRecord
+	// Checked, when set, runs in a restore once the checkpoint's metadata is read and before the
+	// runtime's restore: the caller's checks of the checkpoint, and what it derives from it into
+	// st (JobLog, Inherit). An error fails the restore before anything is restored.
+	Checked func(ck *daemonv1.Checkpoint, st *State) error
+	// Inherit are open files a restore puts in place of files the dumped tree had open, by the
+	// paths it had them at (CRIU's inherit-fd): a job's log and stdin, on a daemon that takes the
+	// job on. Honoured by restores through the daemon's CRIU (withcriu.Restore); the caller closes
+	// the files.
+	Inherit []Inherited
+}
+
+// Inherited is one file a restore substitutes for a file the dumped tree had open.
+type Inherited struct {
+	// Path is the absolute path the dumped tree had the file open at.
+	Path string
+	// File is what the restored tree gets instead.
+	File *os.File
 }
 
 // Supervision is what a restore's caller (a job's restore, --no-server) and a handler that

@@ -94,6 +94,11 @@ func ReadCheckpointMetadata(next RestoreHandler) RestoreHandler {
 		}
 		mergeRestoreOptions(req.Criu, ck.Options)
 		resp.Checkpoint = ck
+		if st.Checked != nil {
+			if err := st.Checked(ck, &st); err != nil {
+				return err
+			}
+		}
 		return next(ctx, env, st, req, resp)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // RestoreCmd is `cedana restore <runtime> --path <checkpoint>`.
 type RestoreCmd struct {
-	Path           string   `help:"Checkpoint to restore: a directory, an archive, or s3://bucket/key (for a job: its latest by default)." placeholder:"PATH"`
+	Path           string   `help:"Checkpoint to restore: a directory, an archive, or s3://bucket/key (for a job: its latest by default; for a job this daemon does not know, one of its checkpoints, to take it on)." placeholder:"PATH"`
 	Stats          bool     `help:"Print how long each phase took and the sizes."`
 	TCPEstablished bool     `name:"tcp-established" help:"Restore established TCP connections (on by default when the dump had them)."`
 	FileLocks      bool     `help:"Restore file locks (on by default when the dump had them)."`

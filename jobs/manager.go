@@ -99,7 +99,7 @@ func (m *Manager) Start(ctx context.Context, c Command) (store.Job, error) {
 		return store.Job{}, errs.Precondition("cannot open the job's log: %w", err)
 	}
 	defer out.Close()
-	in, err := m.openStdin(c.JID)
+	in, err := m.OpenStdin(c.JID)
 	if err != nil {
 		return store.Job{}, err
 	}
@@ -148,9 +148,9 @@ func (m *Manager) NewJob(ctx context.Context, jid, logPath string) (string, stri
 // name, so it outlives the daemon and CRIU restores it by path.
 func (m *Manager) StdinPath(jid string) string { return filepath.Join(m.logDir, jid+".stdin") }
 
-// openStdin creates job jid's stdin FIFO and opens it read-write, so that neither end blocks and
+// OpenStdin creates job jid's stdin FIFO and opens it read-write, so that neither end blocks and
 // the job never sees end-of-file.
-func (m *Manager) openStdin(jid string) (*os.File, error) {
+func (m *Manager) OpenStdin(jid string) (*os.File, error) {
 	path := m.StdinPath(jid)
 	if err := os.MkdirAll(m.logDir, 0o755); err != nil {
 		return nil, errs.Precondition("cannot create the jobs' directory %s: %w", m.logDir, err)

@@ -48,3 +48,9 @@ func (m *Manager) RestoredAsNew(ctx context.Context, typ, jid string, pid int, d
 	}
 	return m.Restored(ctx, jid, pid, wait)
 }
+
+// HasStdin reports whether job jid has a stdin FIFO here (a job cedana started or restored).
+func (m *Manager) HasStdin(jid string) bool {
+	info, err := os.Stat(m.StdinPath(jid))
+	return err == nil && info.Mode()&os.ModeNamedPipe != 0
+}

@@ -212,18 +212,34 @@ func (s *service) lockJob(jid string) (func(), error) {
 	return s.jobs.Lock("job:"+jid, "job "+jid)
 }
 
-// prepareJobDump points a dump of job jid at the job's workload.
-func (s *service) prepareJobDump(ctx context.Context, req *daemonv1.DumpRequest) error {
+// prepareJobDump points a dump of job jid at the job's workload and returns the job's record,
+// for the checkpoint to carry.
+func (s *service) prepareJobDump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv1.JobRecord, error) {
 	job, err := s.jobs.Get(ctx, req.Jid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !jobs.Running(job) {
-		return errs.Precondition("job %s is not running (%s): there is nothing to dump; restore it with `cedana restore job %s`", job.JID, job.Status, job.JID)
+		return nil, errs.Precondition("job %s is not running (%s): there is nothing to dump; restore it with `cedana restore job %s`", job.JID, job.Status, job.JID)
 	}
 	req.Type = job.Type
 	req.Details = jobDetails(job)
-	return nil
+	return s.jobRecord(job), nil
+}
+
+// knownJob reports whether the job a restore names is this daemon's; a job it does not know is
+// one to take on from the checkpoint at req.Path, and without a path an error that says so.
+func (s *service) knownJob(ctx context.Context, req *daemonv1.RestoreRequest) (bool, error) {
+	_, err := s.jobs.Store().GetJob(ctx, req.Jid)
+	switch {
+	case err == nil:
+		return true, nil
+	case !errdefs.IsNotFound(err):
+		return false, err
+	case req.Path == "":
+		return false, errs.Reword(err, "no job %s (see `cedana ps`); to take on a job another daemon dumped, give its checkpoint: `cedana restore job %s --path <checkpoint>`", req.Jid, req.Jid)
+	}
+	return false, nil
 }
 
 // prepareJobRestore points a restore of job jid at its latest checkpoint, unless a path is given,

@@ -33,6 +33,7 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	}
 	st := adapters.State{Log: s.log.With("op", "restore", "path", req.Path)}
 	var newJID string
+	var took *takeover
 	switch {
 	case req.Jid != "":
 		unlock, err := s.lockJob(req.Jid)
@@ -40,8 +41,18 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 			return nil, err
 		}
 		defer unlock()
-		if st.JobLog, err = s.prepareJobRestore(ctx, req); err != nil {
+		known, err := s.knownJob(ctx, req)
+		if err != nil {
 			return nil, err
+		}
+		if known {
+			if st.JobLog, err = s.prepareJobRestore(ctx, req); err != nil {
+				return nil, err
+			}
+		} else {
+			took = &takeover{s: s, ctx: ctx, jid: req.Jid, path: req.Path}
+			defer took.close()
+			st.Checked = took.check
 		}
 		st.Supervise = &adapters.Supervision{}
 	case req.NewJob:
@@ -60,7 +71,7 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	if err := chain.Restore()(ctx, s.env, st, req, resp); err != nil {
 		return nil, err
 	}
-	if err := s.recordRestored(ctx, st, req, resp, newJID); err != nil {
+	if err := s.recordRestored(ctx, st, req, resp, newJID, took); err != nil {
 		if st.Supervise != nil && st.Supervise.Abort != nil {
 			st.Supervise.Abort() // unrecorded, it would run on with nobody to learn of its end
 		}
@@ -70,14 +81,20 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	return resp, nil
 }
 
-// recordRestored records the restored workload on its job (the request's, or the new job newJID)
-// and sets resp.Jid; a restore outside jobs only has its tree reaped when it is the daemon's child.
-func (s *service) recordRestored(ctx context.Context, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse, newJID string) error {
+// recordRestored records the restored workload on its job (the request's, taken on from the
+// checkpoint when took is set, or the new job newJID) and sets resp.Jid; a restore outside jobs
+// only has its tree reaped when it is the daemon's child.
+func (s *service) recordRestored(ctx context.Context, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse, newJID string, took *takeover) error {
 	var wait func() (int, error)
 	if st.Supervise != nil {
 		wait = st.Supervise.Wait
 	}
 	switch {
+	case took != nil:
+		if err := took.record(ctx, int(resp.Pid), wait); err != nil {
+			return fmt.Errorf("restored PID %d but could not record it as job %s: %w", resp.Pid, req.Jid, err)
+		}
+		resp.Jid = req.Jid
 	case req.Jid != "":
 		if _, err := s.jobs.Restored(ctx, req.Jid, int(resp.Pid), wait); err != nil {
 			return fmt.Errorf("restored PID %d but could not record it on job %s: %w", resp.Pid, req.Jid, err)

@@ -88,13 +88,14 @@ func (s *service) dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 	if err := validateDump(req); err != nil {
 		return nil, err
 	}
+	var job *daemonv1.JobRecord
 	if req.Jid != "" {
 		unlock, err := s.lockJob(req.Jid)
 		if err != nil {
 			return nil, err
 		}
 		defer unlock()
-		if err := s.prepareJobDump(ctx, req); err != nil {
+		if job, err = s.prepareJobDump(ctx, req); err != nil {
 			return nil, err
 		}
 	}
@@ -103,7 +104,7 @@ func (s *service) dump(ctx context.Context, req *daemonv1.DumpRequest) (*daemonv
 		return nil, err
 	}
 	resp := &daemonv1.DumpResponse{}
-	st := adapters.State{Log: s.log.With("op", "dump", "type", req.Type), Progress: s.progress.start(req.OperationId)}
+	st := adapters.State{Log: s.log.With("op", "dump", "type", req.Type), Progress: s.progress.start(req.OperationId), Job: job}
 	defer s.progress.finish(req.OperationId, st.Progress)
 	// A commit alone (rootfs_only) is no checkpoint of the job's state: it is listed, but
 	// `restore job` goes on restoring the job's latest CRIU checkpoint.

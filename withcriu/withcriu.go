@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -197,6 +198,7 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	criuOpts.RstSibling = proto.Bool(true)
 	criuOpts.TcpClose = proto.Bool(req.Criu.TcpClose)
 	criuOpts.LeaveStopped = proto.Bool(req.Criu.LeaveStopped)
+	call := inherit(criuOpts, st.Inherit) // CRIU takes inherited files only through its RPC
 	if rs := st.RestoreStream; rs.Pending() {
 		if _, err := criu.StreamArgs(rpc.CriuReqType_RESTORE, criuOpts, st.ImageDir); err != nil {
 			if err := rs.Extract(err.Error()); err != nil {
@@ -207,13 +209,27 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 		}
 	}
 	start := time.Now()
-	out, err := env.CRIU.Restore(ctx, criuOpts, criu.Call{})
+	out, err := env.CRIU.Restore(ctx, criuOpts, call)
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
 		return criuFailure(err, env, st.ImageDir, checkpoint.RestoreLog, "")
 	}
 	resp.Pid = out.GetRestore().GetPid()
 	return nil
+}
+
+// inherit has CRIU give the restored tree each of files in place of the file it had open at that
+// path (CRIU names a regular file or FIFO by its path without the leading slash).
+func inherit(opts *rpc.CriuOpts, files []adapters.Inherited) criu.Call {
+	var call criu.Call
+	for i, f := range files {
+		opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{
+			Key: proto.String(strings.TrimPrefix(f.Path, "/")),
+			Fd:  proto.Int32(criu.ExtraFileFD(i)),
+		})
+		call.ExtraFiles = append(call.ExtraFiles, f.File)
+	}
+	return call
 }
 
 // restoreStreamed restores with `criu restore --stream`, fed from st.RestoreStream's archive.

@@ -487,7 +487,10 @@ type Checkpoint struct {
 	// Runtime-specific details of the dumped workload.
 	Details *Details `protobuf:"bytes,14,opt,name=details,proto3" json:"details,omitempty"`
 	// How the checkpoint is stored: none (a directory), tar, gzip, lz4, zlib or zstd.
-	Compression   string `protobuf:"bytes,15,opt,name=compression,proto3" json:"compression,omitempty"`
+	Compression string `protobuf:"bytes,15,opt,name=compression,proto3" json:"compression,omitempty"`
+	// The job this is a checkpoint of (`cedana dump job`), so that a daemon that does not know the
+	// job can take it on (`cedana restore job <jid> --path`); unset for a checkpoint of no job.
+	Job           *JobRecord `protobuf:"bytes,16,opt,name=job,proto3" json:"job,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -625,6 +628,13 @@ func (x *Checkpoint) GetCompression() string {
 		return x.Compression
 	}
 	return ""
+}
+
+func (x *Checkpoint) GetJob() *JobRecord {
+	if x != nil {
+		return x.Job
+	}
+	return nil
 }
 
 // Stats are the measured durations and sizes of a request.
@@ -4369,6 +4379,90 @@ func (x *InspectCheckpointResponse) GetMaxEntries() int32 {
 	return 0
 }
 
+// JobRecord is what a checkpoint of a job carries of the job: what another daemon needs to record
+// it as its own job when it restores the checkpoint.
+type JobRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's ID.
+	Jid string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	// The job's runtime ("process", ...).
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// The job's runtime details.
+	Details *Details `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"`
+	// The job's log on the daemon that dumped it ("" when it had none): the file a restored
+	// process tree's output was going to, which a daemon taking the job on replaces by its own log.
+	Log string `protobuf:"bytes,4,opt,name=log,proto3" json:"log,omitempty"`
+	// The job's stdin FIFO on the daemon that dumped it ("" when it had none), likewise replaced.
+	Stdin         string `protobuf:"bytes,5,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobRecord) Reset() {
+	*x = JobRecord{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobRecord) ProtoMessage() {}
+
+func (x *JobRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
+func (*JobRecord) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *JobRecord) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *JobRecord) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *JobRecord) GetDetails() *Details {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *JobRecord) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
+func (x *JobRecord) GetStdin() string {
+	if x != nil {
+		return x.Stdin
+	}
+	return ""
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
@@ -4411,7 +4505,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04runc\x18\x02 \x01(\v2\x1d.cedana.daemon.v1.RuncDetailsR\x04runc\x12C\n" +
 	"\n" +
 	"containerd\x18\x03 \x01(\v2#.cedana.daemon.v1.ContainerdDetailsR\n" +
-	"containerd\"\xf0\x03\n" +
+	"containerd\"\x9f\x04\n" +
 	"\n" +
 	"Checkpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4431,7 +4525,8 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"size_bytes\x18\f \x01(\x03R\tsizeBytes\x127\n" +
 	"\aoptions\x18\r \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\aoptions\x123\n" +
 	"\adetails\x18\x0e \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12 \n" +
-	"\vcompression\x18\x0f \x01(\tR\vcompression\"\xd4\x02\n" +
+	"\vcompression\x18\x0f \x01(\tR\vcompression\x12-\n" +
+	"\x03job\x18\x10 \x01(\v2\x1b.cedana.daemon.v1.JobRecordR\x03job\"\xd4\x02\n" +
 	"\x05Stats\x12/\n" +
 	"\x05total\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05total\x12;\n" +
 	"\x06phases\x18\x02 \x03(\v2#.cedana.daemon.v1.Stats.PhasesEntryR\x06phases\x12\x1b\n" +
@@ -4715,7 +4810,13 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04json\x18\x03 \x01(\tR\x04json\x12\x1c\n" +
 	"\ttruncated\x18\x04 \x01(\bR\ttruncated\x12\x1f\n" +
 	"\vmax_entries\x18\x05 \x01(\x05R\n" +
-	"maxEntries2\x86\x0f\n" +
+	"maxEntries\"\x8e\x01\n" +
+	"\tJobRecord\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x123\n" +
+	"\adetails\x18\x03 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
+	"\x03log\x18\x04 \x01(\tR\x03log\x12\x14\n" +
+	"\x05stdin\x18\x05 \x01(\tR\x05stdin2\x86\x0f\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
 	"\aRestore\x12 .cedana.daemon.v1.RestoreRequest\x1a!.cedana.daemon.v1.RestoreResponse\x12Z\n" +
@@ -4753,7 +4854,7 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),               // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),            // 1: cedana.daemon.v1.ProcessDetails
@@ -4817,114 +4918,117 @@ var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*QueryResponse)(nil),             // 59: cedana.daemon.v1.QueryResponse
 	(*InspectCheckpointRequest)(nil),  // 60: cedana.daemon.v1.InspectCheckpointRequest
 	(*InspectCheckpointResponse)(nil), // 61: cedana.daemon.v1.InspectCheckpointResponse
-	nil,                               // 62: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 64: google.protobuf.Duration
+	(*JobRecord)(nil),                 // 62: cedana.daemon.v1.JobRecord
+	nil,                               // 63: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),     // 64: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 65: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
 	2,  // 1: cedana.daemon.v1.Details.runc:type_name -> cedana.daemon.v1.RuncDetails
 	3,  // 2: cedana.daemon.v1.Details.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
-	63, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	64, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 5: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
-	64, // 6: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	62, // 7: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	64, // 8: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
-	0,  // 9: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	4,  // 10: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
-	5,  // 11: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	6,  // 12: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
-	0,  // 13: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	4,  // 14: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
-	5,  // 15: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	6,  // 16: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
-	12, // 17: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
-	14, // 18: cedana.daemon.v1.HealthCheckResponse.steps:type_name -> cedana.daemon.v1.CheckStep
-	64, // 19: cedana.daemon.v1.CheckStep.took:type_name -> google.protobuf.Duration
-	16, // 20: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
-	18, // 21: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
-	2,  // 22: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
-	3,  // 23: cedana.daemon.v1.RunRequest.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
-	23, // 24: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
-	4,  // 25: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
-	64, // 26: cedana.daemon.v1.ManageRequest.upcoming_timeout:type_name -> google.protobuf.Duration
-	23, // 27: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
-	4,  // 28: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	63, // 29: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	63, // 30: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	24, // 31: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	63, // 32: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 33: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	23, // 34: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
-	23, // 35: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
-	23, // 36: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
-	24, // 37: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
-	24, // 38: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	0,  // 39: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
-	46, // 40: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
-	63, // 41: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
-	47, // 42: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
-	8,  // 43: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
-	6,  // 44: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
-	5,  // 45: cedana.daemon.v1.PrepareRestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
-	46, // 46: cedana.daemon.v1.PrepareRestoreResponse.container:type_name -> cedana.daemon.v1.PodContainer
-	4,  // 47: cedana.daemon.v1.Target.details:type_name -> cedana.daemon.v1.Details
-	51, // 48: cedana.daemon.v1.FreezeRequest.target:type_name -> cedana.daemon.v1.Target
-	51, // 49: cedana.daemon.v1.UnfreezeRequest.target:type_name -> cedana.daemon.v1.Target
-	51, // 50: cedana.daemon.v1.QueryRequest.targets:type_name -> cedana.daemon.v1.Target
-	57, // 51: cedana.daemon.v1.Workload.processes:type_name -> cedana.daemon.v1.ProcessInfo
-	58, // 52: cedana.daemon.v1.QueryResponse.workloads:type_name -> cedana.daemon.v1.Workload
-	64, // 53: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	7,  // 54: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	9,  // 55: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	11, // 56: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	15, // 57: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	19, // 58: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	21, // 59: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	25, // 60: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	27, // 61: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	29, // 62: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	31, // 63: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	39, // 64: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	41, // 65: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	43, // 66: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
-	33, // 67: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	35, // 68: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	37, // 69: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	45, // 70: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
-	49, // 71: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
-	52, // 72: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
-	54, // 73: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
-	56, // 74: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
-	60, // 75: cedana.daemon.v1.DaemonService.InspectCheckpoint:input_type -> cedana.daemon.v1.InspectCheckpointRequest
-	8,  // 76: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	10, // 77: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	13, // 78: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	17, // 79: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	20, // 80: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	22, // 81: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	26, // 82: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	28, // 83: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	30, // 84: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	32, // 85: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	40, // 86: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	42, // 87: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	44, // 88: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	34, // 89: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	36, // 90: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	38, // 91: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	48, // 92: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
-	50, // 93: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
-	53, // 94: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
-	55, // 95: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
-	59, // 96: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
-	61, // 97: cedana.daemon.v1.DaemonService.InspectCheckpoint:output_type -> cedana.daemon.v1.InspectCheckpointResponse
-	76, // [76:98] is the sub-list for method output_type
-	54, // [54:76] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	62, // 6: cedana.daemon.v1.Checkpoint.job:type_name -> cedana.daemon.v1.JobRecord
+	65, // 7: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	63, // 8: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	65, // 9: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	0,  // 10: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	4,  // 11: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
+	5,  // 12: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	6,  // 13: cedana.daemon.v1.DumpResponse.stats:type_name -> cedana.daemon.v1.Stats
+	0,  // 14: cedana.daemon.v1.RestoreRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	4,  // 15: cedana.daemon.v1.RestoreRequest.details:type_name -> cedana.daemon.v1.Details
+	5,  // 16: cedana.daemon.v1.RestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	6,  // 17: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
+	12, // 18: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
+	14, // 19: cedana.daemon.v1.HealthCheckResponse.steps:type_name -> cedana.daemon.v1.CheckStep
+	65, // 20: cedana.daemon.v1.CheckStep.took:type_name -> google.protobuf.Duration
+	16, // 21: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
+	18, // 22: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
+	2,  // 23: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
+	3,  // 24: cedana.daemon.v1.RunRequest.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
+	23, // 25: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
+	4,  // 26: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
+	65, // 27: cedana.daemon.v1.ManageRequest.upcoming_timeout:type_name -> google.protobuf.Duration
+	23, // 28: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
+	4,  // 29: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
+	64, // 30: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	64, // 31: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 32: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	64, // 33: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 34: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	23, // 35: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
+	23, // 36: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
+	23, // 37: cedana.daemon.v1.KillJobResponse.jobs:type_name -> cedana.daemon.v1.Job
+	24, // 38: cedana.daemon.v1.ListCheckpointsResponse.checkpoints:type_name -> cedana.daemon.v1.CheckpointEntry
+	24, // 39: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
+	0,  // 40: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	46, // 41: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
+	64, // 42: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	47, // 43: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
+	8,  // 44: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
+	6,  // 45: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
+	5,  // 46: cedana.daemon.v1.PrepareRestoreResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
+	46, // 47: cedana.daemon.v1.PrepareRestoreResponse.container:type_name -> cedana.daemon.v1.PodContainer
+	4,  // 48: cedana.daemon.v1.Target.details:type_name -> cedana.daemon.v1.Details
+	51, // 49: cedana.daemon.v1.FreezeRequest.target:type_name -> cedana.daemon.v1.Target
+	51, // 50: cedana.daemon.v1.UnfreezeRequest.target:type_name -> cedana.daemon.v1.Target
+	51, // 51: cedana.daemon.v1.QueryRequest.targets:type_name -> cedana.daemon.v1.Target
+	57, // 52: cedana.daemon.v1.Workload.processes:type_name -> cedana.daemon.v1.ProcessInfo
+	58, // 53: cedana.daemon.v1.QueryResponse.workloads:type_name -> cedana.daemon.v1.Workload
+	4,  // 54: cedana.daemon.v1.JobRecord.details:type_name -> cedana.daemon.v1.Details
+	65, // 55: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	7,  // 56: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	9,  // 57: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	11, // 58: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	15, // 59: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	19, // 60: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	21, // 61: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	25, // 62: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	27, // 63: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	29, // 64: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	31, // 65: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	39, // 66: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	41, // 67: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	43, // 68: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	33, // 69: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	35, // 70: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	37, // 71: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	45, // 72: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
+	49, // 73: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
+	52, // 74: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
+	54, // 75: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
+	56, // 76: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
+	60, // 77: cedana.daemon.v1.DaemonService.InspectCheckpoint:input_type -> cedana.daemon.v1.InspectCheckpointRequest
+	8,  // 78: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	10, // 79: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	13, // 80: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	17, // 81: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	20, // 82: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	22, // 83: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	26, // 84: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	28, // 85: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	30, // 86: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	32, // 87: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	40, // 88: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	42, // 89: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	44, // 90: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	34, // 91: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	36, // 92: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	38, // 93: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	48, // 94: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
+	50, // 95: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
+	53, // 96: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
+	55, // 97: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
+	59, // 98: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
+	61, // 99: cedana.daemon.v1.DaemonService.InspectCheckpoint:output_type -> cedana.daemon.v1.InspectCheckpointResponse
+	78, // [78:100] is the sub-list for method output_type
+	56, // [56:78] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
@@ -4940,7 +5044,7 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/storage/storagetest"
+)
+
+// markEchoer answers each line of input with "got <line> (mark <m>)", where m is the last line
+// that began with "mark-": state of the workload's memory that a restore must bring back.
+const markEchoer = `mark=; while read line; do case $line in mark-*) mark=$line;; esac; echo "got $line (mark $mark)"; done`
+
+// TestJobResumesOnAnotherDaemon: a job dumped on one daemon, to the S3 server or to a directory
+// both daemons read, is taken on by another daemon with `restore job <jid> --path`: it runs there
+// under the same JID with a log of that daemon's, its memory and its input intact, and that
+// daemon lists it, attaches to it, dumps it again and kills it. The first daemon's record is
+// untouched. A checkpoint without the job's record, or of another job, is refused.
+func TestJobResumesOnAnotherDaemon(t *testing.T) {
+	requireE2E(t)
+	srv := storagetest.Start(t)
+	a := startDaemon(t, cedanaBin, srv.Env()...)
+	b := startDaemon(t, cedanaBin, srv.Env()...)
+
+	var s3Path string
+	t.Run("s3", func(t *testing.T) {
+		s3Path = takeOverJob(t, a, b, "jobhome-s3", "s3://"+srv.Bucket+"/jobhome", "--compression", "zstd")
+	})
+	t.Run("local", func(t *testing.T) {
+		takeOverJob(t, a, b, "jobhome-local", t.TempDir())
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		require.NotEmpty(t, s3Path, "the s3 case made no checkpoint")
+		r := b.cli("restore", "job", "jobhome-other", "--path", s3Path)
+		requireOneLineError(t, r, "is of job jobhome-s3, not jobhome-other", "cedana restore job jobhome-s3 --path "+s3Path)
+		r = b.cli("job", "inspect", "jobhome-other")
+		requireOneLineError(t, r, "no job jobhome-other")
+		assert.NoFileExists(t, filepath.Join(b.dir, "logs", "jobhome-other.log"), "a refused job leaves no log behind")
+		assert.NoFileExists(t, filepath.Join(b.dir, "logs", "jobhome-other.stdin"))
+
+		r = b.cli("restore", "job", "jobhome-none")
+		requireOneLineError(t, r, "no job jobhome-none", "--path")
+
+		// A checkpoint of a process, not of a job, carries no job record.
+		w := startCounter(t, false)
+		dir := t.TempDir()
+		r = a.cli("dump", "process", strconv.Itoa(w.pid), "--dir", dir, "--name", "jobhome-plain")
+		require.Equal(t, 0, r.code, r.String())
+		w.waitExited(t)
+		r = b.cli("restore", "job", "jobhome-plain", "--path", filepath.Join(dir, "jobhome-plain"))
+		requireOneLineError(t, r, "carries no job record", "cedana restore process --path")
+		assert.NoFileExists(t, filepath.Join(b.dir, "logs", "jobhome-plain.log"))
+		requireStopped(t, w.counter)
+	})
+}
+
+// takeOverJob runs job jid on daemon a, dumps it to dir (with the extra dump flags), takes it on
+// with daemon b and checks that b runs it as its own job. It returns the first checkpoint's path.
+func takeOverJob(t *testing.T, a, b *daemon, jid, dir string, dumpFlags ...string) string {
+	t.Helper()
+	r := a.cli("run", "process", "--jid", jid, "--", "sh", "-c", markEchoer)
+	require.Equal(t, 0, r.code, r.String())
+	pid, _ := strconv.Atoi(regexp.MustCompile(`PID (\d+)`).FindStringSubmatch(r.stdout)[1])
+	t.Cleanup(func() { killTree(pid) })
+	onA := startAttach(t, a, jid)
+	onA.send(t, "mark-"+jid+"\n")
+	onA.waitOutput(t, "got mark-"+jid)
+
+	r = a.cli(append([]string{"dump", "job", jid, "--dir", dir, "--name", jid, "-o", "json"}, dumpFlags...)...)
+	require.Equal(t, 0, r.code, r.String())
+	var dumped dumpStats
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &dumped), r.stdout)
+	assert.Equal(t, 128+9, onA.wait(t), "the dump ended the job on a")
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+
+	r = b.cli("restore", "job", jid, "--path", dumped.Path)
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, fmt.Sprintf("Restored, PID: %d\n", pid), r.stdout)
+	r = b.cli("ps")
+	require.Equal(t, 0, r.code, r.String())
+	assert.Regexp(t, fmt.Sprintf(`%s\s+process\s+%d\s+running`, jid, pid), r.stdout)
+	job := inspectJob(t, b, jid)
+	assert.Equal(t, filepath.Join(b.dir, "logs", jid+".log"), job.Log, "a log of b's own")
+
+	onB := startAttach(t, b, jid)
+	onB.send(t, "two\n")
+	onB.waitOutput(t, "got two (mark mark-"+jid+")")
+	logA, err := os.ReadFile(filepath.Join(a.dir, "logs", jid+".log"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(logA), "got two", "the job writes to b's log, not a's")
+	logB, err := os.ReadFile(job.Log)
+	require.NoError(t, err)
+	assert.Contains(t, string(logB), "got two")
+	assert.Equal(t, "halted", inspectJob(t, a, jid).Status, "a's record is untouched")
+
+	// b dumps it again (to the same storage), restores it from its own catalog and kills it.
+	r = b.cli(append([]string{"dump", "job", jid, "--dir", dir, "--name", jid + "-again"}, dumpFlags...)...)
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, 128+9, onB.wait(t), "the dump ended the job on b")
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	r = b.cli("restore", "job", jid)
+	require.Equal(t, 0, r.code, r.String())
+	again := startAttach(t, b, jid)
+	again.send(t, "three\n")
+	again.waitOutput(t, "got three (mark mark-"+jid+")")
+	r = b.cli("job", "kill", jid)
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { return inspectJob(t, b, jid).Status == "halted" }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	return dumped.Path
+}
