@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,14 @@ func TestJobResumesOnAnotherDaemon(t *testing.T) {
 	})
 	t.Run("local", func(t *testing.T) {
 		takeOverJob(t, a, b, "jobhome-local", t.TempDir())
+	})
+
+	t.Run("runc", func(t *testing.T) {
+		takeOverRuncJob(t, a, b, "jobhome-runc")
+	})
+
+	t.Run("containerd", func(t *testing.T) {
+		takeOverContainerdJob(t, a, b, "jobhome-cd")
 	})
 
 	t.Run("refusals", func(t *testing.T) {
@@ -118,4 +127,85 @@ func takeOverJob(t *testing.T, a, b *daemon, jid, dir string, dumpFlags ...strin
 	require.Eventually(t, func() bool { return inspectJob(t, b, jid).Status == "halted" }, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
 	return dumped.Path
+}
+
+// takeOverRuncJob runs runc job jid (its container of the same ID) on daemon a, dumps it, and has
+// daemon b take it on: the container counts on under runc, its output reaches b's log, and b
+// dumps it again, restores it and kills it.
+func takeOverRuncJob(t *testing.T, a, b *daemon, jid string) {
+	t.Helper()
+	e := newRuncEnv(t)
+	r := a.cli("run", "runc", "--bundle", e.bundle, "--root", e.root, "--jid", jid)
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { return readCounter(e.counter) >= 2 }, 10*time.Second, 20*time.Millisecond)
+	pid := e.pid(jid)
+	r = a.cli("dump", "job", jid, "--dir", t.TempDir(), "--name", jid, "-o", "json")
+	require.Equal(t, 0, r.code, r.String())
+	var dumped dumpStats
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &dumped), r.stdout)
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	count := requireStopped(t, e.counter)
+
+	r = b.cli("restore", "job", jid, "--path", dumped.Path)
+	require.Equal(t, 0, r.code, r.String())
+	assert.Equal(t, "running", e.state(jid))
+	requireCounting(t, e.counter, count)
+	assert.Regexp(t, fmt.Sprintf(`%s\s+runc\s+\d+\s+running`, jid), b.cli("ps").stdout)
+	job := inspectJob(t, b, jid)
+	assert.Equal(t, filepath.Join(b.dir, "logs", jid+".log"), job.Log)
+	next := fmt.Sprintf("count %d", (count/10+2)*10)
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(job.Log); return strings.Contains(string(data), next) },
+		10*time.Second, 50*time.Millisecond, "the container's output did not reach b's log (%s)", next)
+
+	r = b.cli("dump", "job", jid)
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { return inspectJob(t, b, jid).Status == "halted" }, 10*time.Second, 50*time.Millisecond)
+	count = requireStopped(t, e.counter)
+	r = b.cli("restore", "job", jid)
+	require.Equal(t, 0, r.code, r.String())
+	requireCounting(t, e.counter, count)
+	r = b.cli("job", "kill", jid)
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { return inspectJob(t, b, jid).Status == "halted" }, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "halted", inspectJob(t, a, jid).Status, "a's record is untouched")
+}
+
+// takeOverContainerdJob runs containerd job jid (its container of the same ID) on daemon a, dumps
+// it, and has daemon b take it on: the task runs again in the same container and counts on, its
+// output reaches b's log, and b kills it.
+func takeOverContainerdJob(t *testing.T, a, b *daemon, jid string) {
+	t.Helper()
+	c := needContainerd(t, "default")
+	t.Cleanup(func() { removeContainer(c, "default", jid) })
+	r := a.cli("run", "containerd", testImage, "--jid", jid, "--containerd-address="+c.address, "--", "/bin/sh", "-c", countScript)
+	require.Equal(t, 0, r.code, r.String())
+	var pid int
+	require.Eventually(t, func() bool {
+		pid = c.taskPID("default", jid)
+		return pid > 0 && readCounter(containerCounter(pid)) >= 2
+	}, 10*time.Second, 20*time.Millisecond, "the job's container does not count")
+	before := readCounter(containerCounter(pid))
+	r = a.cli("dump", "job", jid, "--dir", t.TempDir(), "--name", jid, "-o", "json")
+	require.Equal(t, 0, r.code, r.String())
+	var dumped dumpStats
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &dumped), r.stdout)
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+
+	r = b.cli("restore", "job", jid, "--path", dumped.Path)
+	require.Equal(t, 0, r.code, r.String())
+	restored := c.taskPID("default", jid)
+	require.Positive(t, restored, "the task runs again in the same container")
+	requireCounting(t, containerCounter(restored), before)
+	assert.Regexp(t, fmt.Sprintf(`%s\s+containerd\s+%d\s+running`, jid, restored), b.cli("ps").stdout)
+	job := inspectJob(t, b, jid)
+	assert.Equal(t, filepath.Join(b.dir, "logs", jid+".log"), job.Log)
+	count := readCounter(containerCounter(restored))
+	next := fmt.Sprintf("count %d", (count/10+2)*10)
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(job.Log); return strings.Contains(string(data), next) },
+		10*time.Second, 50*time.Millisecond, "the restored task's output did not reach b's log (%s)", next)
+
+	r = b.cli("job", "kill", jid)
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { return inspectJob(t, b, jid).Status == "halted" }, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "halted", inspectJob(t, a, jid).Status, "a's record is untouched")
 }
