@@ -30,7 +30,7 @@ var flagFields = map[protoreflect.Name]bool{
 	"leave_running": true, "tcp_established": true, "shell_job": true, "file_locks": true,
 	"root": true, "manage_cgroups": true, "manage_cgroups_mode": true, "ext_mnt": true,
 	"external": true, "freeze_cgroup": true, "link_remap": true, "tcp_skip_in_flight": true,
-	"rst_sibling": true, "tcp_close": true, "leave_stopped": true,
+	"rst_sibling": true, "tcp_close": true, "leave_stopped": true, "inherit_fd": true,
 }
 
 // StreamArgs turns a dump or restore request into the arguments of `criu dump|restore --stream
@@ -99,6 +99,9 @@ func StreamArgs(typ rpc.CriuReqType, opts *rpc.CriuOpts, dir string) ([]string, 
 	for _, e := range opts.GetExternal() {
 		args = append(args, "--external", e)
 	}
+	for _, in := range opts.GetInheritFd() {
+		args = append(args, "--inherit-fd", fmt.Sprintf("fd[%d]:%s", in.GetFd(), in.GetKey()))
+	}
 	if opts.FreezeCgroup != nil {
 		args = append(args, "--freeze-cgroup", opts.GetFreezeCgroup())
 	}
@@ -110,8 +113,8 @@ func StreamArgs(typ rpc.CriuReqType, opts *rpc.CriuOpts, dir string) ([]string, 
 const restorePidFile = "criu-restore.pid"
 
 // DumpStream dumps opts.Pid's tree with `criu dump --stream`, handing the images to the streamer
-// listening in dir (criu/imgstream). call.Started and call.Stderr work as for Dump; a request with
-// Notify or ExtraFiles is refused. Cancelling ctx after CRIU started does not stop it. A CRIU that
+// listening in dir (criu/imgstream). call.Started, call.Stderr and call.ExtraFiles work as for
+// Dump (ExtraFiles[i] is fd ExtraFileFD(i) in CRIU too); a request with Notify is refused. Cancelling ctx after CRIU started does not stop it. A CRIU that
 // exits with a failure status (it resumed the tree) is an *Error; one killed by a signal is a
 // *DiedError.
 func (c *Client) DumpStream(ctx context.Context, opts *rpc.CriuOpts, dir string, call Call) error {
@@ -146,8 +149,8 @@ func (c *Client) RestoreStream(ctx context.Context, opts *rpc.CriuOpts, dir stri
 // runStream runs one streamed request as a command.
 func (c *Client) runStream(ctx context.Context, typ rpc.CriuReqType, opts *rpc.CriuOpts, dir string, call Call, extra ...string) (*exec.Cmd, error) {
 	name := reqName(typ)
-	if call.Notify != nil || len(call.ExtraFiles) > 0 {
-		return nil, fmt.Errorf("criu %s: a streamed request takes no notifications and no extra files", name)
+	if call.Notify != nil {
+		return nil, fmt.Errorf("criu %s: a streamed request takes no notifications", name)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -169,6 +172,10 @@ func (c *Client) runStream(ctx context.Context, typ rpc.CriuReqType, opts *rpc.C
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = Env()
 	cmd.WaitDelay = waitDelay
+	if len(call.ExtraFiles) > 0 {
+		// The same fd numbers as in swrk, whose fd 3 is its socket: here fd 3 stays closed.
+		cmd.ExtraFiles = append([]*os.File{nil}, call.ExtraFiles...)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("criu %s: starting %s: %w", name, bin, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/storage/storagetest"
 )
 
@@ -34,10 +35,10 @@ func TestJobResumesOnAnotherDaemon(t *testing.T) {
 
 	var s3Path string
 	t.Run("s3", func(t *testing.T) {
-		s3Path = takeOverJob(t, a, b, "jobhome-s3", "s3://"+srv.Bucket+"/jobhome", "--compression", "zstd")
+		s3Path = takeOverJob(t, a, b, "jobhome-s3", "s3://"+srv.Bucket+"/jobhome", true, "--compression", "zstd")
 	})
 	t.Run("local", func(t *testing.T) {
-		takeOverJob(t, a, b, "jobhome-local", t.TempDir())
+		takeOverJob(t, a, b, "jobhome-local", t.TempDir(), false)
 	})
 
 	t.Run("runc", func(t *testing.T) {
@@ -74,8 +75,9 @@ func TestJobResumesOnAnotherDaemon(t *testing.T) {
 }
 
 // takeOverJob runs job jid on daemon a, dumps it to dir (with the extra dump flags), takes it on
-// with daemon b and checks that b runs it as its own job. It returns the first checkpoint's path.
-func takeOverJob(t *testing.T, a, b *daemon, jid, dir string, dumpFlags ...string) string {
+// with daemon b and checks that b runs it as its own job, restored by a streaming CRIU when
+// streamed is set. It returns the first checkpoint's path.
+func takeOverJob(t *testing.T, a, b *daemon, jid, dir string, streamed bool, dumpFlags ...string) string {
 	t.Helper()
 	r := a.cli("run", "process", "--jid", jid, "--", "sh", "-c", markEchoer)
 	require.Equal(t, 0, r.code, r.String())
@@ -92,9 +94,14 @@ func takeOverJob(t *testing.T, a, b *daemon, jid, dir string, dumpFlags ...strin
 	assert.Equal(t, 128+9, onA.wait(t), "the dump ended the job on a")
 	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
 
-	r = b.cli("restore", "job", jid, "--path", dumped.Path)
+	r = b.cli("restore", "job", jid, "--path", dumped.Path, "-o", "json")
 	require.Equal(t, 0, r.code, r.String())
-	assert.Equal(t, fmt.Sprintf("Restored, PID: %d\n", pid), r.stdout)
+	var restored streamOut
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &restored), r.stdout)
+	assert.Equal(t, pid, restored.Pid)
+	if streamed {
+		assert.Contains(t, restored.Stats.Notes, adapters.RestoreFromNote, "the new log and stdin do not stop CRIU from streaming")
+	}
 	r = b.cli("ps")
 	require.Equal(t, 0, r.code, r.String())
 	assert.Regexp(t, fmt.Sprintf(`%s\s+process\s+%d\s+running`, jid, pid), r.stdout)

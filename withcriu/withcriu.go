@@ -198,14 +198,14 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	criuOpts.RstSibling = proto.Bool(true)
 	criuOpts.TcpClose = proto.Bool(req.Criu.TcpClose)
 	criuOpts.LeaveStopped = proto.Bool(req.Criu.LeaveStopped)
-	call := inherit(criuOpts, st.Inherit) // CRIU takes inherited files only through its RPC
+	call := inherit(criuOpts, st.Inherit)
 	if rs := st.RestoreStream; rs.Pending() {
 		if _, err := criu.StreamArgs(rpc.CriuReqType_RESTORE, criuOpts, st.ImageDir); err != nil {
 			if err := rs.Extract(err.Error()); err != nil {
 				return err
 			}
 		} else {
-			return restoreStreamed(ctx, env, st, resp, criuOpts, dir)
+			return restoreStreamed(ctx, env, st, resp, criuOpts, dir, call)
 		}
 	}
 	start := time.Now()
@@ -233,14 +233,14 @@ func inherit(opts *rpc.CriuOpts, files []adapters.Inherited) criu.Call {
 }
 
 // restoreStreamed restores with `criu restore --stream`, fed from st.RestoreStream's archive.
-func restoreStreamed(ctx context.Context, env *adapters.Env, st adapters.State, resp *daemonv1.RestoreResponse, criuOpts *rpc.CriuOpts, dir *os.File) error {
+func restoreStreamed(ctx context.Context, env *adapters.Env, st adapters.State, resp *daemonv1.RestoreResponse, criuOpts *rpc.CriuOpts, dir *os.File, call criu.Call) error {
 	short := fdPath(dir)
 	srv, err := st.RestoreStream.Serve(short)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	pid, err := env.CRIU.RestoreStream(ctx, criuOpts, short, criu.Call{})
+	pid, err := env.CRIU.RestoreStream(ctx, criuOpts, short, call)
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
 		srv.Abort()
