@@ -158,11 +158,7 @@ func takeOverRuncJob(t *testing.T, a, b *daemon, jid string) {
 	assert.Equal(t, "running", e.state(jid))
 	requireCounting(t, e.counter, count)
 	assert.Regexp(t, fmt.Sprintf(`%s\s+runc\s+\d+\s+running`, jid), b.cli("ps").stdout)
-	job := inspectJob(t, b, jid)
-	assert.Equal(t, filepath.Join(b.dir, "logs", jid+".log"), job.Log)
-	next := fmt.Sprintf("count %d", (count/10+2)*10)
-	require.Eventually(t, func() bool { data, _ := os.ReadFile(job.Log); return strings.Contains(string(data), next) },
-		10*time.Second, 50*time.Millisecond, "the container's output did not reach b's log (%s)", next)
+	requireCountInOwnLog(t, b, jid, count)
 
 	r = b.cli("dump", "job", jid)
 	require.Equal(t, 0, r.code, r.String())
@@ -171,10 +167,7 @@ func takeOverRuncJob(t *testing.T, a, b *daemon, jid string) {
 	r = b.cli("restore", "job", jid)
 	require.Equal(t, 0, r.code, r.String())
 	requireCounting(t, e.counter, count)
-	r = b.cli("job", "kill", jid)
-	require.Equal(t, 0, r.code, r.String())
-	require.Eventually(t, func() bool { return inspectJob(t, b, jid).Status == "halted" }, 10*time.Second, 50*time.Millisecond)
-	assert.Equal(t, "halted", inspectJob(t, a, jid).Status, "a's record is untouched")
+	killTakenOver(t, a, b, jid)
 }
 
 // takeOverContainerdJob runs containerd job jid (its container of the same ID) on daemon a, dumps
@@ -204,14 +197,26 @@ func takeOverContainerdJob(t *testing.T, a, b *daemon, jid string) {
 	require.Positive(t, restored, "the task runs again in the same container")
 	requireCounting(t, containerCounter(restored), before)
 	assert.Regexp(t, fmt.Sprintf(`%s\s+containerd\s+%d\s+running`, jid, restored), b.cli("ps").stdout)
-	job := inspectJob(t, b, jid)
-	assert.Equal(t, filepath.Join(b.dir, "logs", jid+".log"), job.Log)
-	count := readCounter(containerCounter(restored))
+	requireCountInOwnLog(t, b, jid, readCounter(containerCounter(restored)))
+	killTakenOver(t, a, b, jid)
+}
+
+// requireCountInOwnLog checks that job jid's log is daemon d's own, in its log directory, and
+// that the job's container, counting from count, writes its "count N" lines there.
+func requireCountInOwnLog(t *testing.T, d *daemon, jid string, count int) {
+	t.Helper()
+	job := inspectJob(t, d, jid)
+	assert.Equal(t, filepath.Join(d.dir, "logs", jid+".log"), job.Log)
 	next := fmt.Sprintf("count %d", (count/10+2)*10)
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(job.Log); return strings.Contains(string(data), next) },
-		10*time.Second, 50*time.Millisecond, "the restored task's output did not reach b's log (%s)", next)
+		10*time.Second, 50*time.Millisecond, "the container's output did not reach the job's log (%s)", next)
+}
 
-	r = b.cli("job", "kill", jid)
+// killTakenOver kills job jid on daemon b, which took it on from daemon a, and checks that a's
+// record of it is still the halted job it dumped.
+func killTakenOver(t *testing.T, a, b *daemon, jid string) {
+	t.Helper()
+	r := b.cli("job", "kill", jid)
 	require.Equal(t, 0, r.code, r.String())
 	require.Eventually(t, func() bool { return inspectJob(t, b, jid).Status == "halted" }, 10*time.Second, 50*time.Millisecond)
 	assert.Equal(t, "halted", inspectJob(t, a, jid).Status, "a's record is untouched")
