@@ -31,7 +31,7 @@ type RestoreCmd struct {
 	Out        string `help:"File for the restored workload's output; makes it a new job (with --no-server: this command's output)." type:"path" placeholder:"FILE"`
 	NoServer   bool   `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
 
-	Job JobTargetCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID."`
+	Job JobTargetCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID. A job another daemon dumped is taken on from its checkpoint (--path)."`
 
 	kong.Plugins
 }
