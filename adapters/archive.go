@@ -119,7 +119,7 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 ) (Dumped, error) {
 	var arch *live.Archiver
 	ds := &DumpStream{
-		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress, dest: localPath(resp.Path),
+		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress, dest: localPath(resp.Path), pool: env.StreamPool,
 		writer: func() (*archive.Writer, error) { return archive.NewWriter(out, codec, env.Workers) },
 		plain: func(why string) error {
 			note(resp.Stats, NotStreamedNote+why)
@@ -267,6 +267,9 @@ func streamCheckpoint(ctx context.Context, env *Env, st State, req *daemonv1.Res
 	defer ts.Close()
 	images := imgstream.NewArchiveSource(ts, env.StreamMemory, cmp.Or(env.TempDir, os.TempDir()))
 	if err := copyMetadata(images, tmp); err != nil {
+		return errs.Invalid("checkpoint %s cannot be read: %w", req.Path, err)
+	}
+	if err := images.ReadIndex(); err != nil {
 		return errs.Invalid("checkpoint %s cannot be read: %w", req.Path, err)
 	}
 	st.ImageDir = tmp

@@ -12,6 +12,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/criu/imgstream"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/storage"
 )
@@ -37,6 +38,8 @@ type Env struct {
 	StreamImages bool
 	// StreamMemory bounds the streamed images held in memory; beyond it they spill into TempDir.
 	StreamMemory int64
+	// StreamPool keeps the memory of streamed images between dumps (nil: mapped per dump).
+	StreamPool *imgstream.Pool
 	// Workers is how many cores compression and decompression may use.
 	Workers int
 	// S3 reaches the object store for s3:// checkpoints.

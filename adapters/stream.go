@@ -3,6 +3,7 @@
 package adapters
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,7 @@ type DumpStream struct {
 	memLimit int64
 	spillDir string
 	dest     string // the local archive's path; "" for an upload
+	pool     *imgstream.Pool
 	progress *Progress
 	writer   func() (*archive.Writer, error)
 	plain    func(why string) error
@@ -59,7 +61,7 @@ func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := imgstream.StartHeldCapture(dir, d.memLimit, d.spillDir, countingSink{imgstream.ArchiveSink{W: w}, d.progress})
+	c, err := imgstream.StartHeldCapture(dir, d.memLimit, d.spillDir, d.pool, countingSink{imgstream.ArchiveSink{W: w}, d.progress})
 	if err != nil {
 		return nil, fmt.Errorf("stream the images: %w", err)
 	}
@@ -162,7 +164,7 @@ func (d *DumpStream) addFiles(dir string) error {
 		}
 		return 0
 	})
-	for _, e := range entries {
+	for i, e := range entries {
 		if !e.Type().IsRegular() {
 			continue // the streamer's socket
 		}
@@ -171,6 +173,12 @@ func (d *DumpStream) addFiles(dir string) error {
 			return err
 		}
 		d.progress.Add(n)
+		if i == 0 && e.Name() == checkpoint.MetadataFile {
+			index := imgstream.EncodeIndex(d.capture.Index())
+			if _, err := d.archive.AddReader(imgstream.IndexName, int64(len(index)), bytes.NewReader(index)); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cedana/cedana/adapters"
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/criu/imgstream"
 	"github.com/cedana/cedana/storage"
 )
 
@@ -28,6 +29,7 @@ func NewEnv(ctx context.Context, cfg config.Config, log *slog.Logger) *adapters.
 		TempDir:        cfg.Checkpoint.TempDir,
 		StreamImages:   cfg.Checkpoint.StreamImages,
 		StreamMemory:   cfg.Checkpoint.StreamMemoryLimit,
+		StreamPool:     imgstream.NewPool(),
 		Workers:        runtime.NumCPU(),
 		S3:             s3Config(cfg.Storage.S3),
 		PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),

@@ -42,8 +42,9 @@ type Capture struct {
 	done     chan struct{} // closed when the sink has taken everything
 	err      error         // the first failure of ours
 	stats    Stats
-	received int64  // bytes drained from CRIU's pipes
-	held     []item // a held capture's chunks, in restore order once flushed
+	received int64    // bytes drained from CRIU's pipes
+	names    []string // the images CRIU sent, in order
+	held     []item   // a held capture's chunks, in restore order once flushed
 }
 
 type item struct {
@@ -57,25 +58,26 @@ type item struct {
 // to memLimit bytes (<= 0: DefaultMemoryLimit), beyond that in a spill file in spillDir.
 // Start CRIU with --stream and the images directory dir after it.
 func StartCapture(dir string, memLimit int64, spillDir string, sink Sink) (*Capture, error) {
-	return startCapture(dir, memLimit, spillDir, sink, false)
+	return startCapture(dir, memLimit, spillDir, nil, sink, false)
 }
 
 // StartHeldCapture is StartCapture for an archive that a restore reads front to back: the images
 // wait (in memory up to memLimit, then in the spill file) until Flush, which hands them to the
 // sink in the order `criu restore` asks for them: every other image in the order CRIU sent it,
 // then the pages images (CRIU dumps the pages first and restores them last). Whatever the caller
-// adds to the archive before Flush comes first.
-func StartHeldCapture(dir string, memLimit int64, spillDir string, sink Sink) (*Capture, error) {
-	return startCapture(dir, memLimit, spillDir, sink, true)
+// adds to the archive before Flush comes first. Memory buffers come from pool (nil: mapped for
+// this capture only).
+func StartHeldCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink Sink) (*Capture, error) {
+	return startCapture(dir, memLimit, spillDir, pool, sink, true)
 }
 
-func startCapture(dir string, memLimit int64, spillDir string, sink Sink, hold bool) (*Capture, error) {
+func startCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink Sink, hold bool) (*Capture, error) {
 	l, err := listen(dir, CaptureSocket)
 	if err != nil {
 		return nil, err
 	}
 	c := &Capture{
-		session: session{l: l}, spool: newSpool(memLimit, spillDir), sink: sink, hold: hold, flush: make(chan struct{}),
+		session: session{l: l}, spool: newSpool(memLimit, spillDir, pool), sink: sink, hold: hold, flush: make(chan struct{}),
 		queue: make(chan item, 1<<16), drained: make(chan struct{}), done: make(chan struct{}),
 	}
 	go c.receive()
@@ -122,6 +124,7 @@ func (c *Capture) receive() {
 		}
 		c.mu.Lock()
 		c.stats.Images++
+		c.names = append(c.names, name)
 		c.mu.Unlock()
 		wg.Add(1)
 		go func() {
@@ -252,6 +255,14 @@ func (c *Capture) Release() {
 	}
 	c.held = nil
 	c.spool.close()
+}
+
+// Index is the list of the images CRIU sent, for an archive's index (WriteIndex): complete once
+// Drained.
+func (c *Capture) Index() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.names)
 }
 
 // Received is the number of image bytes CRIU has handed over so far; once Drained, all of them.

@@ -3,6 +3,7 @@ package imgstream
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,46 @@ func (a ArchiveSink) Put(name string, n int, last bool, size int64, r io.Reader)
 	return err
 }
 
+// IndexName is the archive entry that lists a streamed checkpoint's images (a JSON array of
+// names), right after its metadata: with it, a restore knows at once that an image CRIU asks for
+// is not there, instead of reading the whole archive to find out.
+const IndexName = "cedana-images.json"
+
+// maxIndexSize bounds the index read from an archive.
+const maxIndexSize = 4 << 20
+
+// EncodeIndex is the content of the index entry for images.
+func EncodeIndex(images []string) []byte {
+	data, _ := json.Marshal(images) // a []string always encodes
+	return data
+}
+
+// ReadIndex reads the index if it is the next entry of the archive; an archive without one
+// (written through a directory, or by an older cedana) is read to its end for a missing image.
+func (s *ArchiveSource) ReadIndex() error {
+	base, _, err := s.next()
+	if err != nil || base != IndexName {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	s.pending = nil
+	data, err := io.ReadAll(io.LimitReader(s.ts, maxIndexSize+1))
+	if err != nil {
+		return fmt.Errorf("read the checkpoint's image index: %w", err)
+	}
+	var names []string
+	if len(data) > maxIndexSize || json.Unmarshal(data, &names) != nil {
+		return fmt.Errorf("the checkpoint's image index %s is not a list of names", IndexName)
+	}
+	s.index = map[string]bool{}
+	for _, n := range names {
+		s.index[n] = true
+	}
+	return nil
+}
+
 // ArchiveSource serves images from an archive read once, front to back: CRIU's request for an
 // image reads the archive up to it, keeping the images passed over for later requests (in
 // memory up to memLimit bytes, then in files in spillDir).
@@ -72,6 +113,7 @@ type ArchiveSource struct {
 	kept     map[string]*kept
 	pending  *tar.Header // read but not yet consumed
 	eof      bool
+	index    map[string]bool // the images in the archive, when it has an index
 }
 
 // kept is an image passed over, with its parts joined.
@@ -147,6 +189,9 @@ func (s *ArchiveSource) keep(name string) error {
 
 // Open returns the image name: from what was kept, or read on from the archive.
 func (s *ArchiveSource) Open(name string) (io.ReadCloser, error) {
+	if s.index != nil && !s.index[name] && s.kept[name] == nil {
+		return nil, fmt.Errorf("image %s: %w", name, fs.ErrNotExist)
+	}
 	for {
 		if k, ok := s.kept[name]; ok {
 			base, _, err := s.next()

@@ -5,8 +5,6 @@ import (
 	"io"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // ChunkSize is the size of the pieces an image is drained in and handed to a Sink.
@@ -28,7 +26,8 @@ type spool struct {
 	spillAt int64
 	spilled int64
 	free    [][]byte
-	mapped  [][]byte // every buffer mapped, unmapped at close
+	pool    *Pool
+	owned   []mapped // every buffer taken from the pool, given back at close
 }
 
 // chunk is one drained piece of an image: in memory (data) or in the spill file (segs).
@@ -52,11 +51,14 @@ func (c chunk) size() int64 {
 	return n
 }
 
-func newSpool(limit int64, dir string) *spool {
+func newSpool(limit int64, dir string, pool *Pool) *spool {
 	if limit <= 0 {
 		limit = DefaultMemoryLimit
 	}
-	return &spool{limit: limit, dir: dir}
+	if pool == nil {
+		pool = &Pool{keep: false}
+	}
+	return &spool{limit: limit, dir: dir, pool: pool}
 }
 
 // buffer returns a ChunkSize buffer to read into, or nil when memory is at its limit.
@@ -73,16 +75,17 @@ func (s *spool) buffer() []byte {
 		s.free = s.free[:n-1]
 		return b
 	}
-	// Mapped, not allocated: unmapped at close, the memory leaves the daemon with the request
-	// instead of waiting in the Go heap for a collection (the limit bounds the daemon's RSS).
-	b, err := unix.Mmap(-1, 0, ChunkSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	buf, err := s.pool.get()
 	if err != nil {
 		s.inMem -= ChunkSize
 		return nil // the chunk spills instead
 	}
-	s.mapped = append(s.mapped, b)
-	return b
+	s.owned = append(s.owned, buf)
+	return buf.b
 }
+
+// hugePage is the size of a transparent huge page on x86-64 and arm64 (4 KiB base pages).
+const hugePage = 2 << 20
 
 // release gives a memory chunk's buffer back.
 func (s *spool) release(c chunk) {
@@ -136,10 +139,8 @@ func (s *spool) close() {
 		s.spill.Close()
 		s.spill = nil
 	}
-	for _, b := range s.mapped {
-		_ = unix.Munmap(b)
-	}
-	s.mapped, s.free = nil, nil
+	s.pool.put(s.owned)
+	s.owned, s.free = nil, nil
 }
 
 type byteReader struct{ b []byte }
