@@ -15,6 +15,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/checkpoint-restore/go-criu/v8/stats"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -212,6 +213,7 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	out, err := env.CRIU.Restore(ctx, criuOpts, call)
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
+		reapFailed(resp.GetCheckpoint().GetPid())
 		return criuFailure(err, env, st.ImageDir, checkpoint.RestoreLog, "")
 	}
 	resp.Pid = out.GetRestore().GetPid()
@@ -244,6 +246,7 @@ func restoreStreamed(ctx context.Context, env *adapters.Env, st adapters.State, 
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
 		srv.Abort()
+		reapFailed(resp.GetCheckpoint().GetPid())
 		if _, serr := srv.Wait(); serr != nil {
 			// What CRIU got was cut short: the archive is the problem, not CRIU.
 			return errs.Invalid("the checkpoint's archive cannot be read: %w (%w)", serr, err)
@@ -259,6 +262,23 @@ func restoreStreamed(ctx context.Context, env *adapters.Env, st adapters.State, 
 	}
 	resp.Pid = pid
 	return nil
+}
+
+// reapFailed reaps the root of a restore that failed: restored as our child (restore-sibling),
+// CRIU killed it, and nobody else waits for it. The PID was free before the restore, so a child
+// of ours with it can only be that root. It waits a moment for the kill to land.
+func reapFailed(pid int32) {
+	if pid <= 0 {
+		return
+	}
+	fd, err := unix.PidfdOpen(int(pid), 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 1000)
+	var ws unix.WaitStatus
+	_, _ = unix.Wait4(int(pid), &ws, unix.WNOHANG, nil)
 }
 
 // fdPath names the open directory dir through /proc: the streamer's socket is made in the images
