@@ -72,6 +72,7 @@ func (s *service) close() {
 	if err := s.jobs.Store().Close(); err != nil {
 		s.log.Warn("close the state database", "error", err)
 	}
+	s.env.StreamPool.Release()
 }
 
 // Dump runs the dump chain for the request's runtime (or the job's) and records the checkpoint in

@@ -60,3 +60,16 @@ func (p *Pool) put(bufs []mapped) {
 	defer p.mu.Unlock()
 	p.free = append(p.free, bufs...)
 }
+
+// Release unmaps the buffers the pool keeps, for a daemon that stops. A nil Pool has none.
+func (p *Pool) Release() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, buf := range p.free {
+		_ = unix.Munmap(buf.m)
+	}
+	p.free = nil
+}
