@@ -213,7 +213,7 @@ func KeepImages(work, name string, remote bool) (string, error) {
 // FetchCheckpoint makes the checkpoint at req.Path available to the restore: a directory as it is;
 // an archive, local or s3://, as a stream the handler feeds CRIU from (RestoreStream) when
 // checkpoint.stream_images is on, or else unpacked into a temporary directory (FetchImages).
-// Temporary directories are removed after the restore.
+// Temporary directories are removed after the restore, unless the handler holds them (State.Images).
 func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 		if env.StreamImages && !isDir(req.Path) {
@@ -224,7 +224,8 @@ func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 			return err
 		}
 		if temporary {
-			defer os.RemoveAll(dir)
+			st.Images = newImagesHold(dir)
+			defer st.Images.release()
 		}
 		st.ImageDir = dir
 		return next(ctx, env, st, req, resp)
@@ -257,7 +258,8 @@ func streamCheckpoint(ctx context.Context, env *Env, st State, req *daemonv1.Res
 	if err != nil {
 		return errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
 	}
-	defer os.RemoveAll(tmp)
+	st.Images = newImagesHold(tmp)
+	defer st.Images.release()
 	start := time.Now()
 	st.Progress.Start(phase, stored)
 	ts, err := archive.OpenTar(countingReader{src, st.Progress}, env.Workers)

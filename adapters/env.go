@@ -4,6 +4,7 @@
 package adapters
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -53,6 +54,9 @@ type Env struct {
 	// the tree it dumps, whatever the runtime and however the request named it (TreeClaim). nil:
 	// nothing is claimed.
 	Claim func(key, what string) (release func(), err error)
+	// LazyCheck says whether lazy restores work here (criu.Client.CheckLazy); nil: this process
+	// cannot keep a lazy-pages server running after the restore (--no-server).
+	LazyCheck func(ctx context.Context) error
 }
 
 // State is one request's state in its chain. It is passed by value, so an adapter changes what
@@ -102,6 +106,13 @@ type State struct {
 	// job on. Honoured by restores through the daemon's CRIU (withcriu.Restore); the caller closes
 	// the files.
 	Inherit []Inherited
+	// Images, when set, is the restore's temporary images directory (an archive's or an s3://
+	// checkpoint's), removed after the chain unless the handler holds it (a lazy restore serves
+	// the memory from it). Set by FetchCheckpoint.
+	Images *ImagesHold
+	// Lazy, when set, receives a lazy restore's lazy-pages server, for the caller to account for
+	// until every page has been served. Set by the caller.
+	Lazy *LazyPages
 }
 
 // Inherited is one file a restore substitutes for a file the dumped tree had open.

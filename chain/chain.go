@@ -29,7 +29,17 @@ func RestoreChecks() adapters.Middleware[adapters.RestoreHandler] {
 	return adapters.Middleware[adapters.RestoreHandler]{
 		adapters.TimeRestore,
 		adapters.ValidateRestoreRequest,
+		adapters.CheckLazy(lazyRuntime),
 	}
+}
+
+// lazyRuntime refuses a lazy restore through a runtime that cannot restore lazily.
+func lazyRuntime(runtime string) error {
+	if features.RestoreLazy.IsAvailable(runtime) {
+		return nil
+	}
+	return errs.Invalid("--lazy: the %s runtime cannot restore lazily (runtimes that can: %s); restore without --lazy",
+		runtime, strings.Join(features.RestoreLazy.Names(), ", "))
 }
 
 // commonDump are the adapters every dump goes through before the runtime's own.
@@ -80,6 +90,11 @@ func restoreWithRuntime(ctx context.Context, env *adapters.Env, st adapters.Stat
 	h, err := build(req.Type, nil, features.RestoreMiddleware, features.RestoreHandler)
 	if err != nil {
 		return err
+	}
+	if req.Lazy {
+		if err := lazyRuntime(req.Type); err != nil {
+			return err
+		}
 	}
 	if st.RestoreStream.Pending() && !features.RestoreStream.IsAvailable(req.Type) {
 		// This runtime's restore reads files (its own CRIU, through its own runtime).

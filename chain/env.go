@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cedana/cedana/adapters"
@@ -34,6 +35,23 @@ func NewEnv(ctx context.Context, cfg config.Config, log *slog.Logger) *adapters.
 		S3:             s3Config(cfg.Storage.S3),
 		PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),
 		DaemonPID:      os.Getpid(),
+		LazyCheck:      lazyCheck(client),
+	}
+}
+
+// lazyCheck is client.CheckLazy, run again until it succeeds once.
+func lazyCheck(client *criu.Client) func(context.Context) error {
+	var mu sync.Mutex
+	ok := false
+	return func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			return nil
+		}
+		err := client.CheckLazy(ctx)
+		ok = err == nil
+		return err
 	}
 }
 

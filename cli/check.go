@@ -43,6 +43,9 @@ func printHealth(env Env, output string, r *daemonv1.HealthCheckResponse) error 
 			check = "FAILED"
 		}
 		fmt.Fprintf(w, "criu check\t%s\n", check)
+		if r.LazyRestore != "" {
+			fmt.Fprintf(w, "lazy restore\t%s\n", r.LazyRestore)
+		}
 		if r.ImageStreaming != "" {
 			fmt.Fprintf(w, "image streaming\t%s\n", r.ImageStreaming)
 		}

@@ -90,6 +90,7 @@ func printJob(out io.Writer, j *daemonv1.Job) error {
 		{"pid", pidString(j.GetPid())},
 		{"status", jobStatus(j)},
 		{"exit code", exit},
+		{"lazy pages", orDash(j.GetLazyPages())},
 		{"log", orDash(j.GetLog())},
 		{"details", formatDetails(j.GetDetails())},
 		{"created", formatTime(j.GetCreatedAt())},
@@ -202,16 +203,23 @@ func (c *JobDeleteCmd) Run(ctx context.Context, g *Globals, env Env, client daem
 // "halted" otherwise.
 func jobStatus(j *daemonv1.Job) string {
 	status := j.GetStatus()
-	if status == "running" {
-		return status
-	}
+	var notes []string
 	if status == "" {
 		status = "halted"
 	}
-	if j.ExitCode != nil {
-		return fmt.Sprintf("%s (exit %d)", status, j.GetExitCode())
+	if j.ExitCode != nil && status != "running" {
+		notes = append(notes, fmt.Sprintf("exit %d", j.GetExitCode()))
 	}
-	return status
+	switch lazy := j.GetLazyPages(); {
+	case strings.HasPrefix(lazy, "failed"):
+		notes = append(notes, "lazy pages failed")
+	case lazy != "":
+		notes = append(notes, "lazy pages loading")
+	}
+	if len(notes) == 0 {
+		return status
+	}
+	return fmt.Sprintf("%s (%s)", status, strings.Join(notes, "; "))
 }
 
 // maxSignal is the highest Linux signal number (SIGRTMAX).

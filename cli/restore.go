@@ -30,6 +30,7 @@ type RestoreCmd struct {
 	Attachable bool   `help:"Record the restored workload as a new job (cedana attach follows it) and return."`
 	Out        string `help:"File for the restored workload's output; makes it a new job (with --no-server: this command's output)." type:"path" placeholder:"FILE"`
 	NoServer   bool   `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
+	Lazy       bool   `help:"Return as soon as the tree runs; its memory is served on demand (userfaultfd) by CRIU's lazy-pages server, which the daemon runs until every page is back (process trees; see cedana check)."`
 
 	Job JobTargetCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID. A job another daemon dumped is taken on from its checkpoint (--path)."`
 
@@ -68,9 +69,13 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, cf
 		return errors.New("--out: a restored job writes to its own log (cedana job inspect shows it): drop --out")
 	}
 	req.Log = c.Out
+	req.Lazy = c.Lazy
 	if c.NoServer {
 		if req.Jid != "" || c.Attachable {
 			return errors.New("--no-server restores a checkpoint by --path, in this process; jobs are the daemon's")
+		}
+		if c.Lazy {
+			return errors.New("--lazy needs the daemon, which runs the lazy-pages server until every page is back: drop --no-server")
 		}
 		return restoreInProcess(ctx, cfg, env, req, c.PIDFile)
 	}

@@ -14,3 +14,7 @@ var DumpCommit = New[Committer]("dump-commit", "`dump --image REF [--rootfs-only
 // RestoreStream lists the runtimes whose restore handler takes an archive's images as a stream
 // (adapters.RestoreStream, criu restore --stream); for the others the chain unpacks them first.
 var RestoreStream = New[struct{}]("restore-stream", "restore straight from an archive or s3:// object (criu restore --stream)")
+
+// RestoreLazy lists the runtimes whose restore handler restores lazily (RestoreRequest.lazy):
+// their memory served on demand by CRIU's lazy-pages server. A lazy restore of another is refused.
+var RestoreLazy = New[struct{}]("restore-lazy", "`restore --lazy`: run at once, memory served on demand (criu lazy-pages)")

@@ -30,6 +30,7 @@ func NewTestTables() *TestTables {
 		selfTest:          New[SelfTester]("self-test", ""),
 		dumpCommit:        New[Committer]("dump-commit", ""),
 		restoreStream:     New[struct{}]("restore-stream", ""),
+		restoreLazy:       New[struct{}]("restore-lazy", ""),
 	}}
 }
 
@@ -42,7 +43,7 @@ func (tt *TestTables) Provides(runtime string) []string {
 	for _, f := range []Described{
 		tt.t.dumpCmd, tt.t.restoreCmd, tt.t.runCmd, tt.t.manageCmd, tt.t.runHandler, tt.t.manageHandler,
 		tt.t.dumpMiddleware, tt.t.dumpHandler, tt.t.restoreMiddleware, tt.t.restoreHandler, tt.t.health, tt.t.noServer, tt.t.jobDetails, tt.t.podDumpFlags, tt.t.podDump,
-		tt.t.podRestore, tt.t.selfTest, tt.t.dumpCommit, tt.t.restoreStream,
+		tt.t.podRestore, tt.t.selfTest, tt.t.dumpCommit, tt.t.restoreStream, tt.t.restoreLazy,
 	} {
 		if f.IsAvailable(runtime) {
 			names = append(names, f.Name())

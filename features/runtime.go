@@ -84,6 +84,9 @@ type Restore struct {
 	// Streams says that Handler restores from an archive's stream when the chain offers one
 	// (State.RestoreStream); for other runtimes the chain unpacks the images first.
 	Streams bool
+	// Lazy says that Handler restores lazily when the request asks (RestoreRequest.lazy,
+	// State.Lazy); a lazy restore of another runtime is refused before anything is touched.
+	Lazy bool
 }
 
 // Run is a runtime's `cedana run`: its subcommand and the handler that starts the job.
@@ -148,7 +151,7 @@ type tables struct {
 	queryHandler                           *Feature[Querier]
 	selfTest                               *Feature[SelfTester]
 	dumpCommit                             *Feature[Committer]
-	restoreStream                          *Feature[struct{}]
+	restoreStream, restoreLazy             *Feature[struct{}]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -163,6 +166,7 @@ var registry = tables{
 	freezeCmd:  FreezeCmd, unfreezeCmd: UnfreezeCmd, freezeHandler: FreezeHandler,
 	queryCmd: QueryCmd, queryHandler: QueryHandler,
 	selfTest: SelfTest, dumpCommit: DumpCommit, restoreStream: RestoreStream,
+	restoreLazy: RestoreLazy,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -193,6 +197,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.selfTest, rt.Name, rt.SelfTest, rt.SelfTest != nil)
 	registerIf(t.dumpCommit, rt.Name, rt.Dump.Commit, rt.Dump.Commit != nil)
 	registerIf(t.restoreStream, rt.Name, struct{}{}, rt.Restore.Streams)
+	registerIf(t.restoreLazy, rt.Name, struct{}{}, rt.Restore.Lazy)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}

@@ -51,6 +51,7 @@ func Report(ctx context.Context, criuBinary string) *daemonv1.HealthCheckRespons
 			r.CriuCheckOk = true
 			r.CriuCheck = "Looks good."
 		}
+		r.LazyRestoreOk, r.LazyRestore = lazyRestore(ctx, client)
 	}
 	for _, name := range features.Runtimes() {
 		rt := &daemonv1.RuntimeHealth{Name: name, CompiledIn: features.HealthCheck.IsAvailable(name)}
@@ -76,6 +77,14 @@ func Report(ctx context.Context, criuBinary string) *daemonv1.HealthCheckRespons
 		return nil
 	})
 	return r
+}
+
+// lazyRestore says whether `restore --lazy` works here (criu.Client.CheckLazy), and why not.
+func lazyRestore(ctx context.Context, client *criu.Client) (bool, string) {
+	if err := client.CheckLazy(ctx); err != nil {
+		return false, "unavailable: " + firstLine(err.Error())
+	}
+	return true, "available (" + criu.LazyFeature + ", userfaultfd probed): restore --lazy serves the memory on demand"
 }
 
 // FormatCRIUVersion turns CRIU's numeric version (40101) into "4.1.1".

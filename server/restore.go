@@ -66,6 +66,10 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 		st.Supervise = &adapters.Supervision{}
 	}
 	resp := &daemonv1.RestoreResponse{}
+	st.Lazy = lazyState(req)
+	if req.Jid != "" {
+		s.lazy.forget(req.Jid)
+	}
 	st.Progress = s.progress.start(req.OperationId)
 	defer s.progress.finish(req.OperationId, st.Progress)
 	if err := chain.Restore()(ctx, s.env, st, req, resp); err != nil {
@@ -76,6 +80,9 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 			st.Supervise.Abort() // unrecorded, it would run on with nobody to learn of its end
 		}
 		return nil, err
+	}
+	if st.Lazy != nil && st.Lazy.Done != nil {
+		s.lazy.track(s, resp.Jid, st.JobLog, resp.Pid, st.Lazy)
 	}
 	st.Log.Info("restored", "pid", resp.Pid, "jid", resp.Jid, "took", resp.Stats.GetTotal().AsDuration())
 	return resp, nil

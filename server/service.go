@@ -27,6 +27,7 @@ type service struct {
 	jobs     *jobs.Manager
 	metrics  *metrics.Metrics
 	progress progressBoard
+	lazy     lazyBoard
 	// stopping is closed when the daemon starts to shut down: streams that would outlast it end.
 	stopping <-chan struct{}
 

@@ -189,7 +189,8 @@ func dumpStreamed(ctx context.Context, env *adapters.Env, st adapters.State, req
 }
 
 // Restore is the handler that restores the checkpoint in st.ImageDir as a child of the
-// calling process (CRIU's restore-sibling mode), which must reap it.
+// calling process (CRIU's restore-sibling mode), which must reap it. With req.Lazy it returns as
+// soon as the tree runs, its memory served by CRIU's lazy-pages server (restoreLazy).
 func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
 	dir, criuOpts, err := openImages(st.ImageDir, checkpoint.RestoreLog, env.CRIULogLevel, req.Criu)
 	if err != nil {
@@ -200,6 +201,9 @@ func Restore(ctx context.Context, env *adapters.Env, st adapters.State, req *dae
 	criuOpts.TcpClose = proto.Bool(req.Criu.TcpClose)
 	criuOpts.LeaveStopped = proto.Bool(req.Criu.LeaveStopped)
 	call := inherit(criuOpts, st.Inherit)
+	if req.Lazy {
+		return restoreLazy(ctx, env, st, resp, criuOpts, call)
+	}
 	if rs := st.RestoreStream; rs.Pending() {
 		if _, err := criu.StreamArgs(rpc.CriuReqType_RESTORE, criuOpts, st.ImageDir); err != nil {
 			if err := rs.Extract(err.Error()); err != nil {

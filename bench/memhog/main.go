@@ -1,6 +1,8 @@
 // Command memhog is the workload of cedana's checkpoint/restore benchmarks: it maps -mib MiB of
 // anonymous memory, writes every 8-byte word of it, creates the -ready file and then sleeps until
-// killed. No page is a zero page. What it writes depends on -mode:
+// killed. No page is a zero page. With -sum FILE it writes the CRC-32C of its whole memory into
+// FILE before -ready, and again into FILE.again at each SIGUSR1: a restored memhog shows that every
+// page came back intact (the lazy-restore tests). What it writes depends on -mode:
 //
 //   - random (the default): xorshift64 output, so nothing compresses or deduplicates;
 //   - compressible: a counter pattern, word i holding (i/2+1)*0x10001 (every value twice in a row,
@@ -12,7 +14,9 @@ package main
 import (
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"os"
+	"os/signal"
 	"syscall"
 	"time"
 	"unsafe"
@@ -22,6 +26,7 @@ func main() {
 	mib := flag.Int("mib", 256, "MiB of memory to map and touch")
 	ready := flag.String("ready", "", "file to create once every page has been written")
 	mode := flag.String("mode", "random", "what to write: random (incompressible) or compressible (a counter pattern)")
+	sum := flag.String("sum", "", "file to write the memory's CRC-32C into, and into FILE.again at each SIGUSR1")
 	flag.Parse()
 	if *mib <= 0 || *ready == "" || (*mode != "random" && *mode != "compressible") {
 		fmt.Fprintln(os.Stderr, "usage: memhog -mib N -ready FILE [-mode random|compressible]")
@@ -40,6 +45,17 @@ func main() {
 		fill(mem, uint64(time.Now().UnixNano())|1)
 	}
 
+	if *sum != "" {
+		writeSum(mem, *sum)
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			for range usr1 {
+				writeSum(mem, *sum+".again")
+			}
+		}()
+	}
+
 	// Plain syscalls rather than os.Create, so the Go runtime's poller stays uninitialized and the
 	// process holds no file descriptors besides its stdio.
 	fd, err := syscall.Open(*ready, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
@@ -52,6 +68,25 @@ func main() {
 
 	for {
 		time.Sleep(time.Hour)
+	}
+}
+
+// writeSum writes the CRC-32C of mem into path, through a temporary file renamed over it (plain
+// syscalls, as for -ready).
+func writeSum(mem []byte, path string) {
+	sum := crc32.Checksum(mem, crc32.MakeTable(crc32.Castagnoli))
+	tmp := path + ".tmp"
+	fd, err := syscall.Open(tmp, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+	if err == nil {
+		_, err = syscall.Write(fd, fmt.Appendf(nil, "%08x\n", sum))
+		_ = syscall.Close(fd)
+	}
+	if err == nil {
+		err = syscall.Rename(tmp, path)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memhog: write %s: %v\n", path, err)
+		os.Exit(1)
 	}
 }
 

@@ -156,6 +156,7 @@ func init() {
 			Middleware: RestoreMiddleware,
 			Handler:    withcriu.Restore,
 			Streams:    true,
+			Lazy:       true,
 		},
 		Health: Check,
 		Run: features.Run{

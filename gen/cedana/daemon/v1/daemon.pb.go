@@ -956,7 +956,10 @@ type RestoreRequest struct {
 	NewJob bool `protobuf:"varint,7,opt,name=new_job,json=newJob,proto3" json:"new_job,omitempty"`
 	// File that receives the restored workload's stdout and stderr: a new job's log
 	// (<log dir>/<jid>.log when empty), or the output of a restore without a daemon.
-	Log           string `protobuf:"bytes,8,opt,name=log,proto3" json:"log,omitempty"`
+	Log string `protobuf:"bytes,8,opt,name=log,proto3" json:"log,omitempty"`
+	// Restore lazily: return as soon as the tree runs, its memory served on demand by CRIU's
+	// lazy-pages server (userfaultfd) from the checkpoint's page images until every page is back.
+	Lazy          bool `protobuf:"varint,9,opt,name=lazy,proto3" json:"lazy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1045,6 +1048,13 @@ func (x *RestoreRequest) GetLog() string {
 		return x.Log
 	}
 	return ""
+}
+
+func (x *RestoreRequest) GetLazy() bool {
+	if x != nil {
+		return x.Lazy
+	}
+	return false
 }
 
 // RestoreResponse describes the restored workload.
@@ -1262,8 +1272,12 @@ type HealthCheckResponse struct {
 	Steps []*CheckStep `protobuf:"bytes,9,rep,name=steps,proto3" json:"steps,omitempty"`
 	// Whether dumps and restores stream CRIU's images (criu --stream) and, when they do not, why.
 	ImageStreaming string `protobuf:"bytes,10,opt,name=image_streaming,json=imageStreaming,proto3" json:"image_streaming,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Whether lazy restores (restore --lazy) work here: userfaultfd as CRIU needs it.
+	LazyRestoreOk bool `protobuf:"varint,11,opt,name=lazy_restore_ok,json=lazyRestoreOk,proto3" json:"lazy_restore_ok,omitempty"`
+	// What the lazy-restore check found, or why lazy restores cannot work here.
+	LazyRestore   string `protobuf:"bytes,12,opt,name=lazy_restore,json=lazyRestore,proto3" json:"lazy_restore,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HealthCheckResponse) Reset() {
@@ -1362,6 +1376,20 @@ func (x *HealthCheckResponse) GetSteps() []*CheckStep {
 func (x *HealthCheckResponse) GetImageStreaming() string {
 	if x != nil {
 		return x.ImageStreaming
+	}
+	return ""
+}
+
+func (x *HealthCheckResponse) GetLazyRestoreOk() bool {
+	if x != nil {
+		return x.LazyRestoreOk
+	}
+	return false
+}
+
+func (x *HealthCheckResponse) GetLazyRestore() string {
+	if x != nil {
+		return x.LazyRestore
 	}
 	return ""
 }
@@ -1956,8 +1984,11 @@ type Job struct {
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The job's latest checkpoint, if any.
 	LatestCheckpoint *CheckpointEntry `protobuf:"bytes,10,opt,name=latest_checkpoint,json=latestCheckpoint,proto3" json:"latest_checkpoint,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// After a lazy restore (RestoreRequest.lazy): whether CRIU's lazy-pages server still serves the
+	// workload's memory ("serving since ..."), or how it failed; empty once every page is back.
+	LazyPages     string `protobuf:"bytes,11,opt,name=lazy_pages,json=lazyPages,proto3" json:"lazy_pages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -2058,6 +2089,13 @@ func (x *Job) GetLatestCheckpoint() *CheckpointEntry {
 		return x.LatestCheckpoint
 	}
 	return nil
+}
+
+func (x *Job) GetLazyPages() string {
+	if x != nil {
+		return x.LazyPages
+	}
+	return ""
 }
 
 // CheckpointEntry is one checkpoint of the catalog.
@@ -4556,7 +4594,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"checkpoint\x18\x02 \x01(\v2\x1c.cedana.daemon.v1.CheckpointR\n" +
 	"checkpoint\x12-\n" +
 	"\x05stats\x18\x03 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\x12#\n" +
-	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\x80\x02\n" +
+	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\x94\x02\n" +
 	"\x0eRestoreRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x121\n" +
@@ -4565,7 +4603,8 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x03jid\x18\x05 \x01(\tR\x03jid\x12!\n" +
 	"\foperation_id\x18\x06 \x01(\tR\voperationId\x12\x17\n" +
 	"\anew_job\x18\a \x01(\bR\x06newJob\x12\x10\n" +
-	"\x03log\x18\b \x01(\tR\x03log\"\xa2\x01\n" +
+	"\x03log\x18\b \x01(\tR\x03log\x12\x12\n" +
+	"\x04lazy\x18\t \x01(\bR\x04lazy\"\xa2\x01\n" +
 	"\x0fRestoreResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12<\n" +
 	"\n" +
@@ -4580,7 +4619,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vcompiled_in\x18\x02 \x01(\bR\n" +
 	"compiledIn\x12\x16\n" +
 	"\x06usable\x18\x03 \x01(\bR\x06usable\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xfb\x02\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xc6\x03\n" +
 	"\x13HealthCheckResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tcriu_path\x18\x02 \x01(\tR\bcriuPath\x12!\n" +
@@ -4593,7 +4632,9 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06errors\x18\b \x03(\tR\x06errors\x121\n" +
 	"\x05steps\x18\t \x03(\v2\x1b.cedana.daemon.v1.CheckStepR\x05steps\x12'\n" +
 	"\x0fimage_streaming\x18\n" +
-	" \x01(\tR\x0eimageStreaming\"v\n" +
+	" \x01(\tR\x0eimageStreaming\x12&\n" +
+	"\x0flazy_restore_ok\x18\v \x01(\bR\rlazyRestoreOk\x12!\n" +
+	"\flazy_restore\x18\f \x01(\tR\vlazyRestore\"v\n" +
 	"\tCheckStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12-\n" +
@@ -4633,7 +4674,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bupcoming\x18\x04 \x01(\bR\bupcoming\x12D\n" +
 	"\x10upcoming_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fupcomingTimeout\"9\n" +
 	"\x0eManageResponse\x12'\n" +
-	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"\x92\x03\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"\xb1\x03\n" +
 	"\x03Job\x12\x10\n" +
 	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
@@ -4647,7 +4688,9 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12N\n" +
 	"\x11latest_checkpoint\x18\n" +
-	" \x01(\v2!.cedana.daemon.v1.CheckpointEntryR\x10latestCheckpointB\f\n" +
+	" \x01(\v2!.cedana.daemon.v1.CheckpointEntryR\x10latestCheckpoint\x12\x1d\n" +
+	"\n" +
+	"lazy_pages\x18\v \x01(\tR\tlazyPagesB\f\n" +
 	"\n" +
 	"_exit_code\"\xf3\x01\n" +
 	"\x0fCheckpointEntry\x12\x0e\n" +

@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/withcriu"
+)
+
+// lazyMiB is the memory of the lazily restored workloads: large enough that serving it takes a
+// while (about a second here), small enough for CI.
+const lazyMiB = 512
+
+// summedJob is a memhog run as a job that checksums its whole memory (memhog -sum).
+type summedJob struct {
+	jid, sum string
+}
+
+// runSummed runs a memhog of mib MiB as job jid and waits until it has written its first checksum.
+func runSummed(t *testing.T, d *daemon, jid string, mib int) summedJob {
+	t.Helper()
+	dir := t.TempDir()
+	ready, sum := filepath.Join(dir, "ready"), filepath.Join(dir, "sum")
+	r := d.cli("run", "process", "--jid", jid, "--", memhogBin, "-mib", strconv.Itoa(mib), "-ready", ready, "-sum", sum)
+	require.Equal(t, 0, r.code, r.String())
+	t.Cleanup(func() { killTree(inspectLazyJob(t, d, jid).PID) })
+	require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, time.Minute, 20*time.Millisecond, "memhog did not fill its memory")
+	return summedJob{jid: jid, sum: sum}
+}
+
+// verify asks the restored memhog (pid) for the checksum of its whole memory, which makes every
+// page fault in, and compares it with the one it computed before the dump.
+func (s summedJob) verify(t *testing.T, pid int) {
+	t.Helper()
+	again := s.sum + ".again"
+	_ = os.Remove(again)
+	require.NoError(t, unix.Kill(pid, unix.SIGUSR1))
+	require.Eventually(t, func() bool { _, err := os.Stat(again); return err == nil }, 30*time.Second, 20*time.Millisecond, "no checksum after the restore")
+	want, _ := os.ReadFile(s.sum)
+	got, _ := os.ReadFile(again)
+	assert.Equal(t, string(want), string(got), "memory restored intact")
+}
+
+// lazyJobJSON is a job with its lazy-pages state.
+type lazyJobJSON struct {
+	jobJSON
+	LazyPages string `json:"lazy_pages"`
+}
+
+func inspectLazyJob(t *testing.T, d *daemon, jid string) lazyJobJSON {
+	t.Helper()
+	r := d.cli("job", "inspect", jid, "-o", "json")
+	require.Equal(t, 0, r.code, r.String())
+	var j lazyJobJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &j), r.stdout)
+	return j
+}
+
+// dumpSummed dumps the job and waits until its process is gone.
+func dumpSummed(t *testing.T, d *daemon, jid string, args ...string) {
+	t.Helper()
+	pid := inspectLazyJob(t, d, jid).PID
+	r := d.cli(append([]string{"dump", "job", jid}, args...)...)
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestLazyRestoreJob: a job holding 512 MiB of random data, dumped into an lz4 archive, restores
+// with --lazy: the restore returns once the tree runs, the non-memory images unpacked first; `job
+// inspect` accounts for the lazy-pages server while it serves; the workload's checksum of its
+// whole memory matches the one from before the dump; the server then exits and the temporary
+// images are removed.
+func TestLazyRestoreJob(t *testing.T) {
+	requireE2E(t)
+	scratch := t.TempDir()
+	d := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)
+	w := runSummed(t, d, "lazy-big", lazyMiB)
+	dumpSummed(t, d, w.jid, "--compression", "lz4")
+
+	start := time.Now()
+	r := d.cli("restore", "job", w.jid, "--lazy", "-o", "json")
+	took := time.Since(start)
+	require.Equal(t, 0, r.code, r.String())
+	var out streamOut
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+	assert.Contains(t, out.Stats.Notes, withcriu.LazyNote)
+	assert.True(t, slicesHasPrefix(out.Stats.Notes, adapters.UnpackedFirstNote), "notes: %v", out.Stats.Notes)
+	j := inspectLazyJob(t, d, w.jid)
+	assert.Equal(t, "running", j.Status)
+	assert.Equal(t, out.Pid, j.PID)
+	t.Logf("lazy restore of %d MiB returned in %s; lazy pages: %q", lazyMiB, took.Round(time.Millisecond), j.LazyPages)
+
+	w.verify(t, j.PID)
+	require.Eventually(t, func() bool { return inspectLazyJob(t, d, w.jid).LazyPages == "" }, 30*time.Second, 50*time.Millisecond,
+		"the lazy-pages server still serves after every page was read")
+	t.Logf("every page served %s after the restore request", time.Since(start).Round(time.Millisecond))
+	require.Eventually(t, func() bool { return len(entries(scratch)) == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the temporary images are removed once the server is done: %v", entries(scratch))
+	assert.Equal(t, "running", inspectLazyJob(t, d, w.jid).Status)
+}
+
+// TestLazyRestoreServerKilled: the lazy-pages server killed while it transfers the memory of a
+// lazily restored job (its log, at level 4, shows pages copied) ends the job's tree (it cannot run
+// without its memory) and says so in `job inspect`, `ps` and the job's log.
+func TestLazyRestoreServerKilled(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin, "CEDANA_CRIU_LOG_LEVEL=4")
+	w := runSummed(t, d, "lazy-victim", lazyMiB)
+	dumpSummed(t, d, w.jid, "--compression", "none")
+	dir := inspectLazyJob(t, d, w.jid).Latest.Path
+
+	wait := d.cliAsync("restore", "job", w.jid, "--lazy")
+	var server int
+	require.Eventually(t, func() bool {
+		data, _ := os.ReadFile(filepath.Join(dir, "lazy-pages.log"))
+		server = lazyServerPID(dir)
+		return server > 0 && strings.Contains(string(data), "uffd_copy")
+	}, time.Minute, time.Millisecond, "the lazy-pages server never copied pages")
+	require.NoError(t, unix.Kill(server, unix.SIGKILL))
+	r := wait()
+	j := inspectLazyJob(t, d, w.jid)
+	if r.code != 0 { // killed before CRIU's restore was done: the restore fails and says why
+		assert.Contains(t, r.stderr, "cannot run without the rest of its memory", r.String())
+	}
+
+	require.Eventually(t, func() bool { return pidGone(j.PID) }, 10*time.Second, 20*time.Millisecond, "the tree runs on without its memory")
+	require.Eventually(t, func() bool { return inspectLazyJob(t, d, w.jid).Status != "running" }, 10*time.Second, 20*time.Millisecond)
+	j = inspectLazyJob(t, d, w.jid)
+	t.Logf("restore exit code %d; lazy pages: %s", r.code, j.LazyPages)
+	assert.Contains(t, j.LazyPages, "failed: criu lazy-pages")
+	assert.Contains(t, j.LazyPages, "signal: killed")
+	assert.Contains(t, j.LazyPages, "cannot run without the rest of its memory, so it was killed")
+	ps := d.cli("ps")
+	assert.Contains(t, ps.stdout, "lazy pages failed", ps.String())
+	log, err := os.ReadFile(j.Log)
+	require.NoError(t, err)
+	assert.Contains(t, string(log), "lazy restore of PID "+strconv.Itoa(j.PID)+" failed")
+}
+
+// lazyServerPID finds the `criu lazy-pages` serving the images in dir; 0 if there is none.
+func lazyServerPID(dir string) int {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		data, _ := os.ReadFile(f)
+		args := strings.Split(string(data), "\x00")
+		for i, a := range args {
+			if a == "lazy-pages" && i+2 < len(args) && args[i+1] == "-D" && args[i+2] == dir {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// slicesHasPrefix reports whether an element of list starts with prefix.
+func slicesHasPrefix(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
