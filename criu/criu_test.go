@@ -535,3 +535,20 @@ func TestStartedHook(t *testing.T) {
 	_, statErr := os.Stat(fmt.Sprintf("/proc/%d", pid))
 	assert.True(t, os.IsNotExist(statErr), "criu was waited for")
 }
+
+// TestCheckLazy: lazy restores work on the machines cedana's CI runs on, and an unknown feature
+// fails with CRIU's answer.
+func TestCheckLazy(t *testing.T) {
+	c := testutil.RequireCRIU(t)
+	require.NoError(t, c.CheckLazy(testContext(t)))
+	assert.ErrorContains(t, c.CheckFeature(testContext(t), "no-such-feature"), "Unknown feature no-such-feature")
+}
+
+// TestStartLazyPagesFails: a lazy-pages server that cannot start (no images) fails StartLazyPages
+// with the reason instead of leaving the caller waiting.
+func TestStartLazyPagesFails(t *testing.T) {
+	c := testutil.RequireCRIU(t)
+	_, err := c.StartLazyPages(testContext(t), t.TempDir(), criu.LazyPagesLog, 2)
+	require.ErrorContains(t, err, "criu lazy-pages did not start")
+	assert.ErrorContains(t, err, "exit status 1")
+}
