@@ -35,9 +35,11 @@ func TestCheckLazy(t *testing.T) {
 		{"lazy, runtime from the checkpoint", &daemonv1.RestoreRequest{Lazy: true}, noLazy, works, "", 1},
 		{"lazy through a runtime that cannot", &daemonv1.RestoreRequest{Type: "x", Lazy: true}, noLazy, works, "the x runtime cannot restore lazily", 0},
 		{"no daemon to keep the server", &daemonv1.RestoreRequest{Type: "x", Lazy: true}, okRuntime, nil, "restore through the daemon", 0},
-		{"userfaultfd unavailable", &daemonv1.RestoreRequest{Type: "x", Lazy: true}, okRuntime,
+		{
+			"userfaultfd unavailable", &daemonv1.RestoreRequest{Type: "x", Lazy: true}, okRuntime,
 			func(context.Context) error { return errors.New("userfaultfd: operation not permitted") },
-			"lazy restores do not work here: userfaultfd: operation not permitted (see `cedana check`)", 0},
+			"lazy restores do not work here: userfaultfd: operation not permitted (see `cedana check`)", 0,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
