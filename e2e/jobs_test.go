@@ -44,7 +44,9 @@ type jobJSON struct {
 	Status   string `json:"status"`
 	ExitCode *int   `json:"exit_code"`
 	Log      string `json:"log"`
-	Latest   *struct {
+	// LazyPages is where a lazy restore's server stands (TestLazyRestore*).
+	LazyPages string `json:"lazy_pages"`
+	Latest    *struct {
 		ID   string `json:"id"`
 		Path string `json:"path"`
 	} `json:"latest_checkpoint"`

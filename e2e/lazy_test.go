@@ -33,7 +33,7 @@ func runSummed(t *testing.T, d *daemon, jid string, mib int) summedJob {
 	ready, sum := filepath.Join(dir, "ready"), filepath.Join(dir, "sum")
 	r := d.cli("run", "process", "--jid", jid, "--", memhogBin, "-mib", strconv.Itoa(mib), "-ready", ready, "-sum", sum)
 	require.Equal(t, 0, r.code, r.String())
-	t.Cleanup(func() { killTree(inspectLazyJob(t, d, jid).PID) })
+	t.Cleanup(func() { killTree(inspectJob(t, d, jid).PID) })
 	require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, time.Minute, 20*time.Millisecond, "memhog did not fill its memory")
 	return summedJob{jid: jid, sum: sum}
 }
@@ -51,25 +51,10 @@ func (s summedJob) verify(t *testing.T, pid int) {
 	assert.Equal(t, string(want), string(got), "memory restored intact")
 }
 
-// lazyJobJSON is a job with its lazy-pages state.
-type lazyJobJSON struct {
-	jobJSON
-	LazyPages string `json:"lazy_pages"`
-}
-
-func inspectLazyJob(t *testing.T, d *daemon, jid string) lazyJobJSON {
-	t.Helper()
-	r := d.cli("job", "inspect", jid, "-o", "json")
-	require.Equal(t, 0, r.code, r.String())
-	var j lazyJobJSON
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &j), r.stdout)
-	return j
-}
-
 // dumpSummed dumps the job and waits until its process is gone.
 func dumpSummed(t *testing.T, d *daemon, jid string, args ...string) {
 	t.Helper()
-	pid := inspectLazyJob(t, d, jid).PID
+	pid := inspectJob(t, d, jid).PID
 	r := d.cli(append([]string{"dump", "job", jid}, args...)...)
 	require.Equal(t, 0, r.code, r.String())
 	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
@@ -95,29 +80,31 @@ func TestLazyRestoreJob(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
 	assert.Contains(t, out.Stats.Notes, withcriu.LazyNote)
 	assert.True(t, slicesHasPrefix(out.Stats.Notes, adapters.UnpackedFirstNote), "notes: %v", out.Stats.Notes)
-	j := inspectLazyJob(t, d, w.jid)
+	j := inspectJob(t, d, w.jid)
 	assert.Equal(t, "running", j.Status)
 	assert.Equal(t, out.Pid, j.PID)
 	t.Logf("lazy restore of %d MiB returned in %s; lazy pages: %q", lazyMiB, took.Round(time.Millisecond), j.LazyPages)
 
 	w.verify(t, j.PID)
-	require.Eventually(t, func() bool { return inspectLazyJob(t, d, w.jid).LazyPages == "" }, 30*time.Second, 50*time.Millisecond,
+	require.Eventually(t, func() bool { return inspectJob(t, d, w.jid).LazyPages == "" }, 30*time.Second, 50*time.Millisecond,
 		"the lazy-pages server still serves after every page was read")
 	t.Logf("every page served %s after the restore request", time.Since(start).Round(time.Millisecond))
 	require.Eventually(t, func() bool { return len(entries(scratch)) == 0 }, 10*time.Second, 20*time.Millisecond,
 		"the temporary images are removed once the server is done: %v", entries(scratch))
-	assert.Equal(t, "running", inspectLazyJob(t, d, w.jid).Status)
+	assert.Equal(t, "running", inspectJob(t, d, w.jid).Status)
 }
 
 // TestLazyRestoreServerKilled: the lazy-pages server killed while it transfers the memory of a
 // lazily restored job (its log, at level 4, shows pages copied) ends the job's tree (it cannot run
-// without its memory) and says so in `job inspect`, `ps` and the job's log.
+// without its memory) and says so in `job inspect`, `ps` and the job's log. The copying starts while
+// CRIU finishes the restore, so the kill lands before or after the restore has answered: before,
+// the restore fails with the same reason.
 func TestLazyRestoreServerKilled(t *testing.T) {
 	requireE2E(t)
 	d := startDaemon(t, cedanaBin, "CEDANA_CRIU_LOG_LEVEL=4")
 	w := runSummed(t, d, "lazy-victim", lazyMiB)
 	dumpSummed(t, d, w.jid, "--compression", "none")
-	dir := inspectLazyJob(t, d, w.jid).Latest.Path
+	dir := inspectJob(t, d, w.jid).Latest.Path
 
 	wait := d.cliAsync("restore", "job", w.jid, "--lazy")
 	var server int
@@ -128,14 +115,14 @@ func TestLazyRestoreServerKilled(t *testing.T) {
 	}, time.Minute, time.Millisecond, "the lazy-pages server never copied pages")
 	require.NoError(t, unix.Kill(server, unix.SIGKILL))
 	r := wait()
-	j := inspectLazyJob(t, d, w.jid)
-	if r.code != 0 { // killed before CRIU's restore was done: the restore fails and says why
+	j := inspectJob(t, d, w.jid)
+	if r.code != 0 { // killed before CRIU's restore was done: the restore fails and says why too
 		assert.Contains(t, r.stderr, "cannot run without the rest of its memory", r.String())
 	}
 
 	require.Eventually(t, func() bool { return pidGone(j.PID) }, 10*time.Second, 20*time.Millisecond, "the tree runs on without its memory")
-	require.Eventually(t, func() bool { return inspectLazyJob(t, d, w.jid).Status != "running" }, 10*time.Second, 20*time.Millisecond)
-	j = inspectLazyJob(t, d, w.jid)
+	require.Eventually(t, func() bool { return inspectJob(t, d, w.jid).Status != "running" }, 10*time.Second, 20*time.Millisecond)
+	j = inspectJob(t, d, w.jid)
 	t.Logf("restore exit code %d; lazy pages: %s", r.code, j.LazyPages)
 	assert.Contains(t, j.LazyPages, "failed: criu lazy-pages")
 	assert.Contains(t, j.LazyPages, "signal: killed")
@@ -171,4 +158,24 @@ func slicesHasPrefix(list []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// TestLazyRestoreRefused: a lazy restore that cannot work is refused, saying why, before anything
+// is read or restored: through a runtime without lazy restores, and without the daemon that would
+// run the lazy-pages server.
+func TestLazyRestoreRefused(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	missing := filepath.Join(t.TempDir(), "nothing-here")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"restore", "runc", "--path", missing, "--lazy"}, "--lazy: the runc runtime cannot restore lazily (runtimes that can: process)"},
+		{[]string{"restore", "process", "--path", missing, "--lazy", "--no-server"}, "--lazy needs the daemon"},
+	} {
+		r := d.cli(c.args...)
+		assert.NotEqual(t, 0, r.code, r.String())
+		assert.Contains(t, r.stderr, c.want)
+	}
 }

@@ -73,6 +73,9 @@ func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*d
 	st.Progress = s.progress.start(req.OperationId)
 	defer s.progress.finish(req.OperationId, st.Progress)
 	if err := chain.Restore()(ctx, s.env, st, req, resp); err != nil {
+		if st.Lazy != nil && st.Lazy.Done != nil { // its lazy-pages server died during the restore
+			s.lazy.track(s, req.Jid, st.JobLog, resp.Pid, st.Lazy)
+		}
 		return nil, err
 	}
 	if err := s.recordRestored(ctx, st, req, resp, newJID, took); err != nil {

@@ -54,18 +54,20 @@ func restoreLazy(ctx context.Context, env *adapters.Env, st adapters.State, resp
 	}
 	resp.Pid = out.GetRestore().GetPid()
 	lp := watchLazy(srv, int(resp.Pid), release, st.Log)
+	if st.Lazy != nil {
+		*st.Lazy = *lp
+	}
 	select {
 	case <-srv.Done():
-		if err := lp.Err(); err != nil { // it died during the restore
+		if err := lp.Err(); err != nil { // it died during the restore: the tree is killed, and ours to reap
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(int(resp.Pid), &ws, 0, nil)
 			return errs.Precondition("--lazy: %w", err)
 		}
 	default:
 	}
 	if resp.Stats != nil {
 		resp.Stats.Notes = append(resp.Stats.Notes, LazyNote)
-	}
-	if st.Lazy != nil {
-		*st.Lazy = *lp
 	}
 	return nil
 }
