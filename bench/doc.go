@@ -11,6 +11,11 @@
 // /proc/<pid>/clear_refs before each command, against checkpoint.stream_memory_limit (read from
 // `cedana config show`) + 64 MiB.
 //
+// BenchmarkLazyRestore (also in `just bench`) restores one directory checkpoint per size
+// (CEDANA_BENCH_SIZES, 256 MiB and 1 GiB by default) eagerly and with `--lazy`, alternately, and
+// prints time to running (the restore command's wall time) for both, the time until every page is
+// back for the lazy one, and issue 15's goal (lazy ≤ 250 ms); every restored memory is checksummed.
+//
 // BenchmarkCheckpointRestore dumps and restores a process holding 256 MiB and 1 GiB of touched
 // memory (the memhog workload), alternately with `cedana dump/restore process` through a daemon
 // it starts and with the raw `criu dump`/`criu restore` CLI, and prints the median wall times and
