@@ -192,6 +192,12 @@ func (s *ArchiveSource) Open(name string) (io.ReadCloser, error) {
 	if s.index != nil && !s.index[name] && s.kept[name] == nil {
 		return nil, fmt.Errorf("image %s: %w", name, fs.ErrNotExist)
 	}
+	return s.open(name)
+}
+
+// open is Open without the index: WriteAll writes every entry, the files beside CRIU's images
+// (dump.log, stats-dump) too.
+func (s *ArchiveSource) open(name string) (io.ReadCloser, error) {
 	for {
 		if k, ok := s.kept[name]; ok {
 			base, _, err := s.next()
@@ -252,7 +258,7 @@ func (s *ArchiveSource) WriteAll(dir string) error {
 
 // writeOne writes the image name into root.
 func (s *ArchiveSource) writeOne(root *os.Root, name string) error {
-	r, err := s.Open(name)
+	r, err := s.open(name)
 	if err != nil {
 		return err
 	}
