@@ -140,6 +140,7 @@ func (c *Capture) receive() {
 // drain reads one image's pipe to its end into chunks, in memory while the spool allows.
 func (c *Capture) drain(name string, pipe *os.File) error {
 	var scratch []byte
+	noSplice := false
 	for n := 0; ; n++ {
 		var ch chunk
 		var got int
@@ -148,15 +149,22 @@ func (c *Capture) drain(name string, pipe *os.File) error {
 			got, err = io.ReadFull(pipe, buf)
 			ch.data = buf[:got]
 		} else {
-			if scratch == nil {
-				scratch = make([]byte, 1<<20)
-			}
 			for got < ChunkSize && err == nil {
 				var m int
-				m, err = io.ReadFull(pipe, scratch[:min(len(scratch), ChunkSize-got)])
-				if m > 0 {
-					if serr := c.spool.spillTo(&ch, scratch[:m]); serr != nil {
-						return serr
+				if !noSplice {
+					m, err = c.spool.spliceFrom(&ch, pipe, min(pipeSize, ChunkSize-got))
+					if errors.Is(err, errNoSplice) {
+						noSplice, err = true, nil
+					}
+				} else {
+					if scratch == nil {
+						scratch = make([]byte, pipeSize)
+					}
+					m, err = io.ReadFull(pipe, scratch[:min(len(scratch), ChunkSize-got)])
+					if m > 0 {
+						if serr := c.spool.spillTo(&ch, scratch[:m]); serr != nil {
+							return serr
+						}
 					}
 				}
 				got += m

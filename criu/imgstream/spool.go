@@ -1,10 +1,13 @@
 package imgstream
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // ChunkSize is the size of the pieces an image is drained in and handed to a Sink.
@@ -102,13 +105,8 @@ func (s *spool) release(c chunk) {
 func (s *spool) spillTo(c *chunk, p []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.spill == nil {
-		f, err := os.CreateTemp(s.dir, "cedana-stream-spill-*")
-		if err != nil {
-			return fmt.Errorf("memory for streamed images is full and no spill file could be made (raise checkpoint.stream_memory_limit or free %s): %w", s.dir, err)
-		}
-		_ = os.Remove(f.Name()) // the open file lives on; nothing to clean up after a crash
-		s.spill = f
+	if err := s.openSpill(); err != nil {
+		return err
 	}
 	if _, err := s.spill.WriteAt(p, s.spillAt); err != nil {
 		return fmt.Errorf("spill streamed image data to %s: %w", s.dir, err)
@@ -117,6 +115,65 @@ func (s *spool) spillTo(c *chunk, p []byte) error {
 	s.spillAt += int64(len(p))
 	s.spilled += int64(len(p))
 	return nil
+}
+
+// openSpill creates the spill file on first need; s.mu is held.
+func (s *spool) openSpill() error {
+	if s.spill != nil {
+		return nil
+	}
+	f, err := os.CreateTemp(s.dir, "cedana-stream-spill-*")
+	if err != nil {
+		return fmt.Errorf("memory for streamed images is full and no spill file could be made (raise checkpoint.stream_memory_limit or free %s): %w", s.dir, err)
+	}
+	_ = os.Remove(f.Name()) // the open file lives on; nothing to clean up after a crash
+	s.spill = f
+	return nil
+}
+
+// errNoSplice is spliceFrom's answer where the kernel cannot splice into the spill file.
+var errNoSplice = errors.New("cannot splice into the spill file")
+
+// spliceFrom moves up to max bytes from pipe into the spill file in the kernel, without copying
+// them through the daemon (as CRIU writes its own image files), and records where in c. It returns
+// io.EOF at the pipe's end, errNoSplice where splice does not work. The range is reserved before
+// the splice, which may block on CRIU, so that the lock is not held meanwhile; an unused tail of
+// it stays a hole in the file.
+func (s *spool) spliceFrom(c *chunk, pipe *os.File, max int) (int, error) {
+	s.mu.Lock()
+	if err := s.openSpill(); err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	off, spill := s.spillAt, s.spill
+	s.spillAt += int64(max)
+	s.mu.Unlock()
+	rc, err := pipe.SyscallConn()
+	if err != nil {
+		return 0, errNoSplice
+	}
+	var n int64
+	var serr error
+	err = rc.Read(func(fd uintptr) bool {
+		o := off
+		n, serr = unix.Splice(int(fd), nil, int(spill.Fd()), &o, max, unix.SPLICE_F_MOVE)
+		return !errors.Is(serr, unix.EAGAIN)
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(serr, unix.EINVAL):
+		return 0, errNoSplice
+	case serr != nil:
+		return 0, fmt.Errorf("spill streamed image data to %s: %w", s.dir, serr)
+	case n == 0:
+		return 0, io.EOF
+	}
+	s.mu.Lock()
+	c.segs = append(c.segs, seg{off, n})
+	s.spilled += n
+	s.mu.Unlock()
+	return int(n), nil
 }
 
 // reader returns the content of c.
