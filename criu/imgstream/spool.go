@@ -134,19 +134,19 @@ func (s *spool) openSpill() error {
 // errNoSplice is spliceFrom's answer where the kernel cannot splice into the spill file.
 var errNoSplice = errors.New("cannot splice into the spill file")
 
-// spliceFrom moves up to max bytes from pipe into the spill file in the kernel, without copying
+// spliceFrom moves up to most bytes from pipe into the spill file in the kernel, without copying
 // them through the daemon (as CRIU writes its own image files), and records where in c. It returns
 // io.EOF at the pipe's end, errNoSplice where splice does not work. The range is reserved before
 // the splice, which may block on CRIU, so that the lock is not held meanwhile; an unused tail of
 // it stays a hole in the file.
-func (s *spool) spliceFrom(c *chunk, pipe *os.File, max int) (int, error) {
+func (s *spool) spliceFrom(c *chunk, pipe *os.File, most int) (int, error) {
 	s.mu.Lock()
 	if err := s.openSpill(); err != nil {
 		s.mu.Unlock()
 		return 0, err
 	}
 	off, spill := s.spillAt, s.spill
-	s.spillAt += int64(max)
+	s.spillAt += int64(most)
 	s.mu.Unlock()
 	rc, err := pipe.SyscallConn()
 	if err != nil {
@@ -156,7 +156,7 @@ func (s *spool) spliceFrom(c *chunk, pipe *os.File, max int) (int, error) {
 	var serr error
 	err = rc.Read(func(fd uintptr) bool {
 		o := off
-		n, serr = unix.Splice(int(fd), nil, int(spill.Fd()), &o, max, unix.SPLICE_F_MOVE)
+		n, serr = unix.Splice(int(fd), nil, int(spill.Fd()), &o, most, unix.SPLICE_F_MOVE)
 		return !errors.Is(serr, unix.EAGAIN)
 	})
 	switch {
