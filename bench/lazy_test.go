@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/internal/testutil"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // lazyGoal is issue 15's goal for a lazy restore's time to running, whatever the memory's size.
@@ -107,11 +109,13 @@ func (e *env) lazyRound(dir string, pid int, sum string, lazy bool) (s lazySampl
 			err = kerr
 		}
 	}()
-	for lazy && lazyServerRuns(dir) {
-		if time.Since(start) > commandTimeout {
+	if server := lazyServer(dir); lazy && server > 0 {
+		ctx, cancel := context.WithDeadline(context.Background(), start.Add(commandTimeout))
+		werr := sysinfo.WaitExit(ctx, server, 0)
+		cancel()
+		if werr != nil {
 			return s, fmt.Errorf("the lazy-pages server still serves %s after %s", dir, commandTimeout)
 		}
-		time.Sleep(time.Millisecond)
 	}
 	s.loaded = time.Since(start)
 	again := sum + ".again"
@@ -134,16 +138,18 @@ func (e *env) lazyRound(dir string, pid int, sum string, lazy bool) (s lazySampl
 	}
 }
 
-// lazyServerRuns reports whether a `criu lazy-pages` serves the images in dir.
-func lazyServerRuns(dir string) bool {
+// lazyServer is the PID of the `criu lazy-pages` that serves the images in dir, 0 when none does
+// (any more).
+func lazyServer(dir string) int {
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range cmdlines {
 		data, _ := os.ReadFile(f)
 		if strings.Contains(string(data), "lazy-pages\x00-D\x00"+dir+"\x00") {
-			return true
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			return pid
 		}
 	}
-	return false
+	return 0
 }
 
 // lazySeries summarizes one measurement of the samples.

@@ -48,6 +48,7 @@ func restoreLazy(ctx context.Context, env *adapters.Env, st adapters.State, resp
 	if err != nil {
 		srv.Kill()
 		<-srv.Done()
+		reapFailed(resp.GetCheckpoint().GetPid())
 		err = criuFailure(err, env, st.ImageDir, checkpoint.RestoreLog, "")
 		release()
 		return err
