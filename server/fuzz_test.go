@@ -27,7 +27,8 @@ import (
 // runs CRIU or touches a file: the dump and restore chains are cut after their checks
 // (chain.DumpChecks, chain.RestoreChecks) by a handler that asserts what the rest of the chain relies on.
 // The property: no panic, and every error is one the daemon answers with a proper code
-// (invalid_argument; unimplemented for a runtime this binary lacks), never internal or unknown,
+// (invalid_argument; unimplemented for a runtime this binary lacks; failed_precondition for a lazy
+// restore this process cannot serve), never internal or unknown,
 // in a message of one line.
 
 // decoders are the ways a request reaches a handler: Connect's binary and JSON codecs.
@@ -153,8 +154,12 @@ func FuzzRestoreRequest(f *testing.F) {
 		{Type: "runc", Path: "s3://bucket/prefix/web.tar.gz", Details: &daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: "web2", Bundle: "/srv/bundle"}}},
 		{Type: "containerd", Path: "ck", Details: &daemonv1.Details{Containerd: &daemonv1.ContainerdDetails{Id: "redis2", Image: "docker.io/library/redis:7"}}},
 		{Path: "s3://", OperationId: "a\tb"},
+		{Type: "process", Path: "/var/lib/cedana/checkpoints/big", Lazy: true},
+		{Type: "runc", Path: "ck", Lazy: true},
 	}
-	fuzzRequest(f, seeds, checkRestore)
+	// A lazy restore is refused with failed_precondition where no lazy-pages server can be kept
+	// (fuzzEnv has no LazyCheck, as with --no-server) and unimplemented for a runtime without it.
+	fuzzRequest(f, seeds, checkRestore, connect.CodeFailedPrecondition, connect.CodeUnimplemented)
 }
 
 // checkRestore runs a restore request's validation and the chain's checks.
