@@ -24,6 +24,11 @@ func (m *Manager) Restored(ctx context.Context, jid string, pid int, wait func()
 	if err != nil {
 		return job, err
 	}
+	return job, m.watchRestored(jid, pid, start, wait)
+}
+
+// watchRestored watches job jid, restored as pid (started at start), as Restored describes.
+func (m *Manager) watchRestored(jid string, pid int, start uint64, wait func() (int, error)) error {
 	switch {
 	case wait != nil:
 		m.watchWaiting(jid, pid, wait)
@@ -32,21 +37,22 @@ func (m *Manager) Restored(ctx context.Context, jid string, pid int, wait func()
 	default:
 		proc, err := os.FindProcess(pid)
 		if err != nil {
-			return job, err
+			return err
 		}
 		m.watchChild(jid, proc)
 	}
-	return job, nil
+	return nil
 }
 
 // RestoredAsNew records a restored workload, pid, as a new job jid (settled by NewJob) of runtime
-// typ, whose output goes to logPath, and watches it as Restored does.
+// typ, whose output goes to logPath, and watches it as Restored does: one write to the store.
 func (m *Manager) RestoredAsNew(ctx context.Context, typ, jid string, pid int, details []byte, logPath string, wait func() (int, error)) (store.Job, error) {
-	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details}
+	start := sysinfo.StartTime(pid)
+	job := store.Job{JID: jid, Type: typ, PID: pid, Status: store.JobRunning, Log: logPath, Details: details, StartTime: start}
 	if err := m.create(ctx, job); err != nil {
 		return store.Job{}, err
 	}
-	return m.Restored(ctx, jid, pid, wait)
+	return job, m.watchRestored(jid, pid, start, wait)
 }
 
 // HasStdin reports whether job jid has a stdin FIFO here (a job cedana started or restored).
