@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -436,4 +437,30 @@ func TestRuncTerminal(t *testing.T) {
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), next) },
 		10*time.Second, 50*time.Millisecond, "the restored terminal's output did not reach the log (%s)", next)
 	e.killAndDelete("tty")
+}
+
+// TestRuncRunRaceForOneJID: runs racing for one JID start a container each; the ones that lose
+// the JID remove their container, so no container runs that no job owns.
+func TestRuncRunRaceForOneJID(t *testing.T) {
+	e := newRuncEnv(t)
+	d := startDaemon(t, cedanaBin)
+
+	ids := []string{"race-a", "race-b", "race-c"}
+	codes := make([]int, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			codes[i] = d.cli("run", "runc", "--id", id, "--bundle", e.bundle, "--root", e.root, "--jid", "race").code
+		})
+	}
+	wg.Wait()
+	var won []string
+	for i, code := range codes {
+		if code == 0 {
+			won = append(won, ids[i])
+		}
+	}
+	require.Len(t, won, 1, "exit codes %v", codes)
+	assert.Equal(t, won, e.ids(), "only the winner's container is left")
+	e.killSupervised(won[0])
 }

@@ -70,14 +70,16 @@ func Run(ctx context.Context, m *jobs.Manager, req *daemonv1.RunRequest) (store.
 		return store.Job{}, errs.Precondition("%w", err)
 	}
 	details, err := protojson.Marshal(&daemonv1.Details{Runc: &daemonv1.RuncDetails{Id: d.Id, Root: d.Root, Bundle: d.Bundle}})
-	if err != nil {
-		return store.Job{}, err
+	if err == nil {
+		var job store.Job
+		if job, err = m.AdoptWaiting(ctx, Name, jid, pid, details, logPath, runc.Wait); err == nil {
+			return job, nil
+		}
 	}
-	job, err := m.AdoptWaiting(ctx, Name, jid, pid, details, logPath, runc.Wait)
-	if err != nil {
-		return store.Job{}, fmt.Errorf("container %s runs, but: %w", d.Id, err)
-	}
-	return job, nil
+	// Not recorded: a container no job owns must not stay behind. runc exits once it is deleted.
+	forceDelete(ctx, d)
+	_, _ = runc.Wait()
+	return store.Job{}, fmt.Errorf("container %s was removed: %w", d.Id, err)
 }
 
 // runWithTerminal starts container d, whose spec asks for a terminal, with `runc run --detach`;
@@ -93,9 +95,15 @@ func runWithTerminal(ctx context.Context, m *jobs.Manager, jid, logPath string, 
 		return store.Job{}, errs.Precondition("%w", err)
 	}
 	if err := console.wait(ctx); err != nil {
-		return store.Job{}, fmt.Errorf("container %s runs, but its terminal: %w", d.Id, err)
+		forceDelete(ctx, d)
+		return store.Job{}, fmt.Errorf("container %s was removed: its terminal: %w", d.Id, err)
 	}
-	return adopt(ctx, m, jid, logPath, d)
+	job, err := adopt(ctx, m, jid, logPath, d)
+	if err != nil {
+		forceDelete(ctx, d)
+		return store.Job{}, fmt.Errorf("container %s was removed: %w", d.Id, err)
+	}
+	return job, nil
 }
 
 // Manage adopts the running container a ManageRequest names as a managed job; with upcoming, it
