@@ -84,7 +84,7 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 	e := setup(b, criuBin)
 	iters := envInt(b, "CEDANA_BENCH_ITER", 3, 1)
 	warmup := envInt(b, "CEDANA_BENCH_WARMUP", 1, 0)
-	sizes := envSizes(b)
+	sizes := envSizes(b, 256, 1024)
 
 	var results []sizeResult
 	for _, mib := range sizes {
@@ -686,11 +686,12 @@ func envInt(b *testing.B, name string, def, minimum int) int {
 	return n
 }
 
-func envSizes(b *testing.B) []int {
+// envSizes is the workload sizes in MiB: CEDANA_BENCH_SIZES (comma-separated), else defaults.
+func envSizes(b *testing.B, defaults ...int) []int {
 	b.Helper()
 	v := os.Getenv("CEDANA_BENCH_SIZES")
 	if v == "" {
-		return []int{256, 1024}
+		return defaults
 	}
 	var sizes []int
 	for f := range strings.SplitSeq(v, ",") {

@@ -123,7 +123,7 @@ func BenchmarkCompression(b *testing.B) {
 	warmup := envInt(b, "CEDANA_BENCH_WARMUP", 1, 0)
 	sizes := []int{1024}
 	if os.Getenv("CEDANA_BENCH_SIZES") != "" {
-		sizes = envSizes(b)
+		sizes = envSizes(b, 256, 1024)
 	}
 	kinds := envKinds(b)
 	load0, start := loadAvg(), time.Now()

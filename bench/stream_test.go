@@ -29,7 +29,7 @@ func BenchmarkStreamFrozen(b *testing.B) {
 	iters := envInt(b, "CEDANA_BENCH_ITER", 5, 1)
 	mib := 1024
 	if os.Getenv("CEDANA_BENCH_SIZES") != "" {
-		mib = envSizes(b)[0]
+		mib = envSizes(b, 256, 1024)[0]
 	}
 	load0 := loadAvg()
 	names := []string{"raw criu dump (dir)", "cedana zstd (today)", "streamed zstd"}

@@ -2,7 +2,10 @@
 // anonymous memory, writes every 8-byte word of it, creates the -ready file and then sleeps until
 // killed. No page is a zero page. With -sum FILE it writes the CRC-32C of its whole memory into
 // FILE before -ready, and again into FILE.again at each SIGUSR1: a restored memhog shows that every
-// page came back intact (the lazy-restore tests). What it writes depends on -mode:
+// page came back intact (the lazy-restore tests). With -progress FILE it then works instead of
+// sleeping: it walks its memory a MiB at a time, reading every page, and counts the steps in FILE
+// (see walk), so a benchmark sees when a restored memhog makes its first step and how fast it
+// goes while its pages are still being loaded. What it writes depends on -mode:
 //
 //   - random (the default): xorshift64 output, so nothing compresses or deduplicates;
 //   - compressible: a counter pattern, word i holding (i/2+1)*0x10001 (every value twice in a row,
@@ -17,6 +20,7 @@ import (
 	"hash/crc32"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -27,6 +31,7 @@ func main() {
 	ready := flag.String("ready", "", "file to create once every page has been written")
 	mode := flag.String("mode", "random", "what to write: random (incompressible) or compressible (a counter pattern)")
 	sum := flag.String("sum", "", "file to write the memory's CRC-32C into, and into FILE.again at each SIGUSR1")
+	progress := flag.String("progress", "", "file to count the steps of a walk over the memory in (see walk)")
 	flag.Parse()
 	if *mib <= 0 || *ready == "" || (*mode != "random" && *mode != "compressible") {
 		fmt.Fprintln(os.Stderr, "usage: memhog -mib N -ready FILE [-mode random|compressible]")
@@ -66,6 +71,9 @@ func main() {
 	_, _ = syscall.Write(fd, fmt.Appendf(nil, "%d\n", os.Getpid()))
 	_ = syscall.Close(fd)
 
+	if *progress != "" {
+		walk(mem, *progress)
+	}
 	for {
 		time.Sleep(time.Hour)
 	}
@@ -108,4 +116,62 @@ func fillCompressible(mem []byte) {
 	for i := range words {
 		words[i] = uint64(i/2+1) * 0x10001
 	}
+}
+
+// Words of the -progress file, which memhog maps shared and updates at every step.
+const (
+	progSteps     = iota // steps made so far
+	progLast             // CLOCK_MONOTONIC of the last step, ns
+	progResumed          // CLOCK_MONOTONIC of the first step after a pause (a checkpoint), ns
+	progResumedAt        // steps made by then
+	progWords
+)
+
+// pauseGap is how long between two steps counts as a pause: a step takes microseconds.
+const pauseGap = 50 * time.Millisecond
+
+// walk reads the first word of every page of mem, a MiB (one step) at a time and round and
+// round, and after each step updates the counters of the file at path (progSteps...): a restored
+// memhog's first step after its restore and its pace are visible to another process without
+// asking it. CRIU restores the shared mapping of the file, which stays in place.
+func walk(mem []byte, path string) {
+	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+	if err == nil {
+		err = syscall.Ftruncate(fd, int64(os.Getpagesize()))
+	}
+	var page []byte
+	if err == nil {
+		page, err = syscall.Mmap(fd, 0, os.Getpagesize(), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+		_ = syscall.Close(fd)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memhog: -progress %s: %v\n", path, err)
+		os.Exit(1)
+	}
+	prog := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(page))), progWords)
+	const step = 1 << 20
+	pageSize := os.Getpagesize()
+	var acc uint64
+	for off := 0; ; off = (off + step) % len(mem) {
+		for p := off; p < min(off+step, len(mem)); p += pageSize {
+			acc += *(*uint64)(unsafe.Pointer(&mem[p]))
+		}
+		now := uint64(monotonic())
+		if now-atomic.LoadUint64(&prog[progLast]) >= uint64(pauseGap) {
+			atomic.StoreUint64(&prog[progResumed], now)
+			atomic.StoreUint64(&prog[progResumedAt], atomic.LoadUint64(&prog[progSteps]))
+		}
+		atomic.StoreUint64(&prog[progLast], now)
+		atomic.AddUint64(&prog[progSteps], 1)
+		if acc == 1 { // never: keeps the reads from being optimized away
+			fmt.Fprint(os.Stderr, "")
+		}
+	}
+}
+
+// monotonic is CLOCK_MONOTONIC in ns: the same clock in every process of the machine.
+func monotonic() int64 {
+	var ts syscall.Timespec
+	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 1, uintptr(unsafe.Pointer(&ts)), 0)
+	return ts.Nano()
 }
