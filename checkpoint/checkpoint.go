@@ -101,10 +101,19 @@ func Size(dir string) (int64, error) {
 	return total, err
 }
 
-// DumpedPIDs lists the PIDs CRIU wrote a core image for in dir (core-<pid>.img), root first: the
-// tree as it was when CRIU froze it, which may differ from what /proc showed a moment before. It is
-// nil when dir holds no core image.
+// DumpedPIDs lists the PIDs of the processes CRIU dumped into dir, root first: the tree as it was
+// when CRIU froze it, which may differ from what /proc showed a moment before. They come from the
+// pstree image (TreePIDs), as for a streamed dump; without a readable one (a dump that stopped
+// early), from the core images (core-<pid>.img, which threads have too). It is nil when dir holds
+// neither.
 func DumpedPIDs(dir string, root int32) []int32 {
+	if f, err := os.Open(filepath.Join(dir, PstreeImage)); err == nil {
+		pids, err := TreePIDs(f)
+		f.Close()
+		if err == nil {
+			return pids
+		}
+	}
 	list, err := os.ReadDir(dir)
 	if err != nil {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/archive"
+	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/storage/storagetest"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // checksummed is a process holding random data in memory that writes the data's checksum to
@@ -178,4 +182,60 @@ func TestCRIUKilledMidStream(t *testing.T) {
 	reapAll(memhog)
 	restore(t, d, w, path)
 	requireCounting(t, w.counter, dumped)
+}
+
+// TestStreamedDumpRecordsTree: a streamed dump of a tree of three processes, one of them
+// multi-threaded (memhog), records every PID of the tree and no thread's, in the catalog and in
+// the archive's checkpoint.json, as a dump through a directory does: both read CRIU's pstree.
+func TestStreamedDumpRecordsTree(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	w := startMemCounter(t, true, 8)
+	memhog := childNamed(t, w.pid, "memhog")
+	tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(memhog), "task"))
+	require.NoError(t, err)
+	require.Greater(t, len(tasks), 1, "memhog has threads")
+	tree := sysinfo.Tree(w.pid)
+	require.Len(t, tree, 3)
+	want := []int32{int32(tree[0])}
+	for _, p := range tree[1:] {
+		want = append(want, int32(p))
+	}
+	slices.Sort(want[1:])
+
+	for _, codec := range []string{"zstd", "none"} {
+		t.Run(codec, func(t *testing.T) {
+			r := d.cli("dump", "process", strconv.Itoa(w.pid), "--leave-running", "--name", "strm-tree-"+codec, "--compression", codec, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var out struct {
+				streamOut
+				ID string `json:"checkpoint_id"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+			assert.Equal(t, codec != "none", contains(out.Stats.Notes, adapters.StreamedNote), "notes: %v", out.Stats.Notes)
+
+			r = d.cli("checkpoint", "inspect", out.ID, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var entry struct {
+				Checkpoint struct {
+					Pids []int32 `json:"pids"`
+				} `json:"checkpoint"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &entry), r.stdout)
+			assert.Equal(t, want, entry.Checkpoint.Pids, "checkpoint inspect lists the tree")
+
+			meta := out.Path
+			if codec != "none" {
+				f, err := os.Open(out.Path)
+				require.NoError(t, err)
+				defer f.Close()
+				meta = t.TempDir()
+				_, err = archive.Extract(f, meta, 2)
+				require.NoError(t, err)
+			}
+			ck, err := checkpoint.Read(meta)
+			require.NoError(t, err)
+			assert.Equal(t, want, ck.GetPids(), "checkpoint.json lists the tree")
+		})
+	}
 }

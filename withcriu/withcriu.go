@@ -23,6 +23,7 @@ import (
 	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/config"
 	"github.com/cedana/cedana/criu"
+	"github.com/cedana/cedana/criu/imgstream"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 )
@@ -167,13 +168,14 @@ func dumpStreamed(ctx context.Context, env *adapters.Env, st adapters.State, req
 	criuOpts *rpc.CriuOpts, dir *os.File, before treeBefore,
 ) (adapters.Dumped, error) {
 	short := fdPath(dir)
-	if _, err := st.DumpStream.Capture(short); err != nil {
+	capture, err := st.DumpStream.Capture(short)
+	if err != nil {
 		return false, err
 	}
 	var marks timings
 	start := time.Now()
 	marks.start = start
-	err := env.CRIU.DumpStream(ctx, criuOpts, short, criu.Call{Started: journalStarted(env, st, req, resp, &marks)})
+	err = env.CRIU.DumpStream(ctx, criuOpts, short, criu.Call{Started: journalStarted(env, st, req, resp, &marks)})
 	adapters.Observe(resp.Stats, "criu_dump", start)
 	marks.mark("criu_exit")
 	defer func() { st.Log.Debug("criu dump --stream timings", marks.attrs...) }()
@@ -185,7 +187,23 @@ func dumpStreamed(ctx context.Context, env *adapters.Env, st adapters.State, req
 		return false, criuFailure(err, env, st.ImageDir, checkpoint.DumpLog, fmt.Sprintf("cedana-%s.dump.log", req.Name))
 	}
 	dumpDone(env, st, resp, dir)
+	// The pstree image went into the capture, not into the directory dumpDone reads.
+	pids, err := streamedPIDs(capture)
+	if err != nil {
+		st.Log.Warn("the checkpoint lists the PIDs /proc showed before the dump", "err", err)
+	} else {
+		resp.Checkpoint.Pids = pids
+	}
 	return true, nil
+}
+
+// streamedPIDs reads the dumped PIDs from the pstree image CRIU streamed into c.
+func streamedPIDs(c *imgstream.Capture) ([]int32, error) {
+	img, err := c.Image(checkpoint.PstreeImage)
+	if err != nil {
+		return nil, err
+	}
+	return checkpoint.TreePIDs(img)
 }
 
 // Restore is the handler that restores the checkpoint in st.ImageDir as a child of the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"slices"
@@ -45,6 +46,8 @@ type Capture struct {
 	received int64    // bytes drained from CRIU's pipes
 	names    []string // the images CRIU sent, in order
 	held     []item   // a held capture's chunks, in restore order once flushed
+	arrived  []item   // a held capture's chunks in the order they came, set once collected closes
+	collect  chan struct{}
 }
 
 type item struct {
@@ -79,6 +82,7 @@ func startCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink 
 	c := &Capture{
 		session: session{l: l}, spool: newSpool(memLimit, spillDir, pool), sink: sink, hold: hold, flush: make(chan struct{}),
 		queue: make(chan item, 1<<16), drained: make(chan struct{}), done: make(chan struct{}),
+		collect: make(chan struct{}),
 	}
 	go c.receive()
 	go c.consume()
@@ -195,6 +199,8 @@ func (c *Capture) consume() {
 		for it := range c.queue {
 			held = append(held, it)
 		}
+		c.arrived = held
+		close(c.collect)
 		<-c.flush
 		c.held = restoreOrder(held)
 		c.mu.Lock()
@@ -271,6 +277,26 @@ func (c *Capture) Index() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.names)
+}
+
+// Image returns a held capture's image name, whole, once CRIU has handed everything over (it
+// waits until then): for the chain to read an image it needs, such as the pstree, before the
+// archive is written. Read it before Release.
+func (c *Capture) Image(name string) (io.Reader, error) {
+	if !c.hold {
+		return nil, errors.New("only a held capture keeps its images")
+	}
+	<-c.collect
+	var parts []io.Reader
+	for _, it := range c.arrived {
+		if it.name == name {
+			parts = append(parts, c.spool.reader(it.c))
+		}
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("criu streamed no image %s: %w", name, fs.ErrNotExist)
+	}
+	return io.MultiReader(parts...), nil
 }
 
 // Received is the number of image bytes CRIU has handed over so far; once Drained, all of them.

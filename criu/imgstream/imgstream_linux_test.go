@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/cedana/cedana/archive"
 	"github.com/cedana/cedana/archive/live"
+	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/criu/imgstream"
 	"github.com/cedana/cedana/internal/testutil"
@@ -212,4 +215,55 @@ func (k *killSink) Put(name string, _ int, last bool, _ int64, _ io.Reader) erro
 		close(k.started)
 	}
 	return nil
+}
+
+// TestHeldCaptureImage: a held capture gives the pstree image CRIU streamed before the images go
+// to the sink, and it lists the dumped tree; an image CRIU did not send is fs.ErrNotExist, and a
+// capture that does not hold its images gives none.
+func TestHeldCaptureImage(t *testing.T) {
+	bin := testutil.RequireCRIU(t).Binary
+	tree := exec.Command("bash", "-c", "sleep 600 & sleep 600 & wait")
+	tree.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	require.NoError(t, tree.Start())
+	t.Cleanup(func() { _ = unix.Kill(-tree.Process.Pid, unix.SIGKILL); _ = tree.Wait() })
+	children := func() []string {
+		data, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(tree.Process.Pid), "task", strconv.Itoa(tree.Process.Pid), "children"))
+		return strings.Fields(string(data))
+	}
+	require.Eventually(t, func() bool { return len(children()) == 2 }, 10*time.Second, 10*time.Millisecond)
+	want := []int32{int32(tree.Process.Pid)}
+	for _, c := range children() {
+		n, err := strconv.Atoi(c)
+		require.NoError(t, err)
+		want = append(want, int32(n))
+	}
+	slices.Sort(want[1:])
+
+	imgs, out := t.TempDir(), t.TempDir()
+	c, err := imgstream.StartHeldCapture(imgs, 0, t.TempDir(), nil, &imgstream.DirSink{Dir: out})
+	require.NoError(t, err)
+	defer c.Release()
+	dump := runCRIU(bin, "dump", "--stream", "-D", imgs, "-t", strconv.Itoa(tree.Process.Pid), "-o", "dump.log")
+	if outp, err := dump.CombinedOutput(); err != nil {
+		c.Abort()
+		t.Fatalf("criu dump --stream: %v %s", err, outp)
+	}
+	img, err := c.Image(checkpoint.PstreeImage)
+	require.NoError(t, err)
+	pids, err := checkpoint.TreePIDs(img)
+	require.NoError(t, err)
+	assert.Equal(t, want, pids)
+	_, err = c.Image("nothing.img")
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+
+	c.Flush()
+	_, err = c.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, want, checkpoint.DumpedPIDs(out, want[0]), "the same PIDs as from a directory")
+
+	plain, err := imgstream.StartCapture(t.TempDir(), 0, t.TempDir(), &imgstream.DirSink{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer plain.Abort()
+	_, err = plain.Image(checkpoint.PstreeImage)
+	assert.ErrorContains(t, err, "only a held capture")
 }
