@@ -7,15 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
-// Limits applied by Extract to hostile archives.
+// Limits of Extract beyond those of CheckEntry.
 const (
-	// MaxEntries is the largest number of entries Extract accepts.
-	MaxEntries = 100000
-	// MaxEntrySize is the largest file size Extract accepts (1 TiB).
-	MaxEntrySize = 1 << 40
 	// maxTrailingZeros bounds the zero padding accepted after the tar
 	// trailer (tar implementations pad to their record size, 10 KiB by
 	// default).
@@ -23,10 +18,6 @@ const (
 	// readBufferSize is the input buffer of Extract; large reads bypass it.
 	readBufferSize = 64 << 10
 )
-
-// ErrUnsafeEntry is wrapped by the errors Extract returns for entries it
-// refuses to extract (bad names, links, devices, duplicates...).
-var ErrUnsafeEntry = errors.New("unsafe archive entry")
 
 // ErrCorrupt is wrapped by the errors Extract returns for truncated or
 // corrupt archives.
@@ -41,7 +32,9 @@ var ErrCorrupt = errors.New("corrupt or truncated archive")
 // extracted: absolute paths, names containing '/' or "..", ".", "", links
 // (symbolic and hard), devices, fifos, directories, sparse files, duplicate
 // names, more than [MaxEntries] entries and entries larger than [MaxEntrySize]
-// are refused with an error wrapping [ErrUnsafeEntry] that names the entry.
+// are refused with an error wrapping [ErrUnsafeEntry] that names the entry
+// ([CheckEntry]); an entry larger than the free space of dir, with one
+// wrapping [ErrNoRoom] ([CheckRoom]).
 // Files are created through an [os.Root] for dir with O_CREATE|O_EXCL and
 // mode 0600, so nothing is ever written outside dir and existing files or
 // symlinks in dir are never opened or followed. The compressed stream and
@@ -72,7 +65,7 @@ func Extract(r io.Reader, dir string, workers int) (raw int64, err error) {
 	}
 	defer dec.Close()
 
-	x := &extractor{root: root, names: make(map[string]struct{})}
+	x := &extractor{dir: dir, root: root, names: make(map[string]struct{})}
 	defer func() {
 		if err != nil {
 			x.removeCreated()
@@ -86,6 +79,7 @@ func Extract(r io.Reader, dir string, workers int) (raw int64, err error) {
 
 // extractor holds the state of one Extract call.
 type extractor struct {
+	dir     string
 	root    *os.Root
 	names   map[string]struct{}
 	created []string
@@ -113,10 +107,7 @@ func (x *extractor) run(dec io.Reader, raw *bufio.Reader, codec Codec) error {
 			}
 			return fmt.Errorf("%w: read tar header: %w", ErrCorrupt, err)
 		}
-		if count >= MaxEntries {
-			return fmt.Errorf("%w %q: more than %d entries", ErrUnsafeEntry, hdr.Name, MaxEntries)
-		}
-		if err := x.check(hdr); err != nil {
+		if err := x.check(hdr, count); err != nil {
 			return err
 		}
 		if err := x.extractFile(tr, hdr); err != nil {
@@ -140,28 +131,18 @@ func (x *extractor) run(dec io.Reader, raw *bufio.Reader, codec Codec) error {
 	return nil
 }
 
-// check refuses any entry that is not a plain regular file.
-func (x *extractor) check(hdr *tar.Header) error {
+// check refuses the count-th entry (from 0) unless it is a plain regular file (CheckEntry) with a
+// name not seen before.
+func (x *extractor) check(hdr *tar.Header, count int) error {
+	if err := CheckEntry(hdr, count); err != nil {
+		return err
+	}
 	name := hdr.Name
-	if reason := checkName(name); reason != "" {
-		return fmt.Errorf("%w %q: %s", ErrUnsafeEntry, name, reason)
-	}
-	if hdr.Typeflag != tar.TypeReg {
-		return fmt.Errorf("%w %q: %s (only regular files are allowed)", ErrUnsafeEntry, name, typeName(hdr.Typeflag))
-	}
-	for k := range hdr.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return fmt.Errorf("%w %q: sparse file (only regular files are allowed)", ErrUnsafeEntry, name)
-		}
-	}
-	if hdr.Size < 0 || hdr.Size > MaxEntrySize {
-		return fmt.Errorf("%w %q: size %d out of range (limit %d)", ErrUnsafeEntry, name, hdr.Size, int64(MaxEntrySize))
-	}
 	if _, dup := x.names[name]; dup {
 		return fmt.Errorf("%w %q: duplicate name", ErrUnsafeEntry, name)
 	}
 	x.names[name] = struct{}{}
-	return nil
+	return CheckRoom(x.dir, name, hdr.Size)
 }
 
 // openTarget opens the file an entry's body goes to: a new file, or, for part n > 0 of a file
@@ -280,55 +261,6 @@ func drainZeros(r io.Reader) error {
 			return fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 	}
-}
-
-// checkName returns why name is not a valid flat archive member name, or ""
-// if it is valid.
-func checkName(name string) string {
-	switch {
-	case name == "":
-		return "empty name"
-	case name == "." || name == "..":
-		return "name refers to a directory"
-	case strings.HasPrefix(name, "/"):
-		return "absolute path"
-	case strings.IndexByte(name, 0) >= 0:
-		return "name contains a NUL byte"
-	}
-	if strings.Contains(name, "/") {
-		for _, elem := range strings.Split(name, "/") {
-			if elem == ".." {
-				return `path contains a ".." element`
-			}
-		}
-		return "path has a directory component (checkpoint archives are flat)"
-	}
-	return ""
-}
-
-// typeName describes a tar entry type for error messages.
-func typeName(t byte) string {
-	switch t {
-	case tar.TypeReg:
-		return "regular file"
-	case tar.TypeLink:
-		return "hard link"
-	case tar.TypeSymlink:
-		return "symbolic link"
-	case tar.TypeChar:
-		return "character device"
-	case tar.TypeBlock:
-		return "block device"
-	case tar.TypeDir:
-		return "directory"
-	case tar.TypeFifo:
-		return "fifo"
-	case tar.TypeCont:
-		return "contiguous file"
-	case tar.TypeGNUSparse:
-		return "sparse file"
-	}
-	return fmt.Sprintf("entry of type %q", t)
 }
 
 // tailReader counts the bytes read through it and remembers the last 1024,

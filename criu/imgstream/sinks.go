@@ -68,7 +68,7 @@ func (a ArchiveSink) Put(name string, n int, last bool, size int64, r io.Reader)
 // is not there, instead of reading the whole archive to find out.
 const IndexName = "cedana-images.json"
 
-// maxIndexSize bounds the index read from an archive.
+// maxIndexSize bounds the index read from an archive: archive.MaxEntries names of about 40 bytes.
 const maxIndexSize = 4 << 20
 
 // EncodeIndex is the content of the index entry for images.
@@ -92,12 +92,22 @@ func (s *ArchiveSource) ReadIndex() error {
 	if err != nil {
 		return fmt.Errorf("read the checkpoint's image index: %w", err)
 	}
+	if len(data) > maxIndexSize {
+		return fmt.Errorf("%w: the checkpoint's image index %s is larger than %d MiB: not an archive cedana wrote", archive.ErrUnsafeEntry, IndexName, maxIndexSize>>20)
+	}
 	var names []string
-	if len(data) > maxIndexSize || json.Unmarshal(data, &names) != nil {
+	if json.Unmarshal(data, &names) != nil {
 		return fmt.Errorf("the checkpoint's image index %s is not a list of names", IndexName)
 	}
-	s.index = map[string]bool{}
+	if len(names) > archive.MaxEntries {
+		return fmt.Errorf("%w: the checkpoint's image index %s lists %d images, more than an archive may hold (%d, archive.MaxEntries): not an archive cedana wrote",
+			archive.ErrUnsafeEntry, IndexName, len(names), archive.MaxEntries)
+	}
+	s.index = make(map[string]bool, len(names))
 	for _, n := range names {
+		if err := archive.CheckName(n); err != nil {
+			return fmt.Errorf("the checkpoint's image index %s: %w", IndexName, err)
+		}
 		s.index[n] = true
 	}
 	return nil
@@ -105,7 +115,9 @@ func (s *ArchiveSource) ReadIndex() error {
 
 // ArchiveSource serves images from an archive read once, front to back: CRIU's request for an
 // image reads the archive up to it, keeping the images passed over for later requests (in
-// memory up to memLimit bytes, then in files in spillDir).
+// memory up to memLimit bytes, then in files in spillDir). The archive is checked as
+// archive.Extract checks one (archive.CheckEntry: names, entry count and size), and an image is
+// kept in a file only while spillDir has room for it (archive.CheckRoom).
 type ArchiveSource struct {
 	ts       *archive.TarStream
 	spillDir string
@@ -114,6 +126,7 @@ type ArchiveSource struct {
 	pending  *tar.Header // read but not yet consumed
 	eof      bool
 	index    map[string]bool // the images in the archive, when it has an index
+	entries  int             // entries read
 }
 
 // kept is an image passed over, with its parts joined.
@@ -144,12 +157,16 @@ func (s *ArchiveSource) next() (string, int, error) {
 		if err != nil {
 			return "", 0, fmt.Errorf("read checkpoint archive: %w", err)
 		}
-		if hdr.Typeflag != tar.TypeReg || hdr.Name != filepath.Base(hdr.Name) {
-			return "", 0, fmt.Errorf("checkpoint archive entry %q is not a plain image file", hdr.Name)
+		if err := archive.CheckEntry(hdr, s.entries); err != nil {
+			return "", 0, fmt.Errorf("read checkpoint archive: %w", err)
 		}
+		s.entries++
 		s.pending = hdr
 	}
 	if base, n, ok := archive.ParsePartName(s.pending.Name); ok {
+		if err := archive.CheckName(base); err != nil {
+			return "", 0, fmt.Errorf("read checkpoint archive: %w", err)
+		}
 		return base, n, nil
 	}
 	return s.pending.Name, -1, nil
@@ -168,6 +185,13 @@ func (s *ArchiveSource) keep(name string) error {
 		s.memLeft -= size
 		_, err := io.Copy(&k.mem, s.ts)
 		return err
+	}
+	need := size
+	if k.file == nil {
+		need += int64(k.mem.Len()) // what was kept in memory goes into the file too
+	}
+	if err := archive.CheckRoom(s.spillDir, name, need); err != nil {
+		return fmt.Errorf("keep an image from the archive until criu asks for it: %w", err)
 	}
 	if k.file == nil {
 		f, err := os.CreateTemp(s.spillDir, "cedana-restore-spill-*")
