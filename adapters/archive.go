@@ -254,12 +254,12 @@ func streamCheckpoint(ctx context.Context, env *Env, st State, req *daemonv1.Res
 		return err
 	}
 	defer src.Close()
-	tmp, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
+	st.Images, err = imagesTempDir(env)
 	if err != nil {
-		return errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+		return err
 	}
-	st.Images = newImagesHold(tmp)
 	defer st.Images.release()
+	tmp := st.Images.dir
 	start := time.Now()
 	st.Progress.Start(phase, stored)
 	ts, err := archive.OpenTar(countingReader{src, st.Progress}, env.Workers)
@@ -346,24 +346,33 @@ func FetchImages(ctx context.Context, env *Env, progress *Progress, path string,
 	if err != nil {
 		return "", false, err
 	}
-	tmp, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
+	defer src.Close()
+	tmp, err := imagesTempDir(env)
 	if err != nil {
-		src.Close()
-		return "", false, errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+		return "", false, err
 	}
 	start := time.Now()
 	progress.Start(phase, stored)
-	raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, progress}, 1<<20), tmp, env.Workers)
-	src.Close()
+	raw, err := archive.Extract(bufio.NewReaderSize(countingReader{src, progress}, 1<<20), tmp.dir, env.Workers)
 	Observe(stats, phase, start)
 	if err != nil {
-		os.RemoveAll(tmp)
+		tmp.release()
 		return "", false, errs.Invalid("checkpoint %s cannot be read: %w", path, err)
 	}
 	if stats != nil {
 		stats.RawBytes, stats.StoredBytes = raw, stored
 	}
-	return tmp, true, nil
+	return tmp.dir, true, nil
+}
+
+// imagesTempDir makes a temporary directory for a checkpoint's images under checkpoint.temp_dir,
+// removed when its last holder releases it (ImagesHold).
+func imagesTempDir(env *Env) (*ImagesHold, error) {
+	dir, err := os.MkdirTemp(env.TempDir, "cedana-restore-")
+	if err != nil {
+		return nil, errs.Precondition("cannot create a temporary directory for the images: %w (set checkpoint.temp_dir)", err)
+	}
+	return newImagesHold(dir), nil
 }
 
 // codecOf is the request's codec; no compression when it names none.

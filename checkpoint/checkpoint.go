@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/atomicfile"
 )
 
 // MetadataFile is the name of the metadata file inside a checkpoint directory.
@@ -35,35 +36,10 @@ func Write(dir string, ck *daemonv1.Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("encode checkpoint metadata: %w", err)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, MetadataFile), append(data, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, MetadataFile), append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write checkpoint metadata: %w", err)
 	}
 	return nil
-}
-
-// WriteFileAtomic writes data to path (mode 0644) through a temporary file beside it, synced and
-// renamed: a reader sees no file or the whole file.
-func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // Read loads dir's metadata. A directory without it yields an error wrapping ErrNotCheckpoint.

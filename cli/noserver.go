@@ -40,7 +40,7 @@ func runInProcess(ctx context.Context, env Env, req *daemonv1.RunRequest, pidFil
 		_, _ = proc.Wait()
 		return err
 	}
-	if !isChild(proc.Pid) {
+	if !sysinfo.IsChild(proc.Pid) {
 		return nil // left to the runtime's own supervisor (runc's --detach)
 	}
 	return waitFor(ctx, proc)
@@ -84,7 +84,7 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 	if sup.Wait != nil {
 		return waitSupervised(ctx, sup)
 	}
-	if !isChild(int(resp.Pid)) {
+	if !sysinfo.IsChild(int(resp.Pid)) {
 		return nil // the runtime's own supervisor keeps it (runc's --detach): nothing to wait for
 	}
 	proc, err := os.FindProcess(int(resp.Pid))
@@ -98,12 +98,6 @@ func restoreInProcess(ctx context.Context, cfg config.Config, env Env, req *daem
 // the end of, passing on SIGINT/SIGTERM (ctx's end) to it, and returns its exit code.
 func waitSupervised(ctx context.Context, sup *adapters.Supervision) error {
 	return waitSignalling(ctx, sup.Signal, sup.Wait)
-}
-
-// isChild reports whether pid is this process's child, which it can wait for.
-func isChild(pid int) bool {
-	st, err := sysinfo.ReadStat(pid)
-	return err == nil && st.PPID == os.Getpid()
 }
 
 // waitFor waits for a child, passing on SIGINT/SIGTERM (ctx's end) to it, and returns its exit

@@ -10,10 +10,10 @@ import (
 	"github.com/alecthomas/kong"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
+	"github.com/cedana/cedana/internal/atomicfile"
 )
 
 // RunFlags are the flags of `cedana run <runtime>` and `cedana exec`. Like Cedana's, they may also
@@ -94,7 +94,7 @@ func (c *RunFlags) start(ctx context.Context, runtime string, leaf features.RunC
 }
 
 // writePIDFile writes a workload's PID to path, when set, atomically and synced
-// (checkpoint.WriteFileAtomic): a job's with a newline, a restored tree's without (as runc writes
+// (atomicfile.Write): a job's with a newline, a restored tree's without (as runc writes
 // it); what names the PID in the error ("job", "restored").
 func writePIDFile(path, what string, pid int) error {
 	if path == "" {
@@ -104,7 +104,7 @@ func writePIDFile(path, what string, pid int) error {
 	if what == "job" {
 		data += "\n"
 	}
-	if err := checkpoint.WriteFileAtomic(path, []byte(data)); err != nil {
+	if err := atomicfile.Write(path, []byte(data), 0o644); err != nil {
 		return fmt.Errorf("%s PID %d, but cannot write --pid-file %s: %w", what, pid, path, err)
 	}
 	return nil

@@ -371,9 +371,3 @@ func exitCode(state *os.ProcessState) int {
 	}
 	return state.ExitCode()
 }
-
-// IsChild reports whether pid is a child of this process.
-func IsChild(pid int) bool {
-	st, err := sysinfo.ReadStat(pid)
-	return err == nil && st.PPID == os.Getpid()
-}

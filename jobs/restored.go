@@ -32,7 +32,7 @@ func (m *Manager) watchRestored(jid string, pid int, start uint64, wait func() (
 	switch {
 	case wait != nil:
 		m.watchWaiting(jid, pid, wait)
-	case !IsChild(pid):
+	case !sysinfo.IsChild(pid):
 		m.watchForeign(jid, pid, start)
 	default:
 		proc, err := os.FindProcess(pid)

@@ -9,7 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
+
+	"github.com/cedana/cedana/internal/atomicfile"
 )
 
 // Default paths of a node's set-up.
@@ -167,43 +168,12 @@ func readConfig(path string) (ConfigFile, fs.FileMode, error) {
 	}
 }
 
-// writeAtomic replaces path with data, mode and, when path exists, its owner: through a
-// temporary file in the same directory, synced, then renamed over path.
+// writeAtomic replaces containerd's configuration path with data and mode, keeping its owner
+// (atomicfile.Write).
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".cedana-*")
-	if err != nil {
+	if err := atomicfile.Write(path, data, mode); err != nil {
 		return fmt.Errorf("write containerd's configuration %s: %w", path, err)
 	}
-	done := false
-	defer func() {
-		if !done {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if info, err := os.Stat(path); err == nil {
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
-				return fmt.Errorf("write containerd's configuration %s: keep its owner: %w", path, err)
-			}
-		}
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write containerd's configuration %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("write containerd's configuration %s: keep its mode: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write containerd's configuration %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write containerd's configuration %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write containerd's configuration %s: %w", path, err)
-	}
-	done = true
 	return nil
 }
 

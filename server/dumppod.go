@@ -16,10 +16,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cedana/cedana/adapters"
-	"github.com/cedana/cedana/checkpoint"
 	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/features"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
+	"github.com/cedana/cedana/internal/atomicfile"
 	"github.com/cedana/cedana/k8s"
 	"github.com/cedana/cedana/storage"
 	"github.com/cedana/cedana/version"
@@ -186,7 +186,7 @@ func (p *podDump) commit(ctx context.Context, resp *daemonv1.DumpPodResponse) er
 		}
 		return nil
 	}
-	if err := checkpoint.WriteFileAtomic(filepath.Join(p.location, k8s.PodManifestFile), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(p.location, k8s.PodManifestFile), data, 0o644); err != nil {
 		return errs.Precondition("write the pod checkpoint's manifest: %w", err)
 	}
 	return nil

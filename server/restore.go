@@ -12,7 +12,7 @@ import (
 	"github.com/cedana/cedana/chain"
 	"github.com/cedana/cedana/errs"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
-	"github.com/cedana/cedana/jobs"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // Restore runs the restore chain and reaps the restored tree when it exits: it is the daemon's
@@ -123,7 +123,7 @@ func (s *service) recordRestored(ctx context.Context, st adapters.State, req *da
 			return fmt.Errorf("restored PID %d but could not record it as job %s: %w", resp.Pid, newJID, err)
 		}
 		resp.Jid = newJID
-	case resp.Pid > 0 && jobs.IsChild(int(resp.Pid)):
+	case resp.Pid > 0 && sysinfo.IsChild(int(resp.Pid)):
 		go s.reap(int(resp.Pid)) // else a container runtime owns it
 	}
 	return nil

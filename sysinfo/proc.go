@@ -75,6 +75,12 @@ func Cmdline(pid int) ([]string, error) {
 	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00"), nil
 }
 
+// IsChild reports whether pid is a child of this process, which it can wait for.
+func IsChild(pid int) bool {
+	st, err := ReadStat(pid)
+	return err == nil && st.PPID == os.Getpid()
+}
+
 // Children lists the direct children of every thread of pid.
 func Children(pid int) []int {
 	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))

@@ -1,0 +1,64 @@
+package atomicfile_test
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/internal/atomicfile"
+	"github.com/cedana/cedana/internal/testutil"
+)
+
+// TestWrite: a new file and a replaced one get the content and mode asked for, a replaced one
+// keeps its owner, and no temporary file is left beside them.
+func TestWrite(t *testing.T) {
+	tests := []struct {
+		name  string
+		old   []byte // nil: path does not exist
+		owner int    // the old file's group and owner (root only), -1: ours
+		mode  os.FileMode
+	}{
+		{name: "new", old: nil, owner: -1, mode: 0o644},
+		{name: "replaced", old: []byte("old content, longer than the new"), owner: -1, mode: 0o600},
+		{name: "replaced, another owner", old: []byte("x"), owner: 4321, mode: 0o640},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.owner >= 0 {
+				testutil.RequireRoot(t)
+			}
+			dir := t.TempDir()
+			path := filepath.Join(dir, "file")
+			if tt.old != nil {
+				require.NoError(t, os.WriteFile(path, tt.old, 0o666))
+				if tt.owner >= 0 {
+					require.NoError(t, os.Chown(path, tt.owner, tt.owner))
+				}
+			}
+			require.NoError(t, atomicfile.Write(path, []byte("new"), tt.mode))
+			data, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.Equal(t, "new", string(data))
+			info, err := os.Stat(path)
+			require.NoError(t, err)
+			assert.Equal(t, tt.mode, info.Mode().Perm())
+			if tt.owner >= 0 {
+				st := info.Sys().(*syscall.Stat_t)
+				assert.Equal(t, uint32(tt.owner), st.Uid)
+				assert.Equal(t, uint32(tt.owner), st.Gid)
+			}
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Len(t, entries, 1, "no temporary file left")
+		})
+	}
+}
+
+// TestWriteMissingDir: a directory that does not exist is an error, and nothing is created.
+func TestWriteMissingDir(t *testing.T) {
+	assert.Error(t, atomicfile.Write(filepath.Join(t.TempDir(), "missing", "file"), []byte("x"), 0o644))
+}
