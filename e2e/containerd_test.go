@@ -12,6 +12,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/adapters"
+	"github.com/cedana/cedana/archive"
 )
 
 // countScript counts into /tmp/count inside the container (overwritten in place, never empty), and
@@ -284,4 +287,29 @@ func TestContainerdPodLike(t *testing.T) {
 		assert.Equal(t, ns(sandbox, kind), ns(restored, kind), "restored into the sandbox's %s namespace", kind)
 	}
 	requireCounting(t, containerCounter(restored), readCounter(containerCounter(restored)))
+}
+
+// TestContainerdRootfsArchiveNotStreamed: a --rootfs dump into an archive does not stream CRIU's
+// images (the writable layer is stored in CRIU's post-dump notification, which a streamed CRIU
+// does not deliver), and its notes say so; the archive holds the images and the layer.
+func TestContainerdRootfsArchiveNotStreamed(t *testing.T) {
+	c := needContainerd(t, "default")
+	d := startDaemon(t, cedanaBin)
+	at := "--containerd-address=" + c.address
+	ctrRun(t, c, "default", "strm-ctr-rootfs", countScript)
+	t.Cleanup(func() { removeContainer(c, "default", "strm-ctr-rootfs") })
+	dir := t.TempDir()
+
+	r := d.cli("dump", "containerd", "strm-ctr-rootfs", at, "--dir", dir, "--name", "ck", "--rootfs", "--compression", "zstd", "--leave-running", "--stats")
+	require.Equal(t, 0, r.code, r.String())
+	assert.NotContains(t, r.stdout, adapters.StreamedNote)
+	assert.Contains(t, r.stdout, adapters.NotStreamedNote+"the runtime captures state while CRIU holds the tree frozen (a container's writable layer for --rootfs")
+	f, err := os.Open(filepath.Join(dir, "ck.tar.zst"))
+	require.NoError(t, err)
+	defer f.Close()
+	out := t.TempDir()
+	_, err = archive.Extract(f, out, 2)
+	require.NoError(t, err)
+	assert.FileExists(t, filepath.Join(out, "rootfs-diff.tar"))
+	assert.FileExists(t, filepath.Join(out, "pstree.img"))
 }

@@ -21,7 +21,7 @@ import (
 // flags; a request with an option that has no flag, or a runtime that captures state in CRIU's
 // post-dump notification, takes the RPC and the images directory instead.
 const imageStreaming = "used for archives and s3:// checkpoints (criu --stream, run as a command: CRIU's RPC cannot stream); " +
-	"not for a directory checkpoint, which CRIU writes itself, nor where the RPC is needed (containerd's rootfs capture, runc terminals); " +
+	"not for a directory checkpoint, which CRIU writes itself, nor where the RPC is needed (containerd's --rootfs and --image, which capture state in CRIU's post-dump notification; runc terminals); " +
 	"checkpoint.stream_images=false turns it off"
 
 // minCRIU is the oldest CRIU that works on kernels from 6.13 (split vvar/vvar_vclock areas).

@@ -69,7 +69,8 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 	if ds := st.DumpStream; ds != nil {
 		why := ""
 		if len(st.DumpFrozen) > 0 {
-			why = "the runtime captures state while CRIU holds the tree frozen, which needs CRIU's RPC"
+			why = "the runtime captures state while CRIU holds the tree frozen (a container's writable layer for --rootfs, " +
+				"an image commit for --image), in CRIU's post-dump notification, which only CRIU's RPC delivers and CRIU's RPC cannot stream"
 		} else if _, err := criu.StreamArgs(rpc.CriuReqType_DUMP, criuOpts, st.ImageDir); err != nil {
 			why = err.Error()
 		} else {
