@@ -171,7 +171,7 @@ func TestLazyRestoreRefused(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"restore", "runc", "--path", missing, "--lazy"}, "--lazy: the runc runtime cannot restore lazily (runtimes that can: process)"},
+		{[]string{"restore", "containerd", "--path", missing, "--lazy"}, "--lazy: the containerd runtime cannot restore lazily"},
 		{[]string{"restore", "process", "--path", missing, "--lazy", "--no-server"}, "--lazy needs the daemon"},
 	} {
 		r := d.cli(c.args...)

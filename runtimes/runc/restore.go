@@ -138,19 +138,29 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 		args = append(args, "--console-socket", console.path)
 	}
 	args = append(args, runccli.RestoreFlags(req.Criu)...)
-	in := runcshared.Invocation{Root: d.Root, CRIU: env.CRIU.Binary, Args: append(args, d.Id)}
+	in := runcshared.Invocation{Root: d.Root, CRIU: env.CRIU.Binary}
 	if st.JobLog != "" && console == nil {
 		if in.Stdout, err = logPipe(st.JobLog); err != nil {
 			return err
 		}
 		defer in.Stdout.Close()
 	}
+	lazy, lazyFlags, err := startLazy(ctx, env, st, req, resp)
+	if err != nil {
+		return err
+	}
+	in.Args = append(append(args, lazyFlags...), d.Id)
 	start := time.Now()
-	err = in.Run(ctx)
+	runCtx, stop := lazy.Watch(ctx)
+	err = in.Run(runCtx)
+	stop()
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
+		unmountLeft(d, st.ImageDir)
 		forceDelete(ctx, d)
-		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
+		err = cmp.Or(lazy.Failed(), errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog))))
+		lazy.Abort()
+		return err
 	}
 	if console != nil {
 		if err := console.wait(ctx); err != nil {
@@ -159,9 +169,17 @@ func RestoreWithRunc(ctx context.Context, env *adapters.Env, st adapters.State, 
 	}
 	c, err := runcshared.Load(d.Root, d.Id)
 	if err != nil {
+		if lazy != nil { // without its PID, the tree cannot be watched: it must not run on
+			forceDelete(ctx, d)
+			lazy.Abort()
+		}
 		return fmt.Errorf("runc restored container %s but its state cannot be read: %w", d.Id, err)
 	}
 	resp.Pid = int32(c.PID())
+	if err := lazy.Restored(c.PID()); err != nil {
+		forceDelete(ctx, d)
+		return err
+	}
 	st.Log.Info("restored runc container", "id", d.Id, "root", d.Root, "pid", c.PID(), "bundle", d.Bundle)
 	return nil
 }

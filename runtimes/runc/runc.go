@@ -108,6 +108,7 @@ func init() {
 			Command:    features.Subcommand(Name, "Restore a runc container from a checkpoint (--path); runc then runs it.", &RestoreCmd{}),
 			Middleware: RestoreMiddleware,
 			Handler:    RestoreWithRunc,
+			Lazy:       true,
 		},
 		Health: Check,
 		Run: features.Run{

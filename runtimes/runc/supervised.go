@@ -1,10 +1,10 @@
 package runc
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/cedana/cedana/adapters"
@@ -42,21 +42,36 @@ func restoreSupervised(ctx context.Context, env *adapters.Env, st adapters.State
 	pidFile := filepath.Join(dir, "pid")
 	args := append([]string{"restore", "--image-path", st.ImageDir, "--bundle", d.Bundle, "--pid-file", pidFile},
 		runccli.RestoreFlags(req.Criu)...)
+	lazy, lazyFlags, err := startLazy(ctx, env, st, req, resp)
+	if err != nil {
+		return err
+	}
+	args = append(args, lazyFlags...)
 	start := time.Now()
 	runc, err := runcshared.Invocation{Root: d.Root, CRIU: env.CRIU.Binary, Stdout: out, Args: append(args, d.Id)}.Start()
 	if err != nil {
+		lazy.Abort()
 		return errs.Precondition("%w", err)
 	}
 	abort := func() {
-		_ = runc.Signal(syscall.SIGKILL)
+		runc.KillAll()
 		<-runc.Done()
+		unmountLeft(d, st.ImageDir)
 		forceDelete(ctx, d)
 	}
-	pid, err := runc.WaitPID(ctx, pidFile)
+	waitCtx, stop := lazy.Watch(ctx)
+	pid, err := runc.WaitPID(waitCtx, pidFile)
+	stop()
 	adapters.Observe(resp.Stats, "criu_restore", start)
 	if err != nil {
 		abort()
-		return errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog)))
+		err = cmp.Or(lazy.Failed(), errs.Precondition("%w%s", err, criu.LogQuote(filepath.Join(st.ImageDir, checkpoint.RestoreLog))))
+		lazy.Abort()
+		return err
+	}
+	if err := lazy.Restored(pid); err != nil {
+		abort()
+		return err
 	}
 	st.Supervise.Wait, st.Supervise.Signal, st.Supervise.Abort = runc.Wait, runc.Signal, abort
 	resp.Pid = int32(pid)

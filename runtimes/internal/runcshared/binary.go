@@ -48,8 +48,9 @@ func (in Invocation) Run(ctx context.Context) error {
 	return nil
 }
 
-// command is in's runc, not started, killed when ctx ends, with runc's own messages going to a
-// fresh log file (runc --log) whose path it returns; the caller removes that file.
+// command is in's runc, not started, killed when ctx ends with every process under it (the CRIU
+// it runs, which may otherwise wait for ever on a tree it restores), with runc's own messages
+// going to a fresh log file (runc --log) whose path it returns; the caller removes that file.
 func (in Invocation) command(ctx context.Context) (*exec.Cmd, string, error) {
 	bin, err := runcBinary()
 	if err != nil {
@@ -65,6 +66,7 @@ func (in Invocation) command(ctx context.Context) (*exec.Cmd, string, error) {
 		args = append(args, "--criu", in.CRIU)
 	}
 	cmd := exec.CommandContext(ctx, bin, append(args, in.Args...)...)
+	cmd.Cancel = func() error { killTree(cmd.Process.Pid); return nil }
 	cmd.Env = criu.Env()
 	if in.Stdout != nil {
 		cmd.Stdout, cmd.Stderr = in.Stdout, in.Stdout

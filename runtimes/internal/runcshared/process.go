@@ -15,6 +15,7 @@ import (
 
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/internal/runccli"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // Supervisor is a runc that keeps running while its container does (`runc run` in the
@@ -78,6 +79,19 @@ func (s *Supervisor) Wait() (int, error) {
 
 // Signal sends sig to runc, which passes it on to its container (SIGKILL kills runc itself).
 func (s *Supervisor) Signal(sig os.Signal) error { return s.cmd.Process.Signal(sig) }
+
+// KillAll kills runc and every process under it: the CRIU it runs and what that restores.
+func (s *Supervisor) KillAll() { killTree(s.cmd.Process.Pid) }
+
+// killTree kills pid and every process under it with SIGKILL, the tree read first (the children
+// of a killed process go to a reaper) and twice over, to catch processes forked meanwhile.
+func killTree(pid int) {
+	for range 2 {
+		for _, p := range sysinfo.Tree(pid) {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+}
 
 // Command is the host's runc with root and args, run as the caller's child with its stdio:
 // `cedana run runc --no-server`.
