@@ -38,8 +38,12 @@ func lazyRuntime(runtime string) error {
 	if features.RestoreLazy.IsAvailable(runtime) {
 		return nil
 	}
-	return errs.Invalid("--lazy: the %s runtime cannot restore lazily (runtimes that can: %s); restore without --lazy",
-		runtime, strings.Join(features.RestoreLazy.Names(), ", "))
+	why := ""
+	if reason := features.NotLazy(runtime); reason != "" {
+		why = ": " + reason
+	}
+	return errs.Invalid("--lazy: the %s runtime cannot restore lazily%s (runtimes that can: %s); restore without --lazy",
+		runtime, why, strings.Join(features.RestoreLazy.Names(), ", "))
 }
 
 // commonDump are the adapters every dump goes through before the runtime's own.

@@ -30,7 +30,7 @@ type RestoreCmd struct {
 	Attachable bool   `help:"Record the restored workload as a new job (cedana attach follows it) and return."`
 	Out        string `help:"File for the restored workload's output; makes it a new job (with --no-server: this command's output)." type:"path" placeholder:"FILE"`
 	NoServer   bool   `name:"no-server" help:"Restore in this process, without a daemon; wait for the workload and exit with its exit code."`
-	Lazy       bool   `help:"Return as soon as the tree runs; its memory is served on demand (userfaultfd) by CRIU's lazy-pages server, which the daemon runs until every page is back (process trees; see cedana check)."`
+	Lazy       bool   `help:"Return as soon as the tree runs; its memory is served on demand (userfaultfd) by CRIU's lazy-pages server, which the daemon runs until every page is back (processes and runc containers; see cedana check)."`
 
 	Job JobTargetCmd `cmd:"" help:"Restore a managed job (from its latest checkpoint unless --path); it runs again under its JID. A job another daemon dumped is taken on from its checkpoint (--path)."`
 

@@ -161,8 +161,8 @@ func slicesHasPrefix(list []string, prefix string) bool {
 }
 
 // TestLazyRestoreRefused: a lazy restore that cannot work is refused, saying why, before anything
-// is read or restored: through a runtime without lazy restores, and without the daemon that would
-// run the lazy-pages server.
+// is read or restored: through a runtime without lazy restores (containerd), and without the daemon
+// that would run the lazy-pages server.
 func TestLazyRestoreRefused(t *testing.T) {
 	requireE2E(t)
 	d := startDaemon(t, cedanaBin)
@@ -171,7 +171,7 @@ func TestLazyRestoreRefused(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"restore", "containerd", "--path", missing, "--lazy"}, "--lazy: the containerd runtime cannot restore lazily"},
+		{[]string{"restore", "containerd", "--path", missing, "--lazy"}, "--lazy: the containerd runtime cannot restore lazily: containerd's runc shim passes runc restore only"},
 		{[]string{"restore", "process", "--path", missing, "--lazy", "--no-server"}, "--lazy needs the daemon"},
 	} {
 		r := d.cli(c.args...)

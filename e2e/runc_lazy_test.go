@@ -172,3 +172,34 @@ func TestRlazyServerKilled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(log), "lazy restore of PID")
 }
+
+// TestRlazyTerminal: a runc job with a terminal restores lazily too (`runc restore --detach
+// --console-socket --lazy-pages`): it counts on, and its new terminal's output reaches the log.
+func TestRlazyTerminal(t *testing.T) {
+	e := newRuncEnv(t)
+	e.setTerminal()
+	d := startDaemon(t, cedanaBin)
+	r := d.cli("run", "runc", "--id", "rlazy-tty", "--bundle", e.bundle, "--root", e.root, "--jid", "rlazy-tty")
+	require.Equal(t, 0, r.code, r.String())
+	logPath := filepath.Join(d.dir, "logs", "rlazy-tty.log")
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), "count 10") },
+		10*time.Second, 50*time.Millisecond, "the terminal's output did not reach the job's log")
+	pid := e.pid("rlazy-tty")
+	r = d.cli("dump", "job", "rlazy-tty")
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	count := requireStopped(t, e.counter)
+
+	r = d.cli("restore", "job", "rlazy-tty", "--lazy", "-o", "json")
+	require.Equal(t, 0, r.code, r.String())
+	var out streamOut
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+	assert.Contains(t, out.Stats.Notes, withcriu.LazyNote)
+	assert.Equal(t, "running", e.state("rlazy-tty"))
+	requireCounting(t, e.counter, count)
+	next := "count " + strconv.Itoa((count/10+2)*10)
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), next) },
+		10*time.Second, 50*time.Millisecond, "the restored terminal's output did not reach the log (%s)", next)
+	require.Eventually(t, func() bool { return inspectJob(t, d, "rlazy-tty").LazyPages == "" }, 30*time.Second, 50*time.Millisecond)
+	e.killAndDelete("rlazy-tty")
+}

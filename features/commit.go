@@ -18,3 +18,13 @@ var RestoreStream = New[struct{}]("restore-stream", "restore straight from an ar
 // RestoreLazy lists the runtimes whose restore handler restores lazily (RestoreRequest.lazy):
 // their memory served on demand by CRIU's lazy-pages server. A lazy restore of another is refused.
 var RestoreLazy = New[struct{}]("restore-lazy", "`restore --lazy`: run at once, memory served on demand (criu lazy-pages)")
+
+// restoreNotLazy is why a runtime cannot restore lazily (Restore.NotLazy), for NotLazy; not a
+// capability, so not in the feature table.
+var restoreNotLazy = New[string]("restore-not-lazy", "why `restore --lazy` cannot work through the runtime")
+
+// NotLazy is why runtime cannot restore lazily, as its declaration says; "" if it does not say.
+func NotLazy(runtime string) string {
+	why, _ := restoreNotLazy.Lookup(runtime)
+	return why
+}

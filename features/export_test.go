@@ -31,6 +31,7 @@ func NewTestTables() *TestTables {
 		dumpCommit:        New[Committer]("dump-commit", ""),
 		restoreStream:     New[struct{}]("restore-stream", ""),
 		restoreLazy:       New[struct{}]("restore-lazy", ""),
+		restoreNotLazy:    New[string]("restore-not-lazy", ""),
 	}}
 }
 
@@ -54,3 +55,9 @@ func (tt *TestTables) Provides(runtime string) []string {
 
 // Helper returns the table's helper called name.
 func (tt *TestTables) Helper(name string) (Helper, bool) { return tt.t.helpers.Lookup(name) }
+
+// NotLazy is the table's reason why runtime cannot restore lazily.
+func (tt *TestTables) NotLazy(runtime string) string {
+	why, _ := tt.t.restoreNotLazy.Lookup(runtime)
+	return why
+}

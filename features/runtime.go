@@ -87,6 +87,9 @@ type Restore struct {
 	// Lazy says that Handler restores lazily when the request asks (RestoreRequest.lazy,
 	// State.Lazy); a lazy restore of another runtime is refused before anything is touched.
 	Lazy bool
+	// NotLazy, for a runtime without Lazy, says why it cannot restore lazily: the refusal of a
+	// lazy restore quotes it (optional).
+	NotLazy string
 }
 
 // Run is a runtime's `cedana run`: its subcommand and the handler that starts the job.
@@ -152,6 +155,7 @@ type tables struct {
 	selfTest                               *Feature[SelfTester]
 	dumpCommit                             *Feature[Committer]
 	restoreStream, restoreLazy             *Feature[struct{}]
+	restoreNotLazy                         *Feature[string]
 }
 
 // registry is the package's table, which the daemon and the CLI read.
@@ -166,7 +170,7 @@ var registry = tables{
 	freezeCmd:  FreezeCmd, unfreezeCmd: UnfreezeCmd, freezeHandler: FreezeHandler,
 	queryCmd: QueryCmd, queryHandler: QueryHandler,
 	selfTest: SelfTest, dumpCommit: DumpCommit, restoreStream: RestoreStream,
-	restoreLazy: RestoreLazy,
+	restoreLazy: RestoreLazy, restoreNotLazy: restoreNotLazy,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -198,6 +202,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.dumpCommit, rt.Name, rt.Dump.Commit, rt.Dump.Commit != nil)
 	registerIf(t.restoreStream, rt.Name, struct{}{}, rt.Restore.Streams)
 	registerIf(t.restoreLazy, rt.Name, struct{}{}, rt.Restore.Lazy)
+	registerIf(t.restoreNotLazy, rt.Name, rt.Restore.NotLazy, rt.Restore.NotLazy != "")
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}
@@ -234,6 +239,8 @@ func (t *tables) check(rt Runtime) error {
 		return errors.New("query needs both its subcommand and its handler")
 	case rt.NoServer != nil && rt.Run.Handler == nil:
 		return errors.New("a --no-server mode needs run")
+	case rt.Restore.Lazy && rt.Restore.NotLazy != "":
+		return errors.New("restore is both lazy and not (Lazy with NotLazy)")
 	}
 	if _, dup := t.dumpHandler.Lookup(rt.Name); dup {
 		return errors.New("declared twice")

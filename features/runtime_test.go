@@ -96,6 +96,22 @@ func TestRegisterComplete(t *testing.T) {
 	assert.True(t, ok, "the runtime's helper is declared")
 }
 
+// TestRegisterLazy: a lazy restore is a capability; a reason it cannot be is not, but is kept.
+func TestRegisterLazy(t *testing.T) {
+	table := features.NewTestTables()
+	lazy, notLazy := complete("lazy"), complete("notlazy")
+	lazy.BuildTag, notLazy.BuildTag = "runtimes.lazy", "runtimes.notlazy"
+	lazy.Restore.Lazy = true
+	notLazy.Restore.NotLazy = "its shim cannot ask for it"
+	lazy.Helpers, notLazy.Helpers = nil, nil
+	table.Register(lazy)
+	table.Register(notLazy)
+	assert.Contains(t, table.Provides("lazy"), "restore-lazy")
+	assert.NotContains(t, table.Provides("notlazy"), "restore-lazy")
+	assert.Equal(t, "its shim cannot ask for it", table.NotLazy("notlazy"))
+	assert.Empty(t, table.NotLazy("lazy"))
+}
+
 func TestRegisterMinimal(t *testing.T) {
 	rt := features.Runtime{
 		Name:     "test",
@@ -142,6 +158,7 @@ func TestRegisterPanicsOnBadDeclaration(t *testing.T) {
 		}, `run subcommand: named "other"`},
 		{"helper without a name", func(rt *features.Runtime) { rt.Helpers[0].Name = "" }, "helper without a name"},
 		{"helper twice", func(rt *features.Runtime) { rt.Helpers = append(rt.Helpers, rt.Helpers[0]) }, `helper "test-helper" declared twice`},
+		{"lazy and not", func(rt *features.Runtime) { rt.Restore.Lazy, rt.Restore.NotLazy = true, "no uffd" }, "both lazy and not"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -178,6 +178,7 @@ func init() {
 			Command:    features.Subcommand(Name, "Restore a checkpoint (--path) as a containerd container and task.", &RestoreCmd{}),
 			Middleware: RestoreMiddleware,
 			Handler:    RestoreTask,
+			NotLazy:    "containerd's runc shim passes runc restore only the image path, work path and parent checkpoint, so it cannot ask runc for --lazy-pages",
 		},
 		Health: Check,
 		Run: features.Run{
