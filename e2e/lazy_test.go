@@ -104,9 +104,22 @@ func TestLazyRestoreServerKilled(t *testing.T) {
 	d := startDaemon(t, cedanaBin, "CEDANA_CRIU_LOG_LEVEL=4")
 	w := runSummed(t, d, "lazy-victim", lazyMiB)
 	dumpSummed(t, d, w.jid, "--compression", "none")
-	dir := inspectJob(t, d, w.jid).Latest.Path
+	r := restoreKillingServer(t, d, w.jid)
+	j := inspectJob(t, d, w.jid)
+	require.Eventually(t, func() bool { return pidGone(j.PID) }, 10*time.Second, 20*time.Millisecond, "the tree runs on without its memory")
+	j = requireLazyFailed(t, d, w.jid, r)
+	log, err := os.ReadFile(j.Log)
+	require.NoError(t, err)
+	assert.Contains(t, string(log), "lazy restore of PID "+strconv.Itoa(j.PID)+" failed")
+}
 
-	wait := d.cliAsync("restore", "job", w.jid, "--lazy")
+// restoreKillingServer restores job jid, dumped into a directory with CRIU's log at level 4,
+// with --lazy, kills its lazy-pages server once its log shows pages copied, and returns how the
+// restore ended: killed before CRIU's restore was done, the restore fails and says why.
+func restoreKillingServer(t *testing.T, d *daemon, jid string) result {
+	t.Helper()
+	dir := inspectJob(t, d, jid).Latest.Path
+	wait := d.cliAsync("restore", "job", jid, "--lazy")
 	var server int
 	require.Eventually(t, func() bool {
 		data, _ := os.ReadFile(filepath.Join(dir, "lazy-pages.log"))
@@ -115,23 +128,25 @@ func TestLazyRestoreServerKilled(t *testing.T) {
 	}, time.Minute, time.Millisecond, "the lazy-pages server never copied pages")
 	require.NoError(t, unix.Kill(server, unix.SIGKILL))
 	r := wait()
-	j := inspectJob(t, d, w.jid)
-	if r.code != 0 { // killed before CRIU's restore was done: the restore fails and says why too
+	if r.code != 0 {
 		assert.Contains(t, r.stderr, "cannot run without the rest of its memory", r.String())
 	}
+	return r
+}
 
-	require.Eventually(t, func() bool { return pidGone(j.PID) }, 10*time.Second, 20*time.Millisecond, "the tree runs on without its memory")
-	require.Eventually(t, func() bool { return inspectJob(t, d, w.jid).Status != "running" }, 10*time.Second, 20*time.Millisecond)
-	j = inspectJob(t, d, w.jid)
+// requireLazyFailed waits until job jid, whose lazy-pages server was killed (restore r), no longer
+// runs, and checks that `job inspect` and `ps` say why; it returns the job.
+func requireLazyFailed(t *testing.T, d *daemon, jid string, r result) jobJSON {
+	t.Helper()
+	require.Eventually(t, func() bool { return inspectJob(t, d, jid).Status != "running" }, 10*time.Second, 20*time.Millisecond)
+	j := inspectJob(t, d, jid)
 	t.Logf("restore exit code %d; lazy pages: %s", r.code, j.LazyPages)
 	assert.Contains(t, j.LazyPages, "failed: criu lazy-pages")
 	assert.Contains(t, j.LazyPages, "signal: killed")
 	assert.Contains(t, j.LazyPages, "cannot run without the rest of its memory, so it was killed")
 	ps := d.cli("ps")
-	assert.Contains(t, ps.stdout, "lazy pages failed", ps.String())
-	log, err := os.ReadFile(j.Log)
-	require.NoError(t, err)
-	assert.Contains(t, string(log), "lazy restore of PID "+strconv.Itoa(j.PID)+" failed")
+	assert.Regexp(t, jid+`\s+\S+\s+\S+\s+halted \(.*lazy pages failed\)`, ps.stdout, ps.String())
+	return j
 }
 
 // lazyServerPID finds the `criu lazy-pages` serving the images in dir; 0 if there is none.

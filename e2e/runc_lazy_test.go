@@ -143,31 +143,11 @@ func TestRlazyServerKilled(t *testing.T) {
 	r := d.cli("dump", "job", w.jid, "--compression", "none")
 	require.Equal(t, 0, r.code, r.String())
 	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
-	dir := inspectJob(t, d, w.jid).Latest.Path
 
-	wait := d.cliAsync("restore", "job", w.jid, "--lazy")
-	var server int
-	require.Eventually(t, func() bool {
-		data, _ := os.ReadFile(filepath.Join(dir, "lazy-pages.log"))
-		server = lazyServerPID(dir)
-		return server > 0 && strings.Contains(string(data), "uffd_copy")
-	}, time.Minute, time.Millisecond, "the lazy-pages server never copied pages")
-	require.NoError(t, unix.Kill(server, unix.SIGKILL))
-	r = wait()
-	if r.code != 0 {
-		assert.Contains(t, r.stderr, "cannot run without the rest of its memory", r.String())
-	}
-
+	r = restoreKillingServer(t, d, w.jid)
 	require.Eventually(t, func() bool { return len(w.e.ids()) == 0 }, 10*time.Second, 20*time.Millisecond,
 		"the container runs on without its memory, or runc still lists it")
-	require.Eventually(t, func() bool { return inspectJob(t, d, w.jid).Status != "running" }, 10*time.Second, 20*time.Millisecond)
-	j := inspectJob(t, d, w.jid)
-	t.Logf("restore exit code %d; lazy pages: %s", r.code, j.LazyPages)
-	assert.Contains(t, j.LazyPages, "failed: criu lazy-pages")
-	assert.Contains(t, j.LazyPages, "signal: killed")
-	assert.Contains(t, j.LazyPages, "cannot run without the rest of its memory, so it was killed")
-	ps := d.cli("ps")
-	assert.Regexp(t, `rlazy-victim\s+runc\s+\d+\s+halted \(.*lazy pages failed\)`, ps.stdout, ps.String())
+	j := requireLazyFailed(t, d, w.jid, r)
 	log, err := os.ReadFile(j.Log)
 	require.NoError(t, err)
 	assert.Contains(t, string(log), "lazy restore of PID")
@@ -177,20 +157,10 @@ func TestRlazyServerKilled(t *testing.T) {
 // --console-socket --lazy-pages`): it counts on, and its new terminal's output reaches the log.
 func TestRlazyTerminal(t *testing.T) {
 	e := newRuncEnv(t)
-	e.setTerminal()
 	d := startDaemon(t, cedanaBin)
-	r := d.cli("run", "runc", "--id", "rlazy-tty", "--bundle", e.bundle, "--root", e.root, "--jid", "rlazy-tty")
-	require.Equal(t, 0, r.code, r.String())
-	logPath := filepath.Join(d.dir, "logs", "rlazy-tty.log")
-	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), "count 10") },
-		10*time.Second, 50*time.Millisecond, "the terminal's output did not reach the job's log")
-	pid := e.pid("rlazy-tty")
-	r = d.cli("dump", "job", "rlazy-tty")
-	require.Equal(t, 0, r.code, r.String())
-	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
-	count := requireStopped(t, e.counter)
+	logPath, count := dumpTerminalJob(t, e, d, "rlazy-tty")
 
-	r = d.cli("restore", "job", "rlazy-tty", "--lazy", "-o", "json")
+	r := d.cli("restore", "job", "rlazy-tty", "--lazy", "-o", "json")
 	require.Equal(t, 0, r.code, r.String())
 	var out streamOut
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)

@@ -416,20 +416,9 @@ func (e *runcEnv) setTerminal() {
 // output reaches the log again.
 func TestRuncTerminal(t *testing.T) {
 	e := newRuncEnv(t)
-	e.setTerminal()
 	d := startDaemon(t, cedanaBin)
-	r := d.cli("run", "runc", "--id", "tty", "--bundle", e.bundle, "--root", e.root, "--jid", "tty")
-	require.Equal(t, 0, r.code, r.String())
-	logPath := filepath.Join(d.dir, "logs", "tty.log")
-	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), "count 10") },
-		10*time.Second, 50*time.Millisecond, "the terminal's output did not reach the job's log")
-
-	pid := e.pid("tty")
-	r = d.cli("dump", "job", "tty")
-	require.Equal(t, 0, r.code, r.String())
-	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
-	count := requireStopped(t, e.counter)
-	r = d.cli("restore", "job", "tty")
+	logPath, count := dumpTerminalJob(t, e, d, "tty")
+	r := d.cli("restore", "job", "tty")
 	require.Equal(t, 0, r.code, r.String())
 	assert.Equal(t, "running", e.state("tty"))
 	requireCounting(t, e.counter, count)
@@ -437,6 +426,24 @@ func TestRuncTerminal(t *testing.T) {
 	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), next) },
 		10*time.Second, 50*time.Millisecond, "the restored terminal's output did not reach the log (%s)", next)
 	e.killAndDelete("tty")
+}
+
+// dumpTerminalJob runs the bundle's container with a terminal as job id (container id), waits
+// until its output reaches the job's log, dumps the job and returns the log's path and the count
+// it stopped at.
+func dumpTerminalJob(t *testing.T, e *runcEnv, d *daemon, id string) (string, int) {
+	t.Helper()
+	e.setTerminal()
+	r := d.cli("run", "runc", "--id", id, "--bundle", e.bundle, "--root", e.root, "--jid", id)
+	require.Equal(t, 0, r.code, r.String())
+	logPath := filepath.Join(d.dir, "logs", id+".log")
+	require.Eventually(t, func() bool { data, _ := os.ReadFile(logPath); return strings.Contains(string(data), "count 10") },
+		10*time.Second, 50*time.Millisecond, "the terminal's output did not reach the job's log")
+	pid := e.pid(id)
+	r = d.cli("dump", "job", id)
+	require.Equal(t, 0, r.code, r.String())
+	require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+	return logPath, requireStopped(t, e.counter)
 }
 
 // TestRuncRunRaceForOneJID: runs racing for one JID start a container each; the ones that lose
