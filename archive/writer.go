@@ -31,6 +31,8 @@ import (
 type Writer struct {
 	codec  Codec
 	comp   compressor
+	dst    io.Writer // where comp writes; AppendFrames writes here too
+	open   bool      // comp has begun a frame that Close or AppendFrames must end
 	tw     *tar.Writer
 	raw    int64
 	names  map[string]struct{}
@@ -50,17 +52,16 @@ func NewWriter(w io.Writer, c Codec, workers int) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new %s archive writer: %w", c, err)
 	}
-	return newWriterWith(comp, c), nil
+	a := newWriterWith(comp, c)
+	a.dst = w
+	return a, nil
 }
 
 // newWriterWith returns a Writer over an already configured compressor.
 func newWriterWith(comp compressor, c Codec) *Writer {
-	return &Writer{
-		codec: c,
-		comp:  comp,
-		tw:    tar.NewWriter(comp),
-		names: make(map[string]struct{}),
-	}
+	a := &Writer{codec: c, comp: comp, open: true, names: make(map[string]struct{})}
+	a.tw = tar.NewWriter(frameWriter{a})
+	return a
 }
 
 // AddFile adds the regular file at path to the archive under name, which must
@@ -149,7 +150,10 @@ func (a *Writer) Close() error {
 	}
 	a.closed = true
 	errTar := a.tw.Close()
-	errComp := a.comp.Close()
+	var errComp error
+	if a.open {
+		errComp = a.comp.Close()
+	}
 	if err := errors.Join(errTar, errComp); err != nil {
 		return fmt.Errorf("finish %s archive: %w", a.codec, err)
 	}

@@ -1,0 +1,164 @@
+package archive
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// An archive of a codec whose frames may follow one another (zstd frames, lz4 frames, gzip
+// members: their readers read on into the next) can be written in segments: entries compressed
+// ahead of time, each into whole frames of its own (EntryEncoder), are appended between the
+// entries a Writer compresses itself (AppendFrames). The result reads as one tar stream through
+// one decompressor, as any other archive of the codec.
+
+// Concatenable reports whether archives of c may be written in segments (see AppendFrames).
+func (c Codec) Concatenable() bool { return c == Zstd || c == LZ4 || c == Gzip }
+
+// ErrNotConcatenable is EntryEncoder's and AppendFrames' answer for a codec whose frames may not
+// follow one another (zlib), or that has none (tar).
+var ErrNotConcatenable = errors.New("the codec's frames cannot be concatenated")
+
+// frameCompressor is a compressor that begins a new frame into w after Close.
+type frameCompressor interface {
+	compressor
+	Reset(w io.Writer)
+}
+
+// frameWriter is what a Writer's tar stream writes into: the current frame, begun on demand.
+type frameWriter struct{ a *Writer }
+
+func (f frameWriter) Write(p []byte) (int, error) {
+	if !f.a.open {
+		fc, ok := f.a.comp.(frameCompressor)
+		if !ok {
+			return 0, ErrNotConcatenable
+		}
+		fc.Reset(f.a.dst)
+		f.a.open = true
+	}
+	return f.a.comp.Write(p)
+}
+
+// AppendFrames ends the frame the Writer has open (after the current entry's padding) and copies
+// r, whole frames of the Writer's codec holding whole tar entries (EntryEncoder's), to the
+// destination as they are. The next entry, or Close's trailer, begins a new frame. Names in r are
+// not checked against the Writer's. It returns the number of bytes copied.
+func (a *Writer) AppendFrames(r io.Reader) (int64, error) {
+	if err := a.ready("frames"); err != nil {
+		return 0, fmt.Errorf("append to archive: %w", err)
+	}
+	if !a.codec.Concatenable() || a.dst == nil {
+		return 0, fmt.Errorf("append to %s archive: %w", a.codec, ErrNotConcatenable)
+	}
+	if a.open {
+		if err := a.tw.Flush(); err != nil {
+			a.err = err
+			return 0, fmt.Errorf("append to archive: %w", err)
+		}
+		a.open = false
+		if err := a.comp.Close(); err != nil {
+			a.err = err
+			return 0, fmt.Errorf("append to archive: %w", err)
+		}
+	}
+	n, err := io.Copy(a.dst, r)
+	if err != nil {
+		a.err = err
+		return n, fmt.Errorf("append to archive: %w", err)
+	}
+	return n, nil
+}
+
+// EntryEncoder compresses tar entries one at a time, each into a frame of its own that
+// AppendFrames may append to an archive of the same codec. It compresses on the calling goroutine
+// only, at the codec's fast level; one EntryEncoder per worker, reused: it is not safe for
+// concurrent use.
+type EntryEncoder struct {
+	codec Codec
+	comp  frameCompressor
+	zstd  *zstd.Encoder
+}
+
+// entryWindow is the zstd window of an EntryEncoder: small, as its frames are (an image chunk),
+// for the memory a worker holds and for the decoder's.
+const entryWindow = 1 << 20
+
+// NewEntryEncoder returns an encoder for c, or an error wrapping ErrNotConcatenable.
+func NewEntryEncoder(c Codec) (*EntryEncoder, error) {
+	e := &EntryEncoder{codec: c}
+	switch c {
+	case Zstd:
+		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(entryWindow), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return nil, fmt.Errorf("new zstd entry encoder: %w", err)
+		}
+		e.comp, e.zstd = zw, zw
+	case LZ4:
+		zw := lz4.NewWriter(nil)
+		if err := zw.Apply(lz4.ConcurrencyOption(1), lz4.CompressionLevelOption(lz4.Fast), lz4.BlockSizeOption(lz4.Block1Mb)); err != nil {
+			return nil, fmt.Errorf("new lz4 entry encoder: %w", err)
+		}
+		e.comp = zw
+	case Gzip:
+		zw, err := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+		if err != nil {
+			return nil, fmt.Errorf("new gzip entry encoder: %w", err)
+		}
+		e.comp = zw
+	default:
+		return nil, fmt.Errorf("encode %s entries: %w", c, ErrNotConcatenable)
+	}
+	return e, nil
+}
+
+// Encode writes into w the frame of the entry name holding the next size bytes of r (header,
+// content and padding, no trailer), and returns the number of content bytes.
+func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader) (int64, error) {
+	if reason := checkName(name); reason != "" {
+		return 0, fmt.Errorf("encode %q: invalid name: %s", name, reason)
+	}
+	if e.zstd != nil {
+		// The frame's size lets the decoder size its buffers to it.
+		e.zstd.ResetContentSize(w, tarBlockSize+(size+tarBlockSize-1)/tarBlockSize*tarBlockSize)
+	} else {
+		e.comp.Reset(w)
+	}
+	tw := tar.NewWriter(e.comp)
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: time.Now().Truncate(time.Second)}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return 0, fmt.Errorf("encode %q: %w", name, err)
+	}
+	n, err := copyInto(tw, r, size)
+	if err == nil && n < size {
+		err = fmt.Errorf("stream shorter than announced (%d of %d bytes): %w", n, size, io.ErrUnexpectedEOF)
+	}
+	if err == nil {
+		err = tw.Flush() // the padding; no trailer
+	}
+	if cerr := e.comp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, fmt.Errorf("encode %q: %w", name, err)
+	}
+	return n, nil
+}
+
+// copyInto copies size bytes of r to w: in one call from memory (a bytes reader's WriteTo), else
+// through a pooled buffer.
+func copyInto(w io.Writer, r io.Reader, size int64) (int64, error) {
+	if wt, ok := r.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	bufp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bufp)
+	return io.CopyBuffer(struct{ io.Writer }{w}, io.LimitReader(r, size), *bufp)
+}

@@ -1,0 +1,94 @@
+package archive
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestAppendFrames writes archives in segments, as a streamed dump does (a front the Writer
+// compresses, pages compressed ahead of time by EntryEncoders, more entries, the trailer), and
+// reads them back byte-exact with Extract and with OpenTar, for every concatenable codec and both
+// the sequential and the parallel reader and writer.
+func TestAppendFrames(t *testing.T) {
+	front := compressibleBytes(100<<10, 1)
+	part0, part1 := randomBytes(300<<10+7, 2), compressibleBytes(200<<10, 3)
+	whole := compressibleBytes(1000, 4)
+	for _, c := range []Codec{Zstd, LZ4, Gzip} {
+		for _, workers := range []int{1, 2} {
+			t.Run(string(c)+"/"+string(rune('0'+workers)), func(t *testing.T) {
+				var out bytes.Buffer
+				w, err := NewWriter(&out, c, workers)
+				require.NoError(t, err)
+				_, err = w.AddReader("checkpoint.json", int64(len(front)), bytes.NewReader(front))
+				require.NoError(t, err)
+				var seg bytes.Buffer
+				enc, err := NewEntryEncoder(c)
+				require.NoError(t, err)
+				_, err = enc.Encode(&seg, PartName("pages-1.img", 0), int64(len(part0)), bytes.NewReader(part0))
+				require.NoError(t, err)
+				_, err = enc.Encode(&seg, PartName("pages-1.img", 1), int64(len(part1)), io.MultiReader(bytes.NewReader(part1)))
+				require.NoError(t, err)
+				_, err = w.AppendFrames(&seg)
+				require.NoError(t, err)
+				seg.Reset()
+				_, err = enc.Encode(&seg, "pages-2.img", int64(len(whole)), bytes.NewReader(whole))
+				require.NoError(t, err)
+				_, err = w.AppendFrames(&seg)
+				require.NoError(t, err)
+				_, err = w.AddReader("stats-dump", 5, bytes.NewReader([]byte("stats")))
+				require.NoError(t, err)
+				require.NoError(t, w.Close())
+
+				dir := t.TempDir()
+				_, err = Extract(bytes.NewReader(out.Bytes()), dir, workers)
+				require.NoError(t, err)
+				for name, want := range map[string][]byte{
+					"checkpoint.json": front, "pages-1.img": append(bytes.Clone(part0), part1...), "pages-2.img": whole, "stats-dump": []byte("stats"),
+				} {
+					got, err := os.ReadFile(filepath.Join(dir, name))
+					require.NoError(t, err)
+					require.True(t, bytes.Equal(want, got), name)
+				}
+				ts, err := OpenTar(bytes.NewReader(out.Bytes()), workers)
+				require.NoError(t, err)
+				defer ts.Close()
+				var names []string
+				for {
+					hdr, err := ts.Next()
+					if err == io.EOF {
+						break
+					}
+					require.NoError(t, err)
+					names = append(names, hdr.Name)
+				}
+				require.Equal(t, []string{"checkpoint.json", "pages-1.img.part-0000", "pages-1.img.part-0001", "pages-2.img", "stats-dump"}, names)
+			})
+		}
+	}
+}
+
+// TestAppendFramesRefused: codecs whose frames cannot follow one another are refused, and the
+// Writer stays usable.
+func TestAppendFramesRefused(t *testing.T) {
+	for _, c := range []Codec{Zlib, Tar} {
+		t.Run(string(c), func(t *testing.T) {
+			_, err := NewEntryEncoder(c)
+			require.ErrorIs(t, err, ErrNotConcatenable)
+			var out bytes.Buffer
+			w, err := NewWriter(&out, c, 1)
+			require.NoError(t, err)
+			_, err = w.AppendFrames(bytes.NewReader(nil))
+			require.ErrorIs(t, err, ErrNotConcatenable)
+			_, err = w.AddReader("a", 1, bytes.NewReader([]byte("a")))
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			_, err = Extract(bytes.NewReader(out.Bytes()), t.TempDir(), 1)
+			require.NoError(t, err)
+		})
+	}
+}
