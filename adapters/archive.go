@@ -119,8 +119,15 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 ) (Dumped, error) {
 	var arch *live.Archiver
 	ds := &DumpStream{
-		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress, dest: localPath(resp.Path), pool: env.StreamPool,
-		writer: func() (*archive.Writer, error) { return archive.NewWriter(out, codec, env.Workers) },
+		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress, dest: localPath(resp.Path), pool: env.StreamPool, workers: env.Workers,
+		writer: func() (*archive.Writer, error) {
+			if codec.Concatenable() {
+				// The pages are compressed apart (imgstream.EncodingSink): the rest is small, and
+				// one core's encoder holds less memory.
+				return archive.NewWriter(out, codec, 1)
+			}
+			return archive.NewWriter(out, codec, env.Workers)
+		},
 		plain: func(why string) error {
 			note(resp.Stats, NotStreamedNote+why)
 			var err error
@@ -163,6 +170,9 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 		return dumped, err // PrepareDumpDir keeps the images finish wrote into ImageDir
 	}
 	note(resp.Stats, StreamedNote)
+	if ds.encoded > 0 {
+		note(resp.Stats, OverlapNote)
+	}
 	if resp.Stats != nil {
 		resp.Stats.StoredBytes = stored
 	}

@@ -24,6 +24,7 @@ import (
 // Notes a dump or restore adds to its stats to say how the images went (Stats.Notes).
 const (
 	StreamedNote      = "CRIU streamed its images straight into the archive (criu --stream)"
+	OverlapNote       = "the pages were compressed while CRIU dumped them"
 	NotStreamedNote   = "CRIU wrote its images into a directory first: "
 	RestoreFromNote   = "CRIU read its images straight from the archive (criu --stream)"
 	UnpackedFirstNote = "the images were unpacked first: "
@@ -45,6 +46,7 @@ type DumpStream struct {
 	spillDir string
 	dest     string // the local archive's path; "" for an upload
 	pool     *imgstream.Pool
+	workers  int // cores the pages may be compressed on
 	progress *Progress
 	writer   func() (*archive.Writer, error)
 	plain    func(why string) error
@@ -52,6 +54,7 @@ type DumpStream struct {
 	capture  *imgstream.Capture
 	archive  *archive.Writer
 	declined string
+	encoded  int64 // bytes of pages compressed while CRIU dumped
 }
 
 // Capture listens in dir for CRIU's images, which wait for the archive in memory up to
@@ -61,7 +64,7 @@ func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := imgstream.StartHeldCapture(dir, d.memLimit, d.spillDir, d.pool, countingSink{imgstream.ArchiveSink{W: w}, d.progress})
+	c, err := imgstream.StartHeldCapture(dir, d.memLimit, d.spillDir, d.pool, countingSink{imgstream.ArchiveSink{W: w}, d.progress}, d.workers)
 	if err != nil {
 		return nil, fmt.Errorf("stream the images: %w", err)
 	}
@@ -119,7 +122,9 @@ func (d *DumpStream) finish(dir string, out live.Sink) (int64, error) {
 		c.Skip(err) // nothing more goes into an archive that has failed
 	} else {
 		c.Flush()
-		_, err = c.Wait()
+		var st imgstream.Stats
+		st, err = c.Wait()
+		d.encoded = st.Encoded
 	}
 	if err == nil {
 		err = d.archive.Close()
@@ -185,13 +190,22 @@ func (d *DumpStream) addFiles(dir string) error {
 
 // countingSink counts what goes into the archive.
 type countingSink struct {
-	imgstream.Sink
+	imgstream.ArchiveSink
 	progress *Progress
 }
 
 // Put implements imgstream.Sink.
 func (c countingSink) Put(name string, n int, last bool, size int64, r io.Reader) error {
-	if err := c.Sink.Put(name, n, last, size, r); err != nil {
+	if err := c.ArchiveSink.Put(name, n, last, size, r); err != nil {
+		return err
+	}
+	c.progress.Add(size)
+	return nil
+}
+
+// PutEncoded implements imgstream.EncodingSink.
+func (c countingSink) PutEncoded(name string, n int, last bool, size int64, r io.Reader) error {
+	if err := c.ArchiveSink.PutEncoded(name, n, last, size, r); err != nil {
 		return err
 	}
 	c.progress.Add(size)

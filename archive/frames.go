@@ -162,3 +162,6 @@ func copyInto(w io.Writer, r io.Reader, size int64) (int64, error) {
 	defer copyBuffers.Put(bufp)
 	return io.CopyBuffer(struct{ io.Writer }{w}, io.LimitReader(r, size), *bufp)
 }
+
+// Codec is the codec the Writer compresses with.
+func (a *Writer) Codec() Codec { return a.codec }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -236,6 +237,78 @@ func TestStreamedDumpRecordsTree(t *testing.T) {
 			ck, err := checkpoint.Read(meta)
 			require.NoError(t, err)
 			assert.Equal(t, want, ck.GetPids(), "checkpoint.json lists the tree")
+		})
+	}
+}
+
+// startChecksummedTree starts a checksummed process holding about mb MB whose child is another
+// one, holding as much: CRIU dumps a pages image for each.
+func startChecksummedTree(t *testing.T, mb int) (root, child *checksummed) {
+	t.Helper()
+	dir := t.TempDir()
+	mk := func(p string) *checksummed {
+		return &checksummed{before: filepath.Join(dir, p+"-before"), after: filepath.Join(dir, p+"-after"), check: filepath.Join(dir, p+"-check")}
+	}
+	root, child = mk("root"), mk("child")
+	root.exited = make(chan struct{})
+	tick := filepath.Join(dir, "tick")
+	require.NoError(t, unix.Mkfifo(tick, 0o600))
+	loop := `exec 3<>"$1"; big=$(head -c "$5" /dev/urandom | base64 -w0); printf %s "$big" | md5sum >"$2"
+while :; do if [ -e "$4" ]; then printf %s "$big" | md5sum >"$3"; rm -f "$4"; fi; read -t 0.1 -u 3 || :; done`
+	size := strconv.Itoa(mb * 750_000)
+	script := `bash -c "$0" x "$1" "$6" "$7" "$8" "$5" & ` + loop
+	cmd := newSetsidCmd("bash", "-c", script, loop, tick, root.before, root.after, root.check, size, child.before, child.after, child.check)
+	require.NoError(t, cmd.Start())
+	root.pid = cmd.Process.Pid
+	go func() { _ = cmd.Wait(); close(root.exited) }()
+	t.Cleanup(func() { killTree(root.pid) })
+	for _, c := range []*checksummed{root, child} {
+		require.Eventually(t, func() bool { data, _ := os.ReadFile(c.before); return len(data) > 32 }, time.Minute, 20*time.Millisecond)
+	}
+	// The child, once its parent is gone, is ours to reap (the tests' process is a subreaper).
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", root.pid, root.pid))
+	require.NoError(t, err)
+	child.pid, err = strconv.Atoi(strings.TrimSpace(string(kids)))
+	require.NoError(t, err, "the root has one child: %q", kids)
+	return root, child
+}
+
+// TestStreamedTreeCheckpoints: a process and its child, each holding 24 MB of random data, dumped
+// into an archive (spilling beyond a one-chunk memory limit) whose pages are compressed while CRIU
+// dumps where the codec allows it, restore with both memories intact.
+func TestStreamedTreeCheckpoints(t *testing.T) {
+	requireE2E(t)
+	scratch := t.TempDir()
+	d := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+scratch, "CEDANA_CHECKPOINT_STREAM_MEMORY_LIMIT=16777216")
+	for _, tc := range []struct {
+		codec   string
+		overlap bool
+	}{{"zstd", true}, {"lz4", true}, {"gzip", true}, {"zlib", false}} {
+		t.Run(tc.codec, func(t *testing.T) {
+			root, child := startChecksummedTree(t, 24)
+			dir := t.TempDir()
+			r := d.cli("dump", "process", strconv.Itoa(root.pid), "--dir", dir, "--name", "ovl-tree-"+tc.codec, "--compression", tc.codec, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var out streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+			assert.Contains(t, out.Stats.Notes, adapters.StreamedNote)
+			assert.Equal(t, tc.overlap, contains(out.Stats.Notes, adapters.OverlapNote), "dump notes: %v", out.Stats.Notes)
+			<-root.exited
+			require.Eventually(t, func() bool { reapAll(root.pid, child.pid); return pidGone(root.pid) && pidGone(child.pid) }, 10*time.Second, 20*time.Millisecond)
+
+			r = d.cli("restore", "process", "--path", out.Path, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var rout streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &rout), r.stdout)
+			t.Cleanup(func() { killTree(rout.Pid) })
+			assert.True(t, contains(rout.Stats.Notes, adapters.RestoreFromNote), "restore notes: %v", rout.Stats.Notes)
+			root.verify(t)
+			child.verify(t)
+
+			r = d.cli("checkpoint", "inspect", "-t", "ps", "--path", out.Path)
+			require.Equal(t, 0, r.code, r.String())
+			assert.Equal(t, 2, strings.Count(r.stdout, "bash"), "both processes are in the archive's tree: %s", r.stdout)
+			assert.Empty(t, entries(scratch), "no temporary images or spill files are left")
 		})
 	}
 }

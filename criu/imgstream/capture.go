@@ -27,6 +27,7 @@ type Stats struct {
 	Bytes      int64 // bytes in them
 	PeakMemory int64 // most bytes held in memory at once
 	Spilled    int64 // bytes that waited in the spill file
+	Encoded    int64 // bytes of the pages encoded while they waited (see EncodingSink)
 }
 
 // Capture receives the images of one `criu dump --stream`.
@@ -35,7 +36,7 @@ type Capture struct {
 	spool *spool
 	sink  Sink
 
-	queue    chan item
+	queue    chan *item
 	hold     bool          // keep every image until Flush, then hand them over in restore order
 	flush    chan struct{} // closed by Flush or Abort
 	flushed  sync.Once
@@ -45,23 +46,29 @@ type Capture struct {
 	stats    Stats
 	received int64    // bytes drained from CRIU's pipes
 	names    []string // the images CRIU sent, in order
-	held     []item   // a held capture's chunks, in restore order once flushed
-	arrived  []item   // a held capture's chunks in the order they came, set once collected closes
+	held     []*item  // a held capture's chunks, in restore order once flushed
+	arrived  []*item  // a held capture's chunks in the order they came, set once collected closes
 	collect  chan struct{}
+	enc      *encoding // encodes a held capture's pages chunks; nil: none
 }
 
 type item struct {
 	name string
 	n    int
 	last bool
+	size int64
 	c    chunk
+	// A chunk that is encoded (see EncodingSink): closed once the encoder is done with it,
+	// which leaves the encoded chunk in enc (nil: it stays as it is, in c).
+	encoded chan struct{}
+	enc     []chunk
 }
 
 // StartCapture listens on CaptureSocket in dir for CRIU's connection. Images wait in memory up
 // to memLimit bytes (<= 0: DefaultMemoryLimit), beyond that in a spill file in spillDir.
 // Start CRIU with --stream and the images directory dir after it.
 func StartCapture(dir string, memLimit int64, spillDir string, sink Sink) (*Capture, error) {
-	return startCapture(dir, memLimit, spillDir, nil, sink, false)
+	return startCapture(dir, memLimit, spillDir, nil, sink, 0)
 }
 
 // StartHeldCapture is StartCapture for an archive that a restore reads front to back: the images
@@ -70,19 +77,28 @@ func StartCapture(dir string, memLimit int64, spillDir string, sink Sink) (*Capt
 // then the pages images (CRIU dumps the pages first and restores them last). Whatever the caller
 // adds to the archive before Flush comes first. Memory buffers come from pool (nil: mapped for
 // this capture only).
-func StartHeldCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink Sink) (*Capture, error) {
-	return startCapture(dir, memLimit, spillDir, pool, sink, true)
+//
+// A sink that takes encoded chunks (EncodingSink) gets the pages images' chunks encoded as they
+// arrive, while CRIU is still dumping, by up to workers encoders: the capture then keeps what
+// they wrote (counted against memLimit like the chunks) instead of the chunks.
+func StartHeldCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink Sink, workers int) (*Capture, error) {
+	return startCapture(dir, memLimit, spillDir, pool, sink, workers)
 }
 
-func startCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink Sink, hold bool) (*Capture, error) {
+// startCapture starts a capture; workers == 0 starts a capture that does not hold its images.
+func startCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink Sink, workers int) (*Capture, error) {
+	hold := workers > 0
 	l, err := listen(dir, CaptureSocket)
 	if err != nil {
 		return nil, err
 	}
 	c := &Capture{
 		session: session{l: l}, spool: newSpool(memLimit, spillDir, pool), sink: sink, hold: hold, flush: make(chan struct{}),
-		queue: make(chan item, 1<<16), drained: make(chan struct{}), done: make(chan struct{}),
+		queue: make(chan *item, 1<<16), drained: make(chan struct{}), done: make(chan struct{}),
 		collect: make(chan struct{}),
+	}
+	if hold {
+		c.enc = startEncoding(c, sink, workers)
 	}
 	go c.receive()
 	go c.consume()
@@ -182,7 +198,7 @@ func (c *Capture) drain(name string, pipe *os.File) error {
 		c.mu.Lock()
 		c.received += int64(got)
 		c.mu.Unlock()
-		c.queue <- item{name: name, n: n, last: last, c: ch}
+		c.queue <- &item{name: name, n: n, last: last, size: int64(got), c: ch}
 		if last {
 			return nil
 		}
@@ -195,12 +211,19 @@ func (c *Capture) drain(name string, pipe *os.File) error {
 func (c *Capture) consume() {
 	defer close(c.done)
 	if c.hold {
-		var held []item
+		var held []*item
 		for it := range c.queue {
+			if c.enc != nil && isPages(it.name) {
+				it.encoded = make(chan struct{})
+				c.enc.jobs <- it
+			}
 			held = append(held, it)
 		}
 		c.arrived = held
 		close(c.collect)
+		if c.enc != nil {
+			close(c.enc.jobs)
+		}
 		<-c.flush
 		c.held = restoreOrder(held)
 		c.mu.Lock()
@@ -231,18 +254,37 @@ func (c *Capture) consume() {
 
 // putAll hands the held chunks to sink.
 func (c *Capture) putAll(sink Sink) error {
-	var n int64
+	var n, encoded int64
+	es, _ := sink.(EncodingSink)
 	for _, it := range c.held {
-		size := it.c.size()
-		if err := sink.Put(it.name, it.n, it.last, size, c.spool.reader(it.c)); err != nil {
+		if err := c.put(sink, es, it); err != nil {
 			return err
 		}
-		n += size
+		n += it.size
+		if it.enc != nil {
+			encoded += it.size
+		}
 	}
 	c.mu.Lock()
-	c.stats.Bytes = n
+	c.stats.Bytes, c.stats.Encoded = n, encoded
 	c.mu.Unlock()
 	return nil
+}
+
+// put hands it to sink: an encoded chunk to es (nil: decoded, to sink), else the chunk itself.
+func (c *Capture) put(sink Sink, es EncodingSink, it *item) error {
+	if it.encoded != nil {
+		<-it.encoded
+	}
+	switch {
+	case it.enc == nil:
+		return sink.Put(it.name, it.n, it.last, it.size, c.spool.reader(it.c))
+	case es != nil:
+		return es.PutEncoded(it.name, it.n, it.last, it.size, c.spool.encodedReader(it.enc))
+	}
+	return decodeEntry(c.spool.encodedReader(it.enc), it.size, func(r io.Reader) error {
+		return sink.Put(it.name, it.n, it.last, it.size, r)
+	})
 }
 
 // Skip ends a held capture without handing its images to the sink (which failed): they stay
@@ -264,6 +306,9 @@ func (c *Capture) Rescue(sink Sink) error {
 // Release frees what a held capture keeps: its memory and its spill file.
 func (c *Capture) Release() {
 	<-c.done
+	if c.enc != nil {
+		c.enc.wg.Wait()
+	}
 	for _, it := range c.held {
 		c.spool.release(it.c)
 	}
@@ -289,9 +334,16 @@ func (c *Capture) Image(name string) (io.Reader, error) {
 	<-c.collect
 	var parts []io.Reader
 	for _, it := range c.arrived {
-		if it.name == name {
-			parts = append(parts, c.spool.reader(it.c))
+		if it.name != name {
+			continue
 		}
+		if it.encoded != nil {
+			<-it.encoded
+		}
+		if it.enc != nil {
+			return nil, fmt.Errorf("image %s was compressed for the archive: read it from there", name)
+		}
+		parts = append(parts, c.spool.reader(it.c))
 	}
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("criu streamed no image %s: %w", name, fs.ErrNotExist)
@@ -308,7 +360,7 @@ func (c *Capture) Received() int64 {
 
 // restoreOrder sorts held chunks image by image: the other images in the order they began, then
 // the pages images in the order they began, each image's chunks in order.
-func restoreOrder(held []item) []item {
+func restoreOrder(held []*item) []*item {
 	first := map[string]int{}
 	for i, it := range held {
 		if _, ok := first[it.name]; !ok {
@@ -316,7 +368,7 @@ func restoreOrder(held []item) []item {
 		}
 	}
 	sorted := slices.Clone(held)
-	slices.SortStableFunc(sorted, func(a, b item) int {
+	slices.SortStableFunc(sorted, func(a, b *item) int {
 		pa, pb := isPages(a.name), isPages(b.name)
 		if pa != pb {
 			if pa {

@@ -240,7 +240,7 @@ func TestHeldCaptureImage(t *testing.T) {
 	slices.Sort(want[1:])
 
 	imgs, out := t.TempDir(), t.TempDir()
-	c, err := imgstream.StartHeldCapture(imgs, 0, t.TempDir(), nil, &imgstream.DirSink{Dir: out})
+	c, err := imgstream.StartHeldCapture(imgs, 0, t.TempDir(), nil, &imgstream.DirSink{Dir: out}, 2)
 	require.NoError(t, err)
 	defer c.Release()
 	dump := runCRIU(bin, "dump", "--stream", "-D", imgs, "-t", strconv.Itoa(tree.Process.Pid), "-o", "dump.log")

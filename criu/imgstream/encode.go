@@ -1,0 +1,209 @@
+package imgstream
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cedana/cedana/archive"
+)
+
+// EncodingSink is a Sink that also takes the pages images' chunks encoded ahead of time: a held
+// capture encodes them (compresses them into whole frames) while CRIU is still dumping, keeps
+// what the encoders wrote instead of the chunks, and hands it over in restore order.
+type EncodingSink interface {
+	Sink
+	// NewEncoder returns an encoder for one worker; an error means the sink takes no encoded
+	// chunks (a codec whose frames may not follow one another), and the capture keeps the chunks.
+	NewEncoder() (ChunkEncoder, error)
+	// PutEncoded takes chunk n of name (size bytes before encoding; last as for Put) as an
+	// encoder wrote it, read from r.
+	PutEncoded(name string, n int, last bool, size int64, r io.Reader) error
+}
+
+// ChunkEncoder encodes chunks for an EncodingSink's PutEncoded. One per worker.
+type ChunkEncoder interface {
+	// Encode writes chunk n of name, size bytes of r (last as for Sink.Put), encoded to w.
+	Encode(w io.Writer, name string, n int, last bool, size int64, r io.Reader) error
+}
+
+// NewEncoder implements EncodingSink: an archive of a codec whose frames may be concatenated
+// (archive.Codec.Concatenable) takes the pages compressed ahead of time.
+func (a ArchiveSink) NewEncoder() (ChunkEncoder, error) {
+	e, err := archive.NewEntryEncoder(a.W.Codec())
+	if err != nil {
+		return nil, err
+	}
+	return entryEncoder{e}, nil
+}
+
+// PutEncoded implements EncodingSink.
+func (a ArchiveSink) PutEncoded(_ string, _ int, _ bool, _ int64, r io.Reader) error {
+	_, err := a.W.AppendFrames(r)
+	return err
+}
+
+type entryEncoder struct{ e *archive.EntryEncoder }
+
+// Encode writes the chunk as the archive entry ArchiveSink.Put would add, in frames of its own.
+func (e entryEncoder) Encode(w io.Writer, name string, n int, last bool, size int64, r io.Reader) error {
+	_, err := e.e.Encode(w, entryName(name, n, last), size, r)
+	return err
+}
+
+// entryName is the archive entry of chunk n of name: the image itself, or one of its parts.
+func entryName(name string, n int, last bool) string {
+	if n > 0 || !last {
+		return archive.PartName(name, n)
+	}
+	return name
+}
+
+// decodeEntry reads the one archive entry that an entryEncoder wrote into r (for Rescue, which
+// writes the images as files).
+func decodeEntry(r io.Reader, size int64, put func(io.Reader) error) error {
+	ts, err := archive.OpenTar(r, 1)
+	if err != nil {
+		return fmt.Errorf("decode a compressed image chunk: %w", err)
+	}
+	defer ts.Close()
+	if _, err := ts.Next(); err != nil {
+		return fmt.Errorf("decode a compressed image chunk: %w", err)
+	}
+	return put(io.LimitReader(ts, size))
+}
+
+// encoding runs the workers that encode a held capture's pages chunks. While CRIU dumps, one
+// worker encodes, on an OS thread of the lowest priority, so that it only takes CPU time that
+// CRIU and the drainers leave; once CRIU is done, that thread gets its priority back and the
+// other workers join it.
+type encoding struct {
+	c       *Capture
+	sink    EncodingSink
+	first   ChunkEncoder
+	workers int
+	jobs    chan *item
+	wg      sync.WaitGroup
+}
+
+// lowPriority is the nice value of the worker that encodes while CRIU dumps.
+const lowPriority = 19
+
+// startEncoding starts the encoding of c's pages chunks into sink, or returns nil when the sink
+// takes no encoded chunks.
+func startEncoding(c *Capture, sink Sink, workers int) *encoding {
+	es, ok := sink.(EncodingSink)
+	if !ok {
+		return nil
+	}
+	first, err := es.NewEncoder()
+	if err != nil {
+		return nil
+	}
+	e := &encoding{c: c, sink: es, first: first, workers: max(workers, 1), jobs: make(chan *item, 1<<16)}
+	tid := make(chan int, 1)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		// The thread is not unlocked: it ends with this goroutine, its priority with it.
+		runtime.LockOSThread()
+		id := unix.Gettid()
+		_ = unix.Setpriority(unix.PRIO_PROCESS, id, lowPriority) // at worst it runs at the daemon's
+		tid <- id
+		e.work(first)
+	}()
+	// The kernel's getpriority answers 20 - nice.
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	nice := 20 - prio
+	go func() {
+		id := <-tid
+		select {
+		case <-c.drained:
+		case <-c.flush: // aborted
+		}
+		if err == nil && nice < lowPriority { // back to the daemon's (needs CAP_SYS_NICE; else it lags)
+			_ = unix.Setpriority(unix.PRIO_PROCESS, id, nice)
+		}
+		for range e.workers - 1 {
+			enc, err := es.NewEncoder()
+			if err != nil {
+				break
+			}
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				e.work(enc)
+			}()
+		}
+	}()
+	return e
+}
+
+// work encodes chunks until there are no more.
+func (e *encoding) work(enc ChunkEncoder) {
+	w := &encWriter{s: e.c.spool}
+	for it := range e.jobs {
+		e.encode(enc, w, it)
+		close(it.encoded)
+	}
+}
+
+// encode encodes it; on failure (or once the capture has failed) it keeps the chunk as it is.
+func (e *encoding) encode(enc ChunkEncoder, w *encWriter, it *item) {
+	e.c.mu.Lock()
+	failed := e.c.err != nil
+	e.c.mu.Unlock()
+	if failed {
+		return
+	}
+	w.out = nil
+	if err := enc.Encode(w, it.name, it.n, it.last, it.size, e.c.spool.reader(it.c)); err != nil {
+		return // the space written is lost until Release; the chunk goes as it is
+	}
+	it.enc = w.out
+	e.c.spool.release(it.c)
+	it.c = chunk{}
+}
+
+// encWriter writes a worker's encoded chunks into the spool's memory, packed into buffers it
+// keeps until the capture ends, else into the spill file.
+type encWriter struct {
+	s   *spool
+	buf []byte  // the free part of the current buffer (length 0)
+	out []chunk // what the current chunk's encoding went into
+}
+
+func (w *encWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if cap(w.buf) == 0 {
+			w.buf = w.s.buffer()
+		}
+		if w.buf == nil {
+			if len(w.out) == 0 || w.out[len(w.out)-1].data != nil {
+				w.out = append(w.out, chunk{segs: []seg{}})
+			}
+			if err := w.s.spillTo(&w.out[len(w.out)-1], p); err != nil {
+				return n - len(p), err
+			}
+			return n, nil
+		}
+		k := copy(w.buf[:cap(w.buf)], p)
+		w.out = append(w.out, chunk{data: w.buf[:k:k]})
+		w.buf = w.buf[k:k]
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// encodedReader reads an encoded chunk back.
+func (s *spool) encodedReader(out []chunk) io.Reader {
+	rs := make([]io.Reader, len(out))
+	for i, c := range out {
+		rs[i] = s.reader(c)
+	}
+	return io.MultiReader(rs...)
+}
