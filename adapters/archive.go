@@ -117,6 +117,7 @@ func finishLive(st State, resp *daemonv1.DumpResponse, arch *live.Archiver, phas
 func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse,
 	next DumpHandler, out live.Sink, codec archive.Codec, phase string,
 ) (Dumped, error) {
+	defer returnMemory()
 	var arch *live.Archiver
 	ds := &DumpStream{
 		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress, dest: localPath(resp.Path), pool: env.StreamPool, workers: env.Workers,
@@ -259,6 +260,7 @@ const maxMetadataSize = 16 << 20
 // has its checkpoint.json at the end (written by an older cedana) still works: what comes before
 // waits in memory and spill files.
 func streamCheckpoint(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse, next RestoreHandler) error {
+	defer returnMemory()
 	src, stored, phase, err := openArchive(ctx, env, req.Path)
 	if err != nil {
 		return err

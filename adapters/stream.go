@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -259,3 +260,8 @@ func (r *RestoreStream) Extract(why string) error {
 // Pending reports whether the archive's images are still to be taken (neither served nor
 // extracted).
 func (r *RestoreStream) Pending() bool { return r != nil && !r.served && !r.extracted }
+
+// returnMemory gives back to the system the heap that a streamed dump or restore used (codec
+// buffers, tar and copy buffers), in the background: the daemon then waits for the next request
+// holding its live heap and the stream pool, and that request's peak starts from there.
+func returnMemory() { go debug.FreeOSMemory() }
