@@ -31,6 +31,10 @@ type checksummed struct {
 	exited               chan struct{}
 }
 
+// checksumLoop is a checksummed process's script: bash -c checksumLoop name tick before after check bytes.
+const checksumLoop = `exec 3<>"$1"; big=$(head -c "$5" /dev/urandom | base64 -w0); printf %s "$big" | md5sum >"$2"
+while :; do if [ -e "$4" ]; then printf %s "$big" | md5sum >"$3"; rm -f "$4"; fi; read -t 0.1 -u 3 || :; done`
+
 // startChecksummed starts a checksummed process holding about mb MB of base64 text made from
 // random bytes, and waits for its first checksum.
 func startChecksummed(t *testing.T, mb int) *checksummed {
@@ -39,9 +43,7 @@ func startChecksummed(t *testing.T, mb int) *checksummed {
 	c := &checksummed{before: filepath.Join(dir, "sum-before"), after: filepath.Join(dir, "sum-after"), check: filepath.Join(dir, "check"), exited: make(chan struct{})}
 	tick := filepath.Join(dir, "tick")
 	require.NoError(t, unix.Mkfifo(tick, 0o600))
-	script := `exec 3<>"$1"; big=$(head -c "$5" /dev/urandom | base64 -w0); printf %s "$big" | md5sum >"$2"
-while :; do if [ -e "$4" ]; then printf %s "$big" | md5sum >"$3"; rm -f "$4"; fi; read -t 0.1 -u 3 || :; done`
-	cmd := newSetsidCmd("bash", "-c", script, "big", tick, c.before, c.after, c.check, strconv.Itoa(mb*750_000))
+	cmd := newSetsidCmd("bash", "-c", checksumLoop, "big", tick, c.before, c.after, c.check, strconv.Itoa(mb*750_000))
 	require.NoError(t, cmd.Start())
 	c.pid = cmd.Process.Pid
 	go func() { _ = cmd.Wait(); close(c.exited) }()
@@ -253,11 +255,9 @@ func startChecksummedTree(t *testing.T, mb int) (root, child *checksummed) {
 	root.exited = make(chan struct{})
 	tick := filepath.Join(dir, "tick")
 	require.NoError(t, unix.Mkfifo(tick, 0o600))
-	loop := `exec 3<>"$1"; big=$(head -c "$5" /dev/urandom | base64 -w0); printf %s "$big" | md5sum >"$2"
-while :; do if [ -e "$4" ]; then printf %s "$big" | md5sum >"$3"; rm -f "$4"; fi; read -t 0.1 -u 3 || :; done`
 	size := strconv.Itoa(mb * 750_000)
-	script := `bash -c "$0" x "$1" "$6" "$7" "$8" "$5" & ` + loop
-	cmd := newSetsidCmd("bash", "-c", script, loop, tick, root.before, root.after, root.check, size, child.before, child.after, child.check)
+	script := `bash -c "$0" x "$1" "$6" "$7" "$8" "$5" & ` + checksumLoop
+	cmd := newSetsidCmd("bash", "-c", script, checksumLoop, tick, root.before, root.after, root.check, size, child.before, child.after, child.check)
 	require.NoError(t, cmd.Start())
 	root.pid = cmd.Process.Pid
 	go func() { _ = cmd.Wait(); close(root.exited) }()
@@ -268,8 +268,11 @@ while :; do if [ -e "$4" ]; then printf %s "$big" | md5sum >"$3"; rm -f "$4"; fi
 	// The child, once its parent is gone, is ours to reap (the tests' process is a subreaper).
 	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", root.pid, root.pid))
 	require.NoError(t, err)
-	child.pid, err = strconv.Atoi(strings.TrimSpace(string(kids)))
-	require.NoError(t, err, "the root has one child: %q", kids)
+	// The first child is the other process (the root's own pipelines may still be running).
+	fields := strings.Fields(string(kids))
+	require.NotEmpty(t, fields, "the root has a child")
+	child.pid, err = strconv.Atoi(fields[0])
+	require.NoError(t, err)
 	return root, child
 }
 
