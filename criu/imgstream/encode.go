@@ -207,3 +207,38 @@ func (s *spool) encodedReader(out []chunk) io.Reader {
 	}
 	return io.MultiReader(rs...)
 }
+
+// putAll hands the held chunks to sink.
+func (c *Capture) putAll(sink Sink) error {
+	var n, encoded int64
+	es, _ := sink.(EncodingSink)
+	for _, it := range c.held {
+		if err := c.put(sink, es, it); err != nil {
+			return err
+		}
+		n += it.size
+		if it.enc != nil {
+			encoded += it.size
+		}
+	}
+	c.mu.Lock()
+	c.stats.Bytes, c.stats.Encoded = n, encoded
+	c.mu.Unlock()
+	return nil
+}
+
+// put hands it to sink: an encoded chunk to es (nil: decoded, to sink), else the chunk itself.
+func (c *Capture) put(sink Sink, es EncodingSink, it *item) error {
+	if it.encoded != nil {
+		<-it.encoded
+	}
+	switch {
+	case it.enc == nil:
+		return sink.Put(it.name, it.n, it.last, it.size, c.spool.reader(it.c))
+	case es != nil:
+		return es.PutEncoded(it.name, it.n, it.last, it.size, c.spool.encodedReader(it.enc))
+	}
+	return decodeEntry(c.spool.encodedReader(it.enc), it.size, func(r io.Reader) error {
+		return sink.Put(it.name, it.n, it.last, it.size, r)
+	})
+}
