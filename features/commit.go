@@ -15,6 +15,11 @@ var DumpCommit = New[Committer]("dump-commit", "`dump --image REF [--rootfs-only
 // (adapters.RestoreStream, criu restore --stream); for the others the chain unpacks them first.
 var RestoreStream = New[struct{}]("restore-stream", "restore straight from an archive or s3:// object (criu restore --stream)")
 
+// Migrate lists the runtimes whose workloads `cedana migrate` moves to another daemon: the dump
+// leaves the tree stopped (CRIU's leave-stopped) and a SIGCONT to its processes resumes it where
+// the destination fails, with nothing else of the runtime's to undo.
+var Migrate = New[struct{}]("migrate", "`migrate`: move a running workload to another daemon, its checkpoint streamed")
+
 // RestoreLazy lists the runtimes whose restore handler restores lazily (RestoreRequest.lazy):
 // their memory served on demand by CRIU's lazy-pages server. A lazy restore of another is refused.
 var RestoreLazy = New[struct{}]("restore-lazy", "`restore --lazy`: run at once, memory served on demand (criu lazy-pages)")

@@ -68,6 +68,9 @@ type Dump struct {
 	Middleware adapters.Middleware[adapters.DumpHandler]
 	// Handler performs the dump at the end of the chain (usually adapters.DumpWithCRIU).
 	Handler adapters.DumpHandler
+	// Migrates says that a dump with leave_stopped leaves the workload whole, resumed by a
+	// SIGCONT to its processes: `cedana migrate` may move it (optional).
+	Migrates bool
 	// Commit takes a request's image and rootfs_only into the runtime's details (optional: a
 	// runtime without it refuses them).
 	Commit Committer
@@ -154,7 +157,7 @@ type tables struct {
 	queryHandler                           *Feature[Querier]
 	selfTest                               *Feature[SelfTester]
 	dumpCommit                             *Feature[Committer]
-	restoreStream, restoreLazy             *Feature[struct{}]
+	restoreStream, restoreLazy, migrate    *Feature[struct{}]
 	restoreNotLazy                         *Feature[string]
 }
 
@@ -170,7 +173,7 @@ var registry = tables{
 	freezeCmd:  FreezeCmd, unfreezeCmd: UnfreezeCmd, freezeHandler: FreezeHandler,
 	queryCmd: QueryCmd, queryHandler: QueryHandler,
 	selfTest: SelfTest, dumpCommit: DumpCommit, restoreStream: RestoreStream,
-	restoreLazy: RestoreLazy, restoreNotLazy: restoreNotLazy,
+	restoreLazy: RestoreLazy, restoreNotLazy: restoreNotLazy, migrate: Migrate,
 }
 
 func (t *tables) register(rt Runtime) {
@@ -203,6 +206,7 @@ func (t *tables) register(rt Runtime) {
 	registerIf(t.restoreStream, rt.Name, struct{}{}, rt.Restore.Streams)
 	registerIf(t.restoreLazy, rt.Name, struct{}{}, rt.Restore.Lazy)
 	registerIf(t.restoreNotLazy, rt.Name, rt.Restore.NotLazy, rt.Restore.NotLazy != "")
+	registerIf(t.migrate, rt.Name, struct{}{}, rt.Dump.Migrates)
 	for _, h := range rt.Helpers {
 		t.helpers.register(h.Name, h)
 	}

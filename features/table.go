@@ -102,7 +102,7 @@ func Table() []Described {
 	return []Described{
 		DumpCmd, RestoreCmd, RunCmd, ManageCmd, RunHandler, ManageHandler, DumpMiddleware, DumpHandler, RestoreMiddleware, RestoreHandler, HealthCheck,
 		NoServer, JobDetails, PodDumpFlags, PodDumpHandler, PodRestore,
-		FreezeCmd, UnfreezeCmd, FreezeHandler, QueryCmd, QueryHandler, DumpCommit, RestoreStream, RestoreLazy,
+		FreezeCmd, UnfreezeCmd, FreezeHandler, QueryCmd, QueryHandler, DumpCommit, RestoreStream, RestoreLazy, Migrate,
 	}
 }
 

@@ -19,6 +19,7 @@ func (m *Manager) Restored(ctx context.Context, jid string, pid int, wait func()
 		j.Status = store.JobRunning
 		j.ExitCode = nil
 		j.StartTime = start
+		j.MigratedTo = ""
 		return nil
 	})
 	if err != nil {
@@ -53,6 +54,18 @@ func (m *Manager) RestoredAsNew(ctx context.Context, typ, jid string, pid int, d
 		return store.Job{}, err
 	}
 	return job, m.watchRestored(jid, pid, start, wait)
+}
+
+// Migrated records that job jid moved to the daemon at to and runs there. Its PID here is
+// cleared first, so that the end of its old process, killed next, does not halt it.
+func (m *Manager) Migrated(ctx context.Context, jid, to string) error {
+	_, err := m.store.UpdateJob(ctx, jid, func(j *store.Job) error {
+		j.PID, j.StartTime, j.ExitCode = 0, 0, nil
+		j.Status = store.JobMigrated
+		j.MigratedTo = to
+		return nil
+	})
+	return err
 }
 
 // HasStdin reports whether job jid has a stdin FIFO here (a job cedana started or restored).

@@ -27,12 +27,15 @@ const (
 	// JobUnknown means the daemon could not tell, e.g. the job could not be
 	// verified after a daemon restart.
 	JobUnknown JobStatus = "unknown"
+	// JobMigrated means the job was moved to another daemon (Job.MigratedTo) and
+	// runs there; nothing of it runs here.
+	JobMigrated JobStatus = "migrated"
 )
 
 // Valid reports whether s is one of the defined statuses.
 func (s JobStatus) Valid() bool {
 	switch s {
-	case JobRunning, JobHalted, JobUnknown:
+	case JobRunning, JobHalted, JobUnknown, JobMigrated:
 		return true
 	}
 	return false
@@ -62,6 +65,8 @@ type Job struct {
 	CreatedAt time.Time
 	// UpdatedAt is when the job was last changed.
 	UpdatedAt time.Time
+	// MigratedTo is the daemon a migrated job moved to, "" otherwise.
+	MigratedTo string
 }
 
 // validate checks the fields the database cannot check for itself.
@@ -159,10 +164,10 @@ func (s *Store) UpdateJob(ctx context.Context, jid string, fn func(*Job) error) 
 		}
 		j.UpdatedAt = now().UTC()
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET
-			type = ?, pid = ?, status = ?, exit_code = ?, log = ?, details = ?, start_time = ?, updated_at = ?
+			type = ?, pid = ?, status = ?, exit_code = ?, log = ?, details = ?, start_time = ?, updated_at = ?, migrated_to = ?
 			WHERE jid = ?`,
 			j.Type, j.PID, string(j.Status), exitCodeArg(j.ExitCode), j.Log, nullText(j.Details),
-			int64(j.StartTime), formatTime(j.UpdatedAt), jid); err != nil {
+			int64(j.StartTime), formatTime(j.UpdatedAt), j.MigratedTo, jid); err != nil {
 			return s.dbErr(fmt.Sprintf("update job %q", jid), err)
 		}
 		out = j
@@ -181,7 +186,7 @@ func (s *Store) DeleteJob(ctx context.Context, jid string) error {
 }
 
 // jobColumns are the columns scanJob reads, in order.
-const jobColumns = "jid, type, pid, status, exit_code, log, details, start_time, created_at, updated_at"
+const jobColumns = "jid, type, pid, status, exit_code, log, details, start_time, created_at, updated_at, migrated_to"
 
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
@@ -197,7 +202,7 @@ func scanJob(r scanner) (Job, error) {
 		created, updated string
 	)
 	if err := r.Scan(&j.JID, &j.Type, &j.PID, &status, &exitCode, &j.Log, &details,
-		&startTime, &created, &updated); err != nil {
+		&startTime, &created, &updated, &j.MigratedTo); err != nil {
 		return Job{}, err
 	}
 	j.Status = JobStatus(status)

@@ -150,6 +150,7 @@ func init() {
 			Command:    features.Subcommand(Name, "Checkpoint a process tree by the PID of its root.", &DumpCmd{}),
 			Middleware: DumpMiddleware,
 			Handler:    withcriu.Dump,
+			Migrates:   true,
 		},
 		Restore: features.Restore{
 			Command:    features.Subcommand(Name, "Restore a process tree from a checkpoint (--path).", &RestoreCmd{}),

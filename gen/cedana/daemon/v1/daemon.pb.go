@@ -42,7 +42,8 @@ type CriuOptions struct {
 	LinkRemap bool `protobuf:"varint,6,opt,name=link_remap,json=linkRemap,proto3" json:"link_remap,omitempty"`
 	// Restore: close established TCP connections instead of restoring them.
 	TcpClose bool `protobuf:"varint,7,opt,name=tcp_close,json=tcpClose,proto3" json:"tcp_close,omitempty"`
-	// Restore: leave the restored tree stopped (SIGSTOP); Unfreeze resumes it.
+	// Restore: leave the restored tree stopped (SIGSTOP); Unfreeze resumes it. Dump: leave the
+	// dumped tree stopped rather than kill it (a migration does, until the destination answers).
 	LeaveStopped bool `protobuf:"varint,8,opt,name=leave_stopped,json=leaveStopped,proto3" json:"leave_stopped,omitempty"`
 	// Dump: skip TCP connections still being established (in flight) instead of failing.
 	SkipInFlight  bool `protobuf:"varint,9,opt,name=skip_in_flight,json=skipInFlight,proto3" json:"skip_in_flight,omitempty"`
@@ -1970,7 +1971,7 @@ type Job struct {
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// PID of the workload's root process (the latest, after a restore).
 	Pid int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
-	// "running" or "halted".
+	// "running", "halted", or "migrated" (moved to another daemon: migrated_to).
 	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
 	// Exit code once halted, when it could be known.
 	ExitCode *int32 `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
@@ -1986,7 +1987,9 @@ type Job struct {
 	LatestCheckpoint *CheckpointEntry `protobuf:"bytes,10,opt,name=latest_checkpoint,json=latestCheckpoint,proto3" json:"latest_checkpoint,omitempty"`
 	// After a lazy restore (RestoreRequest.lazy): whether CRIU's lazy-pages server still serves the
 	// workload's memory ("serving since ..."), or how it failed; empty once every page is back.
-	LazyPages     string `protobuf:"bytes,11,opt,name=lazy_pages,json=lazyPages,proto3" json:"lazy_pages,omitempty"`
+	LazyPages string `protobuf:"bytes,11,opt,name=lazy_pages,json=lazyPages,proto3" json:"lazy_pages,omitempty"`
+	// A migrated job (status "migrated"): the daemon it moved to.
+	MigratedTo    string `protobuf:"bytes,12,opt,name=migrated_to,json=migratedTo,proto3" json:"migrated_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2094,6 +2097,13 @@ func (x *Job) GetLatestCheckpoint() *CheckpointEntry {
 func (x *Job) GetLazyPages() string {
 	if x != nil {
 		return x.LazyPages
+	}
+	return ""
+}
+
+func (x *Job) GetMigratedTo() string {
+	if x != nil {
+		return x.MigratedTo
 	}
 	return ""
 }
@@ -4501,6 +4511,372 @@ func (x *JobRecord) GetStdin() string {
 	return ""
 }
 
+// MigrateRequest names the workload (type and details) or the job (jid) to move, and where.
+type MigrateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Runtime of the workload ("process", ...); empty for a job.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The workload, in the runtime's own terms.
+	Details *Details `protobuf:"bytes,2,opt,name=details,proto3" json:"details,omitempty"`
+	// Move this managed job instead: its type and details come from the job.
+	Jid string `protobuf:"bytes,3,opt,name=jid,proto3" json:"jid,omitempty"`
+	// The destination daemon's TCP address (host:port).
+	To string `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// The destination's bearer token; this daemon's own (token, token_file) when empty.
+	Token string `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`
+	// The destination restores lazily (RestoreRequest.lazy), from its own copy of the images.
+	Lazy bool `protobuf:"varint,6,opt,name=lazy,proto3" json:"lazy,omitempty"`
+	// Codec of the streamed archive: tar (the default), gzip, lz4, zlib or zstd.
+	Compression string `protobuf:"bytes,7,opt,name=compression,proto3" json:"compression,omitempty"`
+	// CRIU options of the dump (leave_running and leave_stopped are the migration's own).
+	Criu *CriuOptions `protobuf:"bytes,8,opt,name=criu,proto3" json:"criu,omitempty"`
+	// A client-chosen ID under which WatchProgress reports the dump's progress.
+	OperationId   string `protobuf:"bytes,9,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateRequest) Reset() {
+	*x = MigrateRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateRequest) ProtoMessage() {}
+
+func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
+func (*MigrateRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *MigrateRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetDetails() *Details {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *MigrateRequest) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetLazy() bool {
+	if x != nil {
+		return x.Lazy
+	}
+	return false
+}
+
+func (x *MigrateRequest) GetCompression() string {
+	if x != nil {
+		return x.Compression
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetCriu() *CriuOptions {
+	if x != nil {
+		return x.Criu
+	}
+	return nil
+}
+
+func (x *MigrateRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+// MigrateResponse describes the migrated workload on its destination.
+type MigrateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The destination's address.
+	To string `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	// The job, when a job was moved.
+	Jid string `protobuf:"bytes,2,opt,name=jid,proto3" json:"jid,omitempty"`
+	// The destination's answer: the restored tree's PID there, its restore's phases.
+	Restore *RestoreResponse `protobuf:"bytes,3,opt,name=restore,proto3" json:"restore,omitempty"`
+	// The dump's phases on this daemon.
+	Stats *Stats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
+	// From the start of the dump (the workload is frozen soon after) until the destination said
+	// the workload runs there.
+	Downtime      *durationpb.Duration `protobuf:"bytes,5,opt,name=downtime,proto3" json:"downtime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateResponse) Reset() {
+	*x = MigrateResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateResponse) ProtoMessage() {}
+
+func (x *MigrateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateResponse.ProtoReflect.Descriptor instead.
+func (*MigrateResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *MigrateResponse) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *MigrateResponse) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *MigrateResponse) GetRestore() *RestoreResponse {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+func (x *MigrateResponse) GetStats() *Stats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *MigrateResponse) GetDowntime() *durationpb.Duration {
+	if x != nil {
+		return x.Downtime
+	}
+	return nil
+}
+
+// ReceiveRequest is one message of a migration's stream: the header first, then the archive.
+type ReceiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First message only: what the stream carries.
+	Header *MigrationHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// The next bytes of the checkpoint's archive.
+	Chunk         []byte `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveRequest) Reset() {
+	*x = ReceiveRequest{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveRequest) ProtoMessage() {}
+
+func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveRequest.ProtoReflect.Descriptor instead.
+func (*ReceiveRequest) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ReceiveRequest) GetHeader() *MigrationHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ReceiveRequest) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+// MigrationHeader says what a migration's stream carries.
+type MigrationHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job being moved ("" for a workload outside jobs): the destination takes it on.
+	Jid string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	// Restore lazily.
+	Lazy bool `protobuf:"varint,2,opt,name=lazy,proto3" json:"lazy,omitempty"`
+	// The source daemon's host name, for messages and logs.
+	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrationHeader) Reset() {
+	*x = MigrationHeader{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrationHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrationHeader) ProtoMessage() {}
+
+func (x *MigrationHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrationHeader.ProtoReflect.Descriptor instead.
+func (*MigrationHeader) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *MigrationHeader) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *MigrationHeader) GetLazy() bool {
+	if x != nil {
+		return x.Lazy
+	}
+	return false
+}
+
+func (x *MigrationHeader) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// ReceiveResponse is the destination's answer once the workload runs there.
+type ReceiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The restore's outcome.
+	Restore       *RestoreResponse `protobuf:"bytes,1,opt,name=restore,proto3" json:"restore,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveResponse) Reset() {
+	*x = ReceiveResponse{}
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveResponse) ProtoMessage() {}
+
+func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cedana_daemon_v1_daemon_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveResponse.ProtoReflect.Descriptor instead.
+func (*ReceiveResponse) Descriptor() ([]byte, []int) {
+	return file_cedana_daemon_v1_daemon_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ReceiveResponse) GetRestore() *RestoreResponse {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
 var File_cedana_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
@@ -4674,7 +5050,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bupcoming\x18\x04 \x01(\bR\bupcoming\x12D\n" +
 	"\x10upcoming_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fupcomingTimeout\"9\n" +
 	"\x0eManageResponse\x12'\n" +
-	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"\xb1\x03\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.cedana.daemon.v1.JobR\x03job\"\xd2\x03\n" +
 	"\x03Job\x12\x10\n" +
 	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
@@ -4690,7 +5066,9 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x11latest_checkpoint\x18\n" +
 	" \x01(\v2!.cedana.daemon.v1.CheckpointEntryR\x10latestCheckpoint\x12\x1d\n" +
 	"\n" +
-	"lazy_pages\x18\v \x01(\tR\tlazyPagesB\f\n" +
+	"lazy_pages\x18\v \x01(\tR\tlazyPages\x12\x1f\n" +
+	"\vmigrated_to\x18\f \x01(\tR\n" +
+	"migratedToB\f\n" +
 	"\n" +
 	"_exit_code\"\xf3\x01\n" +
 	"\x0fCheckpointEntry\x12\x0e\n" +
@@ -4859,7 +5237,32 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x123\n" +
 	"\adetails\x18\x03 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
 	"\x03log\x18\x04 \x01(\tR\x03log\x12\x14\n" +
-	"\x05stdin\x18\x05 \x01(\tR\x05stdin2\x86\x0f\n" +
+	"\x05stdin\x18\x05 \x01(\tR\x05stdin\"\x9d\x02\n" +
+	"\x0eMigrateRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x123\n" +
+	"\adetails\x18\x02 \x01(\v2\x19.cedana.daemon.v1.DetailsR\adetails\x12\x10\n" +
+	"\x03jid\x18\x03 \x01(\tR\x03jid\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x14\n" +
+	"\x05token\x18\x05 \x01(\tR\x05token\x12\x12\n" +
+	"\x04lazy\x18\x06 \x01(\bR\x04lazy\x12 \n" +
+	"\vcompression\x18\a \x01(\tR\vcompression\x121\n" +
+	"\x04criu\x18\b \x01(\v2\x1d.cedana.daemon.v1.CriuOptionsR\x04criu\x12!\n" +
+	"\foperation_id\x18\t \x01(\tR\voperationId\"\xd6\x01\n" +
+	"\x0fMigrateResponse\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x10\n" +
+	"\x03jid\x18\x02 \x01(\tR\x03jid\x12;\n" +
+	"\arestore\x18\x03 \x01(\v2!.cedana.daemon.v1.RestoreResponseR\arestore\x12-\n" +
+	"\x05stats\x18\x04 \x01(\v2\x17.cedana.daemon.v1.StatsR\x05stats\x125\n" +
+	"\bdowntime\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bdowntime\"a\n" +
+	"\x0eReceiveRequest\x129\n" +
+	"\x06header\x18\x01 \x01(\v2!.cedana.daemon.v1.MigrationHeaderR\x06header\x12\x14\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"O\n" +
+	"\x0fMigrationHeader\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x12\n" +
+	"\x04lazy\x18\x02 \x01(\bR\x04lazy\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"N\n" +
+	"\x0fReceiveResponse\x12;\n" +
+	"\arestore\x18\x01 \x01(\v2!.cedana.daemon.v1.RestoreResponseR\arestore2\xa8\x10\n" +
 	"\rDaemonService\x12E\n" +
 	"\x04Dump\x12\x1d.cedana.daemon.v1.DumpRequest\x1a\x1e.cedana.daemon.v1.DumpResponse\x12N\n" +
 	"\aRestore\x12 .cedana.daemon.v1.RestoreRequest\x1a!.cedana.daemon.v1.RestoreResponse\x12Z\n" +
@@ -4883,7 +5286,9 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06Freeze\x12\x1f.cedana.daemon.v1.FreezeRequest\x1a .cedana.daemon.v1.FreezeResponse\x12Q\n" +
 	"\bUnfreeze\x12!.cedana.daemon.v1.UnfreezeRequest\x1a\".cedana.daemon.v1.UnfreezeResponse\x12H\n" +
 	"\x05Query\x12\x1e.cedana.daemon.v1.QueryRequest\x1a\x1f.cedana.daemon.v1.QueryResponse\x12l\n" +
-	"\x11InspectCheckpoint\x12*.cedana.daemon.v1.InspectCheckpointRequest\x1a+.cedana.daemon.v1.InspectCheckpointResponseB8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
+	"\x11InspectCheckpoint\x12*.cedana.daemon.v1.InspectCheckpointRequest\x1a+.cedana.daemon.v1.InspectCheckpointResponse\x12N\n" +
+	"\aMigrate\x12 .cedana.daemon.v1.MigrateRequest\x1a!.cedana.daemon.v1.MigrateResponse\x12P\n" +
+	"\aReceive\x12 .cedana.daemon.v1.ReceiveRequest\x1a!.cedana.daemon.v1.ReceiveResponse(\x01B8Z6github.com/cedana/cedana/gen/cedana/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_cedana_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -4897,7 +5302,7 @@ func file_cedana_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_cedana_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_cedana_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*CriuOptions)(nil),               // 0: cedana.daemon.v1.CriuOptions
 	(*ProcessDetails)(nil),            // 1: cedana.daemon.v1.ProcessDetails
@@ -4962,21 +5367,26 @@ var file_cedana_daemon_v1_daemon_proto_goTypes = []any{
 	(*InspectCheckpointRequest)(nil),  // 60: cedana.daemon.v1.InspectCheckpointRequest
 	(*InspectCheckpointResponse)(nil), // 61: cedana.daemon.v1.InspectCheckpointResponse
 	(*JobRecord)(nil),                 // 62: cedana.daemon.v1.JobRecord
-	nil,                               // 63: cedana.daemon.v1.Stats.PhasesEntry
-	(*timestamppb.Timestamp)(nil),     // 64: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 65: google.protobuf.Duration
+	(*MigrateRequest)(nil),            // 63: cedana.daemon.v1.MigrateRequest
+	(*MigrateResponse)(nil),           // 64: cedana.daemon.v1.MigrateResponse
+	(*ReceiveRequest)(nil),            // 65: cedana.daemon.v1.ReceiveRequest
+	(*MigrationHeader)(nil),           // 66: cedana.daemon.v1.MigrationHeader
+	(*ReceiveResponse)(nil),           // 67: cedana.daemon.v1.ReceiveResponse
+	nil,                               // 68: cedana.daemon.v1.Stats.PhasesEntry
+	(*timestamppb.Timestamp)(nil),     // 69: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 70: google.protobuf.Duration
 }
 var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	1,  // 0: cedana.daemon.v1.Details.process:type_name -> cedana.daemon.v1.ProcessDetails
 	2,  // 1: cedana.daemon.v1.Details.runc:type_name -> cedana.daemon.v1.RuncDetails
 	3,  // 2: cedana.daemon.v1.Details.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
-	64, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
+	69, // 3: cedana.daemon.v1.Checkpoint.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: cedana.daemon.v1.Checkpoint.options:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 5: cedana.daemon.v1.Checkpoint.details:type_name -> cedana.daemon.v1.Details
 	62, // 6: cedana.daemon.v1.Checkpoint.job:type_name -> cedana.daemon.v1.JobRecord
-	65, // 7: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
-	63, // 8: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
-	65, // 9: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
+	70, // 7: cedana.daemon.v1.Stats.total:type_name -> google.protobuf.Duration
+	68, // 8: cedana.daemon.v1.Stats.phases:type_name -> cedana.daemon.v1.Stats.PhasesEntry
+	70, // 9: cedana.daemon.v1.Stats.frozen:type_name -> google.protobuf.Duration
 	0,  // 10: cedana.daemon.v1.DumpRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	4,  // 11: cedana.daemon.v1.DumpRequest.details:type_name -> cedana.daemon.v1.Details
 	5,  // 12: cedana.daemon.v1.DumpResponse.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
@@ -4987,20 +5397,20 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	6,  // 17: cedana.daemon.v1.RestoreResponse.stats:type_name -> cedana.daemon.v1.Stats
 	12, // 18: cedana.daemon.v1.HealthCheckResponse.runtimes:type_name -> cedana.daemon.v1.RuntimeHealth
 	14, // 19: cedana.daemon.v1.HealthCheckResponse.steps:type_name -> cedana.daemon.v1.CheckStep
-	65, // 20: cedana.daemon.v1.CheckStep.took:type_name -> google.protobuf.Duration
+	70, // 20: cedana.daemon.v1.CheckStep.took:type_name -> google.protobuf.Duration
 	16, // 21: cedana.daemon.v1.ListFeaturesResponse.features:type_name -> cedana.daemon.v1.FeatureProviders
 	18, // 22: cedana.daemon.v1.RunRequest.process:type_name -> cedana.daemon.v1.ProcessRun
 	2,  // 23: cedana.daemon.v1.RunRequest.runc:type_name -> cedana.daemon.v1.RuncDetails
 	3,  // 24: cedana.daemon.v1.RunRequest.containerd:type_name -> cedana.daemon.v1.ContainerdDetails
 	23, // 25: cedana.daemon.v1.RunResponse.job:type_name -> cedana.daemon.v1.Job
 	4,  // 26: cedana.daemon.v1.ManageRequest.details:type_name -> cedana.daemon.v1.Details
-	65, // 27: cedana.daemon.v1.ManageRequest.upcoming_timeout:type_name -> google.protobuf.Duration
+	70, // 27: cedana.daemon.v1.ManageRequest.upcoming_timeout:type_name -> google.protobuf.Duration
 	23, // 28: cedana.daemon.v1.ManageResponse.job:type_name -> cedana.daemon.v1.Job
 	4,  // 29: cedana.daemon.v1.Job.details:type_name -> cedana.daemon.v1.Details
-	64, // 30: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	64, // 31: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	69, // 30: cedana.daemon.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	69, // 31: cedana.daemon.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	24, // 32: cedana.daemon.v1.Job.latest_checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
-	64, // 33: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
+	69, // 33: cedana.daemon.v1.CheckpointEntry.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 34: cedana.daemon.v1.CheckpointEntry.checkpoint:type_name -> cedana.daemon.v1.Checkpoint
 	23, // 35: cedana.daemon.v1.ListJobsResponse.jobs:type_name -> cedana.daemon.v1.Job
 	23, // 36: cedana.daemon.v1.GetJobResponse.job:type_name -> cedana.daemon.v1.Job
@@ -5009,7 +5419,7 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	24, // 39: cedana.daemon.v1.GetCheckpointResponse.checkpoint:type_name -> cedana.daemon.v1.CheckpointEntry
 	0,  // 40: cedana.daemon.v1.DumpPodRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
 	46, // 41: cedana.daemon.v1.PodCheckpoint.containers:type_name -> cedana.daemon.v1.PodContainer
-	64, // 42: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	69, // 42: cedana.daemon.v1.PodCheckpoint.created_at:type_name -> google.protobuf.Timestamp
 	47, // 43: cedana.daemon.v1.DumpPodResponse.manifest:type_name -> cedana.daemon.v1.PodCheckpoint
 	8,  // 44: cedana.daemon.v1.DumpPodResponse.containers:type_name -> cedana.daemon.v1.DumpResponse
 	6,  // 45: cedana.daemon.v1.DumpPodResponse.stats:type_name -> cedana.daemon.v1.Stats
@@ -5022,56 +5432,67 @@ var file_cedana_daemon_v1_daemon_proto_depIdxs = []int32{
 	57, // 52: cedana.daemon.v1.Workload.processes:type_name -> cedana.daemon.v1.ProcessInfo
 	58, // 53: cedana.daemon.v1.QueryResponse.workloads:type_name -> cedana.daemon.v1.Workload
 	4,  // 54: cedana.daemon.v1.JobRecord.details:type_name -> cedana.daemon.v1.Details
-	65, // 55: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
-	7,  // 56: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
-	9,  // 57: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
-	11, // 58: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
-	15, // 59: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
-	19, // 60: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
-	21, // 61: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
-	25, // 62: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
-	27, // 63: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
-	29, // 64: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
-	31, // 65: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
-	39, // 66: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
-	41, // 67: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
-	43, // 68: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
-	33, // 69: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
-	35, // 70: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
-	37, // 71: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
-	45, // 72: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
-	49, // 73: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
-	52, // 74: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
-	54, // 75: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
-	56, // 76: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
-	60, // 77: cedana.daemon.v1.DaemonService.InspectCheckpoint:input_type -> cedana.daemon.v1.InspectCheckpointRequest
-	8,  // 78: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
-	10, // 79: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
-	13, // 80: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
-	17, // 81: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
-	20, // 82: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
-	22, // 83: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
-	26, // 84: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
-	28, // 85: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
-	30, // 86: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
-	32, // 87: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
-	40, // 88: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
-	42, // 89: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
-	44, // 90: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
-	34, // 91: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
-	36, // 92: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
-	38, // 93: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
-	48, // 94: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
-	50, // 95: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
-	53, // 96: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
-	55, // 97: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
-	59, // 98: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
-	61, // 99: cedana.daemon.v1.DaemonService.InspectCheckpoint:output_type -> cedana.daemon.v1.InspectCheckpointResponse
-	78, // [78:100] is the sub-list for method output_type
-	56, // [56:78] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	4,  // 55: cedana.daemon.v1.MigrateRequest.details:type_name -> cedana.daemon.v1.Details
+	0,  // 56: cedana.daemon.v1.MigrateRequest.criu:type_name -> cedana.daemon.v1.CriuOptions
+	10, // 57: cedana.daemon.v1.MigrateResponse.restore:type_name -> cedana.daemon.v1.RestoreResponse
+	6,  // 58: cedana.daemon.v1.MigrateResponse.stats:type_name -> cedana.daemon.v1.Stats
+	70, // 59: cedana.daemon.v1.MigrateResponse.downtime:type_name -> google.protobuf.Duration
+	66, // 60: cedana.daemon.v1.ReceiveRequest.header:type_name -> cedana.daemon.v1.MigrationHeader
+	10, // 61: cedana.daemon.v1.ReceiveResponse.restore:type_name -> cedana.daemon.v1.RestoreResponse
+	70, // 62: cedana.daemon.v1.Stats.PhasesEntry.value:type_name -> google.protobuf.Duration
+	7,  // 63: cedana.daemon.v1.DaemonService.Dump:input_type -> cedana.daemon.v1.DumpRequest
+	9,  // 64: cedana.daemon.v1.DaemonService.Restore:input_type -> cedana.daemon.v1.RestoreRequest
+	11, // 65: cedana.daemon.v1.DaemonService.HealthCheck:input_type -> cedana.daemon.v1.HealthCheckRequest
+	15, // 66: cedana.daemon.v1.DaemonService.ListFeatures:input_type -> cedana.daemon.v1.ListFeaturesRequest
+	19, // 67: cedana.daemon.v1.DaemonService.Run:input_type -> cedana.daemon.v1.RunRequest
+	21, // 68: cedana.daemon.v1.DaemonService.Manage:input_type -> cedana.daemon.v1.ManageRequest
+	25, // 69: cedana.daemon.v1.DaemonService.ListJobs:input_type -> cedana.daemon.v1.ListJobsRequest
+	27, // 70: cedana.daemon.v1.DaemonService.GetJob:input_type -> cedana.daemon.v1.GetJobRequest
+	29, // 71: cedana.daemon.v1.DaemonService.KillJob:input_type -> cedana.daemon.v1.KillJobRequest
+	31, // 72: cedana.daemon.v1.DaemonService.DeleteJob:input_type -> cedana.daemon.v1.DeleteJobRequest
+	39, // 73: cedana.daemon.v1.DaemonService.Attach:input_type -> cedana.daemon.v1.AttachRequest
+	41, // 74: cedana.daemon.v1.DaemonService.WriteStdin:input_type -> cedana.daemon.v1.WriteStdinRequest
+	43, // 75: cedana.daemon.v1.DaemonService.WatchProgress:input_type -> cedana.daemon.v1.WatchProgressRequest
+	33, // 76: cedana.daemon.v1.DaemonService.ListCheckpoints:input_type -> cedana.daemon.v1.ListCheckpointsRequest
+	35, // 77: cedana.daemon.v1.DaemonService.GetCheckpoint:input_type -> cedana.daemon.v1.GetCheckpointRequest
+	37, // 78: cedana.daemon.v1.DaemonService.DeleteCheckpoint:input_type -> cedana.daemon.v1.DeleteCheckpointRequest
+	45, // 79: cedana.daemon.v1.DaemonService.DumpPod:input_type -> cedana.daemon.v1.DumpPodRequest
+	49, // 80: cedana.daemon.v1.DaemonService.PrepareRestore:input_type -> cedana.daemon.v1.PrepareRestoreRequest
+	52, // 81: cedana.daemon.v1.DaemonService.Freeze:input_type -> cedana.daemon.v1.FreezeRequest
+	54, // 82: cedana.daemon.v1.DaemonService.Unfreeze:input_type -> cedana.daemon.v1.UnfreezeRequest
+	56, // 83: cedana.daemon.v1.DaemonService.Query:input_type -> cedana.daemon.v1.QueryRequest
+	60, // 84: cedana.daemon.v1.DaemonService.InspectCheckpoint:input_type -> cedana.daemon.v1.InspectCheckpointRequest
+	63, // 85: cedana.daemon.v1.DaemonService.Migrate:input_type -> cedana.daemon.v1.MigrateRequest
+	65, // 86: cedana.daemon.v1.DaemonService.Receive:input_type -> cedana.daemon.v1.ReceiveRequest
+	8,  // 87: cedana.daemon.v1.DaemonService.Dump:output_type -> cedana.daemon.v1.DumpResponse
+	10, // 88: cedana.daemon.v1.DaemonService.Restore:output_type -> cedana.daemon.v1.RestoreResponse
+	13, // 89: cedana.daemon.v1.DaemonService.HealthCheck:output_type -> cedana.daemon.v1.HealthCheckResponse
+	17, // 90: cedana.daemon.v1.DaemonService.ListFeatures:output_type -> cedana.daemon.v1.ListFeaturesResponse
+	20, // 91: cedana.daemon.v1.DaemonService.Run:output_type -> cedana.daemon.v1.RunResponse
+	22, // 92: cedana.daemon.v1.DaemonService.Manage:output_type -> cedana.daemon.v1.ManageResponse
+	26, // 93: cedana.daemon.v1.DaemonService.ListJobs:output_type -> cedana.daemon.v1.ListJobsResponse
+	28, // 94: cedana.daemon.v1.DaemonService.GetJob:output_type -> cedana.daemon.v1.GetJobResponse
+	30, // 95: cedana.daemon.v1.DaemonService.KillJob:output_type -> cedana.daemon.v1.KillJobResponse
+	32, // 96: cedana.daemon.v1.DaemonService.DeleteJob:output_type -> cedana.daemon.v1.DeleteJobResponse
+	40, // 97: cedana.daemon.v1.DaemonService.Attach:output_type -> cedana.daemon.v1.AttachResponse
+	42, // 98: cedana.daemon.v1.DaemonService.WriteStdin:output_type -> cedana.daemon.v1.WriteStdinResponse
+	44, // 99: cedana.daemon.v1.DaemonService.WatchProgress:output_type -> cedana.daemon.v1.WatchProgressResponse
+	34, // 100: cedana.daemon.v1.DaemonService.ListCheckpoints:output_type -> cedana.daemon.v1.ListCheckpointsResponse
+	36, // 101: cedana.daemon.v1.DaemonService.GetCheckpoint:output_type -> cedana.daemon.v1.GetCheckpointResponse
+	38, // 102: cedana.daemon.v1.DaemonService.DeleteCheckpoint:output_type -> cedana.daemon.v1.DeleteCheckpointResponse
+	48, // 103: cedana.daemon.v1.DaemonService.DumpPod:output_type -> cedana.daemon.v1.DumpPodResponse
+	50, // 104: cedana.daemon.v1.DaemonService.PrepareRestore:output_type -> cedana.daemon.v1.PrepareRestoreResponse
+	53, // 105: cedana.daemon.v1.DaemonService.Freeze:output_type -> cedana.daemon.v1.FreezeResponse
+	55, // 106: cedana.daemon.v1.DaemonService.Unfreeze:output_type -> cedana.daemon.v1.UnfreezeResponse
+	59, // 107: cedana.daemon.v1.DaemonService.Query:output_type -> cedana.daemon.v1.QueryResponse
+	61, // 108: cedana.daemon.v1.DaemonService.InspectCheckpoint:output_type -> cedana.daemon.v1.InspectCheckpointResponse
+	64, // 109: cedana.daemon.v1.DaemonService.Migrate:output_type -> cedana.daemon.v1.MigrateResponse
+	67, // 110: cedana.daemon.v1.DaemonService.Receive:output_type -> cedana.daemon.v1.ReceiveResponse
+	87, // [87:111] is the sub-list for method output_type
+	63, // [63:87] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_cedana_daemon_v1_daemon_proto_init() }
@@ -5087,7 +5508,7 @@ func file_cedana_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cedana_daemon_v1_daemon_proto_rawDesc), len(file_cedana_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   64,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -87,6 +87,10 @@ const (
 	// DaemonServiceInspectCheckpointProcedure is the fully-qualified name of the DaemonService's
 	// InspectCheckpoint RPC.
 	DaemonServiceInspectCheckpointProcedure = "/cedana.daemon.v1.DaemonService/InspectCheckpoint"
+	// DaemonServiceMigrateProcedure is the fully-qualified name of the DaemonService's Migrate RPC.
+	DaemonServiceMigrateProcedure = "/cedana.daemon.v1.DaemonService/Migrate"
+	// DaemonServiceReceiveProcedure is the fully-qualified name of the DaemonService's Receive RPC.
+	DaemonServiceReceiveProcedure = "/cedana.daemon.v1.DaemonService/Receive"
 )
 
 // DaemonServiceClient is a client for the cedana.daemon.v1.DaemonService service.
@@ -140,6 +144,13 @@ type DaemonServiceClient interface {
 	// mappings, resident pages or sockets. The daemon fetches and unpacks archives and s3://
 	// objects itself.
 	InspectCheckpoint(context.Context, *v1.InspectCheckpointRequest) (*v1.InspectCheckpointResponse, error)
+	// Migrate moves a workload or a job to another daemon: this daemon checkpoints it, leaving it
+	// stopped, and streams the checkpoint to the destination's Receive; once the destination has
+	// restored it, the workload here is killed (a job is marked migrated), else it runs on here.
+	Migrate(context.Context, *v1.MigrateRequest) (*v1.MigrateResponse, error)
+	// Receive takes a migrating workload's checkpoint as a stream of archive bytes (a header first)
+	// from the daemon that dumps it, and restores it: a job under its own JID.
+	Receive(context.Context) (*connect.ClientStreamForClientSimple[v1.ReceiveRequest, v1.ReceiveResponse], error)
 }
 
 // NewDaemonServiceClient constructs a client for the cedana.daemon.v1.DaemonService service. By
@@ -285,6 +296,18 @@ func NewDaemonServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(daemonServiceMethods.ByName("InspectCheckpoint")),
 			connect.WithClientOptions(opts...),
 		),
+		migrate: connect.NewClient[v1.MigrateRequest, v1.MigrateResponse](
+			httpClient,
+			baseURL+DaemonServiceMigrateProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Migrate")),
+			connect.WithClientOptions(opts...),
+		),
+		receive: connect.NewClient[v1.ReceiveRequest, v1.ReceiveResponse](
+			httpClient,
+			baseURL+DaemonServiceReceiveProcedure,
+			connect.WithSchema(daemonServiceMethods.ByName("Receive")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -312,6 +335,8 @@ type daemonServiceClient struct {
 	unfreeze          *connect.Client[v1.UnfreezeRequest, v1.UnfreezeResponse]
 	query             *connect.Client[v1.QueryRequest, v1.QueryResponse]
 	inspectCheckpoint *connect.Client[v1.InspectCheckpointRequest, v1.InspectCheckpointResponse]
+	migrate           *connect.Client[v1.MigrateRequest, v1.MigrateResponse]
+	receive           *connect.Client[v1.ReceiveRequest, v1.ReceiveResponse]
 }
 
 // Dump calls cedana.daemon.v1.DaemonService.Dump.
@@ -504,6 +529,20 @@ func (c *daemonServiceClient) InspectCheckpoint(ctx context.Context, req *v1.Ins
 	return nil, err
 }
 
+// Migrate calls cedana.daemon.v1.DaemonService.Migrate.
+func (c *daemonServiceClient) Migrate(ctx context.Context, req *v1.MigrateRequest) (*v1.MigrateResponse, error) {
+	response, err := c.migrate.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// Receive calls cedana.daemon.v1.DaemonService.Receive.
+func (c *daemonServiceClient) Receive(ctx context.Context) (*connect.ClientStreamForClientSimple[v1.ReceiveRequest, v1.ReceiveResponse], error) {
+	return c.receive.CallClientStreamSimple(ctx)
+}
+
 // DaemonServiceHandler is an implementation of the cedana.daemon.v1.DaemonService service.
 type DaemonServiceHandler interface {
 	// Dump checkpoints a workload into a checkpoint directory.
@@ -555,6 +594,13 @@ type DaemonServiceHandler interface {
 	// mappings, resident pages or sockets. The daemon fetches and unpacks archives and s3://
 	// objects itself.
 	InspectCheckpoint(context.Context, *v1.InspectCheckpointRequest) (*v1.InspectCheckpointResponse, error)
+	// Migrate moves a workload or a job to another daemon: this daemon checkpoints it, leaving it
+	// stopped, and streams the checkpoint to the destination's Receive; once the destination has
+	// restored it, the workload here is killed (a job is marked migrated), else it runs on here.
+	Migrate(context.Context, *v1.MigrateRequest) (*v1.MigrateResponse, error)
+	// Receive takes a migrating workload's checkpoint as a stream of archive bytes (a header first)
+	// from the daemon that dumps it, and restores it: a job under its own JID.
+	Receive(context.Context, *connect.ClientStream[v1.ReceiveRequest]) (*v1.ReceiveResponse, error)
 }
 
 // NewDaemonServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -696,6 +742,18 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(daemonServiceMethods.ByName("InspectCheckpoint")),
 		connect.WithHandlerOptions(opts...),
 	)
+	daemonServiceMigrateHandler := connect.NewUnaryHandlerSimple(
+		DaemonServiceMigrateProcedure,
+		svc.Migrate,
+		connect.WithSchema(daemonServiceMethods.ByName("Migrate")),
+		connect.WithHandlerOptions(opts...),
+	)
+	daemonServiceReceiveHandler := connect.NewClientStreamHandlerSimple(
+		DaemonServiceReceiveProcedure,
+		svc.Receive,
+		connect.WithSchema(daemonServiceMethods.ByName("Receive")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/cedana.daemon.v1.DaemonService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DaemonServiceDumpProcedure:
@@ -742,6 +800,10 @@ func NewDaemonServiceHandler(svc DaemonServiceHandler, opts ...connect.HandlerOp
 			daemonServiceQueryHandler.ServeHTTP(w, r)
 		case DaemonServiceInspectCheckpointProcedure:
 			daemonServiceInspectCheckpointHandler.ServeHTTP(w, r)
+		case DaemonServiceMigrateProcedure:
+			daemonServiceMigrateHandler.ServeHTTP(w, r)
+		case DaemonServiceReceiveProcedure:
+			daemonServiceReceiveHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -837,4 +899,12 @@ func (UnimplementedDaemonServiceHandler) Query(context.Context, *v1.QueryRequest
 
 func (UnimplementedDaemonServiceHandler) InspectCheckpoint(context.Context, *v1.InspectCheckpointRequest) (*v1.InspectCheckpointResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.InspectCheckpoint is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Migrate(context.Context, *v1.MigrateRequest) (*v1.MigrateResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Migrate is not implemented"))
+}
+
+func (UnimplementedDaemonServiceHandler) Receive(context.Context, *connect.ClientStream[v1.ReceiveRequest]) (*v1.ReceiveResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("cedana.daemon.v1.DaemonService.Receive is not implemented"))
 }
