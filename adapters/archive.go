@@ -58,7 +58,9 @@ func CompressCheckpoint(next DumpHandler) DumpHandler {
 		var out live.Sink
 		var err error
 		phase := "compress"
-		if loc, remote, _ := storage.ParseURL(resp.Path); remote {
+		if st.Send != nil {
+			phase, out = "send", st.Send.Sink
+		} else if loc, remote, _ := storage.ParseURL(resp.Path); remote {
 			phase = "upload"
 			out, err = live.NewUploadSink(ctx, env.S3, loc)
 		} else {
@@ -121,6 +123,7 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 	var arch *live.Archiver
 	ds := &DumpStream{
 		memLimit: env.StreamMemory, spillDir: cmp.Or(env.TempDir, os.TempDir()), progress: st.Progress, dest: localPath(resp.Path), pool: env.StreamPool, workers: env.Workers,
+		survives: survives(req), inMemory: st.Send != nil,
 		writer: func() (*archive.Writer, error) {
 			if codec.Concatenable() {
 				// The pages are compressed apart (imgstream.EncodingSink): the rest is small, and
@@ -140,9 +143,9 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 	dumped, err := next(ctx, env, st, req, resp)
 	switch {
 	case err != nil && ds.Streamed():
-		if dumped {
-			// The workload is checkpointed and, unless --leave-running, gone: its images must
-			// survive for PrepareDumpDir to keep.
+		if dumped && !Dumped(ds.survives) {
+			// The workload is checkpointed and gone: its images must survive for
+			// PrepareDumpDir to keep.
 			err = ds.rescue(st.ImageDir, err)
 		}
 		ds.capture.Abort()
@@ -227,7 +230,7 @@ func KeepImages(work, name string, remote bool) (string, error) {
 // Temporary directories are removed after the restore, unless the handler holds them (State.Images).
 func FetchCheckpoint(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-		if env.StreamImages && !isDir(req.Path) {
+		if st.Receive != nil || (env.StreamImages && !isDir(req.Path)) {
 			return streamCheckpoint(ctx, env, st, req, resp, next)
 		}
 		dir, temporary, err := FetchImages(ctx, env, st.Progress, req.Path, resp.Stats)
@@ -262,6 +265,9 @@ const maxMetadataSize = 16 << 20
 func streamCheckpoint(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse, next RestoreHandler) error {
 	defer returnMemory()
 	src, stored, phase, err := openArchive(ctx, env, req.Path)
+	if st.Receive != nil {
+		src, stored, phase, err = io.NopCloser(st.Receive), 0, "receive", nil
+	}
 	if err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func validateName(name string) error {
 func PrepareDumpDir(next DumpHandler) DumpHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, resp *daemonv1.DumpResponse) (Dumped, error) {
 		loc, remote, _ := storage.ParseURL(req.Dir)
-		final, work, err := makeDumpDir(ctx, env, req, loc, remote)
+		final, work, err := makeDumpDir(ctx, env, st, req, loc, remote)
 		if err != nil {
 			return false, err
 		}
@@ -159,11 +159,15 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 		if err == nil {
 			return dumped, nil
 		}
-		if dumped && !Dumped(req.Criu.GetLeaveRunning()) {
-			return dumped, keepImages(work, req.Name, remote, err)
+		if dumped && !Dumped(survives(req)) {
+			return dumped, keepImages(work, req.Name, remote || st.Send != nil, err)
 		}
 		if dumped {
-			err = errs.Precondition("%w (the workload is still running; nothing was kept)", err)
+			left := "running"
+			if req.Criu.GetLeaveStopped() {
+				left = "stopped"
+			}
+			err = errs.Precondition("%w (the workload was left %s; nothing was kept)", err, left)
 		}
 		if rmErr := os.RemoveAll(work); rmErr != nil {
 			st.Log.Error("remove partial checkpoint", "path", work, "error", rmErr)
@@ -172,9 +176,23 @@ func PrepareDumpDir(next DumpHandler) DumpHandler {
 	}
 }
 
+// survives reports whether the dumped workload outlives its dump: left running, or left stopped
+// (a migration's, until the destination answers).
+func survives(req *daemonv1.DumpRequest) bool {
+	return req.Criu.GetLeaveRunning() || req.Criu.GetLeaveStopped()
+}
+
 // makeDumpDir makes the directory CRIU writes the images into (work) for the checkpoint final,
-// as PrepareDumpDir says, refusing a name that is taken.
-func makeDumpDir(ctx context.Context, env *Env, req *daemonv1.DumpRequest, loc storage.Location, remote bool) (final, work string, err error) {
+// as PrepareDumpDir says, refusing a name that is taken. A checkpoint sent elsewhere (st.Send)
+// gets a temporary directory, for the files besides CRIU's images.
+func makeDumpDir(ctx context.Context, env *Env, st State, req *daemonv1.DumpRequest, loc storage.Location, remote bool) (final, work string, err error) {
+	if st.Send != nil {
+		work, err = os.MkdirTemp(env.TempDir, "cedana-migrate-"+req.Name+"-")
+		if err != nil {
+			return "", "", errs.Precondition("cannot create a temporary directory for the checkpoint: %w (set checkpoint.temp_dir)", err)
+		}
+		return st.Send.Name, work, nil
+	}
 	codec := codecOf(req)
 	if remote {
 		return prepareRemote(ctx, env, loc.Join(req.Name+codec.Extension()), req.Name)

@@ -6,12 +6,14 @@ package adapters
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 
+	"github.com/cedana/cedana/archive/live"
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/criu/imgstream"
 	daemonv1 "github.com/cedana/cedana/gen/cedana/daemon/v1"
@@ -113,6 +115,20 @@ type State struct {
 	// Lazy, when set, receives a lazy restore's lazy-pages server, for the caller to account for
 	// until every page has been served. Set by the caller.
 	Lazy *LazyPages
+	// Send, when set, is where a dump's archive goes instead of req.Dir: a migration's stream to
+	// another daemon. Set by the caller.
+	Send *Destination
+	// Receive, when set, is the archive a restore reads instead of the file at req.Path, which
+	// then only names it in messages: a migration's stream from another daemon. Set by the caller.
+	Receive io.Reader
+}
+
+// Destination is a dump's archive sent elsewhere than a file or an s3:// object.
+type Destination struct {
+	// Name stands for the checkpoint's path ("cedana://host:port/<name>").
+	Name string
+	// Sink takes the archive; Commit once it is complete.
+	Sink live.Sink
 }
 
 // Inherited is one file a restore substitutes for a file the dumped tree had open.

@@ -47,7 +47,7 @@ func ValidateRestoreRequest(next RestoreHandler) RestoreHandler {
 // directory or archive there; an s3:// URL passes as it is.
 func LocateCheckpoint(next RestoreHandler) RestoreHandler {
 	return func(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse) error {
-		if storage.IsURL(req.Path) {
+		if storage.IsURL(req.Path) || st.Receive != nil {
 			return next(ctx, env, st, req, resp)
 		}
 		path, err := filepath.Abs(req.Path)

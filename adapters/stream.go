@@ -52,6 +52,9 @@ type DumpStream struct {
 	writer   func() (*archive.Writer, error)
 	plain    func(why string) error
 
+	survives bool // the workload outlives the dump: a failed archive keeps no images
+	inMemory bool // the images wait in memory only, never in a spill file (Unfit sizes it)
+
 	capture  *imgstream.Capture
 	archive  *archive.Writer
 	declined string
@@ -76,8 +79,15 @@ func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
 // Unfit says why the tree rooted at pid should not be streamed, "" when it may: a local archive
 // whose file system has less room than the tree's memory (what its images hold at most). Streamed,
 // a full disk would stop the archive after CRIU released, and so stopped, the workload; through a
-// directory, it stops CRIU, which resumes the workload.
+// directory, it stops CRIU, which resumes the workload. A stream whose images must not touch this
+// machine's disk (a migration's) gets room in memory for the whole tree.
 func (d *DumpStream) Unfit(pid int) string {
+	if d.inMemory {
+		need := sysinfo.TreeMemory(pid)
+		d.memLimit = max(d.memLimit, need+need/8+4*imgstream.ChunkSize)
+		d.pool = nil // a pool would keep all of it after the dump
+		return ""
+	}
 	if d.dest == "" {
 		return ""
 	}
@@ -140,6 +150,9 @@ func (d *DumpStream) finish(dir string, out live.Sink) (int64, error) {
 	}
 	if err == nil {
 		return stored, nil
+	}
+	if d.survives {
+		return 0, err
 	}
 	return 0, d.rescue(dir, err)
 }

@@ -60,6 +60,7 @@ func Dump(ctx context.Context, env *adapters.Env, st adapters.State, req *daemon
 	defer dir.Close()
 	criuOpts.Pid = proto.Int32(pid)
 	criuOpts.LeaveRunning = proto.Bool(req.Criu.LeaveRunning)
+	criuOpts.LeaveStopped = proto.Bool(req.Criu.LeaveStopped)
 	criuOpts.LinkRemap = proto.Bool(req.Criu.LinkRemap)
 	criuOpts.TcpSkipInFlight = proto.Bool(req.Criu.SkipInFlight)
 	for _, add := range st.DumpCRIU {
