@@ -50,6 +50,7 @@ type CLI struct {
 	Attach     AttachCmd     `cmd:"" help:"Attach to the managed job whose process has this PID."`
 	Dump       DumpCmd       `cmd:"" help:"Checkpoint a workload."`
 	Restore    RestoreCmd    `cmd:"" help:"Restore a workload from a checkpoint."`
+	Migrate    MigrateCmd    `cmd:"" help:"Move a running workload or job to another daemon, its checkpoint streamed there."`
 	Checkpoint CheckpointCmd `cmd:"" help:"List, inspect and delete recorded checkpoints."`
 	Freeze     FreezeCmd     `cmd:"" help:"Hold a workload stopped without checkpointing it."`
 	Unfreeze   UnfreezeCmd   `cmd:"" help:"Let a frozen or stopped workload run again."`
@@ -138,6 +139,7 @@ func fillPlugins(cli *CLI) {
 	cli.Dump.Plugins = runtimeCommands(dumpCommands())
 	cli.Dump.Pod.Plugins = podDumpFlags()
 	cli.Restore.Plugins = runtimeCommands(restoreCommands())
+	cli.Migrate.Plugins = migrateCommands()
 	cli.Run.Plugins = runtimeCommands(verbCommands{features.RunCmd})
 	cli.Manage.Plugins = runtimeCommands(verbCommands{features.ManageCmd})
 	cli.Freeze.Plugins = runtimeCommands(verbCommands{features.FreezeCmd})

@@ -200,12 +200,15 @@ func (c *JobDeleteCmd) Run(ctx context.Context, g *Globals, env Env, client daem
 }
 
 // jobStatus renders a job's status: "running", "halted (exit N)" when the exit code is known,
-// "halted" otherwise.
+// "halted" otherwise; "migrated (to host:port)" for a job moved to another daemon.
 func jobStatus(j *daemonv1.Job) string {
 	status := j.GetStatus()
 	var notes []string
 	if status == "" {
 		status = "halted"
+	}
+	if to := j.GetMigratedTo(); to != "" {
+		notes = append(notes, "to "+to)
 	}
 	if j.ExitCode != nil && status != "running" {
 		notes = append(notes, fmt.Sprintf("exit %d", j.GetExitCode()))

@@ -1,4 +1,6 @@
-package cli
+// Package daemonclient dials a cedana daemon: the CLI's client, and a daemon's own when it streams
+// a migrating workload to another daemon.
+package daemonclient
 
 import (
 	"context"
@@ -12,11 +14,11 @@ import (
 	"github.com/cedana/cedana/gen/cedana/daemon/v1/daemonv1connect"
 )
 
-// NewClient returns a Connect client of the daemon that cfg points at: over the unix socket, or
+// New returns a Connect client of the daemon that cfg points at: over the unix socket, or
 // TCP with TLS when the config has any TLS setting. Its transport sends the bearer token, when one
 // is configured, on every call, unary and streaming. It speaks HTTP/1.1, which needs no connection
 // preface and so answers a one-shot CLI command a little sooner than HTTP/2.
-func NewClient(cfg config.Config) (daemonv1connect.DaemonServiceClient, error) {
+func New(cfg config.Config) (daemonv1connect.DaemonServiceClient, error) {
 	transport := &http.Transport{}
 	baseURL := "http://" + cfg.Address
 	switch {

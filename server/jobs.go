@@ -298,7 +298,7 @@ func (s *service) jobProto(ctx context.Context, job store.Job) *daemonv1.Job {
 		Jid: job.JID, Type: job.Type, Pid: int32(job.PID), Status: string(job.Status), Log: job.Log,
 		Details:   jobDetails(job),
 		CreatedAt: timestamppb.New(job.CreatedAt), UpdatedAt: timestamppb.New(job.UpdatedAt),
-		LazyPages: s.lazy.status(job.JID),
+		LazyPages: s.lazy.status(job.JID), MigratedTo: job.MigratedTo,
 	}
 	if job.ExitCode != nil {
 		code := int32(*job.ExitCode)

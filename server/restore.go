@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -21,17 +22,18 @@ import (
 // workload under a supervisor that reports it (adapters.Supervision), else the daemon learns it
 // when the workload is its child.
 func (s *service) Restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
-	resp, err := s.restore(ctx, req)
+	resp, err := s.restoreFrom(ctx, req, nil)
 	s.metrics.Restore(req.Type, resp.GetStats(), err) // the type is the checkpoint's once its metadata is read
 	return resp, err
 }
 
-// restore is Restore, but for its metrics.
-func (s *service) restore(ctx context.Context, req *daemonv1.RestoreRequest) (*daemonv1.RestoreResponse, error) {
+// restoreFrom is Restore, but for its metrics; in, when set, is the checkpoint's archive, which
+// req.Path then only names (a migration's stream).
+func (s *service) restoreFrom(ctx context.Context, req *daemonv1.RestoreRequest, in io.Reader) (*daemonv1.RestoreResponse, error) {
 	if err := validateRestore(req); err != nil {
 		return nil, err
 	}
-	st := adapters.State{Log: s.log.With("op", "restore", "path", req.Path)}
+	st := adapters.State{Log: s.log.With("op", "restore", "path", req.Path), Receive: in}
 	var newJID string
 	var took *takeover
 	switch {

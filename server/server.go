@@ -119,8 +119,16 @@ func newMux(svc *service, maxBytes int64, log *slog.Logger) http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts...))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts...))
 	// A body far larger than any message is cut off at the HTTP layer too, so that not even
-	// discarding it costs more than reading the limit.
-	return http.MaxBytesHandler(mux, maxBytes+bodySlack)
+	// discarding it costs more than reading the limit. A migration's stream is many messages,
+	// each bounded by maxBytes, and the whole by Receive (maxMigrationBytes).
+	bounded := http.MaxBytesHandler(mux, maxBytes+bodySlack)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == daemonv1connect.DaemonServiceReceiveProcedure {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		bounded.ServeHTTP(w, r)
+	})
 }
 
 // bodySlack is what a request body may hold besides its message: gRPC's envelope, trailers.
