@@ -271,6 +271,13 @@ func startCounter(t *testing.T, withChild bool) *workload {
 // done filling its memory when it returns.
 func startMemCounter(t *testing.T, withChild bool, mib int) *workload {
 	t.Helper()
+	return startMemCounterIn(t, withChild, mib)
+}
+
+// startMemCounterIn is startMemCounter, its bash run by the command in (one that execs its
+// arguments, such as nsenter), if any.
+func startMemCounterIn(t *testing.T, withChild bool, mib int, in ...string) *workload {
+	t.Helper()
 	dir := t.TempDir()
 	w := &workload{counter: filepath.Join(dir, "counter"), tick: filepath.Join(dir, "tick"), exited: make(chan struct{})}
 	require.NoError(t, unix.Mkfifo(w.tick, 0o600))
@@ -284,6 +291,9 @@ func startMemCounter(t *testing.T, withChild bool, mib int) *workload {
 		args = append(args, memhogBin, strconv.Itoa(mib))
 	}
 	w.cmd = exec.Command("bash", args...)
+	if len(in) > 0 {
+		w.cmd = exec.Command(in[0], append(append(in[1:], "bash"), args...)...)
+	}
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	require.NoError(t, w.cmd.Start())
 	w.pid = w.cmd.Process.Pid
