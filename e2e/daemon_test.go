@@ -76,10 +76,18 @@ func startTCPDaemonArgs(t *testing.T, addr string, args []string, extraEnv ...st
 	env := append(os.Environ(), "CEDANA_CONFIG_DIR="+dir, "CEDANA_CHECKPOINT_DIR="+filepath.Join(dir, "ck"),
 		"CEDANA_DB_PATH="+filepath.Join(dir, "cedana.db"), "CEDANA_JOBS_LOG_DIR="+filepath.Join(dir, "logs"))
 	env = append(env, extraEnv...)
-	d := &daemon{t: t, bin: cedanaBin, dir: dir, env: env, exited: make(chan struct{})}
-	d.cmd = exec.Command(cedanaBin, append([]string{"daemon", "start", "--protocol", "tcp", "--address", addr}, args...)...)
-	d.cmd.Env = env
-	d.log = &testutil.Buffer{}
+	d := &daemon{t: t, bin: cedanaBin, dir: dir, env: env}
+	d.startLogged(exec.Command(cedanaBin, append([]string{"daemon", "start", "--protocol", "tcp", "--address", addr}, args...)...), addr)
+	return d
+}
+
+// startLogged starts cmd, a daemon that logs "cedana daemon started" once it serves on addr, with
+// d's environment, stops it when the test ends and waits until it serves.
+func (d *daemon) startLogged(cmd *exec.Cmd, addr string) {
+	t := d.t
+	t.Helper()
+	d.cmd, d.exited, d.log = cmd, make(chan struct{}), &testutil.Buffer{}
+	d.cmd.Env = d.env
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(t, d.cmd.Start())
 	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
@@ -97,7 +105,6 @@ func startTCPDaemonArgs(t *testing.T, addr string, args []string, extraEnv ...st
 		}
 		return strings.Contains(d.log.String(), "cedana daemon started")
 	}, 10*time.Second, 20*time.Millisecond, "daemon did not start on %s", addr)
-	return d
 }
 
 func freeLoopbackAddr(t *testing.T) string {

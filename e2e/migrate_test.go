@@ -73,26 +73,8 @@ func startNetnsDaemon(t *testing.T, ns, addr string, ownPIDs bool) *daemon {
 		args = append(args, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 	}
 	args = append(args, cedanaBin, "daemon", "start", "--insecure")
-	d := &daemon{t: t, bin: cedanaBin, dir: dir, env: env, exited: make(chan struct{}), log: &testutil.Buffer{}}
-	d.cmd = exec.Command("nsenter", args...)
-	d.cmd.Env = env
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	require.NoError(t, d.cmd.Start())
-	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", ns, d.log.String())
-		}
-	})
-	require.Eventually(t, func() bool {
-		select {
-		case <-d.exited:
-			t.Fatalf("daemon exited: %v\n%s", d.exitErr, d.log.String())
-		default:
-		}
-		return strings.Contains(d.log.String(), "cedana daemon started")
-	}, 10*time.Second, 20*time.Millisecond, "daemon did not start on %s", addr)
+	d := &daemon{t: t, bin: cedanaBin, dir: dir, env: env}
+	d.startLogged(exec.Command("nsenter", args...), addr)
 	return d
 }
 
