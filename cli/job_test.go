@@ -87,6 +87,7 @@ func TestJobStatus(t *testing.T) {
 		{"empty status", &daemonv1.Job{}, "halted"},
 		{"empty status with exit", &daemonv1.Job{ExitCode: proto.Int32(137)}, "halted (exit 137)"},
 		{"running, lazy pages loading", &daemonv1.Job{Status: "running", LazyPages: "serving since 2026-12-02T02:31:05Z (criu lazy-pages, PID 7)"}, "running (lazy pages loading)"},
+		{"migrated", &daemonv1.Job{Status: "migrated", MigratedTo: "10.0.0.2:8080"}, "migrated (to 10.0.0.2:8080)"},
 		{"killed by a failed lazy restore", &daemonv1.Job{Status: "halted", ExitCode: proto.Int32(137), LazyPages: "failed: criu lazy-pages ..."}, "halted (exit 137; lazy pages failed)"},
 	}
 	for _, tt := range tests {

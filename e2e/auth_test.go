@@ -88,8 +88,11 @@ func TestUnixSocketAuthorization(t *testing.T) {
 	assert.Contains(t, out, `"code":"permission_denied"`)
 	assert.NoFileExists(t, filepath.Join(g.dir, "x"))
 	// The Kubernetes endpoints too: a pod dump, and the runtime handler's PrepareRestore, which
-	// would write into a rootfs as root.
+	// would write into a rootfs as root; and a migration's two ends (Receive restores what it is
+	// sent, as root).
 	for procedure, body := range map[string]string{
+		"Migrate":        `{"jid":"sneaky","to":"127.0.0.1:1"}`,
+		"Receive":        `{"header":{"jid":"sneaky"}}`,
 		"DumpPod":        `{"pod":"web","namespace":"default"}`,
 		"PrepareRestore": `{"path":"` + g.dir + `","container":"app","rootfs":"` + g.dir + `"}`,
 	} {

@@ -157,6 +157,14 @@ func TestMigrate(t *testing.T) {
 		require.Equal(t, 0, r.code, r.String())
 	})
 
+	t.Run("lazy process", func(t *testing.T) {
+		w := startMemCounterIn(t, false, 64, "nsenter", "--net=/var/run/netns/"+pair.names[0], "--")
+		r := onA("migrate", "process", strconv.Itoa(w.pid), "--to", addrB, "--lazy")
+		require.Equal(t, 0, r.code, r.String())
+		w.waitExited(t)
+		requireCounting(t, w.counter, readCounter(w.counter))
+	})
+
 	t.Run("destination dies midway", func(t *testing.T) {
 		w := startMemCounterIn(t, false, 256, "nsenter", "--net=/var/run/netns/"+pair.names[0], "--")
 		tmpB := filepath.Join(b.dir, "tmp")
