@@ -153,6 +153,8 @@ func TestMigrate(t *testing.T) {
 		r = onA("ps")
 		require.Equal(t, 0, r.code, r.String())
 		require.Contains(t, r.stdout, "migrated (to "+addrB+")")
+		r = onA("restore", "job", "mig-job")
+		requireOneLineError(t, r, "was migrated to "+addrB, "run it twice")
 		r = onB("job", "kill", "mig-job")
 		require.Equal(t, 0, r.code, r.String())
 	})

@@ -252,6 +252,10 @@ func (s *service) prepareJobRestore(ctx context.Context, req *daemonv1.RestoreRe
 	if jobs.Running(job) {
 		return "", errs.Precondition("job %s is running (PID %d): kill it first (`cedana job kill %s`) to restore it", job.JID, job.PID, job.JID)
 	}
+	if job.Status == store.JobMigrated {
+		return "", errs.Precondition("job %s was migrated to %s and runs there: restoring it here would run it twice; "+
+			"to move it back, `cedana job delete %s` here, then `cedana migrate job %s --to <this daemon>` there", job.JID, job.MigratedTo, job.JID, job.JID)
+	}
 	req.Type = job.Type
 	if req.Path == "" {
 		ck, err := s.jobs.Store().LatestCheckpoint(ctx, job.JID)
