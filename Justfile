@@ -128,7 +128,7 @@ matrix:
 # of `mib` MiB per workload (`just bench 128` for a quick run), none/zstd/lz4, medians of 5 runs;
 # then eager vs lazy restores (time to running) of 256 MiB and 1 GiB (CEDANA_BENCH_SIZES).
 bench mib=env_var_or_default("CEDANA_BENCH_MIB", "1024"): deps build
-    CEDANA_BENCH_MIB={{mib}} go test ./bench -run '^$' -bench '^Benchmark(Report|LazyRestore)$' -benchtime 1x -timeout 60m -v
+    CEDANA_BENCH_MIB={{mib}} go test ./bench -run '^$' -bench '^Benchmark(Report|LazyRestore|Migrate)$' -benchtime 1x -timeout 60m -v
 
 # Everything CI runs.
 ci: check-gen lint matrix chart test (fuzz "3s")

@@ -16,6 +16,12 @@
 // prints time to running (the restore command's wall time) for both, the time until every page is
 // back for the lazy one, and issue 15's goal (lazy ≤ 250 ms); every restored memory is checksummed.
 //
+// BenchmarkMigrate (also in `just bench`) moves a memhog of each size (CEDANA_BENCH_SIZES, 256 MiB
+// and 1 GiB by default) between two daemons on loopback TCP with a token, the destination in a PID
+// namespace of its own: with `cedana migrate process`, and by a dump to the S3 server of the tests
+// and a restore from it, alternately. It prints the downtime (the memhog's last step on the source
+// until its first on the destination) and the bytes the source daemon wrote to disk.
+//
 // BenchmarkCheckpointRestore dumps and restores a process holding 256 MiB and 1 GiB of touched
 // memory (the memhog workload), alternately with `cedana dump/restore process` through a daemon
 // it starts and with the raw `criu dump`/`criu restore` CLI, and prints the median wall times and
@@ -47,6 +53,7 @@
 //	CEDANA_BENCH_KINDS       BenchmarkCompression's and BenchmarkReport's data kinds: random, compressible (default both)
 //	CEDANA_BENCH_IMAGE_DIR   parent of the image directories (default a fresh dir in /dev/shm)
 //	CEDANA_BENCH_DAEMON_LOG  file that keeps the daemon's log (default: a temporary file)
+//	CEDANA_BENCH_VERBOSE     BenchmarkMigrate: print each migration's phases (--stats)
 //	CEDANA_BENCH_ENFORCE     "1": fail when a ratio misses the target
 //	CEDANA_CRIU_BINARY_PATH  the criu binary used by both sides (default: as the daemon finds it)
 package bench
