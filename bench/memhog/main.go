@@ -151,16 +151,20 @@ func walk(mem []byte, path string) {
 	prog := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(page))), progWords)
 	const step = 1 << 20
 	pageSize := os.Getpagesize()
-	var acc uint64
+	// last is this process's own last step, kept in its memory rather than in the file: a restored
+	// memhog compares with the step before its checkpoint, whatever another incarnation of it
+	// restored from the same checkpoint wrote into the file since.
+	var acc, last uint64
 	for off := 0; ; off = (off + step) % len(mem) {
 		for p := off; p < min(off+step, len(mem)); p += pageSize {
 			acc += *(*uint64)(unsafe.Pointer(&mem[p]))
 		}
 		now := uint64(monotonic())
-		if now-atomic.LoadUint64(&prog[progLast]) >= uint64(pauseGap) {
+		if now > last+uint64(pauseGap) {
 			atomic.StoreUint64(&prog[progResumed], now)
 			atomic.StoreUint64(&prog[progResumedAt], atomic.LoadUint64(&prog[progSteps]))
 		}
+		last = now
 		atomic.StoreUint64(&prog[progLast], now)
 		atomic.AddUint64(&prog[progSteps], 1)
 		if acc == 1 { // never: keeps the reads from being optimized away
