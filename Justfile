@@ -37,7 +37,7 @@ demo: deps build
 
 # Run every test: unit tests and end-to-end tests with the real CRIU and daemon (as root).
 test: deps build
-    go test -count=1 -p 1 -timeout 20m ./...
+    go test -count=1 -p 1 -timeout 30m ./...
 
 # Lint the Helm chart (helm pinned, through go run) with its defaults and other values, and check
 # that deploy/kubernetes is what `helm template` renders (`go test ./deploy -update` rewrites it).
