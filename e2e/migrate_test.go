@@ -136,7 +136,9 @@ func TestMigrate(t *testing.T) {
 		require.Equal(t, 0, r.code, r.String())
 		require.Contains(t, r.stdout, "Migrated to "+addrB+" (job mig-job, PID")
 		stopped := lastNumber(logA)
-		require.True(t, pidGone(pid) || !isRunning(pid), "the job's process still runs on A")
+		// The source SIGKILLs its stopped tree once the destination has answered; its daemon reaps it.
+		require.Eventually(t, func() bool { return pidGone(pid) || !isRunning(pid) }, 10*time.Second, 20*time.Millisecond,
+			"the job's process still runs on A")
 
 		logB := filepath.Join(b.dir, "logs", "mig-job.log")
 		require.Eventually(t, func() bool { return lastNumber(logB) >= stopped+3 }, 10*time.Second, 20*time.Millisecond,
