@@ -264,9 +264,10 @@ const maxMetadataSize = 16 << 20
 // waits in memory and spill files.
 func streamCheckpoint(ctx context.Context, env *Env, st State, req *daemonv1.RestoreRequest, resp *daemonv1.RestoreResponse, next RestoreHandler) error {
 	defer returnMemory()
-	src, stored, phase, err := openArchive(ctx, env, req.Path)
-	if st.Receive != nil {
-		src, stored, phase, err = io.NopCloser(st.Receive), 0, "receive", nil
+	// A migration's stream (st.Receive) is the archive; req.Path only names it then.
+	src, stored, phase, err := io.NopCloser(st.Receive), int64(0), "receive", error(nil)
+	if st.Receive == nil {
+		src, stored, phase, err = openArchive(ctx, env, req.Path)
 	}
 	if err != nil {
 		return err
