@@ -53,9 +53,7 @@ func (s *service) abandon(ctx context.Context, resp *daemonv1.RestoreResponse) {
 			return
 		}
 	}
-	for _, pid := range sysinfo.Tree(int(resp.Pid)) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
+	sysinfo.KillTree(int(resp.Pid))
 }
 
 // migrationReader reads the archive bytes of a migration's stream, after its header.

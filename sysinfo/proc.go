@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/prometheus/procfs"
 )
@@ -128,6 +129,17 @@ func StartTime(pid int) uint64 {
 		return 0
 	}
 	return st.StartTime
+}
+
+// KillTree kills root and every process under it with SIGKILL: the tree is read before each
+// round (a killed process's children go to a reaper), twice over to catch processes forked
+// meanwhile.
+func KillTree(root int) {
+	for range 2 {
+		for _, pid := range Tree(root) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // TreeMemory is the memory a dump of the tree rooted at pid writes at most: the resident and

@@ -182,7 +182,7 @@ func watchLazy(srv *criu.LazyServer, root int, release func(), log *slog.Logger)
 			log.Info("lazy restore complete: every page served", "pid", root, "took", time.Since(srv.Started()).Round(time.Millisecond))
 			return
 		}
-		killTree(root)
+		sysinfo.KillTree(root)
 		failure = fmt.Errorf("%w: the restored tree (PID %d) cannot run without the rest of its memory, so it was killed; "+
 			"restore it again from the checkpoint", err, root)
 		log.Error("lazy restore failed", "pid", root, "error", failure)
@@ -191,14 +191,4 @@ func watchLazy(srv *criu.LazyServer, root int, release func(), log *slog.Logger)
 		<-done
 		return failure
 	}}
-}
-
-// killTree kills every process of the tree rooted at root with SIGKILL, twice over to catch
-// children forked meanwhile.
-func killTree(root int) {
-	for range 2 {
-		for _, pid := range sysinfo.Tree(root) {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-	}
 }

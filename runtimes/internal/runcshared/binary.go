@@ -11,6 +11,7 @@ import (
 	"github.com/cedana/cedana/criu"
 	"github.com/cedana/cedana/errs"
 	"github.com/cedana/cedana/internal/runccli"
+	"github.com/cedana/cedana/sysinfo"
 )
 
 // runcBinary finds the host's runc, or says how to install it.
@@ -66,7 +67,7 @@ func (in Invocation) command(ctx context.Context) (*exec.Cmd, string, error) {
 		args = append(args, "--criu", in.CRIU)
 	}
 	cmd := exec.CommandContext(ctx, bin, append(args, in.Args...)...)
-	cmd.Cancel = func() error { killTree(cmd.Process.Pid); return nil }
+	cmd.Cancel = func() error { sysinfo.KillTree(cmd.Process.Pid); return nil }
 	cmd.Env = criu.Env()
 	if in.Stdout != nil {
 		cmd.Stdout, cmd.Stderr = in.Stdout, in.Stdout

@@ -81,17 +81,7 @@ func (s *Supervisor) Wait() (int, error) {
 func (s *Supervisor) Signal(sig os.Signal) error { return s.cmd.Process.Signal(sig) }
 
 // KillAll kills runc and every process under it: the CRIU it runs and what that restores.
-func (s *Supervisor) KillAll() { killTree(s.cmd.Process.Pid) }
-
-// killTree kills pid and every process under it with SIGKILL, the tree read first (the children
-// of a killed process go to a reaper) and twice over, to catch processes forked meanwhile.
-func killTree(pid int) {
-	for range 2 {
-		for _, p := range sysinfo.Tree(pid) {
-			_ = syscall.Kill(p, syscall.SIGKILL)
-		}
-	}
-}
+func (s *Supervisor) KillAll() { sysinfo.KillTree(s.cmd.Process.Pid) }
 
 // Command is the host's runc with root and args, run as the caller's child with its stdio:
 // `cedana run runc --no-server`.
