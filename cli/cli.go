@@ -158,6 +158,7 @@ func parserOptions(env Env) []kong.Option {
 		kong.Vars{"version": version.Version, "k8sContainerdConfig": k8s.DefaultContainerdConfig, "k8sBinDir": k8s.DefaultBinDir},
 		kong.Writers(env.Stdout, env.Stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
+		kong.PostBuild(migrateHelp),
 	}
 }
 

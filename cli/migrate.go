@@ -88,3 +88,23 @@ func migrateCommands() kong.Plugins {
 	}
 	return plugins
 }
+
+// migrateHelp rewrites the help of `cedana migrate <runtime>`, whose commands are the runtime's
+// dump subcommands (their help says "Checkpoint ..."), and says which runtimes cannot migrate.
+func migrateHelp(k *kong.Kong) error {
+	for _, node := range k.Model.Children {
+		if node.Name != "migrate" {
+			continue
+		}
+		for _, child := range node.Children {
+			if child.Name == "job" {
+				continue
+			}
+			child.Help = fmt.Sprintf("Move a %s workload, named as `cedana dump %s` names it.", child.Name, child.Name)
+			if !features.Migrate.IsAvailable(child.Name) {
+				child.Help += " Not yet: this runtime cannot migrate."
+			}
+		}
+	}
+	return nil
+}
