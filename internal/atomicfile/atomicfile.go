@@ -3,6 +3,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -46,7 +47,8 @@ func Write(path string, data []byte, mode fs.FileMode) error {
 	return nil
 }
 
-// keepOwner gives tmp the owner of path, when path exists and has another.
+// keepOwner gives tmp the owner of path, when path exists and has another. A caller that may not
+// give files away (not root: EPERM) replaces the file as its own, as a plain rename would.
 func keepOwner(tmp *os.File, path string) error {
 	info, err := os.Stat(path)
 	if err != nil {
@@ -63,7 +65,7 @@ func keepOwner(tmp *os.File, path string) error {
 	if st, ok := cur.Sys().(*syscall.Stat_t); ok && st.Uid == old.Uid && st.Gid == old.Gid {
 		return nil
 	}
-	if err := tmp.Chown(int(old.Uid), int(old.Gid)); err != nil {
+	if err := tmp.Chown(int(old.Uid), int(old.Gid)); err != nil && !errors.Is(err, syscall.EPERM) {
 		return fmt.Errorf("keep the owner of %s: %w", path, err)
 	}
 	return nil

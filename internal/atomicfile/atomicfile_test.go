@@ -2,6 +2,7 @@ package atomicfile_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -61,4 +62,39 @@ func TestWrite(t *testing.T) {
 // TestWriteMissingDir: a directory that does not exist is an error, and nothing is created.
 func TestWriteMissingDir(t *testing.T) {
 	assert.Error(t, atomicfile.Write(filepath.Join(t.TempDir(), "missing", "file"), []byte("x"), 0o644))
+}
+
+// TestWriteUnprivileged: a caller that may not give files away (here nobody) still replaces a
+// file another user owns in a directory it may write, and the file is then its own.
+func TestWriteUnprivileged(t *testing.T) {
+	if path := os.Getenv("ATOMICFILE_WRITE_AS"); path != "" {
+		require.NoError(t, atomicfile.Write(path, []byte("mine\n"), 0o644))
+		return
+	}
+	testutil.RequireRoot(t)
+	dir, err := os.MkdirTemp("", "atomicfile-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o777))
+	path := filepath.Join(dir, "pid")
+	require.NoError(t, os.WriteFile(path, []byte("root's\n"), 0o644))
+
+	// The test binary, where nobody may run it (go test builds it in a directory of mode 0700).
+	self, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	bin := filepath.Join(dir, "atomicfile.test")
+	require.NoError(t, os.WriteFile(bin, self, 0o755))
+
+	const nobody = 65534
+	cmd := exec.Command(bin, "-test.run", "^TestWriteUnprivileged$")
+	cmd.Env = append(os.Environ(), "ATOMICFILE_WRITE_AS="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "mine\n", string(data))
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(nobody), info.Sys().(*syscall.Stat_t).Uid)
 }
