@@ -256,12 +256,20 @@ func goBuild(b *testing.B, dir, out, pkg string) {
 // cleanup stops it with SIGTERM.
 func (e *env) startDaemon(b *testing.B) {
 	b.Helper()
-	logFile, err := os.Create(e.daemonLog)
+	e.daemonPID = launchDaemon(b, []string{e.cedana, "daemon", "start"}, e.cedanaEnv, e.daemonLog, "unix", e.socket)
+}
+
+// launchDaemon starts args (`cedana daemon start`, perhaps wrapped) with env, its output into
+// logPath, waits until it accepts connections on network/address, and returns its PID; a cleanup
+// stops it with SIGTERM.
+func launchDaemon(b *testing.B, args, env []string, logPath, network, address string) int {
+	b.Helper()
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(e.cedana, "daemon", "start")
-	cmd.Env = e.cedanaEnv
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a ^C of go test reaches us, not it
@@ -270,7 +278,6 @@ func (e *env) startDaemon(b *testing.B) {
 	if err != nil {
 		b.Fatalf("start the daemon: %v", err)
 	}
-	e.daemonPID = cmd.Process.Pid
 	exited := make(chan struct{})
 	var waitErr error
 	go func() {
@@ -285,17 +292,17 @@ func (e *env) startDaemon(b *testing.B) {
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if conn, err := net.Dial("unix", e.socket); err == nil {
+		if conn, err := net.Dial(network, address); err == nil {
 			conn.Close()
-			return
+			return cmd.Process.Pid
 		}
 		select {
 		case <-exited:
-			b.Fatalf("the daemon exited: %v\n%s", waitErr, tail(e.daemonLog, 4096))
+			b.Fatalf("the daemon exited: %v\n%s", waitErr, tail(logPath, 4096))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("the daemon did not listen on %s within 30s\n%s", e.socket, tail(e.daemonLog, 4096))
+			b.Fatalf("the daemon did not listen on %s within 30s\n%s", address, tail(logPath, 4096))
 		}
 	}
 }

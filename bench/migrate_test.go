@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -243,29 +242,8 @@ func (e *env) startTCPDaemon(b *testing.B, name string, ownPIDs bool, extra []st
 	if ownPIDs {
 		args = append([]string{"unshare", "--pid", "--fork", "--mount-proc", "--kill-child"}, args...)
 	}
-	logFile, err := os.Create(filepath.Join(e.tmp, "daemon-"+name+".log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	logFile.Close()
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	b.Cleanup(func() { testutil.Stop(cmd.Process, exited, 15*time.Second) })
-	d := &tcpDaemon{addr: addr, pid: cmd.Process.Pid, env: env}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(tail(logFile.Name(), 4096), "cedana daemon started") {
-		if time.Now().After(deadline) {
-			b.Fatalf("daemon %s did not start:\n%s", name, tail(logFile.Name(), 4096))
-		}
-		time.Sleep(20 * time.Millisecond) // polling its log for the start, an event with no other signal
-	}
-	return d
+	pid := launchDaemon(b, args, env, filepath.Join(e.tmp, "daemon-"+name+".log"), "tcp", addr)
+	return &tcpDaemon{addr: addr, pid: pid, env: env}
 }
 
 // tcpCLI runs the CLI against d.
