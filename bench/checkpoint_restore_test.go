@@ -256,13 +256,14 @@ func goBuild(b *testing.B, dir, out, pkg string) {
 // cleanup stops it with SIGTERM.
 func (e *env) startDaemon(b *testing.B) {
 	b.Helper()
-	e.daemonPID = launchDaemon(b, []string{e.cedana, "daemon", "start"}, e.cedanaEnv, e.daemonLog, "unix", e.socket)
+	e.daemonPID = launchDaemon(b, []string{e.cedana, "daemon", "start"}, e.cedanaEnv, e.daemonLog, "unix", e.socket, false)
 }
 
 // launchDaemon starts args (`cedana daemon start`, perhaps wrapped) with env, its output into
 // logPath, waits until it accepts connections on network/address, and returns its PID; a cleanup
-// stops it with SIGTERM.
-func launchDaemon(b *testing.B, args, env []string, logPath, network, address string) int {
+// stops it with SIGTERM, sent to its whole process group with wrapped (a wrapper such as unshare
+// passes no signal on).
+func launchDaemon(b *testing.B, args, env []string, logPath, network, address string, wrapped bool) int {
 	b.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -285,6 +286,9 @@ func launchDaemon(b *testing.B, args, env []string, logPath, network, address st
 		close(exited)
 	}()
 	b.Cleanup(func() {
+		if wrapped {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) // its own group (Setpgid)
+		}
 		if testutil.Stop(cmd.Process, exited, 15*time.Second) {
 			b.Logf("the daemon did not stop within 15s of SIGTERM: killed it")
 		}

@@ -242,7 +242,7 @@ func (e *env) startTCPDaemon(b *testing.B, name string, ownPIDs bool, extra []st
 	if ownPIDs {
 		args = append([]string{"unshare", "--pid", "--fork", "--mount-proc", "--kill-child"}, args...)
 	}
-	pid := launchDaemon(b, args, env, filepath.Join(e.tmp, "daemon-"+name+".log"), "tcp", addr)
+	pid := launchDaemon(b, args, env, filepath.Join(e.tmp, "daemon-"+name+".log"), "tcp", addr, ownPIDs)
 	return &tcpDaemon{addr: addr, pid: pid, env: env}
 }
 
