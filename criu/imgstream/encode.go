@@ -1,6 +1,7 @@
 package imgstream
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -151,45 +152,72 @@ func (e *encoding) work(enc ChunkEncoder) {
 	}
 }
 
-// encode encodes it; on failure (or once the capture has failed) it keeps the chunk as it is.
+// encode encodes it into memory; on failure, once the capture has failed, or where the memory
+// limit leaves no room for its output, it keeps the chunk as it is (the archive writer compresses
+// it at the end). An encoder never spills: the spill file is the drainers', and a spill written
+// by a nice-19 thread would hold them up while CRIU waits, the tree frozen.
 func (e *encoding) encode(enc ChunkEncoder, w *encWriter, it *item) {
 	e.c.mu.Lock()
 	failed := e.c.err != nil
 	e.c.mu.Unlock()
-	if failed {
+	if failed || !w.begin() {
 		return
 	}
-	w.out = nil
 	if err := enc.Encode(w, it.name, it.n, it.last, it.size, e.c.spool.reader(it.c)); err != nil {
-		return // the space written is lost until Release; the chunk goes as it is
+		w.rewind()
+		return
 	}
 	it.enc = w.out
 	e.c.spool.release(it.c)
 	it.c = chunk{}
 }
 
+// errNoRoom is encWriter's answer once the memory limit leaves no buffer for the encoded chunk.
+var errNoRoom = errors.New("no memory left for an encoded chunk")
+
 // encWriter writes a worker's encoded chunks into the spool's memory, packed into buffers it
-// keeps until the capture ends, else into the spill file.
+// keeps until the capture ends.
 type encWriter struct {
-	s   *spool
-	buf []byte  // the free part of the current buffer (length 0)
-	out []chunk // what the current chunk's encoding went into
+	s     *spool
+	buf   []byte   // the free part of the current buffer (length 0)
+	start []byte   // buf when the current chunk began
+	taken [][]byte // the buffers taken while writing the current chunk, whole
+	out   []chunk  // what the current chunk's encoding went into
+}
+
+// begin starts a chunk; false when there is no memory for any of its output.
+func (w *encWriter) begin() bool {
+	w.out, w.taken = nil, w.taken[:0]
+	if cap(w.buf) == 0 {
+		b := w.s.buffer()
+		if b == nil {
+			return false
+		}
+		w.buf = b[:0] // kept as the writer's current buffer even if the chunk fails
+	}
+	w.start = w.buf
+	return true
+}
+
+// rewind gives back what the current chunk's encoding took: the buffers it began, and the part
+// of the one it continued.
+func (w *encWriter) rewind() {
+	for _, b := range w.taken {
+		w.s.release(chunk{data: b})
+	}
+	w.buf, w.out, w.taken = w.start, nil, w.taken[:0]
 }
 
 func (w *encWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if cap(w.buf) == 0 {
-			w.buf = w.s.buffer()
-		}
-		if w.buf == nil {
-			if len(w.out) == 0 || w.out[len(w.out)-1].data != nil {
-				w.out = append(w.out, chunk{segs: []seg{}})
+			b := w.s.buffer()
+			if b == nil {
+				return n - len(p), errNoRoom
 			}
-			if err := w.s.spillTo(&w.out[len(w.out)-1], p); err != nil {
-				return n - len(p), err
-			}
-			return n, nil
+			w.buf = b[:0]
+			w.taken = append(w.taken, b)
 		}
 		k := copy(w.buf[:cap(w.buf)], p)
 		w.out = append(w.out, chunk{data: w.buf[:k:k]})

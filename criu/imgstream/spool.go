@@ -101,19 +101,24 @@ func (s *spool) release(c chunk) {
 	s.free = append(s.free, c.data[:cap(c.data)])
 }
 
-// spillTo appends p to the spill file and records where in c.
+// spillTo appends p to the spill file and records where in c. The range is reserved under the
+// lock and written outside it, so that a slow write holds up no other drainer.
 func (s *spool) spillTo(c *chunk, p []byte) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.openSpill(); err != nil {
+		s.mu.Unlock()
 		return err
 	}
-	if _, err := s.spill.WriteAt(p, s.spillAt); err != nil {
+	off, spill := s.spillAt, s.spill
+	s.spillAt += int64(len(p))
+	s.mu.Unlock()
+	if _, err := spill.WriteAt(p, off); err != nil {
 		return fmt.Errorf("spill streamed image data to %s: %w", s.dir, err)
 	}
-	c.segs = append(c.segs, seg{s.spillAt, int64(len(p))})
-	s.spillAt += int64(len(p))
+	s.mu.Lock()
+	c.segs = append(c.segs, seg{off, int64(len(p))})
 	s.spilled += int64(len(p))
+	s.mu.Unlock()
 	return nil
 }
 
