@@ -277,20 +277,28 @@ func startChecksummedTree(t *testing.T, mb int) (root, child *checksummed) {
 }
 
 // TestStreamedTreeCheckpoints: a process and its child, each holding 24 MB of random data, dumped
-// into an archive (spilling beyond a one-chunk memory limit) whose pages are compressed while CRIU
-// dumps where the codec allows it, restore with both memories intact.
+// into an archive whose pages are compressed while CRIU dumps where the codec allows it and the
+// memory limit leaves room (else, beyond a one-chunk limit, the images spill and the archive
+// writer compresses them at the end), restore with both memories intact.
 func TestStreamedTreeCheckpoints(t *testing.T) {
 	requireE2E(t)
 	scratch := t.TempDir()
-	d := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+scratch, "CEDANA_CHECKPOINT_STREAM_MEMORY_LIMIT=16777216")
+	roomy := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+scratch)
+	tight := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+scratch, "CEDANA_CHECKPOINT_STREAM_MEMORY_LIMIT=16777216")
 	for _, tc := range []struct {
 		codec   string
+		d       *daemon
 		overlap bool
-	}{{"zstd", true}, {"lz4", true}, {"gzip", true}, {"zlib", false}} {
-		t.Run(tc.codec, func(t *testing.T) {
+	}{{"zstd", roomy, true}, {"lz4", roomy, true}, {"gzip", roomy, true}, {"zstd", tight, false}, {"lz4", tight, false}, {"zlib", tight, false}} {
+		name := tc.codec
+		if tc.d == tight {
+			name += "-spilled"
+		}
+		t.Run(name, func(t *testing.T) {
+			d := tc.d
 			root, child := startChecksummedTree(t, 24)
 			dir := t.TempDir()
-			r := d.cli("dump", "process", strconv.Itoa(root.pid), "--dir", dir, "--name", "ovl-tree-"+tc.codec, "--compression", tc.codec, "-o", "json")
+			r := d.cli("dump", "process", strconv.Itoa(root.pid), "--dir", dir, "--name", "ovl-tree-"+name, "--compression", tc.codec, "-o", "json")
 			require.Equal(t, 0, r.code, r.String())
 			var out streamOut
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
