@@ -72,7 +72,12 @@ func (c *MigrateCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals, _ 
 		return err
 	}
 	if c.Stats && g.Output != "json" {
+		fmt.Fprint(env.Stdout, "here (dump and send): ")
 		printStats(env.Stdout, resp.Stats)
+		if rs := resp.GetRestore().GetStats(); rs != nil {
+			fmt.Fprint(env.Stdout, "there (receive and restore): ")
+			printStats(env.Stdout, rs)
+		}
 	}
 	return nil
 }
