@@ -52,13 +52,18 @@ type RestoreHandler = Handler[daemonv1.RestoreRequest, daemonv1.RestoreResponse]
 
 // Observe records the time since start as the phase's duration in stats (nil stats: nothing).
 func Observe(stats *daemonv1.Stats, phase string, start time.Time) {
+	observeFor(stats, phase, time.Since(start))
+}
+
+// observeFor records that phase took d in stats; nil stats record nothing.
+func observeFor(stats *daemonv1.Stats, phase string, d time.Duration) {
 	if stats == nil {
 		return
 	}
 	if stats.Phases == nil {
 		stats.Phases = map[string]*durationpb.Duration{}
 	}
-	stats.Phases[phase] = durationpb.New(time.Since(start))
+	stats.Phases[phase] = durationpb.New(d)
 }
 
 // timeTotal creates *stats if need be, for the adapters inside, and returns what records the time

@@ -174,6 +174,12 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 		return dumped, err // PrepareDumpDir keeps the images finish wrote into ImageDir
 	}
 	note(resp.Stats, StreamedNote)
+	if ds.unreserved != "" {
+		note(resp.Stats, UnreservedNote+ds.unreserved)
+	}
+	if ds.reserved > 0 {
+		observeFor(resp.Stats, ReservePhase, ds.reserved)
+	}
 	if ds.encoded > 0 {
 		note(resp.Stats, OverlapNote)
 	}

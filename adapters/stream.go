@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,9 +28,14 @@ const (
 	StreamedNote      = "CRIU streamed its images straight into the archive (criu --stream)"
 	OverlapNote       = "the pages were compressed while CRIU dumped them"
 	NotStreamedNote   = "CRIU wrote its images into a directory first: "
+	UnreservedNote    = "the memory for the images was not faulted in before the freeze, which took longer: "
 	RestoreFromNote   = "CRIU read its images straight from the archive (criu --stream)"
 	UnpackedFirstNote = "the images were unpacked first: "
 )
+
+// ReservePhase is the phase of a dump whose images wait in memory only (a migration's) that faults
+// that memory in before CRIU starts: the workload still runs meanwhile.
+const ReservePhase = "reserve"
 
 // note adds a line to stats' notes; nil stats record nothing.
 func note(stats *daemonv1.Stats, line string) {
@@ -54,6 +60,10 @@ type DumpStream struct {
 
 	survives bool // the workload outlives the dump: a failed archive keeps no images
 	inMemory bool // the images wait in memory only, never in a spill file (Unfit sizes it)
+	// Why the memory for an in-memory stream could not be faulted in before the dump ("": it was),
+	// and how long faulting it in took, the workload still running (ReservePhase).
+	unreserved string
+	reserved   time.Duration
 
 	capture  *imgstream.Capture
 	archive  *archive.Writer
@@ -85,7 +95,12 @@ func (d *DumpStream) Unfit(pid int) string {
 	if d.inMemory {
 		need := sysinfo.TreeMemory(pid)
 		d.memLimit = max(d.memLimit, need+need/8+4*imgstream.ChunkSize)
-		d.pool = nil // a pool would keep all of it after the dump
+		// The memory is faulted in while the workload still runs, not while CRIU holds it frozen.
+		start := time.Now()
+		if err := d.pool.Reserve(need); err != nil {
+			d.unreserved = err.Error()
+		}
+		d.reserved = time.Since(start)
 		return ""
 	}
 	if d.dest == "" {

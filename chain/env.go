@@ -30,7 +30,7 @@ func NewEnv(ctx context.Context, cfg config.Config, log *slog.Logger) *adapters.
 		TempDir:        cfg.Checkpoint.TempDir,
 		StreamImages:   cfg.Checkpoint.StreamImages,
 		StreamMemory:   cfg.Checkpoint.StreamMemoryLimit,
-		StreamPool:     imgstream.NewPool(),
+		StreamPool:     imgstream.NewPool(cfg.Checkpoint.StreamMemoryLimit),
 		Workers:        runtime.NumCPU(),
 		S3:             s3Config(cfg.Storage.S3),
 		PIDWaitTimeout: time.Duration(cfg.Restore.PIDWaitTimeout),

@@ -135,6 +135,7 @@ func TestMigrate(t *testing.T) {
 		r := onA("migrate", "job", "mig-job", "--to", addrB, "--stats")
 		require.Equal(t, 0, r.code, r.String())
 		require.Contains(t, r.stdout, "Migrated to "+addrB+" (job mig-job, PID")
+		require.Contains(t, r.stdout, "there (receive and restore): total", "--stats prints the destination's phases")
 		stopped := lastNumber(logA)
 		// The source SIGKILLs its stopped tree once the destination has answered; its daemon reaps it.
 		require.Eventually(t, func() bool { return pidGone(pid) || !isRunning(pid) }, 10*time.Second, 20*time.Millisecond,

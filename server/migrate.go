@@ -97,7 +97,8 @@ func (s *service) Migrate(ctx context.Context, req *daemonv1.MigrateRequest) (*d
 	if err != nil {
 		return nil, s.rollBack(st, dresp, true, "restore on the destination "+req.To, err)
 	}
-	downtime := time.Since(start)
+	// Faulting the images' memory in comes first, the workload still running.
+	downtime := time.Since(start) - dresp.GetStats().GetPhases()[adapters.ReservePhase].AsDuration()
 	var recordErr error
 	if req.Jid != "" {
 		recordErr = s.jobs.Migrated(context.WithoutCancel(ctx), req.Jid, req.To)

@@ -164,3 +164,17 @@ func TreeMemory(pid int) int64 {
 	}
 	return total
 }
+
+// MemAvailable is the memory the kernel estimates is available for new allocations without
+// swapping (MemAvailable of /proc/meminfo), in bytes; 0 where unknown.
+func MemAvailable() int64 {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0
+	}
+	mi, err := fs.Meminfo()
+	if err != nil || mi.MemAvailableBytes == nil {
+		return 0
+	}
+	return int64(*mi.MemAvailableBytes)
+}

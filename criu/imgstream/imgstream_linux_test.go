@@ -330,7 +330,7 @@ func TestHeldCaptureEncoded(t *testing.T) {
 			var buf bytes.Buffer
 			aw, err := archive.NewWriter(&buf, tc.codec, 2)
 			require.NoError(t, err)
-			c, err := imgstream.StartHeldCapture(imgs, tc.memLimit, t.TempDir(), imgstream.NewPool(), imgstream.ArchiveSink{W: aw}, 2)
+			c, err := imgstream.StartHeldCapture(imgs, tc.memLimit, t.TempDir(), imgstream.NewPool(0), imgstream.ArchiveSink{W: aw}, 2)
 			require.NoError(t, err)
 			defer c.Release()
 			dump := runCRIU(bin, "dump", "--stream", "-D", imgs, "-t", strconv.Itoa(root.pid), "-o", "dump.log")

@@ -59,7 +59,7 @@ func newSpool(limit int64, dir string, pool *Pool) *spool {
 		limit = DefaultMemoryLimit
 	}
 	if pool == nil {
-		pool = &Pool{keep: false}
+		pool = &Pool{}
 	}
 	return &spool{limit: limit, dir: dir, pool: pool}
 }

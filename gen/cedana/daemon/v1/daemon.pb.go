@@ -4641,7 +4641,8 @@ type MigrateResponse struct {
 	// The dump's phases on this daemon.
 	Stats *Stats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
 	// From the start of the dump (the workload is frozen soon after) until the destination said
-	// the workload runs there.
+	// the workload runs there, less the dump's "reserve" phase (the images' memory faulted in
+	// while the workload still ran).
 	Downtime      *durationpb.Duration `protobuf:"bytes,5,opt,name=downtime,proto3" json:"downtime,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
