@@ -38,6 +38,9 @@ func lazyRuntime(runtime string) error {
 	if features.RestoreLazy.IsAvailable(runtime) {
 		return nil
 	}
+	if err := features.CheckKnown(runtime); err != nil {
+		return errs.Invalid("--lazy: %v", err)
+	}
 	why := ""
 	if reason := features.NotLazy(runtime); reason != "" {
 		why = ": " + reason

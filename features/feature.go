@@ -132,10 +132,19 @@ func (f *Feature[T]) IfAvailable(do func(runtime string, impl T) error, filter .
 }
 
 func (f *Feature[T]) unavailable(runtime string) error {
-	if !slices.Contains(KnownRuntimes, runtime) {
-		return fmt.Errorf("unknown runtime %q (known: %s): %w", runtime, strings.Join(KnownRuntimes, ", "), ErrUnavailable)
+	if err := CheckKnown(runtime); err != nil {
+		return err
 	}
 	return &NotCompiledInError{Runtime: runtime, Feature: f.name}
+}
+
+// CheckKnown refuses a runtime name that is none of KnownRuntimes, quoted in the error (a request
+// may carry any bytes), which wraps ErrUnavailable.
+func CheckKnown(runtime string) error {
+	if slices.Contains(KnownRuntimes, runtime) {
+		return nil
+	}
+	return fmt.Errorf("unknown runtime %q (known: %s): %w", runtime, strings.Join(KnownRuntimes, ", "), ErrUnavailable)
 }
 
 func callSafely[T any](runtime, feature string, do func(string, T) error, impl T) (err error) {

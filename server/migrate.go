@@ -57,6 +57,9 @@ func (s *service) Migrate(ctx context.Context, req *daemonv1.MigrateRequest) (*d
 		}
 		st.Log = st.Log.With("jid", req.Jid)
 	}
+	if err := features.CheckKnown(dreq.Type); dreq.Type != "" && err != nil {
+		return nil, errs.Invalid("migrate: %v", err)
+	}
 	if !features.Migrate.IsAvailable(dreq.Type) {
 		return nil, errs.Invalid("the %s runtime cannot migrate its workloads yet (runtimes that can: %v): dump to shared storage and restore there instead", dreq.Type, features.Migrate.Names())
 	}
