@@ -18,7 +18,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zlib"
@@ -246,11 +245,6 @@ func newCompressor(w io.Writer, c Codec, workers int) (compressor, error) {
 // machines with many cores.
 const zstdConcurrentBlocks = false
 
-// lz4ReadWorkers is the concurrency of lz4 decoding, whatever the callers' workers: one core
-// decodes lz4 faster than CRIU restores, and each more holds blocks of up to 4 MiB in flight
-// (about 44 MiB of daemon RSS for a 1 GiB restore with two).
-const lz4ReadWorkers = 1
-
 // zstdWorkers is the concurrency of zstd streams, whatever the callers' workers: more measured
 // slower on 2 cores, for encoding and decoding alike. BenchmarkWrite measures it.
 const zstdWorkers = 1
@@ -304,7 +298,9 @@ func newDecompressor(r io.Reader, c Codec, workers int) (decompressor, error) {
 		// four 512 KiB blocks of read-ahead are plenty to keep both busy.
 		return asDecompressor(pgzip.NewReaderN(r, 512<<10, 4))
 	case LZ4:
-		return newLZ4Reader(r, lz4ReadWorkers), nil
+		// One core: lz4 decodes faster than CRIU restores, and more workers hold blocks of up to
+		// 4 MiB in flight (about 44 MiB of daemon RSS for a 1 GiB restore with two).
+		return nopReadCloser{lz4.NewReader(r)}, nil
 	case Zlib:
 		return asDecompressor(zlib.NewReader(r))
 	case Zstd:
@@ -320,47 +316,3 @@ func newDecompressor(r io.Reader, c Codec, workers int) (decompressor, error) {
 	}
 	return nil, fmt.Errorf("codec %q cannot be read", string(c))
 }
-
-// lz4Reader wraps the lz4 frame decoder. With concurrency the decoder runs
-// goroutines that block forever if the stream is abandoned half-way (it has
-// no Close), so Close cuts off the source and drains what is in flight.
-type lz4Reader struct {
-	*lz4.Reader
-	src        *cancelReader
-	concurrent bool
-}
-
-func newLZ4Reader(r io.Reader, workers int) *lz4Reader {
-	src := &cancelReader{r: r}
-	zr := lz4.NewReader(src)
-	// ConcurrencyOption only fails for non-applicable targets.
-	_ = zr.Apply(lz4.ConcurrencyOption(workers))
-	return &lz4Reader{Reader: zr, src: src, concurrent: workers > 1}
-}
-
-func (z *lz4Reader) Close() error {
-	if z.concurrent {
-		z.src.cancel()
-		// Read only through Read (not WriteTo) so that the decoder's
-		// buffered blocks are consumed and its goroutines can exit.
-		_, _ = io.Copy(io.Discard, struct{ io.Reader }{z.Reader})
-	}
-	return nil
-}
-
-var errCancelled = errors.New("stream abandoned")
-
-// cancelReader is an io.Reader that fails once cancelled.
-type cancelReader struct {
-	r         io.Reader
-	cancelled atomic.Bool
-}
-
-func (c *cancelReader) Read(p []byte) (int, error) {
-	if c.cancelled.Load() {
-		return 0, errCancelled
-	}
-	return c.r.Read(p)
-}
-
-func (c *cancelReader) cancel() { c.cancelled.Store(true) }

@@ -57,7 +57,7 @@ func (s *service) Migrate(ctx context.Context, req *daemonv1.MigrateRequest) (*d
 		}
 		st.Log = st.Log.With("jid", req.Jid)
 	}
-	if err := features.CheckKnown(dreq.Type); dreq.Type != "" && err != nil {
+	if err := features.CheckKnown(dreq.Type); err != nil {
 		return nil, errs.Invalid("migrate: %v", err)
 	}
 	if !features.Migrate.IsAvailable(dreq.Type) {

@@ -310,7 +310,8 @@ func startTree(t *testing.T) (root, child *memWorkload) {
 
 // TestHeldCaptureEncoded dumps a process tree into an archive through a held capture that
 // compresses the pages while CRIU dumps (or, for zlib, cannot), with enough memory, or so little
-// that chunks spill and go raw beside the encoded ones; the archive reads back with Extract byte-exact as the images Rescue writes, and restores
+// that chunks spill and go raw beside the encoded ones; the archive reads back with Extract
+// byte-exact as the images Rescue writes, and restores
 // with `criu restore --stream` with every process's memory intact.
 func TestHeldCaptureEncoded(t *testing.T) {
 	bin := testutil.RequireCRIU(t).Binary

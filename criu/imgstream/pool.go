@@ -66,9 +66,9 @@ func mapBuffer() (mapped, error) {
 // Reserve maps and faults in buffers until the pool holds n bytes of free ones, for a capture
 // about to hold that much (a migration's, which keeps the whole tree in memory): faulting fresh
 // memory in is the slow part of draining CRIU's images on some VMs, and done here it is done
-// before CRIU freezes the tree. It stops early, and says why, where the memory is not there to
-// spare (twice n must be available). Buffers beyond what the pool keeps are unmapped when the
-// capture that used them ends.
+// before CRIU freezes the tree. It reserves nothing, and says why, where the memory is not there
+// to spare (twice what it would add must be available). Buffers beyond what the pool keeps are
+// unmapped when the next capture ends.
 func (p *Pool) Reserve(n int64) error {
 	if p == nil || p.keep <= 0 {
 		return nil
