@@ -157,43 +157,41 @@ func (c *Capture) receive() {
 	}
 }
 
-// drain reads one image's pipe to its end into chunks, in memory while the spool allows.
+// drain reads one image's pipe to its end into chunks, in memory while the spool allows. A held
+// capture reads each chunk's first headSize bytes apart: a chunk that ends within them (most of
+// CRIU's images are a few KiB) is packed beside other small ones (spool.packBytes) instead of
+// taking a ChunkSize buffer of its own, as a held capture keeps every image to the end.
 func (c *Capture) drain(name string, pipe *os.File) error {
-	var scratch []byte
-	noSplice := false
+	d := drainer{c: c, name: name, pipe: pipe}
+	var head []byte
+	if c.hold {
+		head = make([]byte, headSize)
+	}
 	for n := 0; ; n++ {
 		var ch chunk
 		var got int
 		var err error
-		if buf := c.spool.buffer(); buf != nil {
-			got, err = io.ReadFull(pipe, buf)
-			ch.data = buf[:got]
-		} else {
-			for got < ChunkSize && err == nil {
-				var m int
-				if !noSplice {
-					m, err = c.spool.spliceFrom(&ch, pipe, min(pipeSize, ChunkSize-got))
-					if errors.Is(err, errNoSplice) {
-						noSplice, err = true, nil
-					}
-				} else {
-					if scratch == nil {
-						scratch = make([]byte, pipeSize)
-					}
-					m, err = io.ReadFull(pipe, scratch[:min(len(scratch), ChunkSize-got)])
-					if m > 0 {
-						if serr := c.spool.spillTo(&ch, scratch[:m]); serr != nil {
-							return serr
-						}
-					}
+		if head != nil {
+			got, err = io.ReadFull(pipe, head)
+			if isEnd(err) {
+				if ch, err = c.spool.packBytes(head[:got]); err != nil {
+					return err
 				}
-				got += m
+				err = io.EOF
+			} else if err != nil {
+				return fmt.Errorf("read image %s from criu: %w", name, err)
 			}
 		}
-		last := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err == nil {
+			ch, got, err = d.fill(head[:got])
+		}
+		last := isEnd(err)
 		if err != nil && !last {
 			c.spool.release(ch)
-			return fmt.Errorf("read image %s from criu: %w", name, err)
+			return err
+		}
+		if c.hold && last {
+			ch = c.spool.pack(ch)
 		}
 		c.mu.Lock()
 		c.received += int64(got)
@@ -203,6 +201,68 @@ func (c *Capture) drain(name string, pipe *os.File) error {
 			return nil
 		}
 	}
+}
+
+// headSize is how much of a chunk a held capture reads before it takes a buffer for it.
+const headSize = 64 << 10
+
+// isEnd says whether err is a pipe's end, met by io.ReadFull.
+func isEnd(err error) bool { return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) }
+
+// drainer reads one image's pipe.
+type drainer struct {
+	c        *Capture
+	name     string
+	pipe     *os.File
+	noSplice bool   // the kernel cannot splice into the spill file
+	scratch  []byte // what is spilled without splice goes through it
+}
+
+// fill reads a chunk that begins with prefix (read already) to ChunkSize or the pipe's end (an
+// io.EOF or io.ErrUnexpectedEOF error): into a memory buffer while the spool has one, else into
+// the spill file. Other errors are ready to return.
+func (d *drainer) fill(prefix []byte) (chunk, int, error) {
+	var ch chunk
+	if buf := d.c.spool.buffer(); buf != nil {
+		k := copy(buf, prefix)
+		m, err := io.ReadFull(d.pipe, buf[k:])
+		ch.data = buf[:k+m]
+		if err != nil && !isEnd(err) {
+			err = fmt.Errorf("read image %s from criu: %w", d.name, err)
+		}
+		return ch, k + m, err
+	}
+	got := len(prefix)
+	if got > 0 {
+		if err := d.c.spool.spillTo(&ch, prefix); err != nil {
+			return ch, got, err
+		}
+	}
+	var err error
+	for got < ChunkSize && err == nil {
+		var m int
+		if !d.noSplice {
+			m, err = d.c.spool.spliceFrom(&ch, d.pipe, min(pipeSize, ChunkSize-got))
+			if errors.Is(err, errNoSplice) {
+				d.noSplice, err = true, nil
+			}
+		} else {
+			if d.scratch == nil {
+				d.scratch = make([]byte, pipeSize)
+			}
+			m, err = io.ReadFull(d.pipe, d.scratch[:min(len(d.scratch), ChunkSize-got)])
+			if err != nil && !isEnd(err) {
+				err = fmt.Errorf("read image %s from criu: %w", d.name, err)
+			}
+			if m > 0 {
+				if serr := d.c.spool.spillTo(&ch, d.scratch[:m]); serr != nil {
+					return ch, got, serr
+				}
+			}
+		}
+		got += m
+	}
+	return ch, got, err
 }
 
 // consume hands the chunks to the sink as they come; after a failure it only frees them, so

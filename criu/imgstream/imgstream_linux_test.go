@@ -353,6 +353,7 @@ func TestHeldCaptureEncoded(t *testing.T) {
 				assert.Zero(t, st.Encoded)
 			case tc.memLimit == 0:
 				assert.Greater(t, st.Encoded, int64(40_000_000), "the pages of both processes were compressed ahead")
+				assert.Zero(t, st.Spilled, "the small images packed, everything fits in the default limit")
 			default: // encoders never spill: what found no room goes as it is, beside what did
 				assert.Positive(t, st.Spilled, "the images spilled")
 			}

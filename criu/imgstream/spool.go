@@ -29,14 +29,18 @@ type spool struct {
 	spillAt int64
 	spilled int64
 	free    [][]byte
+	packed  []byte // the free rest of the buffer that small chunks are packed into
 	pool    *Pool
 	owned   []mapped // every buffer taken from the pool, given back at close
 }
 
-// chunk is one drained piece of an image: in memory (data) or in the spill file (segs).
+// chunk is one drained piece of an image: in memory (data) or in the spill file (segs). A
+// packed chunk's data shares its buffer with other chunks (see packBytes): it is never given back
+// alone.
 type chunk struct {
-	data []byte
-	segs []seg
+	data   []byte
+	segs   []seg
+	packed bool
 }
 
 // seg is a range of the spill file.
@@ -68,6 +72,11 @@ func newSpool(limit int64, dir string, pool *Pool) *spool {
 func (s *spool) buffer() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.bufferLocked()
+}
+
+// bufferLocked is buffer with s.mu held.
+func (s *spool) bufferLocked() []byte {
 	if s.inMem+ChunkSize > s.limit {
 		return nil
 	}
@@ -90,9 +99,62 @@ func (s *spool) buffer() []byte {
 // hugePage is the size of a transparent huge page on x86-64 and arm64 (4 KiB base pages).
 const hugePage = 2 << 20
 
-// release gives a memory chunk's buffer back.
+// packMost is the largest chunk that pack moves.
+const packMost = 1 << 20
+
+// packBytes keeps p, a small chunk, in the buffer that small chunks share: a held capture keeps
+// every image to the end, and a tree of a few processes dumps dozens of images of a few KiB, which
+// would fill the memory limit with ChunkSize buffers, one each, and leave the pages to spill.
+// Where the memory limit leaves no room for a buffer to pack into, p goes to the spill file.
+func (s *spool) packBytes(p []byte) (chunk, error) {
+	if c, ok := s.packIn(p); ok {
+		return c, nil
+	}
+	var c chunk
+	if len(p) == 0 {
+		return c, nil
+	}
+	err := s.spillTo(&c, p)
+	return c, err
+}
+
+// pack moves a chunk of up to packMost bytes that has a buffer of its own into the shared one and
+// gives its buffer back; other chunks, or where there is no room, it leaves as they are.
+func (s *spool) pack(c chunk) chunk {
+	if c.data == nil || c.packed || len(c.data) > packMost {
+		return c
+	}
+	p, ok := s.packIn(c.data)
+	if !ok {
+		return c
+	}
+	s.release(c)
+	return p
+}
+
+// packIn copies p into the shared buffer, starting a new one where it does not fit; false when
+// the memory limit leaves no room for one.
+func (s *spool) packIn(p []byte) (chunk, bool) {
+	n := len(p)
+	s.mu.Lock()
+	if s.packed == nil || len(s.packed) < n {
+		b := s.bufferLocked()
+		if b == nil {
+			s.mu.Unlock()
+			return chunk{}, false
+		}
+		s.packed = b
+	}
+	dst := s.packed[:n:n]
+	s.packed = s.packed[n:]
+	s.mu.Unlock()
+	copy(dst, p) // the range is the chunk's alone
+	return chunk{data: dst, packed: true}, true
+}
+
+// release gives a memory chunk's buffer back; a packed chunk's stays until close.
 func (s *spool) release(c chunk) {
-	if c.data == nil {
+	if c.data == nil || c.packed {
 		return
 	}
 	s.mu.Lock()
@@ -202,7 +264,7 @@ func (s *spool) close() {
 		s.spill = nil
 	}
 	s.pool.put(s.owned)
-	s.owned, s.free = nil, nil
+	s.owned, s.free, s.packed = nil, nil, nil
 }
 
 type byteReader struct{ b []byte }
