@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cedana/cedana/internal/atomicfile"
 )
 
 // Secrets are the keys whose values Masked hides.
@@ -58,23 +60,9 @@ func (l Loaded) WriteFile(c Config) (os.FileMode, error) {
 	if err := os.MkdirAll(filepath.Dir(l.File), 0o755); err != nil {
 		return 0, fmt.Errorf("create the config directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(l.File), ".config-*.json")
-	if err != nil {
-		return 0, fmt.Errorf("write config %s: %w", l.File, err)
-	}
-	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after the rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		_ = tmp.Close()
-		return 0, fmt.Errorf("write config %s: %w", l.File, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		_ = tmp.Close()
-		return 0, fmt.Errorf("write config %s: %w", l.File, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return 0, fmt.Errorf("write config %s: %w", l.File, err)
-	}
-	if err := os.Rename(tmp.Name(), l.File); err != nil {
+	// Synced before the rename, as every file the daemon replaces: a crash leaves the old config
+	// or the new one, never an empty file the daemon would refuse to start with.
+	if err := atomicfile.Write(l.File, append(data, '\n'), mode); err != nil {
 		return 0, fmt.Errorf("write config %s: %w", l.File, err)
 	}
 	return mode, nil
