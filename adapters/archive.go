@@ -180,9 +180,12 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 	if ds.reserved > 0 {
 		observeFor(resp.Stats, ReservePhase, ds.reserved)
 	}
-	if ds.encoded > 0 {
+	if ds.captured.Encoded > 0 {
 		note(resp.Stats, OverlapNote)
 	}
+	cs := ds.captured
+	st.Log.Info("streamed images archived", "images", cs.Images, "bytes", cs.Bytes, "peak_memory", cs.PeakMemory,
+		"spilled", cs.Spilled, "compressed_ahead", cs.Encoded)
 	if resp.Stats != nil {
 		resp.Stats.StoredBytes = stored
 	}

@@ -68,7 +68,7 @@ type DumpStream struct {
 	capture  *imgstream.Capture
 	archive  *archive.Writer
 	declined string
-	encoded  int64 // bytes of pages compressed while CRIU dumped
+	captured imgstream.Stats // the capture's, once the archive has taken every image
 }
 
 // Capture listens in dir for CRIU's images, which wait for the archive in memory up to
@@ -148,9 +148,7 @@ func (d *DumpStream) finish(dir string, out live.Sink) (int64, error) {
 		c.Skip(err) // nothing more goes into an archive that has failed
 	} else {
 		c.Flush()
-		var st imgstream.Stats
-		st, err = c.Wait()
-		d.encoded = st.Encoded
+		d.captured, err = c.Wait()
 	}
 	if err == nil {
 		err = d.archive.Close()
