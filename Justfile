@@ -126,7 +126,8 @@ matrix:
 
 # Benchmark cedana against raw CRIU and issue 14's goals: one table, random and compressible memory
 # of `mib` MiB per workload (`just bench 128` for a quick run), none/zstd/lz4, medians of 5 runs;
-# then eager vs lazy restores (time to running) of 256 MiB and 1 GiB (CEDANA_BENCH_SIZES).
+# then eager vs lazy restores (time to the restored workload's first step) of 256 MiB, 1 GiB and
+# 4 GiB, and migrations of 256 MiB and 1 GiB (CEDANA_BENCH_SIZES).
 bench mib=env_var_or_default("CEDANA_BENCH_MIB", "1024"): deps build
     CEDANA_BENCH_MIB={{mib}} go test ./bench -run '^$' -bench '^Benchmark(Report|LazyRestore|Migrate)$' -benchtime 1x -timeout 60m -v
 

@@ -12,9 +12,13 @@
 // `cedana config show`) + 64 MiB.
 //
 // BenchmarkLazyRestore (also in `just bench`) restores one directory checkpoint per size
-// (CEDANA_BENCH_SIZES, 256 MiB and 1 GiB by default) eagerly and with `--lazy`, alternately, and
-// prints time to running (the restore command's wall time) for both, the time until every page is
-// back for the lazy one, and issue 15's goal (lazy ≤ 250 ms); every restored memory is checksummed.
+// (CEDANA_BENCH_SIZES, 256 MiB, 1 GiB and 4 GiB by default, as memory allows) of a memhog that
+// walks its memory (-progress) eagerly and with `--lazy`, alternately, and prints time to running
+// (the restore request until the restored memhog's first step; the command's own wall time beside
+// it) for both, the time until every page is back for the lazy one, the walk's pace meanwhile and
+// afterwards, and issue 15's goal (lazy ≤ 250 ms); every restored memory is checksummed. memhog
+// stamps its steps with the wall clock: CRIU restores a tree into a time namespace whose monotonic
+// clock goes on from the dump's.
 //
 // BenchmarkMigrate (also in `just bench`) moves a memhog of each size (CEDANA_BENCH_SIZES, 256 MiB
 // and 1 GiB by default) between two daemons on loopback TCP with a token, the destination in a PID

@@ -135,7 +135,7 @@ func (e *env) migrateRound(a, d *tcpDaemon, mib int, migrate bool, s3Dir string)
 		close(stop)
 		return s, err
 	}
-	err = waitRunning(prog, monotonic())
+	err = waitRunning(prog, wallClock())
 	close(stop)
 	if err != nil {
 		return s, err
@@ -182,7 +182,7 @@ func watchPauses(prog string, stop <-chan struct{}, pauses chan<- [2]uint64) {
 }
 
 // waitRunning waits until the memhog of progress file prog makes a step after since (a
-// CLOCK_MONOTONIC reading): after the command that moved it returned, it runs on the destination.
+// wallClock reading): after the command that moved it returned, it runs on the destination.
 func waitRunning(prog string, since uint64) error {
 	for deadline := time.Now().Add(commandTimeout); ; {
 		if p, err := readProgress(prog); err == nil && p[progLast] > since {

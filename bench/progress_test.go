@@ -4,8 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
 
 // Words of memhog's -progress file (bench/memhog walk).
@@ -33,9 +32,6 @@ func readProgress(path string) ([progWords]uint64, error) {
 	return p, nil
 }
 
-// monotonic is CLOCK_MONOTONIC in ns, the clock memhog stamps its steps with.
-func monotonic() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+// wallClock is CLOCK_REALTIME in ns, the clock memhog stamps its steps with (not the monotonic
+// clock, which CRIU's time namespace sets back in a restored memhog: see memhog's wallClock).
+func wallClock() uint64 { return uint64(time.Now().UnixNano()) }

@@ -121,8 +121,8 @@ func fillCompressible(mem []byte) {
 // Words of the -progress file, which memhog maps shared and updates at every step.
 const (
 	progSteps     = iota // steps made so far
-	progLast             // CLOCK_MONOTONIC of the last step, ns
-	progResumed          // CLOCK_MONOTONIC of the first step after a pause (a checkpoint), ns
+	progLast             // CLOCK_REALTIME of the last step, ns (see wallClock)
+	progResumed          // CLOCK_REALTIME of the first step after a pause (a checkpoint), ns
 	progResumedAt        // steps made by then
 	progWords
 )
@@ -159,7 +159,7 @@ func walk(mem []byte, path string) {
 		for p := off; p < min(off+step, len(mem)); p += pageSize {
 			acc += *(*uint64)(unsafe.Pointer(&mem[p]))
 		}
-		now := uint64(monotonic())
+		now := uint64(wallClock())
 		if now > last+uint64(pauseGap) {
 			atomic.StoreUint64(&prog[progResumed], now)
 			atomic.StoreUint64(&prog[progResumedAt], atomic.LoadUint64(&prog[progSteps]))
@@ -173,9 +173,12 @@ func walk(mem []byte, path string) {
 	}
 }
 
-// monotonic is CLOCK_MONOTONIC in ns: the same clock in every process of the machine.
-func monotonic() int64 {
+// wallClock is CLOCK_REALTIME in ns: the one clock a restored memhog shares with the benchmark.
+// CRIU restores a tree into a time namespace whose CLOCK_MONOTONIC (and BOOTTIME) go on from the
+// dump's, so that its timers do not jump: a restored process's monotonic clock lags the machine's
+// by the time between the dump and the restore.
+func wallClock() int64 {
 	var ts syscall.Timespec
-	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 1, uintptr(unsafe.Pointer(&ts)), 0)
+	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 0, uintptr(unsafe.Pointer(&ts)), 0)
 	return ts.Nano()
 }
