@@ -72,6 +72,9 @@ func printHealth(env Env, output string, r *daemonv1.HealthCheckResponse) error 
 		for _, e := range r.Errors {
 			fmt.Fprintf(env.Stdout, "problem: %s\n", e)
 		}
+		for _, e := range r.Warnings {
+			fmt.Fprintf(env.Stdout, "warning: %s\n", e)
+		}
 	}
 	if len(r.Errors) > 0 {
 		return exitCode(1)

@@ -52,6 +52,9 @@ func Report(ctx context.Context, criuBinary string) *daemonv1.HealthCheckRespons
 			r.CriuCheck = "Looks good."
 		}
 		r.LazyRestoreOk, r.LazyRestore = lazyRestore(ctx, client)
+		if w := kernelProbeCache(criuRunDir); w != "" {
+			r.Warnings = append(r.Warnings, w)
+		}
 	}
 	for _, name := range features.Runtimes() {
 		rt := &daemonv1.RuntimeHealth{Name: name, CompiledIn: features.HealthCheck.IsAvailable(name)}

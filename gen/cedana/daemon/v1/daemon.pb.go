@@ -1276,7 +1276,9 @@ type HealthCheckResponse struct {
 	// Whether lazy restores (restore --lazy) work here: userfaultfd as CRIU needs it.
 	LazyRestoreOk bool `protobuf:"varint,11,opt,name=lazy_restore_ok,json=lazyRestoreOk,proto3" json:"lazy_restore_ok,omitempty"`
 	// What the lazy-restore check found, or why lazy restores cannot work here.
-	LazyRestore   string `protobuf:"bytes,12,opt,name=lazy_restore,json=lazyRestore,proto3" json:"lazy_restore,omitempty"`
+	LazyRestore string `protobuf:"bytes,12,opt,name=lazy_restore,json=lazyRestore,proto3" json:"lazy_restore,omitempty"`
+	// What works here but costs time, and how to fix it; empty when nothing does.
+	Warnings      []string `protobuf:"bytes,13,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1393,6 +1395,13 @@ func (x *HealthCheckResponse) GetLazyRestore() string {
 		return x.LazyRestore
 	}
 	return ""
+}
+
+func (x *HealthCheckResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 // CheckStep is one step of a full check.
@@ -4996,7 +5005,7 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vcompiled_in\x18\x02 \x01(\bR\n" +
 	"compiledIn\x12\x16\n" +
 	"\x06usable\x18\x03 \x01(\bR\x06usable\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xc6\x03\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xe2\x03\n" +
 	"\x13HealthCheckResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tcriu_path\x18\x02 \x01(\tR\bcriuPath\x12!\n" +
@@ -5011,7 +5020,8 @@ const file_cedana_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0fimage_streaming\x18\n" +
 	" \x01(\tR\x0eimageStreaming\x12&\n" +
 	"\x0flazy_restore_ok\x18\v \x01(\bR\rlazyRestoreOk\x12!\n" +
-	"\flazy_restore\x18\f \x01(\tR\vlazyRestore\"v\n" +
+	"\flazy_restore\x18\f \x01(\tR\vlazyRestore\x12\x1a\n" +
+	"\bwarnings\x18\r \x03(\tR\bwarnings\"v\n" +
 	"\tCheckStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12-\n" +
