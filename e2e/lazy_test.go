@@ -117,6 +117,34 @@ func TestLazyRestoreServerKilled(t *testing.T) {
 	assert.Contains(t, string(log), "lazy restore of PID "+strconv.Itoa(j.PID)+" failed")
 }
 
+// TestLazyServerFailsToStart: a lazy-pages server that cannot start (here its log's name is taken
+// by a directory in the checkpoint) fails the lazy restore with CRIU's reason before anything is
+// restored: the job is not running, no CRIU is left behind, and the same checkpoint restores
+// lazily, its memory intact, once the cause is gone.
+func TestLazyServerFailsToStart(t *testing.T) {
+	requireE2E(t)
+	d := startDaemon(t, cedanaBin)
+	w := runSummed(t, d, "lazy-nostart", 64)
+	dumpSummed(t, d, w.jid, "--compression", "none")
+	ck := inspectJob(t, d, w.jid).Latest.Path
+	blocker := filepath.Join(ck, "lazy-pages.log")
+	require.NoError(t, os.Mkdir(blocker, 0o755))
+
+	r := d.cli("restore", "job", w.jid, "--lazy")
+	require.NotEqual(t, 0, r.code, r.String())
+	assert.Contains(t, r.stderr, "criu lazy-pages did not start", r.String())
+	assert.Contains(t, r.stderr, "Is a directory", r.String())
+	assert.NotEqual(t, "running", inspectJob(t, d, w.jid).Status)
+	assert.Zero(t, criuOf(d), "a CRIU of the daemon is left running")
+
+	require.NoError(t, os.Remove(blocker))
+	r = d.cli("restore", "job", w.jid, "--lazy")
+	require.Equal(t, 0, r.code, r.String())
+	j := inspectJob(t, d, w.jid)
+	assert.Equal(t, "running", j.Status)
+	w.verify(t, j.PID)
+}
+
 // restoreKillingServer restores job jid, dumped into a directory with CRIU's log at level 4,
 // with --lazy, kills its lazy-pages server once its log shows pages copied, and returns how the
 // restore ended: killed before CRIU's restore was done, the restore fails and says why.
