@@ -259,6 +259,8 @@ func newZstdWriter(w io.Writer, workers int, concurrentBlocks bool) (compressor,
 	opts := []zstd.EOption{
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderConcurrency(workers),
+		zstd.WithWindowSize(entryWindow), // as the frames encoded ahead: less for the daemon to hold
+		zstd.WithLowerEncoderMem(true),
 	}
 	if concurrentBlocks && workers > 1 {
 		opts = append(opts, zstd.WithConcurrentBlocks(true))
