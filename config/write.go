@@ -61,8 +61,9 @@ func (l Loaded) WriteFile(c Config) (os.FileMode, error) {
 		return 0, fmt.Errorf("create the config directory: %w", err)
 	}
 	// Synced before the rename, as every file the daemon replaces: a crash leaves the old config
-	// or the new one, never an empty file the daemon would refuse to start with.
-	if err := atomicfile.Write(l.File, append(data, '\n'), mode); err != nil {
+	// or the new one, never an empty file the daemon would refuse to start with. The file becomes
+	// the writer's: a token written into it must not go to whoever owned it before.
+	if err := atomicfile.WriteOwn(l.File, append(data, '\n'), mode); err != nil {
 		return 0, fmt.Errorf("write config %s: %w", l.File, err)
 	}
 	return mode, nil

@@ -14,6 +14,17 @@ import (
 // Write replaces path with data and mode through a temporary file in the same directory, synced,
 // then renamed over path. A path that exists keeps its owner.
 func Write(path string, data []byte, mode fs.FileMode) error {
+	return write(path, data, mode, true)
+}
+
+// WriteOwn is Write for a file that may hold secrets: the new file is the caller's, whoever owned
+// the old one, so that a secret written into it is not handed to that owner.
+func WriteOwn(path string, data []byte, mode fs.FileMode) error {
+	return write(path, data, mode, false)
+}
+
+// write is Write, keeping path's owner or not.
+func write(path string, data []byte, mode fs.FileMode, keep bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".cedana-*")
 	if err != nil {
 		return err
@@ -25,8 +36,10 @@ func Write(path string, data []byte, mode fs.FileMode) error {
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	if err := keepOwner(tmp, path); err != nil {
-		return err
+	if keep {
+		if err := keepOwner(tmp, path); err != nil {
+			return err
+		}
 	}
 	if _, err := tmp.Write(data); err != nil {
 		return err

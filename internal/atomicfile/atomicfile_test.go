@@ -15,17 +15,19 @@ import (
 )
 
 // TestWrite: a new file and a replaced one get the content and mode asked for, a replaced one
-// keeps its owner, and no temporary file is left beside them.
+// keeps its owner (WriteOwn: becomes ours), and no temporary file is left beside them.
 func TestWrite(t *testing.T) {
 	tests := []struct {
 		name  string
 		old   []byte // nil: path does not exist
 		owner int    // the old file's group and owner (root only), -1: ours
 		mode  os.FileMode
+		own   bool // WriteOwn
 	}{
 		{name: "new", old: nil, owner: -1, mode: 0o644},
 		{name: "replaced", old: []byte("old content, longer than the new"), owner: -1, mode: 0o600},
 		{name: "replaced, another owner", old: []byte("x"), owner: 4321, mode: 0o640},
+		{name: "replaced, another owner, WriteOwn", old: []byte("x"), owner: 4321, mode: 0o600, own: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,7 +42,11 @@ func TestWrite(t *testing.T) {
 					require.NoError(t, os.Chown(path, tt.owner, tt.owner))
 				}
 			}
-			require.NoError(t, atomicfile.Write(path, []byte("new"), tt.mode))
+			write := atomicfile.Write
+			if tt.own {
+				write = atomicfile.WriteOwn
+			}
+			require.NoError(t, write(path, []byte("new"), tt.mode))
 			data, err := os.ReadFile(path)
 			require.NoError(t, err)
 			assert.Equal(t, "new", string(data))
@@ -48,9 +54,15 @@ func TestWrite(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.mode, info.Mode().Perm())
 			if tt.owner >= 0 {
+				want := uint32(tt.owner)
+				if tt.own {
+					want = uint32(os.Geteuid())
+				}
 				st := info.Sys().(*syscall.Stat_t)
-				assert.Equal(t, uint32(tt.owner), st.Uid)
-				assert.Equal(t, uint32(tt.owner), st.Gid)
+				assert.Equal(t, want, st.Uid)
+				if !tt.own {
+					assert.Equal(t, want, st.Gid)
+				}
 			}
 			entries, err := os.ReadDir(dir)
 			require.NoError(t, err)
