@@ -219,7 +219,7 @@ func newCompressor(w io.Writer, c Codec, workers int) (compressor, error) {
 		return zw, nil
 	case LZ4:
 		zw := lz4.NewWriter(w)
-		if err := zw.Apply(lz4.ConcurrencyOption(workers), lz4.CompressionLevelOption(lz4.Fast)); err != nil {
+		if err := zw.Apply(lz4.ConcurrencyOption(workers), lz4.CompressionLevelOption(lz4.Fast), lz4.BlockSizeOption(lz4Block)); err != nil {
 			return nil, err
 		}
 		return zw, nil
@@ -235,6 +235,13 @@ func newCompressor(w io.Writer, c Codec, workers int) (compressor, error) {
 	_, err := ParseCodec(string(c))
 	return nil, err
 }
+
+// lz4Block is the size of the blocks of an lz4 archive. pierrec/lz4 compresses 64 KiB blocks
+// about 1.4x faster than its default 4 MiB ones on compressible memory (one core: 467 against
+// 339 MB/s; two: 641 against 579), to the same size, and decodes them as fast; only
+// incompressible data goes slower, from 7.5 to 3.8 GB/s, which is still far faster than
+// anything else a dump does with it.
+const lz4Block = lz4.Block64Kb
 
 // zstdConcurrentBlocks selects zstd's job-based parallel stream encoder
 // (WithConcurrentBlocks) when workers > 1. It is off: with

@@ -103,7 +103,7 @@ func NewEntryEncoder(c Codec) (*EntryEncoder, error) {
 		e.comp, e.zstd = zw, zw
 	case LZ4:
 		zw := lz4.NewWriter(nil)
-		if err := zw.Apply(lz4.ConcurrencyOption(1), lz4.CompressionLevelOption(lz4.Fast), lz4.BlockSizeOption(lz4.Block1Mb)); err != nil {
+		if err := zw.Apply(lz4.ConcurrencyOption(1), lz4.CompressionLevelOption(lz4.Fast), lz4.BlockSizeOption(lz4Block)); err != nil {
 			return nil, fmt.Errorf("new lz4 entry encoder: %w", err)
 		}
 		e.comp = zw

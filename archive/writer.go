@@ -19,7 +19,7 @@ import (
 //     only overlaps encoding with writing on a stream, and both that and the
 //     library's parallel WithConcurrentBlocks mode measured slower on 2 cores
 //     (see BenchmarkWrite);
-//   - lz4: the default fast level, with lz4.ConcurrencyOption(workers);
+//   - lz4: the default fast level in 64 KiB blocks, with lz4.ConcurrencyOption(workers);
 //   - gzip: BestSpeed; with workers > 1 the stream is cut into 1 MiB blocks
 //     compressed in parallel by github.com/klauspost/pgzip (a standard,
 //     single-member gzip stream), with workers == 1 a plain gzip stream;
