@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -88,6 +89,21 @@ type encoding struct {
 	workers int
 	jobs    chan *item
 	wg      sync.WaitGroup
+	// Bytes of the chunks encoded so far, before and after: whether spilling an encoder's output
+	// is worth it (see spillWorth).
+	in, out atomic.Int64
+}
+
+// spillWorth is how many times smaller than the chunks the encoded output must have come out so
+// far for an encoder to spill it once CRIU is done. An incompressible chunk spilled once raw and
+// again encoded costs more than the archive writer's one core takes to pass it through.
+const spillWorth = 2
+
+// worthSpilling says whether the chunks encoded so far shrank enough to spill the output; with
+// none encoded yet, the first chunk finds out.
+func (e *encoding) worthSpilling() bool {
+	in, out := e.in.Load(), e.out.Load()
+	return in == 0 || out*spillWorth <= in
 }
 
 // lowPriority is the nice value of the worker that encodes while CRIU dumps.
@@ -152,55 +168,101 @@ func (e *encoding) work(enc ChunkEncoder) {
 	}
 }
 
-// encode encodes it into memory; on failure, once the capture has failed, or where the memory
-// limit leaves no room for its output, it keeps the chunk as it is (the archive writer compresses
-// it at the end). An encoder never spills: the spill file is the drainers', and a spill written
-// by a nice-19 thread would hold them up while CRIU waits, the tree frozen.
+// encode encodes it. While CRIU dumps, the output goes into memory only: an encoder never spills
+// then, as the spill file is the drainers' and a spill written by a nice-19 thread would hold them
+// up while CRIU waits, the tree frozen. Where the memory limit leaves no room, the encoder waits
+// until CRIU is done and encodes the chunk then, its output in memory where there is room again
+// (encoding a chunk held in memory frees its buffer) and in the spill file where not, if the
+// pages compress well (worthSpilling), so that they are compressed on the workers' cores rather
+// than by the archive writer's one. Otherwise, on failure, or once the capture has failed, the
+// chunk stays as it is (the archive writer compresses it at the end).
 func (e *encoding) encode(enc ChunkEncoder, w *encWriter, it *item) {
-	e.c.mu.Lock()
-	failed := e.c.err != nil
-	e.c.mu.Unlock()
-	if failed || !w.begin() {
-		return
+	for {
+		e.c.mu.Lock()
+		failed := e.c.err != nil
+		e.c.mu.Unlock()
+		if failed {
+			return
+		}
+		late := isClosed(e.c.drained)
+		w.spill = late && e.worthSpilling()
+		if w.begin() {
+			err := enc.Encode(w, it.name, it.n, it.last, it.size, e.c.spool.reader(it.c))
+			if err == nil {
+				e.in.Add(it.size)
+				e.out.Add(chunksSize(w.out))
+				it.enc = w.out
+				e.c.spool.release(it.c)
+				it.c = chunk{}
+				return
+			}
+			w.rewind()
+		}
+		if !w.noRoom || late {
+			return
+		}
+		select {
+		case <-e.c.drained:
+		case <-e.c.flush:
+			if !isClosed(e.c.drained) { // aborted while CRIU dumps
+				return
+			}
+		}
 	}
-	if err := enc.Encode(w, it.name, it.n, it.last, it.size, e.c.spool.reader(it.c)); err != nil {
-		w.rewind()
-		return
+}
+
+// chunksSize is the number of bytes in cs.
+func chunksSize(cs []chunk) int64 {
+	var n int64
+	for _, c := range cs {
+		n += c.size()
 	}
-	it.enc = w.out
-	e.c.spool.release(it.c)
-	it.c = chunk{}
+	return n
+}
+
+// isClosed says whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // errNoRoom is encWriter's answer once the memory limit leaves no buffer for the encoded chunk.
 var errNoRoom = errors.New("no memory left for an encoded chunk")
 
 // encWriter writes a worker's encoded chunks into the spool's memory, packed into buffers it
-// keeps until the capture ends.
+// keeps until the capture ends; where there is no room, into the spill file if spill is set, else
+// nowhere (errNoRoom).
 type encWriter struct {
-	s     *spool
-	buf   []byte   // the free part of the current buffer (length 0)
-	start []byte   // buf when the current chunk began
-	taken [][]byte // the buffers taken while writing the current chunk, whole
-	out   []chunk  // what the current chunk's encoding went into
+	s      *spool
+	spill  bool     // what finds no room in memory goes to the spill file
+	noRoom bool     // the current chunk met errNoRoom
+	buf    []byte   // the free part of the current buffer (length 0)
+	start  []byte   // buf when the current chunk began
+	taken  [][]byte // the buffers taken while writing the current chunk, whole
+	out    []chunk  // what the current chunk's encoding went into
 }
 
 // begin starts a chunk; false when there is no memory for any of its output.
 func (w *encWriter) begin() bool {
-	w.out, w.taken = nil, w.taken[:0]
+	w.out, w.taken, w.noRoom = nil, w.taken[:0], false
 	if cap(w.buf) == 0 {
-		b := w.s.buffer()
-		if b == nil {
+		if b := w.s.buffer(); b != nil {
+			w.buf = b[:0] // kept as the writer's current buffer even if the chunk fails
+		} else if !w.spill {
+			w.noRoom = true
 			return false
 		}
-		w.buf = b[:0] // kept as the writer's current buffer even if the chunk fails
 	}
 	w.start = w.buf
 	return true
 }
 
 // rewind gives back what the current chunk's encoding took: the buffers it began, and the part
-// of the one it continued.
+// of the one it continued (what it spilled stays a dead range of the spill file).
 func (w *encWriter) rewind() {
 	for _, b := range w.taken {
 		w.s.release(chunk{data: b})
@@ -213,7 +275,11 @@ func (w *encWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if cap(w.buf) == 0 {
 			b := w.s.buffer()
+			if b == nil && w.spill {
+				return n, w.spillRest(p)
+			}
 			if b == nil {
+				w.noRoom = true
 				return n - len(p), errNoRoom
 			}
 			w.buf = b[:0]
@@ -225,6 +291,19 @@ func (w *encWriter) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return n, nil
+}
+
+// spillRest appends p to the spill file, continuing the current chunk's last spilled piece.
+func (w *encWriter) spillRest(p []byte) error {
+	if k := len(w.out); k > 0 && w.out[k-1].data == nil {
+		return w.s.spillTo(&w.out[k-1], p)
+	}
+	var c chunk
+	err := w.s.spillTo(&c, p)
+	if err == nil {
+		w.out = append(w.out, c)
+	}
+	return err
 }
 
 // encodedReader reads an encoded chunk back.

@@ -2,16 +2,23 @@ package imgstream
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/cedana/cedana/archive"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// TestEncWriterRoom checks that an encoder's output stays in memory: a chunk whose output finds
-// no room fails with errNoRoom, gives back what it took, and leaves the spill file alone; the
-// writer then goes on where it was.
+// TestEncWriterRoom checks that an encoder's output stays in memory while it may not spill: a
+// chunk whose output finds no room fails with errNoRoom, gives back what it took, and leaves the
+// spill file alone; the writer then goes on where it was. Once it may spill (CRIU is done), what
+// finds no room goes to the spill file.
 func TestEncWriterRoom(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -21,11 +28,14 @@ func TestEncWriterRoom(t *testing.T) {
 		second    int   // bytes of a second chunk's output
 		fits      bool  // whether the second fits
 		inMemLeft int64 // chunks counted in memory afterwards
+		spill     bool  // the writer may spill
 	}{
-		{"both in one buffer", 2, 1, 1 << 20, 1 << 20, true, 2},
-		{"second crosses into a buffer of its own", 3, 1, ChunkSize - 10, 20, true, 3},
-		{"no room for the second's next buffer", 2, 1, ChunkSize - 10, 20, false, 2},
-		{"no room at all", 1, 1, 0, 10, false, 1},
+		{"both in one buffer", 2, 1, 1 << 20, 1 << 20, true, 2, false},
+		{"second crosses into a buffer of its own", 3, 1, ChunkSize - 10, 20, true, 3, false},
+		{"no room for the second's next buffer", 2, 1, ChunkSize - 10, 20, false, 2, false},
+		{"no room at all", 1, 1, 0, 10, false, 1, false},
+		{"no room for the second's next buffer, spilled", 2, 1, ChunkSize - 10, 20, true, 2, true},
+		{"no room at all, spilled", 1, 1, 0, 10, true, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSpool(tc.limit*ChunkSize, t.TempDir(), nil)
@@ -33,7 +43,7 @@ func TestEncWriterRoom(t *testing.T) {
 			for range tc.held {
 				require.NotNil(t, s.buffer())
 			}
-			w := &encWriter{s: s}
+			w := &encWriter{s: s, spill: tc.spill}
 			if tc.first > 0 {
 				require.True(t, w.begin())
 				_, err := w.Write(bytes.Repeat([]byte{1}, tc.first))
@@ -56,7 +66,68 @@ func TestEncWriterRoom(t *testing.T) {
 				assert.Equal(t, second, got)
 			}
 			assert.Equal(t, tc.inMemLeft*ChunkSize, s.inMem)
-			assert.Nil(t, s.spill, "an encoder never spills")
+			if tc.spill {
+				assert.NotNil(t, s.spill, "what found no room spilled")
+			} else {
+				assert.Nil(t, s.spill, "an encoder spills only once CRIU is done")
+			}
+		})
+	}
+}
+
+// TestHeldCaptureEncodesLate checks what the encoders do with the pages chunks that found no
+// memory while CRIU dumped: once it is done, they compress them, their output spilled where
+// memory is still short, if the pages compress well (each codec's archive then holds every pages
+// chunk encoded); incompressible ones stay as they are rather than spill twice. Either way the
+// archive holds the images byte-exact.
+func TestHeldCaptureEncodesLate(t *testing.T) {
+	const chunks = 8
+	random := make([]byte, chunks*ChunkSize)
+	_, err := rand.New(rand.NewSource(1)).Read(random)
+	require.NoError(t, err)
+	counter := make([]byte, chunks*ChunkSize)
+	for i := range len(counter) / 8 {
+		binary.LittleEndian.PutUint64(counter[i*8:], uint64(i/2+1)*0x10001) // memhog's compressible pattern
+	}
+	for _, tc := range []struct {
+		name     string
+		codec    archive.Codec
+		pages    []byte
+		allAhead bool
+	}{
+		{"zstd compressible", archive.Zstd, counter, true},
+		{"lz4 compressible", archive.LZ4, counter, true},
+		{"zstd random", archive.Zstd, random, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			images := map[string][]byte{"pages-1.img": tc.pages, "core-1.img": []byte("core"), "pstree.img": []byte("tree")}
+			dir := t.TempDir()
+			var buf bytes.Buffer
+			aw, err := archive.NewWriter(&buf, tc.codec, 1)
+			require.NoError(t, err)
+			c, err := StartHeldCapture(dir, 2*ChunkSize, t.TempDir(), nil, ArchiveSink{W: aw}, 2)
+			require.NoError(t, err)
+			defer c.Release()
+			sendImages(t, dir, images, []string{"pstree.img", "core-1.img", "pages-1.img"})
+			<-c.Drained()
+			c.Flush()
+			st, err := c.Wait()
+			require.NoError(t, err)
+			require.NoError(t, aw.Close())
+			assert.Positive(t, st.Spilled)
+			if tc.allAhead {
+				assert.Equal(t, int64(len(tc.pages)), st.Encoded, "every pages chunk compressed by the encoders")
+			} else {
+				assert.Less(t, st.Encoded, int64(len(tc.pages))/2, "incompressible chunks not spilled a second time")
+			}
+			out := t.TempDir()
+			_, err = archive.Extract(bytes.NewReader(buf.Bytes()), out, 1)
+			require.NoError(t, err)
+			for name, want := range images {
+				got, err := os.ReadFile(filepath.Join(out, name))
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(want, got), name)
+			}
 		})
 	}
 }

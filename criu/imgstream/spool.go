@@ -178,10 +178,20 @@ func (s *spool) spillTo(c *chunk, p []byte) error {
 		return fmt.Errorf("spill streamed image data to %s: %w", s.dir, err)
 	}
 	s.mu.Lock()
-	c.segs = append(c.segs, seg{off, int64(len(p))})
+	c.addSeg(off, int64(len(p)))
 	s.spilled += int64(len(p))
 	s.mu.Unlock()
 	return nil
+}
+
+// addSeg records n bytes at off of the spill file as the next part of c: the last segment grows
+// where the range continues it.
+func (c *chunk) addSeg(off, n int64) {
+	if k := len(c.segs); k > 0 && c.segs[k-1].off+c.segs[k-1].n == off {
+		c.segs[k-1].n += n
+		return
+	}
+	c.segs = append(c.segs, seg{off, n})
 }
 
 // openSpill creates the spill file on first need; s.mu is held.
@@ -237,7 +247,7 @@ func (s *spool) spliceFrom(c *chunk, pipe *os.File, most int) (int, error) {
 		return 0, io.EOF
 	}
 	s.mu.Lock()
-	c.segs = append(c.segs, seg{off, n})
+	c.addSeg(off, n)
 	s.spilled += n
 	s.mu.Unlock()
 	return int(n), nil
