@@ -185,7 +185,7 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 	}
 	cs := ds.captured
 	st.Log.Info("streamed images archived", "images", cs.Images, "bytes", cs.Bytes, "peak_memory", cs.PeakMemory,
-		"spilled", cs.Spilled, "compressed_ahead", cs.Encoded)
+		"spilled", cs.Spilled, "compressed_ahead", cs.Encoded, "compressed_after", cs.EncodedLater)
 	if resp.Stats != nil {
 		resp.Stats.StoredBytes = stored
 	}

@@ -278,8 +278,9 @@ func startChecksummedTree(t *testing.T, mb int) (root, child *checksummed) {
 
 // TestStreamedTreeCheckpoints: a process and its child, each holding 24 MB of random data, dumped
 // into an archive whose pages are compressed while CRIU dumps where the codec allows it and the
-// memory limit leaves room (else, beyond a one-chunk limit, the images spill and the archive
-// writer compresses them at the end), restore with both memories intact.
+// memory limit leaves room (else, beyond a one-chunk limit, the images spill and, as random data
+// does not shrink enough to be worth spilling a second time encoded, the archive writer
+// compresses them at the end), restore with both memories intact.
 func TestStreamedTreeCheckpoints(t *testing.T) {
 	requireE2E(t)
 	scratch := t.TempDir()

@@ -23,11 +23,12 @@ type Sink interface {
 
 // Stats describes a capture.
 type Stats struct {
-	Images     int   // images CRIU sent
-	Bytes      int64 // bytes in them
-	PeakMemory int64 // most bytes held in memory at once
-	Spilled    int64 // bytes that waited in the spill file
-	Encoded    int64 // bytes of the pages encoded while they waited (see EncodingSink)
+	Images       int   // images CRIU sent
+	Bytes        int64 // bytes in them
+	PeakMemory   int64 // most bytes held in memory at once
+	Spilled      int64 // bytes that waited in the spill file
+	Encoded      int64 // bytes of the pages encoded while CRIU dumped (see EncodingSink)
+	EncodedLater int64 // bytes of the pages encoded after CRIU was done, that found no memory before
 }
 
 // Capture receives the images of one `criu dump --stream`.
@@ -62,6 +63,7 @@ type item struct {
 	// which leaves the encoded chunk in enc (nil: it stays as it is, in c).
 	encoded chan struct{}
 	enc     []chunk
+	later   bool // encoded after CRIU was done
 }
 
 // StartCapture listens on CaptureSocket in dir for CRIU's connection. Images wait in memory up

@@ -92,6 +92,8 @@ type encoding struct {
 	// Bytes of the chunks encoded so far, before and after: whether spilling an encoder's output
 	// is worth it (see spillWorth).
 	in, out atomic.Int64
+	tried   atomic.Bool   // a chunk was tried with its output spilled before any was encoded
+	trial   chan struct{} // closed when that chunk is done
 }
 
 // spillWorth is how many times smaller than the chunks the encoded output must have come out so
@@ -99,11 +101,18 @@ type encoding struct {
 // again encoded costs more than the archive writer's one core takes to pass it through.
 const spillWorth = 2
 
-// worthSpilling says whether the chunks encoded so far shrank enough to spill the output; with
-// none encoded yet, the first chunk finds out.
-func (e *encoding) worthSpilling() bool {
+// worthSpilling says whether the chunks encoded so far shrank enough to spill the output. With
+// none encoded yet, the first to ask tries (trial: it closes e.trial when done) and the others
+// wait for its outcome.
+func (e *encoding) worthSpilling() (worth, trial bool) {
+	if e.in.Load() == 0 {
+		if e.tried.CompareAndSwap(false, true) {
+			return true, true
+		}
+		<-e.trial
+	}
 	in, out := e.in.Load(), e.out.Load()
-	return in == 0 || out*spillWorth <= in
+	return in > 0 && out*spillWorth <= in, false
 }
 
 // lowPriority is the nice value of the worker that encodes while CRIU dumps.
@@ -120,7 +129,7 @@ func startEncoding(c *Capture, sink Sink, workers int) *encoding {
 	if err != nil {
 		return nil
 	}
-	e := &encoding{c: c, sink: es, first: first, workers: max(workers, 1), jobs: make(chan *item, 1<<16)}
+	e := &encoding{c: c, sink: es, first: first, workers: max(workers, 1), jobs: make(chan *item, 1<<16), trial: make(chan struct{})}
 	tid := make(chan int, 1)
 	e.wg.Add(1)
 	go func() {
@@ -184,21 +193,16 @@ func (e *encoding) encode(enc ChunkEncoder, w *encWriter, it *item) {
 		if failed {
 			return
 		}
-		late := isClosed(e.c.drained)
-		w.spill = late && e.worthSpilling()
-		if w.begin() {
-			err := enc.Encode(w, it.name, it.n, it.last, it.size, e.c.spool.reader(it.c))
-			if err == nil {
-				e.in.Add(it.size)
-				e.out.Add(chunksSize(w.out))
-				it.enc = w.out
-				e.c.spool.release(it.c)
-				it.c = chunk{}
-				return
-			}
-			w.rewind()
+		late, trial := isClosed(e.c.drained), false
+		w.spill = false
+		if late {
+			w.spill, trial = e.worthSpilling()
 		}
-		if !w.noRoom || late {
+		done := e.try(enc, w, it, late)
+		if trial {
+			close(e.trial)
+		}
+		if done || !w.noRoom || late {
 			return
 		}
 		select {
@@ -209,6 +213,23 @@ func (e *encoding) encode(enc ChunkEncoder, w *encWriter, it *item) {
 			}
 		}
 	}
+}
+
+// try encodes it with w; false where it stays as it is.
+func (e *encoding) try(enc ChunkEncoder, w *encWriter, it *item, late bool) bool {
+	if !w.begin() {
+		return false
+	}
+	if err := enc.Encode(w, it.name, it.n, it.last, it.size, e.c.spool.reader(it.c)); err != nil {
+		w.rewind()
+		return false
+	}
+	e.in.Add(it.size)
+	e.out.Add(chunksSize(w.out))
+	it.enc, it.later = w.out, late
+	e.c.spool.release(it.c)
+	it.c = chunk{}
+	return true
 }
 
 // chunksSize is the number of bytes in cs.
@@ -317,19 +338,22 @@ func (s *spool) encodedReader(out []chunk) io.Reader {
 
 // putAll hands the held chunks to sink.
 func (c *Capture) putAll(sink Sink) error {
-	var n, encoded int64
+	var n, encoded, later int64
 	es, _ := sink.(EncodingSink)
 	for _, it := range c.held {
 		if err := c.put(sink, es, it); err != nil {
 			return err
 		}
 		n += it.size
-		if it.enc != nil {
+		switch {
+		case it.enc != nil && it.later:
+			later += it.size
+		case it.enc != nil:
 			encoded += it.size
 		}
 	}
 	c.mu.Lock()
-	c.stats.Bytes, c.stats.Encoded = n, encoded
+	c.stats.Bytes, c.stats.Encoded, c.stats.EncodedLater = n, encoded, later
 	c.mu.Unlock()
 	return nil
 }
