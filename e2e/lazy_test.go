@@ -30,12 +30,14 @@ type summedJob struct {
 	jid, sum string
 }
 
-// runSummed runs a memhog of mib MiB as job jid and waits until it has written its first checksum.
-func runSummed(t *testing.T, d *daemon, jid string, mib int) summedJob {
+// runSummed runs a memhog of mib MiB (more of its flags in extra) as job jid and waits until it
+// has written its first checksum.
+func runSummed(t *testing.T, d *daemon, jid string, mib int, extra ...string) summedJob {
 	t.Helper()
 	dir := t.TempDir()
 	ready, sum := filepath.Join(dir, "ready"), filepath.Join(dir, "sum")
-	r := d.cli("run", "process", "--jid", jid, "--", memhogBin, "-mib", strconv.Itoa(mib), "-ready", ready, "-sum", sum)
+	args := append([]string{"run", "process", "--jid", jid, "--", memhogBin, "-mib", strconv.Itoa(mib), "-ready", ready, "-sum", sum}, extra...)
+	r := d.cli(args...)
 	require.Equal(t, 0, r.code, r.String())
 	t.Cleanup(func() { killTree(inspectJob(t, d, jid).PID) })
 	require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, time.Minute, 20*time.Millisecond, "memhog did not fill its memory")

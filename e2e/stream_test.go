@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -321,6 +322,42 @@ func TestStreamedTreeCheckpoints(t *testing.T) {
 			require.Equal(t, 0, r.code, r.String())
 			assert.Equal(t, 2, strings.Count(r.stdout, "bash"), "both processes are in the archive's tree: %s", r.stdout)
 			assert.Empty(t, entries(scratch), "no temporary images or spill files are left")
+		})
+	}
+}
+
+// TestStreamedCompressedLater: a job holding 96 MiB of compressible memory, dumped by a daemon
+// whose stream memory is one chunk (16 MiB), with zstd and with lz4: the encoders find no room
+// while CRIU dumps, so they compress the pages once it is done, their output in the spill file
+// (the daemon's log counts them as compressed_after, none as compressed ahead, and the dump makes
+// no claim to have compressed while CRIU dumped); the job restores straight from the archive with
+// its whole memory intact, and nothing is left in the temporary directory.
+func TestStreamedCompressedLater(t *testing.T) {
+	requireE2E(t)
+	for _, codec := range []string{"zstd", "lz4"} {
+		t.Run(codec, func(t *testing.T) {
+			scratch := t.TempDir()
+			d := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+scratch, "CEDANA_CHECKPOINT_STREAM_MEMORY_LIMIT=16777216")
+			w := runSummed(t, d, "later-"+codec, 96, "-mode", "compressible")
+			pid := inspectJob(t, d, w.jid).PID
+			r := d.cli("dump", "job", w.jid, "--compression", codec, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var out streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+			assert.Contains(t, out.Stats.Notes, adapters.StreamedNote)
+			assert.NotContains(t, out.Stats.Notes, adapters.OverlapNote)
+			require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+			line := regexp.MustCompile(`msg="streamed images archived".*`).FindString(d.log.String())
+			require.NotEmpty(t, line, "the capture's log line")
+			assert.Regexp(t, `compressed_ahead=0 compressed_after=[1-9][0-9]{7,}`, line, "the pages compressed after CRIU was done")
+
+			r = d.cli("restore", "job", w.jid, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var rout streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &rout), r.stdout)
+			assert.True(t, contains(rout.Stats.Notes, adapters.RestoreFromNote), "restore notes: %v", rout.Stats.Notes)
+			w.verify(t, rout.Pid)
+			assert.Empty(t, entries(scratch), "no spill or image files left")
 		})
 	}
 }
