@@ -282,11 +282,16 @@ func (w *encWriter) begin() bool {
 	return true
 }
 
-// rewind gives back what the current chunk's encoding took: the buffers it began, and the part
-// of the one it continued (what it spilled stays a dead range of the spill file).
+// rewind gives back what the current chunk's encoding took: the buffers it began, the part of
+// the one it continued, and what it spilled.
 func (w *encWriter) rewind() {
 	for _, b := range w.taken {
 		w.s.release(chunk{data: b})
+	}
+	for _, c := range w.out {
+		if c.data == nil {
+			w.s.release(c)
+		}
 	}
 	w.buf, w.out, w.taken = w.start, nil, w.taken[:0]
 }
@@ -297,7 +302,10 @@ func (w *encWriter) Write(p []byte) (int, error) {
 		if cap(w.buf) == 0 {
 			b := w.s.buffer()
 			if b == nil && w.spill {
-				return n, w.spillRest(p)
+				if err := w.spillRest(p); err != nil {
+					return n - len(p), err
+				}
+				return n, nil
 			}
 			if b == nil {
 				w.noRoom = true

@@ -78,8 +78,8 @@ func TestEncWriterRoom(t *testing.T) {
 // TestHeldCaptureEncodesLate checks what the encoders do with the pages chunks that found no
 // memory while CRIU dumped: once it is done, they compress them, their output spilled where
 // memory is still short, if the pages compress well (each codec's archive then holds every pages
-// chunk encoded); incompressible ones stay as they are rather than spill twice. Either way the
-// archive holds the images byte-exact.
+// chunk encoded, and the spill file keeps only their output); incompressible ones stay as they are
+// rather than spill twice. Either way the archive holds the images byte-exact.
 func TestHeldCaptureEncodesLate(t *testing.T) {
 	const chunks = 8
 	random := make([]byte, chunks*ChunkSize)
@@ -116,6 +116,8 @@ func TestHeldCaptureEncodesLate(t *testing.T) {
 			require.NoError(t, aw.Close())
 			assert.Positive(t, st.Spilled)
 			if tc.allAhead {
+				assert.Less(t, allocated(t, c.spool.spill), int64(len(tc.pages))/2,
+					"the spilled chunks' blocks freed once encoded: the spill file holds their smaller output")
 				assert.Equal(t, int64(len(tc.pages)), st.Encoded+st.EncodedLater, "every pages chunk compressed by the encoders")
 				assert.Positive(t, st.EncodedLater, "some after CRIU was done")
 			} else {

@@ -82,3 +82,27 @@ func TestHeldCaptureSmallImages(t *testing.T) {
 		assert.True(t, bytes.Equal(images[name], got.Bytes()), name)
 	}
 }
+
+// allocated is the disk space f takes.
+func allocated(t *testing.T, f *os.File) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	require.NoError(t, unix.Fstat(int(f.Fd()), &st))
+	return st.Blocks * 512
+}
+
+// TestSpoolReleaseSpilled checks that releasing a spilled chunk frees its blocks of the spill
+// file, and leaves the others' content as it was.
+func TestSpoolReleaseSpilled(t *testing.T) {
+	s := newSpool(ChunkSize, t.TempDir(), nil)
+	defer s.close()
+	var a, b chunk
+	require.NoError(t, s.spillTo(&a, bytes.Repeat([]byte{1}, 4<<20)))
+	require.NoError(t, s.spillTo(&b, bytes.Repeat([]byte{2}, 4<<20)))
+	require.GreaterOrEqual(t, allocated(t, s.spill), int64(8<<20))
+	s.release(a)
+	assert.Less(t, allocated(t, s.spill), int64(5<<20), "a's blocks freed")
+	got, err := io.ReadAll(s.reader(b))
+	require.NoError(t, err)
+	assert.Equal(t, bytes.Repeat([]byte{2}, 4<<20), got)
+}

@@ -152,9 +152,15 @@ func (s *spool) packIn(p []byte) (chunk, bool) {
 	return chunk{data: dst, packed: true}, true
 }
 
-// release gives a memory chunk's buffer back; a packed chunk's stays until close.
+// release gives a memory chunk's buffer back (a packed chunk's stays until close), and a spilled
+// chunk's ranges of the spill file back to its file system, where it can punch holes: a chunk
+// encoded after CRIU was done, or handed to the sink, takes no disk space in temp_dir from then on.
 func (s *spool) release(c chunk) {
-	if c.data == nil || c.packed {
+	if c.data == nil {
+		s.punch(c.segs)
+		return
+	}
+	if c.packed {
 		return
 	}
 	s.mu.Lock()
@@ -192,6 +198,25 @@ func (c *chunk) addSeg(off, n int64) {
 		return
 	}
 	c.segs = append(c.segs, seg{off, n})
+}
+
+// punch frees the spill file's blocks under segs; where the file system cannot, they stay until
+// close, as they always did.
+func (s *spool) punch(segs []seg) {
+	if len(segs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	spill := s.spill
+	s.mu.Unlock()
+	if spill == nil {
+		return
+	}
+	for _, g := range segs {
+		if err := unix.Fallocate(int(spill.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, g.off, g.n); err != nil {
+			return
+		}
+	}
 }
 
 // openSpill creates the spill file on first need; s.mu is held.
