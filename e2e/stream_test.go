@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -161,11 +162,16 @@ func TestCRIUKilledMidStream(t *testing.T) {
 	memhog := childNamed(t, w.pid, "memhog")
 
 	wait := d.cliAsync("dump", "process", strconv.Itoa(w.pid), "--name", "strm-victim", "--compression", "zstd")
-	// CRIU logs page transfers (at level 4) as it streams the pages.
+	// CRIU logs page transfers (at level 4) as it streams the pages. The root shell's pages come
+	// first and are few: kill CRIU only once it streams memhog's, while its parasite sits in the
+	// daemon loop that returns the task to its own code when CRIU's socket closes (killed while
+	// CRIU injects or cures a parasite, the task may die with it).
 	log := filepath.Join(d.ckDir, ".strm-victim.images", "dump.log")
-	criuPID := awaitMoment(t, d, "CRIU streaming pages", func() bool {
+	memhogPages := regexp.MustCompile(`Dumping pages \(type: \d+ pid: ` + strconv.Itoa(memhog) + `\)`)
+	criuPID := awaitMoment(t, d, "CRIU streaming memhog's pages", func() bool {
 		data, _ := os.ReadFile(log)
-		return strings.Count(string(data), "page-xfer") > 10
+		at := memhogPages.FindIndex(data)
+		return at != nil && bytes.Count(data[at[1]:], []byte("page-xfer")) > 10
 	})
 	require.NoError(t, unix.Kill(criuPID, unix.SIGKILL))
 	r := wait()
