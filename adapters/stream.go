@@ -4,6 +4,7 @@ package adapters
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -86,14 +87,15 @@ func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
 	return c, nil
 }
 
-// Unfit says why the tree rooted at pid should not be streamed, "" when it may: a local archive
-// whose file system has less room than the tree's memory (what its images hold at most). Streamed,
-// a full disk would stop the archive after CRIU released, and so stopped, the workload; through a
-// directory, it stops CRIU, which resumes the workload. A stream whose images must not touch this
-// machine's disk (a migration's) gets room in memory for the whole tree.
+// Unfit says why the tree rooted at pid should not be streamed, "" when it may: where the disk
+// lacks room for what a stream of the tree's memory (what its images hold at most) may write
+// (streamRoom). Streamed, a full disk may stop the archive after CRIU released, and so stopped, the
+// workload; through a directory, it stops CRIU, which resumes the workload, or leaves the images in
+// their directory. A stream whose images must not touch this machine's disk (a migration's) gets
+// room in memory for the whole tree.
 func (d *DumpStream) Unfit(pid int) string {
+	need := sysinfo.TreeMemory(pid)
 	if d.inMemory {
-		need := sysinfo.TreeMemory(pid)
 		d.memLimit = max(d.memLimit, need+need/8+4*imgstream.ChunkSize)
 		// The memory is faulted in while the workload still runs, not while CRIU holds it frozen.
 		start := time.Now()
@@ -103,17 +105,67 @@ func (d *DumpStream) Unfit(pid int) string {
 		d.reserved = time.Since(start)
 		return ""
 	}
-	if d.dest == "" {
-		return ""
+	memLimit := cmp.Or(d.memLimit, imgstream.DefaultMemoryLimit)
+	var dest, spill *fsRoom
+	var err error
+	if need > memLimit {
+		if spill, err = statRoom(d.spillDir); err != nil {
+			return err.Error()
+		}
 	}
+	if d.dest != "" {
+		if dest, err = statRoom(filepath.Dir(d.dest)); err != nil {
+			return err.Error()
+		}
+	}
+	return streamRoom(need, memLimit, dest, spill)
+}
+
+// fsRoom is a directory's file system, as streamRoom weighs it.
+type fsRoom struct {
+	dir  string
+	dev  uint64 // the file system's device: two directories with the same share their room
+	free int64  // bytes an unprivileged writer may still take
+}
+
+// statRoom reads dir's fsRoom.
+func statRoom(dir string) (*fsRoom, error) {
+	var st unix.Stat_t
 	var fs unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(d.dest), &fs); err != nil {
-		return fmt.Sprintf("the free space of %s is unknown: %v", filepath.Dir(d.dest), err)
+	if err := unix.Stat(dir, &st); err != nil {
+		return nil, fmt.Errorf("the free space of %s is unknown: %w", dir, err)
 	}
-	free, need := int64(fs.Bavail)*fs.Bsize, sysinfo.TreeMemory(pid)
-	if free < need+need/10 {
-		return fmt.Sprintf("%s has %d MiB free, less than the workload's memory (%d MiB): a full disk must stop CRIU, which resumes the workload",
-			filepath.Dir(d.dest), free>>20, need>>20)
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return nil, fmt.Errorf("the free space of %s is unknown: %w", dir, err)
+	}
+	return &fsRoom{dir: dir, dev: st.Dev, free: int64(fs.Bavail) * fs.Bsize}, nil
+}
+
+// streamRoom says why a stream of need bytes of images must not start, "" when it may. What does
+// not fit in memLimit waits in the spill file (on spill; nil when nothing spills), whose blocks stay
+// until the archive is complete (a failed archive is rescued from them); a local archive (on dest;
+// nil for an upload) may take as much as the images, incompressible. Each gets a tenth more for
+// what the estimate misses.
+func streamRoom(need, memLimit int64, dest, spill *fsRoom) string {
+	spilled := max(need-memLimit, 0)
+	if spill == nil {
+		spilled = 0
+	}
+	shared := spilled > 0 && dest != nil && dest.dev == spill.dev
+	if dest != nil {
+		room, what := need, "the workload's memory"
+		if shared {
+			room += spilled
+			what = "the workload's memory and the spill file of its part beyond checkpoint.stream_memory_limit"
+		}
+		if dest.free < room+room/10 {
+			return fmt.Sprintf("%s has %d MiB free, less than %s (%d MiB): a full disk must stop CRIU, which resumes the workload",
+				dest.dir, dest.free>>20, what, room>>20)
+		}
+	}
+	if spilled > 0 && !shared && spill.free < spilled+spilled/10 {
+		return fmt.Sprintf("%s (checkpoint.temp_dir) has %d MiB free, less than the spill file of the workload's memory beyond checkpoint.stream_memory_limit (%d MiB)",
+			spill.dir, spill.free>>20, spilled>>20)
 	}
 	return ""
 }

@@ -367,3 +367,62 @@ func TestStreamedCompressedLater(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamNeedsRoom: a dump that may need more disk than there is when streamed — a job of 96
+// MiB and stream memory for 16 of them, so that about 80 MiB would wait in the spill file, in
+// checkpoint.temp_dir, until the archive is complete — is not streamed: CRIU writes the images into
+// a directory, where a full disk would stop CRIU and resume the workload rather than fail the
+// archive after CRIU had released the workload. Whether temp_dir is a file system of its own, too
+// small for the spill, or the checkpoint's, too small for the spill and the archive together. The
+// note says why, and the job restores with its whole memory intact.
+func TestStreamNeedsRoom(t *testing.T) {
+	requireE2E(t)
+	for _, c := range []struct {
+		name     string
+		size     string // of the tmpfs for temp_dir
+		ckDir    bool   // the checkpoint goes onto the same tmpfs
+		question string
+	}{
+		{"small temp_dir", "4m", false, "(checkpoint.temp_dir) has 4 MiB free, less than the spill file"},
+		{"temp_dir on the checkpoint's file system", "160m", true, "the workload's memory and the spill file of its part beyond checkpoint.stream_memory_limit"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fs := t.TempDir()
+			require.NoError(t, unix.Mount("tmpfs", fs, "tmpfs", 0, "size="+c.size))
+			t.Cleanup(func() { _ = unix.Unmount(fs, unix.MNT_DETACH) })
+			temp := filepath.Join(fs, "tmp")
+			require.NoError(t, os.Mkdir(temp, 0o700))
+			d := startDaemon(t, cedanaBin, "CEDANA_CHECKPOINT_TEMP_DIR="+temp, "CEDANA_CHECKPOINT_STREAM_MEMORY_LIMIT=16777216")
+			w := runSummed(t, d, "room", 96, "-mode", "compressible")
+			pid := inspectJob(t, d, w.jid).PID
+			args := []string{"dump", "job", w.jid, "--compression", "zstd", "-o", "json"}
+			if c.ckDir {
+				args = append(args, "--dir", filepath.Join(fs, "ck"))
+			}
+			r := d.cli(args...)
+			require.Equal(t, 0, r.code, r.String())
+			var out streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+			assert.NotContains(t, out.Stats.Notes, adapters.StreamedNote)
+			declined := ""
+			for _, n := range out.Stats.Notes {
+				if strings.HasPrefix(n, adapters.NotStreamedNote) {
+					declined = n
+				}
+			}
+			assert.Contains(t, declined, c.question, "notes: %v", out.Stats.Notes)
+			require.Eventually(t, func() bool { reapAll(pid); return pidGone(pid) }, 10*time.Second, 20*time.Millisecond)
+			assert.Empty(t, entries(temp), "nothing is left in temp_dir")
+
+			// The archive holds the pages in parts, not in restore order: the restore keeps some in
+			// temp_dir until CRIU asks for them.
+			require.NoError(t, unix.Mount("", fs, "", unix.MS_REMOUNT, "size=160m"))
+			r = d.cli("restore", "job", w.jid, "-o", "json")
+			require.Equal(t, 0, r.code, r.String())
+			var rout streamOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &rout), r.stdout)
+			w.verify(t, rout.Pid)
+			assert.Empty(t, entries(temp), "nothing is left in temp_dir")
+		})
+	}
+}
