@@ -352,7 +352,9 @@ func TestHeldCaptureEncoded(t *testing.T) {
 			case !tc.codec.Concatenable():
 				assert.Zero(t, st.Encoded)
 			case tc.memLimit == 0:
-				assert.Greater(t, st.Encoded, int64(40_000_000), "the pages of both processes were compressed ahead")
+				// Ahead while CRIU dumps or once it is done: the encoder of the dump runs at the lowest
+				// priority, so how much it does first depends on what else the machine runs.
+				assert.Greater(t, st.Encoded+st.EncodedLater, int64(40_000_000), "the pages of both processes were compressed by the encoders")
 				assert.Zero(t, st.Spilled, "the small images packed, everything fits in the default limit")
 			default: // what found no room goes as it is, beside what did: base64 text shrinks too
 				// little for an encoder to spill it (see TestHeldCaptureEncodesLate for what does)
