@@ -101,6 +101,9 @@ func startCapture(dir string, memLimit int64, spillDir string, pool *Pool, sink 
 	}
 	if hold {
 		c.enc = startEncoding(c, sink, workers)
+		if c.enc != nil && c.enc.workers > 1 && c.spool.limit >= reserveLeast {
+			c.spool.reserve = aheadBuffers * ChunkSize
+		}
 	}
 	go c.receive()
 	go c.consume()

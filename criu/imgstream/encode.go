@@ -348,7 +348,24 @@ func (s *spool) encodedReader(out []chunk) io.Reader {
 func (c *Capture) putAll(sink Sink) error {
 	var n, encoded, later int64
 	es, _ := sink.(EncodingSink)
-	for _, it := range c.held {
+	ahead := c.startLookahead(es)
+	defer ahead.stop()
+	for i, it := range c.held {
+		if it.encoded != nil {
+			<-it.encoded
+		}
+		if out, ok := ahead.take(it); ok {
+			if err := es.PutEncoded(it.name, it.n, it.last, it.size, c.spool.encodedReader(out)); err != nil {
+				return err
+			}
+			n += it.size
+			later += it.size
+			continue
+		}
+		if it.encoded != nil && it.enc == nil {
+			// The writer compresses this one; the lookahead the next one meanwhile.
+			ahead.begin(c.held[i+1:])
+		}
 		if err := c.put(sink, es, it); err != nil {
 			return err
 		}

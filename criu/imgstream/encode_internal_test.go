@@ -134,3 +134,45 @@ func TestHeldCaptureEncodesLate(t *testing.T) {
 		})
 	}
 }
+
+// TestHeldCaptureLookahead: random pages, which no encoder spills a second time, are compressed
+// once CRIU is done by the archive writer and, on a second core, by the lookahead, which encodes
+// the next such chunk into the two buffers the spool set aside for it while the writer compresses
+// one: about half of them, within the memory limit, and the archive holds the images byte-exact.
+func TestHeldCaptureLookahead(t *testing.T) {
+	const chunks, limit = 12, 6 * ChunkSize
+	random := make([]byte, chunks*ChunkSize)
+	_, err := rand.New(rand.NewSource(2)).Read(random)
+	require.NoError(t, err)
+	for _, codec := range []archive.Codec{archive.Zstd, archive.LZ4} {
+		t.Run(string(codec), func(t *testing.T) {
+			images := map[string][]byte{"pages-1.img": random, "core-1.img": []byte("core"), "pstree.img": []byte("tree")}
+			dir := t.TempDir()
+			var buf bytes.Buffer
+			aw, err := archive.NewWriter(&buf, codec, 1)
+			require.NoError(t, err)
+			c, err := StartHeldCapture(dir, limit, t.TempDir(), nil, ArchiveSink{W: aw}, 2)
+			require.NoError(t, err)
+			defer c.Release()
+			assert.Equal(t, int64(aheadBuffers*ChunkSize), c.spool.reserve, "the lookahead's buffers are set aside")
+			sendImages(t, dir, images, []string{"pstree.img", "core-1.img", "pages-1.img"})
+			<-c.Drained()
+			c.Flush()
+			st, err := c.Wait()
+			require.NoError(t, err)
+			require.NoError(t, aw.Close())
+			assert.LessOrEqual(t, st.PeakMemory, int64(limit), "the lookahead's buffers count against the limit")
+			raw := int64(len(random)) - st.Encoded - st.EncodedLater
+			assert.GreaterOrEqual(t, st.EncodedLater, int64(chunks/4*ChunkSize), "the lookahead encoded some of the chunks left as they were")
+			assert.GreaterOrEqual(t, raw, int64(chunks/4*ChunkSize), "the writer compressed others")
+			out := t.TempDir()
+			_, err = archive.Extract(bytes.NewReader(buf.Bytes()), out, 1)
+			require.NoError(t, err)
+			for name, want := range images {
+				got, err := os.ReadFile(filepath.Join(out, name))
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(want, got), name)
+			}
+		})
+	}
+}

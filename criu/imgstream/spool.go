@@ -32,6 +32,7 @@ type spool struct {
 	packed  []byte // the free rest of the buffer that small chunks are packed into
 	pool    *Pool
 	owned   []mapped // every buffer taken from the pool, given back at close
+	reserve int64    // of the limit, kept for the lookahead until takeReserve (see lookahead)
 }
 
 // chunk is one drained piece of an image: in memory (data) or in the spill file (segs). A
@@ -77,7 +78,7 @@ func (s *spool) buffer() []byte {
 
 // bufferLocked is buffer with s.mu held.
 func (s *spool) bufferLocked() []byte {
-	if s.inMem+ChunkSize > s.limit {
+	if s.inMem+ChunkSize > s.limit-s.reserve {
 		return nil
 	}
 	s.inMem += ChunkSize
@@ -94,6 +95,27 @@ func (s *spool) bufferLocked() []byte {
 	}
 	s.owned = append(s.owned, buf)
 	return buf.b
+}
+
+// takeReserve ends the reserve and returns n buffers from it (or from what else is free), nil
+// where there are not that many.
+func (s *spool) takeReserve(n int) [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserve = 0
+	bufs := make([][]byte, 0, n)
+	for range n {
+		b := s.bufferLocked()
+		if b == nil {
+			for _, b := range bufs {
+				s.inMem -= ChunkSize
+				s.free = append(s.free, b)
+			}
+			return nil
+		}
+		bufs = append(bufs, b)
+	}
+	return bufs
 }
 
 // hugePage is the size of a transparent huge page on x86-64 and arm64 (4 KiB base pages).
