@@ -43,12 +43,27 @@ func watchProgress(ctx context.Context, g *Globals, env Env, client daemonv1conn
 	id := newOperationID()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	start := time.Now()
 	go func() {
 		defer close(done)
 		showProgress(ctx, f, client, id, delay)
 	}()
-	return id, func() { cancel(); <-done }
+	return id, func() {
+		if time.Since(start) >= delay {
+			// A bar is due: the watch, which may have connected after the operation ended, draws
+			// where it ended from the daemon's last report.
+			select {
+			case <-done:
+			case <-time.After(finishWait):
+			}
+		}
+		cancel()
+		<-done
+	}
 }
+
+// finishWait bounds how long a finished command waits for its operation's last progress report.
+const finishWait = time.Second
 
 // showProgress renders the operation's progress as a bar of bytes (a spinner when the total is
 // unknown), from the first update that comes after delay.
@@ -63,7 +78,9 @@ func showProgress(ctx context.Context, w io.Writer, client daemonv1connect.Daemo
 	phase := ""
 	for stream.Receive() {
 		msg := stream.Msg()
-		if msg.Finished || time.Since(start) < delay || msg.Phase == "" {
+		// The last report, the finished operation's, is drawn too: an operation over before the
+		// watch began (a quick one, or a watch slow to connect) still shows where it ended.
+		if time.Since(start) < delay || msg.Phase == "" {
 			if msg.Finished {
 				break
 			}
@@ -89,6 +106,9 @@ func showProgress(ctx context.Context, w io.Writer, client daemonv1connect.Daemo
 			)
 		}
 		_ = bar.Set64(msg.DoneBytes)
+		if msg.Finished {
+			break
+		}
 	}
 	if bar != nil {
 		_ = bar.Finish()
