@@ -123,14 +123,7 @@ func TestHeldCaptureEncodesLate(t *testing.T) {
 			} else {
 				assert.LessOrEqual(t, st.EncodedLater, int64(ChunkSize), "one incompressible chunk spilled a second time, no more")
 			}
-			out := t.TempDir()
-			_, err = archive.Extract(bytes.NewReader(buf.Bytes()), out, 1)
-			require.NoError(t, err)
-			for name, want := range images {
-				got, err := os.ReadFile(filepath.Join(out, name))
-				require.NoError(t, err)
-				assert.True(t, bytes.Equal(want, got), name)
-			}
+			requireArchiveHolds(t, buf.Bytes(), images)
 		})
 	}
 }
@@ -165,14 +158,20 @@ func TestHeldCaptureLookahead(t *testing.T) {
 			raw := int64(len(random)) - st.Encoded - st.EncodedLater
 			assert.GreaterOrEqual(t, st.EncodedLater, int64(chunks/4*ChunkSize), "the lookahead encoded some of the chunks left as they were")
 			assert.GreaterOrEqual(t, raw, int64(chunks/4*ChunkSize), "the writer compressed others")
-			out := t.TempDir()
-			_, err = archive.Extract(bytes.NewReader(buf.Bytes()), out, 1)
-			require.NoError(t, err)
-			for name, want := range images {
-				got, err := os.ReadFile(filepath.Join(out, name))
-				require.NoError(t, err)
-				assert.True(t, bytes.Equal(want, got), name)
-			}
+			requireArchiveHolds(t, buf.Bytes(), images)
 		})
+	}
+}
+
+// requireArchiveHolds extracts the archive and checks that it holds the images byte-exact.
+func requireArchiveHolds(t *testing.T, arch []byte, images map[string][]byte) {
+	t.Helper()
+	out := t.TempDir()
+	_, err := archive.Extract(bytes.NewReader(arch), out, 1)
+	require.NoError(t, err)
+	for name, want := range images {
+		got, err := os.ReadFile(filepath.Join(out, name))
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(want, got), name)
 	}
 }
