@@ -31,12 +31,13 @@ func (c *Capture) startLookahead(sink EncodingSink) *lookahead {
 	if sink == nil || c.enc == nil {
 		return nil
 	}
-	enc, err := sink.NewEncoder()
-	if err != nil {
-		return nil
-	}
 	bufs := c.spool.takeReserve(aheadBuffers)
 	if bufs == nil {
+		return nil
+	}
+	enc, err := sink.NewEncoder()
+	if err != nil {
+		c.spool.giveBack(bufs)
 		return nil
 	}
 	a := &lookahead{c: c, bufs: bufs, jobs: make(chan *item), done: make(chan bool, 1)}
@@ -92,9 +93,7 @@ func (a *lookahead) stop() {
 		<-a.done
 	}
 	close(a.jobs)
-	for _, b := range a.bufs {
-		a.c.spool.release(chunk{data: b})
-	}
+	a.c.spool.giveBack(a.bufs)
 }
 
 // aheadWriter writes into fixed buffers, one after the other; errNoRoom once they are full.

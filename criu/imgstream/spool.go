@@ -97,25 +97,39 @@ func (s *spool) bufferLocked() []byte {
 	return buf.b
 }
 
-// takeReserve ends the reserve and returns n buffers from it (or from what else is free), nil
-// where there are not that many.
+// takeReserve ends the reserve and returns n buffers from it, nil where there was none (one
+// worker, a small limit) or there are not that many.
 func (s *spool) takeReserve(n int) [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.reserve == 0 {
+		return nil
+	}
 	s.reserve = 0
 	bufs := make([][]byte, 0, n)
 	for range n {
 		b := s.bufferLocked()
 		if b == nil {
-			for _, b := range bufs {
-				s.inMem -= ChunkSize
-				s.free = append(s.free, b)
-			}
+			s.giveBackLocked(bufs)
 			return nil
 		}
 		bufs = append(bufs, b)
 	}
 	return bufs
+}
+
+// giveBack returns whole ChunkSize buffers taken with takeReserve.
+func (s *spool) giveBack(bufs [][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.giveBackLocked(bufs)
+}
+
+func (s *spool) giveBackLocked(bufs [][]byte) {
+	for _, b := range bufs {
+		s.inMem -= ChunkSize
+		s.free = append(s.free, b)
+	}
 }
 
 // hugePage is the size of a transparent huge page on x86-64 and arm64 (4 KiB base pages).
@@ -187,8 +201,7 @@ func (s *spool) release(c chunk) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inMem -= ChunkSize
-	s.free = append(s.free, c.data[:cap(c.data)])
+	s.giveBackLocked([][]byte{c.data[:cap(c.data)]})
 }
 
 // spillTo appends p to the spill file and records where in c. The range is reserved under the
