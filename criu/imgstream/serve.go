@@ -88,8 +88,7 @@ func (s *Server) serveOne(conn *net.UnixConn, name string) error {
 		return err
 	}
 	defer pipe.Close()
-	// Plain writes of pipeSize: os.File's ReadFrom would go 32 KiB at a time for a decompressor.
-	n, err := io.CopyBuffer(struct{ io.Writer }{pipe}, r, make([]byte, pipeSize))
+	n, err := spliceCopy(pipe, r)
 	s.mu.Lock()
 	s.sent += n
 	s.mu.Unlock()
