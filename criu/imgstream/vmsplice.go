@@ -51,20 +51,34 @@ func spliceCopy(pipe *os.File, r io.Reader) (int64, error) {
 	var sent int64
 	for i := 0; ; i = (i + 1) % slots {
 		buf := ring[i*spliceSlot : (i+1)*spliceSlot]
-		n, rerr := io.ReadFull(r, buf)
+		n, rerr := fill(r, buf)
 		if n > 0 {
 			if err := vmspliceAll(rc, buf[:n]); err != nil {
 				return sent, err
 			}
 			sent += int64(n)
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+		if rerr == io.EOF {
 			return sent, nil
 		}
 		if rerr != nil {
 			return sent, rerr
 		}
 	}
+}
+
+// fill reads r until buf is full or r fails, and returns r's error as it is: unlike io.ReadFull,
+// which reports a short last read as io.ErrUnexpectedEOF, the error a truncated archive gives.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // vmspliceAll splices all of b into the pipe, waiting while the pipe is full.

@@ -2,6 +2,7 @@ package imgstream
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -96,4 +97,28 @@ func TestSpliceCopyReaderGone(t *testing.T) {
 	n, err := spliceCopy(pw, bytes.NewReader(randomBytes(1<<20, 1)))
 	require.ErrorIs(t, err, unix.EPIPE)
 	assert.Zero(t, n)
+}
+
+// TestSpliceCopySourceFails: a source that fails (a truncated archive reads as
+// io.ErrUnexpectedEOF) fails the copy with its error, after what it did give, wherever in a
+// buffer it fails; only io.EOF is the image's end.
+func TestSpliceCopySourceFails(t *testing.T) {
+	for _, size := range []int{0, 100, spliceSlot, spliceSlot + 100, 3 * spliceSlot} {
+		for _, fail := range []error{io.ErrUnexpectedEOF, errors.New("disk on fire")} {
+			t.Run(fmt.Sprintf("%d bytes, then %v", size, fail), func(t *testing.T) {
+				want := randomBytes(size, 7)
+				pr, pw := testPipe(t, 1<<20, true)
+				got := make(chan []byte, 1)
+				go func() {
+					b, _ := io.ReadAll(pr)
+					got <- b
+				}()
+				n, err := spliceCopy(pw, io.MultiReader(bytes.NewReader(want), iotest.ErrReader(fail)))
+				require.ErrorIs(t, err, fail)
+				assert.EqualValues(t, size, n)
+				require.NoError(t, pw.Close())
+				assert.True(t, bytes.Equal(want, <-got), "the bytes before the failure reach the pipe")
+			})
+		}
+	}
 }
