@@ -58,7 +58,7 @@ func spliceCopy(pipe *os.File, r io.Reader) (int64, error) {
 			}
 			sent += int64(n)
 		}
-		if rerr == io.EOF {
+		if errors.Is(rerr, io.EOF) {
 			return sent, nil
 		}
 		if rerr != nil {
