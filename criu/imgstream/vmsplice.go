@@ -4,7 +4,10 @@ package imgstream
 // holding the pipe's lock, so CRIU's reads and our writes take turns. vmsplice(2) instead hands
 // the pipe references to our own pages: the only copy left is CRIU's read. The pages must not
 // change until CRIU has read them; spliceCopy knows when that is from the pipe's capacity (see
-// below), without asking the kernel.
+// below), without asking the kernel. That holds because whatever CRIU takes from an image pipe
+// is copied out of it: read(2) for pages and other images, splice(2) into a regular file for a
+// ghost file's contents (criu/files-reg.c), which copies into the page cache too. A tee(2) or a
+// splice into another pipe would pass our pages on; CRIU does neither on restore.
 
 import (
 	"errors"
