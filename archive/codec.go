@@ -313,6 +313,9 @@ func newDecompressor(r io.Reader, c Codec, workers int) (decompressor, error) {
 	case Zlib:
 		return asDecompressor(zlib.NewReader(r))
 	case Zstd:
+		if workers > 1 {
+			return newFrameReader(r, min(workers, 2))
+		}
 		zr, err := zstd.NewReader(r,
 			zstd.WithDecoderConcurrency(zstdWorkers),
 			zstd.WithDecoderLowmem(true),
