@@ -125,11 +125,17 @@ func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader)
 	if reason := checkName(name); reason != "" {
 		return 0, fmt.Errorf("encode %q: invalid name: %s", name, reason)
 	}
+	// The frame's size lets a decoder size its buffers to it, and decode it whole (frameReader).
+	content := tarBlockSize + (size+tarBlockSize-1)/tarBlockSize*tarBlockSize
 	if e.zstd != nil {
-		// The frame's size lets the decoder size its buffers to it.
-		e.zstd.ResetContentSize(w, tarBlockSize+(size+tarBlockSize-1)/tarBlockSize*tarBlockSize)
+		e.zstd.ResetContentSize(w, content)
 	} else {
 		e.comp.Reset(w)
+		if zw, ok := e.comp.(*lz4.Writer); ok {
+			if err := zw.Apply(lz4.SizeOption(uint64(content))); err != nil {
+				return 0, fmt.Errorf("encode %q: %w", name, err)
+			}
+		}
 	}
 	tw := tar.NewWriter(e.comp)
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: time.Now().Truncate(time.Second)}

@@ -1,0 +1,125 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/pierrec/lz4/v4"
+)
+
+// lz4Frames is frameFormat for the lz4 frame format (lz4's doc/lz4_Frame_format.md).
+type lz4Frames struct {
+	one     *lz4.Reader // for a frame read as a stream
+	readers sync.Pool   // *lz4.Reader for whole frames
+}
+
+const (
+	lz4FrameMagic = 0x184D2204
+	// lz4 frame descriptor flags (FLG).
+	lz4Version      = 0x40 // bits 7-6: 01
+	lz4BlockSum     = 0x10
+	lz4ContentSize  = 0x08
+	lz4ContentSum   = 0x04
+	lz4DictID       = 0x01
+	lz4Uncompressed = 0x80000000 // in a block's size word
+)
+
+func newLZ4Frames() *lz4Frames { return &lz4Frames{one: lz4.NewReader(nil)} }
+
+func (l *lz4Frames) name() string { return "lz4" }
+
+func (l *lz4Frames) close() {}
+
+func (l *lz4Frames) next(br *bufio.Reader) (skip, size int, body frameBody, err error) {
+	head, _ := br.Peek(4 + 2 + 8 + 4 + 1 + 4) // magic, FLG BD, size, dictionary, HC, first block
+	if len(head) < 8 {
+		return 0, 0, nil, fmt.Errorf("%w: lz4 frame header: %w", ErrCorrupt, io.ErrUnexpectedEOF)
+	}
+	magic := binary.LittleEndian.Uint32(head)
+	if magic&0xFFFFFFF0 == skippableMagic {
+		return 8 + int(binary.LittleEndian.Uint32(head[4:])), 0, nil, nil
+	}
+	if magic != lz4FrameMagic {
+		return 0, 0, nil, fmt.Errorf("%w: not an lz4 frame", ErrCorrupt)
+	}
+	flg := head[4]
+	if flg&0xC0 != lz4Version {
+		return 0, 0, nil, fmt.Errorf("%w: lz4 frame of an unknown version", ErrCorrupt)
+	}
+	n := 4 + 2
+	content := -1
+	if flg&lz4ContentSize != 0 {
+		if len(head) >= n+8 {
+			if c := binary.LittleEndian.Uint64(head[n:]); c <= maxParallelFrame {
+				content = int(c)
+			}
+		}
+		n += 8
+	}
+	if flg&lz4DictID != 0 {
+		n += 4
+		content = -1 // a dictionary we do not have: let the stream reader say so
+	}
+	n++ // the header checksum
+	size = -1
+	if content >= 0 && len(head) >= n+4 {
+		if word := binary.LittleEndian.Uint32(head[n:]); word != 0 && word&lz4Uncompressed == 0 {
+			size = content
+		}
+	}
+	return 0, size, &blockWalker{br: br, head: n, block: func(br *bufio.Reader) (int, bool, error) {
+		return lz4NextBlock(br, flg)
+	}}, nil
+}
+
+// lz4NextBlock reads the size word of the next block: its data and checksum follow; the end mark (a
+// zero word) ends the frame, with the content checksum after it.
+func lz4NextBlock(br *bufio.Reader, flg byte) (int, bool, error) {
+	w, err := br.Peek(4)
+	if err != nil {
+		return 0, false, fmt.Errorf("lz4 block header: %w", unexpected(err))
+	}
+	word := binary.LittleEndian.Uint32(w)
+	if word == 0 {
+		if flg&lz4ContentSum != 0 {
+			return 8, true, nil
+		}
+		return 4, true, nil
+	}
+	size := 4 + int(word&^lz4Uncompressed)
+	if flg&lz4BlockSum != 0 {
+		size += 4
+	}
+	return size, false, nil
+}
+
+func (l *lz4Frames) whole(in, dst []byte) ([]byte, error) {
+	r, _ := l.readers.Get().(*lz4.Reader)
+	if r == nil {
+		r = lz4.NewReader(nil)
+	}
+	defer l.readers.Put(r)
+	r.Reset(bytes.NewReader(in))
+	// The frame's end checks its size and checksum; the caller, that it is the size it says.
+	n, err := io.ReadFull(r, dst[:cap(dst)])
+	switch {
+	case err == nil:
+		var one [1]byte
+		if m, _ := r.Read(one[:]); m > 0 {
+			return nil, errors.New("lz4 frame longer than it says")
+		}
+	case !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+		return nil, err
+	}
+	return dst[:n], nil
+}
+
+func (l *lz4Frames) stream(body io.Reader) (io.Reader, error) {
+	l.one.Reset(body)
+	return l.one, nil
+}
