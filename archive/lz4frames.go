@@ -68,7 +68,8 @@ func (l *lz4Frames) next(br *bufio.Reader) (skip, size int, body frameBody, err 
 	n++ // the header checksum
 	size = -1
 	if content >= 0 && len(head) >= n+4 {
-		if word := binary.LittleEndian.Uint32(head[n:]); word != 0 && word&lz4Uncompressed == 0 {
+		blockMax := 64 << 10 << (2 * max(0, int(head[5]>>4&7)-4)) // BD: 4 is 64 KiB ... 7 is 4 MiB
+		if word := binary.LittleEndian.Uint32(head[n:]); word != 0 && word&lz4Uncompressed == 0 && 2*int(word) < min(content, blockMax) {
 			size = content
 		}
 	}

@@ -5,9 +5,10 @@ package archive
 // from a compressible archive waited on it. Cedana's archives are mostly frames of one image chunk
 // each (EntryEncoder's, 16 MiB, their size in their header), so frameReader decodes those frames
 // side by side, a few ahead of the reader, and hands their output over in order. A frame that does
-// not say its size, says more than maxParallelFrame, or starts with a stored block (memory that did
-// not compress: decoding it is a copy, and holding it whole would cost memory for nothing) is
-// decoded as a stream in turn, with no more memory than the stream decoder's.
+// not say its size, says more than maxParallelFrame, or whose first block is stored or compressed
+// to more than half (memory that does not compress: decoding it is little more than a copy, and
+// holding it whole would cost memory and copies for nothing) is decoded as a stream in turn, with
+// no more memory than the stream decoder's.
 
 import (
 	"bufio"
@@ -16,6 +17,8 @@ import (
 	"io"
 	"slices"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -24,9 +27,9 @@ const (
 	maxParallelFrame = 32 << 20
 	// framesAhead is how many whole frames are decoded ahead of the one being read.
 	framesAhead = 2
-	// frameBufSize is the size of the buffers frames are decoded into: an EntryEncoder frame's, a
-	// 16 MiB chunk and its tar header.
-	frameBufSize = 16<<20 + 64<<10
+	// frameBufSize is the least size of the buffers frames are read and decoded into: an
+	// EntryEncoder frame's content (a 16 MiB chunk and its tar header), or the frame itself.
+	frameBufSize = 16<<20 + 64<<10 + (16<<20)/64 + 8<<10
 	// skippableMagic is the first of the 16 magic numbers of skippable frames, in zstd and lz4.
 	skippableMagic = 0x184D2A50
 )
@@ -68,11 +71,16 @@ type frameReader struct {
 	out    chan *decoded
 	stop   chan struct{}
 	done   chan struct{} // closed when the producer has returned
-	bufs   sync.Pool     // *[]byte the frames are decoded into
 	cur    *decoded
 	off    int
 	err    error
 	once   sync.Once
+
+	// Buffers for frames and their output, mapped outside Go's heap so that Close gives their
+	// memory back at once (a heap would keep it after a restore, counted against the next dump).
+	mu     sync.Mutex
+	free   [][]byte
+	mapped [][]byte
 }
 
 // newFrameReader starts decoding r.
@@ -86,12 +94,32 @@ func newFrameReader(r io.Reader, format frameFormat) *frameReader {
 	return f
 }
 
-// buf returns a buffer for n bytes of output.
-func (f *frameReader) buf(n int) []byte {
-	if b, ok := f.bufs.Get().(*[]byte); ok && cap(*b) >= n {
-		return (*b)[:0]
+// buf returns an empty buffer with room for n bytes: a free one, or one mapped for the reader.
+func (f *frameReader) buf(n int) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, b := range f.free {
+		if cap(b) >= n {
+			f.free = slices.Delete(f.free, i, i+1)
+			return b[:0], nil
+		}
 	}
-	return make([]byte, 0, max(n, frameBufSize))
+	b, err := unix.Mmap(-1, 0, max(n, frameBufSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("map a frame buffer: %w", err)
+	}
+	f.mapped = append(f.mapped, b)
+	return b[:0], nil
+}
+
+// giveBack returns a buffer of buf's.
+func (f *frameReader) giveBack(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	f.mu.Lock()
+	f.free = append(f.free, b[:0])
+	f.mu.Unlock()
 }
 
 // send hands d to the reader, or reports that the reader has closed.
@@ -120,7 +148,6 @@ func (f *frameReader) produce(br *bufio.Reader) {
 		f.format.close()
 		close(f.done)
 	}()
-	var inBufs sync.Pool
 	for {
 		if _, err := br.Peek(1); err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -163,13 +190,18 @@ func (f *frameReader) produce(br *bufio.Reader) {
 			}
 			continue
 		}
-		var in []byte
-		if b, ok := inBufs.Get().(*[]byte); ok {
-			in = (*b)[:0]
+		limit := size + size/64 + 4<<10
+		in, err := f.buf(limit + 1)
+		if err == nil {
+			in, err = readFrame(body, in, limit)
 		}
-		in, err = readFrame(body, in, size+size/64+4<<10)
 		if err != nil {
 			f.fail(fmt.Errorf("read %s frame: %w", f.format.name(), err))
+			return
+		}
+		out, err := f.buf(size)
+		if err != nil {
+			f.fail(err)
 			return
 		}
 		d := &decoded{ready: make(chan struct{})}
@@ -179,14 +211,15 @@ func (f *frameReader) produce(br *bufio.Reader) {
 		decoding.Add(1)
 		go func() {
 			defer decoding.Done()
-			d.data, d.err = f.format.whole(in, f.buf(size))
+			d.data, d.err = f.format.whole(in, out)
 			if d.err == nil && len(d.data) != size {
 				d.err = fmt.Errorf("%d bytes, not the %d it says", len(d.data), size)
 			}
 			if d.err != nil {
 				d.err = fmt.Errorf("%w: decode %s frame: %w", ErrCorrupt, f.format.name(), d.err)
+				d.data = out[:0]
 			}
-			inBufs.Put(&in)
+			f.giveBack(in)
 			close(d.ready)
 		}()
 	}
@@ -203,8 +236,8 @@ func unexpected(err error) error {
 // readFrame appends the frame body reads to buf: no more than limit bytes.
 func readFrame(body frameBody, buf []byte, limit int) ([]byte, error) {
 	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, 1<<20)
+		if len(buf) == cap(buf) { // a buffer of buf's has room for limit+1
+			return nil, fmt.Errorf("%w: a frame is longer than its content allows (%d bytes)", ErrCorrupt, limit)
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -288,8 +321,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if f.cur != nil {
-			b := f.cur.data
-			f.bufs.Put(&b)
+			f.giveBack(f.cur.data)
 		}
 		d, ok := <-f.out
 		if !ok {
@@ -299,6 +331,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 		if d.stream == nil {
 			<-d.ready
 			if d.err != nil {
+				f.giveBack(d.data)
 				f.cur, f.err = nil, d.err
 				break
 			}
@@ -314,5 +347,15 @@ func (f *frameReader) Close() error {
 	for range f.out { // lets the producer past a send
 	}
 	<-f.done
-	return nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var err error
+	for _, b := range f.mapped {
+		err = errors.Join(err, unix.Munmap(b[:cap(b)]))
+	}
+	f.mapped, f.free, f.cur = nil, nil, nil
+	if f.err == nil || errors.Is(f.err, io.EOF) {
+		f.err = errors.New("read from a closed frame reader")
+	}
+	return err
 }

@@ -225,3 +225,41 @@ func FuzzFrameReader(f *testing.F) {
 }
 
 func bufioOf(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// TestFrameRouting: an EntryEncoder chunk that compresses is decoded whole; one that does not,
+// though its tar header does (its first block may then count as compressed), is read as a stream.
+func TestFrameRouting(t *testing.T) {
+	for _, c := range frameCodecs {
+		for name, tc := range map[string]struct {
+			data  []byte
+			whole bool
+		}{
+			"compressible chunk": {counter(16 << 20), true},
+			"random chunk":       {noise(16<<20, 4), false},
+		} {
+			t.Run(c.name+", "+name, func(t *testing.T) {
+				enc, err := NewEntryEncoder(Codec(c.name))
+				require.NoError(t, err)
+				var b bytes.Buffer
+				_, err = enc.Encode(&b, "pages-1.img.part0001", int64(len(tc.data)), bytes.NewReader(tc.data))
+				require.NoError(t, err)
+				_, size, _, err := c.format(t).next(bufioOf(b.Bytes()))
+				require.NoError(t, err)
+				assert.Equal(t, tc.whole, size >= 0, "size %d", size)
+			})
+		}
+	}
+}
+
+// TestFrameReaderReadAfterClose: the reader's buffers are gone after Close; reading fails.
+func TestFrameReaderReadAfterClose(t *testing.T) {
+	for _, c := range frameCodecs {
+		stream, _ := frames(t, c)
+		fr := newFrameReader(bytes.NewReader(stream), c.format(t))
+		_, err := io.ReadFull(fr, make([]byte, 100))
+		require.NoError(t, err)
+		require.NoError(t, fr.Close())
+		_, err = fr.Read(make([]byte, 100))
+		require.Error(t, err)
+	}
+}

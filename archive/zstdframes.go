@@ -8,6 +8,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// zstdMaxBlock is the most content a zstd block holds (RFC 8878, 3.1.1.2.4).
+const zstdMaxBlock = 128 << 10
+
 // zstdFrames is frameFormat for zstd (RFC 8878).
 type zstdFrames struct {
 	all, one *zstd.Decoder // for whole frames (DecodeAll), for a frame read as a stream
@@ -53,7 +56,8 @@ func (z *zstdFrames) next(br *bufio.Reader) (skip, size int, body frameBody, err
 		return h.HeaderSize + int(h.SkippableSize), 0, nil, nil
 	}
 	size = -1
-	if h.HasFCS && h.FrameContentSize <= maxParallelFrame && h.FirstBlock.OK && h.FirstBlock.Compressed {
+	if h.HasFCS && h.FrameContentSize <= maxParallelFrame && h.FirstBlock.OK && h.FirstBlock.Compressed &&
+		2*h.FirstBlock.CompressedSize < min(int(h.FrameContentSize), zstdMaxBlock) {
 		size = int(h.FrameContentSize)
 	}
 	sum := h.HasCheckSum
