@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"testing"
 	"testing/iotest"
 
@@ -16,13 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// noise is n bytes that do not compress; counter is n bytes that do, as a memhog's pages.
-func noise(n int, seed byte) []byte {
-	b := make([]byte, n)
-	_, _ = rand.NewChaCha8([32]byte{seed}).Read(b)
-	return b
-}
-
+// counter is n bytes that compress, as a memhog's compressible pages (randomBytes: that do not).
 func counter(n int) []byte {
 	b := make([]byte, n)
 	for i := 0; i+8 <= n; i += 8 {
@@ -89,7 +82,7 @@ func frames(t testing.TB, c frameCodec) (stream, want []byte) {
 	streamed := func(data []byte) { c.stream(t, &out, data); plain.Write(data) }
 	streamed([]byte("checkpoint.json and other small images"))
 	add(counter(16 << 20))
-	add(noise(3<<20+17, 1)) // stored blocks: read as a stream
+	add(randomBytes(3<<20+17, 1)) // stored blocks: read as a stream
 	// A skippable frame: magic, size, payload.
 	out.Write(binary.LittleEndian.AppendUint32(nil, skippableMagic+3))
 	out.Write(binary.LittleEndian.AppendUint32(nil, 5))
@@ -97,7 +90,7 @@ func frames(t testing.TB, c frameCodec) (stream, want []byte) {
 	add(counter(1 << 20))
 	add(nil)
 	add(counter(maxParallelFrame + 4096)) // too large to decode whole
-	streamed(noise(100<<10, 2))
+	streamed(randomBytes(100<<10, 2))
 	add(counter(5000))
 	return out.Bytes(), plain.Bytes()
 }
@@ -194,7 +187,7 @@ func FuzzFrameReader(f *testing.F) {
 		var seed bytes.Buffer
 		c.sized(f, &seed, counter(300<<10))
 		f.Add(c.name == "lz4", bytes.Clone(seed.Bytes()))
-		c.sized(f, &seed, noise(70<<10, 3))
+		c.sized(f, &seed, randomBytes(70<<10, 3))
 		c.stream(f, &seed, counter(1000))
 		f.Add(c.name == "lz4", seed.Bytes())
 	}
@@ -235,7 +228,7 @@ func TestFrameRouting(t *testing.T) {
 			whole bool
 		}{
 			"compressible chunk": {counter(16 << 20), true},
-			"random chunk":       {noise(16<<20, 4), false},
+			"random chunk":       {randomBytes(16<<20, 4), false},
 		} {
 			t.Run(c.name+", "+name, func(t *testing.T) {
 				enc, err := NewEntryEncoder(Codec(c.name))
