@@ -76,11 +76,14 @@ type frameReader struct {
 	err    error
 	once   sync.Once
 
-	// Buffers for frames and their output, mapped outside Go's heap so that Close gives their
-	// memory back at once (a heap would keep it after a restore, counted against the next dump).
-	mu     sync.Mutex
-	free   [][]byte
-	mapped [][]byte
+	// Buffers for frames (freeIn) and their output (freeOut), mapped outside Go's heap so that
+	// Close gives their memory back at once (a heap would keep it after a restore, counted
+	// against the next dump). Each kind is reused only as itself: a frame of compressible memory
+	// touches a fraction of its buffer, and only pages touched count, so a buffer that once held
+	// output would cost the whole of it again as a frame's.
+	mu              sync.Mutex
+	freeIn, freeOut [][]byte // free buffers of each kind
+	mapped          [][]byte
 }
 
 // newFrameReader starts decoding r.
@@ -94,13 +97,14 @@ func newFrameReader(r io.Reader, format frameFormat) *frameReader {
 	return f
 }
 
-// buf returns an empty buffer with room for n bytes: a free one, or one mapped for the reader.
-func (f *frameReader) buf(n int) ([]byte, error) {
+// buf returns an empty buffer with room for n bytes: a free one of pool's (f.freeIn or
+// f.freeOut), or one mapped for the reader.
+func (f *frameReader) buf(pool *[][]byte, n int) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for i, b := range f.free {
+	for i, b := range *pool {
 		if cap(b) >= n {
-			f.free = slices.Delete(f.free, i, i+1)
+			*pool = slices.Delete(*pool, i, i+1)
 			return b[:0], nil
 		}
 	}
@@ -112,13 +116,13 @@ func (f *frameReader) buf(n int) ([]byte, error) {
 	return b[:0], nil
 }
 
-// giveBack returns a buffer of buf's.
-func (f *frameReader) giveBack(b []byte) {
+// giveBack returns a buffer of buf's to pool, the one it came from.
+func (f *frameReader) giveBack(pool *[][]byte, b []byte) {
 	if cap(b) == 0 {
 		return
 	}
 	f.mu.Lock()
-	f.free = append(f.free, b[:0])
+	*pool = append(*pool, b[:0])
 	f.mu.Unlock()
 }
 
@@ -191,7 +195,7 @@ func (f *frameReader) produce(br *bufio.Reader) {
 			continue
 		}
 		limit := size + size/64 + 4<<10
-		in, err := f.buf(limit + 1)
+		in, err := f.buf(&f.freeIn, limit+1)
 		if err == nil {
 			in, err = readFrame(body, in, limit)
 		}
@@ -199,18 +203,23 @@ func (f *frameReader) produce(br *bufio.Reader) {
 			f.fail(fmt.Errorf("read %s frame: %w", f.format.name(), err))
 			return
 		}
-		out, err := f.buf(size)
-		if err != nil {
-			f.fail(err)
-			return
-		}
 		d := &decoded{ready: make(chan struct{})}
 		if !f.send(d) {
+			f.giveBack(&f.freeIn, in)
 			return
 		}
 		decoding.Add(1)
 		go func() {
 			defer decoding.Done()
+			defer close(d.ready)
+			defer f.giveBack(&f.freeIn, in)
+			// The output's buffer is taken only now, so that a frame waiting for its turn holds
+			// only its compressed bytes.
+			out, err := f.buf(&f.freeOut, size)
+			if err != nil {
+				d.err = err
+				return
+			}
 			d.data, d.err = f.format.whole(in, out)
 			if d.err == nil && len(d.data) != size {
 				d.err = fmt.Errorf("%d bytes, not the %d it says", len(d.data), size)
@@ -219,8 +228,6 @@ func (f *frameReader) produce(br *bufio.Reader) {
 				d.err = fmt.Errorf("%w: decode %s frame: %w", ErrCorrupt, f.format.name(), d.err)
 				d.data = out[:0]
 			}
-			f.giveBack(in)
-			close(d.ready)
 		}()
 	}
 }
@@ -321,7 +328,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if f.cur != nil {
-			f.giveBack(f.cur.data)
+			f.giveBack(&f.freeOut, f.cur.data)
 		}
 		d, ok := <-f.out
 		if !ok {
@@ -331,7 +338,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 		if d.stream == nil {
 			<-d.ready
 			if d.err != nil {
-				f.giveBack(d.data)
+				f.giveBack(&f.freeOut, d.data)
 				f.cur, f.err = nil, d.err
 				break
 			}
@@ -353,7 +360,7 @@ func (f *frameReader) Close() error {
 	for _, b := range f.mapped {
 		err = errors.Join(err, unix.Munmap(b[:cap(b)]))
 	}
-	f.mapped, f.free, f.cur = nil, nil, nil
+	f.mapped, f.freeIn, f.freeOut, f.cur = nil, nil, nil, nil
 	if f.err == nil || errors.Is(f.err, io.EOF) {
 		f.err = errors.New("read from a closed frame reader")
 	}

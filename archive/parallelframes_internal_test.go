@@ -6,13 +6,16 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"testing"
 	"testing/iotest"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // counter is n bytes that compress, as a memhog's compressible pages (randomBytes: that do not).
@@ -254,5 +257,66 @@ func TestFrameReaderReadAfterClose(t *testing.T) {
 		require.NoError(t, fr.Close())
 		_, err = fr.Read(make([]byte, 100))
 		require.Error(t, err)
+	}
+}
+
+// decodeCounter wraps a frameFormat and reports each frame it has decoded whole.
+type decodeCounter struct {
+	frameFormat
+	decoded chan struct{}
+}
+
+func (d decodeCounter) whole(in, dst []byte) ([]byte, error) {
+	defer func() { d.decoded <- struct{}{} }()
+	return d.frameFormat.whole(in, dst)
+}
+
+// resident is how many bytes of the reader's buffers are in memory.
+func resident(t *testing.T, f *frameReader) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, b := range f.mapped {
+		vec := make([]byte, (cap(b)+os.Getpagesize()-1)/os.Getpagesize())
+		_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(cap(b)), uintptr(unsafe.Pointer(unsafe.SliceData(vec))))
+		require.Zero(t, errno, "mincore")
+		for _, v := range vec {
+			n += int(v & 1)
+		}
+	}
+	return n * os.Getpagesize()
+}
+
+// TestFrameReaderMemory: with the reader as slow as it can be (every frame it may decode ahead
+// decoded before it reads on), a restore of compressible frames holds the output of no more than
+// the frames in flight, and of the frames waiting only their compressed bytes.
+func TestFrameReaderMemory(t *testing.T) {
+	const frameCount, content = 5, 16 << 20
+	want := counter(content)
+	for _, c := range frameCodecs {
+		t.Run(c.name, func(t *testing.T) {
+			var stream bytes.Buffer
+			for range frameCount {
+				c.sized(t, &stream, want)
+			}
+			compressed := stream.Len() / frameCount
+			format := decodeCounter{c.format(t), make(chan struct{}, frameCount)}
+			fr := newFrameReader(bytes.NewReader(stream.Bytes()), format)
+			defer fr.Close()
+			buf := make([]byte, content)
+			seen := 0
+			for k := 1; k <= frameCount; k++ {
+				// Frame k and those the channel holds after it are decoded by now.
+				for ; seen < min(k+framesAhead-1, frameCount); seen++ {
+					<-format.decoded
+				}
+				_, err := io.ReadFull(fr, buf)
+				require.NoError(t, err)
+				require.True(t, bytes.Equal(want, buf), "frame %d decoded wrong", k)
+			}
+			outputs := (framesAhead + 1) * frameBufSize
+			frames := (framesAhead + 2) * (compressed + 64<<10)
+			assert.LessOrEqual(t, resident(t, fr), outputs+frames, "%d frames of %d bytes", frameCount, compressed)
+		})
 	}
 }
