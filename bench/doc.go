@@ -6,8 +6,10 @@
 // compressing the raw dump's images (zstd, lz4), and `cedana dump process --compression
 // none|zstd|lz4` and `cedana restore process` of each, in an order rotated per iteration; then the
 // dump of a `sleep` by both (alternating) and `cedana --version` and `cedana ps`. It prints one table:
-// each figure a median of CEDANA_BENCH_ITER (at least 5) runs with its min..max, its reference, and
-// met or MISSED against issue 14's goals. Peak daemon RSS is the daemon's VmHWM, reset through
+// each figure a median of CEDANA_BENCH_ITER (at least 5) runs with its min..max, its reference, the
+// ratio of the medians, the median of each iteration's own ratio ("paired": a drift of the VM's
+// speed over the run moves both sides of a pair), and met or MISSED (on the medians' ratio) against
+// issue 14's goals. Peak daemon RSS is the daemon's VmHWM, reset through
 // /proc/<pid>/clear_refs before each command, against checkpoint.stream_memory_limit (read from
 // `cedana config show`) + 64 MiB.
 //

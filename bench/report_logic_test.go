@@ -60,3 +60,23 @@ func TestDistAndGoals(t *testing.T) {
 	assert.Equal(t, "2.0 ms [1.0..3.0 ms]", cell(dist{2e6, 1e6, 3e6}, fmtMs))
 	assert.Equal(t, "-", cell(dist{}, fmtMs))
 }
+
+func TestPaired(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		ced, ref  []time.Duration
+		ratio, to string
+	}{
+		// The machine halves its speed between iterations: the medians' ratio is 2x, each iteration's 1.1x.
+		{"drift", []time.Duration{110 * ms, 220 * ms, 440 * ms}, []time.Duration{100 * ms, 200 * ms, 400 * ms}, "1.10x [1.10..1.10x]", "+20.0 ms [+10.0..+40.0 ms]"},
+		{"fewer references", []time.Duration{90 * ms, 300 * ms}, []time.Duration{100 * ms}, "0.90x [0.90..0.90x]", "-10.0 ms [-10.0..-10.0 ms]"},
+		{"none", nil, []time.Duration{100 * ms}, "-", "-"},
+		{"zero reference", []time.Duration{90 * ms}, []time.Duration{0}, "-", "+90.0 ms [+90.0..+90.0 ms]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.ratio, pairedRatio(tc.ced, tc.ref))
+			assert.Equal(t, tc.to, pairedPlus(tc.ced, tc.ref))
+		})
+	}
+}

@@ -31,7 +31,7 @@ type report struct {
 // dist is a median and its range.
 type dist struct{ med, lo, hi float64 }
 
-func distOf[T time.Duration | int64](xs []T) dist {
+func distOf[T time.Duration | int64 | float64](xs []T) dist {
 	if len(xs) == 0 {
 		return dist{}
 	}
@@ -64,6 +64,34 @@ func absGoal(d time.Duration) goal {
 	return goal{fmt.Sprintf("<= %s", fmtMs(float64(d))), func(c, _ dist) bool { return c.med <= float64(d) }}
 }
 
+// pairedRatio is the median [min..max] of each iteration's ced[i]/ref[i], or "-": both ran in the
+// same iteration, so a drift of the machine's speed over minutes moves both.
+func pairedRatio(ced, ref []time.Duration) string {
+	var rs []float64
+	for i := range min(len(ced), len(ref)) {
+		if ref[i] > 0 {
+			rs = append(rs, float64(ced[i])/float64(ref[i]))
+		}
+	}
+	if len(rs) == 0 {
+		return "-"
+	}
+	d := distOf(rs)
+	return fmt.Sprintf("%.2fx [%.2f..%.2fx]", d.med, d.lo, d.hi)
+}
+
+// pairedPlus is the median [min..max] of each iteration's ced[i]-ref[i], or "-".
+func pairedPlus(ced, ref []time.Duration) string {
+	var ds []float64
+	for i := range min(len(ced), len(ref)) {
+		ds = append(ds, float64(ced[i]-ref[i]))
+	}
+	if len(ds) == 0 {
+		return "-"
+	}
+	return cell(distOf(ds), func(ns float64) string { return fmt.Sprintf("%+.1f ms", ns/1e6) })
+}
+
 func fmtMs(ns float64) string { return fmt.Sprintf("%.1f ms", ns/1e6) }
 
 func fmtMiB(b float64) string { return fmt.Sprintf("%.0f MiB", b/(1<<20)) }
@@ -77,8 +105,9 @@ func cell(d dist, unit func(float64) string) string {
 	return fmt.Sprintf("%s [%s..%s]", unit(d.med), lo, unit(d.hi))
 }
 
-// row prints one figure; g.text == "" prints it without a goal.
-func (r *report) row(tw io.Writer, kind, what, refName string, ced, ref dist, unit func(float64) string, g goal) {
+// row prints one figure, with paired (pairedRatio's or pairedPlus's, or "-"); g.text == "" prints
+// it without a goal.
+func (r *report) row(tw io.Writer, kind, what, refName string, ced, ref dist, paired string, unit func(float64) string, g goal) {
 	cmp, verdict := "-", "-"
 	if ref != (dist{}) && ref.med > 0 {
 		cmp = fmt.Sprintf("%.2fx", ced.med/ref.med)
@@ -93,7 +122,7 @@ func (r *report) row(tw io.Writer, kind, what, refName string, ced, ref dist, un
 	} else if g.text != "" {
 		verdict = "n/a"
 	}
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", kind, what, cell(ced, unit), refName, cell(ref, unit), cmp, g.text, verdict)
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", kind, what, cell(ced, unit), refName, cell(ref, unit), cmp, paired, g.text, verdict)
 }
 
 // print writes the table and returns how many goals were missed.
@@ -115,16 +144,16 @@ func (r *report) print(w io.Writer, e *env) int {
 	fmt.Fprintf(w, "\neach figure: median [min..max] of %d runs, the runs of each kind in rotating order; ratio = median/median\n\n", r.iters)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "memory\tfigure\tcedana\treference\t\tratio\tgoal\tverdict")
+	fmt.Fprintln(tw, "memory\tfigure\tcedana\treference\t\tratio\tpaired\tgoal\tverdict")
 	raw := ratioGoal(goalRaw)
 	bound := ratioGoal(goalBound)
 	for _, k := range r.kinds {
 		rawDump, rawRestore := distOf(k.rawDump), distOf(k.rawRestore)
 		none := k.ced[archive.None]
-		r.row(tw, k.kind, "dump, none", "raw criu dump", distOf(none.dump), rawDump, fmtMs, raw)
-		r.row(tw, k.kind, "restore, none", "raw criu restore", distOf(none.restore), rawRestore, fmtMs, raw)
+		r.row(tw, k.kind, "dump, none", "raw criu dump", distOf(none.dump), rawDump, pairedRatio(none.dump, k.rawDump), fmtMs, raw)
+		r.row(tw, k.kind, "restore, none", "raw criu restore", distOf(none.restore), rawRestore, pairedRatio(none.restore, k.rawRestore), fmtMs, raw)
 		for _, c := range reportCodecs {
-			r.row(tw, k.kind, "frozen, "+string(c), "raw criu frozen", distOf(k.ced[c].frozen), distOf(k.rawFrozen), fmtMs, raw)
+			r.row(tw, k.kind, "frozen, "+string(c), "raw criu frozen", distOf(k.ced[c].frozen), distOf(k.rawFrozen), pairedRatio(k.ced[c].frozen, k.rawFrozen), fmtMs, raw)
 		}
 		for _, c := range []archive.Codec{archive.Zstd, archive.LZ4} {
 			var bounds []time.Duration
@@ -132,11 +161,11 @@ func (r *report) print(w io.Writer, e *env) int {
 				bounds = append(bounds, max(k.rawDump[i], k.compressCPU[c][i]/time.Duration(ncpu)))
 			}
 			dump := distOf(k.ced[c].dump)
-			r.row(tw, k.kind, "durable archive, "+string(c), "work bound", dump, distOf(bounds), fmtMs, bound)
-			r.row(tw, k.kind, "durable archive, "+string(c), "dump-then-compress", dump, distOf(k.dtcSum[c]), fmtMs, ratioGoal(1))
+			r.row(tw, k.kind, "durable archive, "+string(c), "work bound", dump, distOf(bounds), pairedRatio(k.ced[c].dump, bounds), fmtMs, bound)
+			r.row(tw, k.kind, "durable archive, "+string(c), "dump-then-compress", dump, distOf(k.dtcSum[c]), pairedRatio(k.ced[c].dump, k.dtcSum[c]), fmtMs, ratioGoal(1))
 		}
 		for _, c := range []archive.Codec{archive.Zstd, archive.LZ4} {
-			r.row(tw, k.kind, "restore from archive, "+string(c), "raw criu restore", distOf(k.ced[c].restore), rawRestore, fmtMs, bound)
+			r.row(tw, k.kind, "restore from archive, "+string(c), "raw criu restore", distOf(k.ced[c].restore), rawRestore, pairedRatio(k.ced[c].restore, k.rawRestore), fmtMs, bound)
 		}
 		rss := goal{text: "<= limit + 64 MiB"}
 		if r.limit > 0 {
@@ -144,20 +173,20 @@ func (r *report) print(w io.Writer, e *env) int {
 			rss.ok = func(c, _ dist) bool { return c.hi <= lim } // "never exceeds": the worst run
 		}
 		for _, c := range reportCodecs {
-			r.row(tw, k.kind, "peak daemon RSS, dump "+string(c), "", distOf(k.ced[c].dumpHWM), dist{}, fmtMiB, rss)
+			r.row(tw, k.kind, "peak daemon RSS, dump "+string(c), "", distOf(k.ced[c].dumpHWM), dist{}, "-", fmtMiB, rss)
 		}
 		var before []int64
 		for _, c := range reportCodecs {
 			before = append(before, k.ced[c].dumpRSS0...)
 		}
-		r.row(tw, k.kind, "daemon RSS before a dump", "", distOf(before), dist{}, fmtMiB, goal{})
+		r.row(tw, k.kind, "daemon RSS before a dump", "", distOf(before), dist{}, "-", fmtMiB, goal{})
 		for _, c := range reportCodecs {
-			r.row(tw, k.kind, "peak daemon RSS, restore "+string(c), "", distOf(k.ced[c].restoreHWM), dist{}, fmtMiB, goal{})
+			r.row(tw, k.kind, "peak daemon RSS, restore "+string(c), "", distOf(k.ced[c].restoreHWM), dist{}, "-", fmtMiB, goal{})
 		}
 	}
-	r.row(tw, "sleep", "dump of a small process", "raw criu dump", distOf(r.small.cedSleep), distOf(r.small.rawSleep), fmtMs, plusGoal(goalSmall))
-	r.row(tw, "-", "cedana --version", "", distOf(r.small.version), dist{}, fmtMs, absGoal(goalVersion))
-	r.row(tw, "-", "cedana ps", "", distOf(r.small.ps), dist{}, fmtMs, absGoal(goalPs))
+	r.row(tw, "sleep", "dump of a small process", "raw criu dump", distOf(r.small.cedSleep), distOf(r.small.rawSleep), pairedPlus(r.small.cedSleep, r.small.rawSleep), fmtMs, plusGoal(goalSmall))
+	r.row(tw, "-", "cedana --version", "", distOf(r.small.version), dist{}, "-", fmtMs, absGoal(goalVersion))
+	r.row(tw, "-", "cedana ps", "", distOf(r.small.ps), dist{}, "-", fmtMs, absGoal(goalPs))
 	tw.Flush()
 
 	fmt.Fprintf(w, "\ncedana: the wall time of `cedana dump|restore process ... -o json` (the real CLI through the daemon); frozen: CRIU's\n")
@@ -175,6 +204,9 @@ func (r *report) print(w io.Writer, e *env) int {
 	}
 	fmt.Fprintf(w, "small process: `sleep` dumped by raw criu and `cedana dump process`, alternating; the CLI: %d calls each.\n",
 		len(r.small.version))
+	fmt.Fprintf(w, "paired: the median [min..max] of each iteration's own ratio (difference for the small process), cedana's run\n")
+	fmt.Fprintf(w, "against the reference's of the same iteration, which ran minutes apart at most: where the machine's speed\n")
+	fmt.Fprintf(w, "drifts, it moves both. The verdict is on the ratio of the medians.\n")
 	fmt.Fprintf(w, "\n%d of %d goals met, %d missed\n\n", r.rows-r.missed, r.rows, r.missed)
 	return r.missed
 }
