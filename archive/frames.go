@@ -68,7 +68,9 @@ func (a *Writer) AppendFrames(r io.Reader) (int64, error) {
 			return 0, fmt.Errorf("append to archive: %w", err)
 		}
 	}
-	n, err := io.Copy(a.dst, r)
+	// Through the destination's Write alone: its ReadFrom (bufio.Writer's hands over to os.File's)
+	// would make a 32 KiB buffer for each of r's pieces, and a dump's encoded chunks come in many.
+	n, err := io.Copy(struct{ io.Writer }{a.dst}, r)
 	if err != nil {
 		a.err = err
 		return n, fmt.Errorf("append to archive: %w", err)

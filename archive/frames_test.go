@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -92,4 +93,36 @@ func TestAppendFramesRefused(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestAppendFramesPieces: frames handed over in many pieces (a dump's encoded chunks, read back
+// from memory and from the spill file) go through the destination's buffer, with no buffer made for
+// each piece (a bufio.Writer's ReadFrom handed the pieces to os.File's one by one once its buffer was
+// empty: a 32 KiB buffer and a write(2) each).
+func TestAppendFramesPieces(t *testing.T) {
+	var seg bytes.Buffer
+	enc, err := NewEntryEncoder(LZ4)
+	require.NoError(t, err)
+	data := compressibleBytes(1<<20, 5)
+	_, err = enc.Encode(&seg, "pages-1.img", int64(len(data)), bytes.NewReader(data))
+	require.NoError(t, err)
+	const pieces = 200
+	step := seg.Len()/pieces + 1
+	out, err := os.Create(filepath.Join(t.TempDir(), "archive"))
+	require.NoError(t, err)
+	defer out.Close()
+	w, err := NewWriter(bufio.NewWriterSize(out, 16<<10), LZ4, 1) // smaller than the frames
+	require.NoError(t, err)
+	rs := make([]io.Reader, 0, pieces)
+	pieced := func() io.Reader {
+		rs = rs[:0]
+		for b := seg.Bytes(); len(b) > 0; b = b[min(step, len(b)):] {
+			rs = append(rs, struct{ io.Reader }{bytes.NewReader(b[:min(step, len(b))])}) // Read alone
+		}
+		return io.MultiReader(rs...)
+	}
+	readers := testing.AllocsPerRun(1, func() { pieced() })
+	allocs := testing.AllocsPerRun(1, func() { _, err = w.AppendFrames(pieced()) })
+	require.NoError(t, err)
+	require.Less(t, allocs-readers, float64(pieces/2), "allocations for %d pieces", pieces)
 }

@@ -337,7 +337,18 @@ func (s *spool) close() {
 	s.owned, s.free, s.packed = nil, nil, nil
 }
 
+// byteReader reads a chunk held in memory.
 type byteReader struct{ b []byte }
+
+// WriteTo writes what is left in one call: io.Copy then needs no buffer of its own.
+func (r *byteReader) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(r.b)
+	r.b = r.b[n:]
+	if err == nil && len(r.b) > 0 {
+		err = io.ErrShortWrite
+	}
+	return int64(n), err
+}
 
 func (r *byteReader) Read(p []byte) (int, error) {
 	if len(r.b) == 0 {
