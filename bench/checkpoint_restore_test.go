@@ -230,7 +230,6 @@ func setup(b *testing.B, criuBin string) *env {
 		"CEDANA_CONFIG_DIR="+configDir,
 		"CEDANA_CHECKPOINT_DIR="+filepath.Join(tmp, "checkpoints"),
 		"CEDANA_DB_PATH="+filepath.Join(tmp, "cedana.db"),
-		"CEDANA_DB_PATH="+filepath.Join(tmp, "cedana.db"),
 		"CEDANA_CRIU_BINARY_PATH="+criuBin,
 	)
 
