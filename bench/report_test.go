@@ -147,6 +147,14 @@ func (e *env) reportUnit(k *kindSamples, u reportUnit, mib int, label string) er
 		if err := dumpedGone(w); err != nil {
 			return err
 		}
+		// Restore right after the dump, as cedana's units do: the dumped workload's memory has
+		// just been freed for both.
+		rs, err := e.rawRestore(w.pid, dir)
+		if err != nil {
+			return err
+		}
+		k.rawRestore = append(k.rawRestore, rs.wall)
+		_ = os.Remove(filepath.Join(dir, "restore.log")) // not one of the images compressed next
 		for _, c := range []archive.Codec{archive.Zstd, archive.LZ4} {
 			path := dir + c.Extension()
 			cs, err := compressDir(dir, path, c)
@@ -158,11 +166,6 @@ func (e *env) reportUnit(k *kindSamples, u reportUnit, mib int, label string) er
 			k.compressCPU[c] = append(k.compressCPU[c], cs.cpu)
 			k.dtcSum[c] = append(k.dtcSum[c], s.wall+cs.wall)
 		}
-		rs, err := e.rawRestore(w.pid, dir)
-		if err != nil {
-			return err
-		}
-		k.rawRestore = append(k.rawRestore, rs.wall)
 		fmt.Fprintf(os.Stderr, "bench: %-12s %-7s raw dump %s frozen %s restore %s\n", k.kind, label, ms(s.wall), ms(s.frozen), ms(rs.wall))
 		return nil
 	}
