@@ -291,6 +291,15 @@ func (c countingSink) PutEncoded(name string, n int, last bool, size int64, r io
 	return nil
 }
 
+// PutEncoding implements imgstream.DirectEncodingSink.
+func (c countingSink) PutEncoding(enc imgstream.ChunkEncoder, name string, n int, last bool, size int64, r io.Reader) error {
+	if err := c.ArchiveSink.PutEncoding(enc, name, n, last, size, r); err != nil {
+		return err
+	}
+	c.progress.Add(size)
+	return nil
+}
+
 // RestoreStream is an archive, local or in S3, that a restore handler may feed straight to CRIU
 // (criu restore --stream), offered in State by FetchCheckpoint once it has read the checkpoint's
 // metadata from the archive's front into ImageDir. The handler calls Serve, then runs CRIU with

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -51,31 +52,43 @@ func (f frameWriter) Write(p []byte) (int, error) {
 // destination as they are. The next entry, or Close's trailer, begins a new frame. Names in r are
 // not checked against the Writer's. It returns the number of bytes copied.
 func (a *Writer) AppendFrames(r io.Reader) (int64, error) {
+	var n int64
+	err := a.AppendEncoded(func(dst io.Writer) error {
+		// Through the destination's Write alone: its ReadFrom (bufio.Writer's hands over to
+		// os.File's) would make a 32 KiB buffer for each of r's pieces, and a dump's encoded
+		// chunks come in many.
+		var err error
+		n, err = io.Copy(struct{ io.Writer }{dst}, r)
+		return err
+	})
+	return n, err
+}
+
+// AppendEncoded ends the frame the Writer has open, as AppendFrames does, and has encode write
+// whole frames (an EntryEncoder's) straight to the destination.
+func (a *Writer) AppendEncoded(encode func(dst io.Writer) error) error {
 	if err := a.ready("frames"); err != nil {
-		return 0, fmt.Errorf("append to archive: %w", err)
+		return fmt.Errorf("append to archive: %w", err)
 	}
 	if !a.codec.Concatenable() || a.dst == nil {
-		return 0, fmt.Errorf("append to %s archive: %w", a.codec, ErrNotConcatenable)
+		return fmt.Errorf("append to %s archive: %w", a.codec, ErrNotConcatenable)
 	}
 	if a.open {
 		if err := a.tw.Flush(); err != nil {
 			a.err = err
-			return 0, fmt.Errorf("append to archive: %w", err)
+			return fmt.Errorf("append to archive: %w", err)
 		}
 		a.open = false
 		if err := a.comp.Close(); err != nil {
 			a.err = err
-			return 0, fmt.Errorf("append to archive: %w", err)
+			return fmt.Errorf("append to archive: %w", err)
 		}
 	}
-	// Through the destination's Write alone: its ReadFrom (bufio.Writer's hands over to os.File's)
-	// would make a 32 KiB buffer for each of r's pieces, and a dump's encoded chunks come in many.
-	n, err := io.Copy(struct{ io.Writer }{a.dst}, r)
-	if err != nil {
+	if err := encode(a.dst); err != nil {
 		a.err = err
-		return n, fmt.Errorf("append to archive: %w", err)
+		return fmt.Errorf("append to archive: %w", err)
 	}
-	return n, nil
+	return nil
 }
 
 // EntryEncoder compresses tar entries one at a time, each into a frame of its own that
@@ -86,6 +99,9 @@ type EntryEncoder struct {
 	codec Codec
 	comp  frameCompressor
 	zstd  *zstd.Encoder
+	// zstd only: a chunk whose first storedProbe bytes do not compress is written as raw blocks.
+	stored         storedZstd
+	probe, scratch []byte
 }
 
 // entryWindow is the zstd window of an EntryEncoder: small, as its frames are (an image chunk),
@@ -129,8 +145,18 @@ func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader)
 	}
 	// The frame's size lets a decoder size its buffers to it, and decode it whole (frameReader).
 	content := tarBlockSize + (size+tarBlockSize-1)/tarBlockSize*tarBlockSize
+	var frame io.Writer = e.comp
+	closeFrame := e.comp.Close
 	if e.zstd != nil {
-		e.zstd.ResetContentSize(w, content)
+		var stored bool
+		if stored, r = e.probeStored(r, size); stored {
+			if err := e.stored.reset(w, content); err != nil {
+				return 0, fmt.Errorf("encode %q: %w", name, err)
+			}
+			frame, closeFrame = &e.stored, e.stored.close
+		} else {
+			e.zstd.ResetContentSize(w, content)
+		}
 	} else {
 		e.comp.Reset(w)
 		if zw, ok := e.comp.(*lz4.Writer); ok {
@@ -139,7 +165,7 @@ func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader)
 			}
 		}
 	}
-	tw := tar.NewWriter(e.comp)
+	tw := tar.NewWriter(frame)
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: time.Now().Truncate(time.Second)}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return 0, fmt.Errorf("encode %q: %w", name, err)
@@ -151,13 +177,32 @@ func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader)
 	if err == nil {
 		err = tw.Flush() // the padding; no trailer
 	}
-	if cerr := e.comp.Close(); err == nil {
+	if cerr := closeFrame(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return n, fmt.Errorf("encode %q: %w", name, err)
 	}
 	return n, nil
+}
+
+// probeStored reads the first storedProbe bytes of the size that r holds and says whether they
+// compressed by less than 1/32 (memory that does not compress); it returns a reader of all
+// size bytes again.
+func (e *EntryEncoder) probeStored(r io.Reader, size int64) (bool, io.Reader) {
+	if size < storedProbe {
+		return false, r
+	}
+	if e.probe == nil {
+		e.probe = make([]byte, storedProbe)
+	}
+	n, err := io.ReadFull(r, e.probe)
+	rest := io.MultiReader(bytes.NewReader(e.probe[:n]), r)
+	if err != nil {
+		return false, rest // the copy reports the short source
+	}
+	e.scratch = e.zstd.EncodeAll(e.probe, e.scratch[:0])
+	return len(e.scratch) >= n-n/32, rest
 }
 
 // copyInto copies size bytes of r to w: in one call from memory (a bytes reader's WriteTo), else

@@ -3,10 +3,12 @@ package imgstream
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cedana/cedana/archive"
@@ -173,5 +175,72 @@ func requireArchiveHolds(t *testing.T, arch []byte, images map[string][]byte) {
 		got, err := os.ReadFile(filepath.Join(out, name))
 		require.NoError(t, err)
 		assert.True(t, bytes.Equal(want, got), name)
+	}
+}
+
+// routingSink is an archive sink that counts how the capture hands over pages chunks, and offers
+// an encoder for PutEncoding or not (direct).
+type routingSink struct {
+	ArchiveSink
+	direct           bool
+	put, putEncoding *int
+}
+
+func (s routingSink) DirectEncoder() (ChunkEncoder, bool) {
+	if !s.direct {
+		return nil, false
+	}
+	return s.ArchiveSink.DirectEncoder()
+}
+
+func (s routingSink) Put(name string, n int, last bool, size int64, r io.Reader) error {
+	if strings.HasPrefix(name, "pages-") {
+		*s.put++
+	}
+	return s.ArchiveSink.Put(name, n, last, size, r)
+}
+
+func (s routingSink) PutEncoding(enc ChunkEncoder, name string, n int, last bool, size int64, r io.Reader) error {
+	*s.putEncoding++
+	return s.ArchiveSink.PutEncoding(enc, name, n, last, size, r)
+}
+
+// TestHeldCaptureEncodesDirectly: the pages chunks that no worker encoded go to a sink that offers
+// a direct encoder through it (a zstd archive: frames of their own, raw blocks where the pages do
+// not compress), else through Put; the archive holds the images byte-exact either way.
+func TestHeldCaptureEncodesDirectly(t *testing.T) {
+	const chunks, limit = 6, 4 * ChunkSize
+	random := make([]byte, chunks*ChunkSize)
+	_, err := rand.New(rand.NewSource(3)).Read(random)
+	require.NoError(t, err)
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) {
+			images := map[string][]byte{"pages-1.img": random, "core-1.img": []byte("core"), "pstree.img": []byte("tree")}
+			dir := t.TempDir()
+			var buf bytes.Buffer
+			aw, err := archive.NewWriter(&buf, archive.Zstd, 1)
+			require.NoError(t, err)
+			var put, putEncoding int
+			sink := routingSink{ArchiveSink{W: aw}, direct, &put, &putEncoding}
+			c, err := StartHeldCapture(dir, limit, t.TempDir(), nil, sink, 2)
+			require.NoError(t, err)
+			defer c.Release()
+			sendImages(t, dir, images, []string{"pstree.img", "core-1.img", "pages-1.img"})
+			<-c.Drained()
+			c.Flush()
+			st, err := c.Wait()
+			require.NoError(t, err)
+			require.NoError(t, aw.Close())
+			byWriter := int((int64(len(random)) - st.Encoded - st.EncodedLater) / ChunkSize)
+			require.Positive(t, byWriter, "chunks left to the writer")
+			if direct {
+				assert.Equal(t, byWriter, putEncoding)
+				assert.Zero(t, put)
+			} else {
+				assert.Equal(t, byWriter, put)
+				assert.Zero(t, putEncoding)
+			}
+			requireArchiveHolds(t, buf.Bytes(), images)
+		})
 	}
 }
