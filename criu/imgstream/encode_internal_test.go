@@ -102,20 +102,7 @@ func TestHeldCaptureEncodesLate(t *testing.T) {
 		{"zstd random", archive.Zstd, random, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			images := map[string][]byte{"pages-1.img": tc.pages, "core-1.img": []byte("core"), "pstree.img": []byte("tree")}
-			dir := t.TempDir()
-			var buf bytes.Buffer
-			aw, err := archive.NewWriter(&buf, tc.codec, 1)
-			require.NoError(t, err)
-			c, err := StartHeldCapture(dir, 2*ChunkSize, t.TempDir(), nil, ArchiveSink{W: aw}, 2)
-			require.NoError(t, err)
-			defer c.Release()
-			sendImages(t, dir, images, []string{"pstree.img", "core-1.img", "pages-1.img"})
-			<-c.Drained()
-			c.Flush()
-			st, err := c.Wait()
-			require.NoError(t, err)
-			require.NoError(t, aw.Close())
+			c, st, arch, images := heldCapture(t, tc.codec, tc.pages, 2*ChunkSize, func(a ArchiveSink) Sink { return a })
 			assert.Positive(t, st.Spilled)
 			if tc.allAhead {
 				assert.Less(t, allocated(t, c.spool.spill), int64(len(tc.pages))/2,
@@ -125,7 +112,7 @@ func TestHeldCaptureEncodesLate(t *testing.T) {
 			} else {
 				assert.LessOrEqual(t, st.EncodedLater, int64(ChunkSize), "one incompressible chunk spilled a second time, no more")
 			}
-			requireArchiveHolds(t, buf.Bytes(), images)
+			requireArchiveHolds(t, arch, images)
 		})
 	}
 }
@@ -141,28 +128,60 @@ func TestHeldCaptureLookahead(t *testing.T) {
 	require.NoError(t, err)
 	for _, codec := range []archive.Codec{archive.Zstd, archive.LZ4} {
 		t.Run(string(codec), func(t *testing.T) {
-			images := map[string][]byte{"pages-1.img": random, "core-1.img": []byte("core"), "pstree.img": []byte("tree")}
-			dir := t.TempDir()
-			var buf bytes.Buffer
-			aw, err := archive.NewWriter(&buf, codec, 1)
-			require.NoError(t, err)
-			c, err := StartHeldCapture(dir, limit, t.TempDir(), nil, ArchiveSink{W: aw}, 2)
-			require.NoError(t, err)
-			defer c.Release()
-			assert.Equal(t, int64(aheadBuffers*ChunkSize), c.spool.reserve, "the lookahead's buffers are set aside")
-			sendImages(t, dir, images, []string{"pstree.img", "core-1.img", "pages-1.img"})
-			<-c.Drained()
-			c.Flush()
-			st, err := c.Wait()
-			require.NoError(t, err)
-			require.NoError(t, aw.Close())
+			h := startHeld(t, codec, limit, func(a ArchiveSink) Sink { return a })
+			assert.Equal(t, int64(aheadBuffers*ChunkSize), h.c.spool.reserve, "the lookahead's buffers are set aside")
+			st, arch, images := h.finish(t, random)
 			assert.LessOrEqual(t, st.PeakMemory, int64(limit), "the lookahead's buffers count against the limit")
 			raw := int64(len(random)) - st.Encoded - st.EncodedLater
 			assert.GreaterOrEqual(t, st.EncodedLater, int64(chunks/4*ChunkSize), "the lookahead encoded some of the chunks left as they were")
 			assert.GreaterOrEqual(t, raw, int64(chunks/4*ChunkSize), "the writer compressed others")
-			requireArchiveHolds(t, buf.Bytes(), images)
+			requireArchiveHolds(t, arch, images)
 		})
 	}
+}
+
+// heldRun is a held capture into an archive, as a streamed dump runs one.
+type heldRun struct {
+	c   *Capture
+	aw  *archive.Writer
+	buf bytes.Buffer
+	dir string
+}
+
+// startHeld starts a held capture, limit bytes of memory, into an archive of codec through the
+// sink sink makes of its ArchiveSink; the capture is released when the test ends.
+func startHeld(t *testing.T, codec archive.Codec, limit int64, sink func(ArchiveSink) Sink) *heldRun {
+	t.Helper()
+	h := &heldRun{dir: t.TempDir()}
+	var err error
+	h.aw, err = archive.NewWriter(&h.buf, codec, 1)
+	require.NoError(t, err)
+	h.c, err = StartHeldCapture(h.dir, limit, t.TempDir(), nil, sink(ArchiveSink{W: h.aw}), 2)
+	require.NoError(t, err)
+	t.Cleanup(h.c.Release)
+	return h
+}
+
+// finish sends the images of a tree whose pages image is pages, waits for the capture and returns
+// its stats, the archive and the images.
+func (h *heldRun) finish(t *testing.T, pages []byte) (Stats, []byte, map[string][]byte) {
+	t.Helper()
+	images := map[string][]byte{"pages-1.img": pages, "core-1.img": []byte("core"), "pstree.img": []byte("tree")}
+	sendImages(t, h.dir, images, []string{"pstree.img", "core-1.img", "pages-1.img"})
+	<-h.c.Drained()
+	h.c.Flush()
+	st, err := h.c.Wait()
+	require.NoError(t, err)
+	require.NoError(t, h.aw.Close())
+	return st, h.buf.Bytes(), images
+}
+
+// heldCapture is startHeld and finish.
+func heldCapture(t *testing.T, codec archive.Codec, pages []byte, limit int64, sink func(ArchiveSink) Sink) (*Capture, Stats, []byte, map[string][]byte) {
+	t.Helper()
+	h := startHeld(t, codec, limit, sink)
+	st, arch, images := h.finish(t, pages)
+	return h.c, st, arch, images
 }
 
 // requireArchiveHolds extracts the archive and checks that it holds the images byte-exact.
@@ -215,22 +234,10 @@ func TestHeldCaptureEncodesDirectly(t *testing.T) {
 	require.NoError(t, err)
 	for _, direct := range []bool{true, false} {
 		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) {
-			images := map[string][]byte{"pages-1.img": random, "core-1.img": []byte("core"), "pstree.img": []byte("tree")}
-			dir := t.TempDir()
-			var buf bytes.Buffer
-			aw, err := archive.NewWriter(&buf, archive.Zstd, 1)
-			require.NoError(t, err)
 			var put, putEncoding int
-			sink := routingSink{ArchiveSink{W: aw}, direct, &put, &putEncoding}
-			c, err := StartHeldCapture(dir, limit, t.TempDir(), nil, sink, 2)
-			require.NoError(t, err)
-			defer c.Release()
-			sendImages(t, dir, images, []string{"pstree.img", "core-1.img", "pages-1.img"})
-			<-c.Drained()
-			c.Flush()
-			st, err := c.Wait()
-			require.NoError(t, err)
-			require.NoError(t, aw.Close())
+			_, st, arch, images := heldCapture(t, archive.Zstd, random, limit, func(a ArchiveSink) Sink {
+				return routingSink{a, direct, &put, &putEncoding}
+			})
 			byWriter := int((int64(len(random)) - st.Encoded - st.EncodedLater) / ChunkSize)
 			require.Positive(t, byWriter, "chunks left to the writer")
 			if direct {
@@ -240,7 +247,7 @@ func TestHeldCaptureEncodesDirectly(t *testing.T) {
 				assert.Equal(t, byWriter, put)
 				assert.Zero(t, putEncoding)
 			}
-			requireArchiveHolds(t, buf.Bytes(), images)
+			requireArchiveHolds(t, arch, images)
 		})
 	}
 }
