@@ -186,6 +186,11 @@ func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader)
 	return n, nil
 }
 
+// StoresIncompressible says whether the encoder writes memory that does not compress as it is
+// (zstd: raw blocks, about twice as fast as the codec's fastest level passes it through); where
+// not, it compresses such memory as fast as a Writer does.
+func (e *EntryEncoder) StoresIncompressible() bool { return e.zstd != nil }
+
 // probeStored reads the first storedProbe bytes of the size that r holds and says whether they
 // compressed by less than 1/32 (memory that does not compress); it returns a reader of all
 // size bytes again.

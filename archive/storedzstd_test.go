@@ -101,3 +101,12 @@ func TestStoredZstdBroken(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, plain)
 }
+
+// TestStoresIncompressible: only zstd's entry encoder writes memory that does not compress as it is.
+func TestStoresIncompressible(t *testing.T) {
+	for c, want := range map[Codec]bool{Zstd: true, LZ4: false, Gzip: false} {
+		enc, err := NewEntryEncoder(c)
+		require.NoError(t, err)
+		assert.Equal(t, want, enc.StoresIncompressible(), c)
+	}
+}

@@ -60,15 +60,14 @@ func (a ArchiveSink) PutEncoded(_ string, _ int, _ bool, _ int64, r io.Reader) e
 	return err
 }
 
-// DirectEncoder implements DirectEncodingSink: for zstd, whose EntryEncoder writes memory that
-// does not compress as raw blocks, twice as fast as the archive's encoder passes it through. With
-// lz4, pierrec's encoder is the same either way.
+// DirectEncoder implements DirectEncodingSink: where the codec's EntryEncoder passes memory that
+// does not compress faster than the archive's own encoder (archive.EntryEncoder.StoresIncompressible).
 func (a ArchiveSink) DirectEncoder() (ChunkEncoder, bool) {
-	if a.W.Codec() != archive.Zstd {
+	e, err := archive.NewEntryEncoder(a.W.Codec())
+	if err != nil || !e.StoresIncompressible() {
 		return nil, false
 	}
-	enc, err := a.NewEncoder()
-	return enc, err == nil
+	return entryEncoder{e}, true
 }
 
 // PutEncoding implements DirectEncodingSink.
@@ -376,10 +375,12 @@ func (s *spool) encodedReader(out []chunk) io.Reader {
 func (c *Capture) putAll(sink Sink) error {
 	var n, encoded, later int64
 	es, _ := sink.(EncodingSink)
-	var own ChunkEncoder // this goroutine's, for the pages chunks no worker encoded
+	var direct func(it *item) error // this goroutine's encoder, for the pages chunks no worker encoded
 	if ds, ok := sink.(DirectEncodingSink); ok && c.enc != nil {
 		if enc, ok := ds.DirectEncoder(); ok {
-			own = enc
+			direct = func(it *item) error {
+				return ds.PutEncoding(enc, it.name, it.n, it.last, it.size, c.spool.reader(it.c))
+			}
 		}
 	}
 	ahead := c.startLookahead(es)
@@ -400,7 +401,7 @@ func (c *Capture) putAll(sink Sink) error {
 			// The writer compresses this one; the lookahead the next one meanwhile.
 			ahead.begin(c.held[i+1:])
 		}
-		if err := c.put(sink, es, own, it); err != nil {
+		if err := c.put(sink, es, direct, it); err != nil {
 			return err
 		}
 		n += it.size
@@ -418,14 +419,14 @@ func (c *Capture) putAll(sink Sink) error {
 }
 
 // put hands it to sink: an encoded chunk to es (nil: decoded, to sink), a pages chunk left as it
-// is to own (if any) to encode into sink, else the chunk itself.
-func (c *Capture) put(sink Sink, es EncodingSink, own ChunkEncoder, it *item) error {
+// is to direct (if any) to encode into sink, else the chunk itself.
+func (c *Capture) put(sink Sink, es EncodingSink, direct func(*item) error, it *item) error {
 	if it.encoded != nil {
 		<-it.encoded
 	}
 	switch {
-	case it.enc == nil && it.encoded != nil && own != nil:
-		return sink.(DirectEncodingSink).PutEncoding(own, it.name, it.n, it.last, it.size, c.spool.reader(it.c))
+	case it.enc == nil && it.encoded != nil && direct != nil:
+		return direct(it)
 	case it.enc == nil:
 		return sink.Put(it.name, it.n, it.last, it.size, c.spool.reader(it.c))
 	case es != nil:

@@ -1,6 +1,7 @@
 package imgstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -316,7 +317,7 @@ func (s *spool) spliceFrom(c *chunk, pipe *os.File, most int) (int, error) {
 // reader returns the content of c.
 func (s *spool) reader(c chunk) io.Reader {
 	if c.data != nil {
-		return &byteReader{c.data}
+		return bytes.NewReader(c.data) // its WriteTo hands a copy the chunk in one call
 	}
 	rs := make([]io.Reader, len(c.segs))
 	for i, g := range c.segs {
@@ -335,26 +336,4 @@ func (s *spool) close() {
 	}
 	s.pool.put(s.owned)
 	s.owned, s.free, s.packed = nil, nil, nil
-}
-
-// byteReader reads a chunk held in memory.
-type byteReader struct{ b []byte }
-
-// WriteTo writes what is left in one call: io.Copy then needs no buffer of its own.
-func (r *byteReader) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(r.b)
-	r.b = r.b[n:]
-	if err == nil && len(r.b) > 0 {
-		err = io.ErrShortWrite
-	}
-	return int64(n), err
-}
-
-func (r *byteReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
 }

@@ -23,14 +23,17 @@ func (w *shortWriter) Write(p []byte) (int, error) {
 	return n, w.err
 }
 
-// TestByteReader: a chunk in memory reads the same through Read and WriteTo; a writer that takes
-// part of it is reported, and the rest is still there to read.
-func TestByteReader(t *testing.T) {
+// TestSpoolReaderInMemory: a chunk in memory reads the same through Read and WriteTo (which
+// io.Copy uses, so that the archive's copy needs no buffer of its own); a writer that takes part
+// of it is reported, and the rest is still there to read.
+func TestSpoolReaderInMemory(t *testing.T) {
 	data := []byte("pages of a chunk held in memory")
-	require.NoError(t, iotest.TestReader(&byteReader{data}, data))
+	var s spool
+	inMemory := func() io.Reader { return s.reader(chunk{data: data}) }
+	require.NoError(t, iotest.TestReader(inMemory(), data))
 
 	var out bytes.Buffer
-	n, err := io.Copy(&out, &byteReader{data})
+	n, err := io.Copy(&out, inMemory())
 	require.NoError(t, err)
 	assert.Equal(t, int64(len(data)), n)
 	assert.Equal(t, data, out.Bytes())
@@ -44,8 +47,10 @@ func TestByteReader(t *testing.T) {
 		"failed":      {&shortWriter{max: 5, err: boom}, boom},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := &byteReader{data}
-			n, err := r.WriteTo(tc.w)
+			r := inMemory()
+			wt, ok := r.(io.WriterTo)
+			require.True(t, ok, "a chunk in memory writes itself")
+			n, err := wt.WriteTo(tc.w)
 			require.ErrorIs(t, err, tc.want)
 			assert.Equal(t, int64(5), n)
 			rest, err := io.ReadAll(r)
