@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
@@ -99,9 +100,14 @@ type EntryEncoder struct {
 	codec Codec
 	comp  frameCompressor
 	zstd  *zstd.Encoder
-	// zstd only: a chunk whose first storedProbe bytes do not compress is written as raw blocks.
+	// zstd and lz4: a chunk whose first storedProbe bytes do not compress is written as it is, in
+	// raw (zstd) or uncompressed (lz4) blocks.
 	stored         storedZstd
+	storedLZ4      storedLZ4
+	lz4Probe       lz4.Compressor
 	probe, scratch []byte
+	// lz4 only: the XXH64 of a frame's content, for the checksum frame after it (sumframe.go).
+	sum *xxhash.Digest
 }
 
 // entryWindow is the zstd window of an EntryEncoder: small, as its frames are (an image chunk),
@@ -121,10 +127,11 @@ func NewEntryEncoder(c Codec) (*EntryEncoder, error) {
 		e.comp, e.zstd = zw, zw
 	case LZ4:
 		zw := lz4.NewWriter(nil)
-		if err := zw.Apply(lz4.ConcurrencyOption(1), lz4.CompressionLevelOption(lz4.Fast), lz4.BlockSizeOption(lz4Block)); err != nil {
+		if err := zw.Apply(lz4.ConcurrencyOption(1), lz4.CompressionLevelOption(lz4.Fast), lz4.BlockSizeOption(lz4Block),
+			lz4.ChecksumOption(false)); err != nil {
 			return nil, fmt.Errorf("new lz4 entry encoder: %w", err)
 		}
-		e.comp = zw
+		e.comp, e.sum = zw, xxhash.New()
 	case Gzip:
 		zw, err := gzip.NewWriterLevel(nil, gzip.BestSpeed)
 		if err != nil {
@@ -147,23 +154,34 @@ func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader)
 	content := tarBlockSize + (size+tarBlockSize-1)/tarBlockSize*tarBlockSize
 	var frame io.Writer = e.comp
 	closeFrame := e.comp.Close
-	if e.zstd != nil {
-		var stored bool
-		if stored, r = e.probeStored(r, size); stored {
-			if err := e.stored.reset(w, content); err != nil {
-				return 0, fmt.Errorf("encode %q: %w", name, err)
-			}
-			frame, closeFrame = &e.stored, e.stored.close
-		} else {
-			e.zstd.ResetContentSize(w, content)
+	stored := false
+	if e.OutpacesWriter() {
+		stored, r = e.probeStored(r, size)
+	}
+	switch {
+	case stored && e.zstd != nil:
+		if err := e.stored.reset(w, content); err != nil {
+			return 0, fmt.Errorf("encode %q: %w", name, err)
 		}
-	} else {
+		frame, closeFrame = &e.stored, e.stored.close
+	case stored:
+		if err := e.storedLZ4.reset(w); err != nil {
+			return 0, fmt.Errorf("encode %q: %w", name, err)
+		}
+		frame, closeFrame = &e.storedLZ4, e.storedLZ4.close
+	case e.zstd != nil:
+		e.zstd.ResetContentSize(w, content)
+	default:
 		e.comp.Reset(w)
 		if zw, ok := e.comp.(*lz4.Writer); ok {
 			if err := zw.Apply(lz4.SizeOption(uint64(content))); err != nil {
 				return 0, fmt.Errorf("encode %q: %w", name, err)
 			}
 		}
+	}
+	if e.sum != nil {
+		e.sum.Reset()
+		frame = io.MultiWriter(frame, e.sum)
 	}
 	tw := tar.NewWriter(frame)
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: time.Now().Truncate(time.Second)}
@@ -180,16 +198,21 @@ func (e *EntryEncoder) Encode(w io.Writer, name string, size int64, r io.Reader)
 	if cerr := closeFrame(); err == nil {
 		err = cerr
 	}
+	if err == nil && e.sum != nil {
+		e.scratch = appendSumFrame(e.scratch[:0], e.sum.Sum64())
+		_, err = w.Write(e.scratch)
+	}
 	if err != nil {
 		return n, fmt.Errorf("encode %q: %w", name, err)
 	}
 	return n, nil
 }
 
-// StoresIncompressible says whether the encoder writes memory that does not compress as it is
-// (zstd: raw blocks, about twice as fast as the codec's fastest level passes it through); where
-// not, it compresses such memory as fast as a Writer does.
-func (e *EntryEncoder) StoresIncompressible() bool { return e.zstd != nil }
+// OutpacesWriter says whether the encoder passes memory that does not compress faster than a
+// Writer of its codec: zstd and lz4 write it as it is, in raw or uncompressed blocks, and checksum
+// it with XXH64 (lz4's own checksum, XXH32, runs at half its speed here), which is about twice as
+// fast as the codecs' fastest levels pass it through; gzip's is the Writer's encoder.
+func (e *EntryEncoder) OutpacesWriter() bool { return e.zstd != nil || e.sum != nil }
 
 // probeStored reads the first storedProbe bytes of the size that r holds and says whether they
 // compressed by less than 1/32 (memory that does not compress); it returns a reader of all
@@ -206,8 +229,29 @@ func (e *EntryEncoder) probeStored(r io.Reader, size int64) (bool, io.Reader) {
 	if err != nil {
 		return false, rest // the copy reports the short source
 	}
-	e.scratch = e.zstd.EncodeAll(e.probe, e.scratch[:0])
-	return len(e.scratch) >= n-n/32, rest
+	return e.compressed(e.probe) >= n-n/32, rest
+}
+
+// compressed returns the size p compresses to: as one zstd frame, or in lz4's blocks.
+func (e *EntryEncoder) compressed(p []byte) int {
+	if e.zstd != nil {
+		e.scratch = e.zstd.EncodeAll(p, e.scratch[:0])
+		return len(e.scratch)
+	}
+	if bound := lz4.CompressBlockBound(lz4StoredBlockMax); cap(e.scratch) < bound {
+		e.scratch = make([]byte, bound)
+	}
+	n := 0
+	for len(p) > 0 {
+		b := p[:min(len(p), lz4StoredBlockMax)]
+		c, err := e.lz4Probe.CompressBlock(b, e.scratch[:cap(e.scratch)])
+		if c == 0 || err != nil { // stored as it is
+			c = len(b)
+		}
+		n += c
+		p = p[len(b):]
+	}
+	return n
 }
 
 // copyInto copies size bytes of r to w: in one call from memory (a bytes reader's WriteTo), else

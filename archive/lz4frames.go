@@ -73,7 +73,7 @@ func (l *lz4Frames) next(br *bufio.Reader) (skip, size int, body frameBody, err 
 			size = content
 		}
 	}
-	return 0, size, &blockWalker{br: br, head: n, block: func(br *bufio.Reader) (int, bool, error) {
+	return 0, size, &blockWalker{br: br, head: n, sum: flg&lz4ContentSum != 0, block: func(br *bufio.Reader) (int, bool, error) {
 		return lz4NextBlock(br, flg)
 	}}, nil
 }

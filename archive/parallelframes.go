@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,10 +50,12 @@ type frameFormat interface {
 	name() string
 }
 
-// frameBody reads one frame's bytes; ended reports that it read all of them.
+// frameBody reads one frame's bytes; ended reports that it read all of them, checked that the
+// frame carries a checksum of its content (else a checksum frame may follow it: sumframe.go).
 type frameBody interface {
 	io.Reader
 	ended() bool
+	checked() bool
 }
 
 // decoded is one piece of the output, in order: a frame decoded whole (data, or err, once ready
@@ -178,6 +181,11 @@ func (f *frameReader) produce(br *bufio.Reader) {
 				f.fail(fmt.Errorf("decode %s frame: %w", f.format.name(), err))
 				return
 			}
+			var sum *xxhash.Digest
+			if !body.checked() {
+				sum = xxhash.New()
+				s = summingReader{r: s, sum: sum}
+			}
 			d := &decoded{stream: s, release: make(chan struct{})}
 			if !f.send(d) {
 				return
@@ -192,12 +200,28 @@ func (f *frameReader) produce(br *bufio.Reader) {
 				f.fail(fmt.Errorf("%w: a %s frame was not decoded to its end", ErrCorrupt, f.format.name()))
 				return
 			}
+			if sum != nil {
+				// The reader has handed over the frame's content (release), and hashed it.
+				want, ok, err := takeSumFrame(br)
+				if err == nil && ok {
+					err = sumMismatch(sum.Sum64(), want)
+				}
+				if err != nil {
+					f.fail(fmt.Errorf("%w: %s frame: %w", ErrCorrupt, f.format.name(), err))
+					return
+				}
+			}
 			continue
 		}
 		limit := size + size/64 + 4<<10
 		in, err := f.buf(&f.freeIn, limit+1)
 		if err == nil {
 			in, err = readFrame(body, in, limit)
+		}
+		var want uint64
+		checkWant := false
+		if err == nil && !body.checked() {
+			want, checkWant, err = takeSumFrame(br)
 		}
 		if err != nil {
 			f.fail(fmt.Errorf("read %s frame: %w", f.format.name(), err))
@@ -223,6 +247,9 @@ func (f *frameReader) produce(br *bufio.Reader) {
 			d.data, d.err = f.format.whole(in, out)
 			if d.err == nil && len(d.data) != size {
 				d.err = fmt.Errorf("%d bytes, not the %d it says", len(d.data), size)
+			}
+			if d.err == nil && checkWant {
+				d.err = sumMismatch(xxhash.Sum64(d.data), want)
 			}
 			if d.err != nil {
 				d.err = fmt.Errorf("%w: decode %s frame: %w", ErrCorrupt, f.format.name(), d.err)
@@ -264,14 +291,17 @@ func readFrame(body frameBody, buf []byte, limit int) ([]byte, error) {
 // head bytes, then blocks, each of which block sizes from its header, until the last.
 type blockWalker struct {
 	br    *bufio.Reader
-	head  int // bytes of the frame header left
-	left  int // bytes of the current block (header included) left
+	sum   bool // the frame carries a checksum of its content
+	head  int  // bytes of the frame header left
+	left  int  // bytes of the current block (header included) left
 	last  bool
 	end   bool
 	block func(br *bufio.Reader) (size int, last bool, err error) // the next block's size, its header included
 }
 
 func (w *blockWalker) ended() bool { return w.end }
+
+func (w *blockWalker) checked() bool { return w.sum }
 
 func (w *blockWalker) Read(p []byte) (int, error) {
 	if w.end {

@@ -61,7 +61,7 @@ func (z *zstdFrames) next(br *bufio.Reader) (skip, size int, body frameBody, err
 		size = int(h.FrameContentSize)
 	}
 	sum := h.HasCheckSum
-	return 0, size, &blockWalker{br: br, head: h.HeaderSize, block: func(br *bufio.Reader) (int, bool, error) {
+	return 0, size, &blockWalker{br: br, head: h.HeaderSize, sum: sum, block: func(br *bufio.Reader) (int, bool, error) {
 		return zstdBlock(br, &sum)
 	}}, nil
 }

@@ -61,10 +61,10 @@ func (a ArchiveSink) PutEncoded(_ string, _ int, _ bool, _ int64, r io.Reader) e
 }
 
 // DirectEncoder implements DirectEncodingSink: where the codec's EntryEncoder passes memory that
-// does not compress faster than the archive's own encoder (archive.EntryEncoder.StoresIncompressible).
+// does not compress faster than the archive's own encoder (archive.EntryEncoder.OutpacesWriter).
 func (a ArchiveSink) DirectEncoder() (ChunkEncoder, bool) {
 	e, err := archive.NewEntryEncoder(a.W.Codec())
-	if err != nil || !e.StoresIncompressible() {
+	if err != nil || !e.OutpacesWriter() {
 		return nil, false
 	}
 	return entryEncoder{e}, true
