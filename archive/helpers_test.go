@@ -4,12 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -161,4 +164,31 @@ func (s sandbox) checkUntouched(t testing.TB) {
 	fi, err := os.Lstat(s.sentinel)
 	require.NoError(t, err)
 	require.True(t, fi.Mode().IsRegular())
+}
+
+// requireOneEntry checks that content is the tar stream of one entry, name, holding data (no
+// trailer needed).
+func requireOneEntry(t *testing.T, content []byte, name string, data []byte) {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(content))
+	hdr, err := tr.Next()
+	require.NoError(t, err)
+	assert.Equal(t, name, hdr.Name)
+	got, err := io.ReadAll(tr)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(data, got), "content differs")
+}
+
+// requireToolDecodes checks that `tool -dc` decodes in to want, where the tool is installed.
+func requireToolDecodes(t *testing.T, tool string, in, want []byte) {
+	t.Helper()
+	path, err := exec.LookPath(tool)
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(path, "-dc")
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s -dc", tool)
+	require.True(t, bytes.Equal(want, out), "%s -dc differs", tool)
 }
