@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,7 +83,10 @@ type compSample struct {
 
 // restoreSample is one restore: raw criu from the raw dump's directory, cedana from its archive.
 type restoreSample struct {
-	wall   time.Duration
+	wall time.Duration
+	// cpu (raw only) is CRIU's CPU time and the restored workload's: CRIU's children restore their
+	// own memory and are not CRIU's to wait for after `-d`.
+	cpu    time.Duration
 	phases map[string]time.Duration // cedana: stats.total as "total" and stats.phases
 }
 
@@ -379,6 +383,35 @@ func frozenTime(dir string) time.Duration {
 	return time.Duration(st.GetFrozenTime()) * time.Microsecond
 }
 
+// decodeArchive reads every entry of the archive at path as a restore does (archive.OpenTar with
+// every core), into nothing, and returns its wall and CPU time.
+func decodeArchive(path string) (wall, cpu time.Duration, err error) {
+	start, cpu0 := time.Now(), selfCPU()
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	ts, err := archive.OpenTar(f, runtime.NumCPU())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer ts.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err = ts.Next(); err != nil {
+			break
+		}
+		if _, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{ts}, buf); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, io.EOF) {
+		return 0, 0, fmt.Errorf("decode %s: %w", path, err)
+	}
+	return time.Since(start), selfCPU() - cpu0, nil
+}
+
 // compressDir archives the images in dir into path as the daemon writes its archives (through a
 // 1 MiB buffer, then fsync), with codec and every core. The sample is timed from creating the file
 // to closing it.
@@ -427,8 +460,9 @@ func dumpedGone(w *workload) error {
 func (e *env) rawRestore(pid int, dir string) (rs restoreSample, err error) {
 	defer e.reapStrays()
 	start := time.Now()
-	_, stderr, err := e.run(e.criuEnv, e.criu, append([]string{"restore", "-D", dir, "-o", "restore.log", "-d"}, e.rawFlags...)...)
+	_, stderr, cpu, err := e.runCPU(e.criuEnv, e.criu, append([]string{"restore", "-D", dir, "-o", "restore.log", "-d"}, e.rawFlags...)...)
 	rs.wall = time.Since(start)
+	rs.cpu = cpu + processCPU(pid) // the restored workload has done nothing since but restore
 	return rs, e.checkRestored(raw, pid, err, func() string {
 		return fmt.Sprintf("criu restore: %s%s", stderr, logErrors(filepath.Join(dir, "restore.log")))
 	})

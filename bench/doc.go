@@ -9,7 +9,9 @@
 // each figure a median of CEDANA_BENCH_ITER (at least 5) runs with its min..max, its reference, the
 // ratio of the medians, the median of each iteration's own ratio ("paired": a drift of the VM's
 // speed over the run moves both sides of a pair), and met or MISSED (on the medians' ratio) against
-// issue 14's goals. Peak daemon RSS is the daemon's VmHWM, reset through
+// issue 14's goals. Restores from an archive are also set against their work bound: the raw
+// restore, decoding the archive alone in the benchmark's process, and their CPU time (the raw
+// restore's counts CRIU's and the restored workload's) over the cores. Peak daemon RSS is the daemon's VmHWM, reset through
 // /proc/<pid>/clear_refs before each command, against checkpoint.stream_memory_limit (read from
 // `cedana config show`) + 64 MiB.
 //

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cedana/cedana/archive"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -79,4 +80,22 @@ func TestPaired(t *testing.T) {
 			assert.Equal(t, tc.to, pairedPlus(tc.ced, tc.ref))
 		})
 	}
+}
+
+// TestRestoreBounds: each iteration's bound is the largest of the raw restore, decoding alone and
+// their CPU time over the cores; iterations missing a sample have none.
+func TestRestoreBounds(t *testing.T) {
+	ms := time.Millisecond
+	k := newKindSamples("random")
+	k.rawRestore = []time.Duration{600 * ms, 600 * ms, 600 * ms, 600 * ms}
+	k.rawRestoreCPU = []time.Duration{500 * ms, 500 * ms, 500 * ms, 500 * ms}
+	z := k.ced[archive.Zstd]
+	z.decodeWall = []time.Duration{300 * ms, 900 * ms, 300 * ms}
+	z.decodeCPU = []time.Duration{400 * ms, 1000 * ms, 1500 * ms}
+	assert.Equal(t, []time.Duration{
+		600 * ms,  // the raw restore: (500+400)/2 = 450 and decoding's 300 are less
+		900 * ms,  // decoding alone takes longer than (500+1000)/2 = 750
+		1000 * ms, // the CPU time: (500+1500)/2
+	}, k.restoreBounds(archive.Zstd, 2))
+	assert.Empty(t, k.restoreBounds(archive.LZ4, 2))
 }

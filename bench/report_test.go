@@ -32,6 +32,8 @@ var reportCodecs = []archive.Codec{archive.None, archive.Zstd, archive.LZ4}
 // cedSamples are one codec's cedana measurements over the iterations.
 type cedSamples struct {
 	dump, frozen, restore []time.Duration
+	// decodeWall and decodeCPU: reading the restored archive alone (decodeArchive), after the restore.
+	decodeWall, decodeCPU []time.Duration
 	dumpHWM, restoreHWM   []int64 // the daemon's VmHWM during the dump, the restore
 	dumpRSS0              []int64 // the daemon's VmRSS right before the dump
 }
@@ -40,6 +42,7 @@ type cedSamples struct {
 type kindSamples struct {
 	kind                              string
 	rawDump, rawFrozen, rawRestore    []time.Duration
+	rawRestoreCPU                     []time.Duration
 	compressWall, compressCPU, dtcSum map[archive.Codec][]time.Duration // dtc: dump-then-compress
 	ced                               map[archive.Codec]*cedSamples
 }
@@ -153,7 +156,7 @@ func (e *env) reportUnit(k *kindSamples, u reportUnit, mib int, label string) er
 		if err != nil {
 			return err
 		}
-		k.rawRestore = append(k.rawRestore, rs.wall)
+		k.rawRestore, k.rawRestoreCPU = append(k.rawRestore, rs.wall), append(k.rawRestoreCPU, rs.cpu)
 		_ = os.Remove(filepath.Join(dir, "restore.log")) // not one of the images compressed next
 		for _, c := range []archive.Codec{archive.Zstd, archive.LZ4} {
 			path := dir + c.Extension()
@@ -193,6 +196,13 @@ func (e *env) reportUnit(k *kindSamples, u reportUnit, mib int, label string) er
 		return err
 	}
 	c.restore, c.restoreHWM = append(c.restore, rs.wall), append(c.restoreHWM, peakRSS(e.daemonPID))
+	if codec != archive.None {
+		wall, cpu, err := decodeArchive(path)
+		if err != nil {
+			return err
+		}
+		c.decodeWall, c.decodeCPU = append(c.decodeWall, wall), append(c.decodeCPU, cpu)
+	}
 	fmt.Fprintf(os.Stderr, "bench: %-12s %-7s cedana %-4s dump %s frozen %s restore %s daemon peak RSS %s\n",
 		k.kind, label, codec, ms(wall), ms(resp.Stats.Frozen.d), ms(rs.wall), mibs(hwm))
 	return nil
