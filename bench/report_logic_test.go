@@ -4,9 +4,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cedana/cedana/archive"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cedana/cedana/archive"
 )
 
 func TestParseBytes(t *testing.T) {
