@@ -100,3 +100,19 @@ func TestRestoreBounds(t *testing.T) {
 	}, k.restoreBounds(archive.Zstd, 2))
 	assert.Empty(t, k.restoreBounds(archive.LZ4, 2))
 }
+
+// TestDumpBounds: each iteration's bound is the larger of the raw dump and the CPU time of the raw
+// dump and of compressing over the cores; compressing alone's wall time plays no part.
+func TestDumpBounds(t *testing.T) {
+	ms := time.Millisecond
+	k := newKindSamples("compressible")
+	k.rawDump = []time.Duration{700 * ms, 700 * ms}
+	k.rawDumpCPU = []time.Duration{600 * ms, 600 * ms}
+	k.compressWall[archive.LZ4] = []time.Duration{5000 * ms, 5000 * ms}
+	k.compressCPU[archive.LZ4] = []time.Duration{400 * ms, 4000 * ms}
+	assert.Equal(t, []time.Duration{
+		700 * ms,  // the raw dump: (600+400)/2 is less
+		2300 * ms, // the CPU time: (600+4000)/2
+	}, k.dumpBounds(archive.LZ4, 2))
+	assert.Empty(t, k.dumpBounds(archive.Zstd, 2))
+}

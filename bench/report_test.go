@@ -42,7 +42,7 @@ type cedSamples struct {
 type kindSamples struct {
 	kind                              string
 	rawDump, rawFrozen, rawRestore    []time.Duration
-	rawRestoreCPU                     []time.Duration
+	rawDumpCPU, rawRestoreCPU         []time.Duration
 	compressWall, compressCPU, dtcSum map[archive.Codec][]time.Duration // dtc: dump-then-compress
 	ced                               map[archive.Codec]*cedSamples
 }
@@ -146,7 +146,7 @@ func (e *env) reportUnit(k *kindSamples, u reportUnit, mib int, label string) er
 		if err != nil {
 			return err
 		}
-		k.rawDump, k.rawFrozen = append(k.rawDump, s.wall), append(k.rawFrozen, s.frozen)
+		k.rawDump, k.rawFrozen, k.rawDumpCPU = append(k.rawDump, s.wall), append(k.rawFrozen, s.frozen), append(k.rawDumpCPU, s.cpu)
 		if err := dumpedGone(w); err != nil {
 			return err
 		}
@@ -169,7 +169,10 @@ func (e *env) reportUnit(k *kindSamples, u reportUnit, mib int, label string) er
 			k.compressCPU[c] = append(k.compressCPU[c], cs.cpu)
 			k.dtcSum[c] = append(k.dtcSum[c], s.wall+cs.wall)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %-12s %-7s raw dump %s frozen %s restore %s\n", k.kind, label, ms(s.wall), ms(s.frozen), ms(rs.wall))
+		fmt.Fprintf(os.Stderr, "bench: %-12s %-7s raw dump %s (CPU %s) frozen %s restore %s; compress alone zstd %s (CPU %s) lz4 %s (CPU %s)\n",
+			k.kind, label, ms(s.wall), ms(s.cpu), ms(s.frozen), ms(rs.wall),
+			ms(k.compressWall[archive.Zstd][len(k.compressWall[archive.Zstd])-1]), ms(k.compressCPU[archive.Zstd][len(k.compressCPU[archive.Zstd])-1]),
+			ms(k.compressWall[archive.LZ4][len(k.compressWall[archive.LZ4])-1]), ms(k.compressCPU[archive.LZ4][len(k.compressCPU[archive.LZ4])-1]))
 		return nil
 	}
 
