@@ -225,17 +225,21 @@ func (s routingSink) PutEncoding(enc ChunkEncoder, name string, n int, last bool
 }
 
 // TestHeldCaptureEncodesDirectly: the pages chunks that no worker encoded go to a sink that offers
-// a direct encoder through it (a zstd archive: frames of their own, raw blocks where the pages do
-// not compress), else through Put; the archive holds the images byte-exact either way.
+// a direct encoder through it (a zstd or lz4 archive: frames of their own, stored blocks where the
+// pages do not compress), else through Put; the archive holds the images byte-exact either way.
 func TestHeldCaptureEncodesDirectly(t *testing.T) {
 	const chunks, limit = 6, 4 * ChunkSize
 	random := make([]byte, chunks*ChunkSize)
 	_, err := rand.New(rand.NewSource(3)).Read(random)
 	require.NoError(t, err)
-	for _, direct := range []bool{true, false} {
-		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) {
+	for _, tc := range []struct {
+		codec  archive.Codec
+		direct bool
+	}{{archive.Zstd, true}, {archive.Zstd, false}, {archive.LZ4, true}, {archive.LZ4, false}} {
+		direct := tc.direct
+		t.Run(fmt.Sprint(tc.codec, ", direct=", direct), func(t *testing.T) {
 			var put, putEncoding int64
-			_, st, arch, images := heldCapture(t, archive.Zstd, random, limit, func(a ArchiveSink) Sink {
+			_, st, arch, images := heldCapture(t, tc.codec, random, limit, func(a ArchiveSink) Sink {
 				return routingSink{a, direct, &put, &putEncoding}
 			})
 			// Chunks end where CRIU's writes and the pipe's turns end them: count bytes.
