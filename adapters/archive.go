@@ -183,9 +183,12 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 	if ds.captured.Encoded > 0 {
 		note(resp.Stats, OverlapNote)
 	}
+	if ds.captured.Placed > 0 {
+		note(resp.Stats, PlacedNote)
+	}
 	cs := ds.captured
 	st.Log.Info("streamed images archived", "images", cs.Images, "bytes", cs.Bytes, "peak_memory", cs.PeakMemory,
-		"spilled", cs.Spilled, "compressed_ahead", cs.Encoded, "compressed_after", cs.EncodedLater)
+		"spilled", cs.Spilled, "compressed_ahead", cs.Encoded, "compressed_after", cs.EncodedLater, "placed", cs.Placed)
 	if resp.Stats != nil {
 		resp.Stats.StoredBytes = stored
 	}

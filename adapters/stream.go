@@ -28,6 +28,7 @@ import (
 const (
 	StreamedNote      = "CRIU streamed its images straight into the archive (criu --stream)"
 	OverlapNote       = "the pages were compressed while CRIU dumped them"
+	PlacedNote        = "the pages went into the archive while CRIU dumped them, after room left for the other images"
 	NotStreamedNote   = "CRIU wrote its images into a directory first: "
 	UnreservedNote    = "the memory for the images was not faulted in before the freeze, which took longer: "
 	RestoreFromNote   = "CRIU read its images straight from the archive (criu --stream)"
@@ -59,8 +60,9 @@ type DumpStream struct {
 	writer   func() (*archive.Writer, error)
 	plain    func(why string) error
 
-	survives bool // the workload outlives the dump: a failed archive keeps no images
-	inMemory bool // the images wait in memory only, never in a spill file (Unfit sizes it)
+	survives bool  // the workload outlives the dump: a failed archive keeps no images
+	inMemory bool  // the images wait in memory only, never in a spill file (Unfit sizes it)
+	front    int64 // room left at the front of a local archive for the pages to go after (Unfit)
 	// Why the memory for an in-memory stream could not be faulted in before the dump ("": it was),
 	// and how long faulting it in took, the workload still running (ReservePhase).
 	unreserved string
@@ -79,6 +81,10 @@ func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.front > 0 {
+		// Where the archive cannot leave room (a codec without skippable frames), the pages wait.
+		_, _ = w.Reserve(d.front)
+	}
 	c, err := imgstream.StartHeldCapture(dir, d.memLimit, d.spillDir, d.pool, countingSink{imgstream.ArchiveSink{W: w}, d.progress}, d.workers)
 	if err != nil {
 		return nil, fmt.Errorf("stream the images: %w", err)
@@ -92,7 +98,8 @@ func (d *DumpStream) Capture(dir string) (*imgstream.Capture, error) {
 // (streamRoom). Streamed, a full disk may stop the archive after CRIU released, and so stopped, the
 // workload; through a directory, it stops CRIU, which resumes the workload, or leaves the images in
 // their directory. A stream whose images must not touch this machine's disk (a migration's) gets
-// room in memory for the whole tree.
+// room in memory for the whole tree. A local archive of a tree whose memory does not fit in
+// memory gets room at its front, so that the pages go into it as they come (imgstream.PlacingSink).
 func (d *DumpStream) Unfit(pid int) string {
 	need := sysinfo.TreeMemory(pid)
 	if d.inMemory {
@@ -117,9 +124,18 @@ func (d *DumpStream) Unfit(pid int) string {
 		if dest, err = statRoom(filepath.Dir(d.dest)); err != nil {
 			return err.Error()
 		}
+		if need > memLimit {
+			d.front = frontRoom
+		}
 	}
 	return streamRoom(need, memLimit, dest, spill)
 }
+
+// frontRoom is the room a local archive leaves at its front for the images CRIU hands over
+// besides the pages, with the files the chain adds: a few hundred KiB for a process, more for a
+// container's tree. A hole in the file where they leave some over; where they do not fit, the
+// pages move back (archive.Writer.FitFront).
+const frontRoom = 8 << 20
 
 // fsRoom is a directory's file system, as streamRoom weighs it.
 type fsRoom struct {
@@ -195,7 +211,10 @@ func (d *DumpStream) finish(dir string, out live.Sink) (int64, error) {
 	c := d.capture
 	defer c.Release()
 	<-c.Drained()
-	err := d.addFiles(dir)
+	err := d.fitFront(dir)
+	if err == nil {
+		err = d.addFiles(dir)
+	}
 	if err != nil {
 		c.Skip(err) // nothing more goes into an archive that has failed
 	} else {
@@ -231,6 +250,25 @@ func (d *DumpStream) rescue(dir string, cause error) error {
 		return fmt.Errorf("%w; writing the images into %s failed too: %w", cause, dir, err)
 	}
 	return cause
+}
+
+// fitFront makes sure the room left at the archive's front, if any, takes what goes before the
+// pages: dir's files, the index and the images CRIU handed over besides the pages.
+func (d *DumpStream) fitFront(dir string) error {
+	if d.archive.Placement() == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("archive the checkpoint's files: %w", err)
+	}
+	sizes := []int64{int64(len(imgstream.EncodeIndex(d.capture.Index())))}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			sizes = append(sizes, info.Size())
+		}
+	}
+	return d.archive.FitFront(append(sizes, d.capture.FrontSizes()...))
 }
 
 // addFiles adds dir's regular files to the archive, checkpoint.json first.
@@ -290,6 +328,9 @@ func (c countingSink) PutEncoded(name string, n int, last bool, size int64, r io
 	c.progress.Add(size)
 	return nil
 }
+
+// Placed implements imgstream.PlacingSink.
+func (c countingSink) Placed(_ string, _ int, _ bool, size int64) { c.progress.Add(size) }
 
 // PutEncoding implements imgstream.DirectEncodingSink.
 func (c countingSink) PutEncoding(enc imgstream.ChunkEncoder, name string, n int, last bool, size int64, r io.Reader) error {

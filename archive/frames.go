@@ -74,20 +74,29 @@ func (a *Writer) AppendEncoded(encode func(dst io.Writer) error) error {
 	if !a.codec.Concatenable() || a.dst == nil {
 		return fmt.Errorf("append to %s archive: %w", a.codec, ErrNotConcatenable)
 	}
-	if a.open {
-		if err := a.tw.Flush(); err != nil {
-			a.err = err
-			return fmt.Errorf("append to archive: %w", err)
-		}
-		a.open = false
-		if err := a.comp.Close(); err != nil {
-			a.err = err
-			return fmt.Errorf("append to archive: %w", err)
-		}
+	if err := a.endFrame(); err != nil {
+		return fmt.Errorf("append to archive: %w", err)
 	}
 	if err := encode(a.dst); err != nil {
 		a.err = err
 		return fmt.Errorf("append to archive: %w", err)
+	}
+	return nil
+}
+
+// endFrame ends the frame the Writer has open, after the current entry's padding.
+func (a *Writer) endFrame() error {
+	if !a.open {
+		return nil
+	}
+	if err := a.tw.Flush(); err != nil {
+		a.err = err
+		return err
+	}
+	a.open = false
+	if err := a.comp.Close(); err != nil {
+		a.err = err
+		return err
 	}
 	return nil
 }

@@ -31,8 +31,9 @@ import (
 type Writer struct {
 	codec  Codec
 	comp   compressor
-	dst    io.Writer // where comp writes; AppendFrames writes here too
-	open   bool      // comp has begun a frame that Close or AppendFrames must end
+	dst    *countingWriter // where comp writes; AppendFrames writes here too
+	place  *Placement      // written ahead of the front (Reserve); nil: none
+	open   bool            // comp has begun a frame that Close or AppendFrames must end
 	tw     *tar.Writer
 	raw    int64
 	names  map[string]struct{}
@@ -48,12 +49,13 @@ func NewWriter(w io.Writer, c Codec, workers int) (*Writer, error) {
 	if w == nil {
 		return nil, errors.New("new archive writer: nil destination")
 	}
-	comp, err := newCompressor(w, c, normWorkers(workers))
+	dst := &countingWriter{w: w, limit: -1}
+	comp, err := newCompressor(dst, c, normWorkers(workers))
 	if err != nil {
 		return nil, fmt.Errorf("new %s archive writer: %w", c, err)
 	}
 	a := newWriterWith(comp, c)
-	a.dst = w
+	a.dst = dst
 	return a, nil
 }
 
@@ -147,6 +149,10 @@ func (a *Writer) write(hdr *tar.Header, r io.Reader, short string) (int64, error
 func (a *Writer) Close() error {
 	if a.closed {
 		return nil
+	}
+	if err := a.EndFront(); err != nil {
+		a.closed = true
+		return fmt.Errorf("finish %s archive: %w", a.codec, err)
 	}
 	a.closed = true
 	errTar := a.tw.Close()

@@ -85,8 +85,9 @@ type streamOut struct {
 // TestStreamedCheckpoints: for every codec, to a local archive and to s3://, CRIU streams the
 // images of a process holding 40 MB of random data into the archive, and the restore feeds them
 // from the archive (or the S3 object) straight back to CRIU; the memory is intact. With a stream
-// memory limit of one chunk, the images spill to a file and the result is the same; with
-// streaming off, the images go through a directory.
+// memory limit of one chunk, the images spill to a file and the result is the same, and into a
+// local archive the pages go into their place as CRIU hands them over, after room left for the
+// other images (adapters.PlacedNote); with streaming off, the images go through a directory.
 func TestStreamedCheckpoints(t *testing.T) {
 	requireE2E(t)
 	srv := storagetest.Start(t)
@@ -100,13 +101,14 @@ func TestStreamedCheckpoints(t *testing.T) {
 		s3          bool
 		d           *daemon
 		streamed    bool
+		placed      bool
 	}
 	var cases []tc
 	for _, codec := range []string{"tar", "gzip", "lz4", "zlib", "zstd"} {
-		cases = append(cases, tc{codec, codec, false, d, true}, tc{codec + "-s3", codec, true, d, true})
+		cases = append(cases, tc{codec, codec, false, d, true, false}, tc{codec + "-s3", codec, true, d, true, false})
 	}
-	cases = append(cases, tc{"zstd-spill", "zstd", false, spill, true}, tc{"lz4-s3-spill", "lz4", true, spill, true},
-		tc{"zstd-off", "zstd", false, off, false})
+	cases = append(cases, tc{"zstd-spill", "zstd", false, spill, true, true}, tc{"lz4-spill", "lz4", false, spill, true, true},
+		tc{"lz4-s3-spill", "lz4", true, spill, true, false}, tc{"zstd-off", "zstd", false, off, false, false})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			w := startChecksummed(t, 40)
@@ -125,6 +127,7 @@ func TestStreamedCheckpoints(t *testing.T) {
 			} else {
 				assert.NotContains(t, out.Stats.Notes, adapters.StreamedNote)
 			}
+			assert.Equal(t, c.placed, contains(out.Stats.Notes, adapters.PlacedNote), "dump notes: %v", out.Stats.Notes)
 			if !c.s3 {
 				assert.Len(t, entries(dir), 1, "one archive, nothing else")
 			}

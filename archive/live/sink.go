@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cedana/cedana/archive"
 	"github.com/cedana/cedana/storage"
 )
 
@@ -26,35 +27,62 @@ type Sink interface {
 }
 
 var (
-	_ Sink = (*fileSink)(nil)
-	_ Sink = (*uploadSink)(nil)
+	_ Sink           = (*fileSink)(nil)
+	_ Sink           = (*uploadSink)(nil)
+	_ archive.Placer = (*fileSink)(nil)
 )
 
 // PartialArchive is where the archive of a local checkpoint at path is written until it is
 // complete, and renamed to path.
 func PartialArchive(path string) string { return path + ".partial" }
 
-// fileSink writes PartialArchive(path) and renames it to path on commit.
+// fileSink writes PartialArchive(path) and renames it to path on commit. It is an
+// archive.Placer: an archive may write its pages ahead of the images before them.
 type fileSink struct {
 	*bufio.Writer
 	f          *os.File
 	path, temp string
+	jumped     bool // Jump moved the file's offset: the archive ends where it is at Commit
 }
 
 // NewFileSink writes the archive of a local checkpoint at path: PartialArchive(path) until it
 // is committed.
 func NewFileSink(path string) (Sink, error) {
 	temp := PartialArchive(path)
-	f, err := os.OpenFile(temp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
 	}
 	return &fileSink{Writer: bufio.NewWriterSize(f, 1<<20), f: f, path: path, temp: temp}, nil
 }
 
+// Jump implements archive.Placer.
+func (s *fileSink) Jump(off int64) error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if _, err := s.f.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	s.jumped = true
+	return nil
+}
+
+// Region implements archive.Placer: the partial file opened once more.
+func (s *fileSink) Region() (archive.Region, error) {
+	return os.OpenFile(s.temp, os.O_RDWR, 0)
+}
+
 // Commit implements Sink: it syncs the file and renames it into place.
 func (s *fileSink) Commit() (int64, error) {
 	err := s.Flush()
+	if err == nil && s.jumped {
+		// Cut off what a placement wrote beyond the archive's end and did not keep.
+		var end int64
+		if end, err = s.f.Seek(0, io.SeekCurrent); err == nil {
+			err = s.f.Truncate(end)
+		}
+	}
 	if err == nil {
 		err = s.f.Sync()
 	}

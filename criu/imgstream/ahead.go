@@ -63,7 +63,7 @@ func (a *lookahead) begin(held []*item) {
 		if !isClosed(it.encoded) {
 			return // an encoder still has it, or the ones after it
 		}
-		if it.enc == nil {
+		if it.enc == nil && !it.placed {
 			a.at = it
 			a.jobs <- it
 			return

@@ -29,6 +29,7 @@ type Stats struct {
 	Spilled      int64 // bytes that waited in the spill file
 	Encoded      int64 // bytes of the pages encoded while CRIU dumped (see EncodingSink)
 	EncodedLater int64 // bytes of the pages encoded after CRIU was done, that found no memory before
+	Placed       int64 // bytes of the pages written into their place in the archive as they came (PlacingSink)
 }
 
 // Capture receives the images of one `criu dump --stream`.
@@ -64,6 +65,10 @@ type item struct {
 	encoded chan struct{}
 	enc     []chunk
 	later   bool // encoded after CRIU was done
+	// A pages chunk written into its place in the archive (PlacingSink): span bytes at offset at
+	// of the Placement.
+	placed   bool
+	at, span int64
 }
 
 // StartCapture listens on CaptureSocket in dir for CRIU's connection. Images wait in memory up
@@ -295,7 +300,7 @@ func (c *Capture) consume() {
 		aborted := c.err != nil
 		c.mu.Unlock()
 		if !aborted {
-			if err := c.putAll(c.sink); err != nil {
+			if err := c.putAll(c.sink, true); err != nil {
 				c.fail(err)
 			}
 		}
@@ -330,14 +335,18 @@ func (c *Capture) Skip(err error) {
 // that nothing CRIU dumped is lost. Call it after Wait and before Release.
 func (c *Capture) Rescue(sink Sink) error {
 	<-c.done
-	return c.putAll(sink)
+	return c.putAll(sink, false)
 }
 
-// Release frees what a held capture keeps: its memory and its spill file.
+// Release frees what a held capture keeps: its memory, its spill file and its way to read back
+// the pages it placed in the archive.
 func (c *Capture) Release() {
 	<-c.done
 	if c.enc != nil {
 		c.enc.wg.Wait()
+		if c.enc.placer != nil {
+			_ = c.enc.placer.p.Close()
+		}
 	}
 	for _, it := range c.held {
 		c.spool.release(it.c)
@@ -370,7 +379,7 @@ func (c *Capture) Image(name string) (io.Reader, error) {
 		if it.encoded != nil {
 			<-it.encoded
 		}
-		if it.enc != nil {
+		if it.enc != nil || it.placed {
 			return nil, fmt.Errorf("image %s was compressed for the archive: read it from there", name)
 		}
 		parts = append(parts, c.spool.reader(it.c))

@@ -113,6 +113,7 @@ type encoding struct {
 	c       *Capture
 	sink    EncodingSink
 	first   ChunkEncoder
+	placer  *placer // the first worker's way to place the pages chunks; nil: none
 	workers int
 	jobs    chan *item
 	wg      sync.WaitGroup
@@ -156,7 +157,7 @@ func startEncoding(c *Capture, sink Sink, workers int) *encoding {
 	if err != nil {
 		return nil
 	}
-	e := &encoding{c: c, sink: es, first: first, workers: max(workers, 1), jobs: make(chan *item, 1<<16), trial: make(chan struct{})}
+	e := &encoding{c: c, sink: es, first: first, placer: newPlacer(sink), workers: max(workers, 1), jobs: make(chan *item, 1<<16), trial: make(chan struct{})}
 	tid := make(chan int, 1)
 	e.wg.Add(1)
 	go func() {
@@ -166,7 +167,7 @@ func startEncoding(c *Capture, sink Sink, workers int) *encoding {
 		id := unix.Gettid()
 		_ = unix.Setpriority(unix.PRIO_PROCESS, id, lowPriority) // at worst it runs at the daemon's
 		tid <- id
-		e.work(first)
+		e.work(first, e.placer)
 	}()
 	// The kernel's getpriority answers 20 - nice.
 	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
@@ -188,19 +189,25 @@ func startEncoding(c *Capture, sink Sink, workers int) *encoding {
 			e.wg.Add(1)
 			go func() {
 				defer e.wg.Done()
-				e.work(enc)
+				e.work(enc, nil)
 			}()
 		}
 	}()
 	return e
 }
 
-// work encodes chunks until there are no more.
-func (e *encoding) work(enc ChunkEncoder) {
+// work encodes chunks until there are no more: into their place in the archive with pl while
+// they come in order (pl: nil, never), else into memory.
+func (e *encoding) work(enc ChunkEncoder, pl *placer) {
 	w := &encWriter{s: e.c.spool}
 	for it := range e.jobs {
-		e.encode(enc, w, it)
+		if pl == nil || !e.place(enc, it) {
+			e.encode(enc, w, it)
+		}
 		close(it.encoded)
+	}
+	if pl != nil {
+		pl.end()
 	}
 }
 
@@ -214,10 +221,7 @@ func (e *encoding) work(enc ChunkEncoder) {
 // chunk stays as it is (the archive writer compresses it at the end).
 func (e *encoding) encode(enc ChunkEncoder, w *encWriter, it *item) {
 	for {
-		e.c.mu.Lock()
-		failed := e.c.err != nil
-		e.c.mu.Unlock()
-		if failed {
+		if e.c.failed() {
 			return
 		}
 		late, trial := isClosed(e.c.drained), false
@@ -371,9 +375,14 @@ func (s *spool) encodedReader(out []chunk) io.Reader {
 	return io.MultiReader(rs...)
 }
 
-// putAll hands the held chunks to sink.
-func (c *Capture) putAll(sink Sink) error {
-	var n, encoded, later int64
+// putAll hands the held chunks to sink: the capture's own (own), or Rescue's.
+func (c *Capture) putAll(sink Sink, own bool) error {
+	var n, encoded, later, placed int64
+	var pl *placer // the chunks placed ahead of the others
+	if c.enc != nil {
+		pl = c.enc.placer
+	}
+	frontEnded := pl == nil || !own
 	es, _ := sink.(EncodingSink)
 	var direct func(it *item) error // this goroutine's encoder, for the pages chunks no worker encoded
 	if ds, ok := sink.(DirectEncodingSink); ok && c.enc != nil {
@@ -386,8 +395,27 @@ func (c *Capture) putAll(sink Sink) error {
 	ahead := c.startLookahead(es)
 	defer ahead.stop()
 	for i, it := range c.held {
+		if !frontEnded && isPages(it.name) {
+			frontEnded = true
+			if err := pl.endFront(); err != nil {
+				return err
+			}
+		}
 		if it.encoded != nil {
 			<-it.encoded
+		}
+		if it.placed {
+			if !own {
+				err := decodeEntry(pl.section(it), it.size, func(r io.Reader) error {
+					return sink.Put(it.name, it.n, it.last, it.size, r)
+				})
+				if err != nil {
+					return err
+				}
+			}
+			n += it.size
+			placed += it.size
+			continue
 		}
 		if out, ok := ahead.take(it); ok {
 			if err := es.PutEncoded(it.name, it.n, it.last, it.size, c.spool.encodedReader(out)); err != nil {
@@ -412,8 +440,13 @@ func (c *Capture) putAll(sink Sink) error {
 			encoded += it.size
 		}
 	}
+	if !frontEnded {
+		if err := pl.endFront(); err != nil {
+			return err
+		}
+	}
 	c.mu.Lock()
-	c.stats.Bytes, c.stats.Encoded, c.stats.EncodedLater = n, encoded, later
+	c.stats.Bytes, c.stats.Encoded, c.stats.EncodedLater, c.stats.Placed = n, encoded, later, placed
 	c.mu.Unlock()
 	return nil
 }
