@@ -132,10 +132,11 @@ func (d *DumpStream) Unfit(pid int) string {
 }
 
 // frontRoom is the room a local archive leaves at its front for the images CRIU hands over
-// besides the pages, with the files the chain adds: a few hundred KiB for a process, more for a
-// container's tree. A hole in the file where they leave some over; where they do not fit, the
-// pages move back (archive.Writer.FitFront).
-const frontRoom = 8 << 20
+// besides the pages, with the files the chain adds: ~5 KiB compressed for a process (memhog, 1
+// GiB), its worst case (archive.Writer.FitFront's bound, uncompressed) some 100 KiB; more for a
+// container's tree. A hole in the file where they leave some over; where they may not fit, the
+// pages placed so far move back, a copy of them.
+const frontRoom = 2 << 20
 
 // fsRoom is a directory's file system, as streamRoom weighs it.
 type fsRoom struct {
