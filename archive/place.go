@@ -9,11 +9,12 @@ package archive
 // ours and the codecs' own tools, pass over skippable frames.
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/sys/unix"
 )
 
 // Placer is a destination whose bytes may be written out of order: a local file.
@@ -40,8 +41,12 @@ const (
 	padHeader = 4 + 4
 	// maxPad is the most room a skippable frame's payload fills.
 	maxPad = 1<<32 - 1
-	// placeBuffer is how much of what is placed waits in memory before it is written.
+	// placeBuffer is how much of the small writes placed wait in memory before they are written.
 	placeBuffer = 1 << 20
+	// placeDirect is the size from which a write is placed as it is, not copied into that buffer:
+	// the blocks of an encoder's frames (64 or 128 KiB), written with what waits before them in
+	// one pwritev.
+	placeDirect = 32 << 10
 )
 
 // ErrFrontFull is the answer of a Writer whose front outgrows the room reserved for it, where it
@@ -58,10 +63,10 @@ func (c Codec) placeable() bool { return c == Zstd || c == LZ4 }
 // the Writer's FitFront and EndFront.
 type Placement struct {
 	r     Region
+	fd    int   // r's descriptor, for pwritev; -1: none (WriteAt)
 	front int64 // where the placed bytes begin: the room reserved for the front
-	ow    *io.OffsetWriter
-	w     *bufio.Writer
-	n     int64 // bytes placed, buffered ones included
+	pend  []byte
+	n     int64 // bytes placed, the pending ones included
 	most  int64 // the most bytes ever placed: what lies beyond n is left over from a Rewind
 }
 
@@ -89,8 +94,10 @@ func (a *Writer) Reserve(front int64) (*Placement, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reserve room in an archive: %w", err)
 	}
-	pl := &Placement{r: r, front: front, ow: io.NewOffsetWriter(r, front)}
-	pl.w = bufio.NewWriterSize(pl.ow, placeBuffer)
+	pl := &Placement{r: r, fd: -1, front: front, pend: make([]byte, 0, placeBuffer)}
+	if f, ok := r.(interface{ Fd() uintptr }); ok {
+		pl.fd = int(f.Fd())
+	}
 	a.place = pl
 	a.dst.limit = front - padHeader
 	return pl, nil
@@ -99,26 +106,66 @@ func (a *Writer) Reserve(front int64) (*Placement, error) {
 // Placement returns the archive's Placement (Reserve), nil if it has none.
 func (a *Writer) Placement() *Placement { return a.place }
 
-// Write places p after what was placed before.
+// Write places b after what was placed before.
 func (p *Placement) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.n += int64(n)
+	if len(b) < placeDirect {
+		if len(p.pend)+len(b) > cap(p.pend) {
+			if err := p.Flush(); err != nil {
+				return 0, err
+			}
+		}
+		p.pend = append(p.pend, b...)
+	} else {
+		if err := p.writeAt(p.front+p.n-int64(len(p.pend)), p.pend, b); err != nil {
+			return 0, fmt.Errorf("write into the archive: %w", err)
+		}
+		p.pend = p.pend[:0]
+	}
+	p.n += int64(len(b))
 	p.most = max(p.most, p.n)
-	return n, err
+	return len(b), nil
+}
+
+// writeAt writes a, then b, at offset at.
+func (p *Placement) writeAt(at int64, a, b []byte) error {
+	if p.fd < 0 {
+		if _, err := p.r.WriteAt(a, at); err != nil {
+			return err
+		}
+		_, err := p.r.WriteAt(b, at+int64(len(a)))
+		return err
+	}
+	for len(a)+len(b) > 0 {
+		k, err := unix.Pwritev(p.fd, [][]byte{a, b}, at)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if k == 0 {
+			return io.ErrShortWrite
+		}
+		at += int64(k)
+		skip := min(k, len(a))
+		a, b = a[skip:], b[k-skip:]
+	}
+	return nil
 }
 
 // Offset is the number of bytes placed so far.
 func (p *Placement) Offset() int64 { return p.n }
 
-// Rewind drops what was placed after the first to bytes, which were flushed: the frames of an
-// entry whose encoding failed. What the next writes do not cover is cut off when the archive ends.
+// Rewind drops what was placed after the first to bytes: the frames of an entry whose encoding
+// failed. What the next writes do not cover is cut off when the archive ends.
 func (p *Placement) Rewind(to int64) error {
 	if to < 0 || to > p.n {
 		return fmt.Errorf("rewind a placement of %d bytes to %d", p.n, to)
 	}
-	p.w.Reset(p.ow)
-	if _, err := p.ow.Seek(to, io.SeekStart); err != nil {
-		return err
+	if base := p.n - int64(len(p.pend)); to >= base {
+		p.pend = p.pend[:to-base]
+	} else {
+		p.pend = p.pend[:0]
 	}
 	p.n = to
 	return nil
@@ -126,9 +173,13 @@ func (p *Placement) Rewind(to int64) error {
 
 // Flush writes what waits in memory.
 func (p *Placement) Flush() error {
-	if err := p.w.Flush(); err != nil {
+	if len(p.pend) == 0 {
+		return nil
+	}
+	if err := p.writeAt(p.front+p.n-int64(len(p.pend)), p.pend, nil); err != nil {
 		return fmt.Errorf("write into the archive: %w", err)
 	}
+	p.pend = p.pend[:0]
 	return nil
 }
 
@@ -164,11 +215,6 @@ func (a *Writer) FitFront(sizes []int64) error {
 		return fmt.Errorf("move the placed entries to make room for the front: %w", err)
 	}
 	p.front = to
-	p.ow = io.NewOffsetWriter(p.r, to)
-	if _, err := p.ow.Seek(p.n, io.SeekStart); err != nil {
-		return err
-	}
-	p.w.Reset(p.ow)
 	a.dst.limit = to - padHeader
 	return nil
 }

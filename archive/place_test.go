@@ -140,6 +140,33 @@ func requireToolEntries(t *testing.T, tool string, in []byte, names []string, wa
 	}
 }
 
+// TestPlacementRewind: rewinding drops what waits in memory and what was written past the mark
+// alike; small writes wait, large ones go out at once after them, and what is placed reads back.
+func TestPlacementRewind(t *testing.T) {
+	_, p, _ := newPlacedArchive(t, Zstd, 4096)
+	large := randomBytes(placeDirect, 1)
+	for _, b := range [][]byte{[]byte("abc"), large, []byte("def")} {
+		n, err := p.Write(b)
+		require.NoError(t, err)
+		require.Equal(t, len(b), n)
+	}
+	require.NoError(t, p.Rewind(int64(3+len(large)+1))) // within what waits
+	_, err := p.Write([]byte("X"))
+	require.NoError(t, err)
+	require.NoError(t, p.Flush())
+	got, err := io.ReadAll(p.Section(0, p.Offset()))
+	require.NoError(t, err)
+	assert.Equal(t, append(append([]byte("abc"), large...), "dX"...), got)
+
+	require.NoError(t, p.Rewind(2)) // before what was written
+	_, err = p.Write([]byte("Y"))
+	require.NoError(t, err)
+	require.NoError(t, p.Flush())
+	got, err = io.ReadAll(p.Section(0, p.Offset()))
+	require.NoError(t, err)
+	assert.Equal(t, []byte("abY"), got)
+}
+
 // TestPlacementFitFront: a front that would not fit in the room reserved moves what was placed
 // further back, and the archive reads in order.
 func TestPlacementFitFront(t *testing.T) {
