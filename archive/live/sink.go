@@ -41,8 +41,32 @@ func PartialArchive(path string) string { return path + ".partial" }
 type fileSink struct {
 	*bufio.Writer
 	f          *os.File
+	wb         *writebackFile
 	path, temp string
 	jumped     bool // Jump moved the file's offset: the archive ends where it is at Commit
+}
+
+// writebackFile is the file under a fileSink's buffer. Every writebackEvery bytes, it starts
+// writing them to the disk (sync_file_range), so that the fsync of Commit has less left to wait
+// for: without, a 1 GiB archive on this VM's disk waited ~0.6 s for it.
+type writebackFile struct {
+	f        *os.File
+	fd       int
+	from, at int64 // the offset whose write-back is to start next, and the file's offset
+}
+
+// writebackEvery is how many bytes a writebackFile writes before it starts writing them back.
+const writebackEvery = 8 << 20
+
+func (w *writebackFile) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.at += int64(n)
+	if w.at-w.from >= writebackEvery {
+		// Best effort: a file system without it writes back at the fsync.
+		_ = unix.SyncFileRange(w.fd, w.from, w.at-w.from, unix.SYNC_FILE_RANGE_WRITE)
+		w.from = w.at
+	}
+	return n, err
 }
 
 // NewFileSink writes the archive of a local checkpoint at path: PartialArchive(path) until it
@@ -53,7 +77,8 @@ func NewFileSink(path string) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
 	}
-	return &fileSink{Writer: bufio.NewWriterSize(f, 1<<20), f: f, path: path, temp: temp}, nil
+	wb := &writebackFile{f: f, fd: int(f.Fd())}
+	return &fileSink{Writer: bufio.NewWriterSize(wb, 1<<20), f: f, wb: wb, path: path, temp: temp}, nil
 }
 
 // Jump implements archive.Placer.
@@ -64,6 +89,7 @@ func (s *fileSink) Jump(off int64) error {
 	if _, err := s.f.Seek(off, io.SeekStart); err != nil {
 		return err
 	}
+	s.wb.from, s.wb.at = off, off
 	s.jumped = true
 	return nil
 }
