@@ -62,10 +62,10 @@ func (c Codec) placeable() bool { return c == Zstd || c == LZ4 }
 // room reserved for the front. It is not safe for concurrent use, nor for use concurrently with
 // the Writer's FitFront and EndFront.
 type Placement struct {
-	r     Region
-	fd    int   // r's descriptor, for pwritev; -1: none (WriteAt)
-	front int64 // where the placed bytes begin: the room reserved for the front
-	pend  []byte
+	r      Region
+	fd     int   // r's descriptor, for pwritev; -1: none (WriteAt)
+	front  int64 // where the placed bytes begin: the room reserved for the front
+	pend   []byte
 	n      int64 // bytes placed, the pending ones included
 	most   int64 // the most bytes ever placed: what lies beyond n is left over from a Rewind
 	synced int64 // bytes whose write-back to the disk was started (writeback)
