@@ -3,7 +3,6 @@ package archive
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -56,18 +55,7 @@ func TestAppendFrames(t *testing.T) {
 					require.NoError(t, err)
 					require.True(t, bytes.Equal(want, got), name)
 				}
-				ts, err := OpenTar(bytes.NewReader(out.Bytes()), workers)
-				require.NoError(t, err)
-				defer ts.Close()
-				var names []string
-				for {
-					hdr, err := ts.Next()
-					if errors.Is(err, io.EOF) {
-						break
-					}
-					require.NoError(t, err)
-					names = append(names, hdr.Name)
-				}
+				names, _ := readEntries(t, out.Bytes(), workers)
 				require.Equal(t, []string{"checkpoint.json", "pages-1.img.part-0000", "pages-1.img.part-0001", "pages-2.img", "stats-dump"}, names)
 			})
 		}

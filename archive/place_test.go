@@ -34,10 +34,10 @@ func placeEntry(t *testing.T, enc *EntryEncoder, p *Placement, name string, data
 	require.NoError(t, p.Flush())
 }
 
-// readEntries reads an archive's entries, in order, with our reader.
-func readEntries(t *testing.T, data []byte) ([]string, map[string][]byte) {
+// readEntries reads an archive's entries, in order, with our reader on workers cores.
+func readEntries(t *testing.T, data []byte, workers int) ([]string, map[string][]byte) {
 	t.Helper()
-	ts, err := OpenTar(bytes.NewReader(data), 2)
+	ts, err := OpenTar(bytes.NewReader(data), workers)
 	require.NoError(t, err)
 	defer ts.Close()
 	var names []string
@@ -54,6 +54,18 @@ func readEntries(t *testing.T, data []byte) ([]string, map[string][]byte) {
 		files[hdr.Name] = b
 	}
 	return names, files
+}
+
+// closeArchive closes w, written into f, and returns the archive: f up to where the stream ended,
+// what live's file sink keeps.
+func closeArchive(t *testing.T, w *Writer, f *os.File) []byte {
+	t.Helper()
+	require.NoError(t, w.Close())
+	end, err := f.Seek(0, io.SeekCurrent)
+	require.NoError(t, err)
+	data, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	return data[:end]
 }
 
 // newPlacedArchive starts an archive of codec c in a file with front bytes reserved.
@@ -103,14 +115,8 @@ func TestPlacement(t *testing.T) {
 			require.NoError(t, w.EndFront())
 			_, err = w.AddReader("tail.img", int64(len(want["tail.img"])), bytes.NewReader(want["tail.img"]))
 			require.NoError(t, err)
-			require.NoError(t, w.Close())
-			end, err := f.Seek(0, io.SeekCurrent)
-			require.NoError(t, err)
-			data, err := os.ReadFile(f.Name())
-			require.NoError(t, err)
-			data = data[:end] // what live's file sink keeps
-
-			names, got := readEntries(t, data)
+			data := closeArchive(t, w, f)
+			names, got := readEntries(t, data, 2)
 			assert.Equal(t, []string{"checkpoint.json", "core-1.img", "pages-1.img.part0", "pages-1.img.part1", "tail.img"}, names)
 			for name, b := range want {
 				assert.True(t, bytes.Equal(b, got[name]), "%s differs", name)
@@ -179,12 +185,7 @@ func TestPlacementFitFront(t *testing.T) {
 	require.NoError(t, w.FitFront([]int64{int64(len(front))}))
 	_, err = w.AddReader("core-1.img", int64(len(front)), bytes.NewReader(front))
 	require.NoError(t, err)
-	require.NoError(t, w.Close())
-	end, err := f.Seek(0, io.SeekCurrent)
-	require.NoError(t, err)
-	data, err := os.ReadFile(f.Name())
-	require.NoError(t, err)
-	names, got := readEntries(t, data[:end])
+	names, got := readEntries(t, closeArchive(t, w, f), 2)
 	assert.Equal(t, []string{"core-1.img", "pages-1.img"}, names)
 	assert.True(t, bytes.Equal(front, got["core-1.img"]))
 	assert.True(t, bytes.Equal(pages, got["pages-1.img"]))
@@ -207,7 +208,7 @@ func TestPlacementFrontFull(t *testing.T) {
 	require.ErrorIs(t, err, ErrFrontFull)
 	placedBytes, err := io.ReadAll(p.Section(0, placed))
 	require.NoError(t, err)
-	names, got := readEntries(t, placedBytes)
+	names, got := readEntries(t, placedBytes, 2)
 	assert.Equal(t, []string{"pages-1.img"}, names)
 	assert.True(t, bytes.Equal(pages, got["pages-1.img"]))
 }
