@@ -70,3 +70,35 @@ func TestAbortLeavesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, entries)
 }
+
+// TestFileSinkRegion: a file sink's region is the partial file it created, even when its name was
+// taken by another file since (whoever may write the checkpoint's directory), and it stays readable
+// after the sink's abort removed the file.
+func TestFileSinkRegion(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ck.tar.zst")
+	s, err := live.NewFileSink(path)
+	require.NoError(t, err)
+	partial := live.PartialArchive(path)
+	moved := filepath.Join(dir, "moved")
+	require.NoError(t, os.Rename(partial, moved))
+	require.NoError(t, os.WriteFile(partial, []byte("someone else's"), 0o600))
+
+	r, err := s.(archive.Placer).Region()
+	require.NoError(t, err)
+	defer r.Close()
+	_, err = r.WriteAt([]byte("placed"), 4)
+	require.NoError(t, err)
+	got, err := os.ReadFile(moved)
+	require.NoError(t, err)
+	assert.Equal(t, "\x00\x00\x00\x00placed", string(got), "the sink's own file")
+	other, err := os.ReadFile(partial)
+	require.NoError(t, err)
+	assert.Equal(t, "someone else's", string(other), "the file now at its name is untouched")
+
+	require.NoError(t, s.Abort())
+	back := make([]byte, 6)
+	_, err = r.ReadAt(back, 4)
+	require.NoError(t, err)
+	assert.Equal(t, "placed", string(back))
+}

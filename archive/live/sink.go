@@ -94,9 +94,15 @@ func (s *fileSink) Jump(off int64) error {
 	return nil
 }
 
-// Region implements archive.Placer: the partial file opened once more.
+// Region implements archive.Placer: a duplicate of the partial file's descriptor. Not the file
+// opened again by its name, which whoever may write the checkpoint's directory could have
+// replaced (with a link to a file only root may write) since it was created.
 func (s *fileSink) Region() (archive.Region, error) {
-	return os.OpenFile(s.temp, os.O_RDWR, 0)
+	fd, err := unix.FcntlInt(s.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicate the archive's descriptor: %w", err)
+	}
+	return os.NewFile(uintptr(fd), s.temp), nil
 }
 
 // Commit implements Sink: it syncs the file and renames it into place.
