@@ -188,7 +188,8 @@ func streamArchive(ctx context.Context, env *Env, st State, req *daemonv1.DumpRe
 	}
 	cs := ds.captured
 	st.Log.Info("streamed images archived", "images", cs.Images, "bytes", cs.Bytes, "peak_memory", cs.PeakMemory,
-		"spilled", cs.Spilled, "compressed_ahead", cs.Encoded, "compressed_after", cs.EncodedLater, "placed", cs.Placed)
+		"spilled", cs.Spilled, "compressed_ahead", cs.Encoded, "compressed_after", cs.EncodedLater, "placed", cs.Placed,
+		"placed_moved", ds.placedMoved())
 	if resp.Stats != nil {
 		resp.Stats.StoredBytes = stored
 	}

@@ -272,6 +272,15 @@ func (d *DumpStream) fitFront(dir string) error {
 	return d.archive.FitFront(append(sizes, d.capture.FrontSizes()...))
 }
 
+// placedMoved is the number of placed bytes the archive moved back because the images before them
+// outgrew the room left for them (frontRoom).
+func (d *DumpStream) placedMoved() int64 {
+	if p := d.archive.Placement(); p != nil {
+		return p.Moved()
+	}
+	return 0
+}
+
 // addFiles adds dir's regular files to the archive, checkpoint.json first.
 func (d *DumpStream) addFiles(dir string) error {
 	entries, err := os.ReadDir(dir)

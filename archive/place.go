@@ -69,6 +69,7 @@ type Placement struct {
 	n      int64 // bytes placed, the pending ones included
 	most   int64 // the most bytes ever placed: what lies beyond n is left over from a Rewind
 	synced int64 // bytes whose write-back to the disk was started (writeback)
+	moved  int64 // bytes FitFront moved back
 }
 
 // Reserve leaves front bytes of room at the beginning of the archive for the entries added
@@ -197,6 +198,10 @@ func (p *Placement) Section(off, n int64) io.Reader {
 	return io.NewSectionReader(p.r, p.front+off, n)
 }
 
+// Moved is the number of placed bytes FitFront moved back to make room for the front: a copy of
+// them, which a larger room would have spared.
+func (p *Placement) Moved() int64 { return p.moved }
+
 // Close closes the Placement's descriptor: what was placed can no longer be read back.
 func (p *Placement) Close() error { return p.r.Close() }
 
@@ -222,7 +227,7 @@ func (a *Writer) FitFront(sizes []int64) error {
 	if err := moveUp(p.r, p.front, p.front+p.most, to); err != nil {
 		return fmt.Errorf("move the placed entries to make room for the front: %w", err)
 	}
-	p.front, p.synced = to, 0
+	p.front, p.synced, p.moved = to, 0, p.moved+p.most
 	a.dst.limit = to - padHeader
 	return nil
 }

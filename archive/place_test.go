@@ -185,6 +185,7 @@ func TestPlacementFitFront(t *testing.T) {
 	require.NoError(t, w.FitFront([]int64{int64(len(front))}))
 	_, err = w.AddReader("core-1.img", int64(len(front)), bytes.NewReader(front))
 	require.NoError(t, err)
+	assert.Equal(t, p.Offset(), p.Moved(), "everything placed was moved")
 	names, got := readEntries(t, closeArchive(t, w, f), 2)
 	assert.Equal(t, []string{"core-1.img", "pages-1.img"}, names)
 	assert.True(t, bytes.Equal(front, got["core-1.img"]))
