@@ -212,10 +212,7 @@ func (d *DumpStream) finish(dir string, out live.Sink) (int64, error) {
 	c := d.capture
 	defer c.Release()
 	<-c.Drained()
-	err := d.fitFront(dir)
-	if err == nil {
-		err = d.addFiles(dir)
-	}
+	err := d.addFiles(dir)
 	if err != nil {
 		c.Skip(err) // nothing more goes into an archive that has failed
 	} else {
@@ -253,25 +250,6 @@ func (d *DumpStream) rescue(dir string, cause error) error {
 	return cause
 }
 
-// fitFront makes sure the room left at the archive's front, if any, takes what goes before the
-// pages: dir's files, the index and the images CRIU handed over besides the pages.
-func (d *DumpStream) fitFront(dir string) error {
-	if d.archive.Placement() == nil {
-		return nil
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("archive the checkpoint's files: %w", err)
-	}
-	sizes := []int64{int64(len(imgstream.EncodeIndex(d.capture.Index())))}
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
-			sizes = append(sizes, info.Size())
-		}
-	}
-	return d.archive.FitFront(append(sizes, d.capture.FrontSizes()...))
-}
-
 // placedMoved is the number of placed bytes the archive moved back because the images before them
 // outgrew the room left for them (frontRoom).
 func (d *DumpStream) placedMoved() int64 {
@@ -281,12 +259,15 @@ func (d *DumpStream) placedMoved() int64 {
 	return 0
 }
 
-// addFiles adds dir's regular files to the archive, checkpoint.json first.
+// addFiles adds dir's regular files to the archive, checkpoint.json first and the index right
+// after it. An archive with room at its front for the pages to go after (frontRoom) is first made
+// to take them and the images CRIU handed over besides the pages (archive.Writer.FitFront).
 func (d *DumpStream) addFiles(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("archive the checkpoint's files: %w", err)
 	}
+	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return !e.Type().IsRegular() }) // the streamer's socket
 	slices.SortStableFunc(entries, func(a, b os.DirEntry) int {
 		switch {
 		case a.Name() == checkpoint.MetadataFile:
@@ -296,17 +277,25 @@ func (d *DumpStream) addFiles(dir string) error {
 		}
 		return 0
 	})
-	for i, e := range entries {
-		if !e.Type().IsRegular() {
-			continue // the streamer's socket
+	index := imgstream.EncodeIndex(d.capture.Index())
+	if d.archive.Placement() != nil {
+		sizes := []int64{int64(len(index))}
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil {
+				sizes = append(sizes, info.Size())
+			}
 		}
+		if err := d.archive.FitFront(append(sizes, d.capture.FrontSizes()...)); err != nil {
+			return err
+		}
+	}
+	for i, e := range entries {
 		n, err := d.archive.AddFile(filepath.Join(dir, e.Name()), e.Name())
 		if err != nil {
 			return err
 		}
 		d.progress.Add(n)
 		if i == 0 && e.Name() == checkpoint.MetadataFile {
-			index := imgstream.EncodeIndex(d.capture.Index())
 			if _, err := d.archive.AddReader(imgstream.IndexName, int64(len(index)), bytes.NewReader(index)); err != nil {
 				return err
 			}

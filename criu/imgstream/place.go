@@ -12,27 +12,11 @@ import (
 	"github.com/cedana/cedana/archive"
 )
 
-// Placement is where a held capture writes pages chunks ahead of the images a restore reads
-// first (archive.Placement).
-type Placement interface {
-	io.Writer
-	// Offset is the number of bytes placed so far.
-	Offset() int64
-	// Flush writes what waits in memory; a chunk is placed once flushed.
-	Flush() error
-	// Rewind drops what was placed after the first to bytes.
-	Rewind(to int64) error
-	// Section reads back n bytes placed at offset off.
-	Section(off, n int64) io.Reader
-	// Close ends the reading back.
-	Close() error
-}
-
 // PlacingSink is an EncodingSink that takes pages chunks ahead of the other images.
 type PlacingSink interface {
 	EncodingSink
 	// Placement returns where the pages chunks go ahead, in restore order; nil: nowhere.
-	Placement() Placement
+	Placement() *archive.Placement
 	// Placed counts chunk n of name (size bytes before encoding) as written into the Placement.
 	Placed(name string, n int, last bool, size int64)
 	// EndFront ends the images before the pages: what comes next follows what was placed.
@@ -40,12 +24,7 @@ type PlacingSink interface {
 }
 
 // Placement implements PlacingSink.
-func (a ArchiveSink) Placement() Placement {
-	if p := a.W.Placement(); p != nil {
-		return p
-	}
-	return nil
-}
+func (a ArchiveSink) Placement() *archive.Placement { return a.W.Placement() }
 
 // Placed implements PlacingSink.
 func (ArchiveSink) Placed(string, int, bool, int64) {}
@@ -53,12 +32,10 @@ func (ArchiveSink) Placed(string, int, bool, int64) {}
 // EndFront implements PlacingSink.
 func (a ArchiveSink) EndFront() error { return a.W.EndFront() }
 
-var _ Placement = (*archive.Placement)(nil)
-
 // placer is the first encoder's way into a PlacingSink's Placement.
 type placer struct {
 	sink  PlacingSink
-	p     Placement
+	p     *archive.Placement
 	image string // the pages image whose chunks are being placed; "": none
 	next  int    // its next chunk
 	ended bool
