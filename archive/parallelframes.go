@@ -42,8 +42,9 @@ type frameFormat interface {
 	// size bytes; otherwise a frame to read as a stream. body reads the frame's bytes from br and
 	// ends with the frame.
 	next(br *bufio.Reader) (skip, size int, body frameBody, err error)
-	// whole decodes the frame in into dst, which has room for its content. Goroutine-safe.
-	whole(in, dst []byte) ([]byte, error)
+	// whole decodes the frame in into dst, which has room for its content, and writes the
+	// content to sum unless it is nil. Goroutine-safe.
+	whole(in, dst []byte, sum *xxhash.Digest) ([]byte, error)
 	// stream returns a decoder of the one frame body reads.
 	stream(body io.Reader) (io.Reader, error)
 	close()
@@ -244,12 +245,16 @@ func (f *frameReader) produce(br *bufio.Reader) {
 				d.err = err
 				return
 			}
-			d.data, d.err = f.format.whole(in, out)
+			var sum *xxhash.Digest
+			if checkWant {
+				sum = xxhash.New()
+			}
+			d.data, d.err = f.format.whole(in, out, sum)
 			if d.err == nil && len(d.data) != size {
 				d.err = fmt.Errorf("%d bytes, not the %d it says", len(d.data), size)
 			}
 			if d.err == nil && checkWant {
-				d.err = sumMismatch(xxhash.Sum64(d.data), want)
+				d.err = sumMismatch(sum.Sum64(), want)
 			}
 			if d.err != nil {
 				d.err = fmt.Errorf("%w: decode %s frame: %w", ErrCorrupt, f.format.name(), d.err)

@@ -11,6 +11,7 @@ import (
 	"testing/iotest"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/stretchr/testify/assert"
@@ -266,9 +267,9 @@ type decodeCounter struct {
 	decoded chan struct{}
 }
 
-func (d decodeCounter) whole(in, dst []byte) ([]byte, error) {
+func (d decodeCounter) whole(in, dst []byte, sum *xxhash.Digest) ([]byte, error) {
 	defer func() { d.decoded <- struct{}{} }()
-	return d.frameFormat.whole(in, dst)
+	return d.frameFormat.whole(in, dst, sum)
 }
 
 // resident is how many bytes of the reader's buffers are in memory.

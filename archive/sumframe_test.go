@@ -99,11 +99,20 @@ func TestLZ4SumMismatch(t *testing.T) {
 			require.ErrorIs(t, err, ErrCorrupt)
 			assert.ErrorIs(t, err, errSumMismatch)
 
+			bad = bytes.Clone(frame)
+			bad[len(bad)/2] ^= 0x40 // a byte of a block: stored, or compressed (then it may not decode)
+			_, err = read(bad)
+			require.ErrorIs(t, err, ErrCorrupt)
 			if name == "decoded as a stream" {
-				bad = bytes.Clone(frame)
-				bad[len(bad)/2] ^= 0x40 // a byte of a stored block
-				_, err = read(bad)
 				assert.ErrorIs(t, err, errSumMismatch)
+			}
+
+			if name == "decoded whole" {
+				bad = bytes.Clone(frame)
+				bad[4+2+8] ^= 1 // the header's checksum
+				_, err = read(bad)
+				require.ErrorIs(t, err, ErrCorrupt)
+				assert.ErrorIs(t, err, lz4.ErrInvalidHeaderChecksum)
 			}
 
 			unsummed := frame[:len(frame)-sumFrameSize]
@@ -175,4 +184,67 @@ func (l limitedWriter) Write(p []byte) (int, error) {
 		return l.n, nil
 	}
 	return len(p), nil
+}
+
+// TestLZ4PlainBlocks: only a frame of independent blocks without checksums or dictionary is
+// decoded block by block; EntryEncoder's compressible frames are.
+func TestLZ4PlainBlocks(t *testing.T) {
+	frame, _ := encodeLZ4Entry(t, compressibleBytes(1<<20, 11))
+	at, ok := lz4PlainBlocks(frame)
+	require.True(t, ok, "EntryEncoder's frame")
+	assert.Equal(t, 4+2+8+1, at, "magic, FLG BD, content size, header checksum")
+	for _, tc := range []struct {
+		name string
+		flg  byte
+		ok   bool
+	}{
+		{"no content size", lz4Version | lz4Independent, true},
+		{"content size", lz4Version | lz4Independent | lz4ContentSize, true},
+		{"dependent blocks", lz4Version | lz4ContentSize, false},
+		{"block checksums", lz4Version | lz4Independent | lz4BlockSum, false},
+		{"content checksum", lz4Version | lz4Independent | lz4ContentSum, false},
+		{"dictionary", lz4Version | lz4Independent | lz4DictID, false},
+		{"another version", lz4Independent, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := binary.LittleEndian.AppendUint32(nil, lz4FrameMagic)
+			head = append(head, tc.flg, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+			_, ok := lz4PlainBlocks(head)
+			assert.Equal(t, tc.ok, ok)
+		})
+	}
+	_, ok = lz4PlainBlocks([]byte{0x50, 0x2a, 0x4d, 0x18, 0x60, 0x40, 0})
+	assert.False(t, ok, "a skippable frame")
+	_, ok = lz4PlainBlocks(frame[:5])
+	assert.False(t, ok, "a cut header")
+}
+
+// TestLZ4DecodeBlocks: decoding block by block gives the content pierrec's reader gives, and
+// hashes it; a frame cut short, with bytes after its end, or longer than its room fails.
+func TestLZ4DecodeBlocks(t *testing.T) {
+	data := append(compressibleBytes(300<<10, 12), randomBytes(100<<10, 13)...) // compressed and stored blocks
+	var out bytes.Buffer
+	zw := lz4.NewWriter(&out)
+	require.NoError(t, zw.Apply(lz4.BlockSizeOption(lz4Block), lz4.ChecksumOption(false), lz4.SizeOption(uint64(len(data)))))
+	_, err := zw.Write(data)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	frame := out.Bytes()
+	at, ok := lz4PlainBlocks(frame)
+	require.True(t, ok)
+
+	sum := xxhash.New()
+	got, err := lz4DecodeBlocks(frame[at:], make([]byte, 0, len(data)), sum)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(data, got))
+	assert.Equal(t, xxhash.Sum64(data), sum.Sum64())
+
+	_, err = lz4DecodeBlocks(frame[at:len(frame)-4], make([]byte, 0, len(data)), xxhash.New())
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "no end mark")
+	_, err = lz4DecodeBlocks(frame[at:len(frame)-5000], make([]byte, 0, len(data)), xxhash.New())
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "a block cut short")
+	_, err = lz4DecodeBlocks(append(bytes.Clone(frame[at:]), 0), make([]byte, 0, len(data)), xxhash.New())
+	require.ErrorContains(t, err, "after the lz4 frame's end")
+	_, err = lz4DecodeBlocks(frame[at:], make([]byte, 0, len(data)-1), xxhash.New())
+	require.Error(t, err, "one byte less room than the content")
 }

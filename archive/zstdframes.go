@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -89,8 +90,12 @@ func zstdBlock(br *bufio.Reader, sum *bool) (int, bool, error) {
 	return 3 + size, last, nil
 }
 
-func (z *zstdFrames) whole(in, dst []byte) ([]byte, error) {
-	return z.all.DecodeAll(in, dst)
+func (z *zstdFrames) whole(in, dst []byte, sum *xxhash.Digest) ([]byte, error) {
+	out, err := z.all.DecodeAll(in, dst)
+	if err == nil && sum != nil {
+		_, _ = sum.Write(out)
+	}
+	return out, err
 }
 
 func (z *zstdFrames) stream(body io.Reader) (io.Reader, error) {
